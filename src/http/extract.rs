@@ -1,0 +1,165 @@
+//! Request extraction: the principal (bearer token), SCIM JSON bodies and query parameters,
+//! each failing with a SCIM error, never actix's plain-text bodies.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::{self, AuthError, Principal};
+use crate::scim::error::{ScimError, ScimType};
+use crate::scim::time::now_micros;
+
+/// The authenticated caller.
+pub struct Auth(pub Principal);
+
+impl FromRequest for Auth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Auth, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer(req);
+        Box::pin(async move {
+            let state = state
+                .ok_or_else(|| ApiError::internal(&std::io::Error::other("app state missing")))?;
+            let token = token.ok_or(AuthError::Missing)?;
+            let bootstrap = state.bootstrap_hash.clone();
+            let svc = state.service.clone();
+            let principal = web::block(move || {
+                let mut conn = svc.pool.get().map_err(|e| {
+                    AuthError::Storage(crate::storage::StorageError::Pool(e.to_string()))
+                })?;
+                auth::authenticate(&mut conn.db(), bootstrap.as_deref(), &token, now_micros())
+            })
+            .await
+            .map_err(|e| ApiError::internal(&e))??;
+            Ok(Auth(principal))
+        })
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let h = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = h.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
+    (!token.is_empty()).then(|| token.to_string())
+}
+
+/// A JSON request body, size-limited, as `application/scim+json` or `application/json`.
+pub struct ScimBody(pub Value);
+
+impl FromRequest for ScimBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<ScimBody, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.max_body_bytes)
+            .unwrap_or(1 << 20);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| {
+                s.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if let Some(ct) = &content_type {
+                if ct != "application/scim+json" && ct != "application/json" {
+                    return Err(ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        None,
+                        format!("Content-Type `{ct}` is not accepted; send application/scim+json or application/json"),
+                    ));
+                }
+            }
+            let too_large = || {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    None,
+                    format!("the request body is larger than the limit of {limit} bytes"),
+                )
+            };
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large());
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::from(ScimError::invalid_syntax(format!(
+                        "reading the body failed: {e}"
+                    )))
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            if body.is_empty() {
+                return Err(ScimError::invalid_syntax("the request needs a JSON body").into());
+            }
+            let value: Value = serde_json::from_slice(&body).map_err(|e| {
+                ScimError::invalid_syntax(format!("the body is not valid JSON: {e}"))
+            })?;
+            Ok(ScimBody(value))
+        })
+    }
+}
+
+/// Query parameters, with names matched case-insensitively (clients vary: `startIndex`,
+/// `startindex`).
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn from_request(req: &HttpRequest) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+            .map_err(|e| ScimError::invalid_syntax(format!("malformed query string: {e}")))?;
+        Ok(Params(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        ))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    /// An integer parameter; anything else is `invalidValue`.
+    pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
+                ScimError::new(
+                    ScimType::InvalidValue,
+                    format!("`{name}` must be an integer, not `{v}`"),
+                )
+                .into()
+            }),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The SCIM protocol, pure: schemas, filters and paths, validation, PATCH, projection,
+//! client dialects. Depends on neither actix nor diesel, so all of it is unit-tested alone.
+
+pub mod compat;
+pub mod error;
+pub mod filter;
+pub mod patch;
+pub mod projection;
+pub mod query;
+pub mod resource;
+pub mod schema;
+pub mod time;

@@ -1,0 +1,508 @@
+//! Validated filters: a parsed filter (`filter.rs`) resolved against the schema registry into
+//! typed conditions the storage layer can translate to SQL, plus an in-memory evaluator with
+//! exactly the same semantics (used by PATCH value paths and the differential tests).
+//! Pure: no actix, no diesel.
+
+use serde_json::Value;
+
+use super::error::{ScimError, ScimResult};
+use super::filter::{AttrPath, CompOp, CompValue, Filter};
+use super::schema::{AttrType, Attribute, Registry, Returned, Rtype};
+use super::time::parse_datetime;
+
+/// A column of the `resources` table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Column {
+    Id,
+    ExternalId,
+    UserName,
+    DisplayName,
+    Active,
+    Created,
+    Modified,
+    ResourceType,
+}
+
+/// A sub-attribute of a membership reference (`members.*` on Groups, `groups.*` on Users).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefField {
+    Value,
+    Display,
+    Type,
+}
+
+/// Where a compared value is stored.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Field {
+    Column(Column),
+    /// Rows of `attr_values` with this canonical path.
+    Value(String),
+    /// A member of a group (Group `members`) or a group of a user (User `groups`).
+    Ref(RefField),
+}
+
+/// How values compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Str { case_exact: bool },
+    Bool,
+    Num,
+    DateTime,
+    Complex,
+}
+
+/// Location of a value in the rendered JSON resource, with canonical names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loc {
+    pub ext: Option<String>,
+    pub attr: String,
+    pub sub: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub field: Field,
+    pub kind: Kind,
+    pub loc: Loc,
+}
+
+/// A comparison value, already normalised for the target (lower-cased when not caseExact,
+/// dateTimes as microseconds).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operand {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+}
+
+/// Which collection a value-path filter ranges over.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ElemSet {
+    /// Elements of a complex attribute stored in `attr_values` (marker rows at this path).
+    Values(String),
+    /// Group members (on Groups) or groups (on Users).
+    Refs,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cond {
+    Present(Target),
+    Cmp(Target, CompOp, Operand),
+    Not(Box<Cond>),
+    And(Box<Cond>, Box<Cond>),
+    Or(Box<Cond>, Box<Cond>),
+    /// `attr[inner]`: some element of the collection satisfies `inner`; the targets inside are
+    /// relative to the element (their `loc.attr` is the element attribute, `loc.sub` the field).
+    Elem {
+        set: ElemSet,
+        loc: Loc,
+        inner: Box<Cond>,
+    },
+}
+
+/// Resolves a parsed filter for resource type `rt`. Errors are `invalidFilter` with a detail
+/// naming the attribute.
+pub fn resolve(registry: &Registry, rt: Rtype, filter: &Filter) -> ScimResult<Cond> {
+    Ok(match filter {
+        Filter::Present(p) => Cond::Present(target(registry, rt, p, None)?),
+        Filter::Compare(p, op, v) => {
+            let t = target(registry, rt, p, None)?;
+            compare(t, *op, v)?
+        }
+        Filter::Not(f) => Cond::Not(Box::new(resolve(registry, rt, f)?)),
+        Filter::And(a, b) => Cond::And(
+            Box::new(resolve(registry, rt, a)?),
+            Box::new(resolve(registry, rt, b)?),
+        ),
+        Filter::Or(a, b) => Cond::Or(
+            Box::new(resolve(registry, rt, a)?),
+            Box::new(resolve(registry, rt, b)?),
+        ),
+        Filter::ValuePath(p, inner) => {
+            let r = registry
+                .resolve(rt, p.urn.as_deref(), &p.attr)
+                .ok_or_else(|| unknown(rt, p))?;
+            if r.attr.kind != AttrType::Complex || p.sub.is_some() {
+                return Err(ScimError::invalid_filter(format!(
+                    "`{p}[...]` needs a complex attribute; `{}` is not one",
+                    r.attr.name
+                )));
+            }
+            let set = if is_ref_attr(rt, r.attr) {
+                ElemSet::Refs
+            } else {
+                ElemSet::Values(r.storage_path(None))
+            };
+            let loc = Loc {
+                ext: r.extension.map(str::to_string),
+                attr: r.attr.name.clone(),
+                sub: None,
+            };
+            let inner = resolve_inner(registry, rt, r.attr, &loc, inner)?;
+            Cond::Elem {
+                set,
+                loc,
+                inner: Box::new(inner),
+            }
+        }
+    })
+}
+
+fn resolve_inner(
+    registry: &Registry,
+    rt: Rtype,
+    parent: &Attribute,
+    loc: &Loc,
+    f: &Filter,
+) -> ScimResult<Cond> {
+    let sub_target = |p: &AttrPath| -> ScimResult<Target> {
+        if p.urn.is_some() || p.sub.is_some() {
+            return Err(ScimError::invalid_filter(format!(
+                "inside `{}[...]` name a sub-attribute of `{}`, not `{p}`",
+                parent.name, parent.name
+            )));
+        }
+        let sub = parent.sub(&p.attr).ok_or_else(|| {
+            ScimError::invalid_filter(format!(
+                "`{}` has no sub-attribute `{}`",
+                parent.name, p.attr
+            ))
+        })?;
+        let ap = AttrPath {
+            urn: loc.ext.clone(),
+            attr: parent.name.clone(),
+            sub: Some(sub.name.clone()),
+        };
+        target(registry, rt, &ap, Some(()))
+    };
+    Ok(match f {
+        Filter::Present(p) => Cond::Present(sub_target(p)?),
+        Filter::Compare(p, op, v) => compare(sub_target(p)?, *op, v)?,
+        Filter::Not(x) => Cond::Not(Box::new(resolve_inner(registry, rt, parent, loc, x)?)),
+        Filter::And(a, b) => Cond::And(
+            Box::new(resolve_inner(registry, rt, parent, loc, a)?),
+            Box::new(resolve_inner(registry, rt, parent, loc, b)?),
+        ),
+        Filter::Or(a, b) => Cond::Or(
+            Box::new(resolve_inner(registry, rt, parent, loc, a)?),
+            Box::new(resolve_inner(registry, rt, parent, loc, b)?),
+        ),
+        Filter::ValuePath(p, _) => {
+            return Err(ScimError::invalid_filter(format!(
+                "value paths cannot nest: `{p}[...]`"
+            )))
+        }
+    })
+}
+
+fn unknown(rt: Rtype, p: &AttrPath) -> ScimError {
+    ScimError::invalid_filter(format!(
+        "unknown attribute `{p}` for resource type {}",
+        rt.name()
+    ))
+}
+
+fn is_ref_attr(rt: Rtype, a: &Attribute) -> bool {
+    (rt == Rtype::Group && a.name == "members") || (rt == Rtype::User && a.name == "groups")
+}
+
+/// Resolves an attribute path to a storage target. `in_element` marks a path inside a value
+/// path filter, whose storage is addressed relative to the element.
+fn target(
+    registry: &Registry,
+    rt: Rtype,
+    p: &AttrPath,
+    in_element: Option<()>,
+) -> ScimResult<Target> {
+    let r = registry
+        .resolve(rt, p.urn.as_deref(), &p.attr)
+        .ok_or_else(|| unknown(rt, p))?;
+    let attr = r.attr;
+    let mut sub: Option<&Attribute> = None;
+    if let Some(s) = &p.sub {
+        if attr.kind != AttrType::Complex {
+            return Err(ScimError::invalid_filter(format!(
+                "`{}` has no sub-attributes, so `{p}` does not exist",
+                attr.name
+            )));
+        }
+        sub = Some(attr.sub(s).ok_or_else(|| {
+            ScimError::invalid_filter(format!("`{}` has no sub-attribute `{s}`", attr.name))
+        })?);
+    } else if attr.kind == AttrType::Complex && attr.multi_valued {
+        // RFC 7644 §3.4.2.2: a complex multi-valued attribute without a sub-attribute
+        // compares its `value` sub-attribute (e.g. `emails co "@example.com"`).
+        sub = attr.sub("value");
+    }
+    if attr.returned == Returned::Never || sub.is_some_and(|s| s.returned == Returned::Never) {
+        return Err(ScimError::invalid_filter(format!(
+            "`{p}` is never returned and cannot be filtered"
+        )));
+    }
+    let loc = Loc {
+        ext: r.extension.map(str::to_string),
+        attr: attr.name.clone(),
+        sub: sub.map(|s| s.name.clone()),
+    };
+    let leaf = sub.unwrap_or(attr);
+    let kind = match leaf.kind {
+        AttrType::String | AttrType::Reference | AttrType::Binary => Kind::Str {
+            case_exact: leaf.case_exact,
+        },
+        AttrType::Boolean => Kind::Bool,
+        AttrType::Integer | AttrType::Decimal => Kind::Num,
+        AttrType::DateTime => Kind::DateTime,
+        AttrType::Complex => Kind::Complex,
+    };
+    let lname = |a: &Attribute| a.name.to_ascii_lowercase();
+    let field = if r.extension.is_none() && is_ref_attr(rt, r.attr) {
+        match sub.map(lname).as_deref() {
+            Some("value") => Field::Ref(RefField::Value),
+            Some("display") => Field::Ref(RefField::Display),
+            Some("type") => Field::Ref(RefField::Type),
+            _ => {
+                return Err(ScimError::invalid_filter(format!(
+                    "`{p}` cannot be filtered; use `{}.value`, `.display` or `.type`",
+                    attr.name
+                )))
+            }
+        }
+    } else if r.extension.is_none() && in_element.is_none() {
+        let col = match (lname(attr).as_str(), sub.map(lname).as_deref()) {
+            ("id", None) => Some(Column::Id),
+            ("externalid", None) => Some(Column::ExternalId),
+            ("username", None) if rt == Rtype::User => Some(Column::UserName),
+            ("displayname", None) => Some(Column::DisplayName),
+            ("active", None) if rt == Rtype::User => Some(Column::Active),
+            ("meta", Some("created")) => Some(Column::Created),
+            ("meta", Some("lastmodified")) => Some(Column::Modified),
+            ("meta", Some("resourcetype")) => Some(Column::ResourceType),
+            ("meta", _) => {
+                return Err(ScimError::invalid_filter(format!(
+                    "`{p}` cannot be filtered; meta.created, meta.lastModified and meta.resourceType can"
+                )))
+            }
+            _ => None,
+        };
+        match col {
+            Some(c) => Field::Column(c),
+            None => Field::Value(r.storage_path(sub)),
+        }
+    } else {
+        Field::Value(r.storage_path(sub))
+    };
+    Ok(Target { field, kind, loc })
+}
+
+fn compare(t: Target, op: CompOp, v: &CompValue) -> ScimResult<Cond> {
+    let bad =
+        |why: &str| ScimError::invalid_filter(format!("`{} {} {}`: {why}", t.loc, op.as_str(), v));
+    // RFC 7644 §3.4.2.2 leaves `eq null` undefined; we read it as "not present" and
+    // `ne null` as "present", the only sensible meaning.
+    if matches!(v, CompValue::Null) {
+        return match op {
+            CompOp::Eq => Ok(Cond::Not(Box::new(Cond::Present(t)))),
+            CompOp::Ne => Ok(Cond::Present(t)),
+            _ => Err(bad("null can only be compared with eq or ne")),
+        };
+    }
+    let operand = match (t.kind, v) {
+        (Kind::Complex, _) => {
+            return Err(bad(
+                "a complex attribute needs a sub-attribute, e.g. `name.familyName`",
+            ))
+        }
+        (Kind::Str { case_exact }, CompValue::Str(s)) => Operand::Str(if case_exact {
+            s.clone()
+        } else {
+            s.to_lowercase()
+        }),
+        (Kind::Str { .. }, _) => {
+            return Err(bad("a string attribute compares with a quoted string"))
+        }
+        (Kind::Bool, CompValue::Bool(b)) => {
+            if !matches!(op, CompOp::Eq | CompOp::Ne) {
+                return Err(bad("a boolean attribute supports only eq, ne and pr"));
+            }
+            Operand::Bool(*b)
+        }
+        (Kind::Bool, _) => return Err(bad("a boolean attribute compares with true or false")),
+        (Kind::Num, CompValue::Num(n)) => Operand::Num(*n),
+        (Kind::Num, _) => return Err(bad("a numeric attribute compares with a number")),
+        (Kind::DateTime, CompValue::Str(s)) => match parse_datetime(s) {
+            Some(micros) => Operand::Num(micros as f64),
+            None => {
+                return Err(bad(
+                    "not a valid dateTime (RFC 3339, e.g. \"2011-05-13T04:42:34Z\")",
+                ))
+            }
+        },
+        (Kind::DateTime, _) => {
+            return Err(bad(
+                "a dateTime attribute compares with a quoted RFC 3339 time",
+            ))
+        }
+    };
+    if matches!(op, CompOp::Co | CompOp::Sw | CompOp::Ew) && !matches!(t.kind, Kind::Str { .. }) {
+        return Err(bad("co, sw and ew apply only to string attributes"));
+    }
+    Ok(Cond::Cmp(t, op, operand))
+}
+
+impl std::fmt::Display for Loc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(e) = &self.ext {
+            write!(f, "{e}:")?;
+        }
+        write!(f, "{}", self.attr)?;
+        if let Some(s) = &self.sub {
+            write!(f, ".{s}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// In-memory evaluation over a rendered resource (canonical attribute names).
+
+/// Does `resource` (rendered JSON with canonical names, including `members`/`groups` when
+/// the filter needs them) satisfy `cond`?
+pub fn matches(cond: &Cond, resource: &Value) -> bool {
+    match cond {
+        Cond::Present(t) => values_at(resource, &t.loc).iter().any(|v| non_empty(v)),
+        Cond::Cmp(t, op, operand) => values_at(resource, &t.loc)
+            .iter()
+            .any(|v| cmp_value(t.kind, *op, v, operand)),
+        Cond::Not(c) => !matches(c, resource),
+        Cond::And(a, b) => matches(a, resource) && matches(b, resource),
+        Cond::Or(a, b) => matches(a, resource) || matches(b, resource),
+        Cond::Elem { loc, inner, .. } => elements_at(resource, loc)
+            .iter()
+            .any(|e| matches_element(inner, e)),
+    }
+}
+
+/// Evaluates an element-relative condition against one element object.
+pub fn matches_element(cond: &Cond, element: &Value) -> bool {
+    let field = |t: &Target| -> Vec<Value> {
+        match t.loc.sub.as_deref().and_then(|s| get_ci(element, s)) {
+            Some(v) => vec![v.clone()],
+            None => Vec::new(),
+        }
+    };
+    match cond {
+        Cond::Present(t) => field(t).iter().any(non_empty),
+        Cond::Cmp(t, op, operand) => field(t).iter().any(|v| cmp_value(t.kind, *op, v, operand)),
+        Cond::Not(c) => !matches_element(c, element),
+        Cond::And(a, b) => matches_element(a, element) && matches_element(b, element),
+        Cond::Or(a, b) => matches_element(a, element) || matches_element(b, element),
+        Cond::Elem { .. } => false,
+    }
+}
+
+fn get_ci<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
+    obj.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+}
+
+/// The container object of an attribute: the resource or its extension object.
+fn container<'a>(resource: &'a Value, loc: &Loc) -> Option<&'a Value> {
+    match &loc.ext {
+        Some(e) => get_ci(resource, e),
+        None => Some(resource),
+    }
+}
+
+/// Every leaf value at `loc` (flattening multi-valued attributes).
+pub fn values_at(resource: &Value, loc: &Loc) -> Vec<Value> {
+    let Some(c) = container(resource, loc) else {
+        return Vec::new();
+    };
+    let Some(v) = get_ci(c, &loc.attr) else {
+        return Vec::new();
+    };
+    let items: Vec<&Value> = match v {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    match &loc.sub {
+        None => items.into_iter().cloned().collect(),
+        Some(s) => items
+            .into_iter()
+            .filter_map(|i| get_ci(i, s))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// The element objects of a complex attribute at `loc` (one for a singular one).
+pub fn elements_at(resource: &Value, loc: &Loc) -> Vec<Value> {
+    let Some(v) = container(resource, loc).and_then(|c| get_ci(c, &loc.attr)) else {
+        return Vec::new();
+    };
+    match v {
+        Value::Array(a) => a.clone(),
+        Value::Object(_) => vec![v.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn non_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => a.iter().any(non_empty),
+        Value::Object(o) => !o.is_empty(),
+        _ => true,
+    }
+}
+
+/// Compares one stored value with an operand, exactly as the SQL translation does.
+pub fn cmp_value(kind: Kind, op: CompOp, v: &Value, operand: &Operand) -> bool {
+    match (kind, operand) {
+        (Kind::Str { case_exact }, Operand::Str(o)) => {
+            let Some(s) = v.as_str() else { return false };
+            let s = if case_exact {
+                s.to_string()
+            } else {
+                s.to_lowercase()
+            };
+            match op {
+                CompOp::Eq => s == *o,
+                CompOp::Ne => s != *o,
+                CompOp::Co => s.contains(o.as_str()),
+                CompOp::Sw => s.starts_with(o.as_str()),
+                CompOp::Ew => s.ends_with(o.as_str()),
+                CompOp::Gt => s.as_str() > o.as_str(),
+                CompOp::Ge => s.as_str() >= o.as_str(),
+                CompOp::Lt => s.as_str() < o.as_str(),
+                CompOp::Le => s.as_str() <= o.as_str(),
+            }
+        }
+        (Kind::Bool, Operand::Bool(b)) => match (v.as_bool(), op) {
+            (Some(x), CompOp::Eq) => x == *b,
+            (Some(x), CompOp::Ne) => x != *b,
+            _ => false,
+        },
+        (Kind::Num, Operand::Num(n)) => v.as_f64().is_some_and(|x| num_cmp(op, x, *n)),
+        (Kind::DateTime, Operand::Num(n)) => v
+            .as_str()
+            .and_then(parse_datetime)
+            .is_some_and(|x| num_cmp(op, x as f64, *n)),
+        _ => false,
+    }
+}
+
+fn num_cmp(op: CompOp, x: f64, n: f64) -> bool {
+    match op {
+        CompOp::Eq => x == n,
+        CompOp::Ne => x != n,
+        CompOp::Gt => x > n,
+        CompOp::Ge => x >= n,
+        CompOp::Lt => x < n,
+        CompOp::Le => x <= n,
+        CompOp::Co | CompOp::Sw | CompOp::Ew => false,
+    }
+}

@@ -1,0 +1,785 @@
+//! Resource documents: validating and canonicalising client input against the schemas
+//! (RFC 7643 §2, §3; RFC 7644 §3.3, §3.5.1), deriving the indexed values storage needs,
+//! and rendering the wire representation. Pure: no actix, no diesel.
+
+use serde_json::{Map, Value};
+
+use super::compat::Compat;
+use super::error::{ScimError, ScimResult};
+use super::schema::{AttrType, Attribute, Mutability, Registry, Returned, Rtype, Schema};
+use super::time::{format_micros, parse_datetime};
+
+/// A stored document: canonical attribute names, no `id`/`meta`/`schemas`/`members`/`groups`
+/// (those are derived), extension attributes under their schema URN.
+pub type Doc = Map<String, Value>;
+
+/// A member named in a Group's `members`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberInput {
+    pub value: String,
+    /// The `type` the client claimed, checked against the real resource.
+    pub kind: Option<Rtype>,
+    /// The `display` the client sent, kept with the membership.
+    pub display: Option<String>,
+}
+
+/// Validated client input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Normalized {
+    pub doc: Doc,
+    /// `members` of a Group (None when the request did not mention them).
+    pub members: Option<Vec<MemberInput>>,
+}
+
+fn get_ci<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<(&'a String, &'a Value)> {
+    obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key))
+}
+
+/// Validates a POST/PUT body for `rt` and returns the canonical document.
+pub fn normalize(
+    registry: &Registry,
+    rt: Rtype,
+    body: &Value,
+    compat: &Compat,
+) -> ScimResult<Normalized> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ScimError::invalid_syntax("the request body must be a JSON object"))?;
+    let core = registry.core_schema(rt);
+    if let Some((_, schemas)) = get_ci(obj, "schemas") {
+        check_schemas(registry, rt, schemas)?;
+    }
+    let mut doc = Doc::new();
+    let mut members = None;
+    for (key, value) in obj {
+        let lower = key.to_ascii_lowercase();
+        if lower == "schemas" || lower == "id" || lower == "meta" {
+            // `schemas` was checked above; `id` and `meta` are readOnly: ignored (RFC 7643 §3.1).
+            continue;
+        }
+        if lower == "externalid" {
+            match value {
+                Value::Null => {}
+                Value::String(s) => {
+                    doc.insert("externalId".into(), Value::String(s.clone()));
+                }
+                _ => return Err(ScimError::invalid_value("`externalId` must be a string")),
+            }
+            continue;
+        }
+        if lower.starts_with("urn:") {
+            if key.eq_ignore_ascii_case(&core.id) {
+                // Core attributes qualified by their schema: `{"urn:...:User": {...}}`.
+                let inner = value.as_object().ok_or_else(|| {
+                    ScimError::invalid_value(format!("`{key}` must be an object"))
+                })?;
+                for (k, v) in inner {
+                    normalize_top(core, None, rt, k, v, compat, &mut doc, &mut members)?;
+                }
+                continue;
+            }
+            let ext = registry.extension(rt, key).ok_or_else(|| {
+                ScimError::invalid_value(format!(
+                    "`{key}` is not a schema extension of {} (see /ResourceTypes/{})",
+                    rt.name(),
+                    rt.name()
+                ))
+            })?;
+            if value.is_null() {
+                continue;
+            }
+            let inner = value
+                .as_object()
+                .ok_or_else(|| ScimError::invalid_value(format!("`{key}` must be an object")))?;
+            let mut ext_doc = Doc::new();
+            for (k, v) in inner {
+                normalize_top(
+                    ext,
+                    Some(&ext.id),
+                    rt,
+                    k,
+                    v,
+                    compat,
+                    &mut ext_doc,
+                    &mut members,
+                )?;
+            }
+            if !ext_doc.is_empty() {
+                doc.insert(ext.id.clone(), Value::Object(ext_doc));
+            }
+            continue;
+        }
+        normalize_top(core, None, rt, key, value, compat, &mut doc, &mut members)?;
+    }
+    check_required(registry, rt, &doc)?;
+    Ok(Normalized { doc, members })
+}
+
+fn check_schemas(registry: &Registry, rt: Rtype, schemas: &Value) -> ScimResult<()> {
+    let list = schemas
+        .as_array()
+        .ok_or_else(|| ScimError::invalid_value("`schemas` must be an array of schema URNs"))?;
+    let core = &registry.core_schema(rt).id;
+    let mut has_core = false;
+    for s in list {
+        let s = s
+            .as_str()
+            .ok_or_else(|| ScimError::invalid_value("`schemas` must be an array of schema URNs"))?;
+        if s.eq_ignore_ascii_case(core) {
+            has_core = true;
+        } else if registry.extension(rt, s).is_none() {
+            return Err(ScimError::invalid_value(format!(
+                "`schemas` names `{s}`, which is not a schema of {}",
+                rt.name()
+            )));
+        }
+    }
+    if !has_core {
+        return Err(ScimError::invalid_value(format!(
+            "`schemas` must include `{core}`"
+        )));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn normalize_top(
+    schema: &Schema,
+    ext: Option<&str>,
+    rt: Rtype,
+    key: &str,
+    value: &Value,
+    compat: &Compat,
+    doc: &mut Doc,
+    members: &mut Option<Vec<MemberInput>>,
+) -> ScimResult<()> {
+    let attr = schema.attribute(key).ok_or_else(|| {
+        ScimError::invalid_value(format!(
+            "unknown attribute `{key}` for {} (schema {})",
+            rt.name(),
+            schema.id
+        ))
+    })?;
+    if ext.is_none() && rt == Rtype::Group && attr.name == "members" {
+        *members = Some(normalize_members(value)?);
+        return Ok(());
+    }
+    if attr.mutability == Mutability::ReadOnly {
+        // RFC 7644 §3.5.1: readOnly values sent by the client are ignored.
+        return Ok(());
+    }
+    if attr.name == "password" && ext.is_none() {
+        // Scimitar does not authenticate end users (products use SSO): a password is
+        // type-checked and then discarded, never stored (it is writeOnly/returned never).
+        normalize_value(attr, value, compat, &attr.name)?;
+        return Ok(());
+    }
+    if let Some(v) = normalize_value(attr, value, compat, &attr.name)? {
+        doc.insert(attr.name.clone(), v);
+    }
+    Ok(())
+}
+
+/// Validates a Group's `members` value: an array of `{value, type?}`.
+pub fn normalize_members(value: &Value) -> ScimResult<Vec<MemberInput>> {
+    let list = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(a) => a,
+        _ => {
+            return Err(ScimError::invalid_value(
+                "`members` must be an array of {\"value\": id}",
+            ))
+        }
+    };
+    let mut out: Vec<MemberInput> = Vec::with_capacity(list.len());
+    for m in list {
+        let obj = m.as_object().ok_or_else(|| {
+            ScimError::invalid_value("each member must be an object with a `value`")
+        })?;
+        let value = get_ci(obj, "value")
+            .and_then(|(_, v)| v.as_str())
+            .ok_or_else(|| {
+                ScimError::invalid_value("each member needs `value`: the id of a User or Group")
+            })?;
+        let kind = match get_ci(obj, "type").map(|(_, v)| v) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) => Some(Rtype::from_name(t).ok_or_else(|| {
+                ScimError::invalid_value(format!(
+                    "member `{value}` has type `{t}`; expected \"User\" or \"Group\""
+                ))
+            })?),
+            Some(_) => {
+                return Err(ScimError::invalid_value(
+                    "a member's `type` must be a string",
+                ))
+            }
+        };
+        let display = match get_ci(obj, "display").map(|(_, v)| v) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(d)) => Some(d.clone()),
+            Some(_) => {
+                return Err(ScimError::invalid_value(
+                    "a member's `display` must be a string",
+                ))
+            }
+        };
+        if !out.iter().any(|o| o.value == value) {
+            out.push(MemberInput {
+                value: value.to_string(),
+                kind,
+                display,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Validates one attribute value; `None` means unassigned (null or empty array,
+/// RFC 7643 §2.5).
+pub fn normalize_value(
+    attr: &Attribute,
+    value: &Value,
+    compat: &Compat,
+    path: &str,
+) -> ScimResult<Option<Value>> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    if attr.multi_valued {
+        let items = match value {
+            Value::Array(a) => a,
+            _ => {
+                return Err(ScimError::invalid_value(format!(
+                    "`{path}` is multi-valued: send an array"
+                )))
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(v) = normalize_single(attr, item, compat, path)? {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+        if attr.kind == AttrType::Complex {
+            let primaries = out
+                .iter()
+                .filter(|v| v.get("primary") == Some(&Value::Bool(true)))
+                .count();
+            if primaries > 1 {
+                // RFC 7643 §2.4: the primary attribute value `true` MUST appear no more than once.
+                return Err(ScimError::invalid_value(format!(
+                    "`{path}` has {primaries} values marked primary; at most one may be"
+                )));
+            }
+        }
+        return Ok(if out.is_empty() {
+            None
+        } else {
+            Some(Value::Array(out))
+        });
+    }
+    normalize_single(attr, value, compat, path)
+}
+
+fn normalize_single(
+    attr: &Attribute,
+    value: &Value,
+    compat: &Compat,
+    path: &str,
+) -> ScimResult<Option<Value>> {
+    let wrong = |expected: &str| {
+        ScimError::invalid_value(format!(
+            "`{path}` must be {expected}, not {}",
+            describe(value)
+        ))
+    };
+    Ok(Some(match attr.kind {
+        _ if value.is_null() => return Ok(None),
+        AttrType::String | AttrType::Reference | AttrType::Binary => match value {
+            Value::String(_) => value.clone(),
+            _ => return Err(wrong("a string")),
+        },
+        AttrType::Boolean => match value {
+            Value::Bool(_) => value.clone(),
+            Value::String(s) if compat.boolean_strings => match s.to_ascii_lowercase().as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => return Err(wrong("a boolean")),
+            },
+            _ => return Err(wrong("a boolean")),
+        },
+        AttrType::Integer => match value {
+            Value::Number(n) if n.is_i64() || n.is_u64() => value.clone(),
+            _ => return Err(wrong("an integer")),
+        },
+        AttrType::Decimal => match value {
+            Value::Number(_) => value.clone(),
+            _ => return Err(wrong("a number")),
+        },
+        AttrType::DateTime => match value {
+            Value::String(s) if parse_datetime(s).is_some() => value.clone(),
+            _ => {
+                return Err(wrong(
+                    "an RFC 3339 dateTime such as \"2026-01-31T09:00:00Z\"",
+                ))
+            }
+        },
+        AttrType::Complex => {
+            let obj = value.as_object().ok_or_else(|| wrong("an object"))?;
+            let mut out = Map::new();
+            for (k, v) in obj {
+                let sub = attr.sub(k).ok_or_else(|| {
+                    ScimError::invalid_value(format!("`{path}` has no sub-attribute `{k}`"))
+                })?;
+                if sub.mutability == Mutability::ReadOnly {
+                    continue;
+                }
+                let sub_path = format!("{path}.{}", sub.name);
+                if let Some(v) = normalize_value(sub, v, compat, &sub_path)? {
+                    out.insert(sub.name.clone(), v);
+                }
+            }
+            if out.is_empty() {
+                return Ok(None);
+            }
+            Value::Object(out)
+        }
+    }))
+}
+
+fn describe(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Required attributes (RFC 7643 §2.2 `required`), core and of present extensions.
+pub fn check_required(registry: &Registry, rt: Rtype, doc: &Doc) -> ScimResult<()> {
+    for attr in &registry.core_schema(rt).attributes {
+        if attr.required && !doc.contains_key(&attr.name) {
+            return Err(ScimError::invalid_value(format!(
+                "`{}` is required for {}",
+                attr.name,
+                rt.name()
+            )));
+        }
+    }
+    for ext in registry.extensions(rt) {
+        let ext_doc = doc.get(&ext.id).and_then(Value::as_object);
+        let required_ext = registry
+            .resource_type(rt)
+            .schema_extensions
+            .iter()
+            .any(|e| e.required && e.schema == ext.id);
+        if ext_doc.is_none() && !required_ext {
+            continue;
+        }
+        for attr in &ext.attributes {
+            if attr.required && !ext_doc.is_some_and(|d| d.contains_key(&attr.name)) {
+                return Err(ScimError::invalid_value(format!(
+                    "`{}:{}` is required",
+                    ext.id, attr.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// PUT (RFC 7644 §3.5.1): an immutable attribute that has a value may not change.
+pub fn check_immutable(registry: &Registry, rt: Rtype, old: &Doc, new: &Doc) -> ScimResult<()> {
+    let check = |schema: &Schema, old: Option<&Doc>, new: Option<&Doc>| -> ScimResult<()> {
+        for attr in &schema.attributes {
+            if attr.mutability != Mutability::Immutable {
+                continue;
+            }
+            let (o, n) = (
+                old.and_then(|d| d.get(&attr.name)),
+                new.and_then(|d| d.get(&attr.name)),
+            );
+            if o.is_some() && o != n {
+                return Err(ScimError::mutability(format!(
+                    "`{}` is immutable and already set",
+                    attr.name
+                )));
+            }
+        }
+        Ok(())
+    };
+    check(registry.core_schema(rt), Some(old), Some(new))?;
+    for ext in registry.extensions(rt) {
+        check(
+            ext,
+            old.get(&ext.id).and_then(Value::as_object),
+            new.get(&ext.id).and_then(Value::as_object),
+        )?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Indexing: the columns and attribute values that storage keeps for queries.
+
+/// One filterable value (see `attr_values` in the migrations).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexValue {
+    pub path: String,
+    pub elem: i32,
+    pub val: Option<String>,
+    pub num: Option<f64>,
+}
+
+/// The queryable projection of a document.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Indexed {
+    pub user_name: Option<String>,
+    pub display_name: Option<String>,
+    pub external_id: Option<String>,
+    pub active: Option<bool>,
+    pub values: Vec<IndexValue>,
+}
+
+/// Derives the indexed columns and values of a document.
+pub fn index(registry: &Registry, rt: Rtype, doc: &Doc) -> Indexed {
+    let s = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+    let mut out = Indexed {
+        user_name: if rt == Rtype::User {
+            s("userName")
+        } else {
+            None
+        },
+        display_name: s("displayName"),
+        external_id: s("externalId"),
+        active: if rt == Rtype::User {
+            doc.get("active").and_then(Value::as_bool)
+        } else {
+            None
+        },
+        values: Vec::new(),
+    };
+    let columns = [
+        "userName",
+        "displayName",
+        "active",
+        "password",
+        "members",
+        "groups",
+    ];
+    for attr in &registry.core_schema(rt).attributes {
+        if columns.contains(&attr.name.as_str()) {
+            continue;
+        }
+        if let Some(v) = doc.get(&attr.name) {
+            index_attr(attr, &attr.name.to_lowercase(), v, &mut out.values);
+        }
+    }
+    for ext in registry.extensions(rt) {
+        let Some(ext_doc) = doc.get(&ext.id).and_then(Value::as_object) else {
+            continue;
+        };
+        for attr in &ext.attributes {
+            if let Some(v) = ext_doc.get(&attr.name) {
+                let path = format!("{}:{}", ext.id.to_lowercase(), attr.name.to_lowercase());
+                index_attr(attr, &path, v, &mut out.values);
+            }
+        }
+    }
+    out
+}
+
+fn index_attr(attr: &Attribute, path: &str, value: &Value, out: &mut Vec<IndexValue>) {
+    let items: Vec<&Value> = match value {
+        Value::Array(a) => a.iter().collect(),
+        v => vec![v],
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        let elem = i32::try_from(i).unwrap_or(i32::MAX);
+        if attr.kind == AttrType::Complex {
+            // A marker row per element: `pr` on the complex attribute and the anchor that
+            // value-path filters correlate sub-attributes through.
+            out.push(IndexValue {
+                path: path.to_string(),
+                elem,
+                val: None,
+                num: None,
+            });
+            let Some(obj) = item.as_object() else {
+                continue;
+            };
+            for sub in &attr.sub_attributes {
+                if let Some(v) = obj.get(&sub.name) {
+                    if let Some(iv) =
+                        scalar(sub, &format!("{path}.{}", sub.name.to_lowercase()), elem, v)
+                    {
+                        out.push(iv);
+                    }
+                }
+            }
+        } else if let Some(iv) = scalar(attr, path, elem, item) {
+            out.push(iv);
+        }
+    }
+}
+
+fn scalar(attr: &Attribute, path: &str, elem: i32, v: &Value) -> Option<IndexValue> {
+    let (val, num) = match attr.kind {
+        AttrType::String | AttrType::Reference | AttrType::Binary => {
+            let s = v.as_str()?;
+            (
+                Some(if attr.case_exact {
+                    s.to_string()
+                } else {
+                    s.to_lowercase()
+                }),
+                None,
+            )
+        }
+        AttrType::Boolean => (Some(v.as_bool()?.to_string()), None),
+        AttrType::Integer | AttrType::Decimal => (None, Some(v.as_f64()?)),
+        AttrType::DateTime => (None, Some(parse_datetime(v.as_str()?)? as f64)),
+        AttrType::Complex => return None,
+    };
+    Some(IndexValue {
+        path: path.to_string(),
+        elem,
+        val,
+        num,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendering.
+
+/// Server-maintained facts about a stored resource.
+#[derive(Clone, Debug)]
+pub struct StoredMeta {
+    pub id: String,
+    pub created: i64,
+    pub modified: i64,
+    pub version: i64,
+}
+
+/// A membership reference: a member of a group, or a group of a user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefOut {
+    pub id: String,
+    pub kind: Rtype,
+    pub display: Option<String>,
+}
+
+/// The weak ETag of a version (RFC 7644 §3.14): same in `meta.version` and the header.
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+/// The full wire representation (before projection). `refs` are the Group's members or the
+/// User's groups when they were loaded.
+pub fn render(
+    registry: &Registry,
+    rt: Rtype,
+    doc: &Doc,
+    meta: &StoredMeta,
+    base_url: &str,
+    refs: Option<&[RefOut]>,
+) -> Value {
+    let mut out = Map::new();
+    let mut schemas = vec![Value::String(registry.core_schema(rt).id.clone())];
+    for ext in registry.extensions(rt) {
+        if doc.contains_key(&ext.id) {
+            schemas.push(Value::String(ext.id.clone()));
+        }
+    }
+    out.insert("schemas".into(), Value::Array(schemas));
+    out.insert("id".into(), Value::String(meta.id.clone()));
+    for (k, v) in doc {
+        out.insert(k.clone(), v.clone());
+    }
+    if let Some(refs) = refs {
+        if !refs.is_empty() {
+            let key = if rt == Rtype::Group {
+                "members"
+            } else {
+                "groups"
+            };
+            let list = refs
+                .iter()
+                .map(|r| {
+                    let mut m = Map::new();
+                    m.insert("value".into(), Value::String(r.id.clone()));
+                    m.insert(
+                        "$ref".into(),
+                        Value::String(format!("{base_url}/{}/{}", r.kind.endpoint(), r.id)),
+                    );
+                    if let Some(d) = &r.display {
+                        m.insert("display".into(), Value::String(d.clone()));
+                    }
+                    let kind = if rt == Rtype::Group {
+                        r.kind.name()
+                    } else {
+                        "direct"
+                    };
+                    m.insert("type".into(), Value::String(kind.into()));
+                    Value::Object(m)
+                })
+                .collect();
+            out.insert(key.into(), Value::Array(list));
+        }
+    }
+    let mut m = Map::new();
+    m.insert("resourceType".into(), Value::String(rt.name().into()));
+    m.insert("created".into(), Value::String(format_micros(meta.created)));
+    m.insert(
+        "lastModified".into(),
+        Value::String(format_micros(meta.modified)),
+    );
+    m.insert(
+        "location".into(),
+        Value::String(format!("{base_url}/{}/{}", rt.endpoint(), meta.id)),
+    );
+    m.insert("version".into(), Value::String(etag(meta.version)));
+    out.insert("meta".into(), Value::Object(m));
+    Value::Object(out)
+}
+
+/// Removes what is never returned (RFC 7643 §2.2 `returned: never`), e.g. `password`.
+pub fn strip_never(registry: &Registry, rt: Rtype, resource: &mut Value) {
+    let Some(obj) = resource.as_object_mut() else {
+        return;
+    };
+    for attr in &registry.core_schema(rt).attributes {
+        if attr.returned == Returned::Never {
+            obj.remove(&attr.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reg() -> Registry {
+        Registry::load().unwrap()
+    }
+
+    #[test]
+    fn canonicalises_names_and_drops_read_only() {
+        let r = reg();
+        let n = normalize(
+            &r,
+            Rtype::User,
+            &json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "USERNAME": "bjensen", "id": "client-chosen", "meta": {"x": 1},
+                "groups": [{"value": "g"}], "name": {"GivenName": "Barbara"},
+                "emails": [{"value": "b@example.com", "primary": true}],
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:user": {"Department": "Tour"}
+            }),
+            &Compat::default(),
+        )
+        .unwrap();
+        assert_eq!(n.doc["userName"], "bjensen");
+        assert!(!n.doc.contains_key("id") && !n.doc.contains_key("groups"));
+        assert_eq!(n.doc["name"], json!({"givenName": "Barbara"}));
+        assert_eq!(
+            n.doc["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+            json!({"department": "Tour"})
+        );
+    }
+
+    #[test]
+    fn rejects_bad_input_with_invalid_value() {
+        let r = reg();
+        let c = Compat::default();
+        let cases = [
+            json!({"displayName": "x"}),
+            json!({"userName": 5}),
+            json!({"userName": "a", "active": "yes"}),
+            json!({"userName": "a", "emails": {"value": "x"}}),
+            json!({"userName": "a", "emails": [{"value": "x", "primary": true}, {"value": "y", "primary": true}]}),
+            json!({"userName": "a", "nickName": ["x"]}),
+            json!({"userName": "a", "unknownThing": 1}),
+            json!({"userName": "a", "name": {"middle": "x"}}),
+            json!({"userName": "a", "schemas": ["urn:x"]}),
+            json!({"userName": "a", "urn:example:ext": {"a": 1}}),
+        ];
+        for body in cases {
+            let err = normalize(&r, Rtype::User, &body, &c).unwrap_err();
+            assert_eq!(
+                err.scim_type,
+                super::super::error::ScimType::InvalidValue,
+                "{body}"
+            );
+        }
+        assert!(normalize(&r, Rtype::User, &json!([1]), &c).is_err());
+    }
+
+    #[test]
+    fn boolean_strings_only_with_compat() {
+        let r = reg();
+        let body = json!({"userName": "a", "active": "False"});
+        let n = normalize(&r, Rtype::User, &body, &Compat::default()).unwrap();
+        assert_eq!(n.doc["active"], json!(false));
+        assert!(normalize(&r, Rtype::User, &body, &Compat::strict()).is_err());
+    }
+
+    #[test]
+    fn members_are_validated_and_deduplicated() {
+        let r = reg();
+        let n = normalize(
+            &r,
+            Rtype::Group,
+            &json!({"displayName": "g", "members": [{"value": "a"}, {"value": "a", "type": "User"}, {"value": "b", "type": "Group"}]}),
+            &Compat::default(),
+        )
+        .unwrap();
+        assert_eq!(n.members.unwrap().len(), 2);
+        assert!(normalize(
+            &r,
+            Rtype::Group,
+            &json!({"displayName": "g", "members": [{"type": "User"}]}),
+            &Compat::default()
+        )
+        .is_err());
+        assert!(normalize(
+            &r,
+            Rtype::Group,
+            &json!({"displayName": "g", "members": [{"value": "a", "type": "Robot"}]}),
+            &Compat::default()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn index_values_follow_case_exactness() {
+        let r = reg();
+        let n = normalize(
+            &r,
+            Rtype::User,
+            &json!({"userName": "BJensen", "externalId": "AbC", "title": "Tour Guide",
+                    "emails": [{"value": "B@Example.com", "type": "work"}],
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "X1", "manager": {"value": "M"}}}),
+            &Compat::default(),
+        )
+        .unwrap();
+        let ix = index(&r, Rtype::User, &n.doc);
+        assert_eq!(ix.user_name.as_deref(), Some("BJensen"));
+        assert_eq!(ix.external_id.as_deref(), Some("AbC"));
+        let find = |p: &str| ix.values.iter().find(|v| v.path == p).cloned();
+        assert_eq!(find("title").unwrap().val.as_deref(), Some("tour guide"));
+        assert_eq!(
+            find("emails.value").unwrap().val.as_deref(),
+            Some("b@example.com")
+        );
+        assert!(find("emails").is_some(), "marker row");
+        let en = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:user:employeenumber";
+        assert_eq!(find(en).unwrap().val.as_deref(), Some("x1"));
+    }
+}

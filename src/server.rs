@@ -1,0 +1,76 @@
+//! Wiring: from configuration to a running server. `main` and the integration tests build the
+//! application state the same way.
+
+use std::sync::Arc;
+
+use actix_web::{middleware, web, App, HttpServer};
+
+use crate::auth;
+use crate::config::ServeArgs;
+use crate::http::{self, AppState};
+use crate::provisioning::{Service, Settings};
+use crate::scim::compat::Compat;
+use crate::scim::schema::Registry;
+use crate::scim::time::now_micros;
+use crate::storage::{self, StorageError};
+
+/// Opens the database (migrating it), bootstraps the default tenant and returns the state,
+/// plus a newly generated token to show once when none existed.
+pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), String> {
+    let registry = Registry::load()?;
+    let pool = storage::open(
+        &args.db.database_url,
+        args.db.sqlite_synchronous,
+        args.db.db_pool_size,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut conn = pool
+        .get()
+        .map_err(|e| format!("cannot connect to the database: {e}"))?;
+    let generated = conn
+        .write_tx(|db| auth::bootstrap(db, args.bootstrap_token.is_some(), now_micros()))
+        .map_err(|e: StorageError| format!("cannot initialise the database: {e}"))?;
+    drop(conn);
+    let settings = Settings {
+        base_url: args.base_url(),
+        max_page_size: args.max_page_size,
+        default_page_size: args.max_page_size.min(100),
+        max_members_per_request: args.max_members_per_request,
+        compat: if args.strict {
+            Compat::strict()
+        } else {
+            Compat::default()
+        },
+        ..Settings::default()
+    };
+    let state = AppState {
+        service: Service {
+            pool,
+            registry: Arc::new(registry),
+            settings: Arc::new(settings),
+        },
+        bootstrap_hash: args.bootstrap_token.as_deref().map(auth::hash_secret),
+        max_body_bytes: args.max_body_bytes,
+    };
+    Ok((state, generated))
+}
+
+/// Serves until SIGTERM/SIGINT; in-flight requests get up to 30 s to finish.
+pub async fn serve(args: ServeArgs, state: AppState) -> std::io::Result<()> {
+    let state = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms"))
+            .configure(http::configure(state.clone()))
+    })
+    .shutdown_timeout(30);
+    if let Some(w) = args.workers {
+        server = server.workers(w);
+    }
+    log::info!(
+        "listening on http://{}, SCIM base URL {}",
+        args.listen,
+        args.base_url()
+    );
+    server.bind(args.listen)?.run().await
+}

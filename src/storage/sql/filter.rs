@@ -1,0 +1,332 @@
+//! Validated filters (`scim::query::Cond`) to SQL, for both backends, with bound parameters
+//! only. Columns of `resources` are compared directly; other attributes through
+//! `pk IN (SELECT res_pk FROM attr_values ...)`, which both planners drive from the index
+//! on (tenant_id, path, val|num); value paths correlate sub-attributes of one element.
+//!
+//! Every fragment is a never-NULL boolean, so `NOT` behaves as in the in-memory evaluator:
+//! an absent attribute matches `ne` and `not (...)` (RFC 7644 §3.4.2.2).
+
+use crate::scim::filter::CompOp;
+use crate::scim::query::{Column, Cond, ElemSet, Field, Kind, Operand, RefField, Target};
+use crate::scim::schema::Rtype;
+
+use super::conn::{Bind, Sql};
+
+/// Where a condition is evaluated.
+#[derive(Clone, Copy)]
+enum Ctx<'a> {
+    /// The resource row, alias `r`.
+    Resource,
+    /// One element of a multi-valued attribute: the marker row alias.
+    Element(&'a str),
+    /// A membership reference: the `members` row alias and the referenced resource row alias
+    /// (the member, on Groups; the group, on Users).
+    Ref(&'a str, &'a str),
+}
+
+pub struct Translator<'a> {
+    tenant: &'a str,
+    rt: Rtype,
+    aliases: usize,
+}
+
+impl<'a> Translator<'a> {
+    pub fn new(tenant: &'a str, rt: Rtype) -> Translator<'a> {
+        Translator {
+            tenant,
+            rt,
+            aliases: 0,
+        }
+    }
+
+    /// Appends `cond` as a boolean SQL expression over `resources r`.
+    pub fn translate(&mut self, cond: &Cond, out: &mut Sql) {
+        self.cond(cond, Ctx::Resource, out);
+    }
+
+    /// Appends an element-relative condition (`members[...]`'s inside) evaluated on the
+    /// referenced resource row `alias`.
+    pub fn translate_ref_row(
+        &mut self,
+        inner: &Cond,
+        members_alias: &str,
+        alias: &str,
+        out: &mut Sql,
+    ) {
+        self.cond(inner, Ctx::Ref(members_alias, alias), out);
+    }
+
+    fn alias(&mut self, prefix: &str) -> String {
+        self.aliases += 1;
+        format!("{prefix}{}", self.aliases)
+    }
+
+    fn cond(&mut self, cond: &Cond, ctx: Ctx<'_>, out: &mut Sql) {
+        match cond {
+            Cond::Not(c) => {
+                out.push("(NOT ");
+                self.cond(c, ctx, out);
+                out.push(")");
+            }
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                out.push("(");
+                self.cond(a, ctx, out);
+                out.push(if matches!(cond, Cond::And(..)) {
+                    " AND "
+                } else {
+                    " OR "
+                });
+                self.cond(b, ctx, out);
+                out.push(")");
+            }
+            Cond::Elem { set, inner, .. } => self.elem(set, inner, out),
+            Cond::Present(t) | Cond::Cmp(t, _, _) => {
+                if let (Field::Ref(_), Ctx::Resource) = (&t.field, ctx) {
+                    // `members.value eq "x"` = `members[value eq "x"]`.
+                    self.elem(&ElemSet::Refs, cond, out);
+                    return;
+                }
+                match cond {
+                    Cond::Cmp(t, CompOp::Ne, operand) => {
+                        // ne is "not equal": true when no value equals (absent included).
+                        out.push("(NOT ");
+                        self.leaf(t, Some((CompOp::Eq, operand)), ctx, out);
+                        out.push(")");
+                    }
+                    Cond::Cmp(t, op, operand) => self.leaf(t, Some((*op, operand)), ctx, out),
+                    _ => self.leaf(t, None, ctx, out),
+                }
+            }
+        }
+    }
+
+    fn elem(&mut self, set: &ElemSet, inner: &Cond, out: &mut Sql) {
+        match set {
+            ElemSet::Values(path) => {
+                let e = self.alias("e");
+                out.push(&format!(
+                    "r.pk IN (SELECT {e}.res_pk FROM attr_values {e} WHERE {e}.tenant_id = "
+                ));
+                out.bind(Bind::Text(self.tenant.to_string()));
+                out.push(&format!(" AND {e}.path = "));
+                out.bind(Bind::Text(path.clone()));
+                out.push(" AND ");
+                self.cond(inner, Ctx::Element(&e), out);
+                out.push(")");
+            }
+            ElemSet::Refs => {
+                let (m, u) = (self.alias("m"), self.alias("u"));
+                // On a Group the references are its members; on a User, its groups.
+                let (this, other) = match self.rt {
+                    Rtype::Group => ("group_pk", "member_pk"),
+                    Rtype::User => ("member_pk", "group_pk"),
+                };
+                out.push(&format!(
+                    "r.pk IN (SELECT {m}.{this} FROM members {m} JOIN resources {u} ON {u}.pk = {m}.{other} WHERE {m}.tenant_id = "
+                ));
+                out.bind(Bind::Text(self.tenant.to_string()));
+                out.push(" AND ");
+                self.cond(inner, Ctx::Ref(&m, &u), out);
+                out.push(")");
+            }
+        }
+    }
+
+    /// A presence test (`cmp` None) or a positive comparison (never `ne`).
+    fn leaf(&mut self, t: &Target, cmp: Option<(CompOp, &Operand)>, ctx: Ctx<'_>, out: &mut Sql) {
+        match (&t.field, ctx) {
+            (Field::Column(c), _) => {
+                let col = format!("r.{}", column_name(*c));
+                column_test(&col, column_is_text(*c), cmp, out);
+            }
+            (Field::Value(path), Ctx::Resource) => {
+                let v = self.alias("v");
+                out.push(&format!(
+                    "r.pk IN (SELECT {v}.res_pk FROM attr_values {v} WHERE {v}.tenant_id = "
+                ));
+                out.bind(Bind::Text(self.tenant.to_string()));
+                out.push(&format!(" AND {v}.path = "));
+                out.bind(Bind::Text(path.clone()));
+                value_test(&v, t.kind, cmp, out);
+                out.push(")");
+            }
+            (Field::Value(path), Ctx::Element(e)) => {
+                let s = self.alias("s");
+                out.push(&format!(
+                    "EXISTS (SELECT 1 FROM attr_values {s} WHERE {s}.res_pk = {e}.res_pk AND {s}.elem = {e}.elem AND {s}.path = "
+                ));
+                out.bind(Bind::Text(path.clone()));
+                value_test(&s, t.kind, cmp, out);
+                out.push(")");
+            }
+            (Field::Ref(f), Ctx::Ref(m, u)) => self.ref_test(*f, t.kind, cmp, m, u, out),
+            (Field::Value(_), Ctx::Ref(..)) | (Field::Ref(_), _) => {
+                out.push("1 = 0");
+            }
+        }
+    }
+
+    fn ref_test(
+        &mut self,
+        f: RefField,
+        kind: Kind,
+        cmp: Option<(CompOp, &Operand)>,
+        m: &str,
+        u: &str,
+        out: &mut Sql,
+    ) {
+        match (f, self.rt) {
+            (RefField::Value, _) => column_test(&format!("{u}.id"), true, cmp, out),
+            (RefField::Display, Rtype::Group) => {
+                // The display the client sent with the membership, else the member's own name.
+                column_test(
+                    &format!("COALESCE({m}.display_ci, {u}.display_ci, {u}.user_name_ci)"),
+                    true,
+                    cmp,
+                    out,
+                )
+            }
+            (RefField::Display, Rtype::User) => {
+                column_test(&format!("{u}.display_ci"), true, cmp, out)
+            }
+            (RefField::Type, Rtype::Group) => {
+                // rtype holds "User"/"Group" (ASCII): LOWER is exact for it on both backends.
+                let col = match kind {
+                    Kind::Str { case_exact: false } => format!("LOWER({u}.rtype)"),
+                    _ => format!("{u}.rtype"),
+                };
+                column_test(&col, true, cmp, out)
+            }
+            (RefField::Type, Rtype::User) => {
+                // A user's groups are all direct memberships.
+                let hit = match cmp {
+                    None => true,
+                    Some((op, Operand::Str(s))) => crate::scim::query::cmp_value(
+                        kind,
+                        op,
+                        &serde_json::Value::String("direct".into()),
+                        &Operand::Str(s.clone()),
+                    ),
+                    Some(_) => false,
+                };
+                out.push(if hit { "1 = 1" } else { "1 = 0" });
+            }
+        }
+    }
+}
+
+fn column_name(c: Column) -> &'static str {
+    match c {
+        Column::Id => "id",
+        Column::ExternalId => "external_id",
+        Column::UserName => "user_name_ci",
+        Column::DisplayName => "display_ci",
+        Column::Active => "active",
+        Column::Created => "created",
+        Column::Modified => "modified",
+        Column::ResourceType => "rtype",
+    }
+}
+
+fn column_is_text(c: Column) -> bool {
+    !matches!(c, Column::Active | Column::Created | Column::Modified)
+}
+
+fn op_sql(op: CompOp) -> &'static str {
+    match op {
+        CompOp::Eq => " = ",
+        CompOp::Ne => " <> ",
+        CompOp::Gt => " > ",
+        CompOp::Ge => " >= ",
+        CompOp::Lt => " < ",
+        CompOp::Le => " <= ",
+        CompOp::Co | CompOp::Sw | CompOp::Ew => " LIKE ",
+    }
+}
+
+/// `%`, `_` and `\` are literal in SCIM values: escape them for LIKE ... ESCAPE '\'.
+fn like_pattern(op: CompOp, s: &str) -> String {
+    let mut esc = String::with_capacity(s.len() + 2);
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            esc.push('\\');
+        }
+        esc.push(ch);
+    }
+    match op {
+        CompOp::Co => format!("%{esc}%"),
+        CompOp::Sw => format!("{esc}%"),
+        _ => format!("%{esc}"),
+    }
+}
+
+fn operand_bind(op: CompOp, operand: &Operand) -> Bind {
+    match operand {
+        Operand::Str(s) if matches!(op, CompOp::Co | CompOp::Sw | CompOp::Ew) => {
+            Bind::Text(like_pattern(op, s))
+        }
+        Operand::Str(s) => Bind::Text(s.clone()),
+        Operand::Num(n) => Bind::Float(*n),
+        Operand::Bool(b) => Bind::Bool(*b),
+    }
+}
+
+fn push_cmp(expr: &str, op: CompOp, operand: &Operand, out: &mut Sql) {
+    out.push(expr).push(op_sql(op));
+    out.bind(operand_bind(op, operand));
+    if matches!(op, CompOp::Co | CompOp::Sw | CompOp::Ew) {
+        out.push(" ESCAPE '\\'");
+    }
+}
+
+/// A test on a nullable column, never NULL itself.
+fn column_test(col: &str, text: bool, cmp: Option<(CompOp, &Operand)>, out: &mut Sql) {
+    out.push(&format!("({col} IS NOT NULL AND "));
+    match cmp {
+        None if text => {
+            out.push(&format!("{col} <> ''"));
+        }
+        None => {
+            out.push("1 = 1");
+        }
+        Some((op, operand)) => push_cmp(col, op, operand, out),
+    }
+    out.push(")");
+}
+
+/// The condition on one attr_values row `v` (appended after its path test).
+fn value_test(v: &str, kind: Kind, cmp: Option<(CompOp, &Operand)>, out: &mut Sql) {
+    match (cmp, kind) {
+        (None, Kind::Complex) => {}
+        (None, _) => {
+            out.push(&format!(
+                " AND ({v}.num IS NOT NULL OR ({v}.val IS NOT NULL AND {v}.val <> ''))"
+            ));
+        }
+        (Some((op, Operand::Bool(b))), _) => {
+            out.push(&format!(" AND {v}.val"));
+            out.push(op_sql(op));
+            out.bind(Bind::Text(b.to_string()));
+        }
+        (Some((op, operand @ Operand::Num(_))), _) => {
+            out.push(" AND ");
+            push_cmp(&format!("{v}.num"), op, operand, out);
+        }
+        (Some((op, operand)), _) => {
+            out.push(" AND ");
+            push_cmp(&format!("{v}.val"), op, operand, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_metacharacters_are_escaped() {
+        assert_eq!(like_pattern(CompOp::Co, "50%_a\\b"), "%50\\%\\_a\\\\b%");
+        assert_eq!(like_pattern(CompOp::Sw, "ab"), "ab%");
+        assert_eq!(like_pattern(CompOp::Ew, "ab"), "%ab");
+    }
+}

@@ -1,0 +1,569 @@
+//! The store: every read and write Scimitar makes, as functions over a borrowed connection.
+//! Each is scoped to a tenant; the caller owns the transaction.
+
+use std::collections::HashMap;
+
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+use diesel::QueryableByName;
+
+use crate::scim::query::Cond;
+use crate::scim::resource::{IndexValue, Indexed, RefOut};
+use crate::scim::schema::Rtype;
+use crate::storage::StorageError;
+
+use super::conn::{Backend, Bind, Db, Sql};
+use super::filter::Translator;
+
+pub type StoreResult<T> = Result<T, StorageError>;
+
+/// A stored resource, as read back.
+#[derive(Clone, Debug, QueryableByName)]
+pub struct ResourceRow {
+    #[diesel(sql_type = BigInt)]
+    pub pk: i64,
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub rtype: String,
+    #[diesel(sql_type = Text)]
+    pub doc: String,
+    #[diesel(sql_type = BigInt)]
+    pub version: i64,
+    #[diesel(sql_type = BigInt)]
+    pub created: i64,
+    #[diesel(sql_type = BigInt)]
+    pub modified: i64,
+    #[diesel(sql_type = Nullable<Bool>)]
+    pub active: Option<bool>,
+}
+
+const RESOURCE_COLUMNS: &str =
+    "r.pk, r.id, r.rtype, r.doc, r.version, r.created, r.modified, r.active";
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Pk {
+    #[diesel(sql_type = BigInt)]
+    pk: i64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Tenants and tokens
+
+pub fn ensure_tenant(db: &mut Db<'_>, id: &str, name: &str, now: i64) -> StoreResult<()> {
+    let mut q = Sql::new("INSERT INTO tenants (id, name, created) VALUES (");
+    q.bind_list([
+        Bind::Text(id.into()),
+        Bind::Text(name.into()),
+        Bind::Int(now),
+    ])
+    .push(") ON CONFLICT DO NOTHING");
+    db.execute(&q)?;
+    Ok(())
+}
+
+/// A stored credential, found by the hash of its secret.
+#[derive(Clone, Debug, QueryableByName)]
+pub struct TokenRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub tenant_id: String,
+    #[diesel(sql_type = Text)]
+    pub scope: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub expires: Option<i64>,
+    #[diesel(sql_type = Bool)]
+    pub revoked: bool,
+}
+
+pub fn find_token(db: &mut Db<'_>, secret_hash: &str) -> StoreResult<Option<TokenRow>> {
+    let mut q =
+        Sql::new("SELECT id, tenant_id, scope, expires, revoked FROM tokens WHERE secret_hash = ");
+    q.bind(Bind::Text(secret_hash.into()));
+    Ok(db.first(&q)?)
+}
+
+pub fn count_tokens(db: &mut Db<'_>) -> StoreResult<i64> {
+    Ok(db
+        .first::<Count>(&Sql::new("SELECT COUNT(*) AS n FROM tokens"))?
+        .map(|c| c.n)
+        .unwrap_or(0))
+}
+
+pub struct NewToken<'a> {
+    pub id: &'a str,
+    pub tenant_id: &'a str,
+    pub label: Option<&'a str>,
+    pub scope: &'a str,
+    pub secret_hash: &'a str,
+    pub created: i64,
+    pub expires: Option<i64>,
+}
+
+pub fn insert_token(db: &mut Db<'_>, t: &NewToken<'_>) -> StoreResult<()> {
+    let mut q = Sql::new("INSERT INTO tokens (id, tenant_id, label, scope, secret_hash, created, expires, revoked) VALUES (");
+    q.bind_list([
+        Bind::Text(t.id.into()),
+        Bind::Text(t.tenant_id.into()),
+        Bind::OptText(t.label.map(str::to_string)),
+        Bind::Text(t.scope.into()),
+        Bind::Text(t.secret_hash.into()),
+        Bind::Int(t.created),
+        Bind::OptInt(t.expires),
+        Bind::Bool(false),
+    ])
+    .push(")");
+    db.execute(&q)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Resources
+
+/// The columns written for a resource.
+pub struct ResourceWrite<'a> {
+    pub indexed: &'a Indexed,
+    pub doc: &'a str,
+    pub now: i64,
+}
+
+fn lower(s: &Option<String>) -> Option<String> {
+    s.as_ref().map(|s| s.to_lowercase())
+}
+
+/// Inserts a resource and its attribute values; a duplicate userName is `Conflict`.
+pub fn insert_resource(
+    db: &mut Db<'_>,
+    tenant: &str,
+    rt: Rtype,
+    id: &str,
+    w: &ResourceWrite<'_>,
+) -> StoreResult<i64> {
+    let ix = w.indexed;
+    let mut q = Sql::new(
+        "INSERT INTO resources (tenant_id, id, rtype, user_name, user_name_ci, display_name, display_ci, \
+         external_id, active, doc, version, created, modified) VALUES (",
+    );
+    q.bind_list([
+        Bind::Text(tenant.into()),
+        Bind::Text(id.into()),
+        Bind::Text(rt.name().into()),
+        Bind::OptText(ix.user_name.clone()),
+        Bind::OptText(lower(&ix.user_name)),
+        Bind::OptText(ix.display_name.clone()),
+        Bind::OptText(lower(&ix.display_name)),
+        Bind::OptText(ix.external_id.clone()),
+        Bind::OptBool(ix.active),
+        Bind::Text(w.doc.into()),
+        Bind::Int(1),
+        Bind::Int(w.now),
+        Bind::Int(w.now),
+    ])
+    .push(") RETURNING pk");
+    let pk = db.first::<Pk>(&q)?.ok_or(StorageError::NotFound)?.pk;
+    insert_values(db, tenant, pk, &ix.values)?;
+    Ok(pk)
+}
+
+/// Rewrites a resource's document and columns if its version is still `expected`; returns the
+/// new version. A concurrent change in between is `VersionMismatch`.
+pub fn update_resource(
+    db: &mut Db<'_>,
+    tenant: &str,
+    pk: i64,
+    expected: i64,
+    w: &ResourceWrite<'_>,
+) -> StoreResult<i64> {
+    let ix = w.indexed;
+    let mut q = Sql::new("UPDATE resources SET user_name = ");
+    q.bind(Bind::OptText(ix.user_name.clone()))
+        .push(", user_name_ci = ")
+        .bind(Bind::OptText(lower(&ix.user_name)))
+        .push(", display_name = ")
+        .bind(Bind::OptText(ix.display_name.clone()))
+        .push(", display_ci = ")
+        .bind(Bind::OptText(lower(&ix.display_name)))
+        .push(", external_id = ")
+        .bind(Bind::OptText(ix.external_id.clone()))
+        .push(", active = ")
+        .bind(Bind::OptBool(ix.active))
+        .push(", doc = ")
+        .bind(Bind::Text(w.doc.into()))
+        .push(", version = version + 1, modified = ")
+        .bind(Bind::Int(w.now))
+        .push(" WHERE tenant_id = ")
+        .bind(Bind::Text(tenant.into()))
+        .push(" AND pk = ")
+        .bind(Bind::Int(pk))
+        .push(" AND version = ")
+        .bind(Bind::Int(expected));
+    if db.execute(&q)? == 0 {
+        return Err(StorageError::VersionMismatch);
+    }
+    let mut del = Sql::new("DELETE FROM attr_values WHERE res_pk = ");
+    del.bind(Bind::Int(pk));
+    db.execute(&del)?;
+    insert_values(db, tenant, pk, &ix.values)?;
+    Ok(expected + 1)
+}
+
+/// Bumps the version of a resource whose membership changed (ETags change on every
+/// modification, RFC 7644 §3.14).
+pub fn touch_resource(
+    db: &mut Db<'_>,
+    tenant: &str,
+    pk: i64,
+    expected: i64,
+    now: i64,
+) -> StoreResult<i64> {
+    let mut q = Sql::new("UPDATE resources SET version = version + 1, modified = ");
+    q.bind(Bind::Int(now))
+        .push(" WHERE tenant_id = ")
+        .bind(Bind::Text(tenant.into()))
+        .push(" AND pk = ")
+        .bind(Bind::Int(pk))
+        .push(" AND version = ")
+        .bind(Bind::Int(expected));
+    if db.execute(&q)? == 0 {
+        return Err(StorageError::VersionMismatch);
+    }
+    Ok(expected + 1)
+}
+
+const VALUE_BATCH: usize = 100;
+
+fn insert_values(db: &mut Db<'_>, tenant: &str, pk: i64, values: &[IndexValue]) -> StoreResult<()> {
+    for chunk in values.chunks(VALUE_BATCH) {
+        let mut q =
+            Sql::new("INSERT INTO attr_values (res_pk, tenant_id, path, elem, val, num) VALUES ");
+        for (i, v) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push("(");
+            q.bind_list([
+                Bind::Int(pk),
+                Bind::Text(tenant.into()),
+                Bind::Text(v.path.clone()),
+                Bind::I32(v.elem),
+                Bind::OptText(v.val.clone()),
+                Bind::OptFloat(v.num),
+            ]);
+            q.push(")");
+        }
+        db.execute(&q)?;
+    }
+    Ok(())
+}
+
+/// Reads one resource of this tenant. `for_update` locks the row until the transaction ends
+/// on Postgres (SQLite's write transaction already holds the database lock).
+pub fn get_resource(
+    db: &mut Db<'_>,
+    tenant: &str,
+    rt: Rtype,
+    id: &str,
+    for_update: bool,
+) -> StoreResult<Option<ResourceRow>> {
+    let mut q = Sql::new(&format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.tenant_id = "
+    ));
+    q.bind(Bind::Text(tenant.into()))
+        .push(" AND r.rtype = ")
+        .bind(Bind::Text(rt.name().into()))
+        .push(" AND r.id = ")
+        .bind(Bind::Text(id.into()));
+    if for_update && db.backend() == Backend::Postgres {
+        q.push(" FOR UPDATE");
+    }
+    Ok(db.first(&q)?)
+}
+
+/// Deletes a resource; attribute values and memberships go with it (ON DELETE CASCADE).
+pub fn delete_resource(db: &mut Db<'_>, tenant: &str, pk: i64) -> StoreResult<()> {
+    let mut q = Sql::new("DELETE FROM resources WHERE tenant_id = ");
+    q.bind(Bind::Text(tenant.into()))
+        .push(" AND pk = ")
+        .bind(Bind::Int(pk));
+    db.execute(&q)?;
+    Ok(())
+}
+
+/// A resource named by id, as found in this tenant.
+#[derive(Clone, Debug, QueryableByName)]
+pub struct IdRow {
+    #[diesel(sql_type = BigInt)]
+    pub pk: i64,
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub rtype: String,
+}
+
+const ID_BATCH: usize = 500;
+
+/// Looks up which of `ids` exist in this tenant (any resource type).
+pub fn resolve_ids(db: &mut Db<'_>, tenant: &str, ids: &[String]) -> StoreResult<Vec<IdRow>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ID_BATCH) {
+        let mut q = Sql::new("SELECT pk, id, rtype FROM resources WHERE tenant_id = ");
+        q.bind(Bind::Text(tenant.into())).push(" AND id IN (");
+        q.bind_list(chunk.iter().map(|i| Bind::Text(i.clone())))
+            .push(")");
+        out.extend(db.load::<IdRow>(&q)?);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Membership
+
+/// A member to add: the resource's pk and the `display` the client sent, if any.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMember {
+    pub pk: i64,
+    pub display: Option<String>,
+}
+
+/// Adds members (already present ones are left alone); returns how many were new.
+pub fn add_members(
+    db: &mut Db<'_>,
+    tenant: &str,
+    group_pk: i64,
+    members: &[NewMember],
+) -> StoreResult<usize> {
+    let mut added = 0;
+    for chunk in members.chunks(ID_BATCH) {
+        let mut q = Sql::new(
+            "INSERT INTO members (tenant_id, group_pk, member_pk, display, display_ci) VALUES ",
+        );
+        for (i, m) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push("(");
+            q.bind_list([
+                Bind::Text(tenant.into()),
+                Bind::Int(group_pk),
+                Bind::Int(m.pk),
+                Bind::OptText(m.display.clone()),
+                Bind::OptText(lower(&m.display)),
+            ]);
+            q.push(")");
+        }
+        q.push(" ON CONFLICT DO NOTHING");
+        added += db.execute(&q)?;
+    }
+    Ok(added)
+}
+
+/// Removes the given members; returns how many were there.
+pub fn remove_members(db: &mut Db<'_>, group_pk: i64, member_pks: &[i64]) -> StoreResult<usize> {
+    let mut removed = 0;
+    for chunk in member_pks.chunks(ID_BATCH) {
+        let mut q = Sql::new("DELETE FROM members WHERE group_pk = ");
+        q.bind(Bind::Int(group_pk)).push(" AND member_pk IN (");
+        q.bind_list(chunk.iter().map(|m| Bind::Int(*m))).push(")");
+        removed += db.execute(&q)?;
+    }
+    Ok(removed)
+}
+
+pub fn remove_all_members(db: &mut Db<'_>, group_pk: i64) -> StoreResult<usize> {
+    let mut q = Sql::new("DELETE FROM members WHERE group_pk = ");
+    q.bind(Bind::Int(group_pk));
+    Ok(db.execute(&q)?)
+}
+
+/// Removes the members of a group that match `cond` (a `members[...]` condition).
+pub fn remove_members_where(
+    db: &mut Db<'_>,
+    tenant: &str,
+    group_pk: i64,
+    cond: &Cond,
+) -> StoreResult<usize> {
+    let mut q = Sql::new("DELETE FROM members WHERE group_pk = ");
+    q.bind(Bind::Int(group_pk))
+        .push(" AND member_pk IN (SELECT mm.member_pk FROM members mm JOIN resources r ON r.pk = mm.member_pk WHERE mm.group_pk = ")
+        .bind(Bind::Int(group_pk))
+        .push(" AND r.tenant_id = ")
+        .bind(Bind::Text(tenant.into()))
+        .push(" AND ");
+    // The condition is relative to one member: evaluate it on the membership row and the
+    // member's own row.
+    let inner = match cond {
+        Cond::Elem { inner, .. } => inner.as_ref(),
+        other => other,
+    };
+    Translator::new(tenant, Rtype::Group).translate_ref_row(inner, "mm", "r", &mut q);
+    q.push(")");
+    Ok(db.execute(&q)?)
+}
+
+#[derive(QueryableByName)]
+struct RefRow {
+    #[diesel(sql_type = BigInt)]
+    owner: i64,
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    rtype: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    display: Option<String>,
+}
+
+/// The references of each resource in `pks`: members of groups (rt Group) or groups of
+/// users (rt User), in a stable order. One query per batch, never one per resource.
+pub fn refs_of(db: &mut Db<'_>, rt: Rtype, pks: &[i64]) -> StoreResult<HashMap<i64, Vec<RefOut>>> {
+    let mut out: HashMap<i64, Vec<RefOut>> = HashMap::new();
+    let (this, other) = match rt {
+        Rtype::Group => ("group_pk", "member_pk"),
+        Rtype::User => ("member_pk", "group_pk"),
+    };
+    // A member's display is what the client sent with it, else the member's own name; a
+    // user's groups show the group's displayName.
+    let display = match rt {
+        Rtype::Group => "COALESCE(m.display, x.display_name, x.user_name)",
+        Rtype::User => "x.display_name",
+    };
+    for chunk in pks.chunks(ID_BATCH) {
+        let mut q = Sql::new(&format!(
+            "SELECT m.{this} AS owner, x.id AS id, x.rtype AS rtype, {display} AS display \
+             FROM members m JOIN resources x ON x.pk = m.{other} WHERE m.{this} IN ("
+        ));
+        q.bind_list(chunk.iter().map(|p| Bind::Int(*p)))
+            .push(&format!(") ORDER BY m.{this}, m.{other}"));
+        for row in db.load::<RefRow>(&q)? {
+            let kind = Rtype::from_name(&row.rtype).unwrap_or(Rtype::User);
+            out.entry(row.owner).or_default().push(RefOut {
+                id: row.id,
+                kind,
+                display: row.display,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Version rows of the groups that contain `member_pk`, locked in pk order (so concurrent
+/// deletes and membership changes always lock groups in the same order).
+pub fn groups_containing(
+    db: &mut Db<'_>,
+    tenant: &str,
+    member_pk: i64,
+) -> StoreResult<Vec<ResourceRow>> {
+    let mut q = Sql::new(&format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.tenant_id = "
+    ));
+    q.bind(Bind::Text(tenant.into()))
+        .push(" AND r.pk IN (SELECT group_pk FROM members WHERE member_pk = ")
+        .bind(Bind::Int(member_pk))
+        .push(") ORDER BY r.pk");
+    if db.backend() == Backend::Postgres {
+        q.push(" FOR UPDATE");
+    }
+    Ok(db.load(&q)?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Queries
+
+/// A page of a filtered list, and the total number of matches.
+pub struct Page {
+    pub total: i64,
+    pub rows: Vec<ResourceRow>,
+}
+
+/// Filters, counts and pages the resources of one type in index order.
+pub fn search(
+    db: &mut Db<'_>,
+    tenant: &str,
+    rt: Rtype,
+    cond: Option<&Cond>,
+    offset: i64,
+    limit: i64,
+) -> StoreResult<Page> {
+    let mut wh = Sql::new(" FROM resources r WHERE r.tenant_id = ");
+    wh.bind(Bind::Text(tenant.into()))
+        .push(" AND r.rtype = ")
+        .bind(Bind::Text(rt.name().into()));
+    if let Some(c) = cond {
+        wh.push(" AND ");
+        Translator::new(tenant, rt).translate(c, &mut wh);
+    }
+    let mut count = Sql::new("SELECT COUNT(*) AS n");
+    count.append(wh.clone());
+    let total = db.first::<Count>(&count)?.map(|c| c.n).unwrap_or(0);
+    let rows = if limit > 0 && offset < total {
+        let mut q = Sql::new(&format!("SELECT {RESOURCE_COLUMNS}"));
+        q.append(wh)
+            .push(" ORDER BY r.pk LIMIT ")
+            .bind(Bind::Int(limit))
+            .push(" OFFSET ")
+            .bind(Bind::Int(offset));
+        db.load(&q)?
+    } else {
+        Vec::new()
+    };
+    Ok(Page { total, rows })
+}
+
+// ---------------------------------------------------------------------------------------
+// Events
+
+pub struct NewEvent<'a> {
+    pub tenant: &'a str,
+    pub rt: Rtype,
+    pub resource_id: &'a str,
+    pub kind: &'a str,
+    pub version: i64,
+    pub at: i64,
+    pub credential: Option<&'a str>,
+}
+
+pub fn insert_event(db: &mut Db<'_>, e: &NewEvent<'_>) -> StoreResult<()> {
+    let mut q = Sql::new(
+        "INSERT INTO events (tenant_id, resource_type, resource_id, kind, version, at, credential_id) VALUES (",
+    );
+    q.bind_list([
+        Bind::Text(e.tenant.into()),
+        Bind::Text(e.rt.name().into()),
+        Bind::Text(e.resource_id.into()),
+        Bind::Text(e.kind.into()),
+        Bind::Int(e.version),
+        Bind::Int(e.at),
+        Bind::OptText(e.credential.map(str::to_string)),
+    ])
+    .push(")");
+    db.execute(&q)?;
+    Ok(())
+}
+
+/// An event row, for tests and (later) the change feed.
+#[derive(Clone, Debug, QueryableByName)]
+pub struct EventRow {
+    #[diesel(sql_type = BigInt)]
+    pub seq: i64,
+    #[diesel(sql_type = Text)]
+    pub resource_type: String,
+    #[diesel(sql_type = Text)]
+    pub resource_id: String,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = BigInt)]
+    pub version: i64,
+}
+
+pub fn events(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<EventRow>> {
+    let mut q = Sql::new(
+        "SELECT seq, resource_type, resource_id, kind, version FROM events WHERE tenant_id = ",
+    );
+    q.bind(Bind::Text(tenant.into())).push(" ORDER BY seq");
+    Ok(db.load(&q)?)
+}
