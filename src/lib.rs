@@ -1,5 +1,11 @@
 //! Scimitar: a SCIM 2.0 provisioning server (RFC 7643, RFC 7644).
 
+// No unwrap/expect/panic on the request path; tests may.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod auth;
 pub mod config;
 pub mod http;

@@ -155,6 +155,31 @@ fn change_kind(before: Option<bool>, after: Option<bool>) -> &'static str {
     }
 }
 
+/// Writes a provisioning event in the caller's transaction.
+fn event(
+    db: &mut Db<'_>,
+    p: &Principal,
+    rt: Rtype,
+    id: &str,
+    kind: &str,
+    version: i64,
+    now: i64,
+) -> Result<()> {
+    storage::insert_event(
+        db,
+        &storage::NewEvent {
+            tenant: &p.tenant,
+            rt,
+            resource_id: id,
+            kind,
+            version,
+            at: now,
+            credential: p.credential.as_deref(),
+        },
+    )?;
+    Ok(())
+}
+
 impl Service {
     fn conn(&self) -> Result<storage::PooledConn> {
         self.pool
@@ -207,31 +232,6 @@ impl Service {
             None
         };
         Ok(self.render(rt, &row, &doc, refs.as_deref(), proj))
-    }
-
-    fn event(
-        &self,
-        db: &mut Db<'_>,
-        p: &Principal,
-        rt: Rtype,
-        id: &str,
-        kind: &str,
-        version: i64,
-        now: i64,
-    ) -> Result<()> {
-        storage::insert_event(
-            db,
-            &storage::NewEvent {
-                tenant: &p.tenant,
-                rt,
-                resource_id: id,
-                kind,
-                version,
-                at: now,
-                credential: p.credential.as_deref(),
-            },
-        )?;
-        Ok(())
     }
 
     /// Resolves member ids to rows of this tenant. An id that names nothing here, or whose
@@ -338,7 +338,7 @@ impl Service {
             let pk = storage::insert_resource(db, &p.tenant, rt, &id, &w)
                 .map_err(|e| Self::uniqueness(rt, e))?;
             storage::add_members(db, &p.tenant, pk, &member_pks)?;
-            self.event(db, p, rt, &id, "create", 1, now)?;
+            event(db, p, rt, &id, "create", 1, now)?;
             self.reload(db, p, rt, &id, proj)
         })
     }
@@ -392,7 +392,7 @@ impl Service {
             let version = storage::update_resource(db, &p.tenant, row.pk, row.version, &w)
                 .map_err(|e| Self::uniqueness(rt, e))?;
             let kind = change_kind(row.active, ix.active);
-            self.event(db, p, rt, id, kind, version, now)?;
+            event(db, p, rt, id, kind, version, now)?;
             self.reload(db, p, rt, id, proj)
         })
     }
@@ -442,7 +442,7 @@ impl Service {
                 version = storage::touch_resource(db, &p.tenant, row.pk, row.version, now)?;
             }
             if version != row.version {
-                self.event(db, p, rt, id, kind, version, now)?;
+                event(db, p, rt, id, kind, version, now)?;
             }
             if rt == Rtype::Group && !proj.is_requested() {
                 return Ok(None);
@@ -513,10 +513,10 @@ impl Service {
             }
             for g in storage::groups_containing(db, &p.tenant, row.pk)? {
                 let v = storage::touch_resource(db, &p.tenant, g.pk, g.version, now)?;
-                self.event(db, p, Rtype::Group, &g.id, "update", v, now)?;
+                event(db, p, Rtype::Group, &g.id, "update", v, now)?;
             }
             storage::delete_resource(db, &p.tenant, row.pk)?;
-            self.event(db, p, rt, id, "delete", row.version + 1, now)
+            event(db, p, rt, id, "delete", row.version + 1, now)
         })
     }
 
@@ -544,12 +544,12 @@ impl Service {
                     .as_deref()
                     .map(|f| self.filter(rt, f))
                     .transpose()?;
-                let proj = Projection::parse(
-                    &self.registry,
-                    rt,
-                    q.attributes.as_deref(),
-                    q.excluded_attributes.as_deref(),
-                )?;
+                let (a, x) = (q.attributes.as_deref(), q.excluded_attributes.as_deref());
+                let proj = if types.len() == 1 {
+                    Projection::parse(&self.registry, rt, a, x)?
+                } else {
+                    Projection::parse_lenient(&self.registry, rt, a, x)?
+                };
                 Ok((rt, cond, proj))
             })();
             match plan {

@@ -680,7 +680,7 @@ fn filtered(
             let path = format!("{}.{}", attr.name, s.name);
             let new = normalize_value(s, value.as_ref().unwrap_or(&Value::Null), compat, &path)?;
             if hits.is_empty() {
-                if !(compat.create_on_filtered_path && !t.eq_pairs.is_empty()) {
+                if !compat.create_on_filtered_path || t.eq_pairs.is_empty() {
                     return Err(no_match(t));
                 }
                 // Entra ID: `emails[type eq "work"].value` when there is no work email yet.

@@ -54,6 +54,32 @@ impl Projection {
         })
     }
 
+    /// As `parse`, but entries that do not apply to `rt` are dropped instead of rejected: a
+    /// search across resource types (`POST /.search`) names attributes of several types.
+    /// When `attributes` named only other types' attributes, just `id` and `schemas` remain.
+    pub fn parse_lenient(
+        registry: &Registry,
+        rt: Rtype,
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+    ) -> ScimResult<Projection> {
+        let keep = |s: Option<&str>| -> Vec<Sel> {
+            s.map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter_map(|p| selection(registry, rt, p).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let include = keep(attributes);
+        let asked = attributes.is_some_and(|a| a.split(',').any(|p| !p.trim().is_empty()));
+        Ok(Projection {
+            include: if asked { Some(include) } else { None },
+            exclude: keep(excluded),
+        })
+    }
+
     /// Does the response need the membership references (`members` / `groups`)?
     /// `excludedAttributes=members` must not read the membership table at all.
     pub fn wants_refs(&self, rt: Rtype) -> bool {

@@ -369,7 +369,7 @@ impl std::fmt::Display for Loc {
 /// the filter needs them) satisfy `cond`?
 pub fn matches(cond: &Cond, resource: &Value) -> bool {
     match cond {
-        Cond::Present(t) => values_at(resource, &t.loc).iter().any(|v| non_empty(v)),
+        Cond::Present(t) => values_at(resource, &t.loc).iter().any(non_empty),
         Cond::Cmp(t, op, operand) => values_at(resource, &t.loc)
             .iter()
             .any(|v| cmp_value(t.kind, *op, v, operand)),

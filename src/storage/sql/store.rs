@@ -514,6 +514,13 @@ pub fn search(
     Ok(Page { total, rows })
 }
 
+/// Refreshes the planner's statistics (after a bulk load; autovacuum/`PRAGMA optimize` do it
+/// eventually on their own).
+pub fn analyze(db: &mut Db<'_>) -> StoreResult<()> {
+    db.execute(&Sql::new("ANALYZE"))?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // Events
 

@@ -1,0 +1,287 @@
+//! Test harness: the real app (same `configure` and state builder as `main`) on a fresh
+//! database per test: a temp SQLite file, or a fresh Postgres schema when
+//! SCIMITAR_TEST_POSTGRES_URL is set.
+
+#![allow(dead_code)]
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header::HeaderMap;
+use actix_web::http::StatusCode;
+use actix_web::{test, web, App};
+use serde_json::Value;
+
+use scimitar::config::ServeArgs;
+use scimitar::http::{self, AppState};
+use scimitar::server;
+use scimitar::storage::{self, Conn};
+
+pub const TOKEN: &str = "test-token";
+
+/// A database for one test, removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        match std::env::var("SCIMITAR_TEST_POSTGRES_URL") {
+            Ok(base) if !base.is_empty() => {
+                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = Conn::establish(
+                    &storage::sql::conn::DbUrl::parse(&base).expect("postgres url"),
+                    storage::SqliteSync::Normal,
+                )
+                .expect("connect to SCIMITAR_TEST_POSTGRES_URL");
+                conn.db()
+                    .execute(&storage::sql::conn::Sql::new(&format!(
+                        "CREATE SCHEMA {schema}"
+                    )))
+                    .expect("create schema");
+                let sep = if base.contains('?') { '&' } else { '?' };
+                TestDb {
+                    url: format!("{base}{sep}options=-csearch_path%3D{schema}"),
+                    _dir: None,
+                    pg: Some((base, schema)),
+                }
+            }
+            _ => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                    pg: None,
+                }
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((base, schema)) = &self.pg {
+            if let Ok(url) = storage::sql::conn::DbUrl::parse(base) {
+                if let Ok(mut conn) = Conn::establish(&url, storage::SqliteSync::Normal) {
+                    let _ = conn.db().execute(&storage::sql::conn::Sql::new(&format!(
+                        "DROP SCHEMA {schema} CASCADE"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Serve arguments for a test database, as `scimitar serve` would get them.
+pub fn args(db: &TestDb) -> ServeArgs {
+    let mut a = ServeArgs::from_env();
+    a.db.database_url = db.url.clone();
+    a.db.db_pool_size = 4;
+    a.base_url = Some("http://scim.test/scim/v2".into());
+    a.bootstrap_token = Some(TOKEN.into());
+    a.strict = false;
+    a
+}
+
+pub fn state(args: &ServeArgs) -> web::Data<AppState> {
+    let (state, _) = server::build_state(args).expect("build state");
+    web::Data::new(state)
+}
+
+/// The app and its database; keep the returned `TestDb` alive for the test.
+pub async fn app_with(
+    args: ServeArgs,
+) -> (
+    impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+    >,
+    web::Data<AppState>,
+) {
+    let data = state(&args);
+    let app = test::init_service(App::new().configure(http::configure(data.clone()))).await;
+    (app, data)
+}
+
+pub async fn app() -> (
+    impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+    >,
+    TestDb,
+) {
+    let db = TestDb::new();
+    let (app, _) = app_with(args(&db)).await;
+    (app, db)
+}
+
+/// A response: status, headers and JSON body (Null when empty).
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub raw: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// Asserts the status and, for errors, the SCIM error shape (RFC 7644 §3.12).
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Resp {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.raw
+        );
+        if status >= 400 {
+            assert_eq!(
+                self.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+                "error body: {}",
+                self.raw
+            );
+            assert_eq!(self.body["status"], status.to_string());
+            assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+            assert_eq!(
+                self.header("content-type").as_deref(),
+                Some("application/scim+json")
+            );
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, scim_type: Option<&str>) -> &Resp {
+        self.expect(status);
+        assert_eq!(
+            self.body["scimType"].as_str(),
+            scim_type,
+            "body: {}",
+            self.raw
+        );
+        self
+    }
+}
+
+/// A request builder with the test token.
+pub fn req(method: &str, uri: &str) -> test::TestRequest {
+    let m = actix_web::http::Method::from_bytes(method.as_bytes()).expect("method");
+    test::TestRequest::default()
+        .method(m)
+        .uri(uri)
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+}
+
+pub async fn send<S, B>(app: &S, r: test::TestRequest) -> Resp
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let resp = test::call_service(app, r.to_request()).await;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = test::read_body(resp).await;
+    let raw = String::from_utf8_lossy(&bytes).to_string();
+    let body = if raw.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&raw).unwrap_or(Value::String(raw.clone()))
+    };
+    Resp {
+        status,
+        headers,
+        body,
+        raw,
+    }
+}
+
+pub async fn call<S, B>(app: &S, method: &str, uri: &str, body: Option<Value>) -> Resp
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let mut r = req(method, uri);
+    if let Some(b) = body {
+        r = r
+            .insert_header(("Content-Type", "application/scim+json"))
+            .set_payload(b.to_string());
+    }
+    send(app, r).await
+}
+
+/// Creates a user and returns its id.
+pub async fn create_user<S, B>(app: &S, user_name: &str) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let r = call(
+        app,
+        "POST",
+        "/scim/v2/Users",
+        Some(serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": user_name,
+            "displayName": format!("{user_name} display"),
+            "active": true
+        })),
+    )
+    .await;
+    r.expect(201);
+    r.body["id"].as_str().expect("id").to_string()
+}
+
+pub async fn create_group<S, B>(app: &S, name: &str, members: &[&str]) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let members: Vec<Value> = members
+        .iter()
+        .map(|m| serde_json::json!({"value": m}))
+        .collect();
+    let r = call(
+        app,
+        "POST",
+        "/scim/v2/Groups",
+        Some(serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": name,
+            "members": members
+        })),
+    )
+    .await;
+    r.expect(201);
+    r.body["id"].as_str().expect("id").to_string()
+}
+
+/// The provisioning events of the default tenant, as (resource id, kind) pairs.
+pub fn events(state: &web::Data<AppState>) -> Vec<(String, String)> {
+    let mut conn = state.service.pool.get().expect("conn");
+    storage::events(&mut conn.db(), "default")
+        .expect("events")
+        .into_iter()
+        .map(|e| (e.resource_id, e.kind))
+        .collect()
+}
+
+pub fn patch_body(ops: Value) -> Value {
+    serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": ops
+    })
+}

@@ -1,0 +1,101 @@
+use serde_json::Value;
+
+use crate::common::*;
+
+#[actix_web::test]
+async fn service_provider_config_advertises_features() {
+    let (app, _db) = app().await;
+    let r = call(&app, "GET", "/scim/v2/ServiceProviderConfig", None).await;
+    r.expect(200);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/scim+json")
+    );
+    assert_eq!(r.body["patch"]["supported"], true);
+    assert_eq!(r.body["etag"]["supported"], true);
+    assert_eq!(r.body["filter"]["supported"], true);
+    assert!(r.body["filter"]["maxResults"].as_i64().unwrap() > 0);
+    assert_eq!(
+        r.body["authenticationSchemes"][0]["type"],
+        "oauthbearertoken"
+    );
+}
+
+#[actix_web::test]
+async fn resource_types_and_schemas_are_served() {
+    let (app, _db) = app().await;
+    let r = call(&app, "GET", "/scim/v2/ResourceTypes", None).await;
+    r.expect(200);
+    assert_eq!(r.body["totalResults"], 2);
+    let names: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["User", "Group"]);
+    let u = call(&app, "GET", "/scim/v2/ResourceTypes/User", None).await;
+    u.expect(200);
+    assert_eq!(u.body["endpoint"], "/Users");
+    assert_eq!(
+        u.body["meta"]["location"],
+        "http://scim.test/scim/v2/ResourceTypes/User"
+    );
+    call(&app, "GET", "/scim/v2/ResourceTypes/Robot", None)
+        .await
+        .expect(404);
+
+    let s = call(&app, "GET", "/scim/v2/Schemas", None).await;
+    s.expect(200);
+    let ids: Vec<&str> = s.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"urn:ietf:params:scim:schemas:core:2.0:User"));
+    assert!(ids.contains(&"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
+    let one = call(
+        &app,
+        "GET",
+        "/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group",
+        None,
+    )
+    .await;
+    one.expect(200);
+    assert_eq!(one.body["name"], "Group");
+    assert!(one.body["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["name"] == "members"));
+    call(&app, "GET", "/scim/v2/Schemas/urn:nope", None)
+        .await
+        .expect(404);
+}
+
+#[actix_web::test]
+async fn discovery_needs_a_token_and_rejects_writes() {
+    let (app, _db) = app().await;
+    let anon = send(
+        &app,
+        actix_web::test::TestRequest::get().uri("/scim/v2/ServiceProviderConfig"),
+    )
+    .await;
+    anon.expect(401);
+    for path in [
+        "/scim/v2/ServiceProviderConfig",
+        "/scim/v2/ResourceTypes",
+        "/scim/v2/Schemas",
+    ] {
+        for m in ["POST", "PUT", "PATCH", "DELETE"] {
+            call(&app, m, path, None).await.expect(405);
+        }
+    }
+    let r = call(&app, "GET", "/scim/v2/Schemas", None).await;
+    assert!(r.body["Resources"]
+        .as_array()
+        .is_some_and(|a| a.iter().all(|s| s["attributes"].is_array())));
+    assert_eq!(r.body["Resources"].as_array().map(Vec::len), Some(6));
+    let _: &Value = &r.body;
+}

@@ -1,0 +1,316 @@
+use serde_json::json;
+
+use crate::common::*;
+use crate::users::urlencode;
+
+#[actix_web::test]
+async fn group_members_carry_value_display_type_and_ref() {
+    let (app, _db) = app().await;
+    let alice = create_user(&app, "alice").await;
+    let inner = create_group(&app, "Inner", &[]).await;
+    let g = call(
+        &app,
+        "POST",
+        "/scim/v2/Groups",
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Tour Guides",
+                    "members": [{"value": alice, "type": "User"}, {"value": inner}]})),
+    )
+    .await;
+    g.expect(201);
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    let members = g.body["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    assert_eq!(members[0]["value"], alice.as_str());
+    assert_eq!(members[0]["display"], "alice display");
+    assert_eq!(members[0]["type"], "User");
+    assert_eq!(
+        members[0]["$ref"],
+        format!("http://scim.test/scim/v2/Users/{alice}")
+    );
+    assert_eq!(members[1]["type"], "Group");
+    assert_eq!(members[1]["display"], "Inner");
+    assert_eq!(
+        members[1]["$ref"],
+        format!("http://scim.test/scim/v2/Groups/{inner}")
+    );
+
+    // User.groups is derived.
+    let u = call(&app, "GET", &format!("/scim/v2/Users/{alice}"), None).await;
+    assert_eq!(u.body["groups"][0]["value"], gid.as_str());
+    assert_eq!(u.body["groups"][0]["display"], "Tour Guides");
+    // excludedAttributes=members leaves them out.
+    let x = call(
+        &app,
+        "GET",
+        &format!("/scim/v2/Groups/{gid}?excludedAttributes=members"),
+        None,
+    )
+    .await;
+    x.expect(200);
+    assert!(x.body.get("members").is_none());
+    assert_eq!(x.body["displayName"], "Tour Guides");
+    // Filter groups by displayName, users by groups.value, groups by members.value.
+    let f = call(
+        &app,
+        "GET",
+        &format!(
+            "/scim/v2/Groups?filter={}",
+            urlencode("displayName eq \"tour guides\"")
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(f.body["totalResults"], 1);
+    let f = call(
+        &app,
+        "GET",
+        &format!(
+            "/scim/v2/Users?filter={}",
+            urlencode(&format!("groups.value eq \"{gid}\""))
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(f.body["totalResults"], 1);
+    let f = call(
+        &app,
+        "GET",
+        &format!(
+            "/scim/v2/Groups?filter={}",
+            urlencode(&format!("members[value eq \"{alice}\"]"))
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(f.body["totalResults"], 1);
+}
+
+#[actix_web::test]
+async fn unknown_member_rejects_the_whole_request() {
+    let (app, _db) = app().await;
+    let alice = create_user(&app, "alice").await;
+    let r = call(
+        &app,
+        "POST",
+        "/scim/v2/Groups",
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G",
+                    "members": [{"value": alice}, {"value": "no-such-id"}]}),
+        ),
+    )
+    .await;
+    r.expect_error(400, Some("invalidValue"));
+    assert!(r.body["detail"].as_str().unwrap().contains("no-such-id"));
+    let l = call(&app, "GET", "/scim/v2/Groups", None).await;
+    assert_eq!(l.body["totalResults"], 0, "nothing was created");
+    // A wrong type is rejected too.
+    let r = call(
+        &app,
+        "POST",
+        "/scim/v2/Groups",
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G",
+                    "members": [{"value": alice, "type": "Group"}]}),
+        ),
+    )
+    .await;
+    r.expect_error(400, Some("invalidValue"));
+    // And in PATCH: nothing is added.
+    let gid = create_group(&app, "G", &[&alice]).await;
+    let p = call(
+        &app,
+        "PATCH",
+        &format!("/scim/v2/Groups/{gid}"),
+        Some(patch_body(
+            json!([{"op": "add", "path": "members", "value": [{"value": "ghost"}]}]),
+        )),
+    )
+    .await;
+    p.expect_error(400, Some("invalidValue"));
+    let g = call(&app, "GET", &format!("/scim/v2/Groups/{gid}"), None).await;
+    assert_eq!(g.body["members"].as_array().unwrap().len(), 1);
+    assert_eq!(g.body["meta"]["version"], "W/\"1\"");
+}
+
+#[actix_web::test]
+async fn patch_members_add_remove_replace_and_versions() {
+    let (app, _db) = app().await;
+    let a = create_user(&app, "a").await;
+    let b = create_user(&app, "b").await;
+    let c = create_user(&app, "c").await;
+    let gid = create_group(&app, "G", &[&a]).await;
+    let path = format!("/scim/v2/Groups/{gid}");
+    let members = |body: &serde_json::Value| -> Vec<String> {
+        let mut v: Vec<String> = body["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|x| x["value"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let sorted = |mut v: Vec<&String>| {
+        v.sort();
+        v.into_iter().cloned().collect::<Vec<String>>()
+    };
+
+    // Add answers 204 by default and bumps the version.
+    let r = call(
+        &app,
+        "PATCH",
+        &path,
+        Some(patch_body(
+            json!([{"op": "add", "path": "members", "value": [{"value": b}, {"value": a}]}]),
+        )),
+    )
+    .await;
+    r.expect(204);
+    let g = call(&app, "GET", &path, None).await;
+    assert_eq!(members(&g.body), sorted(vec![&a, &b]));
+    assert_eq!(g.body["meta"]["version"], "W/\"2\"");
+    // Adding an existing member changes nothing (no new version).
+    call(
+        &app,
+        "PATCH",
+        &path,
+        Some(patch_body(
+            json!([{"op": "add", "path": "members", "value": [{"value": b}]}]),
+        )),
+    )
+    .await
+    .expect(204);
+    assert_eq!(
+        call(&app, "GET", &path, None).await.body["meta"]["version"],
+        "W/\"2\""
+    );
+    // Remove by value filter.
+    call(
+        &app,
+        "PATCH",
+        &path,
+        Some(patch_body(
+            json!([{"op": "remove", "path": format!("members[value eq \"{a}\"]")}]),
+        )),
+    )
+    .await
+    .expect(204);
+    assert_eq!(
+        members(&call(&app, "GET", &path, None).await.body),
+        vec![b.clone()]
+    );
+    // Entra ID style: remove with path members and a value list.
+    call(
+        &app,
+        "PATCH",
+        &path,
+        Some(patch_body(
+            json!([{"op": "Remove", "path": "members", "value": [{"value": b}]}]),
+        )),
+    )
+    .await
+    .expect(204);
+    assert!(members(&call(&app, "GET", &path, None).await.body).is_empty());
+    // Replace the whole list; asking for attributes gives 200 with the projection.
+    let r = call(
+        &app,
+        "PATCH",
+        &format!("{path}?attributes=members"),
+        Some(patch_body(
+            json!([{"op": "replace", "path": "members", "value": [{"value": a}, {"value": c}]}]),
+        )),
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(members(&r.body), sorted(vec![&a, &c]));
+    // Rename without touching members.
+    let r = call(
+        &app,
+        "PATCH",
+        &path,
+        Some(patch_body(
+            json!([{"op": "replace", "value": {"id": gid, "displayName": "Renamed"}}]),
+        )),
+    )
+    .await;
+    r.expect(204);
+    let g = call(&app, "GET", &path, None).await;
+    assert_eq!(g.body["displayName"], "Renamed");
+    assert_eq!(members(&g.body), sorted(vec![&a, &c]));
+    // Remove all.
+    call(
+        &app,
+        "PATCH",
+        &path,
+        Some(patch_body(json!([{"op": "remove", "path": "members"}]))),
+    )
+    .await
+    .expect(204);
+    assert!(call(&app, "GET", &path, None)
+        .await
+        .body
+        .get("members")
+        .is_none());
+}
+
+#[actix_web::test]
+async fn deleting_a_member_removes_it_from_every_group() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let a = create_user(&app, "a").await;
+    let b = create_user(&app, "b").await;
+    let g1 = create_group(&app, "G1", &[&a, &b]).await;
+    let g2 = create_group(&app, "G2", &[&a, &g1]).await;
+    call(&app, "DELETE", &format!("/scim/v2/Users/{a}"), None)
+        .await
+        .expect(204);
+    let r1 = call(&app, "GET", &format!("/scim/v2/Groups/{g1}"), None).await;
+    assert_eq!(r1.body["members"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        r1.body["meta"]["version"], "W/\"2\"",
+        "membership change bumps the version"
+    );
+    let r2 = call(&app, "GET", &format!("/scim/v2/Groups/{g2}"), None).await;
+    assert_eq!(r2.body["members"][0]["value"], g1.as_str());
+    // Deleting a group removes it from its parent group too.
+    call(&app, "DELETE", &format!("/scim/v2/Groups/{g1}"), None)
+        .await
+        .expect(204);
+    let r2 = call(&app, "GET", &format!("/scim/v2/Groups/{g2}"), None).await;
+    assert!(r2.body.get("members").is_none());
+    let ev = events(&state);
+    assert!(ev.contains(&(g1.clone(), "update".into())));
+    assert!(ev.contains(&(a.clone(), "delete".into())));
+}
+
+#[actix_web::test]
+async fn group_put_replaces_members() {
+    let (app, _db) = app().await;
+    let a = create_user(&app, "a").await;
+    let b = create_user(&app, "b").await;
+    let gid = create_group(&app, "G", &[&a]).await;
+    let r = call(
+        &app,
+        "PUT",
+        &format!("/scim/v2/Groups/{gid}"),
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G2", "members": [{"value": b}]})),
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(r.body["displayName"], "G2");
+    assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["members"][0]["value"], b.as_str());
+    // Self-membership is rejected.
+    let r = call(
+        &app,
+        "PATCH",
+        &format!("/scim/v2/Groups/{gid}"),
+        Some(patch_body(
+            json!([{"op": "add", "path": "members", "value": [{"value": gid}]}]),
+        )),
+    )
+    .await;
+    r.expect_error(400, Some("invalidValue"));
+}
