@@ -30,6 +30,12 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
     let generated = conn
         .write_tx(|db| auth::bootstrap(db, args.bootstrap_token.is_some(), now_micros()))
         .map_err(|e: StorageError| format!("cannot initialise the database: {e}"))?;
+    // Shared by every instance on this database, so a cursor from one works on another.
+    let cursor_key = conn
+        .write_tx(|db| {
+            storage::server_secret(db, "cursor_mac_key", &auth::generate_token(), now_micros())
+        })
+        .map_err(|e: StorageError| format!("cannot initialise the database: {e}"))?;
     drop(conn);
     let settings = Settings {
         base_url: args.base_url(),
@@ -41,6 +47,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
         } else {
             Compat::default()
         },
+        cursor_key: cursor_key.into_bytes(),
         ..Settings::default()
     };
     let state = AppState {

@@ -10,5 +10,7 @@ mod discovery;
 mod errors;
 #[path = "integration/groups.rs"]
 mod groups;
+#[path = "integration/query.rs"]
+mod query;
 #[path = "integration/users.rs"]
 mod users;

@@ -211,6 +211,9 @@ async fn list(
         count: params.int("count")?,
         attributes: params.get("attributes").map(str::to_string),
         excluded_attributes: params.get("excludedAttributes").map(str::to_string),
+        sort_by: params.get("sortBy").map(str::to_string),
+        sort_order: params.get("sortOrder").map(str::to_string),
+        cursor: params.get("cursor").map(str::to_string),
     };
     let svc = state.service.clone();
     let body = run(move || svc.list(&p, &[rt], &q)).await?;
@@ -292,6 +295,9 @@ fn search_request(body: &Value) -> Result<ListQuery, ApiError> {
         count: int("count")?,
         attributes: text("attributes")?,
         excluded_attributes: text("excludedAttributes")?,
+        sort_by: text("sortBy")?,
+        sort_order: text("sortOrder")?,
+        cursor: text("cursor")?,
     })
 }
 
@@ -358,7 +364,16 @@ async fn service_provider_config(state: web::Data<AppState>, _auth: Auth) -> Htt
             "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
             "filter": {"supported": true, "maxResults": s.max_page_size},
             "changePassword": {"supported": false},
-            "sort": {"supported": false},
+            "sort": {"supported": true},
+            // RFC 9865 §5: both index and cursor paging.
+            "pagination": {
+                "cursor": true,
+                "index": true,
+                "defaultPaginationMethod": "index",
+                "defaultPageSize": s.default_page_size,
+                "maxPageSize": s.max_page_size,
+                "cursorTimeout": crate::provisioning::cursor::CURSOR_TIMEOUT_SECS
+            },
             "etag": {"supported": true},
             "authenticationSchemes": [{
                 "type": "oauthbearertoken",

@@ -370,6 +370,10 @@ impl std::fmt::Display for Loc {
 pub fn matches(cond: &Cond, resource: &Value) -> bool {
     match cond {
         Cond::Present(t) => values_at(resource, &t.loc).iter().any(non_empty),
+        // `ne` is "no value equals" (absent included), exactly as the SQL translation.
+        Cond::Cmp(t, CompOp::Ne, operand) => !values_at(resource, &t.loc)
+            .iter()
+            .any(|v| cmp_value(t.kind, CompOp::Eq, v, operand)),
         Cond::Cmp(t, op, operand) => values_at(resource, &t.loc)
             .iter()
             .any(|v| cmp_value(t.kind, *op, v, operand)),
@@ -392,6 +396,9 @@ pub fn matches_element(cond: &Cond, element: &Value) -> bool {
     };
     match cond {
         Cond::Present(t) => field(t).iter().any(non_empty),
+        Cond::Cmp(t, CompOp::Ne, operand) => !field(t)
+            .iter()
+            .any(|v| cmp_value(t.kind, CompOp::Eq, v, operand)),
         Cond::Cmp(t, op, operand) => field(t).iter().any(|v| cmp_value(t.kind, *op, v, operand)),
         Cond::Not(c) => !matches_element(c, element),
         Cond::And(a, b) => matches_element(a, element) && matches_element(b, element),
@@ -505,4 +512,63 @@ fn num_cmp(op: CompOp, x: f64, n: f64) -> bool {
         CompOp::Le => x <= n,
         CompOp::Co | CompOp::Sw | CompOp::Ew => false,
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sorting (RFC 7644 §3.4.2.3)
+
+/// What a list is ordered by (besides the final tie-break on insertion order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SortKey {
+    pub field: Field,
+    pub kind: Kind,
+    /// For a multi-valued complex attribute: the canonical path of its `primary`
+    /// sub-attribute; the primary value sorts, else the first one.
+    pub primary: Option<String>,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sort {
+    pub key: SortKey,
+    pub descending: bool,
+}
+
+/// Resolves `sortBy` for `rt`: any singular attribute, or a multi-valued attribute's
+/// primary (else first) value. Errors are `invalidValue` naming the attribute.
+pub fn resolve_sort(
+    registry: &Registry,
+    rt: Rtype,
+    sort_by: &str,
+    descending: bool,
+) -> ScimResult<Sort> {
+    use super::filter::{parse_path, PatchPath};
+    let bad = |why: &str| ScimError::invalid_value(format!("sortBy `{sort_by}`: {why}"));
+    let path =
+        parse_path(sort_by, &super::filter::Limits::default()).map_err(|e| bad(&e.to_string()))?;
+    let PatchPath::Attr(p) = path else {
+        return Err(bad("filters are not allowed here"));
+    };
+    let t = target(registry, rt, &p, None).map_err(|e| bad(&e.detail))?;
+    if matches!(t.field, Field::Ref(_)) {
+        return Err(bad("cannot sort by group membership"));
+    }
+    if t.kind == Kind::Complex {
+        return Err(bad("name a sub-attribute, e.g. name.familyName"));
+    }
+    let r = registry
+        .resolve(rt, p.urn.as_deref(), &p.attr)
+        .ok_or_else(|| bad("unknown attribute"))?;
+    let primary = (r.attr.kind == AttrType::Complex && r.attr.multi_valued)
+        .then(|| r.attr.sub("primary").map(|s| r.storage_path(Some(s))))
+        .flatten();
+    Ok(Sort {
+        key: SortKey {
+            field: t.field,
+            kind: t.kind,
+            primary,
+            loc: t.loc,
+        },
+        descending,
+    })
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::QueryableByName;
 
-use crate::scim::query::Cond;
+use crate::scim::query::{Cond, Sort, SortKey};
 use crate::scim::resource::{IndexValue, Indexed, RefOut};
 use crate::scim::schema::Rtype;
 use crate::storage::StorageError;
@@ -474,20 +474,167 @@ pub fn groups_containing(
 // ---------------------------------------------------------------------------------------
 // Queries
 
-/// A page of a filtered list, and the total number of matches.
-pub struct Page {
-    pub total: i64,
-    pub rows: Vec<ResourceRow>,
+/// A sort key value, as read with a row and carried in cursors.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum SortValue {
+    Null,
+    Text(String),
+    Num(f64),
 }
 
-/// Filters, counts and pages the resources of one type in index order.
+/// Which part of the ordered results to read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Window {
+    /// Index paging (RFC 7644 §3.4.2.4).
+    Offset { offset: i64, limit: i64 },
+    /// Keyset paging (RFC 9865): rows strictly after the boundary row, in list order.
+    After { key: SortValue, pk: i64, limit: i64 },
+    /// Rows strictly before the boundary row, returned in list order.
+    Before { key: SortValue, pk: i64, limit: i64 },
+}
+
+/// A page of a filtered list: the rows, each row's sort key, and the total number of
+/// matches when it was asked for.
+pub struct Page {
+    pub total: Option<i64>,
+    pub rows: Vec<ResourceRow>,
+    pub keys: Vec<SortValue>,
+}
+
+#[derive(QueryableByName)]
+struct SortedRow {
+    #[diesel(sql_type = BigInt)]
+    pk: i64,
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    rtype: String,
+    #[diesel(sql_type = Text)]
+    doc: String,
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+    #[diesel(sql_type = BigInt)]
+    created: i64,
+    #[diesel(sql_type = BigInt)]
+    modified: i64,
+    #[diesel(sql_type = Nullable<Bool>)]
+    active: Option<bool>,
+    #[diesel(sql_type = Nullable<Text>)]
+    skey_t: Option<String>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    skey_n: Option<f64>,
+}
+
+/// The SQL expression of a sort key over `resources r`, and whether it is numeric.
+fn sort_expr(key: &SortKey) -> (Sql, bool) {
+    use crate::scim::query::{Column, Field, Kind};
+    let numeric = matches!(key.kind, Kind::Num | Kind::DateTime);
+    let expr = match &key.field {
+        Field::Column(c) => Sql::new(match c {
+            Column::Id => "r.id",
+            Column::ExternalId => "r.external_id",
+            Column::UserName => "r.user_name_ci",
+            Column::DisplayName => "r.display_ci",
+            Column::Active => "(CASE WHEN r.active THEN 'true' WHEN NOT r.active THEN 'false' END)",
+            Column::Created => "r.created",
+            Column::Modified => "r.modified",
+            Column::ResourceType => "r.rtype",
+        }),
+        Field::Value(path) => {
+            let col = if numeric { "num" } else { "val" };
+            match &key.primary {
+                Some(primary) => {
+                    // The primary value, else the first (RFC 7644 §3.4.2.3).
+                    let mut q = Sql::new(&format!(
+                        "COALESCE((SELECT sv.{col} FROM attr_values sv JOIN attr_values pv ON pv.res_pk = sv.res_pk \
+                         AND pv.elem = sv.elem WHERE sv.res_pk = r.pk AND sv.path = "
+                    ));
+                    q.bind(Bind::Text(path.clone()))
+                        .push(" AND pv.path = ")
+                        .bind(Bind::Text(primary.clone()))
+                        .push(&format!(
+                            " AND pv.val = 'true' LIMIT 1), (SELECT sv.{col} FROM attr_values sv WHERE sv.res_pk = r.pk AND sv.path = "
+                        ))
+                        .bind(Bind::Text(path.clone()))
+                        .push(" ORDER BY sv.elem LIMIT 1))");
+                    q
+                }
+                None => {
+                    let mut q = Sql::new(&format!(
+                        "(SELECT MIN(sv.{col}) FROM attr_values sv WHERE sv.res_pk = r.pk AND sv.path = "
+                    ));
+                    q.bind(Bind::Text(path.clone())).push(")");
+                    q
+                }
+            }
+        }
+        // Membership references are rejected as sort keys when the request is validated.
+        Field::Ref(_) => Sql::new("NULL"),
+    };
+    (expr, numeric)
+}
+
+fn key_bind(v: &SortValue) -> Bind {
+    match v {
+        SortValue::Text(t) => Bind::Text(t.clone()),
+        SortValue::Num(n) => Bind::Float(*n),
+        SortValue::Null => Bind::OptText(None),
+    }
+}
+
+/// The keyset condition "strictly beyond the boundary (key0, pk0)" in ascending tuple order
+/// ((K IS NULL), K, pk) when `greater`, else strictly before it.
+fn keyset_cond(expr: Option<&Sql>, key0: &SortValue, pk0: i64, greater: bool) -> Sql {
+    let op = if greater { " > " } else { " < " };
+    let mut q = Sql::new("(");
+    match (expr, key0) {
+        (None, _) => {
+            q.push("r.pk").push(op).bind(Bind::Int(pk0));
+        }
+        (Some(k), SortValue::Null) => {
+            // Nulls sort last: beyond a null boundary are only later nulls.
+            q.push("(").append(k.clone()).push(if greater {
+                ") IS NULL AND r.pk"
+            } else {
+                ") IS NOT NULL OR r.pk"
+            });
+            q.push(op).bind(Bind::Int(pk0));
+        }
+        (Some(k), v) => {
+            q.push("(").append(k.clone());
+            q.push(if greater {
+                ") IS NULL OR ("
+            } else {
+                ") IS NOT NULL AND (("
+            });
+            q.append(k.clone())
+                .push(")")
+                .push(op)
+                .bind(key_bind(v))
+                .push(" OR ((");
+            q.append(k.clone())
+                .push(") = ")
+                .bind(key_bind(v))
+                .push(" AND r.pk")
+                .push(op)
+                .bind(Bind::Int(pk0));
+            q.push(if greater { ")" } else { "))" });
+        }
+    }
+    q.push(")");
+    q
+}
+
+/// Filters, optionally counts, orders and windows the resources of one type. Order is the
+/// sort key (nulls last) then insertion order, so pages never repeat or skip a row.
 pub fn search(
     db: &mut Db<'_>,
     tenant: &str,
     rt: Rtype,
     cond: Option<&Cond>,
-    offset: i64,
-    limit: i64,
+    sort: Option<&Sort>,
+    window: &Window,
+    count_total: bool,
 ) -> StoreResult<Page> {
     let mut wh = Sql::new(" FROM resources r WHERE r.tenant_id = ");
     wh.bind(Bind::Text(tenant.into()))
@@ -497,21 +644,120 @@ pub fn search(
         wh.push(" AND ");
         Translator::new(tenant, rt).translate(c, &mut wh);
     }
-    let mut count = Sql::new("SELECT COUNT(*) AS n");
-    count.append(wh.clone());
-    let total = db.first::<Count>(&count)?.map(|c| c.n).unwrap_or(0);
-    let rows = if limit > 0 && offset < total {
-        let mut q = Sql::new(&format!("SELECT {RESOURCE_COLUMNS}"));
-        q.append(wh)
-            .push(" ORDER BY r.pk LIMIT ")
-            .bind(Bind::Int(limit))
-            .push(" OFFSET ")
-            .bind(Bind::Int(offset));
-        db.load(&q)?
+    let total = if count_total {
+        let mut count = Sql::new("SELECT COUNT(*) AS n");
+        count.append(wh.clone());
+        Some(db.first::<Count>(&count)?.map(|c| c.n).unwrap_or(0))
     } else {
-        Vec::new()
+        None
     };
-    Ok(Page { total, rows })
+    let limit = match window {
+        Window::Offset { limit, .. }
+        | Window::After { limit, .. }
+        | Window::Before { limit, .. } => *limit,
+    };
+    if limit <= 0
+        || matches!(window, Window::Offset { offset, .. } if total.is_some_and(|t| *offset >= t))
+    {
+        return Ok(Page {
+            total,
+            rows: Vec::new(),
+            keys: Vec::new(),
+        });
+    }
+    let key = sort.map(|s| sort_expr(&s.key));
+    let descending = sort.is_some_and(|s| s.descending);
+    // Reading backwards (previous page) walks the reverse order, then flips the rows.
+    let backwards = matches!(window, Window::Before { .. });
+    let mut q = Sql::new(&format!("SELECT {RESOURCE_COLUMNS}, "));
+    match &key {
+        Some((k, true)) => {
+            q.push("CAST(NULL AS TEXT) AS skey_t, CAST(");
+            q.append(k.clone()).push(" AS DOUBLE PRECISION) AS skey_n");
+        }
+        Some((k, false)) => {
+            q.append(k.clone())
+                .push(" AS skey_t, CAST(NULL AS DOUBLE PRECISION) AS skey_n");
+        }
+        None => {
+            q.push("CAST(NULL AS TEXT) AS skey_t, CAST(NULL AS DOUBLE PRECISION) AS skey_n");
+        }
+    }
+    q.append(wh);
+    match window {
+        Window::After { key: k0, pk, .. } | Window::Before { key: k0, pk, .. } => {
+            // In ascending tuple order, "after" is greater unless the list is descending.
+            let greater = backwards == descending;
+            q.push(" AND ")
+                .append(keyset_cond(key.as_ref().map(|(k, _)| k), k0, *pk, greater));
+        }
+        Window::Offset { .. } => {}
+    }
+    let dir = if descending != backwards { " DESC" } else { "" };
+    q.push(" ORDER BY ");
+    if let Some((k, _)) = &key {
+        q.push("(")
+            .append(k.clone())
+            .push(&format!(") IS NULL{dir}, "));
+        q.append(k.clone()).push(&format!("{dir}, "));
+    }
+    q.push(&format!("r.pk{dir} LIMIT ")).bind(Bind::Int(limit));
+    if let Window::Offset { offset, .. } = window {
+        q.push(" OFFSET ").bind(Bind::Int(*offset));
+    }
+    let mut rows: Vec<SortedRow> = db.load(&q)?;
+    if backwards {
+        rows.reverse();
+    }
+    let keys = rows
+        .iter()
+        .map(|r| match (&r.skey_t, r.skey_n) {
+            (Some(t), _) => SortValue::Text(t.clone()),
+            (None, Some(n)) => SortValue::Num(n),
+            (None, None) => SortValue::Null,
+        })
+        .collect();
+    Ok(Page {
+        total,
+        rows: rows
+            .into_iter()
+            .map(|r| ResourceRow {
+                pk: r.pk,
+                id: r.id,
+                rtype: r.rtype,
+                doc: r.doc,
+                version: r.version,
+                created: r.created,
+                modified: r.modified,
+                active: r.active,
+            })
+            .collect(),
+        keys,
+    })
+}
+
+#[derive(QueryableByName)]
+struct SecretRow {
+    #[diesel(sql_type = Text)]
+    value: String,
+}
+
+/// The server secret `name`, created with `fresh` on first use. Every instance sharing the
+/// database reads the same value (the insert is a no-op when another instance won).
+pub fn server_secret(db: &mut Db<'_>, name: &str, fresh: &str, now: i64) -> StoreResult<String> {
+    let mut ins = Sql::new("INSERT INTO server_secrets (name, value, created) VALUES (");
+    ins.bind_list([
+        Bind::Text(name.into()),
+        Bind::Text(fresh.into()),
+        Bind::Int(now),
+    ])
+    .push(") ON CONFLICT DO NOTHING");
+    db.execute(&ins)?;
+    let mut q = Sql::new("SELECT value FROM server_secrets WHERE name = ");
+    q.bind(Bind::Text(name.into()));
+    db.first::<SecretRow>(&q)?
+        .map(|r| r.value)
+        .ok_or(StorageError::NotFound)
 }
 
 /// Refreshes the planner's statistics (after a bulk load; autovacuum/`PRAGMA optimize` do it

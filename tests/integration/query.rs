@@ -1,0 +1,550 @@
+//! Sorting, cursor paging (RFC 9865) and the differential test: random filters answered
+//! by SQL and by the in-memory evaluator must select the same resources.
+
+use std::collections::BTreeSet;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use scimitar::scim::filter::{parse_filter, Limits};
+use scimitar::scim::query;
+use scimitar::scim::schema::{Registry, Rtype};
+
+use crate::common::*;
+use crate::users::urlencode;
+
+async fn seed_people<S, B>(app: &S, names: &[(&str, Option<&str>)]) -> Vec<String>
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    let mut ids = Vec::new();
+    for (user, family) in names {
+        let mut body =
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user});
+        if let Some(f) = family {
+            body["name"] = json!({"familyName": f});
+        }
+        let r = call(app, "POST", "/scim/v2/Users", Some(body)).await;
+        r.expect(201);
+        ids.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+fn user_names(body: &Value) -> Vec<String> {
+    body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["userName"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[actix_web::test]
+async fn sort_by_singular_sub_and_multi_valued_attributes() {
+    let (app, _db) = app().await;
+    seed_people(
+        &app,
+        &[
+            ("d", Some("beta")),
+            ("a", Some("Alpha")),
+            ("c", None),
+            ("b", Some("alpha")),
+        ],
+    )
+    .await;
+    let r = call(&app, "GET", "/scim/v2/Users?sortBy=userName", None).await;
+    r.expect(200);
+    assert_eq!(user_names(&r.body), ["a", "b", "c", "d"]);
+    let r = call(
+        &app,
+        "GET",
+        "/scim/v2/Users?sortBy=userName&sortOrder=descending",
+        None,
+    )
+    .await;
+    assert_eq!(user_names(&r.body), ["d", "c", "b", "a"]);
+    // Case-insensitive (caseExact false), ties broken by creation order, missing last.
+    let r = call(&app, "GET", "/scim/v2/Users?sortBy=name.familyName", None).await;
+    assert_eq!(user_names(&r.body), ["a", "b", "d", "c"]);
+    let r = call(
+        &app,
+        "GET",
+        "/scim/v2/Users?sortBy=name.familyName&sortOrder=DESCENDING",
+        None,
+    )
+    .await;
+    assert_eq!(user_names(&r.body), ["c", "d", "b", "a"]);
+    // Multi-valued: the primary value sorts, else the first.
+    for (user, emails) in [
+        (
+            "e1",
+            json!([{"value": "zz@x"}, {"value": "aa@x", "primary": true}]),
+        ),
+        ("e2", json!([{"value": "mm@x"}, {"value": "bb@x"}])),
+    ] {
+        call(
+            &app,
+            "POST",
+            "/scim/v2/Users",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user, "emails": emails})),
+        )
+        .await
+        .expect(201);
+    }
+    let r = call(
+        &app,
+        "GET",
+        &format!(
+            "/scim/v2/Users?sortBy=emails&filter={}",
+            urlencode("emails pr")
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(user_names(&r.body), ["e1", "e2"]);
+    let r = call(
+        &app,
+        "GET",
+        "/scim/v2/Users?sortBy=meta.created&sortOrder=descending&count=1",
+        None,
+    )
+    .await;
+    assert_eq!(user_names(&r.body), ["e2"]);
+    // Bad sort requests.
+    call(&app, "GET", "/scim/v2/Users?sortBy=nope", None)
+        .await
+        .expect_error(400, Some("invalidValue"));
+    call(&app, "GET", "/scim/v2/Users?sortBy=name", None)
+        .await
+        .expect_error(400, Some("invalidValue"));
+    call(
+        &app,
+        "GET",
+        "/scim/v2/Users?sortBy=userName&sortOrder=up",
+        None,
+    )
+    .await
+    .expect_error(400, Some("invalidValue"));
+}
+
+/// Walks every cursor page of `path` forward and returns the userNames in order.
+async fn walk<S, B>(app: &S, path: &str, count: usize) -> Vec<String>
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut cursor = String::new();
+    let mut seen = Vec::new();
+    for _ in 0..1000 {
+        let r = call(
+            app,
+            "GET",
+            &format!("{path}{sep}count={count}&cursor={}", urlencode(&cursor)),
+            None,
+        )
+        .await;
+        r.expect(200);
+        seen.extend(user_names(&r.body));
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => return seen,
+        }
+    }
+    panic!("cursor walk did not end")
+}
+
+#[actix_web::test]
+async fn cursor_pages_forward_and_back_without_repeats() {
+    let (app, _db) = app().await;
+    let names: Vec<String> = (0..23).map(|i| format!("u{i:02}")).collect();
+    let refs: Vec<(&str, Option<&str>)> = names
+        .iter()
+        .map(|n| {
+            (
+                n.as_str(),
+                Some(if n.ends_with('1') { "same" } else { n.as_str() }),
+            )
+        })
+        .collect();
+    seed_people(&app, &refs).await;
+    // Default order and a sort with ties: every user exactly once, in order.
+    assert_eq!(walk(&app, "/scim/v2/Users", 5).await, names);
+    let sorted = walk(
+        &app,
+        "/scim/v2/Users?sortBy=name.familyName&sortOrder=descending",
+        4,
+    )
+    .await;
+    assert_eq!(sorted.len(), 23);
+    assert_eq!(sorted.iter().collect::<BTreeSet<_>>().len(), 23);
+    // Forward two pages, then back one: the first page again.
+    let p1 = call(&app, "GET", "/scim/v2/Users?count=5&cursor=", None).await;
+    assert!(p1.body.get("previousCursor").is_none());
+    assert!(
+        p1.body.get("totalResults").is_none(),
+        "no COUNT(*) per cursor page"
+    );
+    let p2 = call(
+        &app,
+        "GET",
+        &format!(
+            "/scim/v2/Users?count=5&cursor={}",
+            urlencode(p1.body["nextCursor"].as_str().unwrap())
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(user_names(&p2.body), names[5..10]);
+    let back = call(
+        &app,
+        "GET",
+        &format!(
+            "/scim/v2/Users?count=5&cursor={}",
+            urlencode(p2.body["previousCursor"].as_str().unwrap())
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(user_names(&back.body), names[0..5]);
+    assert!(back.body.get("previousCursor").is_none());
+    // The last page has no nextCursor.
+    let f = call(
+        &app,
+        "GET",
+        &format!(
+            "/scim/v2/Users?count=50&cursor=&filter={}",
+            urlencode("userName sw \"u1\"")
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(user_names(&f.body).len(), 10);
+    assert!(f.body.get("nextCursor").is_none());
+}
+
+#[actix_web::test]
+async fn cursor_walk_under_concurrent_inserts_sees_no_one_twice() {
+    let (app, _db) = app().await;
+    let names: Vec<String> = (0..12).map(|i| format!("c{i:02}")).collect();
+    let refs: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), None)).collect();
+    seed_people(&app, &refs).await;
+    let mut cursor = String::new();
+    let mut seen = Vec::new();
+    let mut inserted = 0;
+    loop {
+        let r = call(
+            &app,
+            "GET",
+            &format!("/scim/v2/Users?count=3&cursor={}", urlencode(&cursor)),
+            None,
+        )
+        .await;
+        seen.extend(user_names(&r.body));
+        // Insert between pages.
+        create_user(&app, &format!("late{inserted}")).await;
+        inserted += 1;
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+        assert!(inserted < 100);
+    }
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "a user was returned twice: {seen:?}"
+    );
+    for n in &names {
+        assert!(seen.contains(n), "{n} was skipped");
+    }
+}
+
+#[actix_web::test]
+async fn bad_cursors() {
+    let (app, _db) = app().await;
+    seed_people(&app, &[("a", None), ("b", None), ("c", None)]).await;
+    let p1 = call(&app, "GET", "/scim/v2/Users?count=1&cursor=", None).await;
+    let next = p1.body["nextCursor"].as_str().unwrap().to_string();
+    // Another query (filter or sort) cannot continue it.
+    let r = call(
+        &app,
+        "GET",
+        &format!(
+            "/scim/v2/Users?count=1&sortBy=userName&cursor={}",
+            urlencode(&next)
+        ),
+        None,
+    )
+    .await;
+    r.expect_error(400, Some("invalidCursor"));
+    let r = call(
+        &app,
+        "GET",
+        &format!("/scim/v2/Groups?count=1&cursor={}", urlencode(&next)),
+        None,
+    )
+    .await;
+    r.expect_error(400, Some("invalidCursor"));
+    // Tampered or garbage.
+    let mut chars: Vec<char> = next.chars().collect();
+    chars[3] = if chars[3] == 'A' { 'B' } else { 'A' };
+    let tampered: String = chars.into_iter().collect();
+    call(
+        &app,
+        "GET",
+        &format!("/scim/v2/Users?count=1&cursor={}", urlencode(&tampered)),
+        None,
+    )
+    .await
+    .expect_error(400, Some("invalidCursor"));
+    call(&app, "GET", "/scim/v2/Users?cursor=not-a-cursor", None)
+        .await
+        .expect_error(400, Some("invalidCursor"));
+    call(&app, "GET", "/scim/v2/Users?cursor=&startIndex=2", None)
+        .await
+        .expect_error(400, Some("invalidValue"));
+    // The same cursor still works for its own query.
+    let r = call(
+        &app,
+        "GET",
+        &format!("/scim/v2/Users?count=1&cursor={}", urlencode(&next)),
+        None,
+    )
+    .await;
+    assert_eq!(user_names(&r.body), ["b"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Differential: SQL vs in-memory evaluator.
+
+const FAMILIES: &[&str] = &[
+    "Jensen", "jensen", "O'Malley", "Smith", "smithson", "Ünal", "50%_off",
+];
+const TITLES: &[&str] = &["Tour Guide", "Manager", "manager of guides", "CEO", ""];
+const DEPTS: &[&str] = &["Finance", "finance", "Tour Operations", "R&D"];
+const DOMAINS: &[&str] = &["example.com", "Example.org", "jensen.org"];
+
+fn random_user(rng: &mut StdRng, i: usize) -> Value {
+    let mut u = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+        "userName": format!("{}{i}", ["bjensen", "Alice", "bob_", "CAROL"][rng.gen_range(0..4)]),
+    });
+    let pick = |rng: &mut StdRng, xs: &[&str]| xs[rng.gen_range(0..xs.len())].to_string();
+    if rng.gen_bool(0.8) {
+        u["name"] = json!({"familyName": pick(rng, FAMILIES), "givenName": pick(rng, &["Barbara", "Bo", "Al"])});
+    }
+    if rng.gen_bool(0.6) {
+        u["title"] = json!(pick(rng, TITLES));
+    }
+    if rng.gen_bool(0.7) {
+        u["active"] = json!(rng.gen_bool(0.5));
+    }
+    if rng.gen_bool(0.5) {
+        u["externalId"] = json!(format!("EXT-{}", rng.gen_range(0..20)));
+    }
+    let n = rng.gen_range(0..3);
+    let emails: Vec<Value> = (0..n)
+        .map(|k| {
+            json!({"value": format!("{}{k}@{}", pick(rng, &["b", "B", "x"]), pick(rng, DOMAINS)),
+                   "type": pick(rng, &["work", "home"]), "primary": k == 0 && rng.gen_bool(0.5)})
+        })
+        .collect();
+    if !emails.is_empty() {
+        u["emails"] = json!(emails);
+    }
+    let mut ext = serde_json::Map::new();
+    if rng.gen_bool(0.6) {
+        ext.insert("department".into(), json!(pick(rng, DEPTS)));
+    }
+    if rng.gen_bool(0.4) {
+        ext.insert(
+            "employeeNumber".into(),
+            json!(format!("{}", rng.gen_range(100..120))),
+        );
+    }
+    if !ext.is_empty() {
+        u["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"] = Value::Object(ext);
+    }
+    u
+}
+
+fn random_leaf(rng: &mut StdRng) -> String {
+    let s = |x: &str| serde_json::to_string(x).unwrap();
+    let pick = |rng: &mut StdRng, xs: &[&str]| xs[rng.gen_range(0..xs.len())].to_string();
+    let op = pick(rng, &["eq", "ne", "co", "sw", "ew", "gt", "lt", "ge", "le"]);
+    match rng.gen_range(0..12) {
+        0 => format!(
+            "userName {op} {}",
+            s(&pick(
+                rng,
+                &["bjensen1", "ALICE", "bob_", "carol", "b", "a"]
+            ))
+        ),
+        1 => format!(
+            "name.familyName {op} {}",
+            s(&pick(
+                rng,
+                &["jensen", "SMITH", "o'm", "50%", "_", "ünal", "son"]
+            ))
+        ),
+        2 => format!(
+            "title {op} {}",
+            s(&pick(rng, &["manager", "Guide", "", "ceo"]))
+        ),
+        3 => format!(
+            "emails {op} {}",
+            s(&pick(rng, &["example.com", "B0@", "jensen", "x1"]))
+        ),
+        4 => format!(
+            "emails.type {} {}",
+            pick(rng, &["eq", "ne"]),
+            s(&pick(rng, &["work", "WORK", "home"]))
+        ),
+        5 => format!(
+            "active {} {}",
+            pick(rng, &["eq", "ne"]),
+            pick(rng, &["true", "false"])
+        ),
+        6 => format!(
+            "externalId {op} {}",
+            s(&pick(rng, &["EXT-1", "ext-1", "EXT-19", "EXT"]))
+        ),
+        7 => format!(
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department {op} {}",
+            s(&pick(rng, &["finance", "Tour", "r&d", "ops"]))
+        ),
+        8 => format!(
+            "{} pr",
+            pick(
+                rng,
+                &[
+                    "title",
+                    "name.familyName",
+                    "emails",
+                    "externalId",
+                    "active",
+                    "name",
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber"
+                ]
+            )
+        ),
+        9 => format!(
+            "emails[type eq {} and value {} {}]",
+            s(&pick(rng, &["work", "home"])),
+            pick(rng, &["co", "sw", "ew"]),
+            s(&pick(rng, &["b", "example", ".org"]))
+        ),
+        10 => format!(
+            "emails[not (primary eq true) or type eq {}]",
+            s(&pick(rng, &["work", "home"]))
+        ),
+        _ => format!(
+            "meta.created {} \"2000-01-01T00:00:00Z\"",
+            pick(rng, &["gt", "lt"])
+        ),
+    }
+}
+
+fn random_filter(rng: &mut StdRng, depth: u32) -> String {
+    if depth == 0 || rng.gen_bool(0.4) {
+        return random_leaf(rng);
+    }
+    match rng.gen_range(0..3) {
+        0 => format!(
+            "({}) and ({})",
+            random_filter(rng, depth - 1),
+            random_filter(rng, depth - 1)
+        ),
+        1 => format!(
+            "({}) or ({})",
+            random_filter(rng, depth - 1),
+            random_filter(rng, depth - 1)
+        ),
+        _ => format!("not ({})", random_filter(rng, depth - 1)),
+    }
+}
+
+#[actix_web::test]
+async fn differential_sql_matches_in_memory_evaluation() {
+    let (app, _db) = app().await;
+    let registry = Registry::load().unwrap();
+    let mut rng = StdRng::seed_from_u64(0x5c1);
+    for i in 0..60 {
+        call(
+            &app,
+            "POST",
+            "/scim/v2/Users",
+            Some(random_user(&mut rng, i)),
+        )
+        .await
+        .expect(201);
+    }
+    let all = call(&app, "GET", "/scim/v2/Users?count=1000", None).await;
+    let resources = all.body["Resources"].as_array().unwrap().clone();
+    assert_eq!(resources.len(), 60);
+    let mut nonempty = 0;
+    for _ in 0..300 {
+        let text = random_filter(&mut rng, 3);
+        let parsed =
+            parse_filter(&text, &Limits::default()).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let cond = match query::resolve(&registry, Rtype::User, &parsed) {
+            Ok(c) => c,
+            Err(e) => {
+                // Invalid for the schema (e.g. `gt` on a boolean): the server must say so too.
+                let r = call(
+                    &app,
+                    "GET",
+                    &format!("/scim/v2/Users?filter={}", urlencode(&text)),
+                    None,
+                )
+                .await;
+                r.expect_error(400, Some("invalidFilter"));
+                let _ = e;
+                continue;
+            }
+        };
+        let expected: BTreeSet<String> = resources
+            .iter()
+            .filter(|r| query::matches(&cond, r))
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        let r = call(
+            &app,
+            "GET",
+            &format!(
+                "/scim/v2/Users?count=1000&attributes=id&filter={}",
+                urlencode(&text)
+            ),
+            None,
+        )
+        .await;
+        r.expect(200);
+        let got: BTreeSet<String> = r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, expected, "filter {text}");
+        if !expected.is_empty() && expected.len() < 60 {
+            nonempty += 1;
+        }
+    }
+    assert!(
+        nonempty > 50,
+        "the generator should produce selective filters ({nonempty})"
+    );
+}
