@@ -15,7 +15,7 @@ use std::fmt::{self, Write as _};
 
 /// An absolute ceiling on nesting depth, applied whatever [`Limits::max_depth`] says, so that the
 /// recursive-descent parser can never exhaust the stack.
-const HARD_MAX_DEPTH: usize = 256;
+const HARD_MAX_DEPTH: usize = 128;
 
 /// `attrPath = [URI ":"] ATTRNAME *1subAttr` (RFC 7644 §3.4.2.2). Names are kept as written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -479,11 +479,35 @@ impl<'l> Parser<'l> {
                 if self.peek() == Some('[') {
                     // RFC 7644 §3.4.2.2: valuePath = attrPath "[" valFilter "]"
                     let (path, inner) = self.parse_value_filter(path, in_value_filter)?;
+                    if self.mode == Mode::Filter && self.peek() == Some('.') {
+                        return self.parse_value_path_sub(path, inner);
+                    }
                     return Ok(Filter::ValuePath(path, Box::new(inner)));
                 }
                 self.parse_attr_exp(path, start)
             }
         }
+    }
+
+    /// `emails[type eq "work"].value eq "x"`, with the cursor on the `.`: not in the RFC 7644
+    /// ABNF, but clients send it (Entra ID); it means `emails[type eq "work" and value eq
+    /// "x"]` and parses to exactly that. Kept out of `parse_factor` so the recursive frames
+    /// stay small.
+    #[inline(never)]
+    fn parse_value_path_sub(&mut self, path: AttrPath, inner: Filter) -> Result<Filter, ParseError> {
+        let (sub, end) = self.scan_name(self.pos + 1, "a sub-attribute name after \".\"")?;
+        self.pos = end;
+        self.skip_ws();
+        let sub_start = self.pos;
+        let leaf = self.parse_attr_exp(
+            AttrPath {
+                urn: None,
+                attr: sub,
+                sub: None,
+            },
+            sub_start,
+        )?;
+        Ok(Filter::ValuePath(path, Box::new(Filter::And(Box::new(inner), Box::new(leaf)))))
     }
 
     /// `(` FILTER `)`, with the cursor on the `(`.
@@ -1235,6 +1259,14 @@ mod tests {
         let n = CompValue::Num;
         let (a, b, c) = (|| p("a"), || p("b"), || p("c"));
         vec![
+            // Clients' `attr[filter].sub op value` means `attr[filter and sub op value]`.
+            (
+                r#"emails[type eq "work"].value eq "x@example.com""#,
+                vp(
+                    p("emails"),
+                    and(cmp(p("type"), Eq, s("work")), cmp(p("value"), Eq, s("x@example.com"))),
+                ),
+            ),
             // Precedence: not > and > or; left-associative.
             (
                 "a eq 1 or b eq 2 and c eq 3",
@@ -1475,7 +1507,7 @@ mod tests {
             ("emails[]", 7, "empty value filter"),
             ("[a pr]", 0, "unexpected \"[\""),
             ("a pr [", 5, "trailing input"),
-            ("emails[type eq \"work\"].value eq \"x\"", 22, "only allowed in PATCH paths"),
+            ("emails[type eq \"work\"].value", 28, "expected a comparison operator"),
             ("emails[a[b pr]]", 8, "cannot be nested"),
             ("name.givenName[a pr]", 14, "not the sub-attribute \"name.givenName\""),
             // not.
