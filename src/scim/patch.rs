@@ -518,15 +518,19 @@ fn whole_attr(
     Ok(Some(match (op, attr.multi_valued, attr.kind, existing) {
         // Add to a multi-valued attribute appends values not already present (RFC 7644 §3.5.2.1).
         (OpKind::Add, true, _, Some(Value::Array(mut items))) => {
-            let added = new.as_array().cloned().unwrap_or_default();
+            // Compare before clearing `primary`: re-adding the current primary value must
+            // change nothing, not append a second copy of it.
+            let added: Vec<Value> = new
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|v| !items.contains(v))
+                .collect();
             if added.iter().any(is_primary) {
                 items.iter_mut().for_each(clear_primary);
             }
-            for v in added {
-                if !items.contains(&v) {
-                    items.push(v);
-                }
-            }
+            items.extend(added);
             Value::Array(items)
         }
         // Add/replace on a singular complex attribute merges sub-attributes (§3.5.2.1, §3.5.2.3).
@@ -659,6 +663,12 @@ fn filtered(
                 return Err(no_match(t));
             }
             let v = value.unwrap_or(Value::Null);
+            if !v.is_object() {
+                return Err(ScimError::invalid_value(format!(
+                    "`{}[...]` takes an object of sub-attributes",
+                    attr.name
+                )));
+            }
             let new = normalize_value(&single(attr), &v, compat, &attr.name)?.ok_or_else(|| {
                 ScimError::invalid_value(format!("`{}` needs a value object", attr.name))
             })?;
@@ -806,3 +816,7 @@ fn member_ids(cond: &Cond) -> Option<Vec<String>> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+#[path = "patch_tests.rs"]
+mod tests;

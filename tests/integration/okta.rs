@@ -1,0 +1,312 @@
+//! Okta replayed: the requests of Okta's "SCIM 2.0 Protocol Reference" (fixtures in
+//! tests/fixtures/okta/, sources in its README), in the order Okta sends them, with the
+//! responses and events they produce.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::entra::{fixture, kinds};
+
+const CREATE_USER: &str = include_str!("../fixtures/okta/create_user.json");
+const UPDATE_USER: &str = include_str!("../fixtures/okta/update_user.json");
+const UPDATE_USER_NO_ACTIVE: &str =
+    include_str!("../fixtures/okta/update_user_without_active.json");
+const DEACTIVATE_USER: &str = include_str!("../fixtures/okta/deactivate_user.json");
+const CREATE_GROUP: &str = include_str!("../fixtures/okta/create_group.json");
+const CREATE_GROUP_MEMBERS: &str = include_str!("../fixtures/okta/create_group_with_members.json");
+const RENAME_GROUP: &str = include_str!("../fixtures/okta/update_group_name.json");
+const UPDATE_MEMBERSHIP: &str = include_str!("../fixtures/okta/update_group_membership.json");
+const REPLACE_MEMBERS: &str = include_str!("../fixtures/okta/replace_group_members.json");
+
+/// The ids printed in Okta's examples.
+const DOC_USER: &str = "23a35c27-23d3-4c03-b4c5-6443c09e7173";
+const DOC_OTHER_USER: &str = "89bb1940-b905-4575-9e7f-6f887cfb368e";
+const DOC_GROUP: &str = "abf4dd94-a4c0-4f67-89c9-76b03340cb9b";
+
+/// Okta's user lookup, exactly as its reference prints it.
+const LOOKUP: &str =
+    "/scim/v2/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100";
+
+#[track_caller]
+fn assert_no_password(v: &Value) {
+    assert!(
+        !v.to_string().contains("1mz050nq") && v.get("password").is_none(),
+        "password returned: {v}"
+    );
+}
+
+fn member_ids(group: &Value) -> Vec<String> {
+    group["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| m["value"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[actix_web::test]
+async fn okta_user_lifecycle() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+
+    // Determine if the User already exists.
+    let r = call(&app, "GET", LOOKUP, None).await;
+    r.expect(200);
+    assert_eq!(
+        r.body,
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+               "totalResults": 0, "startIndex": 1, "itemsPerPage": 0, "Resources": []})
+    );
+
+    // Create the User, with a password that is never returned.
+    let r = call(
+        &app,
+        "POST",
+        "/scim/v2/Users",
+        Some(fixture(CREATE_USER, &[])),
+    )
+    .await;
+    r.expect(201);
+    assert_no_password(&r.body);
+    let id = r.body["id"].as_str().expect("id").to_string();
+    let path = format!("/scim/v2/Users/{id}");
+    assert_eq!(r.body["userName"], "test.user@okta.local");
+    assert_eq!(
+        r.body["name"],
+        json!({"givenName": "Test", "familyName": "User"})
+    );
+    assert_eq!(
+        r.body["emails"],
+        json!([{"primary": true, "value": "test.user@okta.local", "type": "work"}])
+    );
+    assert_eq!(r.body["displayName"], "Test User");
+    assert_eq!(r.body["locale"], "en-US");
+    assert_eq!(r.body["externalId"], "00ujl29u0le5T6Aj10h7");
+    assert_eq!(r.body["active"], true);
+    assert_eq!(r.body["meta"]["resourceType"], "User");
+    // Creating it again is a 409 that stops the provisioning job.
+    let dup = call(
+        &app,
+        "POST",
+        "/scim/v2/Users",
+        Some(fixture(CREATE_USER, &[])),
+    )
+    .await;
+    dup.expect_error(409, Some("uniqueness"));
+
+    // The lookup now finds it; the import pages through all users.
+    let r = call(&app, "GET", LOOKUP, None).await;
+    r.expect(200);
+    assert_eq!(r.body["totalResults"], 1);
+    assert_eq!(r.body["itemsPerPage"], 1);
+    assert_eq!(r.body["Resources"][0]["id"], id.as_str());
+    assert_no_password(&r.body);
+    let r = call(&app, "GET", "/scim/v2/Users?startIndex=1&count=100", None).await;
+    r.expect(200);
+    assert_eq!(r.body["totalResults"], 1);
+    assert_no_password(&r.body);
+
+    // Retrieve the User, then PUT the whole object back with a change. Attributes the PUT
+    // leaves out (displayName, locale, externalId) are cleared (RFC 7644 §3.5.1).
+    let r = call(&app, "GET", &path, None).await;
+    r.expect(200);
+    assert_no_password(&r.body);
+    let r = call(
+        &app,
+        "PUT",
+        &path,
+        Some(fixture(UPDATE_USER, &[(DOC_USER, &id)])),
+    )
+    .await;
+    r.expect(200);
+    assert_no_password(&r.body);
+    assert_eq!(
+        r.body["name"],
+        json!({"givenName": "Another", "middleName": "Excited", "familyName": "User"})
+    );
+    assert_eq!(r.body["emails"][0]["display"], "test.user@okta.local");
+    assert_eq!(r.body["active"], true);
+    for cleared in ["displayName", "locale", "externalId"] {
+        assert!(r.body.get(cleared).is_none(), "{cleared} kept: {}", r.raw);
+    }
+    assert_eq!(r.body["id"], id.as_str(), "the id in the body is ignored");
+
+    // Deactivate: a no-path replace of `active`.
+    let r = call(&app, "PATCH", &path, Some(fixture(DEACTIVATE_USER, &[]))).await;
+    r.expect(200);
+    assert_eq!(r.body["active"], false);
+    assert_eq!(r.body["name"]["middleName"], "Excited");
+    assert_no_password(&r.body);
+
+    // A profile PUT that omits `active` keeps the user deactivated (see README).
+    let r = call(
+        &app,
+        "PUT",
+        &path,
+        Some(fixture(UPDATE_USER_NO_ACTIVE, &[(DOC_USER, &id)])),
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(r.body["active"], false);
+    let r = call(&app, "GET", &path, None).await;
+    assert_eq!(r.body["active"], false);
+    // Still found by the lookup: deactivation is not deletion.
+    assert_eq!(
+        call(&app, "GET", LOOKUP, None).await.body["totalResults"],
+        1
+    );
+
+    assert_eq!(
+        kinds(&state, &id),
+        ["create", "update", "deactivate", "update"]
+    );
+}
+
+#[actix_web::test]
+async fn okta_group_push() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let test_user = call(
+        &app,
+        "POST",
+        "/scim/v2/Users",
+        Some(fixture(CREATE_USER, &[])),
+    )
+    .await;
+    test_user.expect(201);
+    let test_user = test_user.body["id"].as_str().expect("id").to_string();
+    let other = create_user(&app, "other.user@okta.local").await;
+
+    // Push a group with no members (Create Groups), then one with a member.
+    let r = call(
+        &app,
+        "POST",
+        "/scim/v2/Groups",
+        Some(fixture(CREATE_GROUP, &[("Test SCIMv2", "Empty SCIMv2")])),
+    )
+    .await;
+    r.expect(201);
+    assert_eq!(r.body["displayName"], "Empty SCIMv2");
+    assert!(member_ids(&r.body).is_empty());
+
+    let r = call(
+        &app,
+        "POST",
+        "/scim/v2/Groups",
+        Some(fixture(CREATE_GROUP_MEMBERS, &[(DOC_USER, &test_user)])),
+    )
+    .await;
+    r.expect(201);
+    let gid = r.body["id"].as_str().expect("id").to_string();
+    let path = format!("/scim/v2/Groups/{gid}");
+    assert_eq!(r.body["displayName"], "Test SCIMv2");
+    assert_eq!(member_ids(&r.body), [test_user.as_str()]);
+    assert_eq!(
+        r.body["members"][0]["display"], "test.user@okta.local",
+        "the display Okta sent"
+    );
+    let u = call(&app, "GET", &format!("/scim/v2/Users/{test_user}"), None).await;
+    assert_eq!(u.body["groups"][0]["value"], gid.as_str());
+
+    // Update a specific Group name: Okta sends it, carrying the group's own id, with every
+    // membership update; unchanged, it changes nothing (no new version, no event).
+    let rename = |name: &str| fixture(RENAME_GROUP, &[(DOC_GROUP, &gid), ("Test SCIMv2", name)]);
+    let r = call(&app, "PATCH", &path, Some(rename("Test SCIMv2"))).await;
+    r.expect(204);
+    let g = call(&app, "GET", &path, None).await;
+    assert_eq!(g.body["meta"]["version"], "W/\"1\"");
+    let r = call(&app, "PATCH", &path, Some(rename("Test SCIMv20"))).await;
+    r.expect(204);
+    let g = call(&app, "GET", &path, None).await;
+    assert_eq!(g.body["displayName"], "Test SCIMv20");
+    assert_eq!(member_ids(&g.body), [test_user.as_str()]);
+
+    // Update specific Group membership: remove one member by filter, add another.
+    let r = call(
+        &app,
+        "PATCH",
+        &path,
+        Some(fixture(
+            UPDATE_MEMBERSHIP,
+            &[(DOC_OTHER_USER, &test_user), (DOC_USER, &other)],
+        )),
+    )
+    .await;
+    r.expect(204);
+    let g = call(&app, "GET", &path, None).await;
+    assert_eq!(member_ids(&g.body), [other.as_str()]);
+    let u = call(&app, "GET", &format!("/scim/v2/Users/{test_user}"), None).await;
+    assert!(u.body.get("groups").is_none(), "{}", u.raw);
+
+    // The full push: replace with the complete member list.
+    let r = call(
+        &app,
+        "PATCH",
+        &path,
+        Some(fixture(
+            REPLACE_MEMBERS,
+            &[(DOC_USER, &test_user), (DOC_OTHER_USER, &other)],
+        )),
+    )
+    .await;
+    r.expect(204);
+    let g = call(&app, "GET", &path, None).await;
+    let mut ids = member_ids(&g.body);
+    ids.sort();
+    let mut want = vec![test_user.clone(), other.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+
+    // Asking for attributes turns the 204 into a 200 with that projection.
+    let r = call(
+        &app,
+        "PATCH",
+        &format!("{path}?excludedAttributes=members"),
+        Some(rename("Test SCIMv20")),
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(r.body["displayName"], "Test SCIMv20");
+    assert!(r.body.get("members").is_none());
+
+    // Retrieve the group without its members, and the groups page by page.
+    let r = call(
+        &app,
+        "GET",
+        &format!("{path}?excludedAttributes=members"),
+        None,
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(r.body["id"], gid.as_str());
+    assert_eq!(r.body["displayName"], "Test SCIMv20");
+    assert!(r.body.get("members").is_none(), "{}", r.raw);
+    assert_eq!(r.body["meta"]["resourceType"], "Group");
+    let r = call(&app, "GET", "/scim/v2/Groups?startIndex=1&count=100", None).await;
+    r.expect(200);
+    assert_eq!(r.body["totalResults"], 2);
+
+    // Delete a specific Group (unlink pushed group, "delete the group in the target app").
+    call(&app, "DELETE", &path, None).await.expect(204);
+    call(&app, "GET", &path, None).await.expect_error(404, None);
+    let u = call(&app, "GET", &format!("/scim/v2/Users/{other}"), None).await;
+    assert!(u.body.get("groups").is_none(), "{}", u.raw);
+
+    assert_eq!(
+        kinds(&state, &gid),
+        [
+            "create", // with its member
+            "update", // renamed
+            "update", // membership: one out, one in
+            "update", // membership: full replace
+            "delete"
+        ]
+    );
+    assert_eq!(
+        kinds(&state, &test_user),
+        ["create"],
+        "membership is the group's event"
+    );
+}
