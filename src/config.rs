@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::http::ratelimit::RateLimit;
 use crate::storage::SqliteSync;
 
 #[derive(Debug, Parser)]
@@ -23,6 +24,169 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DbArgs),
+    /// Manage tenants: create, list, delete, dialect settings, external JWT issuer.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage a tenant's bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage a tenant's OAuth 2.0 clients (client credentials grant).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage the keys that sign access tokens from POST /oauth/token.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Letters, digits, `.`, `_` and `-`, at most 64.
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List tenants with their sizes, credentials and settings.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Delete a tenant and all its data (users, groups, events, credentials).
+    Delete {
+        name: String,
+        /// Really delete; without it nothing changes.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Set a tenant's client-dialect tolerances (see README, "Client dialects").
+    Set {
+        name: String,
+        /// Turn every tolerance off for this tenant.
+        #[arg(long, conflicts_with_all = ["lenient", "server_default"])]
+        strict: bool,
+        /// Turn every tolerance on for this tenant.
+        #[arg(long, conflicts_with = "server_default")]
+        lenient: bool,
+        /// Follow the server's setting (`serve --strict`) for every tolerance.
+        #[arg(long)]
+        server_default: bool,
+        /// One tolerance, NAME=on|off (applied after the flags above); repeatable.
+        #[arg(long = "tolerance", value_name = "NAME=on|off")]
+        tolerances: Vec<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Trust JWTs from the tenant's own issuer (replaces any previous configuration), show
+    /// it (no options), or remove it (--remove).
+    Jwt(JwtArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JwtArgs {
+    pub name: String,
+    /// The `iss` the tokens carry, exactly.
+    #[arg(long, requires = "audience")]
+    pub issuer: Option<String>,
+    /// The `aud` the tokens must carry.
+    #[arg(long, requires = "issuer")]
+    pub audience: Option<String>,
+    /// A JWKS file (JSON Web Key Set) with the issuer's public keys; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Vec<std::path::PathBuf>,
+    /// A PEM public key file; repeatable (each pinned to --alg).
+    #[arg(long, value_name = "FILE")]
+    pub pem: Vec<std::path::PathBuf>,
+    /// The algorithm a PEM key (or a JWKS key that names none) is pinned to, e.g. RS256.
+    #[arg(long)]
+    pub alg: Option<String>,
+    /// The `kid` a PEM key answers to (optional).
+    #[arg(long)]
+    pub kid: Option<String>,
+    /// What the tokens may do.
+    #[arg(long, default_value = "write", value_parser = ["read", "write"])]
+    pub scope: String,
+    /// Stop trusting the tenant's issuer.
+    #[arg(long, conflicts_with_all = ["issuer", "audience", "jwks", "pem"])]
+    pub remove: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a bearer token: the token alone on standard output, details on standard error.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        label: Option<String>,
+        /// `read` may only GET and search; `write` may do everything in its tenant.
+        #[arg(long, default_value = "write", value_parser = ["read", "write"])]
+        scope: String,
+        /// Lifetime, e.g. 90d, 12h, 30m, 1w2d (default: no expiry).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List a tenant's tokens (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a token by id; it is refused from the next request on.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create an OAuth client: its id, then its secret, each alone on a line of standard output.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long, default_value = "write", value_parser = ["read", "write"])]
+        scope: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List a tenant's OAuth clients.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a client; its access tokens are refused from the next request on.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key current; older keys verify until their tokens have expired.
+    Rotate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List the signing keys (ids and dates, never the keys).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Clone, Debug, Args)]
@@ -86,6 +250,11 @@ pub struct ServeArgs {
     /// Turn off every client-dialect tolerance (for conformance testing); see README.
     #[arg(long, env = "SCIMITAR_STRICT")]
     pub strict: bool,
+
+    /// Requests per credential, `N/second` or `N/minute` (bare N: per minute); above it 429.
+    /// Counted in this process: each instance enforces it on its own share [default: off].
+    #[arg(long, env = "SCIMITAR_RATE_LIMIT")]
+    pub rate_limit: Option<RateLimit>,
 
     /// HTTP worker threads [default: number of cores].
     #[arg(long, env = "SCIMITAR_WORKERS")]

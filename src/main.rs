@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use scimitar::config::{Cli, Command, ServeArgs};
-use scimitar::{server, storage};
+use scimitar::{admin, server, storage};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Some(Command::Migrate(db)) => storage::open(&db.database_url, db.sqlite_synchronous, 1)
             .map(|_| eprintln!("migrations applied"))
             .map_err(|e| e.to_string()),
+        Some(admin_command) => admin::run(admin_command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,6 +58,9 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
         },
         bootstrap_hash: args.bootstrap_token.as_deref().map(auth::hash_secret),
         max_body_bytes: args.max_body_bytes,
+        rate_limiter: args
+            .rate_limit
+            .map(|l| Arc::new(http::ratelimit::RateLimiter::new(l))),
     };
     Ok((state, generated))
 }

@@ -1,12 +1,21 @@
-//! Credentials: bearer tokens (only their SHA-256 is stored) and the principal a request acts
-//! as (tenant + scope). Must not depend on actix.
+//! Credentials and the principal a request acts as (tenant, credential, scope, the tenant's
+//! client-dialect tolerances). A bearer credential is one of: the bootstrap token from the
+//! environment, a stored token (only its SHA-256 is kept), an access token this server
+//! signed (`oauth`), or a JWT from the tenant's own issuer (`external`). The tenant always
+//! comes from the credential, never from the request. Must not depend on actix.
+
+pub mod external;
+pub mod oauth;
+pub mod tenant;
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::storage::{self, Db, StorageError};
+use crate::scim::compat::Compat;
+use crate::storage::{self, Conn, Db, StorageError};
+use tenant::TenantSettings;
 
-/// The tenant every resource belongs to until full tenancy exists.
+/// The tenant the bootstrap token (and the token generated at first start) acts for.
 pub const DEFAULT_TENANT: &str = "default";
 
 /// Prefix of every token Scimitar issues, so secret scanners can recognise a leaked one.
@@ -26,15 +35,25 @@ impl Scope {
             _ => None,
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+        }
+    }
 }
 
 /// Who a request acts as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub tenant: String,
-    /// The stored credential's id (None for the bootstrap token from the environment).
+    /// The stored credential's id (a token id, an OAuth client id, or `issuer|subject` for an
+    /// external JWT); None for the bootstrap token from the environment. Events record it.
     pub credential: Option<String>,
     pub scope: Scope,
+    /// The client-dialect tolerances in force for the tenant.
+    pub compat: Compat,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,58 +81,127 @@ pub fn generate_token() -> String {
     format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
 }
 
-/// Resolves a bearer token to a principal: the bootstrap token (compared by hash) or a stored,
-/// unrevoked, unexpired token.
+/// How often `last_used` is written for one credential: `token list` shows it to the
+/// minute, and a write per request would queue every SQLite reader behind the writer.
+const TOUCH_EVERY_MICROS: i64 = 60 * 1_000_000;
+
+fn settings(json: &str) -> Result<TenantSettings, StorageError> {
+    TenantSettings::parse(json).map_err(|e| StorageError::Backend(Box::new(e)))
+}
+
+/// Whether a bearer credential has the shape of a JWS compact serialisation (tokens
+/// Scimitar generates never contain a dot).
+fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3
+}
+
+/// Resolves a bearer credential to a principal (see the module comment). Every failure,
+/// whatever its cause (unknown, revoked, expired, malformed, foreign), is the same
+/// `Invalid`, so a client learns only that the credential is bad.
 pub fn authenticate(
-    db: &mut Db<'_>,
+    conn: &mut Conn,
     bootstrap_hash: Option<&str>,
+    server_compat: Compat,
     token: &str,
     now: i64,
 ) -> Result<Principal, AuthError> {
     let hash = hash_secret(token);
     if bootstrap_hash == Some(hash.as_str()) {
+        let tenant =
+            storage::find_tenant(&mut conn.db(), DEFAULT_TENANT)?.ok_or(AuthError::Invalid)?;
         return Ok(Principal {
-            tenant: DEFAULT_TENANT.into(),
+            tenant: tenant.id,
             credential: None,
             scope: Scope::Write,
+            compat: settings(&tenant.settings)?.compat(server_compat),
         });
     }
-    let row = storage::find_token(db, &hash)?.ok_or(AuthError::Invalid)?;
+    if looks_like_jwt(token) {
+        return authenticate_jwt(conn, server_compat, token, now);
+    }
+    let row = storage::find_token_for_auth(&mut conn.db(), &hash)?.ok_or(AuthError::Invalid)?;
     if row.revoked || row.expires.is_some_and(|e| e <= now) {
         return Err(AuthError::Invalid);
     }
-    Ok(Principal {
+    let principal = Principal {
         tenant: row.tenant_id,
-        credential: Some(row.id),
         scope: Scope::parse(&row.scope).ok_or(AuthError::Invalid)?,
-    })
+        compat: settings(&row.settings)?.compat(server_compat),
+        credential: Some(row.id),
+    };
+    if row.last_used.is_none_or(|t| t + TOUCH_EVERY_MICROS <= now) {
+        if let Some(id) = &principal.credential {
+            conn.write_tx(|db| storage::touch_token(db, id, now))?;
+        }
+    }
+    Ok(principal)
 }
 
-/// First start: ensure the default tenant, and if no token is configured or stored, create one
-/// and return it (to be printed once). Only its hash is kept.
-pub fn bootstrap(
-    db: &mut Db<'_>,
-    have_env_token: bool,
+fn authenticate_jwt(
+    conn: &mut Conn,
+    server_compat: Compat,
+    token: &str,
     now: i64,
-) -> Result<Option<String>, StorageError> {
-    storage::ensure_tenant(db, DEFAULT_TENANT, DEFAULT_TENANT, now)?;
-    if have_env_token || storage::count_tokens(db)? > 0 {
-        return Ok(None);
+) -> Result<Principal, AuthError> {
+    // `alg: none` and unknown algorithms fail here, before any key is looked at.
+    let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
+    let claims: serde_json::Value =
+        jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| AuthError::Invalid)?;
+    // Unverified claims only choose where to look for the key; nothing is trusted yet.
+    let routing = external::Unverified::from_claims(&claims).ok_or(AuthError::Invalid)?;
+    if routing.iss != oauth::ISSUER {
+        return external::verify(&mut conn.db(), token, &header, &routing, server_compat, now);
     }
+    let (principal, last_used) = oauth::verify(&mut conn.db(), token, &header, server_compat, now)?;
+    if last_used.is_none_or(|t| t + TOUCH_EVERY_MICROS <= now) {
+        if let Some(id) = &principal.credential {
+            conn.write_tx(|db| storage::touch_client(db, id, now))?;
+        }
+    }
+    Ok(principal)
+}
+
+/// A new bearer token for `tenant`; returns (id, token). Only the hash is stored.
+pub fn create_token(
+    db: &mut Db<'_>,
+    tenant: &str,
+    label: Option<&str>,
+    scope: Scope,
+    expires: Option<i64>,
+    now: i64,
+) -> Result<(String, String), StorageError> {
     let token = generate_token();
     let id = uuid::Uuid::new_v4().to_string();
     storage::insert_token(
         db,
         &storage::NewToken {
             id: &id,
-            tenant_id: DEFAULT_TENANT,
-            label: Some("generated at first start"),
-            scope: "write",
+            tenant_id: tenant,
+            label,
+            scope: scope.as_str(),
             secret_hash: &hash_secret(&token),
             created: now,
-            expires: None,
+            expires,
         },
     )?;
+    Ok((id, token))
+}
+
+/// First start: ensure the default tenant and a key to sign access tokens with, and if no
+/// token is configured or stored, create one and return it (to be printed once). Only its
+/// hash is kept.
+pub fn bootstrap(
+    db: &mut Db<'_>,
+    have_env_token: bool,
+    now: i64,
+) -> Result<Option<String>, StorageError> {
+    storage::ensure_tenant(db, DEFAULT_TENANT, DEFAULT_TENANT, now)?;
+    oauth::ensure_signing_key(db, now)?;
+    if have_env_token || storage::count_tokens(db)? > 0 {
+        return Ok(None);
+    }
+    let label = Some("generated at first start");
+    let (_, token) = create_token(db, DEFAULT_TENANT, label, Scope::Write, None, now)?;
     Ok(Some(token))
 }
 

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub detail: String,
     /// `WWW-Authenticate` for 401s.
     pub challenge: Option<&'static str>,
+    /// `Retry-After` seconds for 429s.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -33,6 +35,19 @@ impl ApiError {
             scim_type,
             detail: detail.into(),
             challenge: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429: the credential's request rate is over the limit (`--rate-limit`).
+    pub fn too_many_requests(retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                format!("too many requests for this credential; retry after {retry_after} s"),
+            )
         }
     }
 
@@ -157,6 +172,9 @@ impl ResponseError for ApiError {
         resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)));
         if let Some(c) = self.challenge {
             resp.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(c)));
+        }
+        if let Some(s) = self.retry_after {
+            resp.insert_header((header::RETRY_AFTER, s.to_string()));
         }
         resp.body(body.to_string())
     }

@@ -18,7 +18,7 @@ use crate::auth::{self, AuthError, Principal};
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::time::now_micros;
 
-/// The authenticated caller.
+/// The authenticated caller, within its credential's rate limit.
 pub struct Auth(pub Principal);
 
 impl FromRequest for Auth {
@@ -38,12 +38,32 @@ impl FromRequest for Auth {
                 let mut conn = svc.pool.get().map_err(|e| {
                     AuthError::Storage(crate::storage::StorageError::Pool(e.to_string()))
                 })?;
-                auth::authenticate(&mut conn.db(), bootstrap.as_deref(), &token, now_micros())
+                let compat = svc.settings.compat;
+                auth::authenticate(
+                    &mut conn,
+                    bootstrap.as_deref(),
+                    compat,
+                    &token,
+                    now_micros(),
+                )
             })
             .await
             .map_err(|e| ApiError::internal(&e))??;
+            if let Some(limiter) = &state.rate_limiter {
+                limiter
+                    .check(&rate_key(&principal))
+                    .map_err(ApiError::too_many_requests)?;
+            }
             Ok(Auth(principal))
         })
+    }
+}
+
+/// The rate-limit bucket of a principal: its credential (the bootstrap token has none).
+pub fn rate_key(p: &Principal) -> String {
+    match &p.credential {
+        Some(c) => format!("{}\u{0}{c}", p.tenant),
+        None => format!("{}\u{0}bootstrap", p.tenant),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod sql;
 
 pub use sql::conn::{open, Backend, Conn, Db, Pool, PooledConn, SqliteSync};
 pub use sql::store::*;
+pub use sql::tenancy::*;
 
 /// What can go wrong in storage. `Conflict` and `VersionMismatch` are the client's business
 /// (409, 412); everything else is ours (500, detail logged, never sent).

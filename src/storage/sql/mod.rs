@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod filter;
 pub mod store;
+pub mod tenancy;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 

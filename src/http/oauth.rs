@@ -1,0 +1,263 @@
+//! `POST /oauth/token`: the OAuth 2.0 token endpoint for the client credentials grant
+//! (RFC 6749 §4.4). The client authenticates with HTTP Basic or with `client_id` and
+//! `client_secret` in the form body (§2.3.1), and gets a short-lived access token (a JWT the
+//! server signs, see `auth::oauth`) that the SCIM endpoints accept as a bearer token. Errors
+//! are RFC 6749 §5.2 JSON bodies, not SCIM ones: OAuth clients read those.
+
+use std::collections::HashMap;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::json;
+
+use super::AppState;
+use crate::auth::{oauth, AuthError, Principal};
+use crate::scim::time::now_micros;
+use crate::storage::StorageError;
+
+/// A token request is a handful of short parameters.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// An RFC 6749 §5.2 error.
+struct OAuthError {
+    status: StatusCode,
+    code: &'static str,
+    description: String,
+    /// Answer with `WWW-Authenticate: Basic` (the client tried HTTP Basic, §5.2).
+    basic_challenge: bool,
+    retry_after: Option<u64>,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            status,
+            code,
+            description: description.into(),
+            basic_challenge: false,
+            retry_after: None,
+        }
+    }
+
+    fn invalid_request(description: impl Into<String>) -> OAuthError {
+        OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    fn server(e: &dyn std::error::Error) -> OAuthError {
+        let mut chain = e.to_string();
+        let mut cur = e.source();
+        while let Some(s) = cur {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            cur = s.source();
+        }
+        log::error!("token endpoint: {chain}");
+        OAuthError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal server error; the server log has the details",
+        )
+    }
+
+    fn response(&self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status);
+        no_store(&mut r);
+        if self.basic_challenge {
+            r.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"scimitar\""),
+            ));
+        }
+        if let Some(s) = self.retry_after {
+            r.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        r.json(json!({"error": self.code, "error_description": self.description}))
+    }
+}
+
+/// RFC 6749 §5.1: token responses are never cached.
+fn no_store(r: &mut actix_web::HttpResponseBuilder) {
+    r.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    r.insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component (RFC 6749 §2.3.1 encodes the
+/// Basic credentials this way).
+fn form_decode(s: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={s}")).ok()?;
+    pairs.into_iter().next().map(|(_, v)| v)
+}
+
+/// `Authorization: Basic base64(id:secret)`, when present: Some(Ok) decoded, Some(Err)
+/// malformed.
+fn basic_credentials(req: &HttpRequest) -> Option<Result<(String, String), ()>> {
+    let h = req.headers().get(header::AUTHORIZATION)?;
+    let parse = || -> Option<(String, String)> {
+        let (scheme, value) = h.to_str().ok()?.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let raw = String::from_utf8(STANDARD.decode(value.trim()).ok()?).ok()?;
+        let (id, secret) = raw.split_once(':')?;
+        Some((form_decode(id)?, form_decode(secret)?))
+    };
+    Some(parse().ok_or(()))
+}
+
+/// The form parameters; a repeated one is an error (RFC 6749 §3.2).
+fn parse_form(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if content_type.as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(OAuthError::invalid_request(
+            "send the parameters as application/x-www-form-urlencoded",
+        ));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text)
+        .map_err(|_| OAuthError::invalid_request("the body is not a valid form"))?;
+    let mut out = HashMap::new();
+    for (k, v) in pairs {
+        if out.insert(k.clone(), v).is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter `{k}` is repeated"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// POST /oauth/token.
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    match issue(state, req, body).await {
+        Ok(r) => r,
+        Err(e) => e.response(),
+    }
+}
+
+async fn issue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, OAuthError> {
+    let body = body.to_bytes_limited(MAX_FORM_BYTES).await.map_err(|_| {
+        OAuthError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            format!("the request body is larger than {MAX_FORM_BYTES} bytes"),
+        )
+    })?;
+    let body = body.map_err(|_| OAuthError::invalid_request("reading the body failed"))?;
+    let mut form = parse_form(&req, &body)?;
+    let basic = basic_credentials(&req);
+    let invalid_client = |description: &str| OAuthError {
+        basic_challenge: true,
+        ..OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
+    };
+    match form.get("grant_type").map(String::as_str) {
+        None => return Err(OAuthError::invalid_request("`grant_type` is required")),
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only grant_type=client_credentials is supported",
+            ))
+        }
+    }
+    let form_secret = form.remove("client_secret");
+    let (client_id, secret) = match (basic, form_secret) {
+        (Some(_), Some(_)) => {
+            // §2.3: a client MUST NOT use more than one authentication method.
+            return Err(OAuthError::invalid_request(
+                "send the client credentials either with HTTP Basic or in the body, not both",
+            ));
+        }
+        (Some(Err(())), None) => return Err(invalid_client("malformed HTTP Basic credentials")),
+        (Some(Ok((id, secret))), None) => {
+            if form.get("client_id").is_some_and(|f| *f != id) {
+                return Err(OAuthError::invalid_request(
+                    "`client_id` differs from the HTTP Basic user",
+                ));
+            }
+            (id, secret)
+        }
+        (None, Some(secret)) => match form.remove("client_id") {
+            Some(id) => (id, secret),
+            None => return Err(OAuthError::invalid_request("`client_id` is required")),
+        },
+        (None, None) => return Err(OAuthError {
+            basic_challenge: true,
+            ..OAuthError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication is required (HTTP Basic, or client_id and client_secret)",
+            )
+        }),
+    };
+    let svc = state.service.clone();
+    let limiter = state.rate_limiter.clone();
+    let result = web::block(move || {
+        let mut conn = svc
+            .pool
+            .get()
+            .map_err(|e| AuthError::Storage(StorageError::Pool(e.to_string())))?;
+        let now = now_micros();
+        let client = oauth::authenticate_client(&mut conn.db(), &client_id, &secret)?;
+        if let Some(limiter) = &limiter {
+            // After authentication, so nobody can drain a client's bucket by guessing, and
+            // the same bucket as the client's access tokens.
+            let p = Principal {
+                tenant: client.tenant_id.clone(),
+                credential: Some(client.id.clone()),
+                scope: crate::auth::Scope::Read,
+                compat: svc.settings.compat,
+            };
+            if let Err(s) = limiter.check(&super::extract::rate_key(&p)) {
+                return Ok(Err(s));
+            }
+        }
+        let issued = conn.write_tx(|db| {
+            crate::storage::touch_client(db, &client.id, now)?;
+            oauth::issue(db, &client, now)
+        })?;
+        Ok::<_, AuthError>(Ok(issued))
+    })
+    .await
+    .map_err(|e| OAuthError::server(&e))?;
+    let issued = match result {
+        Ok(Ok(issued)) => issued,
+        Ok(Err(retry_after)) => {
+            return Err(OAuthError {
+                retry_after: Some(retry_after),
+                ..OAuthError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many requests for this client; retry after {retry_after} s"),
+                )
+            })
+        }
+        Err(AuthError::Storage(e)) => return Err(OAuthError::server(&e)),
+        Err(_) => return Err(invalid_client("client authentication failed")),
+    };
+    let mut r = HttpResponse::Ok();
+    no_store(&mut r);
+    Ok(r.json(json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": issued.scope,
+    })))
+}

@@ -1,0 +1,534 @@
+//! Tenants and their credentials: tenants and settings, bearer tokens, OAuth clients, the
+//! server's signing keys and each tenant's external JWT issuer. Raw SQL both backends accept,
+//! bound parameters only; the caller owns the transaction. No caching: instances sharing a
+//! database always read the same credentials.
+
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+use diesel::QueryableByName;
+
+use super::conn::{Bind, Db, Sql};
+use super::store::StoreResult;
+use crate::storage::StorageError;
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Tenants
+
+/// A tenant. Its `id` is the name it was created with (every row of its data carries it).
+#[derive(Clone, Debug, QueryableByName)]
+pub struct TenantRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = BigInt)]
+    pub created: i64,
+    /// JSON object (see `auth::tenant::TenantSettings`).
+    #[diesel(sql_type = Text)]
+    pub settings: String,
+}
+
+/// A tenant with the size of what it holds, for `tenant list`.
+#[derive(Clone, Debug, QueryableByName)]
+pub struct TenantSummary {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = BigInt)]
+    pub created: i64,
+    #[diesel(sql_type = Text)]
+    pub settings: String,
+    #[diesel(sql_type = BigInt)]
+    pub user_count: i64,
+    #[diesel(sql_type = BigInt)]
+    pub group_count: i64,
+    #[diesel(sql_type = BigInt)]
+    pub token_count: i64,
+    #[diesel(sql_type = BigInt)]
+    pub client_count: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub issuer: Option<String>,
+}
+
+/// Creates a tenant; an existing one of that name is `Conflict`.
+pub fn create_tenant(db: &mut Db<'_>, name: &str, now: i64) -> StoreResult<()> {
+    let mut q = Sql::new("INSERT INTO tenants (id, name, created) VALUES (");
+    q.bind_list([
+        Bind::Text(name.into()),
+        Bind::Text(name.into()),
+        Bind::Int(now),
+    ])
+    .push(")");
+    db.execute(&q)?;
+    Ok(())
+}
+
+pub fn find_tenant(db: &mut Db<'_>, id: &str) -> StoreResult<Option<TenantRow>> {
+    let mut q = Sql::new("SELECT id, name, created, settings FROM tenants WHERE id = ");
+    q.bind(Bind::Text(id.into()));
+    Ok(db.first(&q)?)
+}
+
+pub fn list_tenants(db: &mut Db<'_>) -> StoreResult<Vec<TenantSummary>> {
+    let q = Sql::new(
+        "SELECT t.id, t.created, t.settings, \
+         (SELECT COUNT(*) FROM resources r WHERE r.tenant_id = t.id AND r.rtype = 'User') AS user_count, \
+         (SELECT COUNT(*) FROM resources r WHERE r.tenant_id = t.id AND r.rtype = 'Group') AS group_count, \
+         (SELECT COUNT(*) FROM tokens k WHERE k.tenant_id = t.id AND NOT k.revoked) AS token_count, \
+         (SELECT COUNT(*) FROM oauth_clients c WHERE c.tenant_id = t.id AND NOT c.revoked) AS client_count, \
+         (SELECT j.issuer FROM jwt_issuers j WHERE j.tenant_id = t.id) AS issuer \
+         FROM tenants t ORDER BY t.id",
+    );
+    Ok(db.load(&q)?)
+}
+
+pub fn set_tenant_settings(db: &mut Db<'_>, id: &str, settings: &str) -> StoreResult<()> {
+    let mut q = Sql::new("UPDATE tenants SET settings = ");
+    q.bind(Bind::Text(settings.into()))
+        .push(" WHERE id = ")
+        .bind(Bind::Text(id.into()));
+    if db.execute(&q)? == 0 {
+        return Err(StorageError::NotFound);
+    }
+    Ok(())
+}
+
+/// What `delete_tenant` removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deleted {
+    pub resources: usize,
+    pub events: usize,
+    pub credentials: usize,
+}
+
+/// Deletes a tenant and everything it owns, in the caller's transaction. Tables without a
+/// foreign key to `tenants` (values, members, events) are cleared explicitly; the rest also
+/// cascade, but explicit deletes keep the order (children first) visible.
+pub fn delete_tenant(db: &mut Db<'_>, id: &str) -> StoreResult<Deleted> {
+    let del = |db: &mut Db<'_>, table: &str| -> StoreResult<usize> {
+        let mut q = Sql::new(&format!("DELETE FROM {table} WHERE tenant_id = "));
+        q.bind(Bind::Text(id.into()));
+        Ok(db.execute(&q)?)
+    };
+    let mut d = Deleted::default();
+    del(db, "members")?;
+    del(db, "attr_values")?;
+    d.resources = del(db, "resources")?;
+    d.events = del(db, "events")?;
+    d.credentials += del(db, "tokens")?;
+    d.credentials += del(db, "oauth_clients")?;
+    del(db, "jwt_keys")?;
+    d.credentials += del(db, "jwt_issuers")?;
+    let mut q = Sql::new("DELETE FROM tenants WHERE id = ");
+    q.bind(Bind::Text(id.into()));
+    if db.execute(&q)? == 0 {
+        return Err(StorageError::NotFound);
+    }
+    Ok(d)
+}
+
+// ---------------------------------------------------------------------------------------
+// Bearer tokens
+
+/// A stored bearer token with its tenant's settings, as authentication needs it.
+#[derive(Clone, Debug, QueryableByName)]
+pub struct TokenAuthRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub tenant_id: String,
+    #[diesel(sql_type = Text)]
+    pub scope: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub expires: Option<i64>,
+    #[diesel(sql_type = Bool)]
+    pub revoked: bool,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub last_used: Option<i64>,
+    #[diesel(sql_type = Text)]
+    pub settings: String,
+}
+
+pub fn find_token_for_auth(
+    db: &mut Db<'_>,
+    secret_hash: &str,
+) -> StoreResult<Option<TokenAuthRow>> {
+    let mut q = Sql::new(
+        "SELECT k.id, k.tenant_id, k.scope, k.expires, k.revoked, k.last_used, t.settings \
+         FROM tokens k JOIN tenants t ON t.id = k.tenant_id WHERE k.secret_hash = ",
+    );
+    q.bind(Bind::Text(secret_hash.into()));
+    Ok(db.first(&q)?)
+}
+
+/// A token as `token list` shows it (never its hash).
+#[derive(Clone, Debug, QueryableByName)]
+pub struct TokenInfo {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub label: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub scope: String,
+    #[diesel(sql_type = BigInt)]
+    pub created: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub last_used: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub expires: Option<i64>,
+    #[diesel(sql_type = Bool)]
+    pub revoked: bool,
+}
+
+pub fn list_tokens(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<TokenInfo>> {
+    let mut q = Sql::new(
+        "SELECT id, label, scope, created, last_used, expires, revoked FROM tokens WHERE tenant_id = ",
+    );
+    q.bind(Bind::Text(tenant.into()))
+        .push(" ORDER BY created, id");
+    Ok(db.load(&q)?)
+}
+
+/// Revokes a token; returns its tenant, or None when no token has this id.
+pub fn revoke_token(db: &mut Db<'_>, id: &str) -> StoreResult<Option<String>> {
+    revoke(db, "tokens", id)
+}
+
+fn revoke(db: &mut Db<'_>, table: &str, id: &str) -> StoreResult<Option<String>> {
+    #[derive(QueryableByName)]
+    struct Tenant {
+        #[diesel(sql_type = Text)]
+        tenant_id: String,
+    }
+    let mut q = Sql::new(&format!("UPDATE {table} SET revoked = "));
+    q.bind(Bind::Bool(true))
+        .push(" WHERE id = ")
+        .bind(Bind::Text(id.into()))
+        .push(" RETURNING tenant_id");
+    Ok(db.first::<Tenant>(&q)?.map(|t| t.tenant_id))
+}
+
+/// Records that a credential was used (throttled by the caller: `token list` shows it to
+/// the minute, and a write per request would serialise SQLite readers behind the writer).
+pub fn touch_token(db: &mut Db<'_>, id: &str, now: i64) -> StoreResult<()> {
+    touch(db, "tokens", id, now)
+}
+
+fn touch(db: &mut Db<'_>, table: &str, id: &str, now: i64) -> StoreResult<()> {
+    let mut q = Sql::new(&format!("UPDATE {table} SET last_used = "));
+    q.bind(Bind::Int(now))
+        .push(" WHERE id = ")
+        .bind(Bind::Text(id.into()));
+    db.execute(&q)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// OAuth clients
+
+/// A stored OAuth client with its tenant's settings. Not `Debug`: it holds the secret hash.
+#[derive(Clone, QueryableByName)]
+pub struct ClientRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub tenant_id: String,
+    #[diesel(sql_type = Text)]
+    pub scope: String,
+    #[diesel(sql_type = Text)]
+    pub secret_hash: String,
+    #[diesel(sql_type = Bool)]
+    pub revoked: bool,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub last_used: Option<i64>,
+    #[diesel(sql_type = Text)]
+    pub settings: String,
+}
+
+pub struct NewClient<'a> {
+    pub id: &'a str,
+    pub tenant_id: &'a str,
+    pub label: Option<&'a str>,
+    pub scope: &'a str,
+    pub secret_hash: &'a str,
+    pub created: i64,
+}
+
+pub fn insert_client(db: &mut Db<'_>, c: &NewClient<'_>) -> StoreResult<()> {
+    let mut q = Sql::new(
+        "INSERT INTO oauth_clients (id, tenant_id, label, scope, secret_hash, created, revoked) VALUES (",
+    );
+    q.bind_list([
+        Bind::Text(c.id.into()),
+        Bind::Text(c.tenant_id.into()),
+        Bind::OptText(c.label.map(str::to_string)),
+        Bind::Text(c.scope.into()),
+        Bind::Text(c.secret_hash.into()),
+        Bind::Int(c.created),
+        Bind::Bool(false),
+    ])
+    .push(")");
+    db.execute(&q)?;
+    Ok(())
+}
+
+pub fn find_client(db: &mut Db<'_>, id: &str) -> StoreResult<Option<ClientRow>> {
+    let mut q = Sql::new(
+        "SELECT c.id, c.tenant_id, c.scope, c.secret_hash, c.revoked, c.last_used, t.settings \
+         FROM oauth_clients c JOIN tenants t ON t.id = c.tenant_id WHERE c.id = ",
+    );
+    q.bind(Bind::Text(id.into()));
+    Ok(db.first(&q)?)
+}
+
+/// A client as `client list` shows it.
+#[derive(Clone, Debug, QueryableByName)]
+pub struct ClientInfo {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub label: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub scope: String,
+    #[diesel(sql_type = BigInt)]
+    pub created: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub last_used: Option<i64>,
+    #[diesel(sql_type = Bool)]
+    pub revoked: bool,
+}
+
+pub fn list_clients(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<ClientInfo>> {
+    let mut q = Sql::new(
+        "SELECT id, label, scope, created, last_used, revoked FROM oauth_clients WHERE tenant_id = ",
+    );
+    q.bind(Bind::Text(tenant.into()))
+        .push(" ORDER BY created, id");
+    Ok(db.load(&q)?)
+}
+
+/// Revokes a client (its access tokens stop working at once); returns its tenant.
+pub fn revoke_client(db: &mut Db<'_>, id: &str) -> StoreResult<Option<String>> {
+    revoke(db, "oauth_clients", id)
+}
+
+pub fn touch_client(db: &mut Db<'_>, id: &str, now: i64) -> StoreResult<()> {
+    touch(db, "oauth_clients", id, now)
+}
+
+// ---------------------------------------------------------------------------------------
+// Signing keys
+
+/// A key that signs the server's access tokens. Not `Debug`: it holds the secret.
+#[derive(Clone, QueryableByName)]
+pub struct SigningKeyRow {
+    #[diesel(sql_type = Text)]
+    pub kid: String,
+    #[diesel(sql_type = Text)]
+    pub alg: String,
+    /// The key, hex.
+    #[diesel(sql_type = Text)]
+    pub secret: String,
+    #[diesel(sql_type = BigInt)]
+    pub created: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub retired_at: Option<i64>,
+}
+
+const KEY_COLUMNS: &str = "kid, alg, secret, created, retired_at";
+
+pub fn insert_signing_key(
+    db: &mut Db<'_>,
+    kid: &str,
+    alg: &str,
+    secret: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let mut q = Sql::new("INSERT INTO signing_keys (kid, alg, secret, created) VALUES (");
+    q.bind_list([
+        Bind::Text(kid.into()),
+        Bind::Text(alg.into()),
+        Bind::Text(secret.into()),
+        Bind::Int(now),
+    ])
+    .push(")");
+    db.execute(&q)?;
+    Ok(())
+}
+
+/// The key that signs new tokens: the newest one not retired.
+pub fn current_signing_key(db: &mut Db<'_>) -> StoreResult<Option<SigningKeyRow>> {
+    let q = Sql::new(&format!(
+        "SELECT {KEY_COLUMNS} FROM signing_keys WHERE retired_at IS NULL ORDER BY created DESC, kid DESC LIMIT 1"
+    ));
+    Ok(db.first(&q)?)
+}
+
+pub fn signing_key(db: &mut Db<'_>, kid: &str) -> StoreResult<Option<SigningKeyRow>> {
+    let mut q = Sql::new(&format!(
+        "SELECT {KEY_COLUMNS} FROM signing_keys WHERE kid = "
+    ));
+    q.bind(Bind::Text(kid.into()));
+    Ok(db.first(&q)?)
+}
+
+pub fn list_signing_keys(db: &mut Db<'_>) -> StoreResult<Vec<SigningKeyRow>> {
+    let q = Sql::new(&format!(
+        "SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created, kid"
+    ));
+    Ok(db.load(&q)?)
+}
+
+/// Retires every current key; returns how many.
+pub fn retire_signing_keys(db: &mut Db<'_>, now: i64) -> StoreResult<usize> {
+    let mut q = Sql::new("UPDATE signing_keys SET retired_at = ");
+    q.bind(Bind::Int(now)).push(" WHERE retired_at IS NULL");
+    Ok(db.execute(&q)?)
+}
+
+/// Deletes keys retired before `before` (no token they signed can still be valid).
+pub fn prune_signing_keys(db: &mut Db<'_>, before: i64) -> StoreResult<usize> {
+    let mut q = Sql::new("DELETE FROM signing_keys WHERE retired_at < ");
+    q.bind(Bind::Int(before));
+    Ok(db.execute(&q)?)
+}
+
+pub fn count_signing_keys(db: &mut Db<'_>) -> StoreResult<i64> {
+    Ok(db
+        .first::<Count>(&Sql::new(
+            "SELECT COUNT(*) AS n FROM signing_keys WHERE retired_at IS NULL",
+        ))?
+        .map(|c| c.n)
+        .unwrap_or(0))
+}
+
+// ---------------------------------------------------------------------------------------
+// External JWT issuers
+
+/// A tenant's trusted issuer, with the tenant's settings.
+#[derive(Clone, Debug, QueryableByName)]
+pub struct IssuerRow {
+    #[diesel(sql_type = Text)]
+    pub tenant_id: String,
+    #[diesel(sql_type = Text)]
+    pub issuer: String,
+    #[diesel(sql_type = Text)]
+    pub audience: String,
+    #[diesel(sql_type = Text)]
+    pub scope: String,
+    #[diesel(sql_type = Text)]
+    pub settings: String,
+}
+
+/// One verification key of an issuer, pinned to `alg`.
+#[derive(Clone, Debug, PartialEq, Eq, QueryableByName)]
+pub struct JwtKeyRow {
+    #[diesel(sql_type = Nullable<Text>)]
+    pub kid: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub alg: String,
+    /// `pem` or `jwk`.
+    #[diesel(sql_type = Text)]
+    pub format: String,
+    #[diesel(sql_type = Text)]
+    pub material: String,
+}
+
+/// Sets (replacing any previous) a tenant's issuer and keys. Another tenant with the same
+/// (issuer, audience) is `Conflict`: a token must name exactly one tenant.
+pub fn set_jwt_issuer(
+    db: &mut Db<'_>,
+    tenant: &str,
+    issuer: &str,
+    audience: &str,
+    scope: &str,
+    keys: &[JwtKeyRow],
+    now: i64,
+) -> StoreResult<()> {
+    remove_jwt_issuer(db, tenant)?;
+    let mut q =
+        Sql::new("INSERT INTO jwt_issuers (tenant_id, issuer, audience, scope, created) VALUES (");
+    q.bind_list([
+        Bind::Text(tenant.into()),
+        Bind::Text(issuer.into()),
+        Bind::Text(audience.into()),
+        Bind::Text(scope.into()),
+        Bind::Int(now),
+    ])
+    .push(")");
+    db.execute(&q)?;
+    for (i, k) in keys.iter().enumerate() {
+        let mut q =
+            Sql::new("INSERT INTO jwt_keys (tenant_id, seq, kid, alg, format, material) VALUES (");
+        q.bind_list([
+            Bind::Text(tenant.into()),
+            Bind::I32(i32::try_from(i).unwrap_or(i32::MAX)),
+            Bind::OptText(k.kid.clone()),
+            Bind::Text(k.alg.clone()),
+            Bind::Text(k.format.clone()),
+            Bind::Text(k.material.clone()),
+        ])
+        .push(")");
+        db.execute(&q)?;
+    }
+    Ok(())
+}
+
+/// Removes a tenant's issuer; returns whether it had one.
+pub fn remove_jwt_issuer(db: &mut Db<'_>, tenant: &str) -> StoreResult<bool> {
+    let mut k = Sql::new("DELETE FROM jwt_keys WHERE tenant_id = ");
+    k.bind(Bind::Text(tenant.into()));
+    db.execute(&k)?;
+    let mut q = Sql::new("DELETE FROM jwt_issuers WHERE tenant_id = ");
+    q.bind(Bind::Text(tenant.into()));
+    Ok(db.execute(&q)? > 0)
+}
+
+/// The issuer configurations naming `issuer` (one per audience at most).
+pub fn issuers_named(db: &mut Db<'_>, issuer: &str) -> StoreResult<Vec<IssuerRow>> {
+    let mut q = Sql::new(
+        "SELECT j.tenant_id, j.issuer, j.audience, j.scope, t.settings \
+         FROM jwt_issuers j JOIN tenants t ON t.id = j.tenant_id WHERE j.issuer = ",
+    );
+    q.bind(Bind::Text(issuer.into()))
+        .push(" ORDER BY j.tenant_id");
+    Ok(db.load(&q)?)
+}
+
+pub fn tenant_issuer(db: &mut Db<'_>, tenant: &str) -> StoreResult<Option<IssuerRow>> {
+    let mut q = Sql::new(
+        "SELECT j.tenant_id, j.issuer, j.audience, j.scope, t.settings \
+         FROM jwt_issuers j JOIN tenants t ON t.id = j.tenant_id WHERE j.tenant_id = ",
+    );
+    q.bind(Bind::Text(tenant.into()));
+    Ok(db.first(&q)?)
+}
+
+pub fn jwt_keys(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<JwtKeyRow>> {
+    let mut q = Sql::new("SELECT kid, alg, format, material FROM jwt_keys WHERE tenant_id = ");
+    q.bind(Bind::Text(tenant.into())).push(" ORDER BY seq");
+    Ok(db.load(&q)?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit
+
+/// The credential recorded with each event of a tenant, in order (for tests and audits).
+pub fn event_credentials(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<Option<String>>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Nullable<Text>)]
+        credential_id: Option<String>,
+    }
+    let mut q = Sql::new("SELECT credential_id FROM events WHERE tenant_id = ");
+    q.bind(Bind::Text(tenant.into())).push(" ORDER BY seq");
+    Ok(db
+        .load::<Row>(&q)?
+        .into_iter()
+        .map(|r| r.credential_id)
+        .collect())
+}

@@ -1,0 +1,406 @@
+//! OAuth 2.0 client credentials (RFC 6749 §4.4): POST /oauth/token, its §5.2 errors, the
+//! access tokens on the SCIM endpoints, revocation, expiry and signing-key rotation.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::test::TestRequest;
+use actix_web::web;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use scimitar::admin;
+use scimitar::auth::{oauth, Scope};
+use scimitar::http::AppState;
+use scimitar::scim::time::now_micros;
+use scimitar::storage;
+use scimitar::storage::sql::conn::{Bind, Sql};
+
+use crate::common::*;
+use crate::tenancy::{tenant_with_token, user, with};
+
+fn client(state: &web::Data<AppState>, tenant: &str, scope: Scope) -> (String, String) {
+    let mut conn = state.service.pool.get().unwrap();
+    if storage::find_tenant(&mut conn.db(), tenant)
+        .unwrap()
+        .is_none()
+    {
+        admin::create_tenant(&mut conn, tenant).unwrap();
+    }
+    admin::create_client(&mut conn, tenant, Some("entra"), scope).unwrap()
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+fn form(body: &str) -> TestRequest {
+    TestRequest::post()
+        .uri("/oauth/token")
+        .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
+        .set_payload(body.to_string())
+}
+
+async fn token_for<S, B>(app: &S, id: &str, secret: &str) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let r = send(
+        app,
+        form("grant_type=client_credentials").insert_header(("Authorization", basic(id, secret))),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    r.body["access_token"].as_str().unwrap().to_string()
+}
+
+fn jwt_part(token: &str, i: usize) -> Value {
+    let part = token.split('.').nth(i).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+#[track_caller]
+fn oauth_error(r: &Resp, status: u16, code: &str) {
+    assert_eq!(r.status.as_u16(), status, "{}", r.raw);
+    assert_eq!(r.body["error"], code, "{}", r.raw);
+    assert!(r.body["error_description"].is_string());
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+}
+
+#[actix_web::test]
+async fn client_credentials_issue_a_token_the_scim_endpoints_accept() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let (id, secret) = client(&state, "acme", Scope::Write);
+    assert!(secret.starts_with("scimitar_"));
+
+    // HTTP Basic.
+    let r = send(
+        &app,
+        form("grant_type=client_credentials").insert_header(("Authorization", basic(&id, &secret))),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.body["token_type"], "Bearer");
+    assert_eq!(r.body["expires_in"], 3600);
+    assert_eq!(r.body["scope"], "write");
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    let token = r.body["access_token"].as_str().unwrap().to_string();
+    let header = jwt_part(&token, 0);
+    assert_eq!(header["alg"], "HS256");
+    assert!(header["kid"].is_string());
+    let claims = jwt_part(&token, 1);
+    assert_eq!(claims["sub"], id.as_str());
+    assert_eq!(claims["tid"], "acme");
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, oauth::ACCESS_TOKEN_SECS);
+
+    // Form credentials (scope may be asked for; the client's own is granted).
+    let body =
+        format!("grant_type=client_credentials&client_id={id}&client_secret={secret}&scope=scim");
+    let r = send(&app, form(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+
+    // The token works on SCIM, in the client's tenant, and events name the client.
+    let r = with(
+        &app,
+        &token,
+        "POST",
+        "/scim/v2/Users",
+        Some(user("o@acme", "1", "o@acme.example")),
+    )
+    .await;
+    r.expect(201);
+    let mut conn = state.service.pool.get().unwrap();
+    assert_eq!(
+        storage::event_credentials(&mut conn.db(), "acme").unwrap(),
+        vec![Some(id.clone())]
+    );
+    let r = call(&app, "GET", "/scim/v2/Users", None).await;
+    assert_eq!(
+        r.body["totalResults"], 0,
+        "the default tenant sees nothing of acme"
+    );
+    let listed = storage::list_clients(&mut conn.db(), "acme").unwrap();
+    assert_eq!(listed[0].id, id);
+    assert!(listed[0].last_used.is_some());
+}
+
+#[actix_web::test]
+async fn token_endpoint_errors_follow_rfc_6749() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let (id, secret) = client(&state, "acme", Scope::Write);
+
+    // Wrong secret and unknown client: the same 401 invalid_client with a Basic challenge.
+    let wrong = send(
+        &app,
+        form("grant_type=client_credentials")
+            .insert_header(("Authorization", basic(&id, "scimitar_nope"))),
+    )
+    .await;
+    oauth_error(&wrong, 401, "invalid_client");
+    assert_eq!(
+        wrong.header("www-authenticate").as_deref(),
+        Some("Basic realm=\"scimitar\"")
+    );
+    let unknown = send(
+        &app,
+        form("grant_type=client_credentials")
+            .insert_header(("Authorization", basic("someone", &secret))),
+    )
+    .await;
+    oauth_error(&unknown, 401, "invalid_client");
+    assert_eq!(wrong.raw, unknown.raw);
+    let r = send(
+        &app,
+        form(&format!(
+            "grant_type=client_credentials&client_id={id}&client_secret=bad"
+        )),
+    )
+    .await;
+    oauth_error(&r, 401, "invalid_client");
+    let r = send(&app, form("grant_type=client_credentials")).await;
+    oauth_error(&r, 401, "invalid_client");
+    let r = send(
+        &app,
+        form("grant_type=client_credentials").insert_header(("Authorization", "Basic !!!")),
+    )
+    .await;
+    oauth_error(&r, 401, "invalid_client");
+
+    // Request errors.
+    let r = send(
+        &app,
+        form(&format!("client_id={id}&client_secret={secret}")),
+    )
+    .await;
+    oauth_error(&r, 400, "invalid_request");
+    let r = send(
+        &app,
+        form(&format!(
+            "grant_type=password&client_id={id}&client_secret={secret}"
+        )),
+    )
+    .await;
+    oauth_error(&r, 400, "unsupported_grant_type");
+    let r = send(
+        &app,
+        form(&format!(
+            "grant_type=client_credentials&client_id={id}&client_secret={secret}"
+        ))
+        .insert_header(("Authorization", basic(&id, &secret))),
+    )
+    .await;
+    oauth_error(&r, 400, "invalid_request");
+    let r = send(&app, form(&format!("grant_type=client_credentials&grant_type=client_credentials&client_id={id}&client_secret={secret}"))).await;
+    oauth_error(&r, 400, "invalid_request");
+    let r = send(
+        &app,
+        TestRequest::post()
+            .uri("/oauth/token")
+            .insert_header(("Content-Type", "application/json"))
+            .set_payload(json!({"grant_type": "client_credentials"}).to_string()),
+    )
+    .await;
+    oauth_error(&r, 400, "invalid_request");
+    let r = send(&app, TestRequest::get().uri("/oauth/token")).await;
+    assert_eq!(r.status, 405);
+}
+
+#[actix_web::test]
+async fn revoked_clients_and_read_clients() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let (id, secret) = client(&state, "acme", Scope::Write);
+    let token = token_for(&app, &id, &secret).await;
+    with(&app, &token, "GET", "/scim/v2/Users", None)
+        .await
+        .expect(200);
+    let mut conn = state.service.pool.get().unwrap();
+    assert_eq!(admin::revoke_client(&mut conn, &id).unwrap(), "acme");
+    // Its access token stops at once, and it gets no new one.
+    let r = with(&app, &token, "GET", "/scim/v2/Users", None).await;
+    r.expect_error(401, None);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
+    let r = send(
+        &app,
+        form("grant_type=client_credentials").insert_header(("Authorization", basic(&id, &secret))),
+    )
+    .await;
+    oauth_error(&r, 401, "invalid_client");
+
+    let (rid, rsecret) = client(&state, "acme", Scope::Read);
+    let read = token_for(&app, &rid, &rsecret).await;
+    with(&app, &read, "GET", "/scim/v2/Users", None)
+        .await
+        .expect(200);
+    with(
+        &app,
+        &read,
+        "POST",
+        "/scim/v2/Users",
+        Some(user("r@acme", "r", "r@acme.example")),
+    )
+    .await
+    .expect_error(403, None);
+
+    // Deleting the tenant ends its clients' tokens too.
+    let (did, dsecret) = client(&state, "doomed", Scope::Write);
+    let doomed = token_for(&app, &did, &dsecret).await;
+    admin::delete_tenant(&mut conn, "doomed").unwrap();
+    with(&app, &doomed, "GET", "/scim/v2/Users", None)
+        .await
+        .expect(401);
+}
+
+#[actix_web::test]
+async fn forged_tampered_and_expired_access_tokens_are_refused() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let (id, secret) = client(&state, "acme", Scope::Write);
+    let (_other_id, _) = client(&state, "other", Scope::Write);
+    let token = token_for(&app, &id, &secret).await;
+    let parts: Vec<&str> = token.split('.').collect();
+
+    // Claims changed to another tenant, signature kept.
+    let mut claims = jwt_part(&token, 1);
+    claims["tid"] = json!("other");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    );
+    // alg none with our issuer.
+    let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    let unsigned = format!("{none_header}.{}.", parts[1]);
+    // An unknown kid.
+    let mut header = jwt_part(&token, 0);
+    header["kid"] = json!("nope");
+    let unknown_kid = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        parts[1],
+        parts[2]
+    );
+    // Signed properly but two hours ago: expired beyond the leeway.
+    let mut conn = state.service.pool.get().unwrap();
+    let row = storage::find_client(&mut conn.db(), &id).unwrap().unwrap();
+    let old = conn
+        .write_tx(|db| oauth::issue(db, &row, now_micros() - 7200 * 1_000_000))
+        .map_err(|e| e.to_string())
+        .unwrap()
+        .access_token;
+    // Not yet valid: issued ten minutes in the future.
+    let future = conn
+        .write_tx(|db| oauth::issue(db, &row, now_micros() + 600 * 1_000_000))
+        .map_err(|e| e.to_string())
+        .unwrap()
+        .access_token;
+    // Just issued, within the leeway: fine.
+    let skewed = conn
+        .write_tx(|db| oauth::issue(db, &row, now_micros() + 30 * 1_000_000))
+        .map_err(|e| e.to_string())
+        .unwrap()
+        .access_token;
+    with(&app, &skewed, "GET", "/scim/v2/Users", None)
+        .await
+        .expect(200);
+    for bad in [&forged, &unsigned, &unknown_kid, &old, &future] {
+        let r = with(&app, bad, "GET", "/scim/v2/Users", None).await;
+        r.expect_error(401, None);
+        assert!(r
+            .header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token"));
+    }
+    with(&app, &token, "GET", "/scim/v2/Users", None)
+        .await
+        .expect(200);
+}
+
+#[actix_web::test]
+async fn rotated_keys_verify_until_their_tokens_expire() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let (id, secret) = client(&state, "acme", Scope::Write);
+    let before = token_for(&app, &id, &secret).await;
+    let old_kid = jwt_part(&before, 0)["kid"].as_str().unwrap().to_string();
+
+    let mut conn = state.service.pool.get().unwrap();
+    let new_kid = admin::rotate_keys(&mut conn).unwrap();
+    assert_ne!(new_kid, old_kid);
+    let after = token_for(&app, &id, &secret).await;
+    assert_eq!(
+        jwt_part(&after, 0)["kid"],
+        new_kid.as_str(),
+        "new tokens use the new key"
+    );
+    // The old key still verifies the tokens it signed.
+    with(&app, &before, "GET", "/scim/v2/Users", None)
+        .await
+        .expect(200);
+    with(&app, &after, "GET", "/scim/v2/Users", None)
+        .await
+        .expect(200);
+
+    // Once its tokens could all have expired, the old key verifies nothing.
+    let long_ago = now_micros() - (oauth::RETIRED_KEY_GRACE_SECS + 1) * 1_000_000;
+    let mut q = Sql::new("UPDATE signing_keys SET retired_at = ");
+    q.bind(Bind::Int(long_ago))
+        .push(" WHERE kid = ")
+        .bind(Bind::Text(old_kid.clone()));
+    conn.db().execute(&q).unwrap();
+    with(&app, &before, "GET", "/scim/v2/Users", None)
+        .await
+        .expect(401);
+    with(&app, &after, "GET", "/scim/v2/Users", None)
+        .await
+        .expect(200);
+    // The next rotation prunes it.
+    admin::rotate_keys(&mut conn).unwrap();
+    assert!(storage::signing_key(&mut conn.db(), &old_kid)
+        .unwrap()
+        .is_none());
+    assert!(storage::signing_key(&mut conn.db(), &new_kid)
+        .unwrap()
+        .is_some());
+}
+
+#[actix_web::test]
+async fn token_endpoint_is_rate_limited_per_client() {
+    let db = TestDb::new();
+    let mut a = args(&db);
+    a.rate_limit = Some("2/minute".parse().unwrap());
+    let (app, state) = app_with(a).await;
+    let (id, secret) = client(&state, "acme", Scope::Write);
+    let token = token_for(&app, &id, &secret).await;
+    with(&app, &token, "GET", "/scim/v2/Users", None)
+        .await
+        .expect(200);
+    // The client's bucket is shared by the endpoint and its tokens.
+    let r = with(&app, &token, "GET", "/scim/v2/Users", None).await;
+    r.expect_error(429, None);
+    assert!(r.header("retry-after").is_some());
+    let r = send(
+        &app,
+        form("grant_type=client_credentials").insert_header(("Authorization", basic(&id, &secret))),
+    )
+    .await;
+    oauth_error(&r, 429, "rate_limited");
+    assert!(r.header("retry-after").is_some());
+    // Others are unaffected.
+    let t = tenant_with_token(&state, "acme", Scope::Read);
+    with(&app, &t, "GET", "/scim/v2/Users", None)
+        .await
+        .expect(200);
+}

@@ -1,0 +1,528 @@
+//! Tenant isolation: two tenants on one server. For every endpoint and method, tenant A's
+//! credential cannot read, list, filter, page, search, patch or delete tenant B's resources:
+//! another tenant's id answers exactly as a nonexistent one does. The same userName exists in
+//! both. Helpers here are shared by the other tenancy test modules.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::test::TestRequest;
+use actix_web::web;
+use serde_json::{json, Value};
+
+use scimitar::admin;
+use scimitar::auth::Scope;
+use scimitar::http::AppState;
+use scimitar::storage;
+
+use crate::common::*;
+
+/// Creates a tenant and a token for it (through the admin operations the CLI uses).
+pub fn tenant_with_token(state: &web::Data<AppState>, name: &str, scope: Scope) -> String {
+    let mut conn = state.service.pool.get().unwrap();
+    if storage::find_tenant(&mut conn.db(), name)
+        .unwrap()
+        .is_none()
+    {
+        admin::create_tenant(&mut conn, name).unwrap();
+    }
+    let (_, token, _) = admin::create_token(&mut conn, name, Some("test"), scope, None).unwrap();
+    token
+}
+
+/// A request with `token` as the bearer credential and an optional JSON body.
+pub fn as_(token: &str, method: &str, uri: &str, body: Option<&Value>) -> TestRequest {
+    let m = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut r = TestRequest::default()
+        .method(m)
+        .uri(uri)
+        .insert_header(("Authorization", format!("Bearer {token}")));
+    if let Some(b) = body {
+        r = r
+            .insert_header(("Content-Type", "application/scim+json"))
+            .set_payload(b.to_string());
+    }
+    r
+}
+
+pub async fn with<S, B>(app: &S, token: &str, method: &str, uri: &str, body: Option<Value>) -> Resp
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    send(app, as_(token, method, uri, body.as_ref())).await
+}
+
+pub fn user(name: &str, external_id: &str, email: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "externalId": external_id,
+        "displayName": format!("{name} ({external_id})"),
+        "emails": [{"value": email, "type": "work", "primary": true}],
+        "active": true
+    })
+}
+
+pub fn group(name: &str, members: &[&str]) -> Value {
+    let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": name,
+        "members": members
+    })
+}
+
+/// The ids of a ListResponse.
+pub fn ids(r: &Resp) -> Vec<String> {
+    r.body["Resources"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts two answers are the same once `foreign` and `missing` (the ids in them) are
+/// blanked: a foreign id must be indistinguishable from a nonexistent one.
+#[track_caller]
+fn same_answer(foreign: &Resp, missing: &Resp, foreign_id: &str, missing_id: &str) {
+    assert_eq!(foreign.status, missing.status, "{}", foreign.raw);
+    assert_eq!(
+        foreign.raw.replace(foreign_id, "ID"),
+        missing.raw.replace(missing_id, "ID")
+    );
+    for h in ["content-type", "www-authenticate", "etag", "location"] {
+        assert_eq!(foreign.header(h), missing.header(h), "header {h}");
+    }
+}
+
+#[actix_web::test]
+async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let a = tenant_with_token(&state, "tenant-a", Scope::Write);
+    let b = tenant_with_token(&state, "tenant-b", Scope::Write);
+
+    // The same userName in both tenants.
+    let bu = with(
+        &app,
+        &b,
+        "POST",
+        "/scim/v2/Users",
+        Some(user("same@example.com", "ext-b", "b-only@b.example")),
+    )
+    .await;
+    bu.expect(201);
+    let b_user = bu.body["id"].as_str().unwrap().to_string();
+    let bg = with(
+        &app,
+        &b,
+        "POST",
+        "/scim/v2/Groups",
+        Some(group("Team", &[&b_user])),
+    )
+    .await;
+    bg.expect(201);
+    let b_group = bg.body["id"].as_str().unwrap().to_string();
+    let au = with(
+        &app,
+        &a,
+        "POST",
+        "/scim/v2/Users",
+        Some(user("same@example.com", "ext-a", "a@a.example")),
+    )
+    .await;
+    au.expect(201);
+    let a_user = au.body["id"].as_str().unwrap().to_string();
+    let ag = with(
+        &app,
+        &a,
+        "POST",
+        "/scim/v2/Groups",
+        Some(group("Team", &[&a_user])),
+    )
+    .await;
+    ag.expect(201);
+    let a_group = ag.body["id"].as_str().unwrap().to_string();
+
+    // Every method on a single resource: B's id answers as a nonexistent id does.
+    let missing = uuid::Uuid::new_v4().to_string();
+    let patch_user =
+        patch_body(json!([{"op": "replace", "path": "displayName", "value": "taken"}]));
+    let patch_group =
+        patch_body(json!([{"op": "add", "path": "members", "value": [{"value": a_user}]}]));
+    for (kind, foreign) in [
+        ("Users", &b_user),
+        ("Groups", &b_group),
+        ("Users", &b_group),
+        ("Groups", &b_user),
+    ] {
+        let cases: Vec<(&str, String, Option<Value>)> = vec![
+            ("GET", String::new(), None),
+            ("GET", "?attributes=displayName".into(), None),
+            (
+                "PUT",
+                String::new(),
+                Some(if kind == "Users" {
+                    user("x@a.example", "x", "x@a.example")
+                } else {
+                    group("X", &[])
+                }),
+            ),
+            (
+                "PATCH",
+                String::new(),
+                Some(if kind == "Users" {
+                    patch_user.clone()
+                } else {
+                    patch_group.clone()
+                }),
+            ),
+            ("DELETE", String::new(), None),
+        ];
+        for (method, query, body) in cases {
+            let f = with(
+                &app,
+                &a,
+                method,
+                &format!("/scim/v2/{kind}/{foreign}{query}"),
+                body.clone(),
+            )
+            .await;
+            let m = with(
+                &app,
+                &a,
+                method,
+                &format!("/scim/v2/{kind}/{missing}{query}"),
+                body,
+            )
+            .await;
+            f.expect(404);
+            same_answer(&f, &m, foreign, &missing);
+        }
+        // Conditional requests too.
+        let f = send(
+            &app,
+            as_(&a, "GET", &format!("/scim/v2/{kind}/{foreign}"), None)
+                .insert_header(("If-None-Match", "W/\"1\"")),
+        )
+        .await;
+        let m = send(
+            &app,
+            as_(&a, "GET", &format!("/scim/v2/{kind}/{missing}"), None)
+                .insert_header(("If-None-Match", "W/\"1\"")),
+        )
+        .await;
+        same_answer(&f, &m, foreign, &missing);
+        let f = send(
+            &app,
+            as_(&a, "DELETE", &format!("/scim/v2/{kind}/{foreign}"), None)
+                .insert_header(("If-Match", "W/\"1\"")),
+        )
+        .await;
+        let m = send(
+            &app,
+            as_(&a, "DELETE", &format!("/scim/v2/{kind}/{missing}"), None)
+                .insert_header(("If-Match", "W/\"1\"")),
+        )
+        .await;
+        same_answer(&f, &m, foreign, &missing);
+    }
+
+    // Lists, filters, paging, sorting: only A's resources, whatever the filter names.
+    let list = |q: &str| format!("/scim/v2/Users{q}");
+    let only_a_user = [
+        list(""),
+        list("?filter=userName%20eq%20%22same@example.com%22"),
+        list("?filter=userName%20sw%20%22same%22"),
+        list("?filter=displayName%20co%20%22same%22"),
+        list("?filter=emails.value%20pr"),
+        list("?filter=userName%20pr&sortBy=userName&sortOrder=descending"),
+        list("?startIndex=1&count=10"),
+        list("?filter=active%20eq%20true%20or%20externalId%20eq%20%22ext-b%22"),
+    ];
+    for uri in &only_a_user {
+        let r = with(&app, &a, "GET", uri, None).await;
+        r.expect(200);
+        assert_eq!(ids(&r), vec![a_user.clone()], "{uri}");
+        assert_eq!(r.body["totalResults"], 1, "{uri}");
+    }
+    let nothing = [
+        list(&format!("?filter=id%20eq%20%22{b_user}%22")),
+        list("?filter=externalId%20eq%20%22ext-b%22"),
+        list("?filter=emails.value%20co%20%22b-only%22"),
+        list(&format!("?filter=groups.value%20eq%20%22{b_group}%22")),
+        format!("/scim/v2/Groups?filter=members.value%20eq%20%22{b_user}%22"),
+        format!("/scim/v2/Groups?filter=id%20eq%20%22{b_group}%22"),
+    ];
+    for uri in &nothing {
+        let r = with(&app, &a, "GET", uri, None).await;
+        r.expect(200);
+        assert_eq!(r.body["totalResults"], 0, "{uri}: {}", r.raw);
+        assert!(
+            !r.raw.contains(&b_user) && !r.raw.contains(&b_group),
+            "{uri}"
+        );
+    }
+    let r = with(
+        &app,
+        &a,
+        "GET",
+        "/scim/v2/Groups?filter=displayName%20eq%20%22Team%22",
+        None,
+    )
+    .await;
+    assert_eq!(ids(&r), vec![a_group.clone()]);
+    let r = with(&app, &a, "GET", &format!("/scim/v2/Groups/{a_group}"), None).await;
+    assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
+    assert!(!r.raw.contains(&b_user));
+    for page in [
+        "?count=0",
+        "?startIndex=2&count=10",
+        "?startIndex=1&count=1",
+    ] {
+        let r = with(&app, &a, "GET", &list(page), None).await;
+        assert_eq!(r.body["totalResults"], 1, "{page}");
+        assert!(!r.raw.contains(&b_user), "{page}");
+    }
+
+    // .search on a type and at the root.
+    let search = |filter: Option<&str>| {
+        let mut b = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]});
+        if let Some(f) = filter {
+            b["filter"] = json!(f);
+        }
+        b
+    };
+    let r = with(
+        &app,
+        &a,
+        "POST",
+        "/scim/v2/Users/.search",
+        Some(search(Some("userName eq \"same@example.com\""))),
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(ids(&r), vec![a_user.clone()]);
+    let r = with(
+        &app,
+        &a,
+        "POST",
+        "/scim/v2/Users/.search",
+        Some(search(Some(&format!("id eq \"{b_user}\"")))),
+    )
+    .await;
+    assert_eq!(r.body["totalResults"], 0);
+    let r = with(&app, &a, "POST", "/scim/v2/.search", Some(search(None))).await;
+    r.expect(200);
+    assert_eq!(r.body["totalResults"], 2);
+    assert_eq!(ids(&r), vec![a_user.clone(), a_group.clone()]);
+    let r = with(
+        &app,
+        &a,
+        "POST",
+        "/scim/v2/.search",
+        Some(search(Some("displayName pr"))),
+    )
+    .await;
+    assert!(!r.raw.contains(&b_user) && !r.raw.contains(&b_group));
+
+    // Cursor paging: A's pages hold A's resources; B's cursor is no use to A.
+    let r = with(&app, &a, "GET", "/scim/v2/Users?cursor=&count=1", None).await;
+    r.expect(200);
+    assert_eq!(ids(&r), vec![a_user.clone()]);
+    with(
+        &app,
+        &b,
+        "POST",
+        "/scim/v2/Users",
+        Some(user("second@example.com", "ext-b2", "b2@b.example")),
+    )
+    .await
+    .expect(201);
+    let rb = with(&app, &b, "GET", "/scim/v2/Users?cursor=&count=1", None).await;
+    rb.expect(200);
+    let b_cursor = rb.body["nextCursor"]
+        .as_str()
+        .expect("B has a second page")
+        .to_string();
+    let r = with(
+        &app,
+        &a,
+        "GET",
+        &format!("/scim/v2/Users?count=1&cursor={b_cursor}"),
+        None,
+    )
+    .await;
+    r.expect(400);
+    assert!(!r.raw.contains(&b_user));
+
+    // Members naming B's resources are refused exactly as nonexistent ids are.
+    for (method, uri, f_body, m_body) in [
+        (
+            "POST",
+            "/scim/v2/Groups".to_string(),
+            group("G2", &[&b_user]),
+            group("G2", &[&missing]),
+        ),
+        (
+            "PUT",
+            format!("/scim/v2/Groups/{a_group}"),
+            group("Team", &[&b_user]),
+            group("Team", &[&missing]),
+        ),
+        (
+            "PATCH",
+            format!("/scim/v2/Groups/{a_group}"),
+            patch_body(json!([{"op": "add", "path": "members", "value": [{"value": b_user}]}])),
+            patch_body(json!([{"op": "add", "path": "members", "value": [{"value": missing}]}])),
+        ),
+    ] {
+        let f = with(&app, &a, method, &uri, Some(f_body)).await;
+        let m = with(&app, &a, method, &uri, Some(m_body)).await;
+        f.expect_error(400, Some("invalidValue"));
+        same_answer(&f, &m, &b_user, &missing);
+    }
+    // Removing B's user from A's group is a no-op, as for a nonexistent member.
+    let remove = |id: &str| {
+        patch_body(json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]))
+    };
+    let f = with(
+        &app,
+        &a,
+        "PATCH",
+        &format!("/scim/v2/Groups/{a_group}"),
+        Some(remove(&b_user)),
+    )
+    .await;
+    let m = with(
+        &app,
+        &a,
+        "PATCH",
+        &format!("/scim/v2/Groups/{a_group}"),
+        Some(remove(&missing)),
+    )
+    .await;
+    same_answer(&f, &m, &b_user, &missing);
+
+    // B's resources are untouched and its events only its own.
+    let r = with(&app, &b, "GET", &format!("/scim/v2/Users/{b_user}"), None).await;
+    r.expect(200);
+    assert_eq!(r.header("etag").as_deref(), Some("W/\"1\""));
+    assert_eq!(r.body["displayName"], "same@example.com (ext-b)");
+    let r = with(&app, &b, "GET", &format!("/scim/v2/Groups/{b_group}"), None).await;
+    assert_eq!(r.header("etag").as_deref(), Some("W/\"1\""));
+    assert_eq!(r.body["members"][0]["value"], b_user.as_str());
+    let mut conn = state.service.pool.get().unwrap();
+    let b_events = storage::events(&mut conn.db(), "tenant-b").unwrap();
+    assert_eq!(b_events.len(), 3, "B's three creates, nothing from A");
+    assert!(b_events.iter().all(|e| e.kind == "create"));
+    let a_events = storage::events(&mut conn.db(), "tenant-a").unwrap();
+    assert!(!a_events
+        .iter()
+        .any(|e| e.resource_id == b_user || e.resource_id == b_group));
+}
+
+#[actix_web::test]
+async fn user_names_are_unique_per_tenant_only() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let a = tenant_with_token(&state, "a", Scope::Write);
+    let b = tenant_with_token(&state, "b", Scope::Write);
+    for t in [&a, &b, &TOKEN.to_string()] {
+        with(
+            &app,
+            t,
+            "POST",
+            "/scim/v2/Users",
+            Some(user("bjensen@example.com", "e", "bj@example.com")),
+        )
+        .await
+        .expect(201);
+    }
+    // Within a tenant it is unique, case-insensitively.
+    with(
+        &app,
+        &a,
+        "POST",
+        "/scim/v2/Users",
+        Some(user("BJensen@example.com", "e", "bj@example.com")),
+    )
+    .await
+    .expect_error(409, Some("uniqueness"));
+    // Groups with the same name too, and each tenant sees one of each.
+    for t in [&a, &b] {
+        with(
+            &app,
+            t,
+            "POST",
+            "/scim/v2/Groups",
+            Some(group("Finance", &[])),
+        )
+        .await
+        .expect(201);
+        let r = with(&app, t, "GET", "/scim/v2/Users", None).await;
+        assert_eq!(r.body["totalResults"], 1);
+        let r = with(&app, t, "GET", "/scim/v2/Groups", None).await;
+        assert_eq!(r.body["totalResults"], 1);
+    }
+}
+
+#[actix_web::test]
+async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let a = tenant_with_token(&state, "a", Scope::Write);
+    let b = tenant_with_token(&state, "b", Scope::Write);
+    let ua = with(
+        &app,
+        &a,
+        "POST",
+        "/scim/v2/Users",
+        Some(user("u@a", "1", "u@a.example")),
+    )
+    .await;
+    let ua = ua.body["id"].as_str().unwrap().to_string();
+    with(
+        &app,
+        &a,
+        "POST",
+        "/scim/v2/Groups",
+        Some(group("G", &[&ua])),
+    )
+    .await
+    .expect(201);
+    with(
+        &app,
+        &b,
+        "POST",
+        "/scim/v2/Users",
+        Some(user("u@b", "1", "u@b.example")),
+    )
+    .await
+    .expect(201);
+
+    let mut conn = state.service.pool.get().unwrap();
+    let d = admin::delete_tenant(&mut conn, "a").unwrap();
+    assert_eq!(d.resources, 2);
+    assert_eq!(d.events, 2);
+    assert!(admin::delete_tenant(&mut conn, "a")
+        .unwrap_err()
+        .contains("no tenant named `a`"));
+    assert!(storage::find_tenant(&mut conn.db(), "a").unwrap().is_none());
+    assert!(storage::events(&mut conn.db(), "a").unwrap().is_empty());
+    drop(conn);
+
+    with(&app, &a, "GET", "/scim/v2/Users", None)
+        .await
+        .expect(401);
+    let r = with(&app, &b, "GET", "/scim/v2/Users", None).await;
+    r.expect(200);
+    assert_eq!(r.body["totalResults"], 1);
+    // A tenant of the same name starts empty.
+    let a2 = tenant_with_token(&state, "a", Scope::Write);
+    let r = with(&app, &a2, "GET", "/scim/v2/Users", None).await;
+    assert_eq!(r.body["totalResults"], 0);
+}
