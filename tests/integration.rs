@@ -4,13 +4,29 @@
 
 mod common;
 
+#[path = "integration/cli.rs"]
+mod cli;
 #[path = "integration/discovery.rs"]
 mod discovery;
+#[path = "integration/entra.rs"]
+mod entra;
 #[path = "integration/errors.rs"]
 mod errors;
 #[path = "integration/groups.rs"]
 mod groups;
+#[path = "integration/jwt.rs"]
+mod jwt;
+#[path = "integration/oauth.rs"]
+mod oauth;
+#[path = "integration/okta.rs"]
+mod okta;
+#[path = "integration/processes.rs"]
+mod processes;
 #[path = "integration/query.rs"]
 mod query;
+#[path = "integration/tenancy.rs"]
+mod tenancy;
+#[path = "integration/tokens.rs"]
+mod tokens;
 #[path = "integration/users.rs"]
 mod users;

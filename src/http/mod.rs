@@ -3,6 +3,8 @@
 
 pub mod error;
 pub mod extract;
+pub mod oauth;
+pub mod ratelimit;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -23,12 +25,19 @@ pub struct AppState {
     /// SHA-256 of `SCIMITAR_BOOTSTRAP_TOKEN`, when set.
     pub bootstrap_hash: Option<String>,
     pub max_body_bytes: usize,
+    /// Per-credential request rate limit (`--rate-limit`), when on.
+    pub rate_limiter: Option<std::sync::Arc<ratelimit::RateLimiter>>,
 }
 
 /// The routes. `main` and the tests both build the app with this.
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state)
+            .service(
+                web::resource("/oauth/token")
+                    .route(web::post().to(oauth::token))
+                    .default_service(web::to(method_not_allowed)),
+            )
             .service(
                 web::scope("/scim/v2")
                     .service(
@@ -361,7 +370,10 @@ async fn service_provider_config(state: web::Data<AppState>, _auth: Auth) -> Htt
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
             "documentationUri": "https://github.com/scimitar/scimitar#readme",
             "patch": {"supported": true},
-            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+            // maxPayloadSize is the limit on every request body (413 above it), a bulk one
+            // included; RFC 7643 §5 has no other field for it, and validators refuse extra
+            // attributes here (README, "Abuse limits").
+            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": state.max_body_bytes},
             "filter": {"supported": true, "maxResults": s.max_page_size},
             "changePassword": {"supported": false},
             "sort": {"supported": true},
@@ -378,9 +390,14 @@ async fn service_provider_config(state: web::Data<AppState>, _auth: Auth) -> Htt
             "authenticationSchemes": [{
                 "type": "oauthbearertoken",
                 "name": "OAuth Bearer Token",
-                "description": "Authentication with a bearer token issued by `scimitar` (RFC 6750).",
+                "description": "A bearer token (RFC 6750): a token from `scimitar token create`, an access token from POST /oauth/token (client credentials, RFC 6749 §4.4), or a JWT from the tenant's configured issuer.",
                 "specUri": "https://www.rfc-editor.org/rfc/rfc6750",
                 "primary": true
+            }, {
+                "type": "oauth2",
+                "name": "OAuth 2.0 client credentials",
+                "description": "POST /oauth/token with grant_type=client_credentials and a client from `scimitar client create`.",
+                "specUri": "https://www.rfc-editor.org/rfc/rfc6749#section-4.4"
             }],
             "meta": {
                 "resourceType": "ServiceProviderConfig",

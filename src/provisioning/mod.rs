@@ -33,6 +33,8 @@ pub struct Settings {
     /// The most members one request may add, remove or set.
     pub max_members_per_request: usize,
     pub filter_limits: Limits,
+    /// The server-wide client-dialect tolerances; a tenant's own settings override them
+    /// (the principal carries the result, and the use cases follow the principal).
     pub compat: Compat,
     /// MAC key of list cursors (a server secret shared through the database).
     pub cursor_key: Vec<u8>,
@@ -329,7 +331,7 @@ impl Service {
         proj: &Projection,
     ) -> Result<Output> {
         ensure_write(p)?;
-        let n = resource::normalize(&self.registry, rt, body, &self.settings.compat)?;
+        let n = resource::normalize(&self.registry, rt, body, &p.compat)?;
         let ix = resource::index(&self.registry, rt, &n.doc);
         let doc_json = to_json(&n.doc)?;
         let id = uuid::Uuid::new_v4().to_string();
@@ -371,7 +373,7 @@ impl Service {
         proj: &Projection,
     ) -> Result<Output> {
         ensure_write(p)?;
-        let mut n = resource::normalize(&self.registry, rt, body, &self.settings.compat)?;
+        let mut n = resource::normalize(&self.registry, rt, body, &p.compat)?;
         let now = now_micros();
         let mut conn = self.conn()?;
         conn.write_tx(|db| {
@@ -419,7 +421,7 @@ impl Service {
         proj: &Projection,
     ) -> Result<Option<Output>> {
         ensure_write(p)?;
-        let compat = &self.settings.compat;
+        let compat = &p.compat;
         let ops = patch::parse(body, compat)?;
         let now = now_micros();
         let mut conn = self.conn()?;

@@ -22,6 +22,11 @@ pub struct Compat {
     /// Some clients carry the resource's own `id` (or other readOnly attributes) in a no-path
     /// `replace` value: ignore them instead of answering `mutability`.
     pub ignore_read_only_in_patch: bool,
+    /// Entra ID sets the enterprise `manager` to a bare id string
+    /// (`"path": "urn:...:enterprise:2.0:User:manager", "value": "26118915-..."`): read a string
+    /// given for a singular complex attribute that has a `value` sub-attribute as
+    /// `{"value": ...}`.
+    pub complex_value_from_string: bool,
 }
 
 impl Default for Compat {
@@ -33,6 +38,7 @@ impl Default for Compat {
             dotted_keys: true,
             create_on_filtered_path: true,
             ignore_read_only_in_patch: true,
+            complex_value_from_string: true,
         }
     }
 }
@@ -47,6 +53,7 @@ impl Compat {
             dotted_keys: false,
             create_on_filtered_path: false,
             ignore_read_only_in_patch: false,
+            complex_value_from_string: false,
         }
     }
 }

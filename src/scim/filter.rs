@@ -494,7 +494,11 @@ impl<'l> Parser<'l> {
     /// "x"]` and parses to exactly that. Kept out of `parse_factor` so the recursive frames
     /// stay small.
     #[inline(never)]
-    fn parse_value_path_sub(&mut self, path: AttrPath, inner: Filter) -> Result<Filter, ParseError> {
+    fn parse_value_path_sub(
+        &mut self,
+        path: AttrPath,
+        inner: Filter,
+    ) -> Result<Filter, ParseError> {
         let (sub, end) = self.scan_name(self.pos + 1, "a sub-attribute name after \".\"")?;
         self.pos = end;
         self.skip_ws();
@@ -507,7 +511,10 @@ impl<'l> Parser<'l> {
             },
             sub_start,
         )?;
-        Ok(Filter::ValuePath(path, Box::new(Filter::And(Box::new(inner), Box::new(leaf)))))
+        Ok(Filter::ValuePath(
+            path,
+            Box::new(Filter::And(Box::new(inner), Box::new(leaf))),
+        ))
     }
 
     /// `(` FILTER `)`, with the cursor on the `(`.
@@ -1264,7 +1271,10 @@ mod tests {
                 r#"emails[type eq "work"].value eq "x@example.com""#,
                 vp(
                     p("emails"),
-                    and(cmp(p("type"), Eq, s("work")), cmp(p("value"), Eq, s("x@example.com"))),
+                    and(
+                        cmp(p("type"), Eq, s("work")),
+                        cmp(p("value"), Eq, s("x@example.com")),
+                    ),
                 ),
             ),
             // Precedence: not > and > or; left-associative.

@@ -326,6 +326,15 @@ fn normalize_single(
                 ))
             }
         },
+        AttrType::Complex
+            if value.is_string()
+                && compat.complex_value_from_string
+                && !attr.multi_valued
+                && attr.sub("value").is_some() =>
+        {
+            let wrapped = serde_json::json!({ "value": value });
+            return normalize_single(attr, &wrapped, compat, path);
+        }
         AttrType::Complex => {
             let obj = value.as_object().ok_or_else(|| wrong("an object"))?;
             let mut out = Map::new();
@@ -728,6 +737,26 @@ mod tests {
         let n = normalize(&r, Rtype::User, &body, &Compat::default()).unwrap();
         assert_eq!(n.doc["active"], json!(false));
         assert!(normalize(&r, Rtype::User, &body, &Compat::strict()).is_err());
+    }
+
+    #[test]
+    fn bare_string_for_a_complex_value_only_with_compat() {
+        let r = reg();
+        let body = json!({"userName": "a", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"manager": "m-1"}});
+        let n = normalize(&r, Rtype::User, &body, &Compat::default()).unwrap();
+        assert_eq!(
+            n.doc["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"],
+            json!({"value": "m-1"})
+        );
+        assert!(normalize(&r, Rtype::User, &body, &Compat::strict()).is_err());
+        // `name` has no `value` sub-attribute: still an error.
+        assert!(normalize(
+            &r,
+            Rtype::User,
+            &json!({"userName": "a", "name": "x"}),
+            &Compat::default()
+        )
+        .is_err());
     }
 
     #[test]

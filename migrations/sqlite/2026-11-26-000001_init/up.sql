@@ -47,6 +47,8 @@ CREATE INDEX resources_display ON resources (tenant_id, rtype, display_ci);
 -- `elem` numbers the values of a multi-valued attribute so that a value-path filter
 -- (emails[type eq "work" and value co "x"]) compares sub-attributes of the same element.
 CREATE TABLE attr_values (
+    -- An explicit rowid, so VACUUM never renumbers rows (the trigram index refers to it).
+    id        INTEGER PRIMARY KEY,
     res_pk    BIGINT NOT NULL REFERENCES resources(pk) ON DELETE CASCADE,
     tenant_id TEXT NOT NULL,
     path      TEXT NOT NULL,

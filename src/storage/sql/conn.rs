@@ -319,6 +319,19 @@ impl Db<'_> {
         }
     }
 
+    /// Runs `f` inside a savepoint of the current transaction: if it fails, its writes are
+    /// rolled back and the transaction goes on (one failed bulk operation leaves the others).
+    pub fn savepoint<T, E>(&mut self, f: impl FnOnce(&mut Db<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StorageError>,
+    {
+        let r = match self {
+            Db::Sqlite(c) => c.transaction(|c| f(&mut Db::Sqlite(c)).map_err(TxError::App)),
+            Db::Pg(c) => c.transaction(|c| f(&mut Db::Pg(c)).map_err(TxError::App)),
+        };
+        r.map_err(TxError::into_app)
+    }
+
     pub fn execute(&mut self, sql: &Sql) -> diesel::QueryResult<usize> {
         match self {
             Db::Sqlite(c) => sqlite_query(sql).execute(*c),

@@ -10,7 +10,7 @@ use crate::scim::filter::CompOp;
 use crate::scim::query::{Column, Cond, ElemSet, Field, Kind, Operand, RefField, Target};
 use crate::scim::schema::Rtype;
 
-use super::conn::{Bind, Sql};
+use super::conn::{Backend, Bind, Sql};
 
 /// Where a condition is evaluated.
 #[derive(Clone, Copy)]
@@ -27,14 +27,16 @@ enum Ctx<'a> {
 pub struct Translator<'a> {
     tenant: &'a str,
     rt: Rtype,
+    backend: Backend,
     aliases: usize,
 }
 
 impl<'a> Translator<'a> {
-    pub fn new(tenant: &'a str, rt: Rtype) -> Translator<'a> {
+    pub fn new(tenant: &'a str, rt: Rtype, backend: Backend) -> Translator<'a> {
         Translator {
             tenant,
             rt,
+            backend,
             aliases: 0,
         }
     }
@@ -147,7 +149,7 @@ impl<'a> Translator<'a> {
                 out.bind(Bind::Text(self.tenant.to_string()));
                 out.push(&format!(" AND {v}.path = "));
                 out.bind(Bind::Text(path.clone()));
-                value_test(&v, t.kind, cmp, out);
+                value_test(&v, t.kind, cmp, self.backend, out);
                 out.push(")");
             }
             (Field::Value(path), Ctx::Element(e)) => {
@@ -156,7 +158,7 @@ impl<'a> Translator<'a> {
                     "EXISTS (SELECT 1 FROM attr_values {s} WHERE {s}.res_pk = {e}.res_pk AND {s}.elem = {e}.elem AND {s}.path = "
                 ));
                 out.bind(Bind::Text(path.clone()));
-                value_test(&s, t.kind, cmp, out);
+                value_test(&s, t.kind, cmp, self.backend, out);
                 out.push(")");
             }
             (Field::Ref(f), Ctx::Ref(m, u)) => self.ref_test(*f, t.kind, cmp, m, u, out),
@@ -294,8 +296,42 @@ fn column_test(col: &str, text: bool, cmp: Option<(CompOp, &Operand)>, out: &mut
     out.push(")");
 }
 
+/// An FTS5 query matching rows that contain every trigram of `s` (at most 16 of them:
+/// plenty to be selective). With `detail=none` FTS5 has no phrase queries, so this
+/// over-approximates the substring; the LIKE that follows makes it exact.
+fn trigram_query(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut grams: Vec<String> = chars.windows(3).map(|w| w.iter().collect()).collect();
+    grams.sort();
+    grams.dedup();
+    grams.truncate(16);
+    grams
+        .iter()
+        .map(|g| format!("\"{}\"", g.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 /// The condition on one attr_values row `v` (appended after its path test).
-fn value_test(v: &str, kind: Kind, cmp: Option<(CompOp, &Operand)>, out: &mut Sql) {
+fn value_test(
+    v: &str,
+    kind: Kind,
+    cmp: Option<(CompOp, &Operand)>,
+    backend: Backend,
+    out: &mut Sql,
+) {
+    if let (Backend::Sqlite, Some((CompOp::Co | CompOp::Ew, Operand::Str(s)))) = (backend, cmp) {
+        if s.chars().count() >= 3 {
+            // Candidates from the FTS5 trigram index (migration 000004); the LIKE below
+            // re-checks each. Postgres needs nothing here: its planner uses the pg_trgm
+            // GIN index for the LIKE itself.
+            out.push(&format!(
+                " AND {v}.id IN (SELECT rowid FROM attr_values_trgm WHERE attr_values_trgm MATCH "
+            ));
+            out.bind(Bind::Text(trigram_query(s)));
+            out.push(")");
+        }
+    }
     match (cmp, kind) {
         (None, Kind::Complex) => {}
         (None, _) => {
@@ -322,6 +358,13 @@ fn value_test(v: &str, kind: Kind, cmp: Option<(CompOp, &Operand)>, out: &mut Sq
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trigram_queries_quote_each_gram() {
+        assert_eq!(trigram_query("abcd"), "\"abc\" AND \"bcd\"");
+        assert_eq!(trigram_query("a\"bc"), "\"\"\"bc\" AND \"a\"\"b\"");
+        assert_eq!(trigram_query("aaaa"), "\"aaa\"");
+    }
 
     #[test]
     fn like_metacharacters_are_escaped() {

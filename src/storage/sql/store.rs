@@ -401,7 +401,7 @@ pub fn remove_members_where(
         Cond::Elem { inner, .. } => inner.as_ref(),
         other => other,
     };
-    Translator::new(tenant, Rtype::Group).translate_ref_row(inner, "mm", "r", &mut q);
+    Translator::new(tenant, Rtype::Group, db.backend()).translate_ref_row(inner, "mm", "r", &mut q);
     q.push(")");
     Ok(db.execute(&q)?)
 }
@@ -642,7 +642,7 @@ pub fn search(
         .bind(Bind::Text(rt.name().into()));
     if let Some(c) = cond {
         wh.push(" AND ");
-        Translator::new(tenant, rt).translate(c, &mut wh);
+        Translator::new(tenant, rt, db.backend()).translate(c, &mut wh);
     }
     let total = if count_total {
         let mut count = Sql::new("SELECT COUNT(*) AS n");
