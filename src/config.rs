@@ -232,8 +232,12 @@ pub struct ServeArgs {
     pub bootstrap_token: Option<String>,
 
     /// Largest accepted request body, in bytes (answered with 413 above it).
-    #[arg(long, env = "SCIMITAR_MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    #[arg(long, env = "SCIMITAR_MAX_BODY_BYTES", default_value_t = 2_097_152)]
     pub max_body_bytes: usize,
+
+    /// The most operations one /Bulk request may carry (maxOperations; 413 above it).
+    #[arg(long, env = "SCIMITAR_BULK_MAX_OPERATIONS", default_value_t = 1000)]
+    pub bulk_max_operations: usize,
 
     /// Largest page a list returns (advertised as filter.maxResults).
     #[arg(long, env = "SCIMITAR_MAX_PAGE_SIZE", default_value_t = 1000)]

@@ -48,6 +48,9 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             Compat::default()
         },
         cursor_key: cursor_key.into_bytes(),
+        bulk: crate::provisioning::bulk::BulkLimits {
+            max_operations: args.bulk_max_operations,
+        },
         ..Settings::default()
     };
     let state = AppState {

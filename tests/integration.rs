@@ -4,6 +4,9 @@
 
 mod common;
 
+#[path = "integration/bulk.rs"]
+mod bulk;
+
 #[path = "integration/cli.rs"]
 mod cli;
 #[path = "integration/discovery.rs"]

@@ -148,6 +148,21 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The RFC 7644 §3.12 error body (also a bulk operation's `response`).
+    pub fn body(&self) -> serde_json::Value {
+        let mut body = json!({
+            "schemas": [ERROR_SCHEMA],
+            "status": self.status.as_u16().to_string(),
+            "detail": self.detail,
+        });
+        if let Some(t) = self.scim_type {
+            body["scimType"] = json!(t.as_str());
+        }
+        body
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.status.as_u16(), self.detail)
@@ -160,14 +175,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut body = json!({
-            "schemas": [ERROR_SCHEMA],
-            "status": self.status.as_u16().to_string(),
-            "detail": self.detail,
-        });
-        if let Some(t) = self.scim_type {
-            body["scimType"] = json!(t.as_str());
-        }
+        let body = self.body();
         let mut resp = HttpResponse::build(self.status);
         resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)));
         if let Some(c) = self.challenge {

@@ -89,62 +89,72 @@ impl FromRequest for ScimBody {
             .app_data::<web::Data<AppState>>()
             .map(|s| s.max_body_bytes)
             .unwrap_or(1 << 20);
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| {
-                s.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
-        Box::pin(async move {
-            if let Some(ct) = &content_type {
-                if ct != "application/scim+json" && ct != "application/json" {
-                    return Err(ApiError::new(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        None,
-                        format!("Content-Type `{ct}` is not accepted; send application/scim+json or application/json"),
-                    ));
-                }
-            }
-            let too_large = || {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
+        let body = read_json(req, payload, limit);
+        Box::pin(async move { body.await.map(ScimBody) })
+    }
+}
+
+/// Reads a JSON body of at most `limit` bytes, as `application/scim+json` or
+/// `application/json` (or with no Content-Type).
+fn read_json(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    limit: usize,
+) -> impl Future<Output = Result<Value, ApiError>> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| {
+            s.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut payload = payload.take();
+    async move {
+        if let Some(ct) = &content_type {
+            if ct != "application/scim+json" && ct != "application/json" {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     None,
-                    format!("the request body is larger than the limit of {limit} bytes"),
-                )
-            };
-            if declared.is_some_and(|n| n > limit) {
+                    format!("Content-Type `{ct}` is not accepted; send application/scim+json or application/json"),
+                ));
+            }
+        }
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                format!("the request body is larger than the limit of {limit} bytes"),
+            )
+        };
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::from(ScimError::invalid_syntax(format!(
+                    "reading the body failed: {e}"
+                )))
+            })?;
+            if body.len() + chunk.len() > limit {
                 return Err(too_large());
             }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ApiError::from(ScimError::invalid_syntax(format!(
-                        "reading the body failed: {e}"
-                    )))
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            if body.is_empty() {
-                return Err(ScimError::invalid_syntax("the request needs a JSON body").into());
-            }
-            let value: Value = serde_json::from_slice(&body).map_err(|e| {
-                ScimError::invalid_syntax(format!("the body is not valid JSON: {e}"))
-            })?;
-            Ok(ScimBody(value))
+            body.extend_from_slice(&chunk);
+        }
+        if body.is_empty() {
+            return Err(ScimError::invalid_syntax("the request needs a JSON body").into());
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")).into()
         })
     }
 }

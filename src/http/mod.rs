@@ -66,6 +66,11 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                             .default_service(web::to(method_not_allowed)),
                     )
                     .service(
+                        web::resource("/Bulk")
+                            .route(web::post().to(bulk))
+                            .default_service(web::to(method_not_allowed)),
+                    )
+                    .service(
                         web::resource("/.search")
                             .route(web::post().to(search_root))
                             .default_service(web::to(method_not_allowed)),
@@ -229,6 +234,49 @@ async fn list(
     Ok(scim_json(StatusCode::OK, &body))
 }
 
+/// POST /Bulk (RFC 7644 §3.7): always 200 with a BulkResponse once the request itself is
+/// acceptable; each operation carries its own status (errors as SCIM error bodies, mapped by
+/// the same table as single requests).
+async fn bulk(
+    state: web::Data<AppState>,
+    Auth(p): Auth,
+    ScimBody(body): ScimBody,
+) -> Result<HttpResponse, ApiError> {
+    use crate::provisioning::bulk::{Done, BULK_RESPONSE};
+    let svc = state.service.clone();
+    let outcomes = run(move || svc.bulk(&p, &body)).await?;
+    let ops: Vec<Value> = outcomes
+        .into_iter()
+        .map(|o| {
+            let mut op = json!({"method": o.method});
+            if let Some(b) = o.bulk_id {
+                op["bulkId"] = json!(b);
+            }
+            match o.result {
+                Ok(Done::Resource { status, output }) => {
+                    op["location"] = json!(output.location);
+                    op["version"] = json!(etag(output.version));
+                    op["status"] = json!(status.to_string());
+                }
+                Ok(Done::NoContent { location }) => {
+                    op["location"] = json!(location);
+                    op["status"] = json!("204");
+                }
+                Err(e) => {
+                    let api = ApiError::from(e);
+                    op["status"] = json!(api.status.as_u16().to_string());
+                    op["response"] = api.body();
+                }
+            }
+            op
+        })
+        .collect();
+    Ok(scim_json(
+        StatusCode::OK,
+        &json!({"schemas": [BULK_RESPONSE], "Operations": ops}),
+    ))
+}
+
 async fn search(
     state: web::Data<AppState>,
     Auth(p): Auth,
@@ -373,7 +421,11 @@ async fn service_provider_config(state: web::Data<AppState>, _auth: Auth) -> Htt
             // maxPayloadSize is the limit on every request body (413 above it), a bulk one
             // included; RFC 7643 §5 has no other field for it, and validators refuse extra
             // attributes here (README, "Abuse limits").
-            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": state.max_body_bytes},
+            "bulk": {
+                "supported": true,
+                "maxOperations": s.bulk.max_operations,
+                "maxPayloadSize": state.max_body_bytes
+            },
             "filter": {"supported": true, "maxResults": s.max_page_size},
             "changePassword": {"supported": false},
             "sort": {"supported": true},

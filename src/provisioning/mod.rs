@@ -19,6 +19,7 @@ use crate::scim::schema::{Registry, Rtype, LIST_RESPONSE};
 use crate::scim::time::now_micros;
 use crate::storage::{self, Db, NewMember, Pool, ResourceRow, ResourceWrite, StorageError, Window};
 
+pub mod bulk;
 pub mod cursor;
 use cursor::{Direction, Position};
 
@@ -38,6 +39,8 @@ pub struct Settings {
     pub compat: Compat,
     /// MAC key of list cursors (a server secret shared through the database).
     pub cursor_key: Vec<u8>,
+    /// /Bulk limits (advertised in ServiceProviderConfig).
+    pub bulk: bulk::BulkLimits,
 }
 
 impl Default for Settings {
@@ -50,6 +53,9 @@ impl Default for Settings {
             filter_limits: Limits::default(),
             compat: Compat::default(),
             cursor_key: Vec::new(),
+            bulk: bulk::BulkLimits {
+                max_operations: 1000,
+            },
         }
     }
 }
@@ -246,6 +252,41 @@ impl Service {
         Ok(self.render(rt, &row, &doc, refs.as_deref(), proj))
     }
 
+    /// Renders a resource just written, from the document in hand (no re-read). Membership
+    /// references are read only when the response shows them and there can be any.
+    #[expect(clippy::too_many_arguments, reason = "what was written, and where")]
+    fn written(
+        &self,
+        db: &mut Db<'_>,
+        rt: Rtype,
+        pk: i64,
+        meta: StoredMeta,
+        doc: &Doc,
+        proj: &Projection,
+        may_have_refs: bool,
+    ) -> Result<Output> {
+        let refs = if proj.wants_refs(rt) && may_have_refs {
+            Some(
+                storage::refs_of(db, rt, &[pk])?
+                    .remove(&pk)
+                    .unwrap_or_default(),
+            )
+        } else {
+            None
+        };
+        let row = ResourceRow {
+            pk,
+            id: meta.id,
+            rtype: rt.name().to_string(),
+            doc: String::new(),
+            version: meta.version,
+            created: meta.created,
+            modified: meta.modified,
+            active: None,
+        };
+        Ok(self.render(rt, &row, doc, refs.as_deref(), proj))
+    }
+
     /// Resolves member ids to rows of this tenant. An id that names nothing here, or whose
     /// type disagrees with the `type` sent, rejects the whole request (documented in README).
     fn resolve_members(
@@ -331,34 +372,101 @@ impl Service {
         proj: &Projection,
     ) -> Result<Output> {
         ensure_write(p)?;
+        self.conn()?
+            .write_tx(|db| self.create_in(db, p, rt, body, proj))
+    }
+
+    /// `create` inside the caller's transaction (bulk runs many in one).
+    pub fn create_in(
+        &self,
+        db: &mut Db<'_>,
+        p: &Principal,
+        rt: Rtype,
+        body: &Value,
+        proj: &Projection,
+    ) -> Result<Output> {
+        ensure_write(p)?;
         let n = resource::normalize(&self.registry, rt, body, &p.compat)?;
         let ix = resource::index(&self.registry, rt, &n.doc);
         let doc_json = to_json(&n.doc)?;
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_micros();
-        let mut conn = self.conn()?;
-        conn.write_tx(|db| {
-            let member_pks = match &n.members {
-                Some(m) if rt == Rtype::Group => self.resolve_members(db, p, Some(&id), m)?,
-                _ => Vec::new(),
-            };
-            let w = ResourceWrite {
-                indexed: &ix,
-                doc: &doc_json,
-                now,
-            };
-            let pk = storage::insert_resource(db, &p.tenant, rt, &id, &w)
-                .map_err(|e| Self::uniqueness(rt, e))?;
-            storage::add_members(db, &p.tenant, pk, &member_pks)?;
-            event(db, p, rt, &id, "create", 1, now)?;
-            self.reload(db, p, rt, &id, proj)
-        })
+        let member_pks = match &n.members {
+            Some(m) if rt == Rtype::Group => self.resolve_members(db, p, Some(&id), m)?,
+            _ => Vec::new(),
+        };
+        let w = ResourceWrite {
+            indexed: &ix,
+            doc: &doc_json,
+            now,
+        };
+        let pk = storage::insert_resource(db, &p.tenant, rt, &id, &w)
+            .map_err(|e| Self::uniqueness(rt, e))?;
+        storage::add_members(db, &p.tenant, pk, &member_pks)?;
+        event(db, p, rt, &id, "create", 1, now)?;
+        let meta = StoredMeta {
+            id,
+            created: now,
+            modified: now,
+            version: 1,
+        };
+        // A new user is in no group yet; a new group has the members just added.
+        let may_have_refs = !member_pks.is_empty();
+        self.written(db, rt, pk, meta, &n.doc, proj, may_have_refs)
     }
 
-    /// GET /Users/{id}.
+    /// Creates many Users in a few statements, all or nothing (the bulk fast path): validation
+    /// errors and conflicts come back as the error, and the caller retries one by one to find
+    /// which operation failed. Returns each new user's id.
+    pub fn create_users_in(
+        &self,
+        db: &mut Db<'_>,
+        p: &Principal,
+        bodies: &[Value],
+    ) -> Result<Vec<String>> {
+        ensure_write(p)?;
+        let now = now_micros();
+        let mut prepared = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let n = resource::normalize(&self.registry, Rtype::User, body, &p.compat)?;
+            let ix = resource::index(&self.registry, Rtype::User, &n.doc);
+            prepared.push((uuid::Uuid::new_v4().to_string(), ix, to_json(&n.doc)?));
+        }
+        let writes: Vec<ResourceWrite<'_>> = prepared
+            .iter()
+            .map(|(_, ix, doc)| ResourceWrite {
+                indexed: ix,
+                doc,
+                now,
+            })
+            .collect();
+        let items: Vec<(&str, &ResourceWrite<'_>)> = prepared
+            .iter()
+            .zip(&writes)
+            .map(|((id, _, _), w)| (id.as_str(), w))
+            .collect();
+        storage::insert_resources(db, &p.tenant, Rtype::User, &items)
+            .map_err(|e| Self::uniqueness(Rtype::User, e))?;
+        let events: Vec<storage::NewEvent<'_>> = prepared
+            .iter()
+            .map(|(id, _, _)| storage::NewEvent {
+                tenant: &p.tenant,
+                rt: Rtype::User,
+                resource_id: id,
+                kind: "create",
+                version: 1,
+                at: now,
+                credential: p.credential.as_deref(),
+            })
+            .collect();
+        storage::insert_events(db, &events)?;
+        Ok(prepared.into_iter().map(|(id, _, _)| id).collect())
+    }
+
+    /// GET /Users/{id}. One statement (two with members): no transaction needed.
     pub fn get(&self, p: &Principal, rt: Rtype, id: &str, proj: &Projection) -> Result<Output> {
         let mut conn = self.conn()?;
-        conn.read_tx(|db| self.reload(db, p, rt, id, proj))
+        self.reload(&mut conn.db(), p, rt, id, proj)
     }
 
     /// PUT (RFC 7644 §3.5.1): replaces the resource. readOnly attributes are ignored,
@@ -373,40 +481,62 @@ impl Service {
         proj: &Projection,
     ) -> Result<Output> {
         ensure_write(p)?;
+        self.conn()?
+            .write_tx(|db| self.replace_in(db, p, rt, id, body, if_match, proj))
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the PUT request's parts plus the transaction"
+    )]
+    pub fn replace_in(
+        &self,
+        db: &mut Db<'_>,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        body: &Value,
+        if_match: Option<&IfMatch>,
+        proj: &Projection,
+    ) -> Result<Output> {
+        ensure_write(p)?;
         let mut n = resource::normalize(&self.registry, rt, body, &p.compat)?;
         let now = now_micros();
-        let mut conn = self.conn()?;
-        conn.write_tx(|db| {
-            let row = storage::get_resource(db, &p.tenant, rt, id, true)?
-                .ok_or_else(|| not_found(rt, id))?;
-            if let Some(m) = if_match {
-                m.check(row.version)?;
+        let row =
+            storage::get_resource(db, &p.tenant, rt, id, true)?.ok_or_else(|| not_found(rt, id))?;
+        if let Some(m) = if_match {
+            m.check(row.version)?;
+        }
+        let old = parse_doc(&row)?;
+        resource::check_immutable(&self.registry, rt, &old, &n.doc)?;
+        if rt == Rtype::User && !n.doc.contains_key("active") {
+            if let Some(a) = old.get("active") {
+                n.doc.insert("active".into(), a.clone());
             }
-            let old = parse_doc(&row)?;
-            resource::check_immutable(&self.registry, rt, &old, &n.doc)?;
-            if rt == Rtype::User && !n.doc.contains_key("active") {
-                if let Some(a) = old.get("active") {
-                    n.doc.insert("active".into(), a.clone());
-                }
-            }
-            let ix = resource::index(&self.registry, rt, &n.doc);
-            let w = ResourceWrite {
-                indexed: &ix,
-                doc: &to_json(&n.doc)?,
-                now,
-            };
-            if rt == Rtype::Group {
-                let members = n.members.clone().unwrap_or_default();
-                let pks = self.resolve_members(db, p, Some(id), &members)?;
-                storage::remove_all_members(db, row.pk)?;
-                storage::add_members(db, &p.tenant, row.pk, &pks)?;
-            }
-            let version = storage::update_resource(db, &p.tenant, row.pk, row.version, &w)
-                .map_err(|e| Self::uniqueness(rt, e))?;
-            let kind = change_kind(row.active, ix.active);
-            event(db, p, rt, id, kind, version, now)?;
-            self.reload(db, p, rt, id, proj)
-        })
+        }
+        let ix = resource::index(&self.registry, rt, &n.doc);
+        let w = ResourceWrite {
+            indexed: &ix,
+            doc: &to_json(&n.doc)?,
+            now,
+        };
+        if rt == Rtype::Group {
+            let members = n.members.clone().unwrap_or_default();
+            let pks = self.resolve_members(db, p, Some(id), &members)?;
+            storage::remove_all_members(db, row.pk)?;
+            storage::add_members(db, &p.tenant, row.pk, &pks)?;
+        }
+        let version = storage::update_resource(db, &p.tenant, row.pk, row.version, &w)
+            .map_err(|e| Self::uniqueness(rt, e))?;
+        let kind = change_kind(row.active, ix.active);
+        event(db, p, rt, id, kind, version, now)?;
+        let meta = StoredMeta {
+            id: row.id.clone(),
+            created: row.created,
+            modified: now,
+            version,
+        };
+        self.written(db, rt, row.pk, meta, &n.doc, proj, true)
     }
 
     /// PATCH (RFC 7644 §3.5.2). Returns None when the answer is 204 (a Group PATCH that did
@@ -421,46 +551,75 @@ impl Service {
         proj: &Projection,
     ) -> Result<Option<Output>> {
         ensure_write(p)?;
+        // Malformed requests are refused before taking the write lock.
+        patch::parse(body, &p.compat)?;
+        self.conn()?
+            .write_tx(|db| self.patch_in(db, p, rt, id, body, if_match, proj))
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the PATCH request's parts plus the transaction"
+    )]
+    pub fn patch_in(
+        &self,
+        db: &mut Db<'_>,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        body: &Value,
+        if_match: Option<&IfMatch>,
+        proj: &Projection,
+    ) -> Result<Option<Output>> {
+        ensure_write(p)?;
         let compat = &p.compat;
         let ops = patch::parse(body, compat)?;
         let now = now_micros();
-        let mut conn = self.conn()?;
-        conn.write_tx(|db| {
-            let row = storage::get_resource(db, &p.tenant, rt, id, true)?
-                .ok_or_else(|| not_found(rt, id))?;
-            if let Some(m) = if_match {
-                m.check(row.version)?;
-            }
-            let old = parse_doc(&row)?;
-            let patched = patch::apply(&self.registry, rt, &old, &ops, compat)?;
-            let mut members_changed = 0;
-            for change in &patched.members {
-                members_changed += self.apply_member_change(db, p, row.pk, id, change)?;
-            }
-            let doc_changed = patched.doc != old;
-            let mut version = row.version;
-            let mut kind = "update";
-            if doc_changed {
-                let ix = resource::index(&self.registry, rt, &patched.doc);
-                let w = ResourceWrite {
-                    indexed: &ix,
-                    doc: &to_json(&patched.doc)?,
-                    now,
-                };
-                version = storage::update_resource(db, &p.tenant, row.pk, row.version, &w)
-                    .map_err(|e| Self::uniqueness(rt, e))?;
-                kind = change_kind(row.active, ix.active);
-            } else if members_changed > 0 {
-                version = storage::touch_resource(db, &p.tenant, row.pk, row.version, now)?;
-            }
-            if version != row.version {
-                event(db, p, rt, id, kind, version, now)?;
-            }
-            if rt == Rtype::Group && !proj.is_requested() {
-                return Ok(None);
-            }
-            self.reload(db, p, rt, id, proj).map(Some)
-        })
+        let row =
+            storage::get_resource(db, &p.tenant, rt, id, true)?.ok_or_else(|| not_found(rt, id))?;
+        if let Some(m) = if_match {
+            m.check(row.version)?;
+        }
+        let old = parse_doc(&row)?;
+        let patched = patch::apply(&self.registry, rt, &old, &ops, compat)?;
+        let mut members_changed = 0;
+        for change in &patched.members {
+            members_changed += self.apply_member_change(db, p, row.pk, id, change)?;
+        }
+        let doc_changed = patched.doc != old;
+        let mut version = row.version;
+        let mut kind = "update";
+        if doc_changed {
+            let ix = resource::index(&self.registry, rt, &patched.doc);
+            let w = ResourceWrite {
+                indexed: &ix,
+                doc: &to_json(&patched.doc)?,
+                now,
+            };
+            version = storage::update_resource(db, &p.tenant, row.pk, row.version, &w)
+                .map_err(|e| Self::uniqueness(rt, e))?;
+            kind = change_kind(row.active, ix.active);
+        } else if members_changed > 0 {
+            version = storage::touch_resource(db, &p.tenant, row.pk, row.version, now)?;
+        }
+        if version != row.version {
+            event(db, p, rt, id, kind, version, now)?;
+        }
+        if rt == Rtype::Group && !proj.is_requested() {
+            return Ok(None);
+        }
+        let meta = StoredMeta {
+            id: row.id.clone(),
+            created: row.created,
+            modified: if version != row.version {
+                now
+            } else {
+                row.modified
+            },
+            version,
+        };
+        self.written(db, rt, row.pk, meta, &patched.doc, proj, true)
+            .map(Some)
     }
 
     fn apply_member_change(
@@ -515,21 +674,31 @@ impl Service {
         if_match: Option<&IfMatch>,
     ) -> Result<()> {
         ensure_write(p)?;
+        self.conn()?
+            .write_tx(|db| self.delete_in(db, p, rt, id, if_match))
+    }
+
+    pub fn delete_in(
+        &self,
+        db: &mut Db<'_>,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        if_match: Option<&IfMatch>,
+    ) -> Result<()> {
+        ensure_write(p)?;
         let now = now_micros();
-        let mut conn = self.conn()?;
-        conn.write_tx(|db| {
-            let row = storage::get_resource(db, &p.tenant, rt, id, true)?
-                .ok_or_else(|| not_found(rt, id))?;
-            if let Some(m) = if_match {
-                m.check(row.version)?;
-            }
-            for g in storage::groups_containing(db, &p.tenant, row.pk)? {
-                let v = storage::touch_resource(db, &p.tenant, g.pk, g.version, now)?;
-                event(db, p, Rtype::Group, &g.id, "update", v, now)?;
-            }
-            storage::delete_resource(db, &p.tenant, row.pk)?;
-            event(db, p, rt, id, "delete", row.version + 1, now)
-        })
+        let row =
+            storage::get_resource(db, &p.tenant, rt, id, true)?.ok_or_else(|| not_found(rt, id))?;
+        if let Some(m) = if_match {
+            m.check(row.version)?;
+        }
+        for g in storage::groups_containing(db, &p.tenant, row.pk)? {
+            let v = storage::touch_resource(db, &p.tenant, g.pk, g.version, now)?;
+            event(db, p, Rtype::Group, &g.id, "update", v, now)?;
+        }
+        storage::delete_resource(db, &p.tenant, row.pk)?;
+        event(db, p, rt, id, "delete", row.version + 1, now)
     }
 
     /// Parses a filter (syntax only), within the configured limits.

@@ -56,7 +56,8 @@ CREATE TABLE attr_values (
     num       DOUBLE PRECISION
 );
 CREATE INDEX attr_values_val ON attr_values (tenant_id, path, val);
-CREATE INDEX attr_values_num ON attr_values (tenant_id, path, num);
+-- Most values are strings: index only the numeric ones (dateTime, integer, decimal).
+CREATE INDEX attr_values_num ON attr_values (tenant_id, path, num) WHERE num IS NOT NULL;
 CREATE INDEX attr_values_res ON attr_values (res_pk, path, elem);
 
 -- Group membership: its own table, indexed both ways.

@@ -194,6 +194,17 @@ pub enum Bind {
     Bool(bool),
     OptBool(Option<bool>),
     I32(i32),
+    /// An array parameter: Postgres only (`unnest` bulk inserts in the Postgres dialect).
+    PgArray(PgArray),
+}
+
+/// Array parameters for Postgres.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PgArray {
+    Int(Vec<i64>),
+    I32(Vec<i32>),
+    OptText(Vec<Option<String>>),
+    OptFloat(Vec<Option<f64>>),
 }
 
 /// SQL text with `?` placeholders and the values bound to them, in order.
@@ -263,10 +274,15 @@ impl Sql {
     }
 }
 
-/// Binds every value with its SQL type; generic so both backends share it.
+/// Binds every value with its SQL type; generic so both backends share it. Array values go
+/// through `arrays`, which only Postgres implements.
 fn bind_all<DB>(
     mut q: BoxedSqlQuery<'static, DB, SqlQuery>,
     binds: &[Bind],
+    arrays: impl Fn(
+        BoxedSqlQuery<'static, DB, SqlQuery>,
+        PgArray,
+    ) -> BoxedSqlQuery<'static, DB, SqlQuery>,
 ) -> BoxedSqlQuery<'static, DB, SqlQuery>
 where
     DB: DieselBackend
@@ -292,22 +308,33 @@ where
             Bind::Bool(v) => q.bind::<Bool, _>(v),
             Bind::OptBool(v) => q.bind::<Nullable<Bool>, _>(v),
             Bind::I32(v) => q.bind::<Integer, _>(v),
+            Bind::PgArray(a) => arrays(q, a),
         };
     }
     q
 }
 
 fn sqlite_query(sql: &Sql) -> BoxedSqlQuery<'static, Sqlite, SqlQuery> {
+    // Arrays are never built for SQLite; one would leave a placeholder unbound, which SQLite
+    // reports as an error (never a panic).
     bind_all(
         diesel::sql_query(sql.text.clone()).into_boxed::<Sqlite>(),
         &sql.binds,
+        |q, _| q,
     )
 }
 
 fn pg_query(sql: &Sql) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+    use diesel::sql_types::Array;
     bind_all(
         diesel::sql_query(sql.numbered()).into_boxed::<Pg>(),
         &sql.binds,
+        |q, a| match a {
+            PgArray::Int(v) => q.bind::<Array<BigInt>, _>(v),
+            PgArray::I32(v) => q.bind::<Array<Integer>, _>(v),
+            PgArray::OptText(v) => q.bind::<Array<Nullable<Text>>, _>(v),
+            PgArray::OptFloat(v) => q.bind::<Array<Nullable<Double>>, _>(v),
+        },
     )
 }
 

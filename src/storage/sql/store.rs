@@ -11,7 +11,7 @@ use crate::scim::resource::{IndexValue, Indexed, RefOut};
 use crate::scim::schema::Rtype;
 use crate::storage::StorageError;
 
-use super::conn::{Backend, Bind, Db, Sql};
+use super::conn::{Backend, Bind, Db, PgArray, Sql};
 use super::filter::Translator;
 
 pub type StoreResult<T> = Result<T, StorageError>;
@@ -44,12 +44,6 @@ const RESOURCE_COLUMNS: &str =
 struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
-}
-
-#[derive(QueryableByName)]
-struct Pk {
-    #[diesel(sql_type = BigInt)]
-    pk: i64,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -145,30 +139,75 @@ pub fn insert_resource(
     id: &str,
     w: &ResourceWrite<'_>,
 ) -> StoreResult<i64> {
-    let ix = w.indexed;
-    let mut q = Sql::new(
-        "INSERT INTO resources (tenant_id, id, rtype, user_name, user_name_ci, display_name, display_ci, \
-         external_id, active, doc, version, created, modified) VALUES (",
-    );
-    q.bind_list([
-        Bind::Text(tenant.into()),
-        Bind::Text(id.into()),
-        Bind::Text(rt.name().into()),
-        Bind::OptText(ix.user_name.clone()),
-        Bind::OptText(lower(&ix.user_name)),
-        Bind::OptText(ix.display_name.clone()),
-        Bind::OptText(lower(&ix.display_name)),
-        Bind::OptText(ix.external_id.clone()),
-        Bind::OptBool(ix.active),
-        Bind::Text(w.doc.into()),
-        Bind::Int(1),
-        Bind::Int(w.now),
-        Bind::Int(w.now),
-    ])
-    .push(") RETURNING pk");
-    let pk = db.first::<Pk>(&q)?.ok_or(StorageError::NotFound)?.pk;
-    insert_values(db, tenant, pk, &ix.values)?;
-    Ok(pk)
+    let pks = insert_resources(db, tenant, rt, &[(id, w)])?;
+    pks.into_iter().next().ok_or(StorageError::NotFound)
+}
+
+#[derive(QueryableByName)]
+struct PkId {
+    #[diesel(sql_type = BigInt)]
+    pk: i64,
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+/// Rows per multi-row INSERT: under SQLite's 32,766 and Postgres's 65,535 bound parameters.
+const ROWS_PER_STATEMENT: usize = 2000;
+
+/// Inserts many resources of one type and their attribute values in a few statements
+/// (bulk loads); returns their pks in the order given. All or nothing: a duplicate fails
+/// the statement with `Conflict`.
+pub fn insert_resources(
+    db: &mut Db<'_>,
+    tenant: &str,
+    rt: Rtype,
+    items: &[(&str, &ResourceWrite<'_>)],
+) -> StoreResult<Vec<i64>> {
+    let mut pk_of: HashMap<String, i64> = HashMap::with_capacity(items.len());
+    for chunk in items.chunks(ROWS_PER_STATEMENT) {
+        let mut q = Sql::new(
+            "INSERT INTO resources (tenant_id, id, rtype, user_name, user_name_ci, display_name, display_ci, \
+             external_id, active, doc, version, created, modified) VALUES ",
+        );
+        for (i, (id, w)) in chunk.iter().enumerate() {
+            let ix = w.indexed;
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push("(");
+            q.bind_list([
+                Bind::Text(tenant.into()),
+                Bind::Text((*id).into()),
+                Bind::Text(rt.name().into()),
+                Bind::OptText(ix.user_name.clone()),
+                Bind::OptText(lower(&ix.user_name)),
+                Bind::OptText(ix.display_name.clone()),
+                Bind::OptText(lower(&ix.display_name)),
+                Bind::OptText(ix.external_id.clone()),
+                Bind::OptBool(ix.active),
+                Bind::Text(w.doc.into()),
+                Bind::Int(1),
+                Bind::Int(w.now),
+                Bind::Int(w.now),
+            ]);
+            q.push(")");
+        }
+        q.push(" RETURNING pk, id");
+        for row in db.load::<PkId>(&q)? {
+            pk_of.insert(row.id, row.pk);
+        }
+    }
+    let pks = items
+        .iter()
+        .map(|(id, _)| pk_of.get(*id).copied().ok_or(StorageError::NotFound))
+        .collect::<StoreResult<Vec<i64>>>()?;
+    let values: Vec<(i64, &IndexValue)> = items
+        .iter()
+        .zip(&pks)
+        .flat_map(|((_, w), pk)| w.indexed.values.iter().map(move |v| (*pk, v)))
+        .collect();
+    insert_values(db, tenant, &values)?;
+    Ok(pks)
 }
 
 /// Rewrites a resource's document and columns if its version is still `expected`; returns the
@@ -209,7 +248,8 @@ pub fn update_resource(
     let mut del = Sql::new("DELETE FROM attr_values WHERE res_pk = ");
     del.bind(Bind::Int(pk));
     db.execute(&del)?;
-    insert_values(db, tenant, pk, &ix.values)?;
+    let values: Vec<(i64, &IndexValue)> = ix.values.iter().map(|v| (pk, v)).collect();
+    insert_values(db, tenant, &values)?;
     Ok(expected + 1)
 }
 
@@ -236,19 +276,50 @@ pub fn touch_resource(
     Ok(expected + 1)
 }
 
-const VALUE_BATCH: usize = 100;
-
-fn insert_values(db: &mut Db<'_>, tenant: &str, pk: i64, values: &[IndexValue]) -> StoreResult<()> {
-    for chunk in values.chunks(VALUE_BATCH) {
+fn insert_values(db: &mut Db<'_>, tenant: &str, values: &[(i64, &IndexValue)]) -> StoreResult<()> {
+    if db.backend() == Backend::Postgres {
+        // One statement with six array parameters: Postgres parses and plans it once
+        // however many rows it carries (a VALUES list costs per parameter).
+        let mut q = Sql::new(
+            "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val, num) SELECT u.res_pk, ",
+        );
+        q.bind(Bind::Text(tenant.into()))
+            .push(", u.path, u.elem, u.val, u.num FROM unnest(")
+            .bind(Bind::PgArray(PgArray::Int(
+                values.iter().map(|(pk, _)| *pk).collect(),
+            )))
+            .push(", ")
+            .bind(Bind::PgArray(PgArray::OptText(
+                values.iter().map(|(_, v)| Some(v.path.clone())).collect(),
+            )))
+            .push(", ")
+            .bind(Bind::PgArray(PgArray::I32(
+                values.iter().map(|(_, v)| v.elem).collect(),
+            )))
+            .push(", ")
+            .bind(Bind::PgArray(PgArray::OptText(
+                values.iter().map(|(_, v)| v.val.clone()).collect(),
+            )))
+            .push(", ")
+            .bind(Bind::PgArray(PgArray::OptFloat(
+                values.iter().map(|(_, v)| v.num).collect(),
+            )))
+            .push(") AS u(res_pk, path, elem, val, num)");
+        if !values.is_empty() {
+            db.execute(&q)?;
+        }
+        return Ok(());
+    }
+    for chunk in values.chunks(ROWS_PER_STATEMENT) {
         let mut q =
             Sql::new("INSERT INTO attr_values (res_pk, tenant_id, path, elem, val, num) VALUES ");
-        for (i, v) in chunk.iter().enumerate() {
+        for (i, (pk, v)) in chunk.iter().enumerate() {
             if i > 0 {
                 q.push(", ");
             }
             q.push("(");
             q.bind_list([
-                Bind::Int(pk),
+                Bind::Int(*pk),
                 Bind::Text(tenant.into()),
                 Bind::Text(v.path.clone()),
                 Bind::I32(v.elem),
@@ -781,20 +852,33 @@ pub struct NewEvent<'a> {
 }
 
 pub fn insert_event(db: &mut Db<'_>, e: &NewEvent<'_>) -> StoreResult<()> {
-    let mut q = Sql::new(
-        "INSERT INTO events (tenant_id, resource_type, resource_id, kind, version, at, credential_id) VALUES (",
-    );
-    q.bind_list([
-        Bind::Text(e.tenant.into()),
-        Bind::Text(e.rt.name().into()),
-        Bind::Text(e.resource_id.into()),
-        Bind::Text(e.kind.into()),
-        Bind::Int(e.version),
-        Bind::Int(e.at),
-        Bind::OptText(e.credential.map(str::to_string)),
-    ])
-    .push(")");
-    db.execute(&q)?;
+    insert_events(db, std::slice::from_ref(e))
+}
+
+/// Inserts many events in a few statements (bulk loads), in the order given.
+pub fn insert_events(db: &mut Db<'_>, events: &[NewEvent<'_>]) -> StoreResult<()> {
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let mut q = Sql::new(
+            "INSERT INTO events (tenant_id, resource_type, resource_id, kind, version, at, credential_id) VALUES ",
+        );
+        for (i, e) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push("(");
+            q.bind_list([
+                Bind::Text(e.tenant.into()),
+                Bind::Text(e.rt.name().into()),
+                Bind::Text(e.resource_id.into()),
+                Bind::Text(e.kind.into()),
+                Bind::Int(e.version),
+                Bind::Int(e.at),
+                Bind::OptText(e.credential.map(str::to_string)),
+            ]);
+            q.push(")");
+        }
+        db.execute(&q)?;
+    }
     Ok(())
 }
 
