@@ -9,27 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::scim::compat::Compat;
 
 /// The tolerances by name, as `scimitar tenant set --tolerance NAME=on|off` takes them.
-pub const TOLERANCES: &[&str] = &[
-    "boolean_strings",
-    "op_case_insensitive",
-    "remove_members_by_value",
-    "dotted_keys",
-    "create_on_filtered_path",
-    "ignore_read_only_in_patch",
-    "complex_value_from_string",
-];
+pub const TOLERANCES: &[&str] = Compat::NAMES;
 
 fn flag<'a>(c: &'a mut Compat, name: &str) -> Option<&'a mut bool> {
-    Some(match name {
-        "boolean_strings" => &mut c.boolean_strings,
-        "op_case_insensitive" => &mut c.op_case_insensitive,
-        "remove_members_by_value" => &mut c.remove_members_by_value,
-        "dotted_keys" => &mut c.dotted_keys,
-        "create_on_filtered_path" => &mut c.create_on_filtered_path,
-        "ignore_read_only_in_patch" => &mut c.ignore_read_only_in_patch,
-        "complex_value_from_string" => &mut c.complex_value_from_string,
-        _ => return None,
-    })
+    c.flag_mut(name)
 }
 
 /// What a tenant has set. Unset tolerances follow the server.

@@ -44,6 +44,31 @@ impl Default for Compat {
 }
 
 impl Compat {
+    /// Every tolerance by name (per-tenant settings and the admin commands use these).
+    pub const NAMES: &'static [&'static str] = &[
+        "boolean_strings",
+        "op_case_insensitive",
+        "remove_members_by_value",
+        "dotted_keys",
+        "create_on_filtered_path",
+        "ignore_read_only_in_patch",
+        "complex_value_from_string",
+    ];
+
+    /// The flag called `name` (one of `NAMES`).
+    pub fn flag_mut(&mut self, name: &str) -> Option<&mut bool> {
+        Some(match name {
+            "boolean_strings" => &mut self.boolean_strings,
+            "op_case_insensitive" => &mut self.op_case_insensitive,
+            "remove_members_by_value" => &mut self.remove_members_by_value,
+            "dotted_keys" => &mut self.dotted_keys,
+            "create_on_filtered_path" => &mut self.create_on_filtered_path,
+            "ignore_read_only_in_patch" => &mut self.ignore_read_only_in_patch,
+            "complex_value_from_string" => &mut self.complex_value_from_string,
+            _ => return None,
+        })
+    }
+
     /// Everything by the letter of the RFCs.
     pub fn strict() -> Compat {
         Compat {

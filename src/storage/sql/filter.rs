@@ -110,10 +110,35 @@ impl<'a> Translator<'a> {
                     "r.pk IN (SELECT {e}.res_pk FROM attr_values {e} WHERE {e}.tenant_id = "
                 ));
                 out.bind(Bind::Text(self.tenant.to_string()));
-                out.push(&format!(" AND {e}.path = "));
-                out.bind(Bind::Text(path.clone()));
-                out.push(" AND ");
-                self.cond(inner, Ctx::Element(&e), out);
+                match split_driver(inner) {
+                    // Drive from the rows of one positive comparison (an index range, e.g.
+                    // emails.value = ?), then check the rest on the same element: the driver
+                    // row's (res_pk, elem) is the element's.
+                    Some((
+                        Driver {
+                            path: leaf_path,
+                            kind,
+                            op,
+                            operand,
+                        },
+                        rest,
+                    )) => {
+                        out.push(&format!(" AND {e}.path = "));
+                        out.bind(Bind::Text(leaf_path));
+                        value_test(&e, kind, Some((op, &operand)), self.backend, out);
+                        if let Some(rest) = rest {
+                            out.push(" AND ");
+                            self.cond(&rest, Ctx::Element(&e), out);
+                        }
+                    }
+                    // Otherwise walk the elements (marker rows) and test each.
+                    _ => {
+                        out.push(&format!(" AND {e}.path = "));
+                        out.bind(Bind::Text(path.clone()));
+                        out.push(" AND ");
+                        self.cond(inner, Ctx::Element(&e), out);
+                    }
+                }
                 out.push(")");
             }
             ElemSet::Refs => {
@@ -215,6 +240,57 @@ impl<'a> Translator<'a> {
             }
         }
     }
+}
+
+/// The comparison a value-path query is driven from.
+struct Driver {
+    path: String,
+    kind: Kind,
+    op: CompOp,
+    operand: Operand,
+}
+
+/// In a value-path filter that is a conjunction, picks a comparison that can drive the query
+/// from an index (a positive comparison on a stored sub-attribute, `eq` preferred) and returns
+/// it with the rest of the conjunction.
+fn split_driver(inner: &Cond) -> Option<(Driver, Option<Cond>)> {
+    fn conjuncts<'c>(c: &'c Cond, out: &mut Vec<&'c Cond>) {
+        match c {
+            Cond::And(a, b) => {
+                conjuncts(a, out);
+                conjuncts(b, out);
+            }
+            other => out.push(other),
+        }
+    }
+    let mut parts = Vec::new();
+    conjuncts(inner, &mut parts);
+    let driver = |c: &Cond| match c {
+        Cond::Cmp(t, op, operand @ (Operand::Str(_) | Operand::Num(_))) if *op != CompOp::Ne => {
+            match &t.field {
+                Field::Value(path) => Some(Driver {
+                    path: path.clone(),
+                    kind: t.kind,
+                    op: *op,
+                    operand: operand.clone(),
+                }),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let pick = parts
+        .iter()
+        .position(|c| driver(c).is_some_and(|d| d.op == CompOp::Eq))
+        .or_else(|| parts.iter().position(|c| driver(c).is_some()))?;
+    let chosen = driver(parts[pick])?;
+    let rest = parts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != pick)
+        .map(|(_, c)| (*c).clone())
+        .reduce(|a, b| Cond::And(Box::new(a), Box::new(b)));
+    Some((chosen, rest))
 }
 
 fn column_name(c: Column) -> &'static str {
