@@ -7,7 +7,8 @@
 //!   SCIMITAR_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench cargo bench --bench query
 //!
 //! Knobs: SCIMITAR_BENCH_USERS, SCIMITAR_BENCH_CLIENTS (32), SCIMITAR_BENCH_REQUESTS (2000 per
-//! query). Lookups ask for count=10 (clients matching one person); the sorted page and the
+//! query), SCIMITAR_BENCH_RUN (reuse a database loaded by an earlier run: give its
+//! SCIMITAR_BENCH_DATABASE_URL and the run number in its userNames, user{i}.{run}@example.com). Lookups ask for count=10 (clients matching one person); the sorted page and the
 //! deep pages ask for 100.
 
 mod common;
@@ -48,9 +49,14 @@ fn main() {
     let url = database_url(dir.path());
     let backend = url.split("://").next().unwrap_or("?").to_string();
     let (base, pool) = start_server(&url);
-    let run: u32 = rand::thread_rng().gen();
+    // SCIMITAR_BENCH_RUN names the run of an already loaded database to reuse it (the users'
+    // names carry it: user{i}.{run}@example.com); otherwise a new run is loaded.
+    let reuse: Option<u32> = std::env::var("SCIMITAR_BENCH_RUN")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let run: u32 = reuse.unwrap_or_else(|| rand::thread_rng().gen());
     let t = std::time::Instant::now();
-    let mut loaded = 0;
+    let mut loaded = if reuse.is_some() { users } else { 0 };
     while loaded < users {
         let next = (loaded + 50_000).min(users);
         load_users(&pool, loaded, next, run);

@@ -112,6 +112,11 @@ impl From<Error> for ApiError {
                 S::VersionMismatch.to_string(),
             ),
             Error::Storage(S::NotFound) => ApiError::not_found("resource not found"),
+            Error::Storage(S::MissingReference) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                Some(ScimType::InvalidValue),
+                "a member named in the request was deleted meanwhile; retry without it",
+            ),
             Error::Storage(S::Conflict(_)) => ApiError::new(
                 StatusCode::CONFLICT,
                 Some(ScimType::Uniqueness),

@@ -153,9 +153,24 @@ fn read_json(
         if body.is_empty() {
             return Err(ScimError::invalid_syntax("the request needs a JSON body").into());
         }
-        serde_json::from_slice(&body).map_err(|e| {
-            ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")).into()
-        })
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")))?;
+        if has_nul(&value) {
+            // Postgres text cannot hold U+0000; refuse it on both backends alike.
+            return Err(
+                ScimError::invalid_value("strings may not contain the character U+0000").into(),
+            );
+        }
+        Ok(value)
+    }
+}
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
     }
 }
 
@@ -167,6 +182,15 @@ impl Params {
     pub fn from_request(req: &HttpRequest) -> Result<Params, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
             .map_err(|e| ScimError::invalid_syntax(format!("malformed query string: {e}")))?;
+        if pairs
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(ScimError::invalid_value(
+                "query parameters may not contain the character U+0000",
+            )
+            .into());
+        }
         Ok(Params(
             pairs
                 .into_iter()

@@ -13,7 +13,6 @@ use crate::auth::Principal;
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::projection::Projection;
 use crate::scim::schema::Rtype;
-use crate::storage::StorageError;
 
 pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
@@ -303,10 +302,12 @@ impl Service {
             let results = conn.write_tx(|db| {
                 let mut results = Vec::new();
                 let mut batched: HashMap<usize, Done> = HashMap::new();
+                // After a batch fails, its operations run one by one (never re-batched).
+                let mut no_batch_until = 0;
                 for (k, step) in chunk.iter().enumerate() {
                     let (i, cyclic) = *step;
                     let op = &ops[i];
-                    if !batched.contains_key(&i) && self.batchable(op, cyclic) {
+                    if k >= no_batch_until && !batched.contains_key(&i) && self.batchable(op, cyclic) {
                         // Fast path: this and the following plain user creates in a few
                         // statements; on any failure, they run one by one below instead.
                         let run: Vec<usize> = chunk[k..]
@@ -316,10 +317,13 @@ impl Service {
                             .collect();
                         if run.len() > 1 {
                             let bodies: Vec<Value> = run.iter().map(|j| ops[*j].data.clone().unwrap_or(Value::Null)).collect();
-                            if let Ok(ids) = db.savepoint(|db| self.create_users_in(db, p, &bodies)) {
-                                for (j, id) in run.iter().zip(ids) {
-                                    batched.insert(*j, self.created_output(Rtype::User, id));
+                            match db.savepoint(|db| self.create_users_in(db, p, &bodies)) {
+                                Ok(ids) => {
+                                    for (j, id) in run.iter().zip(ids) {
+                                        batched.insert(*j, self.created_output(Rtype::User, id));
+                                    }
                                 }
+                                Err(_) => no_batch_until = k + run.len(),
                             }
                         }
                     }
@@ -337,13 +341,10 @@ impl Service {
                             "`bulkId:{dep}` cannot be resolved: the operation that creates it failed"
                         )))
                     } else {
-                        match db.savepoint(|db| self.run_op(db, p, op, &created)) {
-                            Err(Error::Storage(e)) if !matches!(e, StorageError::Conflict(_) | StorageError::VersionMismatch) => {
-                                // Our failure, not the operation's: abort the request.
-                                return Err(Error::Storage(e));
-                            }
-                            other => other,
-                        }
+                        // A failure is this operation's alone: its savepoint rolled back, the
+                        // others go on (a server-side error shows as its 500; a broken
+                        // transaction fails the commit, and so the request).
+                        db.savepoint(|db| self.run_op(db, p, op, &created))
                     };
                     match (&result, &op.bulk_id, op.method) {
                         (Ok(Done::Resource { output, .. }), Some(b), Some(Method::Post)) => {

@@ -17,7 +17,9 @@ use crate::scim::query::{self, Cond, Sort};
 use crate::scim::resource::{self, Doc, MemberInput, RefOut, StoredMeta};
 use crate::scim::schema::{Registry, Rtype, LIST_RESPONSE};
 use crate::scim::time::now_micros;
-use crate::storage::{self, Db, NewMember, Pool, ResourceRow, ResourceWrite, StorageError, Window};
+use crate::storage::{
+    self, Db, Lock, NewMember, Pool, ResourceRow, ResourceWrite, StorageError, Window,
+};
 
 pub mod bulk;
 pub mod cursor;
@@ -237,7 +239,7 @@ impl Service {
         id: &str,
         proj: &Projection,
     ) -> Result<Output> {
-        let row = storage::get_resource(db, &p.tenant, rt, id, false)?
+        let row = storage::get_resource(db, &p.tenant, rt, id, Lock::None)?
             .ok_or_else(|| not_found(rt, id))?;
         let doc = parse_doc(&row)?;
         let refs = if proj.wants_refs(rt) {
@@ -502,8 +504,8 @@ impl Service {
         ensure_write(p)?;
         let mut n = resource::normalize(&self.registry, rt, body, &p.compat)?;
         let now = now_micros();
-        let row =
-            storage::get_resource(db, &p.tenant, rt, id, true)?.ok_or_else(|| not_found(rt, id))?;
+        let row = storage::get_resource(db, &p.tenant, rt, id, Lock::Update)?
+            .ok_or_else(|| not_found(rt, id))?;
         if let Some(m) = if_match {
             m.check(row.version)?;
         }
@@ -575,13 +577,29 @@ impl Service {
         let compat = &p.compat;
         let ops = patch::parse(body, compat)?;
         let now = now_micros();
-        let row =
-            storage::get_resource(db, &p.tenant, rt, id, true)?.ok_or_else(|| not_found(rt, id))?;
+        let row = storage::get_resource(db, &p.tenant, rt, id, Lock::Update)?
+            .ok_or_else(|| not_found(rt, id))?;
         if let Some(m) = if_match {
             m.check(row.version)?;
         }
         let old = parse_doc(&row)?;
         let patched = patch::apply(&self.registry, rt, &old, &ops, compat)?;
+        // The member limit is per request, however many operations share it.
+        let named: usize = patched
+            .members
+            .iter()
+            .map(|c| match c {
+                MemberChange::Add(l) | MemberChange::Replace(l) => l.len(),
+                MemberChange::Remove(ids) => ids.len(),
+                MemberChange::RemoveAll | MemberChange::RemoveWhere(_) => 0,
+            })
+            .sum();
+        if named > self.settings.max_members_per_request {
+            return Err(Error::TooLarge(format!(
+                "{named} members in one request; the most is {}",
+                self.settings.max_members_per_request
+            )));
+        }
         let mut members_changed = 0;
         for change in &patched.members {
             members_changed += self.apply_member_change(db, p, row.pk, id, change)?;
@@ -688,12 +706,18 @@ impl Service {
     ) -> Result<()> {
         ensure_write(p)?;
         let now = now_micros();
-        let row =
-            storage::get_resource(db, &p.tenant, rt, id, true)?.ok_or_else(|| not_found(rt, id))?;
+        let row = storage::get_resource(db, &p.tenant, rt, id, Lock::None)?
+            .ok_or_else(|| not_found(rt, id))?;
+        // Lock order on Postgres: the groups it is in (pk order), then the row itself, the
+        // same order as a membership change (group, then its members' keys), so a delete and
+        // a PUT of one of its groups cannot deadlock.
+        let groups = storage::groups_containing(db, &p.tenant, row.pk)?;
+        let row = storage::get_resource(db, &p.tenant, rt, id, Lock::Delete)?
+            .ok_or_else(|| not_found(rt, id))?;
         if let Some(m) = if_match {
             m.check(row.version)?;
         }
-        for g in storage::groups_containing(db, &p.tenant, row.pk)? {
+        for g in groups {
             let v = storage::touch_resource(db, &p.tenant, g.pk, g.version, now)?;
             event(db, p, Rtype::Group, &g.id, "update", v, now)?;
         }

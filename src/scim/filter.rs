@@ -752,6 +752,9 @@ impl<'l> Parser<'l> {
             0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
         } else if (0xDC00..0xE000).contains(&first) {
             return Err(unpaired());
+        } else if first == 0 {
+            // No stored value can contain U+0000 (Postgres text cannot hold it).
+            return Err(ParseError::new(esc, "\\u0000 is not allowed in a value"));
         } else {
             first
         };

@@ -61,6 +61,7 @@ pub fn normalize(
             match value {
                 Value::Null => {}
                 Value::String(s) => {
+                    check_length(s, "externalId")?;
                     doc.insert("externalId".into(), Value::String(s.clone()));
                 }
                 _ => return Err(ScimError::invalid_value("`externalId` must be a string")),
@@ -192,6 +193,7 @@ pub fn normalize_members(value: &Value) -> ScimResult<Vec<MemberInput>> {
         }
     };
     let mut out: Vec<MemberInput> = Vec::with_capacity(list.len());
+    let mut seen = std::collections::HashSet::with_capacity(list.len());
     for m in list {
         let obj = m.as_object().ok_or_else(|| {
             ScimError::invalid_value("each member must be an object with a `value`")
@@ -223,7 +225,7 @@ pub fn normalize_members(value: &Value) -> ScimResult<Vec<MemberInput>> {
                 ))
             }
         };
-        if !out.iter().any(|o| o.value == value) {
+        if seen.insert(value.to_string()) {
             out.push(MemberInput {
                 value: value.to_string(),
                 kind,
@@ -255,9 +257,11 @@ pub fn normalize_value(
             }
         };
         let mut out = Vec::with_capacity(items.len());
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
         for item in items {
             if let Some(v) = normalize_single(attr, item, compat, path)? {
-                if !out.contains(&v) {
+                // Linear de-duplication: a huge array must not cost quadratic time.
+                if seen.insert(v.to_string()) {
                     out.push(v);
                 }
             }
@@ -297,8 +301,15 @@ fn normalize_single(
     };
     Ok(Some(match attr.kind {
         _ if value.is_null() => return Ok(None),
-        AttrType::String | AttrType::Reference | AttrType::Binary => match value {
+        AttrType::Binary => match value {
             Value::String(_) => value.clone(),
+            _ => return Err(wrong("a string")),
+        },
+        AttrType::String | AttrType::Reference => match value {
+            Value::String(s) => {
+                check_length(s, path)?;
+                value.clone()
+            }
             _ => return Err(wrong("a string")),
         },
         AttrType::Boolean => match value {
@@ -356,6 +367,20 @@ fn normalize_single(
             Value::Object(out)
         }
     }))
+}
+
+/// The longest string value that is indexed for filters (bytes). Longer ones are refused:
+/// index entries have a size limit (Postgres b-tree: 2,704 bytes with the key's other columns).
+pub const MAX_STRING_BYTES: usize = 2048;
+
+fn check_length(s: &str, path: &str) -> ScimResult<()> {
+    if s.len() > MAX_STRING_BYTES {
+        return Err(ScimError::invalid_value(format!(
+            "`{path}` is {} bytes long; the most is {MAX_STRING_BYTES}",
+            s.len()
+        )));
+    }
+    Ok(())
 }
 
 fn describe(v: &Value) -> &'static str {
@@ -539,7 +564,9 @@ fn index_attr(attr: &Attribute, path: &str, value: &Value, out: &mut Vec<IndexVa
 
 fn scalar(attr: &Attribute, path: &str, elem: i32, v: &Value) -> Option<IndexValue> {
     let (val, num) = match attr.kind {
-        AttrType::String | AttrType::Reference | AttrType::Binary => {
+        // Binary values (certificates) are long and never usefully filtered: not indexed.
+        AttrType::Binary => return None,
+        AttrType::String | AttrType::Reference => {
             let s = v.as_str()?;
             (
                 Some(if attr.case_exact {

@@ -18,6 +18,9 @@ pub enum StorageError {
     Conflict(String),
     #[error("the resource changed since the version the request named")]
     VersionMismatch,
+    /// A row referred to another that a concurrent request deleted (e.g. a new member).
+    #[error("a resource the change refers to no longer exists")]
+    MissingReference,
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("no database connection available: {0}")]

@@ -367,3 +367,59 @@ async fn search_endpoints() {
     .await;
     bad.expect_error(400, Some("invalidFilter"));
 }
+
+#[actix_web::test]
+async fn nul_characters_and_oversized_strings_are_invalid_value() {
+    let (app, _db) = app().await;
+    let r = call(
+        &app,
+        "POST",
+        "/scim/v2/Users",
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a\u{0}b"})),
+    )
+    .await;
+    r.expect_error(400, Some("invalidValue"));
+    call(
+        &app,
+        "GET",
+        "/scim/v2/Users?filter=userName%20eq%20%22%5Cu0000%22",
+        None,
+    )
+    .await
+    .expect_error(400, Some("invalidFilter"));
+    call(
+        &app,
+        "GET",
+        "/scim/v2/Users?filter=userName%20eq%20%22a%00%22",
+        None,
+    )
+    .await
+    .expect_error(400, Some("invalidValue"));
+    call(&app, "GET", "/scim/v2/Users/a%00b", None)
+        .await
+        .expect(404);
+    let r = call(
+        &app,
+        "POST",
+        "/scim/v2/Users",
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "u", "title": "t".repeat(3000)})),
+    )
+    .await;
+    r.expect_error(400, Some("invalidValue"));
+    // Binary values may be long (certificates): stored, not indexed.
+    let r = call(
+        &app,
+        "POST",
+        "/scim/v2/Users",
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "c",
+                    "x509Certificates": [{"value": "A".repeat(4000)}]}),
+        ),
+    )
+    .await;
+    r.expect(201);
+    assert_eq!(
+        call(&app, "GET", "/scim/v2/Users", None).await.body["totalResults"],
+        1
+    );
+}

@@ -314,3 +314,64 @@ async fn group_put_replaces_members() {
     .await;
     r.expect_error(400, Some("invalidValue"));
 }
+
+#[actix_web::test]
+async fn more_members_than_the_limit_is_413_and_changes_nothing() {
+    let db = TestDb::new();
+    let mut a = args(&db);
+    a.max_members_per_request = 2;
+    let (app, _) = app_with(a).await;
+    let ids = [
+        create_user(&app, "m1").await,
+        create_user(&app, "m2").await,
+        create_user(&app, "m3").await,
+    ];
+    let gid = create_group(&app, "G", &[&ids[0]]).await;
+    let three: Vec<serde_json::Value> = ids.iter().map(|i| json!({"value": i})).collect();
+    let r = call(
+        &app,
+        "PATCH",
+        &format!("/scim/v2/Groups/{gid}"),
+        Some(patch_body(
+            json!([{"op": "add", "path": "members", "value": three}]),
+        )),
+    )
+    .await;
+    r.expect(413);
+    assert!(r.body["detail"].as_str().unwrap().contains("the most is 2"));
+    let g = call(&app, "GET", &format!("/scim/v2/Groups/{gid}"), None).await;
+    assert_eq!(g.body["members"].as_array().unwrap().len(), 1);
+    let r = call(
+        &app,
+        "POST",
+        "/scim/v2/Groups",
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "H", "members": three})),
+    )
+    .await;
+    r.expect(413);
+}
+
+#[actix_web::test]
+async fn members_value_ne_means_no_member_equals() {
+    let (app, _db) = app().await;
+    let a = create_user(&app, "a").await;
+    let b = create_user(&app, "b").await;
+    create_group(&app, "with-a", &[&a, &b]).await;
+    create_group(&app, "without-a", &[&b]).await;
+    create_group(&app, "empty", &[]).await;
+    let f = urlencode(&format!("members.value ne \"{a}\""));
+    let r = call(
+        &app,
+        "GET",
+        &format!("/scim/v2/Groups?filter={f}&sortBy=displayName"),
+        None,
+    )
+    .await;
+    let names: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["displayName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["empty", "without-a"]);
+}

@@ -437,8 +437,12 @@ pub fn open(url: &str, sync: SqliteSync, pool_size: u32) -> Result<Pool, Storage
         }
     }
     drop(conn);
+    // A checked-out connection is tested (`SELECT 1`) only on Postgres, where a server restart
+    // leaves dead sockets in the pool; an SQLite connection is a file handle that stays good.
+    let test = url.backend == Backend::Postgres;
     r2d2::Pool::builder()
         .max_size(pool_size)
+        .test_on_check_out(test)
         .connection_timeout(std::time::Duration::from_secs(10))
         .build(Manager {
             url,

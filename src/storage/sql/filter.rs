@@ -84,8 +84,16 @@ impl<'a> Translator<'a> {
             Cond::Elem { set, inner, .. } => self.elem(set, inner, out),
             Cond::Present(t) | Cond::Cmp(t, _, _) => {
                 if let (Field::Ref(_), Ctx::Resource) = (&t.field, ctx) {
-                    // `members.value eq "x"` = `members[value eq "x"]`.
-                    self.elem(&ElemSet::Refs, cond, out);
+                    // `members.value eq "x"` = `members[value eq "x"]`; `ne` is "no member
+                    // equals", as for every multi-valued attribute.
+                    if let Cond::Cmp(t, CompOp::Ne, operand) = cond {
+                        let eq = Cond::Cmp(t.clone(), CompOp::Eq, operand.clone());
+                        out.push("(NOT ");
+                        self.elem(&ElemSet::Refs, &eq, out);
+                        out.push(")");
+                    } else {
+                        self.elem(&ElemSet::Refs, cond, out);
+                    }
                     return;
                 }
                 match cond {
@@ -165,6 +173,26 @@ impl<'a> Translator<'a> {
             (Field::Column(c), _) => {
                 let col = format!("r.{}", column_name(*c));
                 column_test(&col, column_is_text(*c), cmp, out);
+            }
+            (Field::Value(path), Ctx::Resource) if trigram_operand(self.backend, cmp).is_some() => {
+                // Substring search on SQLite: start from the trigram index (CROSS JOIN fixes
+                // the join order), then check tenant, path and the exact LIKE on each hit.
+                let v = self.alias("v");
+                let sub = trigram_operand(self.backend, cmp).unwrap_or_default();
+                out.push(&format!(
+                    "r.pk IN (SELECT {v}.res_pk FROM attr_values_trgm CROSS JOIN attr_values {v} \
+                     ON {v}.id = attr_values_trgm.rowid WHERE attr_values_trgm MATCH "
+                ));
+                out.bind(Bind::Text(trigram_query(sub)));
+                out.push(&format!(" AND {v}.tenant_id = "));
+                out.bind(Bind::Text(self.tenant.to_string()));
+                out.push(&format!(" AND {v}.path = "));
+                out.bind(Bind::Text(path.clone()));
+                if let Some((op, operand)) = cmp {
+                    out.push(" AND ");
+                    push_cmp(&format!("{v}.val"), op, operand, out);
+                }
+                out.push(")");
             }
             (Field::Value(path), Ctx::Resource) => {
                 let v = self.alias("v");
@@ -279,10 +307,22 @@ fn split_driver(inner: &Cond) -> Option<(Driver, Option<Cond>)> {
         }
         _ => None,
     };
+    // Without statistics, guess selectivity from the shape: `eq` beats ranges and substrings,
+    // and a `value` beats `type`/`primary`, whose few canonical values match most elements.
+    let rank = |d: &Driver| {
+        let low_cardinality = d.path.ends_with(".type") || d.path.ends_with(".primary");
+        (
+            low_cardinality,
+            d.op != CompOp::Eq,
+            !d.path.ends_with(".value"),
+        )
+    };
     let pick = parts
         .iter()
-        .position(|c| driver(c).is_some_and(|d| d.op == CompOp::Eq))
-        .or_else(|| parts.iter().position(|c| driver(c).is_some()))?;
+        .enumerate()
+        .filter_map(|(i, c)| driver(c).map(|d| (rank(&d), i)))
+        .min()
+        .map(|(_, i)| i)?;
     let chosen = driver(parts[pick])?;
     let rest = parts
         .iter()
@@ -350,11 +390,40 @@ fn operand_bind(op: CompOp, operand: &Operand) -> Bind {
 }
 
 fn push_cmp(expr: &str, op: CompOp, operand: &Operand, out: &mut Sql) {
+    if let (CompOp::Sw, Operand::Str(prefix)) = (op, operand) {
+        // A prefix is a range of the b-tree (byte order on both backends): exact, and served
+        // by the index whatever the planner thinks of LIKE with a bound pattern.
+        out.push(&format!("({expr} >= "));
+        out.bind(Bind::Text(prefix.clone()));
+        if let Some(upper) = prefix_upper_bound(prefix) {
+            out.push(&format!(" AND {expr} < "));
+            out.bind(Bind::Text(upper));
+        }
+        out.push(")");
+        return;
+    }
     out.push(expr).push(op_sql(op));
     out.bind(operand_bind(op, operand));
     if matches!(op, CompOp::Co | CompOp::Sw | CompOp::Ew) {
         out.push(" ESCAPE '\\'");
     }
+}
+
+/// The least string greater than every string starting with `prefix`: the prefix with its
+/// last incrementable character incremented (None when every character is U+10FFFF).
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 /// A test on a nullable column, never NULL itself.
@@ -370,6 +439,18 @@ fn column_test(col: &str, text: bool, cmp: Option<(CompOp, &Operand)>, out: &mut
         Some((op, operand)) => push_cmp(col, op, operand, out),
     }
     out.push(")");
+}
+
+/// The substring of a `co`/`ew` that the SQLite trigram index can serve (3+ characters).
+fn trigram_operand<'o>(backend: Backend, cmp: Option<(CompOp, &'o Operand)>) -> Option<&'o str> {
+    match (backend, cmp) {
+        (Backend::Sqlite, Some((CompOp::Co | CompOp::Ew, Operand::Str(s))))
+            if s.chars().count() >= 3 =>
+        {
+            Some(s)
+        }
+        _ => None,
+    }
 }
 
 /// An FTS5 query matching rows that contain every trigram of `s` (at most 16 of them:
@@ -396,17 +477,15 @@ fn value_test(
     backend: Backend,
     out: &mut Sql,
 ) {
-    if let (Backend::Sqlite, Some((CompOp::Co | CompOp::Ew, Operand::Str(s)))) = (backend, cmp) {
-        if s.chars().count() >= 3 {
-            // Candidates from the FTS5 trigram index (migration 000004); the LIKE below
-            // re-checks each. Postgres needs nothing here: its planner uses the pg_trgm
-            // GIN index for the LIKE itself.
-            out.push(&format!(
-                " AND {v}.id IN (SELECT rowid FROM attr_values_trgm WHERE attr_values_trgm MATCH "
-            ));
-            out.bind(Bind::Text(trigram_query(s)));
-            out.push(")");
-        }
+    if let Some(s) = trigram_operand(backend, cmp) {
+        // Candidates from the FTS5 trigram index (migration 000004); the LIKE below re-checks
+        // each. Postgres needs nothing here: its planner uses the pg_trgm GIN index for the
+        // LIKE itself.
+        out.push(&format!(
+            " AND {v}.id IN (SELECT rowid FROM attr_values_trgm WHERE attr_values_trgm MATCH "
+        ));
+        out.bind(Bind::Text(trigram_query(s)));
+        out.push(")");
     }
     match (cmp, kind) {
         (None, Kind::Complex) => {}
@@ -440,6 +519,15 @@ mod tests {
         assert_eq!(trigram_query("abcd"), "\"abc\" AND \"bcd\"");
         assert_eq!(trigram_query("a\"bc"), "\"\"\"bc\" AND \"a\"\"b\"");
         assert_eq!(trigram_query("aaaa"), "\"aaa\"");
+    }
+
+    #[test]
+    fn prefix_upper_bounds() {
+        assert_eq!(prefix_upper_bound("abc").as_deref(), Some("abd"));
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+        assert_eq!(prefix_upper_bound(""), None);
     }
 
     #[test]

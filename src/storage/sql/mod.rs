@@ -14,6 +14,9 @@ impl From<DieselError> for StorageError {
     fn from(e: DieselError) -> StorageError {
         match e {
             DieselError::NotFound => StorageError::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+                StorageError::MissingReference
+            }
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 StorageError::Conflict(info.constraint_name().unwrap_or(info.message()).to_string())
             }

@@ -12,6 +12,7 @@ use crate::scim::schema::Rtype;
 use crate::storage::StorageError;
 
 use super::conn::{Backend, Bind, Db, PgArray, Sql};
+
 use super::filter::Translator;
 
 pub type StoreResult<T> = Result<T, StorageError>;
@@ -333,15 +334,30 @@ fn insert_values(db: &mut Db<'_>, tenant: &str, values: &[(i64, &IndexValue)]) -
     Ok(())
 }
 
-/// Reads one resource of this tenant. `for_update` locks the row until the transaction ends
-/// on Postgres (SQLite's write transaction already holds the database lock).
+/// How a read row is locked until the transaction ends (Postgres; SQLite's write
+/// transaction already holds the database lock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lock {
+    None,
+    /// Changing the row, not its key: `FOR NO KEY UPDATE`, which does not conflict with the
+    /// `KEY SHARE` locks foreign-key checks take (adding it as a member elsewhere).
+    Update,
+    /// Deleting it: `FOR UPDATE`.
+    Delete,
+}
+
+/// Reads one resource of this tenant, locked as `lock` says.
 pub fn get_resource(
     db: &mut Db<'_>,
     tenant: &str,
     rt: Rtype,
     id: &str,
-    for_update: bool,
+    lock: Lock,
 ) -> StoreResult<Option<ResourceRow>> {
+    if id.contains('\0') {
+        // No id holds U+0000 (and Postgres text cannot carry it): nothing to find.
+        return Ok(None);
+    }
     let mut q = Sql::new(&format!(
         "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.tenant_id = "
     ));
@@ -350,8 +366,12 @@ pub fn get_resource(
         .bind(Bind::Text(rt.name().into()))
         .push(" AND r.id = ")
         .bind(Bind::Text(id.into()));
-    if for_update && db.backend() == Backend::Postgres {
-        q.push(" FOR UPDATE");
+    if db.backend() == Backend::Postgres {
+        q.push(match lock {
+            Lock::None => "",
+            Lock::Update => " FOR NO KEY UPDATE",
+            Lock::Delete => " FOR UPDATE",
+        });
     }
     Ok(db.first(&q)?)
 }
@@ -537,7 +557,7 @@ pub fn groups_containing(
         .bind(Bind::Int(member_pk))
         .push(") ORDER BY r.pk");
     if db.backend() == Backend::Postgres {
-        q.push(" FOR UPDATE");
+        q.push(" FOR NO KEY UPDATE");
     }
     Ok(db.load(&q)?)
 }
@@ -715,27 +735,52 @@ pub fn search(
         wh.push(" AND ");
         Translator::new(tenant, rt, db.backend()).translate(c, &mut wh);
     }
-    let total = if count_total {
-        let mut count = Sql::new("SELECT COUNT(*) AS n");
-        count.append(wh.clone());
-        Some(db.first::<Count>(&count)?.map(|c| c.n).unwrap_or(0))
-    } else {
-        None
-    };
     let limit = match window {
         Window::Offset { limit, .. }
         | Window::After { limit, .. }
         | Window::Before { limit, .. } => *limit,
     };
-    if limit <= 0
-        || matches!(window, Window::Offset { offset, .. } if total.is_some_and(|t| *offset >= t))
-    {
-        return Ok(Page {
-            total,
-            rows: Vec::new(),
-            keys: Vec::new(),
+    let count = |db: &mut Db<'_>| -> StoreResult<i64> {
+        let mut count = Sql::new("SELECT COUNT(*) AS n");
+        count.append(wh.clone());
+        Ok(db.first::<Count>(&count)?.map(|c| c.n).unwrap_or(0))
+    };
+    // The first page of a lookup (`userName eq ...`) usually holds every match: then the
+    // count is the page's length and needs no second query.
+    let first_page = matches!(window, Window::Offset { offset: 0, .. });
+    if limit <= 0 || !(first_page || !count_total) {
+        let total = if count_total { Some(count(db)?) } else { None };
+        if limit <= 0
+            || matches!(window, Window::Offset { offset, .. } if total.is_some_and(|t| *offset >= t))
+        {
+            return Ok(Page {
+                total,
+                rows: Vec::new(),
+                keys: Vec::new(),
+            });
+        }
+        return page_rows(db, &wh, sort, window, limit, total);
+    }
+    let mut page = page_rows(db, &wh, sort, window, limit, None)?;
+    if count_total {
+        page.total = Some(if (page.rows.len() as i64) < limit {
+            page.rows.len() as i64
+        } else {
+            count(db)?
         });
     }
+    Ok(page)
+}
+
+/// The rows of one window (see `search`).
+fn page_rows(
+    db: &mut Db<'_>,
+    wh: &Sql,
+    sort: Option<&Sort>,
+    window: &Window,
+    limit: i64,
+    total: Option<i64>,
+) -> StoreResult<Page> {
     let key = sort.map(|s| sort_expr(&s.key));
     let descending = sort.is_some_and(|s| s.descending);
     // Reading backwards (previous page) walks the reverse order, then flips the rows.
@@ -754,7 +799,7 @@ pub fn search(
             q.push("CAST(NULL AS TEXT) AS skey_t, CAST(NULL AS DOUBLE PRECISION) AS skey_n");
         }
     }
-    q.append(wh);
+    q.append(wh.clone());
     match window {
         Window::After { key: k0, pk, .. } | Window::Before { key: k0, pk, .. } => {
             // In ascending tuple order, "after" is greater unless the list is descending.
