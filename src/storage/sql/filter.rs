@@ -442,7 +442,7 @@ fn column_test(col: &str, text: bool, cmp: Option<(CompOp, &Operand)>, out: &mut
 }
 
 /// The substring of a `co`/`ew` that the SQLite trigram index can serve (3+ characters).
-fn trigram_operand<'o>(backend: Backend, cmp: Option<(CompOp, &'o Operand)>) -> Option<&'o str> {
+fn trigram_operand(backend: Backend, cmp: Option<(CompOp, &Operand)>) -> Option<&str> {
     match (backend, cmp) {
         (Backend::Sqlite, Some((CompOp::Co | CompOp::Ew, Operand::Str(s))))
             if s.chars().count() >= 3 =>

@@ -748,7 +748,7 @@ pub fn search(
     // The first page of a lookup (`userName eq ...`) usually holds every match: then the
     // count is the page's length and needs no second query.
     let first_page = matches!(window, Window::Offset { offset: 0, .. });
-    if limit <= 0 || !(first_page || !count_total) {
+    if limit <= 0 || (!first_page && count_total) {
         let total = if count_total { Some(count(db)?) } else { None };
         if limit <= 0
             || matches!(window, Window::Offset { offset, .. } if total.is_some_and(|t| *offset >= t))
