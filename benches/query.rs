@@ -114,7 +114,9 @@ fn main() {
     ];
     filter_phase(
         "name.familyName sw (about 100 matches)",
-        Arc::new(|i| format!("name.familyName sw \"{}{}\"", FAMILIES[i % 10], i % 997)),
+        // Family names are FAMILY + (i % 997); a three-digit suffix is no prefix of another
+        // one, so each prefix matches about 100 users.
+        Arc::new(|i| format!("name.familyName sw \"{}{}\"", FAMILIES[i % 10], 100 + i % 897)),
         10,
         true,
     );

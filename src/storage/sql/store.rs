@@ -735,6 +735,7 @@ pub fn search(
         wh.push(" AND ");
         Translator::new(tenant, rt, db.backend()).translate(c, &mut wh);
     }
+    let selective = cond.is_some_and(is_selective);
     let limit = match window {
         Window::Offset { limit, .. }
         | Window::After { limit, .. }
@@ -759,9 +760,9 @@ pub fn search(
                 keys: Vec::new(),
             });
         }
-        return page_rows(db, &wh, sort, window, limit, total);
+        return page_rows(db, &wh, sort, window, limit, total, selective);
     }
-    let mut page = page_rows(db, &wh, sort, window, limit, None)?;
+    let mut page = page_rows(db, &wh, sort, window, limit, None, selective)?;
     if count_total {
         page.total = Some(if (page.rows.len() as i64) < limit {
             page.rows.len() as i64
@@ -772,6 +773,22 @@ pub fn search(
     Ok(page)
 }
 
+/// Does the filter certainly select few rows, through an index (an equality, prefix or
+/// substring on a string)? Then reading its matches beats scanning in order.
+fn is_selective(cond: &Cond) -> bool {
+    use crate::scim::filter::CompOp;
+    use crate::scim::query::Operand;
+    match cond {
+        Cond::Cmp(_, CompOp::Eq | CompOp::Sw | CompOp::Co | CompOp::Ew, Operand::Str(s)) => {
+            !s.is_empty()
+        }
+        Cond::And(a, b) => is_selective(a) || is_selective(b),
+        Cond::Or(a, b) => is_selective(a) && is_selective(b),
+        Cond::Elem { inner, .. } => is_selective(inner),
+        _ => false,
+    }
+}
+
 /// The rows of one window (see `search`).
 fn page_rows(
     db: &mut Db<'_>,
@@ -780,6 +797,7 @@ fn page_rows(
     window: &Window,
     limit: i64,
     total: Option<i64>,
+    selective: bool,
 ) -> StoreResult<Page> {
     let key = sort.map(|s| sort_expr(&s.key));
     let descending = sort.is_some_and(|s| s.descending);
@@ -817,7 +835,15 @@ fn page_rows(
             .push(&format!(") IS NULL{dir}, "));
         q.append(k.clone()).push(&format!("{dir}, "));
     }
-    q.push(&format!("r.pk{dir} LIMIT ")).bind(Bind::Int(limit));
+    // SQLite: with a selective filter, `+r.pk` stops the planner from walking the whole
+    // table in pk order hoping to meet the few matches early; it looks them up and sorts them.
+    let plus = if selective && db.backend() == Backend::Sqlite {
+        "+"
+    } else {
+        ""
+    };
+    q.push(&format!("{plus}r.pk{dir} LIMIT "))
+        .bind(Bind::Int(limit));
     if let Window::Offset { offset, .. } = window {
         q.push(" OFFSET ").bind(Bind::Int(*offset));
     }
