@@ -116,7 +116,13 @@ fn main() {
         "name.familyName sw (about 100 matches)",
         // Family names are FAMILY + (i % 997); a three-digit suffix is no prefix of another
         // one, so each prefix matches about 100 users.
-        Arc::new(|i| format!("name.familyName sw \"{}{}\"", FAMILIES[i % 10], 100 + i % 897)),
+        Arc::new(|i| {
+            format!(
+                "name.familyName sw \"{}{}\"",
+                FAMILIES[i % 10],
+                100 + i % 897
+            )
+        }),
         10,
         true,
     );

@@ -194,7 +194,20 @@ impl<'a> Translator<'a> {
                 }
                 out.push(")");
             }
+            (Field::Value(path), Ctx::Resource) if !selective_leaf(cmp) => {
+                // A test most resources pass (`pr`, a boolean, a range) is checked per
+                // candidate row through the (res_pk, path) index; materialising its matches
+                // (`IN`) would cost a row per resource.
+                let v = self.alias("v");
+                out.push(&format!(
+                    "EXISTS (SELECT 1 FROM attr_values {v} WHERE {v}.res_pk = r.pk AND {v}.path = "
+                ));
+                out.bind(Bind::Text(path.clone()));
+                value_test(&v, t.kind, cmp, self.backend, out);
+                out.push(")");
+            }
             (Field::Value(path), Ctx::Resource) => {
+                // A selective test (equality, prefix, substring) drives from its index.
                 let v = self.alias("v");
                 out.push(&format!(
                     "r.pk IN (SELECT {v}.res_pk FROM attr_values {v} WHERE {v}.tenant_id = "
@@ -439,6 +452,12 @@ fn column_test(col: &str, text: bool, cmp: Option<(CompOp, &Operand)>, out: &mut
         Some((op, operand)) => push_cmp(col, op, operand, out),
     }
     out.push(")");
+}
+
+/// Is this comparison likely to select few rows from an index (a string equality, prefix or
+/// substring)?
+fn selective_leaf(cmp: Option<(CompOp, &Operand)>) -> bool {
+    matches!(cmp, Some((CompOp::Eq | CompOp::Sw | CompOp::Co | CompOp::Ew, Operand::Str(s))) if !s.is_empty())
 }
 
 /// The substring of a `co`/`ew` that the SQLite trigram index can serve (3+ characters).
