@@ -254,6 +254,25 @@ impl Service {
         Ok(self.render(rt, &row, &doc, refs.as_deref(), proj))
     }
 
+    /// The resource to change, locked for it, at the version `If-Match` names (checked under
+    /// the lock, so two writers cannot both pass it).
+    fn locked(
+        &self,
+        db: &mut Db<'_>,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        lock: Lock,
+        if_match: Option<&IfMatch>,
+    ) -> Result<ResourceRow> {
+        let row =
+            storage::get_resource(db, &p.tenant, rt, id, lock)?.ok_or_else(|| not_found(rt, id))?;
+        if let Some(m) = if_match {
+            m.check(row.version)?;
+        }
+        Ok(row)
+    }
+
     /// Renders a resource just written, from the document in hand (no re-read). Membership
     /// references are read only when the response shows them and there can be any.
     #[expect(clippy::too_many_arguments, reason = "what was written, and where")]
@@ -504,11 +523,7 @@ impl Service {
         ensure_write(p)?;
         let mut n = resource::normalize(&self.registry, rt, body, &p.compat)?;
         let now = now_micros();
-        let row = storage::get_resource(db, &p.tenant, rt, id, Lock::Update)?
-            .ok_or_else(|| not_found(rt, id))?;
-        if let Some(m) = if_match {
-            m.check(row.version)?;
-        }
+        let row = self.locked(db, p, rt, id, Lock::Update, if_match)?;
         let old = parse_doc(&row)?;
         resource::check_immutable(&self.registry, rt, &old, &n.doc)?;
         if rt == Rtype::User && !n.doc.contains_key("active") {
@@ -577,11 +592,7 @@ impl Service {
         let compat = &p.compat;
         let ops = patch::parse(body, compat)?;
         let now = now_micros();
-        let row = storage::get_resource(db, &p.tenant, rt, id, Lock::Update)?
-            .ok_or_else(|| not_found(rt, id))?;
-        if let Some(m) = if_match {
-            m.check(row.version)?;
-        }
+        let row = self.locked(db, p, rt, id, Lock::Update, if_match)?;
         let old = parse_doc(&row)?;
         let patched = patch::apply(&self.registry, rt, &old, &ops, compat)?;
         // The member limit is per request, however many operations share it.
@@ -712,11 +723,7 @@ impl Service {
         // same order as a membership change (group, then its members' keys), so a delete and
         // a PUT of one of its groups cannot deadlock.
         let groups = storage::groups_containing(db, &p.tenant, row.pk)?;
-        let row = storage::get_resource(db, &p.tenant, rt, id, Lock::Delete)?
-            .ok_or_else(|| not_found(rt, id))?;
-        if let Some(m) = if_match {
-            m.check(row.version)?;
-        }
+        let row = self.locked(db, p, rt, id, Lock::Delete, if_match)?;
         for g in groups {
             let v = storage::touch_resource(db, &p.tenant, g.pk, g.version, now)?;
             event(db, p, Rtype::Group, &g.id, "update", v, now)?;
