@@ -441,7 +441,15 @@ impl Service {
                 output: self.replace_in(db, p, rt, &id, &data, if_match.as_ref(), &proj)?,
             }),
             (Method::Patch, Some(id)) => Ok(
-                match self.patch_in(db, p, rt, &id, &data, if_match.as_ref(), &proj)? {
+                match self.patch_in(
+                    db,
+                    p,
+                    rt,
+                    &id,
+                    &crate::scim::patch::parse(&data, &p.compat)?,
+                    if_match.as_ref(),
+                    &proj,
+                )? {
                     Some(output) => Done::Resource {
                         status: 200,
                         output,

@@ -568,10 +568,10 @@ impl Service {
         proj: &Projection,
     ) -> Result<Option<Output>> {
         ensure_write(p)?;
-        // Malformed requests are refused before taking the write lock.
-        patch::parse(body, &p.compat)?;
+        // Parsed once, before taking the write lock: a malformed request never waits for it.
+        let ops = patch::parse(body, &p.compat)?;
         self.conn()?
-            .write_tx(|db| self.patch_in(db, p, rt, id, body, if_match, proj))
+            .write_tx(|db| self.patch_in(db, p, rt, id, &ops, if_match, proj))
     }
 
     #[expect(
@@ -584,17 +584,16 @@ impl Service {
         p: &Principal,
         rt: Rtype,
         id: &str,
-        body: &Value,
+        ops: &[patch::Operation],
         if_match: Option<&IfMatch>,
         proj: &Projection,
     ) -> Result<Option<Output>> {
         ensure_write(p)?;
         let compat = &p.compat;
-        let ops = patch::parse(body, compat)?;
         let now = now_micros();
         let row = self.locked(db, p, rt, id, Lock::Update, if_match)?;
         let old = parse_doc(&row)?;
-        let patched = patch::apply(&self.registry, rt, &old, &ops, compat)?;
+        let patched = patch::apply(&self.registry, rt, &old, ops, compat)?;
         // The member limit is per request, however many operations share it.
         let named: usize = patched
             .members
@@ -736,12 +735,6 @@ impl Service {
     pub fn parse_filter(&self, text: &str) -> Result<Filter> {
         Ok(parse_filter(text, &self.settings.filter_limits)
             .map_err(|e| ScimError::invalid_filter(format!("filter {e}")))?)
-    }
-
-    /// Parses and validates a filter for `rt`.
-    pub fn filter(&self, rt: Rtype, text: &str) -> Result<Cond> {
-        let f = self.parse_filter(text)?;
-        Ok(query::resolve(&self.registry, rt, &f)?)
     }
 
     /// GET /Users?filter=..., POST /Users/.search and POST /.search (RFC 7644 §3.4.2-3):

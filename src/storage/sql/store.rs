@@ -62,28 +62,6 @@ pub fn ensure_tenant(db: &mut Db<'_>, id: &str, name: &str, now: i64) -> StoreRe
     Ok(())
 }
 
-/// A stored credential, found by the hash of its secret.
-#[derive(Clone, Debug, QueryableByName)]
-pub struct TokenRow {
-    #[diesel(sql_type = Text)]
-    pub id: String,
-    #[diesel(sql_type = Text)]
-    pub tenant_id: String,
-    #[diesel(sql_type = Text)]
-    pub scope: String,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub expires: Option<i64>,
-    #[diesel(sql_type = Bool)]
-    pub revoked: bool,
-}
-
-pub fn find_token(db: &mut Db<'_>, secret_hash: &str) -> StoreResult<Option<TokenRow>> {
-    let mut q =
-        Sql::new("SELECT id, tenant_id, scope, expires, revoked FROM tokens WHERE secret_hash = ");
-    q.bind(Bind::Text(secret_hash.into()));
-    Ok(db.first(&q)?)
-}
-
 pub fn count_tokens(db: &mut Db<'_>) -> StoreResult<i64> {
     Ok(db
         .first::<Count>(&Sql::new("SELECT COUNT(*) AS n FROM tokens"))?
