@@ -98,7 +98,7 @@ fn open(db: &DbArgs) -> Result<storage::PooledConn> {
 }
 
 fn scope(s: &str) -> Result<Scope> {
-    Scope::parse(s).ok_or_else(|| format!("invalid scope `{s}`: use read or write"))
+    Scope::parse(s).ok_or_else(|| format!("invalid scope `{s}`: use read, write or admin"))
 }
 
 fn require_tenant(db: &mut storage::Db<'_>, name: &str) -> std::result::Result<(), Err> {

@@ -106,7 +106,7 @@ pub struct JwtArgs {
     #[arg(long)]
     pub kid: Option<String>,
     /// What the tokens may do.
-    #[arg(long, default_value = "write", value_parser = ["read", "write"])]
+    #[arg(long, default_value = "write", value_parser = ["read", "write", "admin"])]
     pub scope: String,
     /// Stop trusting the tenant's issuer.
     #[arg(long, conflicts_with_all = ["issuer", "audience", "jwks", "pem"])]
@@ -123,8 +123,9 @@ pub enum TokenCommand {
         tenant: String,
         #[arg(long)]
         label: Option<String>,
-        /// `read` may only GET and search; `write` may do everything in its tenant.
-        #[arg(long, default_value = "write", value_parser = ["read", "write"])]
+        /// `read` may only GET and search; `write` may do everything in its tenant through
+        /// SCIM; `admin` may use the admin and product API (/api/v1) and read SCIM.
+        #[arg(long, default_value = "write", value_parser = ["read", "write", "admin"])]
         scope: String,
         /// Lifetime, e.g. 90d, 12h, 30m, 1w2d (default: no expiry).
         #[arg(long, value_name = "DURATION")]
@@ -155,7 +156,7 @@ pub enum ClientCommand {
         tenant: String,
         #[arg(long)]
         label: Option<String>,
-        #[arg(long, default_value = "write", value_parser = ["read", "write"])]
+        #[arg(long, default_value = "write", value_parser = ["read", "write", "admin"])]
         scope: String,
         #[command(flatten)]
         db: DbArgs,
@@ -263,6 +264,39 @@ pub struct ServeArgs {
     /// HTTP worker threads [default: number of cores].
     #[arg(long, env = "SCIMITAR_WORKERS")]
     pub workers: Option<usize>,
+
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// Webhook delivery: workers, timeouts and the retry schedule.
+#[derive(Clone, Debug, Args)]
+pub struct WebhookArgs {
+    /// Delivery threads in this process (0: this instance delivers nothing, others do).
+    #[arg(long, env = "SCIMITAR_WEBHOOK_WORKERS", default_value_t = 2)]
+    pub webhook_workers: usize,
+
+    /// How long one delivery attempt may take, in milliseconds.
+    #[arg(long, env = "SCIMITAR_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// First retry delay in milliseconds; it doubles with each failure (with jitter).
+    #[arg(long, env = "SCIMITAR_WEBHOOK_BACKOFF_MS", default_value_t = 1_000)]
+    pub webhook_backoff_ms: u64,
+
+    /// The longest retry delay, in milliseconds.
+    #[arg(long, env = "SCIMITAR_WEBHOOK_MAX_BACKOFF_MS", default_value_t = 600_000)]
+    pub webhook_max_backoff_ms: u64,
+
+    /// How long after it was queued a delivery is retried before it becomes a dead letter,
+    /// in seconds [default: 3 days].
+    #[arg(long, env = "SCIMITAR_WEBHOOK_RETRY_HORIZON_SECS", default_value_t = 259_200)]
+    pub webhook_retry_horizon_secs: u64,
+
+    /// How often idle workers look for deliveries queued by other instances, in
+    /// milliseconds (this instance's own changes wake them at once).
+    #[arg(long, env = "SCIMITAR_WEBHOOK_POLL_MS", default_value_t = 500)]
+    pub webhook_poll_ms: u64,
 }
 
 impl ServeArgs {

@@ -6,6 +6,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod config;
@@ -14,3 +15,4 @@ pub mod provisioning;
 pub mod scim;
 pub mod server;
 pub mod storage;
+pub mod webhooks;

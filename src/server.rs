@@ -58,6 +58,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             pool,
             registry: Arc::new(registry),
             settings: Arc::new(settings),
+            signal: Arc::default(),
         },
         bootstrap_hash: args.bootstrap_token.as_deref().map(auth::hash_secret),
         max_body_bytes: args.max_body_bytes,
@@ -68,8 +69,20 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
     Ok((state, generated))
 }
 
-/// Serves until SIGTERM/SIGINT; in-flight requests get up to 30 s to finish.
+/// Starts this process's webhook delivery workers (`--webhook-workers` of them).
+pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> crate::webhooks::Workers {
+    crate::webhooks::start(
+        state.service.pool.clone(),
+        state.service.signal.clone(),
+        crate::webhooks::Schedule::from(&args.webhooks),
+        args.webhooks.webhook_workers,
+    )
+}
+
+/// Serves until SIGTERM/SIGINT; in-flight requests get up to 30 s to finish. Webhook
+/// deliveries run beside it, on their own threads.
 pub async fn serve(args: ServeArgs, state: AppState) -> std::io::Result<()> {
+    let workers = start_webhooks(&args, &state);
     let state = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()
@@ -85,5 +98,7 @@ pub async fn serve(args: ServeArgs, state: AppState) -> std::io::Result<()> {
         args.listen,
         args.base_url()
     );
-    server.bind(args.listen)?.run().await
+    let result = server.bind(args.listen)?.run().await;
+    workers.shutdown();
+    result
 }

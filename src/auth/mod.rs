@@ -25,6 +25,8 @@ pub const TOKEN_PREFIX: &str = "scimitar_";
 pub enum Scope {
     Read,
     Write,
+    /// The admin and product API (`/api/v1`); reads SCIM but cannot write it.
+    Admin,
 }
 
 impl Scope {
@@ -32,6 +34,7 @@ impl Scope {
         match s {
             "read" => Some(Scope::Read),
             "write" => Some(Scope::Write),
+            "admin" => Some(Scope::Admin),
             _ => None,
         }
     }
@@ -40,6 +43,7 @@ impl Scope {
         match self {
             Scope::Read => "read",
             Scope::Write => "write",
+            Scope::Admin => "admin",
         }
     }
 }

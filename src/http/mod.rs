@@ -1,6 +1,7 @@
 //! The HTTP surface (actix-web): routes, extraction and error mapping. A handler extracts,
 //! calls one provisioning function on the blocking pool, and maps the result.
 
+pub mod api;
 pub mod error;
 pub mod extract;
 pub mod oauth;
@@ -38,6 +39,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     .route(web::post().to(oauth::token))
                     .default_service(web::to(method_not_allowed)),
             )
+            .service(web::scope("/api/v1").configure(api::routes))
             .service(
                 web::scope("/scim/v2")
                     .service(

@@ -368,6 +368,7 @@ impl Service {
                 }
                 Ok::<_, Error>(results)
             })?;
+            self.signal.raise();
             for (i, result) in results {
                 let op = &ops[i];
                 outcomes.insert(

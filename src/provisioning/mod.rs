@@ -23,7 +23,9 @@ use crate::storage::{
 
 pub mod bulk;
 pub mod cursor;
+pub mod product;
 use cursor::{Direction, Position};
+use product::{Journal, Signal};
 
 /// Server-wide settings the use cases need.
 #[derive(Clone, Debug)]
@@ -144,6 +146,8 @@ pub struct Service {
     pub pool: Pool,
     pub registry: Arc<Registry>,
     pub settings: Arc<Settings>,
+    /// Wakes feed long-polls and webhook workers after a commit.
+    pub signal: Arc<Signal>,
 }
 
 fn ensure_write(p: &Principal) -> Result<()> {
@@ -166,45 +170,23 @@ fn to_json(doc: &Doc) -> Result<String> {
     serde_json::to_string(doc).map_err(|e| Error::Storage(StorageError::Backend(Box::new(e))))
 }
 
-/// The event kind of a change to a user's `active`.
-fn change_kind(before: Option<bool>, after: Option<bool>) -> &'static str {
-    match (before != Some(false), after != Some(false)) {
-        (true, false) => "deactivate",
-        (false, true) => "reactivate",
-        _ => "update",
-    }
-}
-
-/// Writes a provisioning event in the caller's transaction.
-fn event(
-    db: &mut Db<'_>,
-    p: &Principal,
-    rt: Rtype,
-    id: &str,
-    kind: &str,
-    version: i64,
-    now: i64,
-) -> Result<()> {
-    storage::insert_event(
-        db,
-        &storage::NewEvent {
-            tenant: &p.tenant,
-            rt,
-            resource_id: id,
-            kind,
-            version,
-            at: now,
-            credential: p.credential.as_deref(),
-        },
-    )?;
-    Ok(())
-}
-
 impl Service {
     fn conn(&self) -> Result<storage::PooledConn> {
         self.pool
             .get()
             .map_err(|e| Error::Storage(StorageError::Pool(e.to_string())))
+    }
+
+    /// Runs a change in one write transaction, then wakes the feed's waiters.
+    fn write<T>(&self, f: impl FnOnce(&mut Db<'_>) -> Result<T>) -> Result<T> {
+        let out = self.conn()?.write_tx(f)?;
+        self.signal.raise();
+        Ok(out)
+    }
+
+    /// The full representation (no membership references) a `:full` event carries.
+    fn full(&self, rt: Rtype, doc: &Doc, meta: &StoredMeta) -> Value {
+        resource::render(&self.registry, rt, doc, meta, &self.settings.base_url, None)
     }
 
     fn render(
@@ -393,8 +375,7 @@ impl Service {
         proj: &Projection,
     ) -> Result<Output> {
         ensure_write(p)?;
-        self.conn()?
-            .write_tx(|db| self.create_in(db, p, rt, body, proj))
+        self.write(|db| self.create_in(db, p, rt, body, proj))
     }
 
     /// `create` inside the caller's transaction (bulk runs many in one).
@@ -424,13 +405,26 @@ impl Service {
         let pk = storage::insert_resource(db, &p.tenant, rt, &id, &w)
             .map_err(|e| Self::uniqueness(rt, e))?;
         storage::add_members(db, &p.tenant, pk, &member_pks)?;
-        event(db, p, rt, &id, "create", 1, now)?;
         let meta = StoredMeta {
             id,
             created: now,
             modified: now,
             version: 1,
         };
+        let mut j = Journal::new(p, now);
+        let full = self.full(rt, &n.doc, &meta);
+        match rt {
+            Rtype::User => {
+                let ctx = self.product_ctx(db, &p.tenant)?;
+                self.on_user_created(db, &ctx, &mut j, pk, &meta.id, &n.doc, full)?;
+            }
+            Rtype::Group => {
+                let external = n.doc.get("externalId").and_then(Value::as_str);
+                let base = &self.settings.base_url;
+                j.scim(base, "create:full", rt, &meta.id, external, Some(full), None);
+            }
+        }
+        j.flush(db)?;
         // A new user is in no group yet; a new group has the members just added.
         let may_have_refs = !member_pks.is_empty();
         self.written(db, rt, pk, meta, &n.doc, proj, may_have_refs)
@@ -451,11 +445,12 @@ impl Service {
         for body in bodies {
             let n = resource::normalize(&self.registry, Rtype::User, body, &p.compat)?;
             let ix = resource::index(&self.registry, Rtype::User, &n.doc);
-            prepared.push((uuid::Uuid::new_v4().to_string(), ix, to_json(&n.doc)?));
+            let json = to_json(&n.doc)?;
+            prepared.push((uuid::Uuid::new_v4().to_string(), ix, json, n.doc));
         }
         let writes: Vec<ResourceWrite<'_>> = prepared
             .iter()
-            .map(|(_, ix, doc)| ResourceWrite {
+            .map(|(_, ix, doc, _)| ResourceWrite {
                 indexed: ix,
                 doc,
                 now,
@@ -464,24 +459,24 @@ impl Service {
         let items: Vec<(&str, &ResourceWrite<'_>)> = prepared
             .iter()
             .zip(&writes)
-            .map(|((id, _, _), w)| (id.as_str(), w))
+            .map(|((id, _, _, _), w)| (id.as_str(), w))
             .collect();
-        storage::insert_resources(db, &p.tenant, Rtype::User, &items)
+        let pks = storage::insert_resources(db, &p.tenant, Rtype::User, &items)
             .map_err(|e| Self::uniqueness(Rtype::User, e))?;
-        let events: Vec<storage::NewEvent<'_>> = prepared
-            .iter()
-            .map(|(id, _, _)| storage::NewEvent {
-                tenant: &p.tenant,
-                rt: Rtype::User,
-                resource_id: id,
-                kind: "create",
+        let ctx = self.product_ctx(db, &p.tenant)?;
+        let mut j = Journal::new(p, now);
+        for ((id, _, _, doc), pk) in prepared.iter().zip(&pks) {
+            let meta = StoredMeta {
+                id: id.clone(),
+                created: now,
+                modified: now,
                 version: 1,
-                at: now,
-                credential: p.credential.as_deref(),
-            })
-            .collect();
-        storage::insert_events(db, &events)?;
-        Ok(prepared.into_iter().map(|(id, _, _)| id).collect())
+            };
+            let full = self.full(Rtype::User, doc, &meta);
+            self.on_user_created(db, &ctx, &mut j, *pk, id, doc, full)?;
+        }
+        j.flush(db)?;
+        Ok(prepared.into_iter().map(|(id, _, _, _)| id).collect())
     }
 
     /// GET /Users/{id}. One statement (two with members): no transaction needed.
@@ -502,8 +497,7 @@ impl Service {
         proj: &Projection,
     ) -> Result<Output> {
         ensure_write(p)?;
-        self.conn()?
-            .write_tx(|db| self.replace_in(db, p, rt, id, body, if_match, proj))
+        self.write(|db| self.replace_in(db, p, rt, id, body, if_match, proj))
     }
 
     #[expect(
@@ -537,22 +531,37 @@ impl Service {
             doc: &to_json(&n.doc)?,
             now,
         };
+        let mut watched = None;
         if rt == Rtype::Group {
             let members = n.members.clone().unwrap_or_default();
             let pks = self.resolve_members(db, p, Some(id), &members)?;
+            watched = self.watched_members(db, &p.tenant, id, row.pk)?;
             storage::remove_all_members(db, row.pk)?;
             storage::add_members(db, &p.tenant, row.pk, &pks)?;
         }
         let version = storage::update_resource(db, &p.tenant, row.pk, row.version, &w)
             .map_err(|e| Self::uniqueness(rt, e))?;
-        let kind = change_kind(row.active, ix.active);
-        event(db, p, rt, id, kind, version, now)?;
         let meta = StoredMeta {
             id: row.id.clone(),
             created: row.created,
             modified: now,
             version,
         };
+        let mut j = Journal::new(p, now);
+        let full = self.full(rt, &n.doc, &meta);
+        match rt {
+            Rtype::User => {
+                let was_active = row.active != Some(false);
+                self.on_user_changed(db, &mut j, row.pk, id, &n.doc, was_active, "put:full", full)?;
+            }
+            Rtype::Group => {
+                let external = n.doc.get("externalId").and_then(Value::as_str);
+                let base = &self.settings.base_url;
+                j.scim(base, "put:full", rt, id, external, Some(full), None);
+                self.on_members_changed(db, &mut j, row.pk, watched)?;
+            }
+        }
+        j.flush(db)?;
         self.written(db, rt, row.pk, meta, &n.doc, proj, true)
     }
 
@@ -570,8 +579,7 @@ impl Service {
         ensure_write(p)?;
         // Parsed once, before taking the write lock: a malformed request never waits for it.
         let ops = patch::parse(body, &p.compat)?;
-        self.conn()?
-            .write_tx(|db| self.patch_in(db, p, rt, id, &ops, if_match, proj))
+        self.write(|db| self.patch_in(db, p, rt, id, &ops, if_match, proj))
     }
 
     #[expect(
@@ -610,13 +618,17 @@ impl Service {
                 self.settings.max_members_per_request
             )));
         }
+        let watched = if rt == Rtype::Group && !patched.members.is_empty() {
+            self.watched_members(db, &p.tenant, id, row.pk)?
+        } else {
+            None
+        };
         let mut members_changed = 0;
         for change in &patched.members {
             members_changed += self.apply_member_change(db, p, row.pk, id, change)?;
         }
         let doc_changed = patched.doc != old;
         let mut version = row.version;
-        let mut kind = "update";
         if doc_changed {
             let ix = resource::index(&self.registry, rt, &patched.doc);
             let w = ResourceWrite {
@@ -626,12 +638,34 @@ impl Service {
             };
             version = storage::update_resource(db, &p.tenant, row.pk, row.version, &w)
                 .map_err(|e| Self::uniqueness(rt, e))?;
-            kind = change_kind(row.active, ix.active);
         } else if members_changed > 0 {
             version = storage::touch_resource(db, &p.tenant, row.pk, row.version, now)?;
         }
         if version != row.version {
-            event(db, p, rt, id, kind, version, now)?;
+            let mut j = Journal::new(p, now);
+            let data = patch::to_json(ops);
+            match rt {
+                Rtype::User => {
+                    let was_active = row.active != Some(false);
+                    self.on_user_changed(
+                        db,
+                        &mut j,
+                        row.pk,
+                        id,
+                        &patched.doc,
+                        was_active,
+                        "patch:full",
+                        data,
+                    )?;
+                }
+                Rtype::Group => {
+                    let external = patched.doc.get("externalId").and_then(Value::as_str);
+                    let base = &self.settings.base_url;
+                    j.scim(base, "patch:full", rt, id, external, Some(data), None);
+                    self.on_members_changed(db, &mut j, row.pk, watched)?;
+                }
+            }
+            j.flush(db)?;
         }
         if rt == Rtype::Group && !proj.is_requested() {
             return Ok(None);
@@ -702,8 +736,7 @@ impl Service {
         if_match: Option<&IfMatch>,
     ) -> Result<()> {
         ensure_write(p)?;
-        self.conn()?
-            .write_tx(|db| self.delete_in(db, p, rt, id, if_match))
+        self.write(|db| self.delete_in(db, p, rt, id, if_match))
     }
 
     pub fn delete_in(
@@ -723,12 +756,29 @@ impl Service {
         // a PUT of one of its groups cannot deadlock.
         let groups = storage::groups_containing(db, &p.tenant, row.pk)?;
         let row = self.locked(db, p, rt, id, Lock::Delete, if_match)?;
+        let mut j = Journal::new(p, now);
+        let base = &self.settings.base_url;
         for g in groups {
-            let v = storage::touch_resource(db, &p.tenant, g.pk, g.version, now)?;
-            event(db, p, Rtype::Group, &g.id, "update", v, now)?;
+            storage::touch_resource(db, &p.tenant, g.pk, g.version, now)?;
+            let data = json!({
+                "schemas": [crate::scim::schema::PATCH_OP],
+                "Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}],
+            });
+            j.scim(base, "patch:full", Rtype::Group, &g.id, None, Some(data), None);
         }
+        let watched = match rt {
+            Rtype::Group => self.watched_members(db, &p.tenant, id, row.pk)?,
+            Rtype::User => None,
+        };
         storage::delete_resource(db, &p.tenant, row.pk)?;
-        event(db, p, rt, id, "delete", row.version + 1, now)
+        match rt {
+            Rtype::User => self.on_user_deleted(db, &mut j, id)?,
+            Rtype::Group => {
+                j.scim(base, "delete", rt, id, None, None, None);
+                self.on_members_changed(db, &mut j, row.pk, watched)?;
+            }
+        }
+        j.flush(db)
     }
 
     /// Parses a filter (syntax only), within the configured limits.
@@ -1026,14 +1076,5 @@ mod tests {
         );
         assert!(IfMatch::parse("W/\"abc\"").check(1).is_err());
         assert!(IfMatch::parse("W/\"2\"").check(2).is_ok());
-    }
-
-    #[test]
-    fn active_transitions_name_the_event() {
-        assert_eq!(change_kind(Some(true), Some(false)), "deactivate");
-        assert_eq!(change_kind(None, Some(false)), "deactivate");
-        assert_eq!(change_kind(Some(false), Some(true)), "reactivate");
-        assert_eq!(change_kind(Some(false), None), "reactivate");
-        assert_eq!(change_kind(Some(true), Some(true)), "update");
     }
 }

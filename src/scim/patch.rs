@@ -47,6 +47,30 @@ pub struct Patched {
     pub members: Vec<MemberChange>,
 }
 
+/// The operations as a PatchOp message (what an RFC 9967 `patch:full` event carries).
+pub fn to_json(ops: &[Operation]) -> Value {
+    let ops: Vec<Value> = ops
+        .iter()
+        .map(|o| {
+            let mut m = serde_json::Map::new();
+            let op = match o.op {
+                OpKind::Add => "add",
+                OpKind::Replace => "replace",
+                OpKind::Remove => "remove",
+            };
+            m.insert("op".into(), Value::String(op.into()));
+            if let Some(p) = &o.path_text {
+                m.insert("path".into(), Value::String(p.clone()));
+            }
+            if let Some(v) = &o.value {
+                m.insert("value".into(), v.clone());
+            }
+            Value::Object(m)
+        })
+        .collect();
+    serde_json::json!({"schemas": [PATCH_OP], "Operations": ops})
+}
+
 /// Parses a PatchOp request body (RFC 7644 §3.5.2).
 pub fn parse(body: &Value, compat: &Compat) -> ScimResult<Vec<Operation>> {
     let obj = body

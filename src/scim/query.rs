@@ -100,6 +100,19 @@ pub enum Cond {
     },
 }
 
+impl Cond {
+    /// Whether the condition reads membership references (`groups`/`members`), which are
+    /// not part of the stored document.
+    pub fn uses_refs(&self) -> bool {
+        match self {
+            Cond::Present(t) | Cond::Cmp(t, _, _) => matches!(t.field, Field::Ref(_)),
+            Cond::Not(c) => c.uses_refs(),
+            Cond::And(a, b) | Cond::Or(a, b) => a.uses_refs() || b.uses_refs(),
+            Cond::Elem { set, inner, .. } => *set == ElemSet::Refs || inner.uses_refs(),
+        }
+    }
+}
+
 /// Resolves a parsed filter for resource type `rt`. Errors are `invalidFilter` with a detail
 /// naming the attribute.
 pub fn resolve(registry: &Registry, rt: Rtype, filter: &Filter) -> ScimResult<Cond> {

@@ -269,14 +269,23 @@ where
     r.body["id"].as_str().expect("id").to_string()
 }
 
-/// The provisioning events of the default tenant, as (resource id, kind) pairs.
-pub fn events(state: &web::Data<AppState>) -> Vec<(String, String)> {
+/// The SCIM events (RFC 9967) of a tenant's feed, as (resource id, kind) pairs, the kind
+/// without its `urn:ietf:params:scim:event:prov:` prefix (`create:full`, `deactivate`, ...).
+pub fn scim_events(state: &web::Data<AppState>, tenant: &str) -> Vec<(String, String)> {
     let mut conn = state.service.pool.get().expect("conn");
-    storage::events(&mut conn.db(), "default")
-        .expect("events")
+    storage::feed_all(&mut conn.db(), tenant)
+        .expect("feed")
         .into_iter()
-        .map(|e| (e.resource_id, e.kind))
+        .filter_map(|e| {
+            let kind = e.kind.strip_prefix("urn:ietf:params:scim:event:prov:")?;
+            Some((e.resource_id.unwrap_or_default(), kind.to_string()))
+        })
         .collect()
+}
+
+/// `scim_events` of the default tenant.
+pub fn events(state: &web::Data<AppState>) -> Vec<(String, String)> {
+    scim_events(state, "default")
 }
 
 pub fn patch_body(ops: Value) -> Value {

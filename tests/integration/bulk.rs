@@ -90,8 +90,8 @@ async fn rfc_example_post_put_patch_delete() {
         .expect(404);
     // Events exactly as single requests write them.
     let ev = events(&state);
-    assert!(ev.contains(&(alice.clone(), "create".into())));
-    assert!(ev.contains(&(put_id.clone(), "update".into())));
+    assert!(ev.contains(&(alice.clone(), "create:full".into())));
+    assert!(ev.contains(&(put_id.clone(), "put:full".into())));
     assert!(ev.contains(&(del_id.clone(), "delete".into())));
 }
 

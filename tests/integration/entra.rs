@@ -236,15 +236,17 @@ async fn entra_user_lifecycle() {
     assert_eq!(
         kinds(&state, &id),
         [
-            "create",
-            "update",
-            "update",
-            "update",
-            "update",
-            "update",
-            "update",
+            "create:full",
+            "patch:full",
+            "patch:full",
+            "patch:full",
+            "patch:full",
+            "patch:full",
+            "patch:full",
+            "patch:full", // active=False
             "deactivate",
-            "reactivate",
+            "patch:full", // active=True
+            "activate",
             "delete"
         ]
     );
@@ -442,16 +444,16 @@ async fn entra_group_lifecycle() {
     assert_eq!(
         kinds(&state, &gid),
         [
-            "create", // Create Group
-            "update", // add alice
-            "update", // add bob
-            "update", // remove alice (value list)
-            "update", // remove bob (filter)
-            "update", // rename
-            "update", // add alice
-            "update", // alice deleted
+            "create:full", // Create Group
+            "patch:full",  // add alice
+            "patch:full",  // add bob
+            "patch:full",  // remove alice (value list)
+            "patch:full",  // remove bob (filter)
+            "patch:full",  // rename
+            "patch:full",  // add alice
+            "patch:full",  // alice deleted
             "delete"
         ]
     );
-    assert_eq!(kinds(&state, &alice), ["create", "delete"]);
+    assert_eq!(kinds(&state, &alice), ["create:full", "delete"]);
 }

@@ -281,7 +281,7 @@ async fn deleting_a_member_removes_it_from_every_group() {
     let r2 = call(&app, "GET", &format!("/scim/v2/Groups/{g2}"), None).await;
     assert!(r2.body.get("members").is_none());
     let ev = events(&state);
-    assert!(ev.contains(&(g1.clone(), "update".into())));
+    assert!(ev.contains(&(g1.clone(), "patch:full".into())));
     assert!(ev.contains(&(a.clone(), "delete".into())));
 }
 

@@ -160,7 +160,7 @@ async fn okta_user_lifecycle() {
 
     assert_eq!(
         kinds(&state, &id),
-        ["create", "update", "deactivate", "update"]
+        ["create:full", "put:full", "patch:full", "deactivate", "put:full"]
     );
 }
 
@@ -297,16 +297,16 @@ async fn okta_group_push() {
     assert_eq!(
         kinds(&state, &gid),
         [
-            "create", // with its member
-            "update", // renamed
-            "update", // membership: one out, one in
-            "update", // membership: full replace
+            "create:full", // with its member
+            "patch:full",  // renamed
+            "patch:full",  // membership: one out, one in
+            "patch:full",  // membership: full replace
             "delete"
         ]
     );
     assert_eq!(
         kinds(&state, &test_user),
-        ["create"],
+        ["create:full"],
         "membership is the group's event"
     );
 }

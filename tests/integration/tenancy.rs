@@ -415,14 +415,13 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     let r = with(&app, &b, "GET", &format!("/scim/v2/Groups/{b_group}"), None).await;
     assert_eq!(r.header("etag").as_deref(), Some("W/\"1\""));
     assert_eq!(r.body["members"][0]["value"], b_user.as_str());
-    let mut conn = state.service.pool.get().unwrap();
-    let b_events = storage::events(&mut conn.db(), "tenant-b").unwrap();
+    let b_events = scim_events(&state, "tenant-b");
     assert_eq!(b_events.len(), 3, "B's three creates, nothing from A");
-    assert!(b_events.iter().all(|e| e.kind == "create"));
-    let a_events = storage::events(&mut conn.db(), "tenant-a").unwrap();
+    assert!(b_events.iter().all(|(_, k)| k == "create:full"));
+    let a_events = scim_events(&state, "tenant-a");
     assert!(!a_events
         .iter()
-        .any(|e| e.resource_id == b_user || e.resource_id == b_group));
+        .any(|(r, _)| *r == b_user || *r == b_group));
 }
 
 #[actix_web::test]
@@ -507,12 +506,13 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
     let mut conn = state.service.pool.get().unwrap();
     let d = admin::delete_tenant(&mut conn, "a").unwrap();
     assert_eq!(d.resources, 2);
-    assert_eq!(d.events, 2);
+    // The user's create event and its account's activation, the group's create event.
+    assert_eq!(d.events, 3);
     assert!(admin::delete_tenant(&mut conn, "a")
         .unwrap_err()
         .contains("no tenant named `a`"));
     assert!(storage::find_tenant(&mut conn.db(), "a").unwrap().is_none());
-    assert!(storage::events(&mut conn.db(), "a").unwrap().is_empty());
+    assert!(storage::feed_all(&mut conn.db(), "a").unwrap().is_empty());
     drop(conn);
 
     with(&app, &a, "GET", "/scim/v2/Users", None)

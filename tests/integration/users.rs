@@ -421,9 +421,18 @@ async fn every_change_writes_an_event_in_its_transaction() {
         .filter(|(r, _)| *r == id)
         .map(|(_, k)| k)
         .collect();
+    // RFC 9967: each change as sent, and the activation changes as their own events.
     assert_eq!(
         kinds,
-        ["create", "update", "deactivate", "reactivate", "delete"]
+        [
+            "create:full",
+            "patch:full",
+            "patch:full",
+            "deactivate",
+            "patch:full",
+            "activate",
+            "delete"
+        ]
     );
 }
 

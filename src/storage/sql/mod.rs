@@ -3,6 +3,7 @@
 
 pub mod conn;
 pub mod filter;
+pub mod product;
 pub mod store;
 pub mod tenancy;
 

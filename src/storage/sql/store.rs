@@ -354,6 +354,21 @@ pub fn get_resource(
     Ok(db.first(&q)?)
 }
 
+/// A resource by its key (any type), unlocked.
+pub fn get_resource_by_pk(
+    db: &mut Db<'_>,
+    tenant: &str,
+    pk: i64,
+) -> StoreResult<Option<ResourceRow>> {
+    let mut q = Sql::new(&format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.tenant_id = "
+    ));
+    q.bind(Bind::Text(tenant.into()))
+        .push(" AND r.pk = ")
+        .bind(Bind::Int(pk));
+    Ok(db.first(&q)?)
+}
+
 /// Deletes a resource; attribute values and memberships go with it (ON DELETE CASCADE).
 pub fn delete_resource(db: &mut Db<'_>, tenant: &str, pk: i64) -> StoreResult<()> {
     let mut q = Sql::new("DELETE FROM resources WHERE tenant_id = ");
@@ -885,71 +900,4 @@ pub fn server_secret(db: &mut Db<'_>, name: &str, fresh: &str, now: i64) -> Stor
 pub fn analyze(db: &mut Db<'_>) -> StoreResult<()> {
     db.execute(&Sql::new("ANALYZE"))?;
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// Events
-
-pub struct NewEvent<'a> {
-    pub tenant: &'a str,
-    pub rt: Rtype,
-    pub resource_id: &'a str,
-    pub kind: &'a str,
-    pub version: i64,
-    pub at: i64,
-    pub credential: Option<&'a str>,
-}
-
-pub fn insert_event(db: &mut Db<'_>, e: &NewEvent<'_>) -> StoreResult<()> {
-    insert_events(db, std::slice::from_ref(e))
-}
-
-/// Inserts many events in a few statements (bulk loads), in the order given.
-pub fn insert_events(db: &mut Db<'_>, events: &[NewEvent<'_>]) -> StoreResult<()> {
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let mut q = Sql::new(
-            "INSERT INTO events (tenant_id, resource_type, resource_id, kind, version, at, credential_id) VALUES ",
-        );
-        for (i, e) in chunk.iter().enumerate() {
-            if i > 0 {
-                q.push(", ");
-            }
-            q.push("(");
-            q.bind_list([
-                Bind::Text(e.tenant.into()),
-                Bind::Text(e.rt.name().into()),
-                Bind::Text(e.resource_id.into()),
-                Bind::Text(e.kind.into()),
-                Bind::Int(e.version),
-                Bind::Int(e.at),
-                Bind::OptText(e.credential.map(str::to_string)),
-            ]);
-            q.push(")");
-        }
-        db.execute(&q)?;
-    }
-    Ok(())
-}
-
-/// An event row, for tests and (later) the change feed.
-#[derive(Clone, Debug, QueryableByName)]
-pub struct EventRow {
-    #[diesel(sql_type = BigInt)]
-    pub seq: i64,
-    #[diesel(sql_type = Text)]
-    pub resource_type: String,
-    #[diesel(sql_type = Text)]
-    pub resource_id: String,
-    #[diesel(sql_type = Text)]
-    pub kind: String,
-    #[diesel(sql_type = BigInt)]
-    pub version: i64,
-}
-
-pub fn events(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<EventRow>> {
-    let mut q = Sql::new(
-        "SELECT seq, resource_type, resource_id, kind, version FROM events WHERE tenant_id = ",
-    );
-    q.bind(Bind::Text(tenant.into())).push(" ORDER BY seq");
-    Ok(db.load(&q)?)
 }

@@ -106,7 +106,7 @@ pub struct Deleted {
 }
 
 /// Deletes a tenant and everything it owns, in the caller's transaction. Tables without a
-/// foreign key to `tenants` (values, members, events) are cleared explicitly; the rest also
+/// foreign key to `tenants` (values, members, the feed, deliveries) are cleared explicitly; the rest also
 /// cascade, but explicit deletes keep the order (children first) visible.
 pub fn delete_tenant(db: &mut Db<'_>, id: &str) -> StoreResult<Deleted> {
     let del = |db: &mut Db<'_>, table: &str| -> StoreResult<usize> {
@@ -118,7 +118,15 @@ pub fn delete_tenant(db: &mut Db<'_>, id: &str) -> StoreResult<Deleted> {
     del(db, "members")?;
     del(db, "attr_values")?;
     d.resources = del(db, "resources")?;
-    d.events = del(db, "events")?;
+    d.events = del(db, "feed")?;
+    del(db, "feed_heads")?;
+    del(db, "deliveries")?;
+    del(db, "webhooks")?;
+    del(db, "account_roles")?;
+    del(db, "accounts")?;
+    del(db, "rules")?;
+    del(db, "roles")?;
+    del(db, "policies")?;
     d.credentials += del(db, "tokens")?;
     d.credentials += del(db, "oauth_clients")?;
     del(db, "jwt_keys")?;
@@ -517,15 +525,16 @@ pub fn jwt_keys(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<JwtKeyRow>> {
 // ---------------------------------------------------------------------------------------
 // Audit
 
-/// The credential recorded with each event of a tenant, in order (for tests and audits).
+/// The credential recorded with each SCIM event of a tenant, in order (tests and audits).
 pub fn event_credentials(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<Option<String>>> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = Nullable<Text>)]
         credential_id: Option<String>,
     }
-    let mut q = Sql::new("SELECT credential_id FROM events WHERE tenant_id = ");
-    q.bind(Bind::Text(tenant.into())).push(" ORDER BY seq");
+    let mut q = Sql::new("SELECT credential_id FROM feed WHERE tenant_id = ");
+    q.bind(Bind::Text(tenant.into()))
+        .push(" AND type LIKE 'urn:%' ORDER BY seq");
     Ok(db
         .load::<Row>(&q)?
         .into_iter()
