@@ -18,8 +18,9 @@ use crate::provisioning::product::{event_json, secret_key, Signal};
 use crate::scim::time::now_micros;
 use crate::storage::{self, ClaimedRow, FeedRow, Pool, StorageError};
 
-/// How many deliveries a worker claims at once.
-const CLAIM_BATCH: i64 = 16;
+/// How many deliveries a worker claims at once (sent one after another, then recorded in
+/// one transaction).
+const CLAIM_BATCH: i64 = 64;
 
 #[derive(Clone, Debug)]
 pub struct Schedule {
@@ -131,12 +132,21 @@ fn run(pool: &Pool, signal: &Signal, schedule: &Schedule, stop: &AtomicBool) {
         match claim(pool, schedule) {
             Ok(batch) if batch.is_empty() => signal.wait(seen, schedule.poll),
             Ok(batch) => {
-                for d in batch {
-                    let outcome = attempt(&agent, &d);
-                    if let Err(e) = record(pool, schedule, &d, outcome, &mut rng) {
-                        // The lease runs out and the delivery is attempted again.
-                        log::error!("cannot record webhook delivery {}: {e}", d.id);
-                    }
+                // Attempts stop well inside the lease; the rest are released unattempted, so
+                // no other worker can take one while it is still in flight here.
+                let stop_at = std::time::Instant::now() + schedule.lease()
+                    - schedule.timeout
+                    - Duration::from_secs(2);
+                let outcomes: Vec<(ClaimedRow, Option<Result<(), String>>)> = batch
+                    .into_iter()
+                    .map(|d| {
+                        let o = (std::time::Instant::now() < stop_at).then(|| attempt(&agent, &d));
+                        (d, o)
+                    })
+                    .collect();
+                if let Err(e) = record(pool, schedule, &outcomes, &mut rng) {
+                    // The leases run out and the deliveries are attempted again.
+                    log::error!("cannot record {} webhook deliveries: {e}", outcomes.len());
                 }
             }
             Err(e) => {
@@ -191,21 +201,33 @@ fn attempt(agent: &ureq::Agent, d: &ClaimedRow) -> Result<(), String> {
     }
 }
 
+/// Records the outcomes of a batch in one transaction: delivered, or retried later with
+/// backoff, or (past the horizon) a dead letter.
 fn record(
     pool: &Pool,
     schedule: &Schedule,
-    d: &ClaimedRow,
-    outcome: Result<(), String>,
+    outcomes: &[(ClaimedRow, Option<Result<(), String>>)],
     rng: &mut impl Rng,
 ) -> Result<(), StorageError> {
     let mut conn = pool.get()?;
     let now = now_micros();
-    conn.write_tx(|db| match outcome {
-        Ok(()) => storage::delivered(db, &d.id, now),
-        Err(e) => {
+    let horizon = i64::try_from(schedule.horizon.as_micros()).unwrap_or(i64::MAX);
+    let ids = |want: fn(&Option<Result<(), String>>) -> bool| -> Vec<&str> {
+        outcomes
+            .iter()
+            .filter(|(_, o)| want(o))
+            .map(|(d, _)| d.id.as_str())
+            .collect()
+    };
+    let (ok, unattempted) = (ids(|o| matches!(o, Some(Ok(())))), ids(Option::is_none));
+    conn.write_tx(|db| {
+        storage::delivered(db, &ok, now)?;
+        storage::release_deliveries(db, &unattempted)?;
+        for (d, o) in outcomes {
+            let Some(Err(e)) = o else { continue };
             let failures = u32::try_from(d.attempts).unwrap_or(0).saturating_add(1);
-            let delay = i64::try_from(schedule.delay(failures, rng).as_micros()).unwrap_or(i64::MAX);
-            let horizon = i64::try_from(schedule.horizon.as_micros()).unwrap_or(i64::MAX);
+            let delay =
+                i64::try_from(schedule.delay(failures, rng).as_micros()).unwrap_or(i64::MAX);
             let next = now.saturating_add(delay);
             let next = (next <= d.created.saturating_add(horizon)).then_some(next);
             if next.is_none() {
@@ -215,8 +237,9 @@ fn record(
                     d.event_id
                 );
             }
-            storage::delivery_failed(db, &d.id, now, next, &e)
+            storage::delivery_failed(db, &d.id, now, next, e)?;
         }
+        Ok(())
     })
 }
 

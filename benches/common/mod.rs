@@ -37,6 +37,16 @@ pub fn database_url(dir: &std::path::Path) -> String {
 
 /// Starts the server on a free loopback port; returns its SCIM base URL and its pool.
 pub fn start_server(url: &str) -> (String, Pool) {
+    let (base, pool, _) = start_server_with(url, None);
+    (base, pool)
+}
+
+/// `start_server`, plus webhook delivery workers (as `serve` starts them) when `webhooks`
+/// names their settings; the workers run while the returned handle lives.
+pub fn start_server_with(
+    url: &str,
+    webhooks: Option<scimitar::config::WebhookArgs>,
+) -> (String, Pool, Option<scimitar::webhooks::Workers>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut args = ServeArgs::from_env();
@@ -47,6 +57,10 @@ pub fn start_server(url: &str) -> (String, Pool) {
     args.base_url = None;
     args.max_page_size = 1000;
     let (state, _) = server::build_state(&args).expect("state");
+    let workers = webhooks.map(|w| {
+        args.webhooks = w;
+        server::start_webhooks(&args, &state)
+    });
     let state = web::Data::new(state);
     let pool = state.service.pool.clone();
     std::thread::spawn(move || {
@@ -60,7 +74,7 @@ pub fn start_server(url: &str) -> (String, Pool) {
         })
     });
     std::thread::sleep(Duration::from_millis(300));
-    (format!("http://{addr}/scim/v2"), pool)
+    (format!("http://{addr}/scim/v2"), pool, workers)
 }
 
 pub fn agent() -> ureq::Agent {

@@ -8,11 +8,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
+use super::product::Journal;
 use super::{Error, IfMatch, Output, Result, Service};
 use crate::auth::Principal;
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::projection::Projection;
 use crate::scim::schema::Rtype;
+use crate::scim::time::now_micros;
 
 pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
@@ -300,6 +302,8 @@ impl Service {
                 order[cursor..(cursor + OPS_PER_TRANSACTION).min(order.len())].to_vec();
             let mut stop = false;
             let results = conn.write_tx(|db| {
+                // The feed entries of the operations that held, appended last (see `write`).
+                let mut journal = Journal::new(p, now_micros());
                 let mut results = Vec::new();
                 let mut batched: HashMap<usize, Done> = HashMap::new();
                 // After a batch fails, its operations run one by one (never re-batched).
@@ -317,8 +321,14 @@ impl Service {
                             .collect();
                         if run.len() > 1 {
                             let bodies: Vec<Value> = run.iter().map(|j| ops[*j].data.clone().unwrap_or(Value::Null)).collect();
-                            match db.savepoint(|db| self.create_users_in(db, p, &bodies)) {
-                                Ok(ids) => {
+                            let batch = db.savepoint(|db| {
+                                    let mut jj = Journal::new(p, now_micros());
+                                    let ids = self.create_users_in(db, &mut jj, p, &bodies)?;
+                                    Ok::<_, Error>((ids, jj))
+                                });
+                            match batch {
+                                Ok((ids, jj)) => {
+                                    journal.absorb(jj);
                                     for (j, id) in run.iter().zip(ids) {
                                         batched.insert(*j, self.created_output(Rtype::User, id));
                                     }
@@ -344,7 +354,15 @@ impl Service {
                         // A failure is this operation's alone: its savepoint rolled back, the
                         // others go on (a server-side error shows as its 500; a broken
                         // transaction fails the commit, and so the request).
-                        db.savepoint(|db| self.run_op(db, p, op, &created))
+                        db.savepoint(|db| {
+                            let mut jj = Journal::new(p, now_micros());
+                            let done = self.run_op(db, &mut jj, p, op, &created)?;
+                            Ok::<_, Error>((done, jj))
+                        })
+                        .map(|(done, jj)| {
+                            journal.absorb(jj);
+                            done
+                        })
                     };
                     match (&result, &op.bulk_id, op.method) {
                         (Ok(Done::Resource { output, .. }), Some(b), Some(Method::Post)) => {
@@ -366,6 +384,7 @@ impl Service {
                         break;
                     }
                 }
+                journal.flush(db)?;
                 Ok::<_, Error>(results)
             })?;
             self.signal.raise();
@@ -416,6 +435,7 @@ impl Service {
     fn run_op(
         &self,
         db: &mut crate::storage::Db<'_>,
+        j: &mut Journal,
         p: &Principal,
         op: &Op,
         created: &HashMap<String, String>,
@@ -435,15 +455,16 @@ impl Service {
         match (method, id) {
             (Method::Post, _) => Ok(Done::Resource {
                 status: 201,
-                output: self.create_in(db, p, rt, &data, &proj)?,
+                output: self.create_in(db, j, p, rt, &data, &proj)?,
             }),
             (Method::Put, Some(id)) => Ok(Done::Resource {
                 status: 200,
-                output: self.replace_in(db, p, rt, &id, &data, if_match.as_ref(), &proj)?,
+                output: self.replace_in(db, j, p, rt, &id, &data, if_match.as_ref(), &proj)?,
             }),
             (Method::Patch, Some(id)) => Ok(
                 match self.patch_in(
                     db,
+                    j,
                     p,
                     rt,
                     &id,
@@ -461,7 +482,7 @@ impl Service {
                 },
             ),
             (Method::Delete, Some(id)) => {
-                self.delete_in(db, p, rt, &id, if_match.as_ref())?;
+                self.delete_in(db, j, p, rt, &id, if_match.as_ref())?;
                 Ok(Done::NoContent {
                     location: location(&id),
                 })

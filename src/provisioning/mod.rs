@@ -177,9 +177,19 @@ impl Service {
             .map_err(|e| Error::Storage(StorageError::Pool(e.to_string())))
     }
 
-    /// Runs a change in one write transaction, then wakes the feed's waiters.
-    fn write<T>(&self, f: impl FnOnce(&mut Db<'_>) -> Result<T>) -> Result<T> {
-        let out = self.conn()?.write_tx(f)?;
+    /// Runs a change in one write transaction with its journal, appended to the feed last
+    /// (the feed counter is the last lock a transaction takes), then wakes the feed's waiters.
+    fn write<T>(
+        &self,
+        p: &Principal,
+        f: impl FnOnce(&mut Db<'_>, &mut Journal) -> Result<T>,
+    ) -> Result<T> {
+        let out = self.conn()?.write_tx(|db| {
+            let mut j = Journal::new(p, now_micros());
+            let out = f(db, &mut j)?;
+            j.flush(db)?;
+            Ok::<T, Error>(out)
+        })?;
         self.signal.raise();
         Ok(out)
     }
@@ -375,13 +385,14 @@ impl Service {
         proj: &Projection,
     ) -> Result<Output> {
         ensure_write(p)?;
-        self.write(|db| self.create_in(db, p, rt, body, proj))
+        self.write(p, |db, j| self.create_in(db, j, p, rt, body, proj))
     }
 
     /// `create` inside the caller's transaction (bulk runs many in one).
-    pub fn create_in(
+    pub(crate) fn create_in(
         &self,
         db: &mut Db<'_>,
+        j: &mut Journal,
         p: &Principal,
         rt: Rtype,
         body: &Value,
@@ -411,12 +422,11 @@ impl Service {
             modified: now,
             version: 1,
         };
-        let mut j = Journal::new(p, now);
         let full = self.full(rt, &n.doc, &meta);
         match rt {
             Rtype::User => {
                 let ctx = self.product_ctx(db, &p.tenant)?;
-                self.on_user_created(db, &ctx, &mut j, pk, &meta.id, &n.doc, full)?;
+                self.on_user_created(db, &ctx, j, pk, &meta.id, &n.doc, full)?;
             }
             Rtype::Group => {
                 let external = n.doc.get("externalId").and_then(Value::as_str);
@@ -424,7 +434,6 @@ impl Service {
                 j.scim(base, "create:full", rt, &meta.id, external, Some(full), None);
             }
         }
-        j.flush(db)?;
         // A new user is in no group yet; a new group has the members just added.
         let may_have_refs = !member_pks.is_empty();
         self.written(db, rt, pk, meta, &n.doc, proj, may_have_refs)
@@ -433,9 +442,10 @@ impl Service {
     /// Creates many Users in a few statements, all or nothing (the bulk fast path): validation
     /// errors and conflicts come back as the error, and the caller retries one by one to find
     /// which operation failed. Returns each new user's id.
-    pub fn create_users_in(
+    pub(crate) fn create_users_in(
         &self,
         db: &mut Db<'_>,
+        j: &mut Journal,
         p: &Principal,
         bodies: &[Value],
     ) -> Result<Vec<String>> {
@@ -464,7 +474,6 @@ impl Service {
         let pks = storage::insert_resources(db, &p.tenant, Rtype::User, &items)
             .map_err(|e| Self::uniqueness(Rtype::User, e))?;
         let ctx = self.product_ctx(db, &p.tenant)?;
-        let mut j = Journal::new(p, now);
         for ((id, _, _, doc), pk) in prepared.iter().zip(&pks) {
             let meta = StoredMeta {
                 id: id.clone(),
@@ -473,9 +482,8 @@ impl Service {
                 version: 1,
             };
             let full = self.full(Rtype::User, doc, &meta);
-            self.on_user_created(db, &ctx, &mut j, *pk, id, doc, full)?;
+            self.on_user_created(db, &ctx, j, *pk, id, doc, full)?;
         }
-        j.flush(db)?;
         Ok(prepared.into_iter().map(|(id, _, _, _)| id).collect())
     }
 
@@ -497,16 +505,19 @@ impl Service {
         proj: &Projection,
     ) -> Result<Output> {
         ensure_write(p)?;
-        self.write(|db| self.replace_in(db, p, rt, id, body, if_match, proj))
+        self.write(p, |db, j| {
+            self.replace_in(db, j, p, rt, id, body, if_match, proj)
+        })
     }
 
     #[expect(
         clippy::too_many_arguments,
         reason = "the PUT request's parts plus the transaction"
     )]
-    pub fn replace_in(
+    pub(crate) fn replace_in(
         &self,
         db: &mut Db<'_>,
+        j: &mut Journal,
         p: &Principal,
         rt: Rtype,
         id: &str,
@@ -547,21 +558,19 @@ impl Service {
             modified: now,
             version,
         };
-        let mut j = Journal::new(p, now);
         let full = self.full(rt, &n.doc, &meta);
         match rt {
             Rtype::User => {
                 let was_active = row.active != Some(false);
-                self.on_user_changed(db, &mut j, row.pk, id, &n.doc, was_active, "put:full", full)?;
+                self.on_user_changed(db, j, row.pk, id, &n.doc, was_active, "put:full", full)?;
             }
             Rtype::Group => {
                 let external = n.doc.get("externalId").and_then(Value::as_str);
                 let base = &self.settings.base_url;
                 j.scim(base, "put:full", rt, id, external, Some(full), None);
-                self.on_members_changed(db, &mut j, row.pk, watched)?;
+                self.on_members_changed(db, j, row.pk, watched)?;
             }
         }
-        j.flush(db)?;
         self.written(db, rt, row.pk, meta, &n.doc, proj, true)
     }
 
@@ -579,16 +588,19 @@ impl Service {
         ensure_write(p)?;
         // Parsed once, before taking the write lock: a malformed request never waits for it.
         let ops = patch::parse(body, &p.compat)?;
-        self.write(|db| self.patch_in(db, p, rt, id, &ops, if_match, proj))
+        self.write(p, |db, j| {
+            self.patch_in(db, j, p, rt, id, &ops, if_match, proj)
+        })
     }
 
     #[expect(
         clippy::too_many_arguments,
         reason = "the PATCH request's parts plus the transaction"
     )]
-    pub fn patch_in(
+    pub(crate) fn patch_in(
         &self,
         db: &mut Db<'_>,
+        j: &mut Journal,
         p: &Principal,
         rt: Rtype,
         id: &str,
@@ -642,14 +654,13 @@ impl Service {
             version = storage::touch_resource(db, &p.tenant, row.pk, row.version, now)?;
         }
         if version != row.version {
-            let mut j = Journal::new(p, now);
-            let data = patch::to_json(ops);
+                let data = patch::to_json(ops);
             match rt {
                 Rtype::User => {
                     let was_active = row.active != Some(false);
                     self.on_user_changed(
                         db,
-                        &mut j,
+                        j,
                         row.pk,
                         id,
                         &patched.doc,
@@ -662,11 +673,10 @@ impl Service {
                     let external = patched.doc.get("externalId").and_then(Value::as_str);
                     let base = &self.settings.base_url;
                     j.scim(base, "patch:full", rt, id, external, Some(data), None);
-                    self.on_members_changed(db, &mut j, row.pk, watched)?;
+                    self.on_members_changed(db, j, row.pk, watched)?;
                 }
             }
-            j.flush(db)?;
-        }
+            }
         if rt == Rtype::Group && !proj.is_requested() {
             return Ok(None);
         }
@@ -736,12 +746,13 @@ impl Service {
         if_match: Option<&IfMatch>,
     ) -> Result<()> {
         ensure_write(p)?;
-        self.write(|db| self.delete_in(db, p, rt, id, if_match))
+        self.write(p, |db, j| self.delete_in(db, j, p, rt, id, if_match))
     }
 
-    pub fn delete_in(
+    pub(crate) fn delete_in(
         &self,
         db: &mut Db<'_>,
+        j: &mut Journal,
         p: &Principal,
         rt: Rtype,
         id: &str,
@@ -756,7 +767,6 @@ impl Service {
         // a PUT of one of its groups cannot deadlock.
         let groups = storage::groups_containing(db, &p.tenant, row.pk)?;
         let row = self.locked(db, p, rt, id, Lock::Delete, if_match)?;
-        let mut j = Journal::new(p, now);
         let base = &self.settings.base_url;
         for g in groups {
             storage::touch_resource(db, &p.tenant, g.pk, g.version, now)?;
@@ -772,13 +782,13 @@ impl Service {
         };
         storage::delete_resource(db, &p.tenant, row.pk)?;
         match rt {
-            Rtype::User => self.on_user_deleted(db, &mut j, id)?,
+            Rtype::User => self.on_user_deleted(db, j, id)?,
             Rtype::Group => {
                 j.scim(base, "delete", rt, id, None, None, None);
-                self.on_members_changed(db, &mut j, row.pk, watched)?;
+                self.on_members_changed(db, j, row.pk, watched)?;
             }
         }
-        j.flush(db)
+        Ok(())
     }
 
     /// Parses a filter (syntax only), within the configured limits.

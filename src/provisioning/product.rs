@@ -114,6 +114,12 @@ impl Journal {
         }
     }
 
+    /// Takes over another journal's events (a bulk operation's, once its savepoint held).
+    pub(crate) fn absorb(&mut self, other: Journal) {
+        self.items.extend(other.items);
+        self.keys.extend(other.keys);
+    }
+
     /// A SCIM change, as an RFC 9967 Security Event Token payload.
     #[expect(clippy::too_many_arguments, reason = "the parts of an RFC 9967 event")]
     pub(crate) fn scim(

@@ -853,13 +853,31 @@ pub fn claim_deliveries(
     Ok(db.load(&q)?)
 }
 
-/// Records a successful delivery.
-pub fn delivered(db: &mut Db<'_>, id: &str, now: i64) -> StoreResult<()> {
-    let mut q = Sql::new(
-        "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, lease_until = 0, last_error = NULL, last_attempt = ",
-    );
-    q.bind(Bind::Int(now)).push(" WHERE id = ").bind(text(id));
-    db.execute(&q)?;
+/// Records successful deliveries.
+pub fn delivered(db: &mut Db<'_>, ids: &[&str], now: i64) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    for chunk in ids.chunks(500) {
+        let mut q = Sql::new(
+            "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, lease_until = 0, last_error = NULL, last_attempt = ",
+        );
+        q.bind(Bind::Int(now)).push(" WHERE id IN (");
+        q.bind_list(chunk.iter().map(|i| text(i)));
+        q.push(")");
+        db.execute(&q)?;
+    }
+    Ok(())
+}
+
+/// Gives claimed deliveries back unattempted (their lease ends now).
+pub fn release_deliveries(db: &mut Db<'_>, ids: &[&str]) -> StoreResult<()> {
+    for chunk in ids.chunks(500) {
+        let mut q = Sql::new("UPDATE deliveries SET lease_until = 0 WHERE id IN (");
+        q.bind_list(chunk.iter().map(|i| text(i)));
+        q.push(")");
+        db.execute(&q)?;
+    }
     Ok(())
 }
 
