@@ -5,7 +5,12 @@
 //!   SCIMITAR_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench cargo bench --bench webhooks
 //!
 //! SCIMITAR_BENCH_DEACTIVATIONS (default 10000) per phase, SCIMITAR_BENCH_CLIENTS (default 4),
-//! SCIMITAR_BENCH_WEBHOOK_WORKERS (default 2).
+//! SCIMITAR_BENCH_WEBHOOK_WORKERS (default 2), SCIMITAR_BENCH_RATE (deactivations per second
+//! of the paced run, default 200).
+//!
+//! Two runs with the webhook: flat out (the clients send as fast as the server answers, so
+//! the 2 cores are saturated and the delivery latency is mostly queueing), and paced at a
+//! steady rate below capacity, which is what an IdP's pushes look like.
 
 mod common;
 
@@ -87,32 +92,81 @@ fn create_users(base: &str, n: usize, offset: usize, run: u32) -> Vec<String> {
     ids
 }
 
-/// Deactivates every user of `ids` (Okta's PATCH), `clients` at a time; returns the SCIM
-/// latencies and when each request was sent.
+type Sent = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Deactivates every user of `ids` (Okta's PATCH), `clients` at a time, flat out or at
+/// `rate` per second; returns the SCIM latencies (as Stats) and when each request was sent.
 fn deactivate(
     base: &str,
     ids: Arc<Vec<String>>,
     clients: usize,
-) -> (Stats, Arc<Mutex<HashMap<String, Instant>>>) {
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let (b, s) = (base.to_string(), sent.clone());
+    rate: Option<f64>,
+) -> (Stats, Sent) {
+    let sent: Sent = Arc::default();
+    let scim: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let (b, s, l) = (base.to_string(), sent.clone(), scim.clone());
     let n = ids.len();
-    let stats = phase(clients, n, move |ag, i| {
+    let start = Instant::now();
+    let mut stats = phase(clients, n, move |ag, i| {
+        if let Some(r) = rate {
+            let due = start + Duration::from_secs_f64(i as f64 / r);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
         let id = &ids[i];
         let body = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]}"#;
         let t = Instant::now();
         if let Ok(mut m) = s.lock() {
             m.insert(id.clone(), t);
         }
-        matches!(
+        let ok = matches!(
             ag.patch(format!("{b}/Users/{id}"))
                 .header("Authorization", &auth())
                 .header("Content-Type", "application/scim+json")
                 .send(body),
             Ok(r) if r.status() == 200
-        )
+        );
+        if let Ok(mut l) = l.lock() {
+            l.push(t.elapsed());
+        }
+        ok
     });
+    let mut lat = scim.lock().expect("latencies").clone();
+    lat.sort();
+    stats.p50_ms = percentile(&lat, 0.50);
+    stats.p99_ms = percentile(&lat, 0.99);
     (stats, sent)
+}
+
+/// Waits for every deactivation of `ids` to reach the receiver; prints the latencies.
+fn delivered(label: &str, ids: &[String], sent: &Sent, arrivals: &Arrivals) {
+    let n = ids.len();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let got = {
+            let a = arrivals.lock().expect("arrivals");
+            ids.iter().filter(|id| a.contains_key(*id)).count()
+        };
+        if got >= n || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let arrivals = arrivals.lock().expect("arrivals");
+    let sent = sent.lock().expect("sent");
+    let mut e2e: Vec<Duration> = ids
+        .iter()
+        .filter_map(|id| Some(arrivals.get(id)?.duration_since(*sent.get(id)?)))
+        .collect();
+    e2e.sort();
+    println!(
+        "{label}: {} of {n} webhooks arrived; deactivation → webhook p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        e2e.len(),
+        percentile(&e2e, 0.50),
+        percentile(&e2e, 0.99),
+        e2e.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+    );
 }
 
 fn main() {
@@ -122,6 +176,7 @@ fn main() {
     let n = env_usize("SCIMITAR_BENCH_DEACTIVATIONS", 10_000);
     let clients = env_usize("SCIMITAR_BENCH_CLIENTS", 4);
     let workers = env_usize("SCIMITAR_BENCH_WEBHOOK_WORKERS", 2);
+    let rate = env_usize("SCIMITAR_BENCH_RATE", 200) as f64;
     let dir = tempfile::tempdir().expect("tempdir");
     let url = database_url(dir.path());
     let backend = url.split("://").next().unwrap_or("?").to_string();
@@ -140,18 +195,30 @@ fn main() {
     );
     let t = Instant::now();
     let without: Arc<Vec<String>> = Arc::new(create_users(&base, n, 0, run));
-    let with: Arc<Vec<String>> = Arc::new(create_users(&base, n, n, run));
-    println!("loaded {} users in {:.1} s", 2 * n, t.elapsed().as_secs_f64());
+    let flat: Arc<Vec<String>> = Arc::new(create_users(&base, n, n, run));
+    let paced: Arc<Vec<String>> = Arc::new(create_users(&base, n, 2 * n, run));
+    println!(
+        "loaded {} users in {:.1} s",
+        3 * n,
+        t.elapsed().as_secs_f64()
+    );
     header();
 
-    let (s, _) = deactivate(&base, without, clients);
+    let (s, _) = deactivate(&base, without, clients, None);
     report("PATCH active=false, no webhook", &s);
 
     // Subscribe (admin API), then the same again with deliveries.
     let admin = {
         let mut conn = pool.get().expect("conn");
         conn.write_tx(|db| {
-            auth::create_token(db, "default", Some("bench"), Scope::Admin, None, now_micros())
+            auth::create_token(
+                db,
+                "default",
+                Some("bench"),
+                Scope::Admin,
+                None,
+                now_micros(),
+            )
         })
         .expect("admin token")
         .1
@@ -167,29 +234,10 @@ fn main() {
         .expect("subscribe");
     assert_eq!(r.status(), 201, "webhook subscription");
 
-    let (s, sent) = deactivate(&base, with.clone(), clients);
+    let (s, sent) = deactivate(&base, flat.clone(), clients, None);
     report("PATCH active=false, webhook subscribed", &s);
-
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let got = arrivals.lock().map(|a| a.len()).unwrap_or(0);
-        if got >= n || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let arrivals = arrivals.lock().expect("arrivals");
-    let sent = sent.lock().expect("sent");
-    let mut e2e: Vec<Duration> = with
-        .iter()
-        .filter_map(|id| Some(arrivals.get(id)?.duration_since(*sent.get(id)?)))
-        .collect();
-    e2e.sort();
-    println!(
-        "deactivation → webhook received: {} of {n} arrived; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        e2e.len(),
-        percentile(&e2e, 0.50),
-        percentile(&e2e, 0.99),
-        e2e.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
-    );
+    delivered("flat out", &flat, &sent, &arrivals);
+    let (s, sent) = deactivate(&base, paced.clone(), clients, Some(rate));
+    report(&format!("PATCH active=false, webhook, {rate}/s"), &s);
+    delivered(&format!("paced at {rate}/s"), &paced, &sent, &arrivals);
 }

@@ -114,7 +114,9 @@ pub struct Life {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UserEvent {
     /// Created; `active` as sent (absent counts as true).
-    Created { active: bool },
+    Created {
+        active: bool,
+    },
     Deactivated,
     Reactivated,
     Deleted,
@@ -233,10 +235,7 @@ pub fn entitlement_type(v: &Value) -> Option<&'static str> {
 
 /// Checks a role's entitlements: values are numbers, booleans or strings, keys are non-empty
 /// and at most 200 bytes, and a key keeps the type other roles of the tenant give it.
-pub fn check_entitlements(
-    ents: &Map<String, Value>,
-    others: &[RoleDef],
-) -> Result<(), String> {
+pub fn check_entitlements(ents: &Map<String, Value>, others: &[RoleDef]) -> Result<(), String> {
     if ents.len() > 100 {
         return Err(format!(
             "a role has at most 100 entitlements; this one has {}",
@@ -245,9 +244,7 @@ pub fn check_entitlements(
     }
     for (k, v) in ents {
         if k.is_empty() || k.len() > 200 {
-            return Err(format!(
-                "entitlement key `{k}` must be 1 to 200 bytes long"
-            ));
+            return Err(format!("entitlement key `{k}` must be 1 to 200 bytes long"));
         }
         let t = entitlement_type(v).ok_or_else(|| {
             format!("entitlement `{k}` must be a number, a boolean or a string, not {v}")
@@ -310,8 +307,16 @@ mod tests {
 
     #[test]
     fn merge_takes_highest_number_true_and_first_named_string() {
-        let a = role("1", "b-role", json!({"limit": 5000, "cards": false, "region": "us"}));
-        let b = role("2", "a-role", json!({"limit": 2500.5, "cards": true, "region": "eu"}));
+        let a = role(
+            "1",
+            "b-role",
+            json!({"limit": 5000, "cards": false, "region": "us"}),
+        );
+        let b = role(
+            "2",
+            "a-role",
+            json!({"limit": 2500.5, "cards": true, "region": "eu"}),
+        );
         let c = role("3", "c-role", json!({"limit": 10000, "other": "x"}));
         let m = merge(&[&a, &b, &c]);
         assert_eq!(
@@ -325,7 +330,7 @@ mod tests {
     fn entitlements_are_typed_across_roles() {
         let other = role("1", "finance", json!({"card.monthly_limit": 5000}));
         let ok = json!({"card.monthly_limit": 100, "card.enabled": true});
-        assert!(check_entitlements(ok.as_object().unwrap(), &[other.clone()]).is_ok());
+        assert!(check_entitlements(ok.as_object().unwrap(), std::slice::from_ref(&other)).is_ok());
         let clash = json!({"card.monthly_limit": "5000"});
         let e = check_entitlements(clash.as_object().unwrap(), &[other]).unwrap_err();
         assert!(e.contains("is a number in role `finance`"), "{e}");
@@ -360,45 +365,83 @@ mod tests {
         let active = at(State::Active, None);
         assert_eq!(
             step(active, UserEvent::Deactivated, auto),
-            (Life { state: State::Suspended, removal: None }, Some(Announce::Suspended))
+            (
+                Life {
+                    state: State::Suspended,
+                    removal: None
+                },
+                Some(Announce::Suspended)
+            )
         );
         let flagged = step(active, UserEvent::Deactivated, notify);
         assert_eq!(
             flagged,
             (
-                Life { state: State::Active, removal: Some(RemovalReason::Deactivated) },
+                Life {
+                    state: State::Active,
+                    removal: Some(RemovalReason::Deactivated)
+                },
                 Some(Announce::RemovalPending)
             )
         );
         // Deactivating twice does not announce twice.
-        assert_eq!(step(Some(flagged.0), UserEvent::Deactivated, notify).1, None);
+        assert_eq!(
+            step(Some(flagged.0), UserEvent::Deactivated, notify).1,
+            None
+        );
         // Back before confirmation: the flag goes.
         assert_eq!(
             step(Some(flagged.0), UserEvent::Reactivated, notify).0,
-            Life { state: State::Active, removal: None }
+            Life {
+                state: State::Active,
+                removal: None
+            }
         );
         assert_eq!(
             step(active, UserEvent::Deleted, notify).0.removal,
             Some(RemovalReason::Deleted)
         );
-        assert_eq!(step(active, UserEvent::Deleted, auto).0.state, State::Removed);
+        assert_eq!(
+            step(active, UserEvent::Deleted, auto).0.state,
+            State::Removed
+        );
 
         // Reactivation follows the provisioning policy.
         let suspended = at(State::Suspended, None);
-        assert_eq!(step(suspended, UserEvent::Reactivated, auto).0.state, State::Active);
-        assert_eq!(step(suspended, UserEvent::Reactivated, review).0.state, State::Pending);
+        assert_eq!(
+            step(suspended, UserEvent::Reactivated, auto).0.state,
+            State::Active
+        );
+        assert_eq!(
+            step(suspended, UserEvent::Reactivated, review).0.state,
+            State::Pending
+        );
         // A candidate that leaves is out at once, whatever the deprovisioning policy.
         let pending = at(State::Pending, None);
-        assert_eq!(step(pending, UserEvent::Deactivated, notify).0.state, State::Suspended);
-        assert_eq!(step(pending, UserEvent::Deleted, notify).0.state, State::Removed);
+        assert_eq!(
+            step(pending, UserEvent::Deactivated, notify).0.state,
+            State::Suspended
+        );
+        assert_eq!(
+            step(pending, UserEvent::Deleted, notify).0.state,
+            State::Removed
+        );
         // Removed is final.
         let removed = at(State::Removed, None);
-        assert_eq!(step(removed, UserEvent::Reactivated, auto), (removed.unwrap(), None));
+        assert_eq!(
+            step(removed, UserEvent::Reactivated, auto),
+            (removed.unwrap(), None)
+        );
     }
 
     #[test]
     fn states_and_reasons_round_trip() {
-        for s in [State::Pending, State::Active, State::Suspended, State::Removed] {
+        for s in [
+            State::Pending,
+            State::Active,
+            State::Suspended,
+            State::Removed,
+        ] {
             assert_eq!(State::parse(s.as_str()), Some(s));
         }
         assert_eq!(State::parse("gone"), None);

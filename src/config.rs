@@ -285,12 +285,20 @@ pub struct WebhookArgs {
     pub webhook_backoff_ms: u64,
 
     /// The longest retry delay, in milliseconds.
-    #[arg(long, env = "SCIMITAR_WEBHOOK_MAX_BACKOFF_MS", default_value_t = 600_000)]
+    #[arg(
+        long,
+        env = "SCIMITAR_WEBHOOK_MAX_BACKOFF_MS",
+        default_value_t = 600_000
+    )]
     pub webhook_max_backoff_ms: u64,
 
     /// How long after it was queued a delivery is retried before it becomes a dead letter,
     /// in seconds [default: 3 days].
-    #[arg(long, env = "SCIMITAR_WEBHOOK_RETRY_HORIZON_SECS", default_value_t = 259_200)]
+    #[arg(
+        long,
+        env = "SCIMITAR_WEBHOOK_RETRY_HORIZON_SECS",
+        default_value_t = 259_200
+    )]
     pub webhook_retry_horizon_secs: u64,
 
     /// How often idle workers look for deliveries queued by other instances, in

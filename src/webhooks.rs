@@ -273,7 +273,14 @@ mod tests {
             poll: Duration::from_millis(100),
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for (failures, full) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (40, 1000)] {
+        for (failures, full) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (40, 1000),
+        ] {
             for _ in 0..20 {
                 let d = s.delay(failures, &mut rng).as_millis();
                 assert!(d >= full / 2 && d <= full, "failures {failures}: {d} ms");

@@ -4,6 +4,8 @@
 
 mod common;
 
+#[path = "integration/accounts.rs"]
+mod accounts;
 #[path = "integration/bulk.rs"]
 mod bulk;
 

@@ -431,7 +431,15 @@ impl Service {
             Rtype::Group => {
                 let external = n.doc.get("externalId").and_then(Value::as_str);
                 let base = &self.settings.base_url;
-                j.scim(base, "create:full", rt, &meta.id, external, Some(full), None);
+                j.scim(
+                    base,
+                    "create:full",
+                    rt,
+                    &meta.id,
+                    external,
+                    Some(full),
+                    None,
+                );
             }
         }
         // A new user is in no group yet; a new group has the members just added.
@@ -654,7 +662,7 @@ impl Service {
             version = storage::touch_resource(db, &p.tenant, row.pk, row.version, now)?;
         }
         if version != row.version {
-                let data = patch::to_json(ops);
+            let data = patch::to_json(ops);
             match rt {
                 Rtype::User => {
                     let was_active = row.active != Some(false);
@@ -676,7 +684,7 @@ impl Service {
                     self.on_members_changed(db, j, row.pk, watched)?;
                 }
             }
-            }
+        }
         if rt == Rtype::Group && !proj.is_requested() {
             return Ok(None);
         }
@@ -774,7 +782,15 @@ impl Service {
                 "schemas": [crate::scim::schema::PATCH_OP],
                 "Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}],
             });
-            j.scim(base, "patch:full", Rtype::Group, &g.id, None, Some(data), None);
+            j.scim(
+                base,
+                "patch:full",
+                Rtype::Group,
+                &g.id,
+                None,
+                Some(data),
+                None,
+            );
         }
         let watched = match rt {
             Rtype::Group => self.watched_members(db, &p.tenant, id, row.pk)?,

@@ -155,7 +155,13 @@ impl Journal {
     /// A product event about an account.
     fn account(&mut self, kind: &str, account: &AccountRow, data: Value) {
         let rid = account.scim_id.clone();
-        self.push(new_id(), kind.into(), Some(&account.id), Some((Rtype::User, &rid)), data);
+        self.push(
+            new_id(),
+            kind.into(),
+            Some(&account.id),
+            Some((Rtype::User, &rid)),
+            data,
+        );
     }
 
     fn push(
@@ -199,7 +205,7 @@ impl Journal {
             let wanted: Vec<String> = serde_json::from_str(&hook.events).unwrap_or_default();
             let all = wanted.iter().any(|w| w == "*");
             for (i, (e, key)) in self.items.iter().zip(&self.keys).enumerate() {
-                if all || wanted.iter().any(|w| *w == e.kind) {
+                if all || wanted.contains(&e.kind) {
                     queued.push(NewDelivery {
                         id: new_id(),
                         webhook_id: hook.id.clone(),
@@ -367,7 +373,10 @@ impl Service {
 
     /// Writes an account's new lifecycle and roles and announces what changed. `granted` is
     /// what the rules give; only an active account holds roles.
-    #[expect(clippy::too_many_arguments, reason = "the account, its change and the context")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the account, its change and the context"
+    )]
     fn settle(
         &self,
         db: &mut Db<'_>,
@@ -502,18 +511,45 @@ impl Service {
     ) -> Result<()> {
         let ctx = self.product_ctx(db, &j.tenant)?;
         let existing = storage::account_of_user(db, &j.tenant, id)?;
-        let account_id = existing.as_ref().map(|a| a.id.clone()).unwrap_or_else(new_id);
+        let account_id = existing
+            .as_ref()
+            .map(|a| a.id.clone())
+            .unwrap_or_else(new_id);
         let external = doc.get("externalId").and_then(Value::as_str);
         let base = &self.settings.base_url;
-        j.scim(base, verb, Rtype::User, id, external, Some(data), Some(&account_id));
+        j.scim(
+            base,
+            verb,
+            Rtype::User,
+            id,
+            external,
+            Some(data),
+            Some(&account_id),
+        );
         let now_active = doc.get("active") != Some(&Value::Bool(false));
         let event = match (was_active, now_active) {
             (true, false) => {
-                j.scim(base, "deactivate", Rtype::User, id, external, None, Some(&account_id));
+                j.scim(
+                    base,
+                    "deactivate",
+                    Rtype::User,
+                    id,
+                    external,
+                    None,
+                    Some(&account_id),
+                );
                 Some(UserEvent::Deactivated)
             }
             (false, true) => {
-                j.scim(base, "activate", Rtype::User, id, external, None, Some(&account_id));
+                j.scim(
+                    base,
+                    "activate",
+                    Rtype::User,
+                    id,
+                    external,
+                    None,
+                    Some(&account_id),
+                );
                 Some(UserEvent::Reactivated)
             }
             _ => None,
@@ -565,7 +601,15 @@ impl Service {
         let ctx = self.product_ctx(db, &j.tenant)?;
         let existing = storage::account_of_user(db, &j.tenant, id)?;
         let base = &self.settings.base_url;
-        j.scim(base, "delete", Rtype::User, id, None, None, existing.as_ref().map(|a| a.id.as_str()));
+        j.scim(
+            base,
+            "delete",
+            Rtype::User,
+            id,
+            None,
+            None,
+            existing.as_ref().map(|a| a.id.as_str()),
+        );
         let Some(mut a) = existing else {
             return Ok(());
         };
@@ -705,7 +749,10 @@ impl Service {
         let obj = body
             .as_object()
             .ok_or_else(|| bad("a role is a JSON object with `name` and `entitlements`"))?;
-        if let Some(k) = obj.keys().find(|k| !["name", "entitlements", "id"].contains(&k.as_str())) {
+        if let Some(k) = obj
+            .keys()
+            .find(|k| !["name", "entitlements", "id"].contains(&k.as_str()))
+        {
             return Err(bad(format!("unknown role attribute `{k}`")));
         }
         let name = obj
@@ -717,7 +764,11 @@ impl Service {
         let ents = match obj.get("entitlements") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
-            Some(_) => return Err(bad("`entitlements` is an object of key → number, boolean or string")),
+            Some(_) => {
+                return Err(bad(
+                    "`entitlements` is an object of key → number, boolean or string",
+                ))
+            }
         };
         Ok((name.to_string(), ents))
     }
@@ -741,7 +792,10 @@ impl Service {
 
     pub fn list_roles(&self, p: &Principal) -> Result<Value> {
         self.admin_read(p, |db| {
-            let items: Vec<Value> = storage::list_roles(db, &p.tenant)?.iter().map(Self::role_out).collect();
+            let items: Vec<Value> = storage::list_roles(db, &p.tenant)?
+                .iter()
+                .map(Self::role_out)
+                .collect();
             Ok(json!({"items": items, "nextCursor": null}))
         })
     }
@@ -757,7 +811,10 @@ impl Service {
     pub fn create_role(&self, p: &Principal, body: &Value) -> Result<Value> {
         let (name, ents) = Self::role_input(body)?;
         self.admin_tx(p, |db, _| {
-            let others: Vec<RoleDef> = storage::list_roles(db, &p.tenant)?.iter().map(role_def).collect();
+            let others: Vec<RoleDef> = storage::list_roles(db, &p.tenant)?
+                .iter()
+                .map(role_def)
+                .collect();
             accounts::check_entitlements(&ents, &others).map_err(bad)?;
             let now = now_micros();
             let row = RoleRow {
@@ -829,10 +886,13 @@ impl Service {
         tenant: &str,
         body: &Value,
     ) -> Result<(String, Option<String>, Option<String>)> {
-        let obj = body
-            .as_object()
-            .ok_or_else(|| bad("a rule is a JSON object: {\"role\", \"filter\"} or {\"role\", \"group\"}"))?;
-        if let Some(k) = obj.keys().find(|k| !["role", "filter", "group", "id"].contains(&k.as_str())) {
+        let obj = body.as_object().ok_or_else(|| {
+            bad("a rule is a JSON object: {\"role\", \"filter\"} or {\"role\", \"group\"}")
+        })?;
+        if let Some(k) = obj
+            .keys()
+            .find(|k| !["role", "filter", "group", "id"].contains(&k.as_str()))
+        {
             return Err(bad(format!("unknown rule attribute `{k}`")));
         }
         let role = obj
@@ -865,7 +925,10 @@ impl Service {
 
     pub fn list_rules(&self, p: &Principal) -> Result<Value> {
         self.admin_read(p, |db| {
-            let items: Vec<Value> = storage::list_rules(db, &p.tenant)?.iter().map(Self::rule_out).collect();
+            let items: Vec<Value> = storage::list_rules(db, &p.tenant)?
+                .iter()
+                .map(Self::rule_out)
+                .collect();
             Ok(json!({"items": items, "nextCursor": null}))
         })
     }
@@ -1027,7 +1090,16 @@ impl Service {
             state: State::Active,
             removal: None,
         };
-        let a = self.settle(db, &ctx, j, a, false, life, Some(Announce::Activated), granted)?;
+        let a = self.settle(
+            db,
+            &ctx,
+            j,
+            a,
+            false,
+            life,
+            Some(Announce::Activated),
+            granted,
+        )?;
         self.account_json(db, &a)
     }
 
@@ -1045,7 +1117,16 @@ impl Service {
                 state: State::Removed,
                 removal: None,
             };
-            let a = self.settle(db, &ctx, j, a, false, life, Some(Announce::Rejected), Vec::new())?;
+            let a = self.settle(
+                db,
+                &ctx,
+                j,
+                a,
+                false,
+                life,
+                Some(Announce::Rejected),
+                Vec::new(),
+            )?;
             self.account_json(db, &a)
         })
     }
@@ -1143,7 +1224,10 @@ impl Service {
 
     pub fn list_webhooks(&self, p: &Principal) -> Result<Value> {
         self.admin_read(p, |db| {
-            let items: Vec<Value> = storage::list_webhooks(db, &p.tenant)?.iter().map(Self::webhook_out).collect();
+            let items: Vec<Value> = storage::list_webhooks(db, &p.tenant)?
+                .iter()
+                .map(Self::webhook_out)
+                .collect();
             Ok(json!({"items": items, "nextCursor": null}))
         })
     }
@@ -1160,7 +1244,10 @@ impl Service {
         let obj = body
             .as_object()
             .ok_or_else(|| bad("a webhook is {\"url\", \"events\": [...], \"secret\"?}"))?;
-        if let Some(k) = obj.keys().find(|k| !["url", "events", "secret"].contains(&k.as_str())) {
+        if let Some(k) = obj
+            .keys()
+            .find(|k| !["url", "events", "secret"].contains(&k.as_str()))
+        {
             return Err(bad(format!("unknown webhook attribute `{k}`")));
         }
         let url = obj
@@ -1171,12 +1258,23 @@ impl Service {
         let events: Vec<String> = match obj.get("events") {
             Some(Value::Array(a)) if !a.is_empty() => a
                 .iter()
-                .map(|e| e.as_str().map(str::to_string).ok_or_else(|| bad("`events` lists event type strings")))
+                .map(|e| {
+                    e.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| bad("`events` lists event type strings"))
+                })
                 .collect::<Result<_>>()?,
-            _ => return Err(bad("a webhook needs `events`: a non-empty list of event types, or [\"*\"]")),
+            _ => {
+                return Err(bad(
+                    "a webhook needs `events`: a non-empty list of event types, or [\"*\"]",
+                ))
+            }
         };
         for e in &events {
-            if e != "*" && !SCIM_EVENTS.contains(&e.as_str()) && !PRODUCT_EVENTS.contains(&e.as_str()) {
+            if e != "*"
+                && !SCIM_EVENTS.contains(&e.as_str())
+                && !PRODUCT_EVENTS.contains(&e.as_str())
+            {
                 return Err(bad(format!(
                     "unknown event type `{e}`; known: {}, {} or *",
                     SCIM_EVENTS.join(", "),
@@ -1190,7 +1288,11 @@ impl Service {
                 check_secret(s)?;
                 s.clone()
             }
-            Some(_) => return Err(bad("`secret` is a string `whsec_<base64 of 24 to 64 bytes>`")),
+            Some(_) => {
+                return Err(bad(
+                    "`secret` is a string `whsec_<base64 of 24 to 64 bytes>`",
+                ))
+            }
         };
         self.admin_tx(p, |db, _| {
             let row = WebhookRow {
@@ -1337,7 +1439,11 @@ fn check_url(url: &str) -> Result<()> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| bad(format!("webhook url `{url}` must start with http:// or https://")))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "webhook url `{url}` must start with http:// or https://"
+            ))
+        })?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() || host.contains(char::is_whitespace) || url.len() > 2048 {
         return Err(bad(format!("webhook url `{url}` has no valid host")));

@@ -294,3 +294,22 @@ pub fn patch_body(ops: Value) -> Value {
         "Operations": ops
     })
 }
+
+/// A new credential of scope `admin` on the default tenant (for `/api/v1`).
+pub fn admin_token(state: &web::Data<AppState>) -> String {
+    let mut conn = state.service.pool.get().expect("conn");
+    let now = scimitar::scim::time::now_micros();
+    let (_, token) = conn
+        .write_tx(|db| {
+            scimitar::auth::create_token(
+                db,
+                "default",
+                Some("admin"),
+                scimitar::auth::Scope::Admin,
+                None,
+                now,
+            )
+        })
+        .expect("create admin token");
+    token
+}

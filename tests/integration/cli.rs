@@ -104,7 +104,14 @@ async fn admin_commands_work_while_the_server_runs() {
     );
     let o = scimitar(
         &db,
-        &["token", "create", "--tenant", "acme", "--scope", "superuser"],
+        &[
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--scope",
+            "superuser",
+        ],
     );
     assert!(!o.status.success() && o.stdout.is_empty());
     let read = ok(&scimitar(

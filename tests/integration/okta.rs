@@ -160,7 +160,13 @@ async fn okta_user_lifecycle() {
 
     assert_eq!(
         kinds(&state, &id),
-        ["create:full", "put:full", "patch:full", "deactivate", "put:full"]
+        [
+            "create:full",
+            "put:full",
+            "patch:full",
+            "deactivate",
+            "put:full"
+        ]
     );
 }
 

@@ -419,9 +419,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     assert_eq!(b_events.len(), 3, "B's three creates, nothing from A");
     assert!(b_events.iter().all(|(_, k)| k == "create:full"));
     let a_events = scim_events(&state, "tenant-a");
-    assert!(!a_events
-        .iter()
-        .any(|(r, _)| *r == b_user || *r == b_group));
+    assert!(!a_events.iter().any(|(r, _)| *r == b_user || *r == b_group));
 }
 
 #[actix_web::test]

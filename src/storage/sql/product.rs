@@ -112,7 +112,9 @@ pub fn feed_after(
     after: i64,
     limit: i64,
 ) -> StoreResult<Vec<FeedRow>> {
-    let mut q = Sql::new(&format!("SELECT {FEED_COLUMNS} FROM feed WHERE tenant_id = "));
+    let mut q = Sql::new(&format!(
+        "SELECT {FEED_COLUMNS} FROM feed WHERE tenant_id = "
+    ));
     q.bind(text(tenant))
         .push(" AND seq > ")
         .bind(Bind::Int(after))
@@ -129,7 +131,9 @@ pub fn feed_of_account(
     after: i64,
     limit: i64,
 ) -> StoreResult<Vec<FeedRow>> {
-    let mut q = Sql::new(&format!("SELECT {FEED_COLUMNS} FROM feed WHERE tenant_id = "));
+    let mut q = Sql::new(&format!(
+        "SELECT {FEED_COLUMNS} FROM feed WHERE tenant_id = "
+    ));
     q.bind(text(tenant))
         .push(" AND account_id = ")
         .bind(text(account))
@@ -195,13 +199,17 @@ pub struct RoleRow {
 const ROLE_COLUMNS: &str = "id, name, entitlements, created, modified";
 
 pub fn list_roles(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<RoleRow>> {
-    let mut q = Sql::new(&format!("SELECT {ROLE_COLUMNS} FROM roles WHERE tenant_id = "));
+    let mut q = Sql::new(&format!(
+        "SELECT {ROLE_COLUMNS} FROM roles WHERE tenant_id = "
+    ));
     q.bind(text(tenant)).push(" ORDER BY name, id");
     Ok(db.load(&q)?)
 }
 
 pub fn get_role(db: &mut Db<'_>, tenant: &str, id: &str) -> StoreResult<Option<RoleRow>> {
-    let mut q = Sql::new(&format!("SELECT {ROLE_COLUMNS} FROM roles WHERE tenant_id = "));
+    let mut q = Sql::new(&format!(
+        "SELECT {ROLE_COLUMNS} FROM roles WHERE tenant_id = "
+    ));
     q.bind(text(tenant)).push(" AND id = ").bind(text(id));
     Ok(db.first(&q)?)
 }
@@ -269,13 +277,17 @@ pub struct RuleRow {
 const RULE_COLUMNS: &str = "id, role_id, filter, group_id, created, modified";
 
 pub fn list_rules(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<RuleRow>> {
-    let mut q = Sql::new(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE tenant_id = "));
+    let mut q = Sql::new(&format!(
+        "SELECT {RULE_COLUMNS} FROM rules WHERE tenant_id = "
+    ));
     q.bind(text(tenant)).push(" ORDER BY id");
     Ok(db.load(&q)?)
 }
 
 pub fn get_rule(db: &mut Db<'_>, tenant: &str, id: &str) -> StoreResult<Option<RuleRow>> {
-    let mut q = Sql::new(&format!("SELECT {RULE_COLUMNS} FROM rules WHERE tenant_id = "));
+    let mut q = Sql::new(&format!(
+        "SELECT {RULE_COLUMNS} FROM rules WHERE tenant_id = "
+    ));
     q.bind(text(tenant)).push(" AND id = ").bind(text(id));
     Ok(db.first(&q)?)
 }
@@ -623,7 +635,8 @@ pub fn get_webhook(db: &mut Db<'_>, tenant: &str, id: &str) -> StoreResult<Optio
 }
 
 pub fn insert_webhook(db: &mut Db<'_>, tenant: &str, w: &WebhookRow) -> StoreResult<()> {
-    let mut q = Sql::new("INSERT INTO webhooks (id, tenant_id, url, events, secret, created) VALUES (");
+    let mut q =
+        Sql::new("INSERT INTO webhooks (id, tenant_id, url, events, secret, created) VALUES (");
     q.bind_list([
         text(&w.id),
         text(tenant),
@@ -639,7 +652,9 @@ pub fn insert_webhook(db: &mut Db<'_>, tenant: &str, w: &WebhookRow) -> StoreRes
 
 pub fn delete_webhook(db: &mut Db<'_>, tenant: &str, id: &str) -> StoreResult<usize> {
     let mut q = Sql::new("DELETE FROM deliveries WHERE tenant_id = ");
-    q.bind(text(tenant)).push(" AND webhook_id = ").bind(text(id));
+    q.bind(text(tenant))
+        .push(" AND webhook_id = ")
+        .bind(text(id));
     db.execute(&q)?;
     let mut q = Sql::new("DELETE FROM webhooks WHERE tenant_id = ");
     q.bind(text(tenant)).push(" AND id = ").bind(text(id));
@@ -740,25 +755,23 @@ pub fn dead_letters(
     Ok(db.load(&q)?)
 }
 
-pub fn get_delivery(
-    db: &mut Db<'_>,
-    tenant: &str,
-    id: &str,
-) -> StoreResult<Option<DeliveryRow>> {
+pub fn get_delivery(db: &mut Db<'_>, tenant: &str, id: &str) -> StoreResult<Option<DeliveryRow>> {
     let mut q = Sql::new(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN feed f ON f.tenant_id = d.tenant_id AND f.seq = d.seq \
          WHERE d.tenant_id = "
     ));
     q.bind(text(tenant)).push(" AND d.id = ").bind(text(id));
-    q.push(lock_clause(db, true).replace("UPDATE", "UPDATE OF d").as_str());
+    q.push(
+        lock_clause(db, true)
+            .replace("UPDATE", "UPDATE OF d")
+            .as_str(),
+    );
     Ok(db.first(&q)?)
 }
 
 /// Queues a dead delivery again, attempts reset.
 pub fn requeue_delivery(db: &mut Db<'_>, tenant: &str, id: &str, now: i64) -> StoreResult<usize> {
-    let mut q = Sql::new(
-        "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ",
-    );
+    let mut q = Sql::new("UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ");
     q.bind(Bind::Int(now))
         .push(", lease_until = 0, created = ")
         .bind(Bind::Int(now))
@@ -818,9 +831,8 @@ pub fn claim_deliveries(
     lease_until: i64,
     limit: i64,
 ) -> StoreResult<Vec<ClaimedRow>> {
-    let mut q = Sql::new(
-        "SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_at <= ",
-    );
+    let mut q =
+        Sql::new("SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_at <= ");
     q.bind(Bind::Int(now))
         .push(" AND d.lease_until <= ")
         .bind(Bind::Int(now))
@@ -889,7 +901,8 @@ pub fn delivery_failed(
     next_at: Option<i64>,
     error: &str,
 ) -> StoreResult<()> {
-    let mut q = Sql::new("UPDATE deliveries SET attempts = attempts + 1, lease_until = 0, status = ");
+    let mut q =
+        Sql::new("UPDATE deliveries SET attempts = attempts + 1, lease_until = 0, status = ");
     q.bind(text(if next_at.is_some() { "pending" } else { "dead" }))
         .push(", next_at = ")
         .bind(Bind::Int(next_at.unwrap_or(now)))
