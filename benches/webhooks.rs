@@ -197,6 +197,9 @@ fn main() {
     let without: Arc<Vec<String>> = Arc::new(create_users(&base, n, 0, run));
     let flat: Arc<Vec<String>> = Arc::new(create_users(&base, n, n, run));
     let paced: Arc<Vec<String>> = Arc::new(create_users(&base, n, 2 * n, run));
+    // Fresh planner statistics, as autovacuum's autoanalyze keeps them on any default
+    // Postgres (the project machine's runs with autovacuum off).
+    scimitar::storage::analyze(&mut pool.get().expect("conn").db()).expect("analyze");
     println!(
         "loaded {} users in {:.1} s",
         3 * n,

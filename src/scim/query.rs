@@ -538,6 +538,9 @@ pub struct SortKey {
     /// For a multi-valued complex attribute: the canonical path of its `primary`
     /// sub-attribute; the primary value sorts, else the first one.
     pub primary: Option<String>,
+    /// A singular attribute (and sub-attribute): each resource has at most one value, so
+    /// the storage can walk its value index in order instead of computing a key per row.
+    pub singular: bool,
     pub loc: Loc,
 }
 
@@ -575,11 +578,18 @@ pub fn resolve_sort(
     let primary = (r.attr.kind == AttrType::Complex && r.attr.multi_valued)
         .then(|| r.attr.sub("primary").map(|s| r.storage_path(Some(s))))
         .flatten();
+    let sub_multi = p
+        .sub
+        .as_deref()
+        .and_then(|s| r.attr.sub(s))
+        .is_some_and(|s| s.multi_valued);
+    let singular = !r.attr.multi_valued && !sub_multi;
     Ok(Sort {
         key: SortKey {
             field: t.field,
             kind: t.kind,
             primary,
+            singular,
             loc: t.loc,
         },
         descending,

@@ -2115,3 +2115,72 @@ async fn lifecycle_edges_conflicts_and_recomputation() {
     .await;
     api_error(&r, 404, "not_found");
 }
+
+// ---------------------------------------------------------------------------------------
+// Deliveries survive a restart; two instances on one database share them
+
+#[actix_web::test]
+async fn queued_deliveries_survive_a_restart_and_two_instances_send_each_once() {
+    let db = TestDb::new();
+    let a = hook_args(&db);
+    let rx = Receiver::start(200);
+
+    // The first instance runs no delivery threads: it stops (as if killed) with every
+    // delivery still queued in the database.
+    let events = {
+        let (app, state) = app_with(a.clone()).await;
+        let admin = admin_token(&state);
+        subscribe(&app, &admin, &rx.url, &["*"], None).await;
+        for i in 0..12 {
+            let user = scim_create(
+                &app,
+                okta_user(&format!("restart{i}@example.com"), "Sales", "Rep"),
+            )
+            .await;
+            scim_patch(&app, &format!("/scim/v2/Users/{user}"), okta_active(false)).await;
+        }
+        feed(&app, &admin).await
+    };
+    assert!(events.len() >= 36, "{} events", events.len());
+    actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    assert!(rx.hits().is_empty(), "nothing is sent without workers");
+
+    // Two instances start on the same database, each with its own delivery threads.
+    let one = state(&a);
+    let two = state(&a);
+    let w1 = scimitar::server::start_webhooks(&a, &one);
+    let w2 = scimitar::server::start_webhooks(&a, &two);
+    let want: HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    rx.until("every queued event delivered", |h| {
+        let got: HashSet<&str> = h.iter().map(|x| x.header("webhook-id")).collect();
+        want.iter().all(|w| got.contains(w))
+    })
+    .await;
+    // Give a second sender the time to (wrongly) send something again.
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    w1.shutdown();
+    w2.shutdown();
+
+    let hits = rx.hits();
+    let mut per_event: HashMap<&str, usize> = HashMap::new();
+    for h in &hits {
+        assert!(h.ok());
+        *per_event.entry(h.header("webhook-id")).or_default() += 1;
+    }
+    let twice: Vec<_> = per_event.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    assert_eq!(per_event.len(), want.len());
+    // In feed order per account.
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for h in &hits {
+        let ev = h.event();
+        let key = ev["accountId"]
+            .as_str()
+            .or(ev["resourceId"].as_str())
+            .unwrap_or("")
+            .to_string();
+        let seq = ev["seq"].as_i64().unwrap();
+        let prev = last.insert(key.clone(), seq).unwrap_or(0);
+        assert!(seq > prev, "{key}: seq {seq} arrived after seq {prev}");
+    }
+}

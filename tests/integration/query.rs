@@ -234,6 +234,154 @@ async fn cursor_pages_forward_and_back_without_repeats() {
     assert!(f.body.get("nextCursor").is_none());
 }
 
+/// A sort by a singular attribute is read from the value index in two segments (users with
+/// a value, then those without): every way of paging must give the one order.
+#[actix_web::test]
+async fn singular_sort_pages_the_same_by_cursor_index_and_backwards() {
+    let (app, _db) = app().await;
+    let families = [
+        Some("m"),
+        None,
+        Some("B"),
+        Some("b"),
+        Some("z"),
+        None,
+        Some("a"),
+        Some("M"),
+        Some("b"),
+        None,
+        Some("c"),
+        Some("Z"),
+        None,
+        Some("a"),
+        Some("m"),
+    ];
+    let names: Vec<String> = (0..families.len()).map(|i| format!("s{i:02}")).collect();
+    let refs: Vec<(&str, Option<&str>)> = names
+        .iter()
+        .zip(families)
+        .map(|(n, f)| (n.as_str(), f))
+        .collect();
+    let ids = seed_people(&app, &refs).await;
+    // Two users inactive: a filter that selects most users keeps the index walk.
+    for (i, id) in ids.iter().enumerate() {
+        let active = i != 3 && i != 9;
+        call(
+            &app,
+            "PATCH",
+            &format!("/scim/v2/Users/{id}"),
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": [{"op": "replace", "path": "active", "value": active}]}),
+            ),
+        )
+        .await
+        .expect(200);
+    }
+    // Expected: lower-cased value, then creation order; users without a value last.
+    let mut asc: Vec<(Option<String>, usize)> = families
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.map(str::to_lowercase), i))
+        .collect();
+    asc.sort_by(|a, b| match (&a.0, &b.0) {
+        (Some(x), Some(y)) => x.cmp(y).then(a.1.cmp(&b.1)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.1.cmp(&b.1),
+    });
+    let asc: Vec<String> = asc.iter().map(|(_, i)| names[*i].clone()).collect();
+    let active_only = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .filter(|n| *n != &names[3] && *n != &names[9])
+            .cloned()
+            .collect()
+    };
+    for (order, filter) in [
+        ("ascending", None),
+        ("descending", None),
+        ("ascending", Some("active eq true")),
+        ("descending", Some("active eq true")),
+    ] {
+        let mut want = asc.clone();
+        if order == "descending" {
+            want.reverse();
+        }
+        let mut path = format!("/scim/v2/Users?sortBy=name.familyName&sortOrder={order}");
+        if let Some(f) = filter {
+            want = active_only(&want);
+            path.push_str(&format!("&filter={}", urlencode(f)));
+        }
+        for count in [1, 4, 6] {
+            let what = format!("{path} count={count}");
+            // Forward by cursor, then back by previousCursor from the last page.
+            let mut pages: Vec<(Vec<String>, Option<String>)> = Vec::new();
+            let mut cursor = String::new();
+            loop {
+                let r = call(
+                    &app,
+                    "GET",
+                    &format!("{path}&count={count}&cursor={}", urlencode(&cursor)),
+                    None,
+                )
+                .await;
+                r.expect(200);
+                let prev = r.body["previousCursor"].as_str().map(str::to_string);
+                pages.push((user_names(&r.body), prev));
+                match r.body["nextCursor"].as_str() {
+                    Some(c) => cursor = c.to_string(),
+                    None => break,
+                }
+                assert!(pages.len() <= want.len(), "{what}: endless walk");
+            }
+            let forward: Vec<String> = pages.iter().flat_map(|p| p.0.clone()).collect();
+            assert_eq!(forward, want, "{what}: forward by cursor");
+            for i in (1..pages.len()).rev() {
+                let prev = pages[i]
+                    .1
+                    .clone()
+                    .unwrap_or_else(|| panic!("{what}: page {i} has no previousCursor"));
+                let r = call(
+                    &app,
+                    "GET",
+                    &format!("{path}&count={count}&cursor={}", urlencode(&prev)),
+                    None,
+                )
+                .await;
+                r.expect(200);
+                assert_eq!(
+                    user_names(&r.body),
+                    pages[i - 1].0,
+                    "{what}: back from page {i}"
+                );
+            }
+            // Index paging, every start (pages that cross from valued users to the rest).
+            for start in 1..=want.len() + 1 {
+                let r = call(
+                    &app,
+                    "GET",
+                    &format!("{path}&count={count}&startIndex={start}"),
+                    None,
+                )
+                .await;
+                r.expect(200);
+                assert_eq!(r.body["totalResults"], json!(want.len()), "{what}");
+                if start > want.len() {
+                    let n = r.body["Resources"].as_array().map_or(0, Vec::len);
+                    assert_eq!(n, 0, "{what} startIndex={start}: {}", r.raw);
+                    continue;
+                }
+                let end = (start - 1 + count).min(want.len());
+                assert_eq!(
+                    user_names(&r.body),
+                    want[start - 1..end],
+                    "{what} startIndex={start}"
+                );
+            }
+        }
+    }
+}
+
 #[actix_web::test]
 async fn cursor_walk_under_concurrent_inserts_sees_no_one_twice() {
     let (app, _db) = app().await;

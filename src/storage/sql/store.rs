@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::QueryableByName;
 
-use crate::scim::query::{Cond, Sort, SortKey};
+use crate::scim::query::{Cond, Field, Kind, Sort, SortKey};
 use crate::scim::resource::{IndexValue, Indexed, RefOut};
 use crate::scim::schema::Rtype;
 use crate::storage::StorageError;
@@ -339,9 +339,11 @@ pub fn get_resource(
     let mut q = Sql::new(&format!(
         "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.tenant_id = "
     ));
+    // Only the unique key (tenant_id, id) in the WHERE, the type checked after: with `rtype`
+    // in it too, a Postgres without fresh statistics (autovacuum off, or a table that just
+    // grew) may pick the (tenant_id, rtype, pk) list index and scan every resource of the
+    // type for one row.
     q.bind(Bind::Text(tenant.into()))
-        .push(" AND r.rtype = ")
-        .bind(Bind::Text(rt.name().into()))
         .push(" AND r.id = ")
         .bind(Bind::Text(id.into()));
     if db.backend() == Backend::Postgres {
@@ -351,7 +353,8 @@ pub fn get_resource(
             Lock::Delete => " FOR UPDATE",
         });
     }
-    Ok(db.first(&q)?)
+    let row: Option<ResourceRow> = db.first(&q)?;
+    Ok(row.filter(|r| r.rtype == rt.name()))
 }
 
 /// A resource by its key (any type), unlocked.
@@ -611,7 +614,7 @@ struct SortedRow {
 
 /// The SQL expression of a sort key over `resources r`, and whether it is numeric.
 fn sort_expr(key: &SortKey) -> (Sql, bool) {
-    use crate::scim::query::{Column, Field, Kind};
+    use crate::scim::query::Column;
     let numeric = matches!(key.kind, Kind::Num | Kind::DateTime);
     let expr = match &key.field {
         Field::Column(c) => Sql::new(match c {
@@ -720,15 +723,47 @@ pub fn search(
     window: &Window,
     count_total: bool,
 ) -> StoreResult<Page> {
-    let mut wh = Sql::new(" FROM resources r WHERE r.tenant_id = ");
-    wh.bind(Bind::Text(tenant.into()))
+    // The conditions on `resources r`, shared by the count and every plan of the rows.
+    let mut base = Sql::new("r.tenant_id = ");
+    base.bind(Bind::Text(tenant.into()))
         .push(" AND r.rtype = ")
         .bind(Bind::Text(rt.name().into()));
     if let Some(c) = cond {
-        wh.push(" AND ");
-        Translator::new(tenant, rt, db.backend()).translate(c, &mut wh);
+        base.push(" AND ");
+        Translator::new(tenant, rt, db.backend()).translate(c, &mut base);
     }
+    let mut wh = Sql::new(" FROM resources r WHERE ");
+    wh.append(base.clone());
     let selective = cond.is_some_and(is_selective);
+    // Sorted by a singular attribute without a selective filter: walk that attribute's value
+    // index in order rather than compute a key for every matching row and sort them all.
+    if let Some(s) = sort.filter(|s| s.key.singular && !selective) {
+        if let Field::Value(path) = &s.key.field {
+            let by = ValueOrder {
+                tenant,
+                path,
+                numeric: matches!(s.key.kind, Kind::Num | Kind::DateTime),
+                descending: s.descending,
+            };
+            let first_page = matches!(window, Window::Offset { offset: 0, .. });
+            let limit = match window {
+                Window::Offset { limit, .. }
+                | Window::After { limit, .. }
+                | Window::Before { limit, .. } => *limit,
+            };
+            let mut page = by.page(db, &base, window)?;
+            if count_total {
+                page.total = Some(if first_page && (page.rows.len() as i64) < limit {
+                    page.rows.len() as i64
+                } else {
+                    let mut count = Sql::new("SELECT COUNT(*) AS n");
+                    count.append(wh.clone());
+                    db.first::<Count>(&count)?.map(|c| c.n).unwrap_or(0)
+                });
+            }
+            return Ok(page);
+        }
+    }
     let limit = match window {
         Window::Offset { limit, .. }
         | Window::After { limit, .. }
@@ -764,6 +799,174 @@ pub fn search(
         });
     }
     Ok(page)
+}
+
+/// A list ordered by a singular attribute's stored value, read from `attr_values` in index
+/// order. The order is the one `page_rows` gives with a computed key: resources with a value
+/// by (value, pk), then those without one by pk (all reversed when descending). Each of those
+/// two segments is one ordered, limited query.
+struct ValueOrder<'a> {
+    tenant: &'a str,
+    path: &'a str,
+    numeric: bool,
+    descending: bool,
+}
+
+/// One of the two segments of a `ValueOrder`.
+#[derive(Clone, Copy, PartialEq)]
+enum Segment {
+    Valued,
+    Unvalued,
+}
+
+impl ValueOrder<'_> {
+    fn col(&self) -> &'static str {
+        if self.numeric {
+            "num"
+        } else {
+            "val"
+        }
+    }
+
+    fn page(&self, db: &mut Db<'_>, base: &Sql, window: &Window) -> StoreResult<Page> {
+        let backwards = matches!(window, Window::Before { .. });
+        // Walking the list forwards is ascending unless the list is descending; a previous
+        // page walks it backwards.
+        let desc = self.descending != backwards;
+        let mut order = if self.descending {
+            vec![Segment::Unvalued, Segment::Valued]
+        } else {
+            vec![Segment::Valued, Segment::Unvalued]
+        };
+        if backwards {
+            order.reverse();
+        }
+        let (limit, mut offset, boundary) = match window {
+            Window::Offset { offset, limit } => (*limit, *offset, None),
+            Window::After { key, pk, limit } | Window::Before { key, pk, limit } => {
+                (*limit, 0, Some((key, *pk)))
+            }
+        };
+        // Segments wholly before the boundary's segment in walking order are skipped.
+        if let Some((key, _)) = boundary {
+            let at = if matches!(key, SortValue::Null) {
+                Segment::Unvalued
+            } else {
+                Segment::Valued
+            };
+            while order.first().is_some_and(|s| *s != at) {
+                order.remove(0);
+            }
+        }
+        let mut rows: Vec<SortedRow> = Vec::new();
+        for (i, seg) in order.iter().enumerate() {
+            let want = limit - rows.len() as i64;
+            if want <= 0 {
+                break;
+            }
+            let after = if i == 0 { boundary } else { None };
+            let got = self.segment(db, base, *seg, desc, after, want, offset)?;
+            if got.is_empty() && offset > 0 {
+                // The offset may reach past this segment: skip its whole length.
+                offset = (offset - self.segment_len(db, base, *seg)?).max(0);
+            } else {
+                offset = 0;
+            }
+            rows.extend(got);
+        }
+        if backwards {
+            rows.reverse();
+        }
+        Ok(sorted_page(rows, None))
+    }
+
+    /// The FROM and WHERE of a segment (without the boundary condition).
+    fn from(&self, base: &Sql, seg: Segment) -> Sql {
+        let col = self.col();
+        let mut q;
+        match seg {
+            Segment::Valued => {
+                q = Sql::new(
+                    " FROM attr_values sv JOIN resources r ON r.pk = sv.res_pk WHERE sv.tenant_id = ",
+                );
+                q.bind(Bind::Text(self.tenant.into()))
+                    .push(" AND sv.path = ")
+                    .bind(Bind::Text(self.path.into()))
+                    .push(&format!(" AND sv.{col} IS NOT NULL AND "));
+            }
+            Segment::Unvalued => {
+                q = Sql::new(&format!(
+                    " FROM resources r WHERE NOT EXISTS (SELECT 1 FROM attr_values sv WHERE sv.res_pk = r.pk AND sv.path = "
+                ));
+                q.bind(Bind::Text(self.path.into()))
+                    .push(&format!(" AND sv.{col} IS NOT NULL) AND "));
+            }
+        }
+        q.append(base.clone());
+        q
+    }
+
+    fn segment_len(&self, db: &mut Db<'_>, base: &Sql, seg: Segment) -> StoreResult<i64> {
+        let mut q = Sql::new("SELECT COUNT(*) AS n");
+        q.append(self.from(base, seg));
+        Ok(db.first::<Count>(&q)?.map(|c| c.n).unwrap_or(0))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn segment(
+        &self,
+        db: &mut Db<'_>,
+        base: &Sql,
+        seg: Segment,
+        desc: bool,
+        after: Option<(&SortValue, i64)>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<SortedRow>> {
+        let col = self.col();
+        let (op, dir) = if desc { (" < ", " DESC") } else { (" > ", "") };
+        let mut q = Sql::new(&format!("SELECT {RESOURCE_COLUMNS}, "));
+        match (seg, self.numeric) {
+            (Segment::Valued, true) => {
+                q.push("CAST(NULL AS TEXT) AS skey_t, sv.num AS skey_n");
+            }
+            (Segment::Valued, false) => {
+                q.push("sv.val AS skey_t, CAST(NULL AS DOUBLE PRECISION) AS skey_n");
+            }
+            (Segment::Unvalued, _) => {
+                q.push("CAST(NULL AS TEXT) AS skey_t, CAST(NULL AS DOUBLE PRECISION) AS skey_n");
+            }
+        }
+        q.append(self.from(base, seg));
+        match (seg, after) {
+            (_, None) => {}
+            (Segment::Unvalued, Some((_, pk))) => {
+                q.push(" AND r.pk").push(op).bind(Bind::Int(pk));
+            }
+            (Segment::Valued, Some((key, pk))) => {
+                // Written so the value index serves the range: v >= k AND (v > k OR pk > p).
+                let k = key_bind(key);
+                let eq = if desc { " <= " } else { " >= " };
+                q.push(&format!(" AND sv.{col}{eq}"))
+                    .bind(k.clone())
+                    .push(&format!(" AND (sv.{col}{op}"))
+                    .bind(k)
+                    .push(" OR sv.res_pk")
+                    .push(op)
+                    .bind(Bind::Int(pk))
+                    .push(")");
+            }
+        }
+        match seg {
+            Segment::Valued => q.push(&format!(" ORDER BY sv.{col}{dir}, sv.res_pk{dir}")),
+            Segment::Unvalued => q.push(&format!(" ORDER BY r.pk{dir}")),
+        };
+        q.push(" LIMIT ").bind(Bind::Int(limit));
+        if offset > 0 {
+            q.push(" OFFSET ").bind(Bind::Int(offset));
+        }
+        Ok(db.load(&q)?)
+    }
 }
 
 /// Does the filter certainly select few rows, through an index (an equality, prefix or
@@ -844,6 +1047,11 @@ fn page_rows(
     if backwards {
         rows.reverse();
     }
+    Ok(sorted_page(rows, total))
+}
+
+/// Rows read with their sort keys, as a page.
+fn sorted_page(rows: Vec<SortedRow>, total: Option<i64>) -> Page {
     let keys = rows
         .iter()
         .map(|r| match (&r.skey_t, r.skey_n) {
@@ -852,7 +1060,7 @@ fn page_rows(
             (None, None) => SortValue::Null,
         })
         .collect();
-    Ok(Page {
+    Page {
         total,
         rows: rows
             .into_iter()
@@ -868,7 +1076,7 @@ fn page_rows(
             })
             .collect(),
         keys,
-    })
+    }
 }
 
 #[derive(QueryableByName)]
