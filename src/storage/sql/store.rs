@@ -895,9 +895,9 @@ impl ValueOrder<'_> {
                     .push(&format!(" AND sv.{col} IS NOT NULL AND "));
             }
             Segment::Unvalued => {
-                q = Sql::new(&format!(
-                    " FROM resources r WHERE NOT EXISTS (SELECT 1 FROM attr_values sv WHERE sv.res_pk = r.pk AND sv.path = "
-                ));
+                q = Sql::new(
+                    " FROM resources r WHERE NOT EXISTS (SELECT 1 FROM attr_values sv WHERE sv.res_pk = r.pk AND sv.path = ",
+                );
                 q.bind(Bind::Text(self.path.into()))
                     .push(&format!(" AND sv.{col} IS NOT NULL) AND "));
             }
