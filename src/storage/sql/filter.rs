@@ -6,6 +6,8 @@
 //! Every fragment is a never-NULL boolean, so `NOT` behaves as in the in-memory evaluator:
 //! an absent attribute matches `ne` and `not (...)` (RFC 7644 §3.4.2.2).
 
+use std::collections::HashMap;
+
 use crate::scim::filter::CompOp;
 use crate::scim::query::{Column, Cond, ElemSet, Field, Kind, Operand, RefField, Target};
 use crate::scim::schema::Rtype;
@@ -29,7 +31,11 @@ pub struct Translator<'a> {
     rt: Rtype,
     backend: Backend,
     aliases: usize,
+    grams: Option<&'a GramCounts>,
 }
+
+/// How many rows of the SQLite trigram index hold each trigram (see `substring_grams`).
+pub type GramCounts = HashMap<String, i64>;
 
 impl<'a> Translator<'a> {
     pub fn new(tenant: &'a str, rt: Rtype, backend: Backend) -> Translator<'a> {
@@ -38,7 +44,14 @@ impl<'a> Translator<'a> {
             rt,
             backend,
             aliases: 0,
+            grams: None,
         }
+    }
+
+    /// Searches substrings by their rarest trigrams, as counted in `grams`.
+    pub fn with_gram_counts(mut self, grams: &'a GramCounts) -> Translator<'a> {
+        self.grams = Some(grams);
+        self
     }
 
     /// Appends `cond` as a boolean SQL expression over `resources r`.
@@ -133,7 +146,14 @@ impl<'a> Translator<'a> {
                     )) => {
                         out.push(&format!(" AND {e}.path = "));
                         out.bind(Bind::Text(leaf_path));
-                        value_test(&e, kind, Some((op, &operand)), self.backend, out);
+                        value_test(
+                            &e,
+                            kind,
+                            Some((op, &operand)),
+                            self.backend,
+                            self.grams,
+                            out,
+                        );
                         if let Some(rest) = rest {
                             out.push(" AND ");
                             self.cond(&rest, Ctx::Element(&e), out);
@@ -183,7 +203,7 @@ impl<'a> Translator<'a> {
                     "r.pk IN (SELECT {v}.res_pk FROM attr_values_trgm CROSS JOIN attr_values {v} \
                      ON {v}.id = attr_values_trgm.rowid WHERE attr_values_trgm MATCH "
                 ));
-                out.bind(Bind::Text(trigram_query(sub)));
+                out.bind(Bind::Text(trigram_query(sub, self.grams)));
                 out.push(&format!(" AND {v}.tenant_id = "));
                 out.bind(Bind::Text(self.tenant.to_string()));
                 out.push(&format!(" AND {v}.path = "));
@@ -203,7 +223,7 @@ impl<'a> Translator<'a> {
                     "EXISTS (SELECT 1 FROM attr_values {v} WHERE {v}.res_pk = r.pk AND {v}.path = "
                 ));
                 out.bind(Bind::Text(path.clone()));
-                value_test(&v, t.kind, cmp, self.backend, out);
+                value_test(&v, t.kind, cmp, self.backend, self.grams, out);
                 out.push(")");
             }
             (Field::Value(path), Ctx::Resource) => {
@@ -215,7 +235,7 @@ impl<'a> Translator<'a> {
                 out.bind(Bind::Text(self.tenant.to_string()));
                 out.push(&format!(" AND {v}.path = "));
                 out.bind(Bind::Text(path.clone()));
-                value_test(&v, t.kind, cmp, self.backend, out);
+                value_test(&v, t.kind, cmp, self.backend, self.grams, out);
                 out.push(")");
             }
             (Field::Value(path), Ctx::Element(e)) => {
@@ -224,7 +244,7 @@ impl<'a> Translator<'a> {
                     "EXISTS (SELECT 1 FROM attr_values {s} WHERE {s}.res_pk = {e}.res_pk AND {s}.elem = {e}.elem AND {s}.path = "
                 ));
                 out.bind(Bind::Text(path.clone()));
-                value_test(&s, t.kind, cmp, self.backend, out);
+                value_test(&s, t.kind, cmp, self.backend, self.grams, out);
                 out.push(")");
             }
             (Field::Ref(f), Ctx::Ref(m, u)) => self.ref_test(*f, t.kind, cmp, m, u, out),
@@ -472,15 +492,57 @@ fn trigram_operand(backend: Backend, cmp: Option<(CompOp, &Operand)>) -> Option<
     }
 }
 
-/// An FTS5 query matching rows that contain every trigram of `s` (at most 16 of them:
-/// plenty to be selective). With `detail=none` FTS5 has no phrase queries, so this
-/// over-approximates the substring; the LIKE that follows makes it exact.
-fn trigram_query(s: &str) -> String {
+/// The distinct trigrams of a substring, in order.
+fn grams_of(s: &str) -> Vec<String> {
     let chars: Vec<char> = s.chars().collect();
     let mut grams: Vec<String> = chars.windows(3).map(|w| w.iter().collect()).collect();
     grams.sort();
     grams.dedup();
-    grams.truncate(16);
+    grams
+}
+
+/// Every trigram the SQLite trigram index would be asked for by `cond` (its `co`/`ew`
+/// operands), to count them before translating.
+pub fn substring_grams(cond: &Cond) -> Vec<String> {
+    fn walk(c: &Cond, out: &mut Vec<String>) {
+        match c {
+            Cond::Cmp(_, op @ (CompOp::Co | CompOp::Ew), operand) => {
+                if let Some(s) = trigram_operand(Backend::Sqlite, Some((*op, operand))) {
+                    out.extend(grams_of(s));
+                }
+            }
+            Cond::Cmp(..) | Cond::Present(_) => {}
+            Cond::Not(c) => walk(c, out),
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            Cond::Elem { inner, .. } => walk(inner, out),
+        }
+    }
+    let mut out = Vec::new();
+    walk(cond, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// An FTS5 query matching rows that contain trigrams of `s`. With `detail=none` FTS5 has no
+/// phrase queries, so this over-approximates the substring; the LIKE that follows makes it
+/// exact. FTS5 reads the whole row list of every trigram it is given, and a trigram shared by
+/// most values (`@ex`, `com`) costs as much as a scan: with `counts` known, only the two
+/// rarest trigrams are asked for (a trigram no row holds alone proves there is no match);
+/// without, every trigram (at most 16).
+fn trigram_query(s: &str, counts: Option<&GramCounts>) -> String {
+    let mut grams = grams_of(s);
+    match counts {
+        Some(counts) => {
+            grams.sort_by_key(|g| (counts.get(g).copied().unwrap_or(0), g.clone()));
+            let rarest_absent = grams.first().is_some_and(|g| !counts.contains_key(g));
+            grams.truncate(if rarest_absent { 1 } else { 2 });
+        }
+        None => grams.truncate(16),
+    }
     grams
         .iter()
         .map(|g| format!("\"{}\"", g.replace('"', "\"\"")))
@@ -494,6 +556,7 @@ fn value_test(
     kind: Kind,
     cmp: Option<(CompOp, &Operand)>,
     backend: Backend,
+    grams: Option<&GramCounts>,
     out: &mut Sql,
 ) {
     if let Some(s) = trigram_operand(backend, cmp) {
@@ -503,7 +566,7 @@ fn value_test(
         out.push(&format!(
             " AND {v}.id IN (SELECT rowid FROM attr_values_trgm WHERE attr_values_trgm MATCH "
         ));
-        out.bind(Bind::Text(trigram_query(s)));
+        out.bind(Bind::Text(trigram_query(s, grams)));
         out.push(")");
     }
     match (cmp, kind) {
@@ -535,9 +598,36 @@ mod tests {
 
     #[test]
     fn trigram_queries_quote_each_gram() {
-        assert_eq!(trigram_query("abcd"), "\"abc\" AND \"bcd\"");
-        assert_eq!(trigram_query("a\"bc"), "\"\"\"bc\" AND \"a\"\"b\"");
-        assert_eq!(trigram_query("aaaa"), "\"aaa\"");
+        assert_eq!(trigram_query("abcd", None), "\"abc\" AND \"bcd\"");
+        assert_eq!(trigram_query("a\"bc", None), "\"\"\"bc\" AND \"a\"\"b\"");
+        assert_eq!(trigram_query("aaaa", None), "\"aaa\"");
+    }
+
+    #[test]
+    fn trigram_queries_ask_for_the_rarest_grams() {
+        let counts: GramCounts = [("@ex", 900_000), ("12@", 40), ("x12", 700), ("2@e", 5000)]
+            .into_iter()
+            .map(|(g, n)| (g.to_string(), n))
+            .collect();
+        assert_eq!(
+            trigram_query("x12@ex", Some(&counts)),
+            "\"12@\" AND \"x12\""
+        );
+        // A trigram no row holds: that one alone (nothing can match).
+        assert_eq!(trigram_query("x12@eq", Some(&counts)), "\"@eq\"");
+        assert_eq!(trigram_query("ab", Some(&counts)), "");
+    }
+
+    #[test]
+    fn substring_grams_are_collected_from_the_whole_filter() {
+        let registry = crate::scim::schema::Registry::load().unwrap();
+        let f = crate::scim::filter::parse_filter(
+            "userName co \"abcd\" or (emails[value ew \"xyz\"] and not (title co \"ab\"))",
+            &crate::scim::filter::Limits::default(),
+        )
+        .unwrap();
+        let cond = crate::scim::query::resolve(&registry, Rtype::User, &f).unwrap();
+        assert_eq!(substring_grams(&cond), ["abc", "bcd", "xyz"]);
     }
 
     #[test]

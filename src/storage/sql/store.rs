@@ -13,7 +13,7 @@ use crate::storage::StorageError;
 
 use super::conn::{Backend, Bind, Db, PgArray, Sql};
 
-use super::filter::Translator;
+use super::filter::{substring_grams, GramCounts, Translator};
 
 pub type StoreResult<T> = Result<T, StorageError>;
 
@@ -730,7 +730,12 @@ pub fn search(
         .bind(Bind::Text(rt.name().into()));
     if let Some(c) = cond {
         base.push(" AND ");
-        Translator::new(tenant, rt, db.backend()).translate(c, &mut base);
+        let counts = gram_counts(db, c)?;
+        let mut t = Translator::new(tenant, rt, db.backend());
+        if let Some(counts) = &counts {
+            t = t.with_gram_counts(counts);
+        }
+        t.translate(c, &mut base);
     }
     let mut wh = Sql::new(" FROM resources r WHERE ");
     wh.append(base.clone());
@@ -881,10 +886,26 @@ impl ValueOrder<'_> {
     }
 
     /// The FROM and WHERE of a segment (without the boundary condition).
-    fn from(&self, base: &Sql, seg: Segment) -> Sql {
+    fn from(&self, backend: Backend, base: &Sql, seg: Segment) -> Sql {
         let col = self.col();
         let mut q;
         match seg {
+            Segment::Valued if backend == Backend::Sqlite => {
+                // CROSS JOIN keeps the value index outermost. The conditions on the resource
+                // sit in a correlated EXISTS (its `r` shadows the outer one): as plain WHERE
+                // terms on `r`, SQLite would first build a Bloom filter over every resource.
+                q = Sql::new(
+                    " FROM attr_values sv CROSS JOIN resources r ON r.pk = sv.res_pk WHERE sv.tenant_id = ",
+                );
+                q.bind(Bind::Text(self.tenant.into()))
+                    .push(" AND sv.path = ")
+                    .bind(Bind::Text(self.path.into()))
+                    .push(&format!(
+                        " AND sv.{col} IS NOT NULL AND EXISTS (SELECT 1 FROM resources r WHERE r.pk = sv.res_pk AND "
+                    ));
+                q.append(base.clone()).push(")");
+                return q;
+            }
             Segment::Valued => {
                 q = Sql::new(
                     " FROM attr_values sv JOIN resources r ON r.pk = sv.res_pk WHERE sv.tenant_id = ",
@@ -908,7 +929,7 @@ impl ValueOrder<'_> {
 
     fn segment_len(&self, db: &mut Db<'_>, base: &Sql, seg: Segment) -> StoreResult<i64> {
         let mut q = Sql::new("SELECT COUNT(*) AS n");
-        q.append(self.from(base, seg));
+        q.append(self.from(db.backend(), base, seg));
         Ok(db.first::<Count>(&q)?.map(|c| c.n).unwrap_or(0))
     }
 
@@ -937,7 +958,7 @@ impl ValueOrder<'_> {
                 q.push("CAST(NULL AS TEXT) AS skey_t, CAST(NULL AS DOUBLE PRECISION) AS skey_n");
             }
         }
-        q.append(self.from(base, seg));
+        q.append(self.from(db.backend(), base, seg));
         match (seg, after) {
             (_, None) => {}
             (Segment::Unvalued, Some((_, pk))) => {
@@ -967,6 +988,30 @@ impl ValueOrder<'_> {
         }
         Ok(db.load(&q)?)
     }
+}
+
+#[derive(QueryableByName)]
+struct GramRow {
+    #[diesel(sql_type = Text)]
+    term: String,
+    #[diesel(sql_type = BigInt)]
+    doc: i64,
+}
+
+/// SQLite: how many indexed values hold each trigram of the filter's substring searches, read
+/// from the trigram index's vocabulary (migration 000006), so the search asks for the rarest.
+fn gram_counts(db: &mut Db<'_>, cond: &Cond) -> StoreResult<Option<GramCounts>> {
+    if db.backend() != Backend::Sqlite {
+        return Ok(None);
+    }
+    let grams = substring_grams(cond);
+    if grams.is_empty() {
+        return Ok(None);
+    }
+    let mut q = Sql::new("SELECT term, doc FROM attr_values_trgm_vocab WHERE term IN (");
+    q.bind_list(grams.into_iter().map(Bind::Text)).push(")");
+    let rows: Vec<GramRow> = db.load(&q)?;
+    Ok(Some(rows.into_iter().map(|r| (r.term, r.doc)).collect()))
 }
 
 /// Does the filter certainly select few rows, through an index (an equality, prefix or

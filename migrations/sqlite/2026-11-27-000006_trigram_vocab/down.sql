@@ -1,0 +1,1 @@
+DROP TABLE attr_values_trgm_vocab;
