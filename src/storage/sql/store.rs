@@ -998,9 +998,22 @@ struct GramRow {
     doc: i64,
 }
 
-/// SQLite: how many indexed values hold each trigram of the filter's substring searches, read
-/// from the trigram index's vocabulary (migration 000006), so the search asks for the rarest.
+/// How long a trigram's count is trusted. Counts only choose which trigrams a substring
+/// search reads (the LIKE re-check keeps results exact), so a stale one costs time, never a
+/// wrong answer.
+const GRAM_COUNT_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// At most this many cached counts (a few MB); the cache starts over beyond it.
+const GRAM_COUNT_CAP: usize = 200_000;
+
+type GramCache = std::sync::Mutex<HashMap<String, (i64, std::time::Instant)>>;
+
+/// SQLite: how many indexed values hold each trigram of the filter's substring searches, so
+/// the search reads only the rarest. Counting a trigram reads its whole row list from the
+/// index vocabulary (migration 000006), as costly as searching it: counts are cached in the
+/// process for GRAM_COUNT_TTL (shared by every database the process opens; they are only a
+/// heuristic).
 fn gram_counts(db: &mut Db<'_>, cond: &Cond) -> StoreResult<Option<GramCounts>> {
+    static CACHE: std::sync::OnceLock<GramCache> = std::sync::OnceLock::new();
     if db.backend() != Backend::Sqlite {
         return Ok(None);
     }
@@ -1008,10 +1021,41 @@ fn gram_counts(db: &mut Db<'_>, cond: &Cond) -> StoreResult<Option<GramCounts>> 
     if grams.is_empty() {
         return Ok(None);
     }
-    let mut q = Sql::new("SELECT term, doc FROM attr_values_trgm_vocab WHERE term IN (");
-    q.bind_list(grams.into_iter().map(Bind::Text)).push(")");
-    let rows: Vec<GramRow> = db.load(&q)?;
-    Ok(Some(rows.into_iter().map(|r| (r.term, r.doc)).collect()))
+    let cache = CACHE.get_or_init(Default::default);
+    let now = std::time::Instant::now();
+    let mut counts = GramCounts::new();
+    let mut missing = Vec::new();
+    {
+        let c = cache.lock().unwrap_or_else(|p| p.into_inner());
+        for g in grams {
+            match c.get(&g) {
+                Some((n, at)) if now.duration_since(*at) < GRAM_COUNT_TTL => {
+                    if *n > 0 {
+                        counts.insert(g, *n);
+                    }
+                }
+                _ => missing.push(g),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let mut q = Sql::new("SELECT term, doc FROM attr_values_trgm_vocab WHERE term IN (");
+        q.bind_list(missing.iter().cloned().map(Bind::Text))
+            .push(")");
+        let rows: Vec<GramRow> = db.load(&q)?;
+        let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+        if c.len() + missing.len() > GRAM_COUNT_CAP {
+            c.clear();
+        }
+        for g in missing {
+            c.insert(g, (0, now));
+        }
+        for r in rows {
+            c.insert(r.term.clone(), (r.doc, now));
+            counts.insert(r.term, r.doc);
+        }
+    }
+    Ok(Some(counts))
 }
 
 /// Does the filter certainly select few rows, through an index (an equality, prefix or
