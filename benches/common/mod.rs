@@ -245,7 +245,9 @@ pub fn load_users(pool: &Pool, from: usize, to: usize, run: u32) -> Vec<String> 
             .map(|((id, _, _), w)| (id.as_str(), w))
             .collect();
         conn.write_tx(|db| {
-            storage::insert_resources(db, "default", Rtype::User, &items).map(|_| ())
+            storage::insert_resources(db, "default", Rtype::User, &items)?;
+            // What the journal of a real create does: keep the tenant's user count.
+            storage::adjust_resource_count(db, "default", Rtype::User, items.len() as i64)
         })
         .map_err(|e: StorageError| e)
         .expect("load batch");

@@ -415,6 +415,7 @@ impl Service {
         };
         let pk = storage::insert_resource(db, &p.tenant, rt, &id, &w)
             .map_err(|e| Self::uniqueness(rt, e))?;
+        j.count(rt, 1);
         storage::add_members(db, &p.tenant, pk, &member_pks)?;
         let meta = StoredMeta {
             id,
@@ -481,6 +482,7 @@ impl Service {
             .collect();
         let pks = storage::insert_resources(db, &p.tenant, Rtype::User, &items)
             .map_err(|e| Self::uniqueness(Rtype::User, e))?;
+        j.count(Rtype::User, i64::try_from(pks.len()).unwrap_or(i64::MAX));
         let ctx = self.product_ctx(db, &p.tenant)?;
         for ((id, _, _, doc), pk) in prepared.iter().zip(&pks) {
             let meta = StoredMeta {
@@ -797,6 +799,7 @@ impl Service {
             Rtype::User => None,
         };
         storage::delete_resource(db, &p.tenant, row.pk)?;
+        j.count(rt, -1);
         match rt {
             Rtype::User => self.on_user_deleted(db, j, id)?,
             Rtype::Group => {

@@ -101,6 +101,8 @@ pub(crate) struct Journal {
     items: Vec<NewFeedEvent>,
     /// The ordering key of each item's webhook deliveries (account, else resource).
     keys: Vec<String>,
+    /// Resources created minus deleted, Users and Groups, for `resource_counts`.
+    counted: [i64; 2],
 }
 
 impl Journal {
@@ -111,13 +113,21 @@ impl Journal {
             now,
             items: Vec::new(),
             keys: Vec::new(),
+            counted: [0, 0],
         }
+    }
+
+    /// Notes `delta` resources of type `rt` created (or, negative, deleted).
+    pub(crate) fn count(&mut self, rt: Rtype, delta: i64) {
+        self.counted[usize::from(rt == Rtype::Group)] += delta;
     }
 
     /// Takes over another journal's events (a bulk operation's, once its savepoint held).
     pub(crate) fn absorb(&mut self, other: Journal) {
         self.items.extend(other.items);
         self.keys.extend(other.keys);
+        self.counted[0] += other.counted[0];
+        self.counted[1] += other.counted[1];
     }
 
     /// A SCIM change, as an RFC 9967 Security Event Token payload.
@@ -192,6 +202,12 @@ impl Journal {
     /// Appends the events to the feed and queues a delivery for each subscription that wants
     /// one, in the caller's transaction.
     pub(crate) fn flush(self, db: &mut Db<'_>) -> Result<()> {
+        // Counters first, then the feed head: every transaction locks them in this order.
+        for (rt, delta) in [Rtype::User, Rtype::Group].into_iter().zip(self.counted) {
+            if delta != 0 {
+                storage::adjust_resource_count(db, &self.tenant, rt, delta)?;
+            }
+        }
         if self.items.is_empty() {
             return Ok(());
         }

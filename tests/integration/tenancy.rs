@@ -524,3 +524,127 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
     let r = with(&app, &a2, "GET", "/scim/v2/Users", None).await;
     assert_eq!(r.body["totalResults"], 0);
 }
+
+/// An unfiltered list's totalResults comes from a per-tenant counter kept by every create and
+/// delete; a filtered one (`id pr`, every resource) counts rows. They must agree after every
+/// kind of write, per tenant: single creates, a bulk whose batched creates and single ops
+/// partly fail, deletes, a delete of an unknown id, and a tenant's deletion.
+#[actix_web::test]
+async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let a = tenant_with_token(&state, "count-a", Scope::Write);
+    let b = tenant_with_token(&state, "count-b", Scope::Write);
+    async fn totals<S, B>(app: &S, token: &str, rt: &str) -> (i64, i64)
+    where
+        S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+        B: actix_web::body::MessageBody,
+    {
+        let all = with(app, token, "GET", &format!("/scim/v2/{rt}?count=1"), None).await;
+        all.expect(200);
+        let counted = with(
+            app,
+            token,
+            "GET",
+            &format!("/scim/v2/{rt}?count=1&filter=id%20pr"),
+            None,
+        )
+        .await;
+        counted.expect(200);
+        (
+            all.body["totalResults"].as_i64().unwrap(),
+            counted.body["totalResults"].as_i64().unwrap(),
+        )
+    }
+    let mut users = Vec::new();
+    for i in 0..3 {
+        let r = with(
+            &app,
+            &a,
+            "POST",
+            "/scim/v2/Users",
+            Some(user(
+                &format!("c{i}@a.example"),
+                &format!("x{i}"),
+                "m@a.example",
+            )),
+        )
+        .await;
+        r.expect(201);
+        users.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    with(
+        &app,
+        &b,
+        "POST",
+        "/scim/v2/Users",
+        Some(user("only@b.example", "xb", "b@b.example")),
+    )
+    .await
+    .expect(201);
+    assert_eq!(totals(&app, &a, "Users").await, (3, 3));
+    assert_eq!(totals(&app, &b, "Users").await, (1, 1));
+
+    // A bulk: a batch of plain creates with a duplicate (the batch falls back to one by one,
+    // one fails), a group, and a delete of an unknown id.
+    let mut ops: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"),
+                   "data": user(&format!("bulk{i}@a.example"), &format!("bx{i}"), "m@a.example")})
+        })
+        .collect();
+    ops.push(json!({"method": "POST", "path": "/Users", "bulkId": "dup",
+                    "data": user("c0@a.example", "dupx", "m@a.example")}));
+    ops.push(json!({"method": "POST", "path": "/Groups", "bulkId": "g",
+                    "data": group("Counted", &[&users[0]])}));
+    ops.push(json!({"method": "DELETE", "path": "/Users/00000000-0000-0000-0000-000000000000"}));
+    let r = with(
+        &app,
+        &a,
+        "POST",
+        "/scim/v2/Bulk",
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                    "Operations": ops}),
+        ),
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(totals(&app, &a, "Users").await, (7, 7));
+    assert_eq!(totals(&app, &a, "Groups").await, (1, 1));
+
+    // Deletes, and a second delete of the same user (404, nothing counted).
+    with(
+        &app,
+        &a,
+        "DELETE",
+        &format!("/scim/v2/Users/{}", users[1]),
+        None,
+    )
+    .await
+    .expect(204);
+    with(
+        &app,
+        &a,
+        "DELETE",
+        &format!("/scim/v2/Users/{}", users[1]),
+        None,
+    )
+    .await
+    .expect(404);
+    assert_eq!(totals(&app, &a, "Users").await, (6, 6));
+    assert_eq!(totals(&app, &b, "Users").await, (1, 1));
+
+    // Deleting tenant b leaves a's counts alone; a new tenant b starts from zero.
+    {
+        let mut conn = state.service.pool.get().unwrap();
+        admin::delete_tenant(&mut conn, "count-b").unwrap();
+    }
+    let b2 = tenant_with_token(&state, "count-b", Scope::Write);
+    assert_eq!(totals(&app, &b2, "Users").await, (0, 0));
+    assert_eq!(totals(&app, &a, "Users").await, (6, 6));
+}

@@ -324,6 +324,36 @@ pub enum Lock {
     Delete,
 }
 
+/// Adds `delta` to the number of `rt` resources the tenant holds (`resource_counts`). Called
+/// once per transaction, at its end (the journal's flush), so on Postgres the counter row is
+/// locked only from there to the commit.
+pub fn adjust_resource_count(
+    db: &mut Db<'_>,
+    tenant: &str,
+    rt: Rtype,
+    delta: i64,
+) -> StoreResult<()> {
+    let mut q = Sql::new("INSERT INTO resource_counts (tenant_id, rtype, n) VALUES (");
+    q.bind_list([
+        Bind::Text(tenant.into()),
+        Bind::Text(rt.name().into()),
+        Bind::Int(delta),
+    ])
+    .push(") ON CONFLICT (tenant_id, rtype) DO UPDATE SET n = resource_counts.n + ")
+    .bind(Bind::Int(delta));
+    db.execute(&q)?;
+    Ok(())
+}
+
+/// The number of `rt` resources the tenant holds, from `resource_counts`.
+pub fn resource_count(db: &mut Db<'_>, tenant: &str, rt: Rtype) -> StoreResult<i64> {
+    let mut q = Sql::new("SELECT n FROM resource_counts WHERE tenant_id = ");
+    q.bind(Bind::Text(tenant.into()))
+        .push(" AND rtype = ")
+        .bind(Bind::Text(rt.name().into()));
+    Ok(db.first::<Count>(&q)?.map(|c| c.n).unwrap_or(0))
+}
+
 /// Reads one resource of this tenant, locked as `lock` says.
 pub fn get_resource(
     db: &mut Db<'_>,
@@ -760,6 +790,8 @@ pub fn search(
             if count_total {
                 page.total = Some(if first_page && (page.rows.len() as i64) < limit {
                     page.rows.len() as i64
+                } else if cond.is_none() {
+                    resource_count(db, tenant, rt)?
                 } else {
                     let mut count = Sql::new("SELECT COUNT(*) AS n");
                     count.append(wh.clone());
@@ -775,6 +807,9 @@ pub fn search(
         | Window::Before { limit, .. } => *limit,
     };
     let count = |db: &mut Db<'_>| -> StoreResult<i64> {
+        if cond.is_none() {
+            return resource_count(db, tenant, rt);
+        }
         let mut count = Sql::new("SELECT COUNT(*) AS n");
         count.append(wh.clone());
         Ok(db.first::<Count>(&count)?.map(|c| c.n).unwrap_or(0))
