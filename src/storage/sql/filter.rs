@@ -506,7 +506,11 @@ fn grams_of(s: &str) -> Vec<String> {
 pub fn substring_grams(cond: &Cond) -> Vec<String> {
     fn walk(c: &Cond, out: &mut Vec<String>) {
         match c {
-            Cond::Cmp(_, op @ (CompOp::Co | CompOp::Ew), operand) => {
+            // Only attribute values are searched through the trigram index (columns and
+            // membership references are not).
+            Cond::Cmp(t, op @ (CompOp::Co | CompOp::Ew), operand)
+                if matches!(t.field, Field::Value(_)) =>
+            {
                 if let Some(s) = trigram_operand(Backend::Sqlite, Some((*op, operand))) {
                     out.extend(grams_of(s));
                 }
@@ -517,7 +521,8 @@ pub fn substring_grams(cond: &Cond) -> Vec<String> {
                 walk(a, out);
                 walk(b, out);
             }
-            Cond::Elem { inner, .. } => walk(inner, out),
+            Cond::Elem { set, inner, .. } if *set != ElemSet::Refs => walk(inner, out),
+            Cond::Elem { .. } => {}
         }
     }
     let mut out = Vec::new();
@@ -622,12 +627,13 @@ mod tests {
     fn substring_grams_are_collected_from_the_whole_filter() {
         let registry = crate::scim::schema::Registry::load().unwrap();
         let f = crate::scim::filter::parse_filter(
-            "userName co \"abcd\" or (emails[value ew \"xyz\"] and not (title co \"ab\"))",
+            "userName co \"abcd\" or (emails[value ew \"xyz\"] and not (title co \"ab\")) or title co \"mgr\"",
             &crate::scim::filter::Limits::default(),
         )
         .unwrap();
         let cond = crate::scim::query::resolve(&registry, Rtype::User, &f).unwrap();
-        assert_eq!(substring_grams(&cond), ["abc", "bcd", "xyz"]);
+        // userName is a column (no trigram index on SQLite), `ab` is too short.
+        assert_eq!(substring_grams(&cond), ["mgr", "xyz"]);
     }
 
     #[test]

@@ -369,13 +369,15 @@ pub fn get_resource(
     let mut q = Sql::new(&format!(
         "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.tenant_id = "
     ));
-    // Only the unique key (tenant_id, id) in the WHERE, the type checked after: with `rtype`
-    // in it too, a Postgres without fresh statistics (autovacuum off, or a table that just
-    // grew) may pick the (tenant_id, rtype, pk) list index and scan every resource of the
-    // type for one row.
+    // Only the unique key (tenant_id, id) can serve this lookup: with a plain `rtype = ?`, a
+    // Postgres without fresh statistics (autovacuum off, or a table that just grew) may pick
+    // the (tenant_id, rtype, pk) list index and scan every resource of the type for one row.
+    // The type is still tested in SQL, so a row of another type is never locked.
     q.bind(Bind::Text(tenant.into()))
         .push(" AND r.id = ")
-        .bind(Bind::Text(id.into()));
+        .bind(Bind::Text(id.into()))
+        .push(" AND (r.rtype || '') = ")
+        .bind(Bind::Text(rt.name().into()));
     if db.backend() == Backend::Postgres {
         q.push(match lock {
             Lock::None => "",
@@ -383,8 +385,7 @@ pub fn get_resource(
             Lock::Delete => " FOR UPDATE",
         });
     }
-    let row: Option<ResourceRow> = db.first(&q)?;
-    Ok(row.filter(|r| r.rtype == rt.name()))
+    Ok(db.first(&q)?)
 }
 
 /// A resource by its key (any type), unlocked.
@@ -1065,9 +1066,7 @@ fn gram_counts(db: &mut Db<'_>, cond: &Cond) -> StoreResult<Option<GramCounts>> 
         for g in grams {
             match c.get(&g) {
                 Some((n, at)) if now.duration_since(*at) < GRAM_COUNT_TTL => {
-                    if *n > 0 {
-                        counts.insert(g, *n);
-                    }
+                    counts.insert(g, *n);
                 }
                 _ => missing.push(g),
             }
@@ -1078,12 +1077,12 @@ fn gram_counts(db: &mut Db<'_>, cond: &Cond) -> StoreResult<Option<GramCounts>> 
         q.bind_list(missing.iter().cloned().map(Bind::Text))
             .push(")");
         let rows: Vec<GramRow> = db.load(&q)?;
+        // Only trigrams the index holds are cached: one it lacks is cheap to look up again,
+        // and a cached zero (say, counted on another database of this process, or before a
+        // load) would make it the "rarest" trigram for minutes.
         let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
-        if c.len() + missing.len() > GRAM_COUNT_CAP {
+        if c.len() + rows.len() > GRAM_COUNT_CAP {
             c.clear();
-        }
-        for g in missing {
-            c.insert(g, (0, now));
         }
         for r in rows {
             c.insert(r.term.clone(), (r.doc, now));
