@@ -101,7 +101,7 @@ pub(crate) struct Journal {
     items: Vec<NewFeedEvent>,
     /// The ordering key of each item's webhook deliveries (account, else resource).
     keys: Vec<String>,
-    /// Resources created minus deleted, Users and Groups, for `resource_counts`.
+    /// Resources created minus deleted, Users and Groups, for the tenant's counts.
     counted: [i64; 2],
 }
 
@@ -202,16 +202,10 @@ impl Journal {
     /// Appends the events to the feed and queues a delivery for each subscription that wants
     /// one, in the caller's transaction.
     pub(crate) fn flush(self, db: &mut Db<'_>) -> Result<()> {
-        // Counters first, then the feed head: every transaction locks them in this order.
-        for (rt, delta) in [Rtype::User, Rtype::Group].into_iter().zip(self.counted) {
-            if delta != 0 {
-                storage::adjust_resource_count(db, &self.tenant, rt, delta)?;
-            }
-        }
+        let first = storage::append_feed(db, &self.tenant, &self.items, self.counted)?;
         if self.items.is_empty() {
             return Ok(());
         }
-        let first = storage::append_feed(db, &self.tenant, &self.items)?;
         let hooks = storage::list_webhooks(db, &self.tenant)?;
         if hooks.is_empty() {
             return Ok(());

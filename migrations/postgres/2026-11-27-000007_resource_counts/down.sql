@@ -1,1 +1,2 @@
-DROP TABLE resource_counts;
+ALTER TABLE feed_heads DROP COLUMN group_count;
+ALTER TABLE feed_heads DROP COLUMN user_count;

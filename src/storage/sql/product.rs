@@ -58,19 +58,33 @@ struct SeqRow {
 
 /// Appends events to the tenant's feed; returns the sequence number of the first. The
 /// numbers come from the tenant's row in `feed_heads`, which stays locked until the
-/// transaction ends: numbers are gap-free and handed out in commit order.
-pub fn append_feed(db: &mut Db<'_>, tenant: &str, events: &[NewFeedEvent]) -> StoreResult<i64> {
+/// transaction ends: numbers are gap-free and handed out in commit order. The same statement
+/// adds `counted` (Users, Groups created minus deleted) to the tenant's resource counts.
+pub fn append_feed(
+    db: &mut Db<'_>,
+    tenant: &str,
+    events: &[NewFeedEvent],
+    counted: [i64; 2],
+) -> StoreResult<i64> {
     let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    if n == 0 {
+    if n == 0 && counted == [0, 0] {
         return Ok(0);
     }
-    let mut q = Sql::new("INSERT INTO feed_heads (tenant_id, last_seq) VALUES (");
-    q.bind(text(tenant))
-        .push(", ")
-        .bind(Bind::Int(n))
-        .push(") ON CONFLICT (tenant_id) DO UPDATE SET last_seq = feed_heads.last_seq + ")
-        .bind(Bind::Int(n))
-        .push(" RETURNING last_seq");
+    let mut q =
+        Sql::new("INSERT INTO feed_heads (tenant_id, last_seq, user_count, group_count) VALUES (");
+    q.bind_list([
+        text(tenant),
+        Bind::Int(n),
+        Bind::Int(counted[0]),
+        Bind::Int(counted[1]),
+    ])
+    .push(") ON CONFLICT (tenant_id) DO UPDATE SET last_seq = feed_heads.last_seq + ")
+    .bind(Bind::Int(n))
+    .push(", user_count = feed_heads.user_count + ")
+    .bind(Bind::Int(counted[0]))
+    .push(", group_count = feed_heads.group_count + ")
+    .bind(Bind::Int(counted[1]))
+    .push(" RETURNING last_seq");
     let last = db
         .first::<SeqRow>(&q)?
         .map(|r| r.last_seq)

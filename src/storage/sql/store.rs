@@ -324,33 +324,34 @@ pub enum Lock {
     Delete,
 }
 
-/// Adds `delta` to the number of `rt` resources the tenant holds (`resource_counts`). Called
-/// once per transaction, at its end (the journal's flush), so on Postgres the counter row is
-/// locked only from there to the commit.
+/// Adds `delta` to the number of `rt` resources the tenant holds, for writers that bypass
+/// the journal (a bulk loader); the journal adds its counts in `append_feed`.
 pub fn adjust_resource_count(
     db: &mut Db<'_>,
     tenant: &str,
     rt: Rtype,
     delta: i64,
 ) -> StoreResult<()> {
-    let mut q = Sql::new("INSERT INTO resource_counts (tenant_id, rtype, n) VALUES (");
-    q.bind_list([
-        Bind::Text(tenant.into()),
-        Bind::Text(rt.name().into()),
-        Bind::Int(delta),
-    ])
-    .push(") ON CONFLICT (tenant_id, rtype) DO UPDATE SET n = resource_counts.n + ")
-    .bind(Bind::Int(delta));
-    db.execute(&q)?;
+    let counted = if rt == Rtype::Group {
+        [0, delta]
+    } else {
+        [delta, 0]
+    };
+    super::product::append_feed(db, tenant, &[], counted)?;
     Ok(())
 }
 
-/// The number of `rt` resources the tenant holds, from `resource_counts`.
+/// The number of `rt` resources the tenant holds (kept on its `feed_heads` row).
 pub fn resource_count(db: &mut Db<'_>, tenant: &str, rt: Rtype) -> StoreResult<i64> {
-    let mut q = Sql::new("SELECT n FROM resource_counts WHERE tenant_id = ");
-    q.bind(Bind::Text(tenant.into()))
-        .push(" AND rtype = ")
-        .bind(Bind::Text(rt.name().into()));
+    let col = if rt == Rtype::Group {
+        "group_count"
+    } else {
+        "user_count"
+    };
+    let mut q = Sql::new(&format!(
+        "SELECT {col} AS n FROM feed_heads WHERE tenant_id = "
+    ));
+    q.bind(Bind::Text(tenant.into()));
     Ok(db.first::<Count>(&q)?.map(|c| c.n).unwrap_or(0))
 }
 

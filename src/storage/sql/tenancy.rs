@@ -118,7 +118,6 @@ pub fn delete_tenant(db: &mut Db<'_>, id: &str) -> StoreResult<Deleted> {
     del(db, "members")?;
     del(db, "attr_values")?;
     d.resources = del(db, "resources")?;
-    del(db, "resource_counts")?;
     d.events = del(db, "feed")?;
     del(db, "feed_heads")?;
     del(db, "deliveries")?;
