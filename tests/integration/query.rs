@@ -380,6 +380,39 @@ async fn singular_sort_pages_the_same_by_cursor_index_and_backwards() {
             }
         }
     }
+    // Unsorted index pages (creation order): deep pages skip rows by their keys first.
+    for filter in [None, Some("active eq true")] {
+        let mut want = names.clone();
+        let mut path = "/scim/v2/Users?x=1".to_string();
+        if let Some(f) = filter {
+            want = active_only(&want);
+            path.push_str(&format!("&filter={}", urlencode(f)));
+        }
+        for count in [1, 4, 6] {
+            for start in 1..=want.len() + 1 {
+                let r = call(
+                    &app,
+                    "GET",
+                    &format!("{path}&count={count}&startIndex={start}"),
+                    None,
+                )
+                .await;
+                r.expect(200);
+                assert_eq!(r.body["totalResults"], json!(want.len()), "{path}");
+                if start > want.len() {
+                    let n = r.body["Resources"].as_array().map_or(0, Vec::len);
+                    assert_eq!(n, 0, "{path} startIndex={start}: {}", r.raw);
+                    continue;
+                }
+                let end = (start - 1 + count).min(want.len());
+                assert_eq!(
+                    user_names(&r.body),
+                    want[start - 1..end],
+                    "{path} count={count} startIndex={start}"
+                );
+            }
+        }
+    }
 }
 
 #[actix_web::test]

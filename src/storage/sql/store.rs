@@ -1119,6 +1119,26 @@ fn page_rows(
     total: Option<i64>,
     selective: bool,
 ) -> StoreResult<Page> {
+    if let (None, Window::Offset { offset, .. }) = (sort, window) {
+        if *offset > 0 && !selective {
+            // A deep index page: skip the first rows reading only their keys (for an
+            // unfiltered list, the (tenant_id, rtype, pk) index alone), then read the page's
+            // rows. Skipping whole rows cost a document read per skipped resource.
+            let mut inner = Sql::new("SELECT r.pk");
+            inner
+                .append(wh.clone())
+                .push(" ORDER BY r.pk LIMIT ")
+                .bind(Bind::Int(limit))
+                .push(" OFFSET ")
+                .bind(Bind::Int(*offset));
+            let mut q = Sql::new(&format!(
+                "SELECT {RESOURCE_COLUMNS}, CAST(NULL AS TEXT) AS skey_t, \
+                 CAST(NULL AS DOUBLE PRECISION) AS skey_n FROM resources r WHERE r.pk IN ("
+            ));
+            q.append(inner).push(") ORDER BY r.pk");
+            return Ok(sorted_page(db.load(&q)?, total));
+        }
+    }
     let key = sort.map(|s| sort_expr(&s.key));
     let descending = sort.is_some_and(|s| s.descending);
     // Reading backwards (previous page) walks the reverse order, then flips the rows.
