@@ -119,7 +119,7 @@ impl Journal {
 
     /// Notes `delta` resources of type `rt` created (or, negative, deleted).
     pub(crate) fn count(&mut self, rt: Rtype, delta: i64) {
-        self.counted[usize::from(rt == Rtype::Group)] += delta;
+        self.counted[storage::count_slot(rt)] += delta;
     }
 
     /// Takes over another journal's events (a bulk operation's, once its savepoint held).

@@ -223,26 +223,34 @@ where
     send(app, r).await
 }
 
+/// POSTs `body` to `path`, expects 201, returns the new resource's id.
+pub async fn post_id<S, B>(app: &S, path: &str, body: Value) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let r = call(app, "POST", path, Some(body)).await;
+    r.expect(201);
+    r.body["id"].as_str().expect("id").to_string()
+}
+
 /// Creates a user and returns its id.
 pub async fn create_user<S, B>(app: &S, user_name: &str) -> String
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let r = call(
+    post_id(
         app,
-        "POST",
         "/scim/v2/Users",
-        Some(serde_json::json!({
+        serde_json::json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
             "userName": user_name,
             "displayName": format!("{user_name} display"),
             "active": true
-        })),
+        }),
     )
-    .await;
-    r.expect(201);
-    r.body["id"].as_str().expect("id").to_string()
+    .await
 }
 
 pub async fn create_group<S, B>(app: &S, name: &str, members: &[&str]) -> String
@@ -254,19 +262,16 @@ where
         .iter()
         .map(|m| serde_json::json!({"value": m}))
         .collect();
-    let r = call(
+    post_id(
         app,
-        "POST",
         "/scim/v2/Groups",
-        Some(serde_json::json!({
+        serde_json::json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
             "displayName": name,
             "members": members
-        })),
+        }),
     )
-    .await;
-    r.expect(201);
-    r.body["id"].as_str().expect("id").to_string()
+    .await
 }
 
 /// The SCIM events (RFC 9967) of a tenant's feed, as (resource id, kind) pairs, the kind

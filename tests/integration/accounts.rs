@@ -131,6 +131,23 @@ where
     ok(&r, 200).clone()
 }
 
+/// A webhook's dead letters (the first page).
+async fn dead_letters<S, B>(app: &S, admin: &str, hook: &str) -> Vec<Value>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let r = api(
+        app,
+        admin,
+        "GET",
+        &format!("/api/v1/webhooks/{hook}/dead-letters"),
+        None,
+    )
+    .await;
+    items(&r)
+}
+
 /// Every event of the feed (from seq 1).
 async fn feed<S, B>(app: &S, admin: &str) -> Vec<Value>
 where
@@ -287,9 +304,7 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let r = call(app, "POST", "/scim/v2/Users", Some(body)).await;
-    r.expect(201);
-    r.body["id"].as_str().expect("id").to_string()
+    post_id(app, "/scim/v2/Users", body).await
 }
 
 async fn scim_patch<S, B>(app: &S, path: &str, body: Value) -> Resp
@@ -314,20 +329,17 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let r = call(
+    post_id(
         app,
-        "POST",
         "/scim/v2/Groups",
-        Some(json!({
+        json!({
             "schemas": [CORE_GROUP],
             "externalId": uuid::Uuid::new_v4().to_string(),
             "displayName": name,
             "meta": {"resourceType": "Group"}
-        })),
+        }),
     )
-    .await;
-    r.expect(201);
-    r.body["id"].as_str().expect("id").to_string()
+    .await
 }
 
 async fn entra_add_members<S, B>(app: &S, group: &str, members: &[&str])
@@ -753,15 +765,7 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
             "only subscribed types"
         );
     }
-    let r = api(
-        &app,
-        &admin,
-        "GET",
-        &format!("/api/v1/webhooks/{hook}/dead-letters"),
-        None,
-    )
-    .await;
-    assert_eq!(items(&r), Vec::<Value>::new());
+    assert_eq!(dead_letters(&app, &admin, &hook).await, Vec::<Value>::new());
     workers.shutdown();
 }
 
@@ -1259,15 +1263,7 @@ async fn deliveries_survive_a_receiver_outage_in_order() {
         last_ok.contains_key(&gid),
         "the group's events are keyed by group"
     );
-    let r = api(
-        &app,
-        &admin,
-        "GET",
-        &format!("/api/v1/webhooks/{hook}/dead-letters"),
-        None,
-    )
-    .await;
-    assert_eq!(items(&r), Vec::<Value>::new());
+    assert_eq!(dead_letters(&app, &admin, &hook).await, Vec::<Value>::new());
     workers.shutdown();
 }
 
@@ -1293,12 +1289,10 @@ async fn failing_deliveries_become_dead_letters_and_replay() {
         .into_iter()
         .find(|e| e["type"] == "account.activated")
         .expect("account.activated in the feed");
-    let letters = format!("/api/v1/webhooks/{hook}/dead-letters");
 
     let deadline = Instant::now() + PATIENCE;
     let dead = loop {
-        let r = api(&app, &admin, "GET", &letters, None).await;
-        let list = items(&r);
+        let list = dead_letters(&app, &admin, &hook).await;
         if !list.is_empty() {
             break list;
         }
@@ -1357,8 +1351,7 @@ async fn failing_deliveries_become_dead_letters_and_replay() {
     assert_eq!(ev["accountId"], acc["id"]);
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let r = api(&app, &admin, "GET", &letters, None).await;
-        if items(&r).is_empty() {
+        if dead_letters(&app, &admin, &hook).await.is_empty() {
             // Delivered now: not a dead letter, so it cannot be replayed.
             let r = api(
                 &app,

@@ -30,9 +30,7 @@ where
         if let Some(f) = family {
             body["name"] = json!({"familyName": f});
         }
-        let r = call(app, "POST", "/scim/v2/Users", Some(body)).await;
-        r.expect(201);
-        ids.push(r.body["id"].as_str().unwrap().to_string());
+        ids.push(post_id(app, "/scim/v2/Users", body).await);
     }
     ids
 }
@@ -356,28 +354,7 @@ async fn singular_sort_pages_the_same_by_cursor_index_and_backwards() {
                 );
             }
             // Index paging, every start (pages that cross from valued users to the rest).
-            for start in 1..=want.len() + 1 {
-                let r = call(
-                    &app,
-                    "GET",
-                    &format!("{path}&count={count}&startIndex={start}"),
-                    None,
-                )
-                .await;
-                r.expect(200);
-                assert_eq!(r.body["totalResults"], json!(want.len()), "{what}");
-                if start > want.len() {
-                    let n = r.body["Resources"].as_array().map_or(0, Vec::len);
-                    assert_eq!(n, 0, "{what} startIndex={start}: {}", r.raw);
-                    continue;
-                }
-                let end = (start - 1 + count).min(want.len());
-                assert_eq!(
-                    user_names(&r.body),
-                    want[start - 1..end],
-                    "{what} startIndex={start}"
-                );
-            }
+            index_pages(&app, &path, count, &want).await;
         }
     }
     // Unsorted index pages (creation order): deep pages skip rows by their keys first.
@@ -389,29 +366,43 @@ async fn singular_sort_pages_the_same_by_cursor_index_and_backwards() {
             path.push_str(&format!("&filter={}", urlencode(f)));
         }
         for count in [1, 4, 6] {
-            for start in 1..=want.len() + 1 {
-                let r = call(
-                    &app,
-                    "GET",
-                    &format!("{path}&count={count}&startIndex={start}"),
-                    None,
-                )
-                .await;
-                r.expect(200);
-                assert_eq!(r.body["totalResults"], json!(want.len()), "{path}");
-                if start > want.len() {
-                    let n = r.body["Resources"].as_array().map_or(0, Vec::len);
-                    assert_eq!(n, 0, "{path} startIndex={start}: {}", r.raw);
-                    continue;
-                }
-                let end = (start - 1 + count).min(want.len());
-                assert_eq!(
-                    user_names(&r.body),
-                    want[start - 1..end],
-                    "{path} count={count} startIndex={start}"
-                );
-            }
+            index_pages(&app, &path, count, &want).await;
         }
+    }
+}
+
+/// Reads `path` by index pages of `count` from every startIndex (and one past the end): each
+/// page holds its slice of `want`, and totalResults is the whole length.
+async fn index_pages<S, B>(app: &S, path: &str, count: usize, want: &[String])
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    for start in 1..=want.len() + 1 {
+        let r = call(
+            app,
+            "GET",
+            &format!("{path}&count={count}&startIndex={start}"),
+            None,
+        )
+        .await;
+        r.expect(200);
+        assert_eq!(r.body["totalResults"], json!(want.len()), "{path}");
+        if start > want.len() {
+            let n = r.body["Resources"].as_array().map_or(0, Vec::len);
+            assert_eq!(n, 0, "{path} startIndex={start}: {}", r.raw);
+            continue;
+        }
+        let end = (start - 1 + count).min(want.len());
+        assert_eq!(
+            user_names(&r.body),
+            want[start - 1..end],
+            "{path} count={count} startIndex={start}"
+        );
     }
 }
 

@@ -537,12 +537,8 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     let b = tenant_with_token(&state, "count-b", Scope::Write);
     async fn totals<S, B>(app: &S, token: &str, rt: &str) -> (i64, i64)
     where
-        S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<B>,
-            Error = actix_web::Error,
-        >,
-        B: actix_web::body::MessageBody,
+        S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+        B: MessageBody,
     {
         let all = with(app, token, "GET", &format!("/scim/v2/{rt}?count=1"), None).await;
         all.expect(200);

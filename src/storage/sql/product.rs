@@ -7,6 +7,7 @@ use diesel::QueryableByName;
 
 use super::conn::{Backend, Bind, Db, Sql};
 use super::store::StoreResult;
+use crate::scim::schema::Rtype;
 
 fn text(s: &str) -> Bind {
     Bind::Text(s.to_string())
@@ -54,6 +55,15 @@ const FEED_COLUMNS: &str =
 struct SeqRow {
     #[diesel(sql_type = BigInt)]
     last_seq: i64,
+}
+
+/// The tenant's resource counts kept on its `feed_heads` row, by `count_slot`.
+pub const COUNT_COLUMNS: [&str; 2] = ["user_count", "group_count"];
+
+/// Where a resource type's count sits in `[Users, Groups]` (a transaction's `counted` and
+/// `COUNT_COLUMNS`).
+pub fn count_slot(rt: Rtype) -> usize {
+    usize::from(rt == Rtype::Group)
 }
 
 /// Appends events to the tenant's feed; returns the sequence number of the first. The

@@ -14,6 +14,7 @@ use crate::storage::StorageError;
 use super::conn::{Backend, Bind, Db, PgArray, Sql};
 
 use super::filter::{substring_grams, GramCounts, Translator};
+use super::product::{append_feed, count_slot, COUNT_COLUMNS};
 
 pub type StoreResult<T> = Result<T, StorageError>;
 
@@ -332,22 +333,15 @@ pub fn adjust_resource_count(
     rt: Rtype,
     delta: i64,
 ) -> StoreResult<()> {
-    let counted = if rt == Rtype::Group {
-        [0, delta]
-    } else {
-        [delta, 0]
-    };
-    super::product::append_feed(db, tenant, &[], counted)?;
+    let mut counted = [0, 0];
+    counted[count_slot(rt)] = delta;
+    append_feed(db, tenant, &[], counted)?;
     Ok(())
 }
 
 /// The number of `rt` resources the tenant holds (kept on its `feed_heads` row).
 pub fn resource_count(db: &mut Db<'_>, tenant: &str, rt: Rtype) -> StoreResult<i64> {
-    let col = if rt == Rtype::Group {
-        "group_count"
-    } else {
-        "user_count"
-    };
+    let col = COUNT_COLUMNS[count_slot(rt)];
     let mut q = Sql::new(&format!(
         "SELECT {col} AS n FROM feed_heads WHERE tenant_id = "
     ));
@@ -772,41 +766,32 @@ pub fn search(
     let mut wh = Sql::new(" FROM resources r WHERE ");
     wh.append(base.clone());
     let selective = cond.is_some_and(is_selective);
-    // Sorted by a singular attribute without a selective filter: walk that attribute's value
-    // index in order rather than compute a key for every matching row and sort them all.
-    if let Some(s) = sort.filter(|s| s.key.singular && !selective) {
-        if let Field::Value(path) = &s.key.field {
-            let by = ValueOrder {
-                tenant,
-                path,
-                numeric: matches!(s.key.kind, Kind::Num | Kind::DateTime),
-                descending: s.descending,
-            };
-            let first_page = matches!(window, Window::Offset { offset: 0, .. });
-            let limit = match window {
-                Window::Offset { limit, .. }
-                | Window::After { limit, .. }
-                | Window::Before { limit, .. } => *limit,
-            };
-            let mut page = by.page(db, &base, window)?;
-            if count_total {
-                page.total = Some(if first_page && (page.rows.len() as i64) < limit {
-                    page.rows.len() as i64
-                } else if cond.is_none() {
-                    resource_count(db, tenant, rt)?
-                } else {
-                    let mut count = Sql::new("SELECT COUNT(*) AS n");
-                    count.append(wh.clone());
-                    db.first::<Count>(&count)?.map(|c| c.n).unwrap_or(0)
-                });
-            }
-            return Ok(page);
-        }
-    }
     let limit = match window {
         Window::Offset { limit, .. }
         | Window::After { limit, .. }
         | Window::Before { limit, .. } => *limit,
+    };
+    // Sorted by a singular attribute without a selective filter: walk that attribute's value
+    // index in order rather than compute a key for every matching row and sort them all.
+    let by_value = sort
+        .filter(|s| s.key.singular && !selective)
+        .and_then(|s| match &s.key.field {
+            Field::Value(path) => Some(ValueOrder {
+                tenant,
+                path,
+                numeric: matches!(s.key.kind, Kind::Num | Kind::DateTime),
+                descending: s.descending,
+            }),
+            _ => None,
+        });
+    let rows = |db: &mut Db<'_>, total: Option<i64>| -> StoreResult<Page> {
+        match &by_value {
+            Some(by) => Ok(Page {
+                total,
+                ..by.page(db, &base, window)?
+            }),
+            None => page_rows(db, &wh, sort, window, limit, total, selective),
+        }
     };
     let count = |db: &mut Db<'_>| -> StoreResult<i64> {
         if cond.is_none() {
@@ -830,9 +815,9 @@ pub fn search(
                 keys: Vec::new(),
             });
         }
-        return page_rows(db, &wh, sort, window, limit, total, selective);
+        return rows(db, total);
     }
-    let mut page = page_rows(db, &wh, sort, window, limit, None, selective)?;
+    let mut page = rows(db, None)?;
     if count_total {
         page.total = Some(if (page.rows.len() as i64) < limit {
             page.rows.len() as i64
@@ -896,8 +881,8 @@ impl ValueOrder<'_> {
             } else {
                 Segment::Valued
             };
-            while order.first().is_some_and(|s| *s != at) {
-                order.remove(0);
+            if let Some(i) = order.iter().position(|s| *s == at) {
+                order.drain(..i);
             }
         }
         let mut rows: Vec<SortedRow> = Vec::new();
