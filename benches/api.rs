@@ -60,7 +60,7 @@ fn main() {
     );
     let ids: Arc<Vec<String>> = Arc::new(ids.lock().map(|v| v.clone()).unwrap_or_default());
     // Fresh statistics after the load, as autovacuum would have them in a running system.
-    scimitar::storage::analyze(&mut pool.get().expect("conn").db()).expect("analyze");
+    scimitar::storage::conn::analyze(&mut pool.get().expect("conn").db()).expect("analyze");
 
     let (b, a, ids2) = (base.clone(), auth.clone(), ids.clone());
     report(

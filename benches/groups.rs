@@ -34,7 +34,7 @@ fn main() {
     let run: u32 = rand::thread_rng().gen();
     let t = std::time::Instant::now();
     let ids = load_users(&pool, 0, members, run);
-    scimitar::storage::analyze(&mut pool.get().expect("conn").db()).expect("analyze");
+    scimitar::storage::conn::analyze(&mut pool.get().expect("conn").db()).expect("analyze");
     println!(
         "scimitar large-group benchmark: backend {backend}, {members} members by PATCHes of {batch} (users loaded in {:.1}s)",
         t.elapsed().as_secs_f64()

@@ -66,7 +66,7 @@ fn main() {
             loaded as f64 / t.elapsed().as_secs_f64()
         );
     }
-    scimitar::storage::analyze(&mut pool.get().expect("conn").db()).expect("analyze");
+    scimitar::storage::conn::analyze(&mut pool.get().expect("conn").db()).expect("analyze");
     println!(
         "scimitar query benchmark: backend {backend}, {users} users (loaded in {:.0}s), {clients} clients, {requests} requests per query",
         t.elapsed().as_secs_f64()

@@ -199,7 +199,7 @@ fn main() {
     let paced: Arc<Vec<String>> = Arc::new(create_users(&base, n, 2 * n, run));
     // Fresh planner statistics, as autovacuum's autoanalyze keeps them on any default
     // Postgres (the project machine's runs with autovacuum off).
-    scimitar::storage::analyze(&mut pool.get().expect("conn").db()).expect("analyze");
+    scimitar::storage::conn::analyze(&mut pool.get().expect("conn").db()).expect("analyze");
     println!(
         "loaded {} users in {:.1} s",
         3 * n,
@@ -216,7 +216,7 @@ fn main() {
         conn.write_tx(|db| {
             auth::create_token(
                 db,
-                "default",
+                &"default".into(),
                 Some("bench"),
                 Scope::Admin,
                 None,

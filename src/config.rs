@@ -1,11 +1,47 @@
-//! Typed configuration: command-line flags, each with an environment variable. No globals.
+//! Typed configuration: command-line flags, each with an environment variable, and the value
+//! types they parse into. No globals. Depends on no other module of the crate: everything may
+//! read its configuration, and configuration knows nothing of what reads it.
 
 use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::http::ratelimit::RateLimit;
-use crate::storage::SqliteSync;
+/// How hard SQLite syncs to disk. `Normal` (with WAL) survives a killed process;
+/// `Full` also survives power loss, at a large cost in write rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSync {
+    Normal,
+    Full,
+}
+
+/// `N/second` or `N/minute` (`--rate-limit 600/min`); a bare `N` is per minute.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+impl FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RateLimit, String> {
+        let (n, unit) = s.split_once('/').unwrap_or((s, "minute"));
+        let requests: u32 = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("`{s}`: expected N/second or N/minute with N > 0"))?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            other => return Err(format!("`{other}`: the period is `second` or `minute`")),
+        };
+        Ok(RateLimit { requests, per })
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -322,6 +358,26 @@ impl ServeArgs {
         match &self.base_url {
             Some(b) => b.trim_end_matches('/').to_string(),
             None => format!("http://{}/scim/v2", self.listen),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rate_limits() {
+        let m = |n, s| RateLimit {
+            requests: n,
+            per: Duration::from_secs(s),
+        };
+        assert_eq!("600".parse::<RateLimit>().unwrap(), m(600, 60));
+        assert_eq!("10/second".parse::<RateLimit>().unwrap(), m(10, 1));
+        assert_eq!("10/s".parse::<RateLimit>().unwrap(), m(10, 1));
+        assert_eq!("100/min".parse::<RateLimit>().unwrap(), m(100, 60));
+        for bad in ["0/s", "x", "10/hour", "-1"] {
+            assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
         }
     }
 }

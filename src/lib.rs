@@ -1,4 +1,5 @@
-//! Scimitar: a SCIM 2.0 provisioning server (RFC 7643, RFC 7644).
+//! Scimitar: a SCIM 2.0 provisioning server (RFC 7643, RFC 7644). ARCHITECTURE.md describes
+//! the modules and which may import which.
 
 // No unwrap/expect/panic on the request path; tests may.
 #![cfg_attr(
@@ -6,11 +7,11 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod accounts;
-pub mod admin;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod http;
+pub mod product;
 pub mod provisioning;
 pub mod scim;
 pub mod server;

@@ -1,33 +1,49 @@
-//! The `scimitar` command: serve (default) and admin commands.
+//! The `scimitar` command: serve (default), migrate, and the admin commands (`cli`).
 
+use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use scimitar::config::{Cli, Command, ServeArgs};
-use scimitar::{admin, server, storage};
+use scimitar::{cli, server, storage};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let args = Cli::parse();
+    let result: Result<(), Box<dyn Error>> = match args.command {
         None => serve(ServeArgs::from_env()),
-        Some(Command::Serve(args)) => serve(args),
-        Some(Command::Migrate(db)) => storage::open(&db.database_url, db.sqlite_synchronous, 1)
-            .map(|_| eprintln!("migrations applied"))
-            .map_err(|e| e.to_string()),
-        Some(admin_command) => admin::run(admin_command),
+        Some(Command::Serve(a)) => serve(a),
+        Some(Command::Migrate(db)) => {
+            storage::conn::open(&db.database_url, db.sqlite_synchronous, 1)
+                .map(|_| eprintln!("migrations applied"))
+                .map_err(Into::into)
+        }
+        Some(admin_command) => cli::run(admin_command).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("scimitar: {e}");
+            eprintln!("scimitar: {}", chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
+/// An error and its sources, `: `-separated (errors here carry no secrets; the sources help
+/// an operator).
+fn chain(e: &dyn Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
+fn serve(args: ServeArgs) -> Result<(), Box<dyn Error>> {
     let (state, generated) = server::build_state(&args)?;
     if let Some(token) = generated {
         // Shown once; only its hash is stored.
@@ -37,5 +53,5 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
     actix_web::rt::System::new()
         .block_on(server::serve(args, state))
-        .map_err(|e| format!("server failed: {e}"))
+        .map_err(|e| format!("server failed: {e}").into())
 }

@@ -1,24 +1,26 @@
 //! Wiring: from configuration to a running server. `main` and the integration tests build the
-//! application state the same way.
+//! application state the same way. The one module that knows every other.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{middleware, web, App, HttpServer};
 
 use crate::auth;
-use crate::config::ServeArgs;
+use crate::config::{ServeArgs, WebhookArgs};
 use crate::http::{self, AppState};
 use crate::provisioning::{Service, Settings};
 use crate::scim::compat::Compat;
 use crate::scim::schema::Registry;
 use crate::scim::time::now_micros;
 use crate::storage::{self, StorageError};
+use crate::webhooks;
 
 /// Opens the database (migrating it), bootstraps the default tenant and returns the state,
 /// plus a newly generated token to show once when none existed.
 pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), String> {
     let registry = Registry::load()?;
-    let pool = storage::open(
+    let pool = storage::conn::open(
         &args.db.database_url,
         args.db.sqlite_synchronous,
         args.db.db_pool_size,
@@ -33,7 +35,12 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
     // Shared by every instance on this database, so a cursor from one works on another.
     let cursor_key = conn
         .write_tx(|db| {
-            storage::server_secret(db, "cursor_mac_key", &auth::generate_token(), now_micros())
+            storage::tenancy::server_secret(
+                db,
+                "cursor_mac_key",
+                &auth::generate_token(),
+                now_micros(),
+            )
         })
         .map_err(|e: StorageError| format!("cannot initialise the database: {e}"))?;
     drop(conn);
@@ -69,12 +76,24 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
     Ok((state, generated))
 }
 
-/// Starts this process's webhook delivery workers (`--webhook-workers` of them).
-pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> crate::webhooks::Workers {
-    crate::webhooks::start(
+/// The delivery schedule `--webhook-*` asks for.
+pub fn schedule(a: &WebhookArgs) -> webhooks::Schedule {
+    webhooks::Schedule {
+        timeout: Duration::from_millis(a.webhook_timeout_ms.max(1)),
+        backoff: Duration::from_millis(a.webhook_backoff_ms.max(1)),
+        max_backoff: Duration::from_millis(a.webhook_max_backoff_ms.max(1)),
+        horizon: Duration::from_secs(a.webhook_retry_horizon_secs),
+        poll: Duration::from_millis(a.webhook_poll_ms.max(10)),
+    }
+}
+
+/// Starts this process's webhook delivery workers (`--webhook-workers` of them), woken by
+/// the use cases' signal.
+pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> webhooks::Workers {
+    webhooks::start(
         state.service.pool.clone(),
         state.service.signal.clone(),
-        crate::webhooks::Schedule::from(&args.webhooks),
+        schedule(&args.webhooks),
         args.webhooks.webhook_workers,
     )
 }

@@ -17,7 +17,9 @@ use scimitar::scim::compat::Compat;
 use scimitar::scim::resource;
 use scimitar::scim::schema::{Registry, Rtype};
 use scimitar::scim::time::now_micros;
-use scimitar::storage::{self, Pool, ResourceWrite, StorageError};
+use scimitar::storage::conn::Pool;
+use scimitar::storage::resources::{self, ResourceWrite};
+use scimitar::storage::{feed, StorageError, TenantId};
 use scimitar::{http, server};
 
 pub const TOKEN: &str = "bench-token";
@@ -244,10 +246,11 @@ pub fn load_users(pool: &Pool, from: usize, to: usize, run: u32) -> Vec<String> 
             .zip(&writes)
             .map(|((id, _, _), w)| (id.as_str(), w))
             .collect();
+        let tenant = TenantId::from("default");
         conn.write_tx(|db| {
-            storage::insert_resources(db, "default", Rtype::User, &items)?;
+            resources::insert_many(db, &tenant, Rtype::User, &items)?;
             // What the journal of a real create does: keep the tenant's user count.
-            storage::adjust_resource_count(db, "default", Rtype::User, items.len() as i64)
+            feed::adjust_resource_count(db, &tenant, Rtype::User, items.len() as i64)
         })
         .map_err(|e: StorageError| e)
         .expect("load batch");

@@ -15,7 +15,9 @@ use super::oauth::{ISSUER, LEEWAY_SECS};
 use super::tenant::TenantSettings;
 use super::{AuthError, Principal, Scope};
 use crate::scim::compat::Compat;
-use crate::storage::{self, Db, JwtKeyRow, StorageError};
+use crate::storage::conn::Db;
+use crate::storage::tenancy::{self, JwtKeyRow};
+use crate::storage::{StorageError, TenantId};
 
 /// The algorithms an external key may be pinned to: asymmetric only.
 pub const ALGORITHMS: &[&str] = &[
@@ -173,7 +175,7 @@ pub fn verify(
     if parse_alg(&alg_name).is_err() {
         return Err(AuthError::Invalid);
     }
-    let mut matching = storage::issuers_named(db, &routing.iss)?
+    let mut matching = tenancy::issuers_named(db, &routing.iss)?
         .into_iter()
         .filter(|i| routing.aud.contains(&i.audience));
     let config = matching.next().ok_or(AuthError::Invalid)?;
@@ -181,7 +183,8 @@ pub fn verify(
         // The token's audiences name two tenants: it cannot say whose it is.
         return Err(AuthError::Invalid);
     }
-    let keys = storage::jwt_keys(db, &config.tenant_id)?;
+    let tenant = TenantId::from(config.tenant_id.as_str());
+    let keys = tenancy::jwt_keys(db, &tenant)?;
     let pinned = |k: &&JwtKeyRow| k.alg == alg_name;
     let by_kid: Vec<&JwtKeyRow> = match &header.kid {
         Some(kid) => {
@@ -230,7 +233,7 @@ pub fn verify(
         let settings = TenantSettings::parse(&config.settings)
             .map_err(|e| StorageError::Backend(Box::new(e)))?;
         return Ok(Principal {
-            tenant: config.tenant_id,
+            tenant,
             credential: Some(format!("{}|{who}", config.issuer)),
             scope: Scope::parse(&config.scope).ok_or(AuthError::Invalid)?,
             compat: settings.compat(server_compat),

@@ -12,7 +12,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::scim::compat::Compat;
-use crate::storage::{self, Conn, Db, StorageError};
+use crate::storage::conn::{Conn, Db};
+use crate::storage::{self, StorageError, TenantId};
 use tenant::TenantSettings;
 
 /// The tenant the bootstrap token (and the token generated at first start) acts for.
@@ -51,7 +52,7 @@ impl Scope {
 /// Who a request acts as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
-    pub tenant: String,
+    pub tenant: TenantId,
     /// The stored credential's id (a token id, an OAuth client id, or `issuer|subject` for an
     /// external JWT); None for the bootstrap token from the environment. Events record it.
     pub credential: Option<String>,
@@ -112,9 +113,10 @@ pub fn authenticate(
     let hash = hash_secret(token);
     if bootstrap_hash == Some(hash.as_str()) {
         let tenant =
-            storage::find_tenant(&mut conn.db(), DEFAULT_TENANT)?.ok_or(AuthError::Invalid)?;
+            storage::tenancy::find_tenant(&mut conn.db(), &TenantId::from(DEFAULT_TENANT))?
+                .ok_or(AuthError::Invalid)?;
         return Ok(Principal {
-            tenant: tenant.id,
+            tenant: TenantId::from(tenant.id),
             credential: None,
             scope: Scope::Write,
             compat: settings(&tenant.settings)?.compat(server_compat),
@@ -123,19 +125,20 @@ pub fn authenticate(
     if looks_like_jwt(token) {
         return authenticate_jwt(conn, server_compat, token, now);
     }
-    let row = storage::find_token_for_auth(&mut conn.db(), &hash)?.ok_or(AuthError::Invalid)?;
+    let row =
+        storage::tenancy::find_token_for_auth(&mut conn.db(), &hash)?.ok_or(AuthError::Invalid)?;
     if row.revoked || row.expires.is_some_and(|e| e <= now) {
         return Err(AuthError::Invalid);
     }
     let principal = Principal {
-        tenant: row.tenant_id,
+        tenant: TenantId::from(row.tenant_id),
         scope: Scope::parse(&row.scope).ok_or(AuthError::Invalid)?,
         compat: settings(&row.settings)?.compat(server_compat),
         credential: Some(row.id),
     };
     if row.last_used.is_none_or(|t| t + TOUCH_EVERY_MICROS <= now) {
         if let Some(id) = &principal.credential {
-            conn.write_tx(|db| storage::touch_token(db, id, now))?;
+            conn.write_tx(|db| storage::tenancy::touch_token(db, id, now))?;
         }
     }
     Ok(principal)
@@ -159,7 +162,7 @@ fn authenticate_jwt(
     let (principal, last_used) = oauth::verify(&mut conn.db(), token, &header, server_compat, now)?;
     if last_used.is_none_or(|t| t + TOUCH_EVERY_MICROS <= now) {
         if let Some(id) = &principal.credential {
-            conn.write_tx(|db| storage::touch_client(db, id, now))?;
+            conn.write_tx(|db| storage::tenancy::touch_client(db, id, now))?;
         }
     }
     Ok(principal)
@@ -168,7 +171,7 @@ fn authenticate_jwt(
 /// A new bearer token for `tenant`; returns (id, token). Only the hash is stored.
 pub fn create_token(
     db: &mut Db<'_>,
-    tenant: &str,
+    tenant: &TenantId,
     label: Option<&str>,
     scope: Scope,
     expires: Option<i64>,
@@ -176,11 +179,11 @@ pub fn create_token(
 ) -> Result<(String, String), StorageError> {
     let token = generate_token();
     let id = uuid::Uuid::new_v4().to_string();
-    storage::insert_token(
+    storage::tenancy::insert_token(
         db,
-        &storage::NewToken {
+        &storage::tenancy::NewToken {
             id: &id,
-            tenant_id: tenant,
+            tenant,
             label,
             scope: scope.as_str(),
             secret_hash: &hash_secret(&token),
@@ -199,13 +202,14 @@ pub fn bootstrap(
     have_env_token: bool,
     now: i64,
 ) -> Result<Option<String>, StorageError> {
-    storage::ensure_tenant(db, DEFAULT_TENANT, DEFAULT_TENANT, now)?;
+    let tenant = TenantId::from(DEFAULT_TENANT);
+    storage::tenancy::ensure_tenant(db, &tenant, now)?;
     oauth::ensure_signing_key(db, now)?;
-    if have_env_token || storage::count_tokens(db)? > 0 {
+    if have_env_token || storage::tenancy::count_tokens(db)? > 0 {
         return Ok(None);
     }
     let label = Some("generated at first start");
-    let (_, token) = create_token(db, DEFAULT_TENANT, label, Scope::Write, None, now)?;
+    let (_, token) = create_token(db, &tenant, label, Scope::Write, None, now)?;
     Ok(Some(token))
 }
 

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::tenant::TenantSettings;
 use super::{hash_secret, AuthError, Principal, Scope};
 use crate::scim::compat::Compat;
-use crate::storage::{self, ClientRow, Db, StorageError};
+use crate::storage::conn::{Conn, Db};
+use crate::storage::tenancy::{self, ClientRow};
+use crate::storage::{StorageError, TenantId};
 
 /// `iss` of the tokens this server signs; external issuers may not use it.
 pub const ISSUER: &str = "scimitar";
@@ -54,18 +56,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// A new client of `tenant`: returns (client id, secret). Only the secret's hash is stored.
 pub fn create_client(
     db: &mut Db<'_>,
-    tenant: &str,
+    tenant: &TenantId,
     label: Option<&str>,
     scope: Scope,
     now: i64,
 ) -> Result<(String, String), StorageError> {
     let id = format!("scimitar-client-{}", random_hex(12));
     let secret = super::generate_token();
-    storage::insert_client(
+    tenancy::insert_client(
         db,
-        &storage::NewClient {
+        &tenancy::NewClient {
             id: &id,
-            tenant_id: tenant,
+            tenant,
             label,
             scope: scope.as_str(),
             secret_hash: &hash_secret(&secret),
@@ -82,7 +84,7 @@ pub fn authenticate_client(
     client_id: &str,
     secret: &str,
 ) -> Result<ClientRow, AuthError> {
-    let row = storage::find_client(db, client_id)?.ok_or(AuthError::Invalid)?;
+    let row = tenancy::find_client(db, client_id)?.ok_or(AuthError::Invalid)?;
     let given = hash_secret(secret);
     if !constant_time_eq(given.as_bytes(), row.secret_hash.as_bytes()) || row.revoked {
         return Err(AuthError::Invalid);
@@ -92,7 +94,7 @@ pub fn authenticate_client(
 
 /// First start: a signing key, unless there is one.
 pub fn ensure_signing_key(db: &mut Db<'_>, now: i64) -> Result<(), StorageError> {
-    if storage::count_signing_keys(db)? == 0 {
+    if tenancy::count_signing_keys(db)? == 0 {
         new_signing_key(db, now)?;
     }
     Ok(())
@@ -100,15 +102,15 @@ pub fn ensure_signing_key(db: &mut Db<'_>, now: i64) -> Result<(), StorageError>
 
 fn new_signing_key(db: &mut Db<'_>, now: i64) -> Result<String, StorageError> {
     let kid = random_hex(8);
-    storage::insert_signing_key(db, &kid, ALG, &random_hex(32), now)?;
+    tenancy::insert_signing_key(db, &kid, ALG, &random_hex(32), now)?;
     Ok(kid)
 }
 
 /// `scimitar keys rotate`: retires the current key(s), makes a new current key, and deletes
 /// keys whose tokens have all expired. Returns the new key's id.
 pub fn rotate_keys(db: &mut Db<'_>, now: i64) -> Result<String, StorageError> {
-    storage::retire_signing_keys(db, now)?;
-    storage::prune_signing_keys(db, now - RETIRED_KEY_GRACE_SECS * MICROS)?;
+    tenancy::retire_signing_keys(db, now)?;
+    tenancy::prune_signing_keys(db, now - RETIRED_KEY_GRACE_SECS * MICROS)?;
     new_signing_key(db, now)
 }
 
@@ -121,11 +123,11 @@ pub struct Issued {
 
 /// Signs an access token for `client` with the current key (made if there is none yet).
 pub fn issue(db: &mut Db<'_>, client: &ClientRow, now: i64) -> Result<Issued, AuthError> {
-    let key = match storage::current_signing_key(db)? {
+    let key = match tenancy::current_signing_key(db)? {
         Some(k) => k,
         None => {
             let kid = new_signing_key(db, now)?;
-            storage::signing_key(db, &kid)?.ok_or(StorageError::NotFound)?
+            tenancy::signing_key(db, &kid)?.ok_or(StorageError::NotFound)?
         }
     };
     let scope = Scope::parse(&client.scope).ok_or(AuthError::Invalid)?;
@@ -153,6 +155,35 @@ pub fn issue(db: &mut Db<'_>, client: &ClientRow, now: i64) -> Result<Issued, Au
     })
 }
 
+/// What the token endpoint answers a client that authenticated.
+pub enum Grant {
+    Issued(Issued),
+    /// Over its rate limit: retry after this many seconds.
+    Throttled(u64),
+}
+
+/// The client credentials grant (RFC 6749 §4.4): checks the client's credentials, asks
+/// `admit` whether the client may make another request (after authentication, so nobody can
+/// drain a client's bucket by guessing), then records its use and signs an access token in
+/// one write transaction.
+pub fn grant(
+    conn: &mut Conn,
+    client_id: &str,
+    secret: &str,
+    now: i64,
+    admit: impl FnOnce(&TenantId, &str) -> Result<(), u64>,
+) -> Result<Grant, AuthError> {
+    let client = authenticate_client(&mut conn.db(), client_id, secret)?;
+    if let Err(retry_after) = admit(&TenantId::from(client.tenant_id.as_str()), &client.id) {
+        return Ok(Grant::Throttled(retry_after));
+    }
+    let issued = conn.write_tx(|db| {
+        tenancy::touch_client(db, &client.id, now)?;
+        issue(db, &client, now)
+    })?;
+    Ok(Grant::Issued(issued))
+}
+
 /// Verifies one of our own access tokens: a known, unexpired signing key named by `kid`,
 /// HS256 only, our issuer and audience, `exp`/`nbf` within the leeway, and a client that
 /// still exists, is not revoked, and belongs to the tenant the token names. Returns the
@@ -168,7 +199,7 @@ pub fn verify(
         return Err(AuthError::Invalid);
     }
     let kid = header.kid.as_deref().ok_or(AuthError::Invalid)?;
-    let key = storage::signing_key(db, kid)?.ok_or(AuthError::Invalid)?;
+    let key = tenancy::signing_key(db, kid)?.ok_or(AuthError::Invalid)?;
     if key.alg != ALG
         || key
             .retired_at
@@ -191,7 +222,7 @@ pub fn verify(
     if c.exp + LEEWAY_SECS <= secs || c.nbf - LEEWAY_SECS > secs {
         return Err(AuthError::Invalid);
     }
-    let client = storage::find_client(db, &c.sub)?.ok_or(AuthError::Invalid)?;
+    let client = tenancy::find_client(db, &c.sub)?.ok_or(AuthError::Invalid)?;
     if client.revoked || client.tenant_id != c.tid {
         return Err(AuthError::Invalid);
     }
@@ -199,7 +230,7 @@ pub fn verify(
         TenantSettings::parse(&client.settings).map_err(|e| StorageError::Backend(Box::new(e)))?;
     Ok((
         Principal {
-            tenant: client.tenant_id,
+            tenant: TenantId::from(client.tenant_id),
             credential: Some(client.id),
             scope: Scope::parse(&client.scope).ok_or(AuthError::Invalid)?,
             compat: settings.compat(server_compat),

@@ -1,5 +1,6 @@
 //! The admin and product API (`/api/v1`, docs/api-v1.md): plain JSON, errors as
-//! `{"status", "error", "detail"}`, credentials of scope `admin` only.
+//! `{"status", "error", "detail"}`, credentials of scope `admin` only. Each handler calls one
+//! use case of `provisioning::api` through the front door and answers its typed result.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,13 +10,20 @@ use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{Auth, Params, ScimBody};
-use super::{run, AppState};
-use crate::auth::{Principal, Scope};
-use crate::provisioning::product::{page_limit, AccountList};
+use super::extract::{Params, ScimBody};
+use super::front::{again, enter, Access, Bearer};
+use super::AppState;
+use crate::auth::Principal;
+use crate::provisioning::api::feed;
+use crate::provisioning::api::review::Queue;
+use crate::provisioning::api::{page_limit, ListParams};
+use crate::provisioning::{Result as UseCase, Service};
+use crate::scim::error::ScimError;
+use crate::storage::conn::Conn;
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -84,26 +92,20 @@ impl ResponseError for AdminError {
     }
 }
 
-/// The caller, who must hold an `admin` credential.
-pub struct Admin(pub Principal);
+/// The caller's bearer credential; `/api/v1` answers its absence in its own error shape.
+pub struct Admin(Bearer);
 
 impl FromRequest for Admin {
     type Error = AdminError;
-    type Future = Pin<Box<dyn Future<Output = Result<Admin, AdminError>>>>;
+    type Future = std::future::Ready<Result<Admin, AdminError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let auth = Auth::from_request(req, payload);
-        Box::pin(async move {
-            let Auth(p) = auth.await?;
-            if p.scope != Scope::Admin {
-                return Err(AdminError(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    None,
-                    "this API needs a credential of scope `admin`; SCIM tokens cannot call it",
-                )));
-            }
-            Ok(Admin(p))
-        })
+        std::future::ready(
+            Bearer::from_request(req, payload)
+                .into_inner()
+                .map(Admin)
+                .map_err(AdminError),
+        )
     }
 }
 
@@ -122,23 +124,47 @@ impl FromRequest for Body {
 
 type Answer = Result<HttpResponse, AdminError>;
 
-fn ok(status: StatusCode, v: &Value) -> HttpResponse {
+fn json_answer(status: StatusCode, text: String) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         ))
-        .body(v.to_string())
+        .body(text)
 }
 
-fn list_query(req: &HttpRequest) -> Result<AccountList, AdminError> {
+fn ok<T: Serialize>(status: StatusCode, v: &T) -> Answer {
+    let text = serde_json::to_string(v).map_err(|e| AdminError(ApiError::internal(&e)))?;
+    Ok(json_answer(status, text))
+}
+
+/// Runs one use case for an admin caller (see `front::enter`) and answers its result as JSON.
+async fn call<T, F>(state: &web::Data<AppState>, admin: Admin, status: StatusCode, f: F) -> Answer
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Service, &mut Conn, &Principal) -> UseCase<T> + Send + 'static,
+{
+    let v = enter(state, admin.0, Access::Admin, f).await?;
+    ok(status, &v)
+}
+
+/// Runs one use case that answers nothing: 204.
+async fn call_empty<F>(state: &web::Data<AppState>, admin: Admin, f: F) -> Answer
+where
+    F: FnOnce(&Service, &mut Conn, &Principal) -> UseCase<()> + Send + 'static,
+{
+    enter(state, admin.0, Access::Admin, f).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The query of a paged list (checked after authentication, inside the use case's hop).
+fn list_params(req: &HttpRequest) -> Result<ListParams, ScimError> {
     let params = Params::from_request(req)?;
-    Ok(AccountList {
-        state: params.get("state").map(str::to_string),
-        role: params.get("role").map(str::to_string),
-        group: params.get("group").map(str::to_string),
-        flagged: false,
-        cursor: params.get("cursor").map(str::to_string),
+    Ok(ListParams {
+        state: params.text("state"),
+        role: params.text("role"),
+        group: params.text("group"),
+        cursor: params.text("cursor"),
         limit: params.int("limit")?,
     })
 }
@@ -186,209 +212,229 @@ async fn unknown(req: HttpRequest) -> Answer {
 }
 
 async fn openapi() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ))
-        .body(OPENAPI)
+    json_answer(StatusCode::OK, OPENAPI.to_string())
 }
 
-/// Declares a handler that runs one service call on the blocking pool and answers its JSON.
-macro_rules! call {
-    ($state:expr, $status:expr, |$svc:ident| $body:expr) => {{
-        let $svc = $state.service.clone();
-        let v = run(move || $body).await?;
-        Ok(ok($status, &v))
-    }};
+async fn get_policy(state: web::Data<AppState>, a: Admin) -> Answer {
+    call(&state, a, StatusCode::OK, |s, c, p| s.get_policy(c, p)).await
 }
 
-async fn get_policy(state: web::Data<AppState>, Admin(p): Admin) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.get_policy(&p))
+async fn put_policy(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Answer {
+    call(&state, a, StatusCode::OK, |s, c, p| s.put_policy(c, p, b)).await
 }
 
-async fn put_policy(state: web::Data<AppState>, Admin(p): Admin, Body(b): Body) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.put_policy(&p, &b))
+async fn list_roles(state: web::Data<AppState>, a: Admin) -> Answer {
+    call(&state, a, StatusCode::OK, |s, c, p| s.list_roles(c, p)).await
 }
 
-async fn list_roles(state: web::Data<AppState>, Admin(p): Admin) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.list_roles(&p))
+async fn create_role(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Answer {
+    call(&state, a, StatusCode::CREATED, |s, c, p| {
+        s.create_role(c, p, b)
+    })
+    .await
 }
 
-async fn create_role(state: web::Data<AppState>, Admin(p): Admin, Body(b): Body) -> Answer {
-    call!(state, StatusCode::CREATED, |svc| svc.create_role(&p, &b))
-}
-
-async fn get_role(state: web::Data<AppState>, Admin(p): Admin, id: web::Path<String>) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.get_role(&p, &id))
+async fn get_role(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.get_role(c, p, &id)
+    })
+    .await
 }
 
 async fn replace_role(
     state: web::Data<AppState>,
-    Admin(p): Admin,
+    a: Admin,
     id: web::Path<String>,
     Body(b): Body,
 ) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.replace_role(&p, &id, &b))
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.replace_role(c, p, &id, b)
+    })
+    .await
 }
 
-async fn delete_role(state: web::Data<AppState>, Admin(p): Admin, id: web::Path<String>) -> Answer {
-    let svc = state.service.clone();
-    run(move || svc.delete_role(&p, &id)).await?;
-    Ok(HttpResponse::NoContent().finish())
+async fn delete_role(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+    call_empty(&state, a, move |s, c, p| s.delete_role(c, p, &id)).await
 }
 
-async fn list_rules(state: web::Data<AppState>, Admin(p): Admin) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.list_rules(&p))
+async fn list_rules(state: web::Data<AppState>, a: Admin) -> Answer {
+    call(&state, a, StatusCode::OK, |s, c, p| s.list_rules(c, p)).await
 }
 
-async fn create_rule(state: web::Data<AppState>, Admin(p): Admin, Body(b): Body) -> Answer {
-    call!(state, StatusCode::CREATED, |svc| svc.create_rule(&p, &b))
+async fn create_rule(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Answer {
+    call(&state, a, StatusCode::CREATED, |s, c, p| {
+        s.create_rule(c, p, b)
+    })
+    .await
 }
 
-async fn get_rule(state: web::Data<AppState>, Admin(p): Admin, id: web::Path<String>) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.get_rule(&p, &id))
+async fn get_rule(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.get_rule(c, p, &id)
+    })
+    .await
 }
 
 async fn replace_rule(
     state: web::Data<AppState>,
-    Admin(p): Admin,
+    a: Admin,
     id: web::Path<String>,
     Body(b): Body,
 ) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.replace_rule(&p, &id, &b))
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.replace_rule(c, p, &id, b)
+    })
+    .await
 }
 
-async fn delete_rule(state: web::Data<AppState>, Admin(p): Admin, id: web::Path<String>) -> Answer {
-    let svc = state.service.clone();
-    run(move || svc.delete_rule(&p, &id)).await?;
-    Ok(HttpResponse::NoContent().finish())
+async fn delete_rule(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+    call_empty(&state, a, move |s, c, p| s.delete_rule(c, p, &id)).await
 }
 
-async fn candidates(state: web::Data<AppState>, Admin(p): Admin, req: HttpRequest) -> Answer {
-    let mut q = list_query(&req)?;
-    q.state = Some("pending".into());
-    call!(state, StatusCode::OK, |svc| svc.list_accounts(&p, &q))
-}
-
-async fn approve(state: web::Data<AppState>, Admin(p): Admin, id: web::Path<String>) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.approve(&p, &id))
-}
-
-async fn reject(state: web::Data<AppState>, Admin(p): Admin, id: web::Path<String>) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.reject(&p, &id))
-}
-
-async fn approve_group(state: web::Data<AppState>, Admin(p): Admin, Body(b): Body) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.approve_group(&p, &b))
-}
-
-async fn removals(state: web::Data<AppState>, Admin(p): Admin, req: HttpRequest) -> Answer {
-    let mut q = list_query(&req)?;
-    q.flagged = true;
-    call!(state, StatusCode::OK, |svc| svc.list_accounts(&p, &q))
-}
-
-async fn confirm_removal(
+/// `GET /accounts`, `/candidates`, `/removals`.
+async fn accounts_in(
     state: web::Data<AppState>,
-    Admin(p): Admin,
-    id: web::Path<String>,
+    a: Admin,
+    req: HttpRequest,
+    queue: Queue,
 ) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.confirm_removal(&p, &id))
+    let q = list_params(&req);
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.list_accounts(c, p, queue, &q?)
+    })
+    .await
 }
 
-async fn list_accounts(state: web::Data<AppState>, Admin(p): Admin, req: HttpRequest) -> Answer {
-    let q = list_query(&req)?;
-    call!(state, StatusCode::OK, |svc| svc.list_accounts(&p, &q))
+async fn candidates(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Answer {
+    accounts_in(state, a, req, Queue::Candidates).await
 }
 
-async fn get_account(state: web::Data<AppState>, Admin(p): Admin, id: web::Path<String>) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.get_account(&p, &id))
+async fn removals(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Answer {
+    accounts_in(state, a, req, Queue::Removals).await
+}
+
+async fn list_accounts(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Answer {
+    accounts_in(state, a, req, Queue::All).await
+}
+
+async fn approve(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.approve(c, p, &id)
+    })
+    .await
+}
+
+async fn reject(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.reject(c, p, &id)
+    })
+    .await
+}
+
+async fn approve_group(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Answer {
+    call(&state, a, StatusCode::OK, |s, c, p| {
+        s.approve_group(c, p, b)
+    })
+    .await
+}
+
+async fn confirm_removal(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.confirm_removal(c, p, &id)
+    })
+    .await
+}
+
+async fn get_account(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.get_account(c, p, &id)
+    })
+    .await
 }
 
 async fn timeline(
     state: web::Data<AppState>,
-    Admin(p): Admin,
+    a: Admin,
     id: web::Path<String>,
     req: HttpRequest,
 ) -> Answer {
-    let q = list_query(&req)?;
-    call!(state, StatusCode::OK, |svc| svc.timeline(&p, &id, &q))
+    let q = list_params(&req);
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.timeline(c, p, &id, &q?)
+    })
+    .await
 }
-
-/// The longest `wait` of a feed long-poll, in seconds.
-const MAX_WAIT_SECS: i64 = 60;
 
 /// `GET /events?after=&limit=&wait=`: the feed in order; with `wait`, held until an event
 /// arrives. This process's commits wake it at once; other instances' within a second.
-async fn events(state: web::Data<AppState>, Admin(p): Admin, req: HttpRequest) -> Answer {
-    let params = Params::from_request(&req)?;
-    let bad = |d: String| AdminError(crate::scim::error::ScimError::invalid_value(d).into());
-    let after = params.int("after")?.unwrap_or(0);
-    if after < 0 {
-        return Err(bad(format!("after must be 0 or more, not {after}")));
-    }
-    let limit = page_limit(params.int("limit")?)?;
-    let wait = params.int("wait")?.unwrap_or(0);
-    if !(0..=MAX_WAIT_SECS).contains(&wait) {
-        return Err(bad(format!(
-            "wait must be between 0 and {MAX_WAIT_SECS} seconds, not {wait}"
-        )));
-    }
-    let deadline = Instant::now() + Duration::from_secs(wait.unsigned_abs());
+async fn events(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Answer {
+    let params = Params::from_request(&req);
+    // Registered before the first look, so a commit between a look and the wait still wakes.
     let signal = state.service.signal.clone();
+    let mut notified = Box::pin(signal.notified());
+    notified.as_mut().enable();
+    let (p, after, limit, wait, mut feed) = enter(&state, a.0, Access::Admin, move |s, c, p| {
+        let params = params?;
+        let after = feed::check_after(params.int("after")?)?;
+        let limit = page_limit(params.int("limit")?)?;
+        let wait = feed::check_wait(params.int("wait")?)?;
+        let feed = s.events(c, p, after, limit)?;
+        Ok((p.clone(), after, limit, wait, feed))
+    })
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(wait);
     loop {
-        // Registered before looking, so a commit between the look and the wait still wakes.
-        let mut notified = std::pin::pin!(signal.notified());
-        notified.as_mut().enable();
-        let svc = state.service.clone();
-        let p2 = p.clone();
-        let items = run(move || svc.events(&p2, after, limit)).await?;
         let now = Instant::now();
-        if !items.is_empty() || now >= deadline {
-            let next = items
-                .last()
-                .and_then(|e| e["seq"].as_i64())
-                .unwrap_or(after);
-            return Ok(ok(StatusCode::OK, &json!({"items": items, "next": next})));
+        if !feed.items.is_empty() || now >= deadline {
+            return ok(StatusCode::OK, &feed);
         }
         let nap = (deadline - now).min(Duration::from_secs(1));
-        let _ = tokio::time::timeout(nap, notified).await;
+        let _ = tokio::time::timeout(nap, notified.as_mut()).await;
+        notified = Box::pin(signal.notified());
+        notified.as_mut().enable();
+        let p = p.clone();
+        feed = again(&state, move |s, c| s.events(c, &p, after, limit)).await?;
     }
 }
 
-async fn list_webhooks(state: web::Data<AppState>, Admin(p): Admin) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.list_webhooks(&p))
+async fn list_webhooks(state: web::Data<AppState>, a: Admin) -> Answer {
+    call(&state, a, StatusCode::OK, |s, c, p| s.list_webhooks(c, p)).await
 }
 
-async fn create_webhook(state: web::Data<AppState>, Admin(p): Admin, Body(b): Body) -> Answer {
-    call!(state, StatusCode::CREATED, |svc| svc.create_webhook(&p, &b))
+async fn create_webhook(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Answer {
+    call(&state, a, StatusCode::CREATED, |s, c, p| {
+        s.create_webhook(c, p, b)
+    })
+    .await
 }
 
-async fn get_webhook(state: web::Data<AppState>, Admin(p): Admin, id: web::Path<String>) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.get_webhook(&p, &id))
+async fn get_webhook(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.get_webhook(c, p, &id)
+    })
+    .await
 }
 
-async fn delete_webhook(
-    state: web::Data<AppState>,
-    Admin(p): Admin,
-    id: web::Path<String>,
-) -> Answer {
-    let svc = state.service.clone();
-    run(move || svc.delete_webhook(&p, &id)).await?;
-    Ok(HttpResponse::NoContent().finish())
+async fn delete_webhook(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+    call_empty(&state, a, move |s, c, p| s.delete_webhook(c, p, &id)).await
 }
 
 async fn dead_letters(
     state: web::Data<AppState>,
-    Admin(p): Admin,
+    a: Admin,
     id: web::Path<String>,
     req: HttpRequest,
 ) -> Answer {
-    let q = list_query(&req)?;
-    call!(state, StatusCode::OK, |svc| svc.dead_letters(&p, &id, &q))
+    let q = list_params(&req);
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.dead_letters(c, p, &id, &q?)
+    })
+    .await
 }
 
-async fn replay(state: web::Data<AppState>, Admin(p): Admin, id: web::Path<String>) -> Answer {
-    call!(state, StatusCode::OK, |svc| svc.replay(&p, &id))
+async fn replay(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+    call(&state, a, StatusCode::OK, move |s, c, p| {
+        s.replay(c, p, &id)
+    })
+    .await
 }

@@ -97,6 +97,10 @@ impl From<Error> for ApiError {
         use crate::storage::StorageError as S;
         match e {
             Error::Scim(s) => s.into(),
+            Error::Invalid(d) => {
+                ApiError::new(StatusCode::BAD_REQUEST, Some(ScimType::InvalidValue), d)
+            }
+            Error::Auth(a) => a.into(),
             Error::NotFound(d) => ApiError::new(StatusCode::NOT_FOUND, None, d),
             Error::Conflict(d) => {
                 ApiError::new(StatusCode::CONFLICT, Some(ScimType::Uniqueness), d)
@@ -123,6 +127,7 @@ impl From<Error> for ApiError {
                 "the change conflicts with an existing resource",
             ),
             Error::Storage(s @ (S::Pool(_) | S::Connect(_))) => ApiError::unavailable(&s),
+            // A row that does not decode (`Corrupt`) is ours: logged with the row, never sent.
             Error::Storage(s) => ApiError::internal(&s),
         }
     }

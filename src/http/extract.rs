@@ -1,5 +1,5 @@
-//! Request extraction: the principal (bearer token), SCIM JSON bodies and query parameters,
-//! each failing with a SCIM error, never actix's plain-text bodies.
+//! Request extraction: JSON bodies and query parameters, each failing with a SCIM error,
+//! never actix's plain-text bodies. (The credential is the front door's: `front`.)
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,68 +14,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::{self, AuthError, Principal};
 use crate::scim::error::{ScimError, ScimType};
-use crate::scim::time::now_micros;
-
-/// The authenticated caller, within its credential's rate limit.
-pub struct Auth(pub Principal);
-
-impl FromRequest for Auth {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Auth, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer(req);
-        Box::pin(async move {
-            let state = state
-                .ok_or_else(|| ApiError::internal(&std::io::Error::other("app state missing")))?;
-            let token = token.ok_or(AuthError::Missing)?;
-            let bootstrap = state.bootstrap_hash.clone();
-            let svc = state.service.clone();
-            let principal = web::block(move || {
-                let mut conn = svc.pool.get().map_err(|e| {
-                    AuthError::Storage(crate::storage::StorageError::Pool(e.to_string()))
-                })?;
-                let compat = svc.settings.compat;
-                auth::authenticate(
-                    &mut conn,
-                    bootstrap.as_deref(),
-                    compat,
-                    &token,
-                    now_micros(),
-                )
-            })
-            .await
-            .map_err(|e| ApiError::internal(&e))??;
-            if let Some(limiter) = &state.rate_limiter {
-                limiter
-                    .check(&rate_key(&principal))
-                    .map_err(ApiError::too_many_requests)?;
-            }
-            Ok(Auth(principal))
-        })
-    }
-}
-
-/// The rate-limit bucket of a principal: its credential (the bootstrap token has none).
-pub fn rate_key(p: &Principal) -> String {
-    match &p.credential {
-        Some(c) => format!("{}\u{0}{c}", p.tenant),
-        None => format!("{}\u{0}bootstrap", p.tenant),
-    }
-}
-
-fn bearer(req: &HttpRequest) -> Option<String> {
-    let h = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = h.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = token.trim();
-    (!token.is_empty()).then(|| token.to_string())
-}
 
 /// A JSON request body, size-limited, as `application/scim+json` or `application/json`.
 pub struct ScimBody(pub Value);
@@ -179,7 +118,7 @@ fn has_nul(v: &Value) -> bool {
 pub struct Params(HashMap<String, String>);
 
 impl Params {
-    pub fn from_request(req: &HttpRequest) -> Result<Params, ApiError> {
+    pub fn from_request(req: &HttpRequest) -> Result<Params, ScimError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
             .map_err(|e| ScimError::invalid_syntax(format!("malformed query string: {e}")))?;
         if pairs
@@ -188,8 +127,7 @@ impl Params {
         {
             return Err(ScimError::invalid_value(
                 "query parameters may not contain the character U+0000",
-            )
-            .into());
+            ));
         }
         Ok(Params(
             pairs
@@ -204,7 +142,7 @@ impl Params {
     }
 
     /// An integer parameter; anything else is `invalidValue`.
-    pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+    pub fn int(&self, name: &str) -> Result<Option<i64>, ScimError> {
         match self.get(name) {
             None => Ok(None),
             Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
@@ -212,8 +150,12 @@ impl Params {
                     ScimType::InvalidValue,
                     format!("`{name}` must be an integer, not `{v}`"),
                 )
-                .into()
             }),
         }
+    }
+
+    /// A text parameter, owned.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::to_string)
     }
 }

@@ -13,10 +13,11 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::json;
 
+use super::front::rate_key;
 use super::AppState;
-use crate::auth::{oauth, AuthError, Principal};
+use crate::auth::oauth::{self, Grant};
+use crate::auth::AuthError;
 use crate::scim::time::now_micros;
-use crate::storage::StorageError;
 
 /// A token request is a handful of short parameters.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -209,37 +210,28 @@ async fn issue(
     };
     let svc = state.service.clone();
     let limiter = state.rate_limiter.clone();
+    // One blocking hop, one connection: the grant is a use case of `auth::oauth`.
     let result = web::block(move || {
-        let mut conn = svc
-            .pool
-            .get()
-            .map_err(|e| AuthError::Storage(StorageError::Pool(e.to_string())))?;
-        let now = now_micros();
-        let client = oauth::authenticate_client(&mut conn.db(), &client_id, &secret)?;
-        if let Some(limiter) = &limiter {
-            // After authentication, so nobody can drain a client's bucket by guessing, and
-            // the same bucket as the client's access tokens.
-            let p = Principal {
-                tenant: client.tenant_id.clone(),
-                credential: Some(client.id.clone()),
-                scope: crate::auth::Scope::Read,
-                compat: svc.settings.compat,
-            };
-            if let Err(s) = limiter.check(&super::extract::rate_key(&p)) {
-                return Ok(Err(s));
-            }
-        }
-        let issued = conn.write_tx(|db| {
-            crate::storage::touch_client(db, &client.id, now)?;
-            oauth::issue(db, &client, now)
-        })?;
-        Ok::<_, AuthError>(Ok(issued))
+        let mut conn = svc.conn()?;
+        oauth::grant(
+            &mut conn,
+            &client_id,
+            &secret,
+            now_micros(),
+            |tenant, id| {
+                // The same bucket as the client's access tokens.
+                match &limiter {
+                    Some(limiter) => limiter.check(&rate_key(tenant, Some(id))),
+                    None => Ok(()),
+                }
+            },
+        )
     })
     .await
     .map_err(|e| OAuthError::server(&e))?;
     let issued = match result {
-        Ok(Ok(issued)) => issued,
-        Ok(Err(retry_after)) => {
+        Ok(Grant::Issued(issued)) => issued,
+        Ok(Grant::Throttled(retry_after)) => {
             return Err(OAuthError {
                 retry_after: Some(retry_after),
                 ..OAuthError::new(

@@ -3,36 +3,10 @@
 //! traffic (documented in README). No actix here: the extractor calls `check`.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// `N/second` or `N/minute` (`--rate-limit 600/min`); a bare `N` is per minute.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RateLimit {
-    pub requests: u32,
-    pub per: Duration,
-}
-
-impl FromStr for RateLimit {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<RateLimit, String> {
-        let (n, unit) = s.split_once('/').unwrap_or((s, "minute"));
-        let requests: u32 = n
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("`{s}`: expected N/second or N/minute with N > 0"))?;
-        let per = match unit.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            other => return Err(format!("`{other}`: the period is `second` or `minute`")),
-        };
-        Ok(RateLimit { requests, per })
-    }
-}
+use crate::config::RateLimit;
 
 struct Bucket {
     tokens: f64,
@@ -94,21 +68,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_limits() {
-        let m = |n, s| RateLimit {
-            requests: n,
-            per: Duration::from_secs(s),
-        };
-        assert_eq!("600".parse::<RateLimit>().unwrap(), m(600, 60));
-        assert_eq!("10/second".parse::<RateLimit>().unwrap(), m(10, 1));
-        assert_eq!("10/s".parse::<RateLimit>().unwrap(), m(10, 1));
-        assert_eq!("100/min".parse::<RateLimit>().unwrap(), m(100, 60));
-        for bad in ["0/s", "x", "10/hour", "-1"] {
-            assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
-        }
-    }
+    use std::time::Duration;
 
     #[test]
     fn bucket_allows_a_burst_then_refills_per_credential() {

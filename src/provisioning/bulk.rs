@@ -8,13 +8,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::product::Journal;
-use super::{Error, IfMatch, Output, Result, Service};
+use super::journal::Journal;
+use super::resources::{IfMatch, Output};
+use super::{Error, Result, Service};
 use crate::auth::Principal;
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::projection::Projection;
 use crate::scim::schema::Rtype;
 use crate::scim::time::now_micros;
+use crate::storage::conn::{Conn, Db};
 
 pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
@@ -215,7 +217,7 @@ pub struct BulkLimits {
 impl Service {
     /// POST /Bulk. Request-level problems (not a BulkRequest, too many operations) are errors
     /// before anything runs; problems of one operation are that operation's outcome.
-    pub fn bulk(&self, p: &Principal, body: &Value) -> Result<Vec<Outcome>> {
+    pub fn bulk(&self, conn: &mut Conn, p: &Principal, body: &Value) -> Result<Vec<Outcome>> {
         super::ensure_write(p)?;
         let obj = body
             .as_object()
@@ -295,15 +297,14 @@ impl Service {
         let mut created: HashMap<String, String> = HashMap::new();
         let mut failed_defs: HashSet<String> = HashSet::new();
         let mut errors = 0usize;
-        let mut conn = self.conn()?;
         let mut cursor = 0;
         'chunks: while cursor < order.len() {
             let chunk: Vec<(usize, bool)> =
                 order[cursor..(cursor + OPS_PER_TRANSACTION).min(order.len())].to_vec();
             let mut stop = false;
-            let results = conn.write_tx(|db| {
-                // The feed entries of the operations that held, appended last (see `write`).
-                let mut journal = Journal::new(p, now_micros());
+            // One write per chunk: the feed entries of the operations that held are appended
+            // last, as for single requests (see `Service::write`).
+            let results = self.write(conn, p, |db, journal| {
                 let mut results = Vec::new();
                 let mut batched: HashMap<usize, Done> = HashMap::new();
                 // After a batch fails, its operations run one by one (never re-batched).
@@ -384,10 +385,8 @@ impl Service {
                         break;
                     }
                 }
-                journal.flush(db)?;
-                Ok::<_, Error>(results)
+                Ok(results)
             })?;
-            self.signal.raise();
             for (i, result) in results {
                 let op = &ops[i];
                 outcomes.insert(
@@ -434,7 +433,7 @@ impl Service {
 
     fn run_op(
         &self,
-        db: &mut crate::storage::Db<'_>,
+        db: &mut Db<'_>,
         j: &mut Journal,
         p: &Principal,
         op: &Op,

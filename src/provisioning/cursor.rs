@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::scim::error::{ScimError, ScimType};
-use crate::storage::SortValue;
+use crate::storage::search::SortValue;
 
 /// How long a cursor stays valid (advertised as `pagination.cursorTimeout`).
 pub const CURSOR_TIMEOUT_SECS: i64 = 3600;

@@ -10,19 +10,6 @@ use super::filter::{AttrPath, CompOp, CompValue, Filter};
 use super::schema::{AttrType, Attribute, Registry, Returned, Rtype};
 use super::time::parse_datetime;
 
-/// A column of the `resources` table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Column {
-    Id,
-    ExternalId,
-    UserName,
-    DisplayName,
-    Active,
-    Created,
-    Modified,
-    ResourceType,
-}
-
 /// A sub-attribute of a membership reference (`members.*` on Groups, `groups.*` on Users).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RefField {
@@ -31,12 +18,15 @@ pub enum RefField {
     Type,
 }
 
-/// Where a compared value is stored.
+/// What a comparison reads. Which attributes storage keeps in columns of their own is its
+/// business, not the protocol's.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Field {
-    Column(Column),
-    /// Rows of `attr_values` with this canonical path.
-    Value(String),
+    /// An attribute by its canonical path (`Resolved::storage_path`): lower-cased, with the
+    /// extension URN before an extension's attribute and `.sub` after a sub-attribute, e.g.
+    /// `username`, `meta.created`, `name.familyname`. Inside a value path (`emails[...]`)
+    /// the paths are the element's sub-attributes (`emails.value`).
+    Attr(String),
     /// A member of a group (Group `members`) or a group of a user (User `groups`).
     Ref(RefField),
 }
@@ -78,7 +68,7 @@ pub enum Operand {
 /// Which collection a value-path filter ranges over.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ElemSet {
-    /// Elements of a complex attribute stored in `attr_values` (marker rows at this path).
+    /// Elements of a multi-valued (or complex) attribute at this canonical path.
     Values(String),
     /// Group members (on Groups) or groups (on Users).
     Refs,
@@ -280,29 +270,22 @@ fn target(
                 )))
             }
         }
-    } else if r.extension.is_none() && in_element.is_none() {
-        let col = match (lname(attr).as_str(), sub.map(lname).as_deref()) {
-            ("id", None) => Some(Column::Id),
-            ("externalid", None) => Some(Column::ExternalId),
-            ("username", None) if rt == Rtype::User => Some(Column::UserName),
-            ("displayname", None) => Some(Column::DisplayName),
-            ("active", None) if rt == Rtype::User => Some(Column::Active),
-            ("meta", Some("created")) => Some(Column::Created),
-            ("meta", Some("lastmodified")) => Some(Column::Modified),
-            ("meta", Some("resourcetype")) => Some(Column::ResourceType),
-            ("meta", _) => {
-                return Err(ScimError::invalid_filter(format!(
-                    "`{p}` cannot be filtered; meta.created, meta.lastModified and meta.resourceType can"
-                )))
-            }
-            _ => None,
-        };
-        match col {
-            Some(c) => Field::Column(c),
-            None => Field::Value(r.storage_path(sub)),
-        }
     } else {
-        Field::Value(r.storage_path(sub))
+        // Of the server-maintained `meta`, only the times and the type are kept to filter on.
+        let meta_sub = sub.map(lname);
+        if r.extension.is_none()
+            && in_element.is_none()
+            && lname(attr) == "meta"
+            && !matches!(
+                meta_sub.as_deref(),
+                Some("created" | "lastmodified" | "resourcetype")
+            )
+        {
+            return Err(ScimError::invalid_filter(format!(
+                "`{p}` cannot be filtered; meta.created, meta.lastModified and meta.resourceType can"
+            )));
+        }
+        Field::Attr(r.storage_path(sub))
     };
     Ok(Target { field, kind, loc })
 }

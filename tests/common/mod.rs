@@ -12,9 +12,12 @@ use actix_web::{test, web, App};
 use serde_json::Value;
 
 use scimitar::config::ServeArgs;
+use scimitar::config::SqliteSync;
 use scimitar::http::{self, AppState};
 use scimitar::server;
-use scimitar::storage::{self, Conn};
+use scimitar::storage::conn::{Conn, DbUrl};
+use scimitar::storage::sql::Sql;
+use scimitar::storage::{self, TenantId};
 
 pub const TOKEN: &str = "test-token";
 
@@ -31,14 +34,12 @@ impl TestDb {
             Ok(base) if !base.is_empty() => {
                 let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
                 let mut conn = Conn::establish(
-                    &storage::sql::conn::DbUrl::parse(&base).expect("postgres url"),
-                    storage::SqliteSync::Normal,
+                    &DbUrl::parse(&base).expect("postgres url"),
+                    SqliteSync::Normal,
                 )
                 .expect("connect to SCIMITAR_TEST_POSTGRES_URL");
                 conn.db()
-                    .execute(&storage::sql::conn::Sql::new(&format!(
-                        "CREATE SCHEMA {schema}"
-                    )))
+                    .execute(&Sql::new(&format!("CREATE SCHEMA {schema}")))
                     .expect("create schema");
                 let sep = if base.contains('?') { '&' } else { '?' };
                 TestDb {
@@ -67,11 +68,11 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((base, schema)) = &self.pg {
-            if let Ok(url) = storage::sql::conn::DbUrl::parse(base) {
-                if let Ok(mut conn) = Conn::establish(&url, storage::SqliteSync::Normal) {
-                    let _ = conn.db().execute(&storage::sql::conn::Sql::new(&format!(
-                        "DROP SCHEMA {schema} CASCADE"
-                    )));
+            if let Ok(url) = DbUrl::parse(base) {
+                if let Ok(mut conn) = Conn::establish(&url, SqliteSync::Normal) {
+                    let _ = conn
+                        .db()
+                        .execute(&Sql::new(&format!("DROP SCHEMA {schema} CASCADE")));
                 }
             }
         }
@@ -278,7 +279,7 @@ where
 /// without its `urn:ietf:params:scim:event:prov:` prefix (`create:full`, `deactivate`, ...).
 pub fn scim_events(state: &web::Data<AppState>, tenant: &str) -> Vec<(String, String)> {
     let mut conn = state.service.pool.get().expect("conn");
-    storage::feed_all(&mut conn.db(), tenant)
+    storage::feed::all(&mut conn.db(), &TenantId::from(tenant))
         .expect("feed")
         .into_iter()
         .filter_map(|e| {
@@ -308,7 +309,7 @@ pub fn admin_token(state: &web::Data<AppState>) -> String {
         .write_tx(|db| {
             scimitar::auth::create_token(
                 db,
-                "default",
+                &"default".into(),
                 Some("admin"),
                 scimitar::auth::Scope::Admin,
                 None,

@@ -9,19 +9,19 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use scimitar::admin;
 use scimitar::auth::{oauth, Scope};
 use scimitar::http::AppState;
+use scimitar::provisioning::tenancy as admin;
 use scimitar::scim::time::now_micros;
 use scimitar::storage;
-use scimitar::storage::sql::conn::{Bind, Sql};
+use scimitar::storage::sql::{Bind, Sql};
 
 use crate::common::*;
 use crate::tenancy::{tenant_with_token, user, with};
 
 fn client(state: &web::Data<AppState>, tenant: &str, scope: Scope) -> (String, String) {
     let mut conn = state.service.pool.get().unwrap();
-    if storage::find_tenant(&mut conn.db(), tenant)
+    if storage::tenancy::find_tenant(&mut conn.db(), &tenant.into())
         .unwrap()
         .is_none()
     {
@@ -118,7 +118,7 @@ async fn client_credentials_issue_a_token_the_scim_endpoints_accept() {
     r.expect(201);
     let mut conn = state.service.pool.get().unwrap();
     assert_eq!(
-        storage::event_credentials(&mut conn.db(), "acme").unwrap(),
+        storage::feed::event_credentials(&mut conn.db(), &"acme".into()).unwrap(),
         vec![Some(id.clone())]
     );
     let r = call(&app, "GET", "/scim/v2/Users", None).await;
@@ -126,7 +126,7 @@ async fn client_credentials_issue_a_token_the_scim_endpoints_accept() {
         r.body["totalResults"], 0,
         "the default tenant sees nothing of acme"
     );
-    let listed = storage::list_clients(&mut conn.db(), "acme").unwrap();
+    let listed = storage::tenancy::list_clients(&mut conn.db(), &"acme".into()).unwrap();
     assert_eq!(listed[0].id, id);
     assert!(listed[0].last_used.is_some());
 }
@@ -294,7 +294,9 @@ async fn forged_tampered_and_expired_access_tokens_are_refused() {
     );
     // Signed properly but two hours ago: expired beyond the leeway.
     let mut conn = state.service.pool.get().unwrap();
-    let row = storage::find_client(&mut conn.db(), &id).unwrap().unwrap();
+    let row = storage::tenancy::find_client(&mut conn.db(), &id)
+        .unwrap()
+        .unwrap();
     let old = conn
         .write_tx(|db| oauth::issue(db, &row, now_micros() - 7200 * 1_000_000))
         .map_err(|e| e.to_string())
@@ -368,10 +370,10 @@ async fn rotated_keys_verify_until_their_tokens_expire() {
         .expect(200);
     // The next rotation prunes it.
     admin::rotate_keys(&mut conn).unwrap();
-    assert!(storage::signing_key(&mut conn.db(), &old_kid)
+    assert!(storage::tenancy::signing_key(&mut conn.db(), &old_kid)
         .unwrap()
         .is_none());
-    assert!(storage::signing_key(&mut conn.db(), &new_kid)
+    assert!(storage::tenancy::signing_key(&mut conn.db(), &new_kid)
         .unwrap()
         .is_some());
 }

@@ -9,9 +9,9 @@ use actix_web::test::TestRequest;
 use actix_web::web;
 use serde_json::{json, Value};
 
-use scimitar::admin;
 use scimitar::auth::Scope;
 use scimitar::http::AppState;
+use scimitar::provisioning::tenancy as admin;
 use scimitar::storage;
 
 use crate::common::*;
@@ -19,7 +19,7 @@ use crate::common::*;
 /// Creates a tenant and a token for it (through the admin operations the CLI uses).
 pub fn tenant_with_token(state: &web::Data<AppState>, name: &str, scope: Scope) -> String {
     let mut conn = state.service.pool.get().unwrap();
-    if storage::find_tenant(&mut conn.db(), name)
+    if storage::tenancy::find_tenant(&mut conn.db(), &name.into())
         .unwrap()
         .is_none()
     {
@@ -508,9 +508,14 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
     assert_eq!(d.events, 3);
     assert!(admin::delete_tenant(&mut conn, "a")
         .unwrap_err()
+        .to_string()
         .contains("no tenant named `a`"));
-    assert!(storage::find_tenant(&mut conn.db(), "a").unwrap().is_none());
-    assert!(storage::feed_all(&mut conn.db(), "a").unwrap().is_empty());
+    assert!(storage::tenancy::find_tenant(&mut conn.db(), &"a".into())
+        .unwrap()
+        .is_none());
+    assert!(storage::feed::all(&mut conn.db(), &"a".into())
+        .unwrap()
+        .is_empty());
     drop(conn);
 
     with(&app, &a, "GET", "/scim/v2/Users", None)

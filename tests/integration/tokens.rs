@@ -5,8 +5,8 @@
 use actix_web::test::TestRequest;
 use serde_json::json;
 
-use scimitar::admin;
 use scimitar::auth::{self, Scope};
+use scimitar::provisioning::tenancy as admin;
 use scimitar::scim::time::now_micros;
 use scimitar::storage;
 
@@ -34,7 +34,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
     )
     .await;
     r.expect(201);
-    let listed = storage::list_tokens(&mut conn.db(), "acme").unwrap();
+    let listed = storage::tenancy::list_tokens(&mut conn.db(), &"acme".into()).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, id);
     assert_eq!(listed[0].label.as_deref(), Some("entra"));
@@ -42,7 +42,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
     assert!(!format!("{listed:?}").contains(&token));
     // The event names the token.
     assert_eq!(
-        storage::event_credentials(&mut conn.db(), "acme").unwrap(),
+        storage::feed::event_credentials(&mut conn.db(), &"acme".into()).unwrap(),
         vec![Some(id.clone())]
     );
 
@@ -66,6 +66,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
         .expect(401);
     assert!(admin::revoke_token(&mut conn, "no-such-id")
         .unwrap_err()
+        .to_string()
         .contains("no token"));
     let fresh = crate::tenancy::tenant_with_token(&state, "acme", Scope::Read);
     let r = with(&app, &fresh, "GET", "/scim/v2/Users", None).await;
@@ -77,7 +78,9 @@ async fn token_lifecycle_create_use_revoke_expire() {
     // Expire: a token past its expiry is refused; one before it works.
     let now = now_micros();
     let (_, expired) = conn
-        .write_tx(|db| auth::create_token(db, "acme", None, Scope::Write, Some(now - 1), now))
+        .write_tx(|db| {
+            auth::create_token(db, &"acme".into(), None, Scope::Write, Some(now - 1), now)
+        })
         .unwrap();
     let r = with(&app, &expired, "GET", "/scim/v2/Users", None).await;
     r.expect_error(401, None);
@@ -100,7 +103,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
 
     // Unknown tenant.
     let e = admin::create_token(&mut conn, "nope", None, Scope::Write, None).unwrap_err();
-    assert!(e.contains("no tenant named `nope`"), "{e}");
+    assert!(e.to_string().contains("no tenant named `nope`"), "{e}");
 }
 
 #[actix_web::test]
@@ -282,7 +285,7 @@ async fn dialect_tolerances_are_per_tenant() {
     .await
     .expect(400);
     let e = admin::update_settings(&mut conn, "nope", |_| Ok(())).unwrap_err();
-    assert!(e.contains("no tenant named"));
+    assert!(e.to_string().contains("no tenant named"));
 }
 
 #[actix_web::test]
@@ -307,7 +310,7 @@ async fn bootstrap_token_keeps_working_for_the_default_tenant() {
     create_user(&app, "boot@example.com").await;
     let mut conn = state.service.pool.get().unwrap();
     assert_eq!(
-        storage::event_credentials(&mut conn.db(), "default").unwrap(),
+        storage::feed::event_credentials(&mut conn.db(), &"default".into()).unwrap(),
         vec![None],
         "the bootstrap token is no stored credential"
     );

@@ -1,6 +1,7 @@
 //! The product model behind SCIM: accounts and their lifecycle, roles and their
-//! entitlements, and the tenant's provisioning policy. Pure: no storage, no HTTP. The use
-//! cases in `provisioning::product` apply it inside the SCIM transactions.
+//! entitlements, and the tenant's provisioning policy. Pure: depends on no other module of
+//! the crate (no storage, no HTTP). Storage decodes rows into these types; `provisioning::
+//! accounts` applies the rules inside the SCIM transactions.
 
 use std::collections::BTreeMap;
 
@@ -72,7 +73,8 @@ impl Default for Policy {
 }
 
 /// Why an account is flagged for removal (deprovisioning policy `notify`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RemovalReason {
     Deactivated,
     Deleted,
@@ -215,12 +217,23 @@ pub fn step(before: Option<Life>, event: UserEvent, policy: Policy) -> (Life, Op
 // ---------------------------------------------------------------------------------------
 // Roles and entitlements
 
+/// A role an account holds, as the account shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// Entitlements by key: a number, a boolean or a string each.
+pub type Entitlements = Map<String, Value>;
+
 /// A role as the merge needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RoleDef {
     pub id: String,
     pub name: String,
-    pub entitlements: Map<String, Value>,
+    pub entitlements: Entitlements,
 }
 
 /// The JSON type of an entitlement value, or None when it is not one of the allowed ones.

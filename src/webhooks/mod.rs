@@ -3,20 +3,34 @@
 //! restarts; a claim is a lease (and `FOR UPDATE SKIP LOCKED` on Postgres), so with several
 //! instances on one database each delivery is attempted by one of them at a time. Runs
 //! beside the HTTP server and never inside a SCIM request.
+//!
+//! Depends on storage and on its own wire format (`wire`), never on the use cases: the
+//! journal that queues deliveries wakes the workers through the `Doorbell` they wait on.
+
+pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use rand::Rng;
-use sha2::Sha256;
 
-use crate::config::WebhookArgs;
-use crate::provisioning::product::{event_json, secret_key, Signal};
 use crate::scim::time::now_micros;
-use crate::storage::{self, ClaimedRow, FeedRow, Pool, StorageError};
+use crate::storage::conn::Pool;
+use crate::storage::deliveries::{self, ClaimedRow};
+use crate::storage::feed::FeedRow;
+use crate::storage::StorageError;
+use wire::{secret_key, sign, Event};
+
+/// What idle workers wait on: rung after every commit that may have queued deliveries (and
+/// at shutdown). Workers also poll, for deliveries other instances queued.
+pub trait Doorbell: Send + Sync {
+    /// A counter that moves on every ring.
+    fn generation(&self) -> u64;
+    /// Waits until the generation moves past `seen` or `timeout` passes.
+    fn wait(&self, seen: u64, timeout: Duration);
+    fn ring(&self);
+}
 
 /// How many deliveries a worker claims at once (sent one after another, then recorded in
 /// one transaction).
@@ -29,18 +43,6 @@ pub struct Schedule {
     pub max_backoff: Duration,
     pub horizon: Duration,
     pub poll: Duration,
-}
-
-impl From<&WebhookArgs> for Schedule {
-    fn from(a: &WebhookArgs) -> Schedule {
-        Schedule {
-            timeout: Duration::from_millis(a.webhook_timeout_ms.max(1)),
-            backoff: Duration::from_millis(a.webhook_backoff_ms.max(1)),
-            max_backoff: Duration::from_millis(a.webhook_max_backoff_ms.max(1)),
-            horizon: Duration::from_secs(a.webhook_retry_horizon_secs),
-            poll: Duration::from_millis(a.webhook_poll_ms.max(10)),
-        }
-    }
 }
 
 impl Schedule {
@@ -61,23 +63,23 @@ impl Schedule {
     }
 }
 
-/// The Standard Webhooks signature: `v1,` and base64(HMAC-SHA256(key, "id.timestamp.body")).
-pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    )
+/// Whether a subscriber's URL can be delivered to: http or https, with a host.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("webhook url `{url}` must start with http:// or https://"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.contains(char::is_whitespace) || url.len() > 2048 {
+        return Err(format!("webhook url `{url}` has no valid host"));
+    }
+    Ok(())
 }
 
 /// The running workers; dropping this asks them to stop.
 pub struct Workers {
     stop: Arc<AtomicBool>,
-    signal: Arc<Signal>,
+    signal: Arc<dyn Doorbell>,
     handles: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -85,7 +87,7 @@ impl Workers {
     /// Stops the workers and waits for them (at most one attempt's timeout each).
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.signal.raise();
+        self.signal.ring();
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
@@ -95,11 +97,12 @@ impl Workers {
 impl Drop for Workers {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.signal.raise();
+        self.signal.ring();
     }
 }
 
-pub fn start(pool: Pool, signal: Arc<Signal>, schedule: Schedule, count: usize) -> Workers {
+/// Starts `count` delivery threads on `pool`, woken by `signal`.
+pub fn start(pool: Pool, signal: Arc<dyn Doorbell>, schedule: Schedule, count: usize) -> Workers {
     let stop = Arc::new(AtomicBool::new(false));
     let handles = (0..count)
         .filter_map(|i| {
@@ -107,7 +110,7 @@ pub fn start(pool: Pool, signal: Arc<Signal>, schedule: Schedule, count: usize) 
                 (pool.clone(), signal.clone(), schedule.clone(), stop.clone());
             std::thread::Builder::new()
                 .name(format!("webhooks-{i}"))
-                .spawn(move || run(&pool, &signal, &schedule, &stop))
+                .spawn(move || run(&pool, &*signal, &schedule, &stop))
                 .map_err(|e| log::error!("cannot start webhook worker: {e}"))
                 .ok()
         })
@@ -119,7 +122,7 @@ pub fn start(pool: Pool, signal: Arc<Signal>, schedule: Schedule, count: usize) 
     }
 }
 
-fn run(pool: &Pool, signal: &Signal, schedule: &Schedule, stop: &AtomicBool) {
+fn run(pool: &Pool, signal: &dyn Doorbell, schedule: &Schedule, stop: &AtomicBool) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(schedule.timeout))
         .http_status_as_error(false)
@@ -161,12 +164,12 @@ fn claim(pool: &Pool, schedule: &Schedule) -> Result<Vec<ClaimedRow>, StorageErr
     let mut conn = pool.get()?;
     let now = now_micros();
     let lease = i64::try_from(schedule.lease().as_micros()).unwrap_or(i64::MAX);
-    conn.write_tx(|db| storage::claim_deliveries(db, now, now.saturating_add(lease), CLAIM_BATCH))
+    conn.write_tx(|db| deliveries::claim(db, now, now.saturating_add(lease), CLAIM_BATCH))
 }
 
 /// The body a delivery POSTs: the feed event, exactly as `GET /api/v1/events` shows it.
-pub fn body_of(d: &ClaimedRow) -> String {
-    event_json(&FeedRow {
+pub fn body_of(d: &ClaimedRow) -> Result<String, StorageError> {
+    let event = Event::from_feed(&FeedRow {
         seq: d.seq,
         id: d.event_id.clone(),
         kind: d.kind.clone(),
@@ -175,13 +178,13 @@ pub fn body_of(d: &ClaimedRow) -> String {
         resource_id: d.resource_id.clone(),
         at: d.at,
         data: d.data.clone(),
-    })
-    .to_string()
+    })?;
+    serde_json::to_string(&event).map_err(|e| StorageError::Backend(Box::new(e)))
 }
 
 /// One POST; Ok on a 2xx answer, else what went wrong (kept as the delivery's last error).
 fn attempt(agent: &ureq::Agent, d: &ClaimedRow) -> Result<(), String> {
-    let body = body_of(d);
+    let body = body_of(d).map_err(|e| e.to_string())?;
     let ts = now_micros() / 1_000_000;
     let key = secret_key(&d.secret).ok_or("the subscription's secret is malformed")?;
     let sig = sign(&key, &d.event_id, ts, &body);
@@ -221,8 +224,8 @@ fn record(
     };
     let (ok, unattempted) = (ids(|o| matches!(o, Some(Ok(())))), ids(Option::is_none));
     conn.write_tx(|db| {
-        storage::delivered(db, &ok, now)?;
-        storage::release_deliveries(db, &unattempted)?;
+        deliveries::delivered(db, &ok, now)?;
+        deliveries::release(db, &unattempted)?;
         for (d, o) in outcomes {
             let Some(Err(e)) = o else { continue };
             let failures = u32::try_from(d.attempts).unwrap_or(0).saturating_add(1);
@@ -237,7 +240,7 @@ fn record(
                     d.event_id
                 );
             }
-            storage::delivery_failed(db, &d.id, now, next, e)?;
+            deliveries::failed(db, &d.id, now, next, e)?;
         }
         Ok(())
     })
@@ -249,18 +252,12 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
-    fn signature_matches_the_standard_webhooks_example() {
-        // The example of the Standard Webhooks specification.
-        let key = base64::engine::general_purpose::STANDARD
-            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .unwrap();
-        let sig = sign(
-            &key,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1614265330,
-            r#"{"test": 2432232314}"#,
-        );
-        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    fn urls_are_checked() {
+        assert!(check_url("https://hooks.example.com/scim").is_ok());
+        assert!(check_url("http://127.0.0.1:9000").is_ok());
+        assert!(check_url("ftp://example.com").is_err());
+        assert!(check_url("https:///nohost").is_err());
+        assert!(check_url("example.com").is_err());
     }
 
     #[test]

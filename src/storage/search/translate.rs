@@ -1,18 +1,20 @@
 //! Validated filters (`scim::query::Cond`) to SQL, for both backends, with bound parameters
-//! only. Columns of `resources` are compared directly; other attributes through
-//! `pk IN (SELECT res_pk FROM attr_values ...)`, which both planners drive from the index
-//! on (tenant_id, path, val|num); value paths correlate sub-attributes of one element.
+//! only. Attributes with a column of their own (`columns`) are compared directly; the others
+//! through `pk IN (SELECT res_pk FROM attr_values ...)`, which both planners drive from the
+//! index on (tenant_id, path, val|num); value paths correlate sub-attributes of one element.
 //!
 //! Every fragment is a never-NULL boolean, so `NOT` behaves as in the in-memory evaluator:
 //! an absent attribute matches `ne` and `not (...)` (RFC 7644 §3.4.2.2).
 
-use std::collections::HashMap;
-
+use super::columns::column_of;
+use super::grams::{trigram_operand, trigram_query, GramCounts};
 use crate::scim::filter::CompOp;
-use crate::scim::query::{Column, Cond, ElemSet, Field, Kind, Operand, RefField, Target};
+use crate::scim::query::{Cond, ElemSet, Field, Kind, Operand, RefField, Target};
 use crate::scim::schema::Rtype;
-
-use super::conn::{Backend, Bind, Sql};
+use crate::storage::dialect::Backend;
+use crate::storage::members::sides;
+use crate::storage::sql::{Bind, Sql};
+use crate::storage::TenantId;
 
 /// Where a condition is evaluated.
 #[derive(Clone, Copy)]
@@ -27,18 +29,15 @@ enum Ctx<'a> {
 }
 
 pub struct Translator<'a> {
-    tenant: &'a str,
+    tenant: &'a TenantId,
     rt: Rtype,
     backend: Backend,
     aliases: usize,
     grams: Option<&'a GramCounts>,
 }
 
-/// How many rows of the SQLite trigram index hold each trigram (see `substring_grams`).
-pub type GramCounts = HashMap<String, i64>;
-
 impl<'a> Translator<'a> {
-    pub fn new(tenant: &'a str, rt: Rtype, backend: Backend) -> Translator<'a> {
+    pub fn new(tenant: &'a TenantId, rt: Rtype, backend: Backend) -> Translator<'a> {
         Translator {
             tenant,
             rt,
@@ -130,7 +129,7 @@ impl<'a> Translator<'a> {
                 out.push(&format!(
                     "r.pk IN (SELECT {e}.res_pk FROM attr_values {e} WHERE {e}.tenant_id = "
                 ));
-                out.bind(Bind::Text(self.tenant.to_string()));
+                out.bind(Bind::tenant(self.tenant));
                 match split_driver(inner) {
                     // Drive from the rows of one positive comparison (an index range, e.g.
                     // emails.value = ?), then check the rest on the same element: the driver
@@ -172,14 +171,11 @@ impl<'a> Translator<'a> {
             ElemSet::Refs => {
                 let (m, u) = (self.alias("m"), self.alias("u"));
                 // On a Group the references are its members; on a User, its groups.
-                let (this, other) = match self.rt {
-                    Rtype::Group => ("group_pk", "member_pk"),
-                    Rtype::User => ("member_pk", "group_pk"),
-                };
+                let (this, other) = sides(self.rt);
                 out.push(&format!(
                     "r.pk IN (SELECT {m}.{this} FROM members {m} JOIN resources {u} ON {u}.pk = {m}.{other} WHERE {m}.tenant_id = "
                 ));
-                out.bind(Bind::Text(self.tenant.to_string()));
+                out.bind(Bind::tenant(self.tenant));
                 out.push(" AND ");
                 self.cond(inner, Ctx::Ref(&m, &u), out);
                 out.push(")");
@@ -190,68 +186,75 @@ impl<'a> Translator<'a> {
     /// A presence test (`cmp` None) or a positive comparison (never `ne`).
     fn leaf(&mut self, t: &Target, cmp: Option<(CompOp, &Operand)>, ctx: Ctx<'_>, out: &mut Sql) {
         match (&t.field, ctx) {
-            (Field::Column(c), _) => {
-                let col = format!("r.{}", column_name(*c));
-                column_test(&col, column_is_text(*c), cmp, out);
+            (Field::Attr(path), Ctx::Resource) => match column_of(self.rt, path) {
+                Some(c) => column_test(&format!("r.{}", c.name()), c.is_text(), cmp, out),
+                None => self.value_leaf(path, t.kind, cmp, out),
+            },
+            (Field::Attr(path), Ctx::Element(e)) => {
+                let s = self.alias("s");
+                out.push(&format!(
+                    "EXISTS (SELECT 1 FROM attr_values {s} WHERE {s}.res_pk = {e}.res_pk AND {s}.elem = {e}.elem AND {s}.path = "
+                ));
+                out.bind(Bind::text(path));
+                value_test(&s, t.kind, cmp, self.backend, self.grams, out);
+                out.push(")");
             }
-            (Field::Value(path), Ctx::Resource) if trigram_operand(self.backend, cmp).is_some() => {
+            (Field::Ref(f), Ctx::Ref(m, u)) => self.ref_test(*f, t.kind, cmp, m, u, out),
+            (Field::Attr(_), Ctx::Ref(..)) | (Field::Ref(_), _) => {
+                out.push("1 = 0");
+            }
+        }
+    }
+
+    /// A test on the `attr_values` rows of the resource at `path`.
+    fn value_leaf(
+        &mut self,
+        path: &str,
+        kind: Kind,
+        cmp: Option<(CompOp, &Operand)>,
+        out: &mut Sql,
+    ) {
+        let v = self.alias("v");
+        match trigram_operand(cmp).filter(|_| self.backend.has_trigram_table()) {
+            Some(sub) => {
                 // Substring search on SQLite: start from the trigram index (CROSS JOIN fixes
                 // the join order), then check tenant, path and the exact LIKE on each hit.
-                let v = self.alias("v");
-                let sub = trigram_operand(self.backend, cmp).unwrap_or_default();
                 out.push(&format!(
                     "r.pk IN (SELECT {v}.res_pk FROM attr_values_trgm CROSS JOIN attr_values {v} \
                      ON {v}.id = attr_values_trgm.rowid WHERE attr_values_trgm MATCH "
                 ));
                 out.bind(Bind::Text(trigram_query(sub, self.grams)));
                 out.push(&format!(" AND {v}.tenant_id = "));
-                out.bind(Bind::Text(self.tenant.to_string()));
+                out.bind(Bind::tenant(self.tenant));
                 out.push(&format!(" AND {v}.path = "));
-                out.bind(Bind::Text(path.clone()));
+                out.bind(Bind::text(path));
                 if let Some((op, operand)) = cmp {
                     out.push(" AND ");
                     push_cmp(&format!("{v}.val"), op, operand, out);
                 }
-                out.push(")");
             }
-            (Field::Value(path), Ctx::Resource) if !selective_leaf(cmp) => {
+            None if !selective_leaf(cmp) => {
                 // A test most resources pass (`pr`, a boolean, a range) is checked per
                 // candidate row through the (res_pk, path) index; materialising its matches
                 // (`IN`) would cost a row per resource.
-                let v = self.alias("v");
                 out.push(&format!(
                     "EXISTS (SELECT 1 FROM attr_values {v} WHERE {v}.res_pk = r.pk AND {v}.path = "
                 ));
-                out.bind(Bind::Text(path.clone()));
-                value_test(&v, t.kind, cmp, self.backend, self.grams, out);
-                out.push(")");
+                out.bind(Bind::text(path));
+                value_test(&v, kind, cmp, self.backend, self.grams, out);
             }
-            (Field::Value(path), Ctx::Resource) => {
+            None => {
                 // A selective test (equality, prefix, substring) drives from its index.
-                let v = self.alias("v");
                 out.push(&format!(
                     "r.pk IN (SELECT {v}.res_pk FROM attr_values {v} WHERE {v}.tenant_id = "
                 ));
-                out.bind(Bind::Text(self.tenant.to_string()));
+                out.bind(Bind::tenant(self.tenant));
                 out.push(&format!(" AND {v}.path = "));
-                out.bind(Bind::Text(path.clone()));
-                value_test(&v, t.kind, cmp, self.backend, self.grams, out);
-                out.push(")");
-            }
-            (Field::Value(path), Ctx::Element(e)) => {
-                let s = self.alias("s");
-                out.push(&format!(
-                    "EXISTS (SELECT 1 FROM attr_values {s} WHERE {s}.res_pk = {e}.res_pk AND {s}.elem = {e}.elem AND {s}.path = "
-                ));
-                out.bind(Bind::Text(path.clone()));
-                value_test(&s, t.kind, cmp, self.backend, self.grams, out);
-                out.push(")");
-            }
-            (Field::Ref(f), Ctx::Ref(m, u)) => self.ref_test(*f, t.kind, cmp, m, u, out),
-            (Field::Value(_), Ctx::Ref(..)) | (Field::Ref(_), _) => {
-                out.push("1 = 0");
+                out.bind(Bind::text(path));
+                value_test(&v, kind, cmp, self.backend, self.grams, out);
             }
         }
+        out.push(")");
     }
 
     fn ref_test(
@@ -329,7 +332,7 @@ fn split_driver(inner: &Cond) -> Option<(Driver, Option<Cond>)> {
     let driver = |c: &Cond| match c {
         Cond::Cmp(t, op, operand @ (Operand::Str(_) | Operand::Num(_))) if *op != CompOp::Ne => {
             match &t.field {
-                Field::Value(path) => Some(Driver {
+                Field::Attr(path) => Some(Driver {
                     path: path.clone(),
                     kind: t.kind,
                     op: *op,
@@ -364,23 +367,6 @@ fn split_driver(inner: &Cond) -> Option<(Driver, Option<Cond>)> {
         .map(|(_, c)| (*c).clone())
         .reduce(|a, b| Cond::And(Box::new(a), Box::new(b)));
     Some((chosen, rest))
-}
-
-fn column_name(c: Column) -> &'static str {
-    match c {
-        Column::Id => "id",
-        Column::ExternalId => "external_id",
-        Column::UserName => "user_name_ci",
-        Column::DisplayName => "display_ci",
-        Column::Active => "active",
-        Column::Created => "created",
-        Column::Modified => "modified",
-        Column::ResourceType => "rtype",
-    }
-}
-
-fn column_is_text(c: Column) -> bool {
-    !matches!(c, Column::Active | Column::Created | Column::Modified)
 }
 
 fn op_sql(op: CompOp) -> &'static str {
@@ -480,81 +466,6 @@ fn selective_leaf(cmp: Option<(CompOp, &Operand)>) -> bool {
     matches!(cmp, Some((CompOp::Eq | CompOp::Sw | CompOp::Co | CompOp::Ew, Operand::Str(s))) if !s.is_empty())
 }
 
-/// The substring of a `co`/`ew` that the SQLite trigram index can serve (3+ characters).
-fn trigram_operand(backend: Backend, cmp: Option<(CompOp, &Operand)>) -> Option<&str> {
-    match (backend, cmp) {
-        (Backend::Sqlite, Some((CompOp::Co | CompOp::Ew, Operand::Str(s))))
-            if s.chars().count() >= 3 =>
-        {
-            Some(s)
-        }
-        _ => None,
-    }
-}
-
-/// The distinct trigrams of a substring, in order.
-fn grams_of(s: &str) -> Vec<String> {
-    let chars: Vec<char> = s.chars().collect();
-    let mut grams: Vec<String> = chars.windows(3).map(|w| w.iter().collect()).collect();
-    grams.sort();
-    grams.dedup();
-    grams
-}
-
-/// Every trigram the SQLite trigram index would be asked for by `cond` (its `co`/`ew`
-/// operands), to count them before translating.
-pub fn substring_grams(cond: &Cond) -> Vec<String> {
-    fn walk(c: &Cond, out: &mut Vec<String>) {
-        match c {
-            // Only attribute values are searched through the trigram index (columns and
-            // membership references are not).
-            Cond::Cmp(t, op @ (CompOp::Co | CompOp::Ew), operand)
-                if matches!(t.field, Field::Value(_)) =>
-            {
-                if let Some(s) = trigram_operand(Backend::Sqlite, Some((*op, operand))) {
-                    out.extend(grams_of(s));
-                }
-            }
-            Cond::Cmp(..) | Cond::Present(_) => {}
-            Cond::Not(c) => walk(c, out),
-            Cond::And(a, b) | Cond::Or(a, b) => {
-                walk(a, out);
-                walk(b, out);
-            }
-            Cond::Elem { set, inner, .. } if *set != ElemSet::Refs => walk(inner, out),
-            Cond::Elem { .. } => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(cond, &mut out);
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// An FTS5 query matching rows that contain trigrams of `s`. With `detail=none` FTS5 has no
-/// phrase queries, so this over-approximates the substring; the LIKE that follows makes it
-/// exact. FTS5 reads the whole row list of every trigram it is given, and a trigram shared by
-/// most values (`@ex`, `com`) costs as much as a scan: with `counts` known, only the two
-/// rarest trigrams are asked for (a trigram no row holds alone proves there is no match);
-/// without, every trigram (at most 16).
-fn trigram_query(s: &str, counts: Option<&GramCounts>) -> String {
-    let mut grams = grams_of(s);
-    match counts {
-        Some(counts) => {
-            grams.sort_by_key(|g| (counts.get(g).copied().unwrap_or(0), g.clone()));
-            let rarest_absent = grams.first().is_some_and(|g| !counts.contains_key(g));
-            grams.truncate(if rarest_absent { 1 } else { 2 });
-        }
-        None => grams.truncate(16),
-    }
-    grams
-        .iter()
-        .map(|g| format!("\"{}\"", g.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(" AND ")
-}
-
 /// The condition on one attr_values row `v` (appended after its path test).
 fn value_test(
     v: &str,
@@ -564,7 +475,7 @@ fn value_test(
     grams: Option<&GramCounts>,
     out: &mut Sql,
 ) {
-    if let Some(s) = trigram_operand(backend, cmp) {
+    if let Some(s) = trigram_operand(cmp).filter(|_| backend.has_trigram_table()) {
         // Candidates from the FTS5 trigram index (migration 000004); the LIKE below re-checks
         // each. Postgres needs nothing here: its planner uses the pg_trgm GIN index for the
         // LIKE itself.
@@ -600,41 +511,6 @@ fn value_test(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn trigram_queries_quote_each_gram() {
-        assert_eq!(trigram_query("abcd", None), "\"abc\" AND \"bcd\"");
-        assert_eq!(trigram_query("a\"bc", None), "\"\"\"bc\" AND \"a\"\"b\"");
-        assert_eq!(trigram_query("aaaa", None), "\"aaa\"");
-    }
-
-    #[test]
-    fn trigram_queries_ask_for_the_rarest_grams() {
-        let counts: GramCounts = [("@ex", 900_000), ("12@", 40), ("x12", 700), ("2@e", 5000)]
-            .into_iter()
-            .map(|(g, n)| (g.to_string(), n))
-            .collect();
-        assert_eq!(
-            trigram_query("x12@ex", Some(&counts)),
-            "\"12@\" AND \"x12\""
-        );
-        // A trigram no row holds: that one alone (nothing can match).
-        assert_eq!(trigram_query("x12@eq", Some(&counts)), "\"@eq\"");
-        assert_eq!(trigram_query("ab", Some(&counts)), "");
-    }
-
-    #[test]
-    fn substring_grams_are_collected_from_the_whole_filter() {
-        let registry = crate::scim::schema::Registry::load().unwrap();
-        let f = crate::scim::filter::parse_filter(
-            "userName co \"abcd\" or (emails[value ew \"xyz\"] and not (title co \"ab\")) or title co \"mgr\"",
-            &crate::scim::filter::Limits::default(),
-        )
-        .unwrap();
-        let cond = crate::scim::query::resolve(&registry, Rtype::User, &f).unwrap();
-        // userName is a column (no trigram index on SQLite), `ab` is too short.
-        assert_eq!(substring_grams(&cond), ["mgr", "xyz"]);
-    }
 
     #[test]
     fn prefix_upper_bounds() {

@@ -1,20 +1,14 @@
 //! Tenants and their credentials: tenants and settings, bearer tokens, OAuth clients, the
-//! server's signing keys and each tenant's external JWT issuer. Raw SQL both backends accept,
-//! bound parameters only; the caller owns the transaction. No caching: instances sharing a
-//! database always read the same credentials.
+//! server's signing keys, each tenant's external JWT issuer, and the server's own secrets.
+//! The caller owns the transaction. No caching: instances sharing a database always read the
+//! same credentials.
 
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::QueryableByName;
 
-use super::conn::{Bind, Db, Sql};
-use super::store::StoreResult;
-use crate::storage::StorageError;
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
+use super::conn::Db;
+use super::sql::{scoped, Bind, Sql};
+use super::{StorageError, StoreResult, TenantId};
 
 // ---------------------------------------------------------------------------------------
 // Tenants
@@ -55,21 +49,29 @@ pub struct TenantSummary {
 }
 
 /// Creates a tenant; an existing one of that name is `Conflict`.
-pub fn create_tenant(db: &mut Db<'_>, name: &str, now: i64) -> StoreResult<()> {
+pub fn create_tenant(db: &mut Db<'_>, tenant: &TenantId, now: i64) -> StoreResult<()> {
+    insert_tenant(db, tenant, now, "")
+}
+
+/// Creates a tenant unless it exists (the default tenant at every start).
+pub fn ensure_tenant(db: &mut Db<'_>, tenant: &TenantId, now: i64) -> StoreResult<()> {
+    insert_tenant(db, tenant, now, " ON CONFLICT DO NOTHING")
+}
+
+fn insert_tenant(db: &mut Db<'_>, tenant: &TenantId, now: i64, tail: &str) -> StoreResult<()> {
     let mut q = Sql::new("INSERT INTO tenants (id, name, created) VALUES (");
-    q.bind_list([
-        Bind::Text(name.into()),
-        Bind::Text(name.into()),
-        Bind::Int(now),
-    ])
-    .push(")");
+    q.bind_list([Bind::tenant(tenant), Bind::tenant(tenant), Bind::Int(now)])
+        .push(")")
+        .push(tail);
     db.execute(&q)?;
     Ok(())
 }
 
-pub fn find_tenant(db: &mut Db<'_>, id: &str) -> StoreResult<Option<TenantRow>> {
-    let mut q = Sql::new("SELECT id, name, created, settings FROM tenants WHERE id = ");
-    q.bind(Bind::Text(id.into()));
+pub fn find_tenant(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Option<TenantRow>> {
+    let q = scoped(
+        "SELECT id, name, created, settings FROM tenants WHERE id = ",
+        tenant,
+    );
     Ok(db.first(&q)?)
 }
 
@@ -86,11 +88,11 @@ pub fn list_tenants(db: &mut Db<'_>) -> StoreResult<Vec<TenantSummary>> {
     Ok(db.load(&q)?)
 }
 
-pub fn set_tenant_settings(db: &mut Db<'_>, id: &str, settings: &str) -> StoreResult<()> {
+pub fn set_tenant_settings(db: &mut Db<'_>, tenant: &TenantId, settings: &str) -> StoreResult<()> {
     let mut q = Sql::new("UPDATE tenants SET settings = ");
-    q.bind(Bind::Text(settings.into()))
+    q.bind(Bind::text(settings))
         .push(" WHERE id = ")
-        .bind(Bind::Text(id.into()));
+        .bind(Bind::tenant(tenant));
     if db.execute(&q)? == 0 {
         return Err(StorageError::NotFound);
     }
@@ -108,11 +110,12 @@ pub struct Deleted {
 /// Deletes a tenant and everything it owns, in the caller's transaction. Tables without a
 /// foreign key to `tenants` (values, members, the feed, deliveries) are cleared explicitly; the rest also
 /// cascade, but explicit deletes keep the order (children first) visible.
-pub fn delete_tenant(db: &mut Db<'_>, id: &str) -> StoreResult<Deleted> {
+pub fn delete_tenant(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Deleted> {
     let del = |db: &mut Db<'_>, table: &str| -> StoreResult<usize> {
-        let mut q = Sql::new(&format!("DELETE FROM {table} WHERE tenant_id = "));
-        q.bind(Bind::Text(id.into()));
-        Ok(db.execute(&q)?)
+        Ok(db.execute(&scoped(
+            &format!("DELETE FROM {table} WHERE tenant_id = "),
+            tenant,
+        ))?)
     };
     let mut d = Deleted::default();
     del(db, "members")?;
@@ -131,9 +134,7 @@ pub fn delete_tenant(db: &mut Db<'_>, id: &str) -> StoreResult<Deleted> {
     d.credentials += del(db, "oauth_clients")?;
     del(db, "jwt_keys")?;
     d.credentials += del(db, "jwt_issuers")?;
-    let mut q = Sql::new("DELETE FROM tenants WHERE id = ");
-    q.bind(Bind::Text(id.into()));
-    if db.execute(&q)? == 0 {
+    if db.execute(&scoped("DELETE FROM tenants WHERE id = ", tenant))? == 0 {
         return Err(StorageError::NotFound);
     }
     Ok(d)
@@ -141,6 +142,37 @@ pub fn delete_tenant(db: &mut Db<'_>, id: &str) -> StoreResult<Deleted> {
 
 // ---------------------------------------------------------------------------------------
 // Bearer tokens
+
+pub fn count_tokens(db: &mut Db<'_>) -> StoreResult<i64> {
+    db.count(&Sql::new("SELECT COUNT(*) AS n FROM tokens"))
+}
+
+pub struct NewToken<'a> {
+    pub id: &'a str,
+    pub tenant: &'a TenantId,
+    pub label: Option<&'a str>,
+    pub scope: &'a str,
+    pub secret_hash: &'a str,
+    pub created: i64,
+    pub expires: Option<i64>,
+}
+
+pub fn insert_token(db: &mut Db<'_>, t: &NewToken<'_>) -> StoreResult<()> {
+    let mut q = Sql::new("INSERT INTO tokens (id, tenant_id, label, scope, secret_hash, created, expires, revoked) VALUES (");
+    q.bind_list([
+        Bind::text(t.id),
+        Bind::tenant(t.tenant),
+        Bind::OptText(t.label.map(str::to_string)),
+        Bind::text(t.scope),
+        Bind::text(t.secret_hash),
+        Bind::Int(t.created),
+        Bind::OptInt(t.expires),
+        Bind::Bool(false),
+    ])
+    .push(")");
+    db.execute(&q)?;
+    Ok(())
+}
 
 /// A stored bearer token with its tenant's settings, as authentication needs it.
 #[derive(Clone, Debug, QueryableByName)]
@@ -192,21 +224,21 @@ pub struct TokenInfo {
     pub revoked: bool,
 }
 
-pub fn list_tokens(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<TokenInfo>> {
-    let mut q = Sql::new(
+pub fn list_tokens(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<TokenInfo>> {
+    let mut q = scoped(
         "SELECT id, label, scope, created, last_used, expires, revoked FROM tokens WHERE tenant_id = ",
+        tenant,
     );
-    q.bind(Bind::Text(tenant.into()))
-        .push(" ORDER BY created, id");
+    q.push(" ORDER BY created, id");
     Ok(db.load(&q)?)
 }
 
 /// Revokes a token; returns its tenant, or None when no token has this id.
-pub fn revoke_token(db: &mut Db<'_>, id: &str) -> StoreResult<Option<String>> {
+pub fn revoke_token(db: &mut Db<'_>, id: &str) -> StoreResult<Option<TenantId>> {
     revoke(db, "tokens", id)
 }
 
-fn revoke(db: &mut Db<'_>, table: &str, id: &str) -> StoreResult<Option<String>> {
+fn revoke(db: &mut Db<'_>, table: &str, id: &str) -> StoreResult<Option<TenantId>> {
     #[derive(QueryableByName)]
     struct Tenant {
         #[diesel(sql_type = Text)]
@@ -217,7 +249,7 @@ fn revoke(db: &mut Db<'_>, table: &str, id: &str) -> StoreResult<Option<String>>
         .push(" WHERE id = ")
         .bind(Bind::Text(id.into()))
         .push(" RETURNING tenant_id");
-    Ok(db.first::<Tenant>(&q)?.map(|t| t.tenant_id))
+    Ok(db.first::<Tenant>(&q)?.map(|t| TenantId::from(t.tenant_id)))
 }
 
 /// Records that a credential was used (throttled by the caller: `token list` shows it to
@@ -259,7 +291,7 @@ pub struct ClientRow {
 
 pub struct NewClient<'a> {
     pub id: &'a str,
-    pub tenant_id: &'a str,
+    pub tenant: &'a TenantId,
     pub label: Option<&'a str>,
     pub scope: &'a str,
     pub secret_hash: &'a str,
@@ -271,8 +303,8 @@ pub fn insert_client(db: &mut Db<'_>, c: &NewClient<'_>) -> StoreResult<()> {
         "INSERT INTO oauth_clients (id, tenant_id, label, scope, secret_hash, created, revoked) VALUES (",
     );
     q.bind_list([
-        Bind::Text(c.id.into()),
-        Bind::Text(c.tenant_id.into()),
+        Bind::text(c.id),
+        Bind::tenant(c.tenant),
         Bind::OptText(c.label.map(str::to_string)),
         Bind::Text(c.scope.into()),
         Bind::Text(c.secret_hash.into()),
@@ -310,17 +342,17 @@ pub struct ClientInfo {
     pub revoked: bool,
 }
 
-pub fn list_clients(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<ClientInfo>> {
-    let mut q = Sql::new(
+pub fn list_clients(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<ClientInfo>> {
+    let mut q = scoped(
         "SELECT id, label, scope, created, last_used, revoked FROM oauth_clients WHERE tenant_id = ",
+        tenant,
     );
-    q.bind(Bind::Text(tenant.into()))
-        .push(" ORDER BY created, id");
+    q.push(" ORDER BY created, id");
     Ok(db.load(&q)?)
 }
 
 /// Revokes a client (its access tokens stop working at once); returns its tenant.
-pub fn revoke_client(db: &mut Db<'_>, id: &str) -> StoreResult<Option<String>> {
+pub fn revoke_client(db: &mut Db<'_>, id: &str) -> StoreResult<Option<TenantId>> {
     revoke(db, "oauth_clients", id)
 }
 
@@ -406,12 +438,9 @@ pub fn prune_signing_keys(db: &mut Db<'_>, before: i64) -> StoreResult<usize> {
 }
 
 pub fn count_signing_keys(db: &mut Db<'_>) -> StoreResult<i64> {
-    Ok(db
-        .first::<Count>(&Sql::new(
-            "SELECT COUNT(*) AS n FROM signing_keys WHERE retired_at IS NULL",
-        ))?
-        .map(|c| c.n)
-        .unwrap_or(0))
+    db.count(&Sql::new(
+        "SELECT COUNT(*) AS n FROM signing_keys WHERE retired_at IS NULL",
+    ))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -450,7 +479,7 @@ pub struct JwtKeyRow {
 /// (issuer, audience) is `Conflict`: a token must name exactly one tenant.
 pub fn set_jwt_issuer(
     db: &mut Db<'_>,
-    tenant: &str,
+    tenant: &TenantId,
     issuer: &str,
     audience: &str,
     scope: &str,
@@ -461,7 +490,7 @@ pub fn set_jwt_issuer(
     let mut q =
         Sql::new("INSERT INTO jwt_issuers (tenant_id, issuer, audience, scope, created) VALUES (");
     q.bind_list([
-        Bind::Text(tenant.into()),
+        Bind::tenant(tenant),
         Bind::Text(issuer.into()),
         Bind::Text(audience.into()),
         Bind::Text(scope.into()),
@@ -473,7 +502,7 @@ pub fn set_jwt_issuer(
         let mut q =
             Sql::new("INSERT INTO jwt_keys (tenant_id, seq, kid, alg, format, material) VALUES (");
         q.bind_list([
-            Bind::Text(tenant.into()),
+            Bind::tenant(tenant),
             Bind::I32(i32::try_from(i).unwrap_or(i32::MAX)),
             Bind::OptText(k.kid.clone()),
             Bind::Text(k.alg.clone()),
@@ -487,13 +516,12 @@ pub fn set_jwt_issuer(
 }
 
 /// Removes a tenant's issuer; returns whether it had one.
-pub fn remove_jwt_issuer(db: &mut Db<'_>, tenant: &str) -> StoreResult<bool> {
-    let mut k = Sql::new("DELETE FROM jwt_keys WHERE tenant_id = ");
-    k.bind(Bind::Text(tenant.into()));
-    db.execute(&k)?;
-    let mut q = Sql::new("DELETE FROM jwt_issuers WHERE tenant_id = ");
-    q.bind(Bind::Text(tenant.into()));
-    Ok(db.execute(&q)? > 0)
+pub fn remove_jwt_issuer(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<bool> {
+    db.execute(&scoped("DELETE FROM jwt_keys WHERE tenant_id = ", tenant))?;
+    Ok(db.execute(&scoped(
+        "DELETE FROM jwt_issuers WHERE tenant_id = ",
+        tenant,
+    ))? > 0)
 }
 
 /// The issuer configurations naming `issuer` (one per audience at most).
@@ -507,37 +535,43 @@ pub fn issuers_named(db: &mut Db<'_>, issuer: &str) -> StoreResult<Vec<IssuerRow
     Ok(db.load(&q)?)
 }
 
-pub fn tenant_issuer(db: &mut Db<'_>, tenant: &str) -> StoreResult<Option<IssuerRow>> {
-    let mut q = Sql::new(
+pub fn tenant_issuer(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Option<IssuerRow>> {
+    let q = scoped(
         "SELECT j.tenant_id, j.issuer, j.audience, j.scope, t.settings \
          FROM jwt_issuers j JOIN tenants t ON t.id = j.tenant_id WHERE j.tenant_id = ",
+        tenant,
     );
-    q.bind(Bind::Text(tenant.into()));
     Ok(db.first(&q)?)
 }
 
-pub fn jwt_keys(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<JwtKeyRow>> {
-    let mut q = Sql::new("SELECT kid, alg, format, material FROM jwt_keys WHERE tenant_id = ");
-    q.bind(Bind::Text(tenant.into())).push(" ORDER BY seq");
+pub fn jwt_keys(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<JwtKeyRow>> {
+    let mut q = scoped(
+        "SELECT kid, alg, format, material FROM jwt_keys WHERE tenant_id = ",
+        tenant,
+    );
+    q.push(" ORDER BY seq");
     Ok(db.load(&q)?)
 }
 
 // ---------------------------------------------------------------------------------------
-// Audit
+// Server secrets
 
-/// The credential recorded with each SCIM event of a tenant, in order (tests and audits).
-pub fn event_credentials(db: &mut Db<'_>, tenant: &str) -> StoreResult<Vec<Option<String>>> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Nullable<Text>)]
-        credential_id: Option<String>,
-    }
-    let mut q = Sql::new("SELECT credential_id FROM feed WHERE tenant_id = ");
-    q.bind(Bind::Text(tenant.into()))
-        .push(" AND type LIKE 'urn:%' ORDER BY seq");
-    Ok(db
-        .load::<Row>(&q)?
-        .into_iter()
-        .map(|r| r.credential_id)
-        .collect())
+#[derive(QueryableByName)]
+struct SecretRow {
+    #[diesel(sql_type = Text)]
+    value: String,
+}
+
+/// The server secret `name`, created with `fresh` on first use. Every instance sharing the
+/// database reads the same value (the insert is a no-op when another instance won).
+pub fn server_secret(db: &mut Db<'_>, name: &str, fresh: &str, now: i64) -> StoreResult<String> {
+    let mut ins = Sql::new("INSERT INTO server_secrets (name, value, created) VALUES (");
+    ins.bind_list([Bind::text(name), Bind::text(fresh), Bind::Int(now)])
+        .push(") ON CONFLICT DO NOTHING");
+    db.execute(&ins)?;
+    let mut q = Sql::new("SELECT value FROM server_secrets WHERE name = ");
+    q.bind(Bind::text(name));
+    db.first::<SecretRow>(&q)?
+        .map(|r| r.value)
+        .ok_or(StorageError::NotFound)
 }

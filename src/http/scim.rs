@@ -1,0 +1,337 @@
+//! The SCIM resource endpoints (`/scim/v2/Users`, `/Groups`, `/.search`, `/Bulk`, RFC 7644
+//! §3): each handler reads the request, calls one use case through the front door and
+//! answers `application/scim+json` with the ETag and Location headers.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::error::{ApiError, SCIM_JSON};
+use super::extract::{Params, ScimBody};
+use super::front::{enter, Access, Bearer};
+use super::AppState;
+use crate::provisioning::bulk::{Done, BULK_RESPONSE};
+use crate::provisioning::list::ListQuery;
+use crate::provisioning::resources::{IfMatch, Output};
+use crate::provisioning::Service;
+use crate::scim::error::ScimError;
+use crate::scim::projection::Projection;
+use crate::scim::resource::etag;
+use crate::scim::schema::{Rtype, SEARCH_REQUEST};
+
+fn rtype(segment: &str) -> Rtype {
+    if segment == "Groups" {
+        Rtype::Group
+    } else {
+        Rtype::User
+    }
+}
+
+pub(super) fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)))
+        .body(body.to_string())
+}
+
+fn resource_response(status: StatusCode, out: &Output) -> HttpResponse {
+    let mut resp = HttpResponse::build(status);
+    resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)));
+    resp.insert_header((header::ETAG, etag(out.version)));
+    if status == StatusCode::CREATED {
+        resp.insert_header((header::LOCATION, out.location.clone()));
+    }
+    resp.body(out.resource.to_string())
+}
+
+/// `attributes` / `excludedAttributes` of the query string (RFC 7644 §3.9).
+fn projection(
+    svc: &Service,
+    rt: Rtype,
+    params: Result<Params, ScimError>,
+) -> Result<Projection, ScimError> {
+    let params = params?;
+    Projection::parse(
+        &svc.registry,
+        rt,
+        params.get("attributes"),
+        params.get("excludedAttributes"),
+    )
+}
+
+fn if_match(req: &HttpRequest) -> Option<IfMatch> {
+    req.headers()
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(IfMatch::parse)
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    bearer: Bearer,
+    req: HttpRequest,
+    path: web::Path<String>,
+    ScimBody(body): ScimBody,
+) -> Result<HttpResponse, ApiError> {
+    let rt = rtype(&path);
+    let params = Params::from_request(&req);
+    let out = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
+        let proj = projection(svc, rt, params)?;
+        svc.create(conn, p, rt, &body, &proj)
+    })
+    .await?;
+    Ok(resource_response(StatusCode::CREATED, &out))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    bearer: Bearer,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (seg, id) = path.into_inner();
+    let rt = rtype(&seg);
+    let params = Params::from_request(&req);
+    let out = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
+        let proj = projection(svc, rt, params)?;
+        svc.get(conn, p, rt, &id, &proj)
+    })
+    .await?;
+    // If-None-Match (RFC 7232 §3.2): 304 when the client's copy is current.
+    let current = etag(out.version);
+    let unchanged = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim() == "*"
+                || v.split(',')
+                    .any(|t| t.trim() == current || t.trim() == current.trim_start_matches("W/"))
+        });
+    if unchanged {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, current))
+            .finish());
+    }
+    Ok(resource_response(StatusCode::OK, &out))
+}
+
+/// A list's query string as a `ListQuery`.
+fn list_query(params: Result<Params, ScimError>) -> Result<ListQuery, ScimError> {
+    let params = params?;
+    Ok(ListQuery {
+        filter: params.text("filter"),
+        start_index: params.int("startIndex")?,
+        count: params.int("count")?,
+        attributes: params.text("attributes"),
+        excluded_attributes: params.text("excludedAttributes"),
+        sort_by: params.text("sortBy"),
+        sort_order: params.text("sortOrder"),
+        cursor: params.text("cursor"),
+    })
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    bearer: Bearer,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let rt = rtype(&path);
+    let params = Params::from_request(&req);
+    let body = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
+        svc.list(conn, p, &[rt], &list_query(params)?)
+    })
+    .await?;
+    Ok(scim_json(StatusCode::OK, &body))
+}
+
+/// POST /Bulk (RFC 7644 §3.7): always 200 with a BulkResponse once the request itself is
+/// acceptable; each operation carries its own status (errors as SCIM error bodies, mapped by
+/// the same table as single requests).
+pub async fn bulk(
+    state: web::Data<AppState>,
+    bearer: Bearer,
+    ScimBody(body): ScimBody,
+) -> Result<HttpResponse, ApiError> {
+    let outcomes = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
+        svc.bulk(conn, p, &body)
+    })
+    .await?;
+    let ops: Vec<Value> = outcomes
+        .into_iter()
+        .map(|o| {
+            let mut op = json!({"method": o.method});
+            if let Some(b) = o.bulk_id {
+                op["bulkId"] = json!(b);
+            }
+            match o.result {
+                Ok(Done::Resource { status, output }) => {
+                    op["location"] = json!(output.location);
+                    op["version"] = json!(etag(output.version));
+                    op["status"] = json!(status.to_string());
+                }
+                Ok(Done::NoContent { location }) => {
+                    op["location"] = json!(location);
+                    op["status"] = json!("204");
+                }
+                Err(e) => {
+                    let api = ApiError::from(e);
+                    op["status"] = json!(api.status.as_u16().to_string());
+                    op["response"] = api.body();
+                }
+            }
+            op
+        })
+        .collect();
+    Ok(scim_json(
+        StatusCode::OK,
+        &json!({"schemas": [BULK_RESPONSE], "Operations": ops}),
+    ))
+}
+
+pub async fn search(
+    state: web::Data<AppState>,
+    bearer: Bearer,
+    path: web::Path<String>,
+    ScimBody(body): ScimBody,
+) -> Result<HttpResponse, ApiError> {
+    let rt = rtype(&path);
+    let body = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
+        svc.list(conn, p, &[rt], &search_request(&body)?)
+    })
+    .await?;
+    Ok(scim_json(StatusCode::OK, &body))
+}
+
+pub async fn search_root(
+    state: web::Data<AppState>,
+    bearer: Bearer,
+    ScimBody(body): ScimBody,
+) -> Result<HttpResponse, ApiError> {
+    let body = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
+        svc.list(
+            conn,
+            p,
+            &[Rtype::User, Rtype::Group],
+            &search_request(&body)?,
+        )
+    })
+    .await?;
+    Ok(scim_json(StatusCode::OK, &body))
+}
+
+/// A SearchRequest body (RFC 7644 §3.4.3). `attributes` may be an array or a
+/// comma-separated string.
+fn search_request(body: &Value) -> Result<ListQuery, ScimError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ScimError::invalid_syntax("a SearchRequest must be a JSON object"))?;
+    let field = |name: &str| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    };
+    let schemas_ok = field("schemas")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(SEARCH_REQUEST)));
+    if !schemas_ok {
+        return Err(ScimError::invalid_syntax(format!(
+            "`schemas` must be [\"{SEARCH_REQUEST}\"]"
+        )));
+    }
+    let text = |name: &str| -> Result<Option<String>, ScimError> {
+        match field(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Array(a)) => {
+                let parts: Option<Vec<&str>> = a.iter().map(Value::as_str).collect();
+                parts.map(|p| Some(p.join(","))).ok_or_else(|| {
+                    ScimError::invalid_value(format!("`{name}` must be a list of attribute names"))
+                })
+            }
+            Some(_) => Err(ScimError::invalid_value(format!(
+                "`{name}` has the wrong type"
+            ))),
+        }
+    };
+    let int = |name: &str| -> Result<Option<i64>, ScimError> {
+        match field(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| ScimError::invalid_value(format!("`{name}` must be an integer"))),
+        }
+    };
+    if matches!(field("filter"), Some(v) if !v.is_string() && !v.is_null()) {
+        return Err(ScimError::invalid_filter("`filter` must be a string"));
+    }
+    Ok(ListQuery {
+        filter: text("filter")?,
+        start_index: int("startIndex")?,
+        count: int("count")?,
+        attributes: text("attributes")?,
+        excluded_attributes: text("excludedAttributes")?,
+        sort_by: text("sortBy")?,
+        sort_order: text("sortOrder")?,
+        cursor: text("cursor")?,
+    })
+}
+
+pub async fn replace(
+    state: web::Data<AppState>,
+    bearer: Bearer,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    ScimBody(body): ScimBody,
+) -> Result<HttpResponse, ApiError> {
+    let (seg, id) = path.into_inner();
+    let rt = rtype(&seg);
+    let params = Params::from_request(&req);
+    let m = if_match(&req);
+    let out = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
+        let proj = projection(svc, rt, params)?;
+        svc.replace(conn, p, rt, &id, &body, m.as_ref(), &proj)
+    })
+    .await?;
+    Ok(resource_response(StatusCode::OK, &out))
+}
+
+pub async fn patch(
+    state: web::Data<AppState>,
+    bearer: Bearer,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    ScimBody(body): ScimBody,
+) -> Result<HttpResponse, ApiError> {
+    let (seg, id) = path.into_inner();
+    let rt = rtype(&seg);
+    let params = Params::from_request(&req);
+    let m = if_match(&req);
+    let out = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
+        let proj = projection(svc, rt, params)?;
+        svc.patch(conn, p, rt, &id, &body, m.as_ref(), &proj)
+    })
+    .await?;
+    match out {
+        Some(out) => Ok(resource_response(StatusCode::OK, &out)),
+        None => Ok(HttpResponse::NoContent().finish()),
+    }
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    bearer: Bearer,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (seg, id) = path.into_inner();
+    let rt = rtype(&seg);
+    let m = if_match(&req);
+    enter(&state, bearer, Access::Scim, move |svc, conn, p| {
+        svc.delete(conn, p, rt, &id, m.as_ref())
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,561 @@
+//! Accounts inside the SCIM transactions: the account of every SCIM user, decided by the
+//! product model (`product`: lifecycle, entitlement merge) under the tenant's policy, rules
+//! and roles, in the transaction of the SCIM change that causes it, so an account never
+//! disagrees with its user. Also the account as the API and the feed show it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::journal::{new_id, Journal};
+use super::{Error, Result, Service};
+use crate::product::{
+    self, Announce, Entitlements, Life, Policy, RemovalReason, RoleDef, RoleRef, State, UserEvent,
+};
+use crate::scim::query::{self, Cond};
+use crate::scim::resource::{self, Doc, StoredMeta};
+use crate::scim::schema::Rtype;
+use crate::scim::time::format_micros;
+use crate::storage::accounts::{self as stored, AccountRow, Removal};
+use crate::storage::conn::Db;
+use crate::storage::roles::{self, RoleRow, RuleGrant};
+use crate::storage::{members, resources, TenantId};
+
+/// An account as `/api/v1` and the feed's `account.*` events show it (docs/api-v1.md).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub id: String,
+    pub scim_id: String,
+    pub user_name: String,
+    pub state: State,
+    /// The roles in force: empty unless the state is `active`.
+    pub roles: Vec<RoleRef>,
+    pub entitlements: Entitlements,
+    /// The SCIM groups of its user.
+    pub groups: Vec<GroupRef>,
+    pub removal_pending: Option<RemovalPending>,
+    pub created: String,
+    pub last_modified: String,
+}
+
+/// A SCIM group of the account's user.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupRef {
+    pub id: String,
+    pub display_name: Option<String>,
+}
+
+/// A flagged removal (deprovisioning `notify`): since when (RFC 3339), and why.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RemovalPending {
+    pub since: String,
+    pub reason: RemovalReason,
+}
+
+/// How a rule grants its role.
+enum Grant {
+    Filter(Cond),
+    Group(String),
+}
+
+/// What a transaction needs to decide accounts: the policy, the rules, the roles.
+pub(crate) struct Ctx {
+    policy: Policy,
+    rules: Vec<(String, Grant)>,
+    roles: HashMap<String, RoleDef>,
+}
+
+pub(crate) fn role_def(r: &RoleRow) -> RoleDef {
+    RoleDef {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        entitlements: r.entitlements.clone(),
+    }
+}
+
+fn user_name(doc: &Doc) -> String {
+    doc.get("userName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn life_of(a: &AccountRow) -> Life {
+    Life {
+        state: a.state,
+        removal: a.removal.map(|r| r.reason),
+    }
+}
+
+fn role_ids(a: &AccountRow) -> Vec<String> {
+    a.roles.iter().map(|r| r.id.clone()).collect()
+}
+
+/// A new account of the user `scim_id` (its state and roles are settled next).
+fn new_account(id: String, scim_id: &str, user_pk: i64, doc: &Doc, now: i64) -> AccountRow {
+    AccountRow {
+        id,
+        scim_id: scim_id.to_string(),
+        user_pk: Some(user_pk),
+        user_name: user_name(doc),
+        state: State::Pending,
+        roles: Vec::new(),
+        entitlements: Entitlements::new(),
+        removal: None,
+        created: now,
+        modified: now,
+    }
+}
+
+/// The tenant's policy (the default when it set none).
+pub(crate) fn policy_of(db: &mut Db<'_>, tenant: &TenantId) -> Result<Policy> {
+    Ok(roles::get_policy(db, tenant)?.unwrap_or_default())
+}
+
+impl Service {
+    /// Parses and checks a rule's filter against the User schema: the same parser, limits
+    /// and semantics as `?filter=`.
+    pub(crate) fn rule_filter(&self, text: &str) -> Result<Cond> {
+        let f = self.parse_filter(text)?;
+        let cond = query::resolve(&self.registry, Rtype::User, &f)?;
+        if cond.uses_refs() {
+            return Err(Error::Invalid(
+                "a rule filter cannot test group membership: use a rule with `group` instead"
+                    .into(),
+            ));
+        }
+        Ok(cond)
+    }
+
+    pub(crate) fn accounts_ctx(&self, db: &mut Db<'_>, tenant: &TenantId) -> Result<Ctx> {
+        let policy = policy_of(db, tenant)?;
+        let roles = roles::list_roles(db, tenant)?
+            .iter()
+            .map(|r| (r.id.clone(), role_def(r)))
+            .collect();
+        let mut rules = Vec::new();
+        for r in roles::list_rules(db, tenant)? {
+            let grant = match r.grant {
+                RuleGrant::Filter(f) => match self.rule_filter(&f) {
+                    Ok(c) => Grant::Filter(c),
+                    Err(e) => {
+                        // Checked when written; only a schema change could make it fail now.
+                        log::warn!("rule {} of tenant {tenant} is ignored: {e}", r.id);
+                        continue;
+                    }
+                },
+                RuleGrant::Group(g) => Grant::Group(g),
+            };
+            rules.push((r.role_id, grant));
+        }
+        Ok(Ctx {
+            policy,
+            rules,
+            roles,
+        })
+    }
+
+    /// The role ids a user's rules grant (whatever the account's state).
+    fn granted(
+        &self,
+        db: &mut Db<'_>,
+        ctx: &Ctx,
+        user_pk: i64,
+        id: &str,
+        doc: &Doc,
+    ) -> Result<Vec<String>> {
+        if ctx.rules.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rendered = resource::render(
+            &self.registry,
+            Rtype::User,
+            doc,
+            &StoredMeta {
+                id: id.to_string(),
+                created: 0,
+                modified: 0,
+                version: 0,
+            },
+            &self.settings.base_url,
+            None,
+        );
+        let needs_groups = ctx.rules.iter().any(|(_, g)| matches!(g, Grant::Group(_)));
+        let groups: BTreeSet<String> = if needs_groups {
+            members::group_ids_of(db, user_pk)?.into_iter().collect()
+        } else {
+            BTreeSet::new()
+        };
+        let mut out = BTreeSet::new();
+        for (role, grant) in &ctx.rules {
+            let hit = match grant {
+                Grant::Filter(c) => query::matches(c, &rendered),
+                Grant::Group(g) => groups.contains(g),
+            };
+            if hit {
+                out.insert(role.clone());
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// The roles the rules grant the user of an account, as stored now; `otherwise` when the
+    /// user is gone.
+    fn granted_now(
+        &self,
+        db: &mut Db<'_>,
+        ctx: &Ctx,
+        tenant: &TenantId,
+        a: &AccountRow,
+        otherwise: Vec<String>,
+    ) -> Result<Vec<String>> {
+        let Some(pk) = a.user_pk else {
+            return Ok(otherwise);
+        };
+        match resources::get_by_pk(db, tenant, pk)? {
+            Some(row) => {
+                let doc = super::resources::parse_doc(&row)?;
+                self.granted(db, ctx, pk, &row.id, &doc)
+            }
+            None => Ok(otherwise),
+        }
+    }
+
+    /// The account as the API shows it.
+    pub(crate) fn account_view(&self, db: &mut Db<'_>, a: &AccountRow) -> Result<Account> {
+        let groups = match a.user_pk {
+            Some(pk) => members::refs_of(db, Rtype::User, &[pk])?
+                .remove(&pk)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| GroupRef {
+                    id: r.id,
+                    display_name: r.display,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(Account {
+            id: a.id.clone(),
+            scim_id: a.scim_id.clone(),
+            user_name: a.user_name.clone(),
+            state: a.state,
+            roles: a.roles.clone(),
+            entitlements: a.entitlements.clone(),
+            groups,
+            removal_pending: a.removal.map(|r| RemovalPending {
+                since: format_micros(r.since),
+                reason: r.reason,
+            }),
+            created: format_micros(a.created),
+            last_modified: format_micros(a.modified),
+        })
+    }
+
+    /// The account view as event data: `{"account": ...}` plus `extra`.
+    fn snapshot(
+        &self,
+        db: &mut Db<'_>,
+        a: &AccountRow,
+        extra: Option<(&str, Value)>,
+    ) -> Result<Value> {
+        let account = serde_json::to_value(self.account_view(db, a)?)
+            .map_err(|e| Error::Storage(crate::storage::StorageError::Backend(Box::new(e))))?;
+        let mut data = json!({ "account": account });
+        if let Some((k, v)) = extra {
+            data[k] = v;
+        }
+        Ok(data)
+    }
+
+    /// Writes an account's new lifecycle and roles and announces what changed. `granted` is
+    /// what the rules give; only an active account holds roles.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the account, its change and the context"
+    )]
+    pub(crate) fn settle(
+        &self,
+        db: &mut Db<'_>,
+        ctx: &Ctx,
+        j: &mut Journal,
+        mut a: AccountRow,
+        is_new: bool,
+        life: Life,
+        announce: Option<Announce>,
+        granted: Vec<String>,
+    ) -> Result<AccountRow> {
+        let now = j.now;
+        let held: Vec<&RoleDef> = if life.state == State::Active {
+            granted.iter().filter_map(|r| ctx.roles.get(r)).collect()
+        } else {
+            Vec::new()
+        };
+        let mut sorted = held.clone();
+        sorted.sort_by(|x, y| x.name.cmp(&y.name).then(x.id.cmp(&y.id)));
+        let roles: Vec<RoleRef> = sorted
+            .iter()
+            .map(|r| RoleRef {
+                id: r.id.clone(),
+                name: r.name.clone(),
+            })
+            .collect();
+        let ents = product::merge(&held);
+        let previous_roles = a.roles.clone();
+        let roles_changed = previous_roles != roles || a.entitlements != ents;
+        let state_changed = a.state != life.state || a.removal.map(|r| r.reason) != life.removal;
+        if !is_new && !roles_changed && !state_changed && announce.is_none() {
+            return Ok(a);
+        }
+        a.state = life.state;
+        a.removal = life.removal.map(|reason| Removal {
+            since: a.removal.map_or(now, |r| r.since),
+            reason,
+        });
+        a.roles = roles;
+        a.entitlements = ents;
+        a.modified = now;
+        if is_new {
+            stored::insert(db, &j.tenant, &a)?;
+        } else {
+            stored::update(db, &j.tenant, &a)?;
+        }
+        if is_new || roles_changed {
+            stored::set_roles(db, &j.tenant, &a.id, &role_ids(&a))?;
+        }
+        if let Some(ann) = announce {
+            let data = self.snapshot(db, &a, None)?;
+            j.account(ann.event_type(), &a.id, &a.scim_id, data);
+        }
+        if roles_changed && !is_new {
+            let prev = serde_json::to_value(&previous_roles)
+                .map_err(|e| Error::Storage(crate::storage::StorageError::Backend(Box::new(e))))?;
+            let data = self.snapshot(db, &a, Some(("previousRoles", prev)))?;
+            j.account("account.roles_changed", &a.id, &a.scim_id, data);
+        }
+        Ok(a)
+    }
+
+    /// A new SCIM user: its account, in the user's transaction. Journals the SCIM event too
+    /// (it carries the account id).
+    #[expect(clippy::too_many_arguments, reason = "the user just written")]
+    pub(crate) fn on_user_created(
+        &self,
+        db: &mut Db<'_>,
+        ctx: &Ctx,
+        j: &mut Journal,
+        pk: i64,
+        id: &str,
+        doc: &Doc,
+        rendered: Value,
+    ) -> Result<()> {
+        let account_id = new_id();
+        j.scim(
+            &self.settings.base_url,
+            "create:full",
+            Rtype::User,
+            id,
+            doc.get("externalId").and_then(Value::as_str),
+            Some(rendered),
+            Some(&account_id),
+        );
+        let active = doc.get("active") != Some(&Value::Bool(false));
+        let (life, ann) = product::step(None, UserEvent::Created { active }, ctx.policy);
+        let granted = self.granted(db, ctx, pk, id, doc)?;
+        let a = new_account(account_id, id, pk, doc, j.now);
+        self.settle(db, ctx, j, a, true, life, ann, granted)?;
+        Ok(())
+    }
+
+    /// A replaced or patched SCIM user (`verb` is `put:full` or `patch:full`, `data` its
+    /// RFC 9967 data).
+    #[expect(clippy::too_many_arguments, reason = "the user before and after")]
+    pub(crate) fn on_user_changed(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        pk: i64,
+        id: &str,
+        doc: &Doc,
+        was_active: bool,
+        verb: &str,
+        data: Value,
+    ) -> Result<()> {
+        let ctx = self.accounts_ctx(db, &j.tenant)?;
+        let existing = stored::of_user(db, &j.tenant, id)?;
+        let account_id = existing
+            .as_ref()
+            .map(|a| a.id.clone())
+            .unwrap_or_else(new_id);
+        let external = doc.get("externalId").and_then(Value::as_str);
+        let base = &self.settings.base_url;
+        j.scim(
+            base,
+            verb,
+            Rtype::User,
+            id,
+            external,
+            Some(data),
+            Some(&account_id),
+        );
+        let now_active = doc.get("active") != Some(&Value::Bool(false));
+        let event = match (was_active, now_active) {
+            (true, false) => Some(("deactivate", UserEvent::Deactivated)),
+            (false, true) => Some(("activate", UserEvent::Reactivated)),
+            _ => None,
+        };
+        let event = event.map(|(verb, e)| {
+            j.scim(
+                base,
+                verb,
+                Rtype::User,
+                id,
+                external,
+                None,
+                Some(&account_id),
+            );
+            e
+        });
+        let granted = self.granted(db, &ctx, pk, id, doc)?;
+        let (a, is_new, before) = match existing {
+            Some(mut a) => {
+                a.user_name = user_name(doc);
+                let before = life_of(&a);
+                (a, false, Some(before))
+            }
+            None => (new_account(account_id, id, pk, doc, j.now), true, None),
+        };
+        let (life, ann) = match (before, event) {
+            (Some(b), None) => (b, None),
+            (b, Some(e)) => product::step(b, e, ctx.policy),
+            (None, None) => product::step(
+                None,
+                if now_active {
+                    UserEvent::Reactivated
+                } else {
+                    UserEvent::Deactivated
+                },
+                ctx.policy,
+            ),
+        };
+        self.settle(db, &ctx, j, a, is_new, life, ann, granted)?;
+        Ok(())
+    }
+
+    /// A deleted SCIM user.
+    pub(crate) fn on_user_deleted(&self, db: &mut Db<'_>, j: &mut Journal, id: &str) -> Result<()> {
+        let ctx = self.accounts_ctx(db, &j.tenant)?;
+        let existing = stored::of_user(db, &j.tenant, id)?;
+        let base = &self.settings.base_url;
+        j.scim(
+            base,
+            "delete",
+            Rtype::User,
+            id,
+            None,
+            None,
+            existing.as_ref().map(|a| a.id.as_str()),
+        );
+        let Some(mut a) = existing else {
+            return Ok(());
+        };
+        let before = life_of(&a);
+        let (life, ann) = product::step(Some(before), UserEvent::Deleted, ctx.policy);
+        // The user is gone: a flagged account keeps the roles it had until confirmed.
+        let granted = role_ids(&a);
+        a.user_pk = None;
+        // Written even when nothing else changes: the user link is gone.
+        stored::update(db, &j.tenant, &a)?;
+        self.settle(db, &ctx, j, a, false, life, ann, granted)?;
+        Ok(())
+    }
+
+    /// Recomputes the roles of the members a group gained or lost, when a rule grants a role
+    /// by membership of this group. `before` are the members before the change (read only
+    /// when such a rule exists: see `watched_members`).
+    pub(crate) fn on_members_changed(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        group_pk: i64,
+        before: Option<Vec<i64>>,
+    ) -> Result<()> {
+        let Some(before) = before else {
+            return Ok(());
+        };
+        let after = members::member_pks(db, group_pk)?;
+        let b: BTreeSet<i64> = before.into_iter().collect();
+        let a: BTreeSet<i64> = after.into_iter().collect();
+        let changed: Vec<i64> = b.symmetric_difference(&a).copied().collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let ctx = self.accounts_ctx(db, &j.tenant)?;
+        for acc in stored::of_users(db, &j.tenant, &changed)? {
+            self.recompute(db, &ctx, j, acc)?;
+        }
+        Ok(())
+    }
+
+    /// The members of a group before a change, when some rule grants a role by membership
+    /// of it (else None: nothing to recompute).
+    pub(crate) fn watched_members(
+        &self,
+        db: &mut Db<'_>,
+        tenant: &TenantId,
+        group_id: &str,
+        group_pk: i64,
+    ) -> Result<Option<Vec<i64>>> {
+        if roles::group_has_rules(db, tenant, group_id)? {
+            Ok(Some(members::member_pks(db, group_pk)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Recomputes one account's roles from its user as stored now.
+    fn recompute(&self, db: &mut Db<'_>, ctx: &Ctx, j: &mut Journal, a: AccountRow) -> Result<()> {
+        let life = life_of(&a);
+        let tenant = j.tenant.clone();
+        let granted = self.granted_now(db, ctx, &tenant, &a, role_ids(&a))?;
+        self.settle(db, ctx, j, a, false, life, None, granted)?;
+        Ok(())
+    }
+
+    /// Recomputes every account that can hold roles (a role or rule changed).
+    pub(crate) fn recompute_all(&self, db: &mut Db<'_>, j: &mut Journal) -> Result<()> {
+        let ctx = self.accounts_ctx(db, &j.tenant)?;
+        for a in stored::in_states(db, &j.tenant, &[State::Active])? {
+            self.recompute(db, &ctx, j, a)?;
+        }
+        Ok(())
+    }
+
+    /// Moves an account by an admin's decision (approve, reject, confirm a removal) and
+    /// answers it as the API shows it. An approval grants what the rules give now.
+    pub(crate) fn decide(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        a: AccountRow,
+        state: State,
+        announce: Announce,
+    ) -> Result<Account> {
+        let ctx = self.accounts_ctx(db, &j.tenant)?;
+        let granted = if state == State::Active {
+            let tenant = j.tenant.clone();
+            self.granted_now(db, &ctx, &tenant, &a, Vec::new())?
+        } else {
+            Vec::new()
+        };
+        let life = Life {
+            state,
+            removal: None,
+        };
+        let a = self.settle(db, &ctx, j, a, false, life, Some(announce), granted)?;
+        self.account_view(db, &a)
+    }
+}

@@ -1,0 +1,216 @@
+//! Webhook subscriptions (a URL, the event types it wants, a Standard Webhooks secret) and
+//! their dead letters (deliveries that ran out of retries), which an admin may replay.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{cursor, decode, invalid, page_limit, paged, ListParams, Page};
+use crate::auth::Principal;
+use crate::product::PRODUCT_EVENTS;
+use crate::provisioning::journal::{new_id, SCIM_EVENTS};
+use crate::provisioning::{Error, Result, Service};
+use crate::scim::time::{format_micros, now_micros};
+use crate::storage::conn::Conn;
+use crate::storage::deliveries::{self, DeliveryRow, Status, WebhookRow};
+use crate::webhooks::{self as delivery, wire};
+
+/// A subscription as the API shows it (never its secret).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    /// Event types, or `["*"]` for all.
+    pub events: Vec<String>,
+    pub created: String,
+}
+
+/// The answer to a subscription's creation: the only time its secret is shown.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WebhookCreated {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// `whsec_` and the base64 of the key: verify each delivery's `webhook-signature` with it.
+    pub secret: String,
+}
+
+/// The body of `POST /webhooks`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookInput {
+    /// An http or https URL.
+    pub url: Option<String>,
+    /// A non-empty list of event types, or `["*"]`.
+    pub events: Option<Vec<String>>,
+    /// `whsec_` and the base64 of 24 to 64 random bytes; generated when absent.
+    pub secret: Option<String>,
+}
+
+/// A delivery as the API shows it (dead letters are deliveries).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub id: String,
+    pub webhook: String,
+    pub event_id: String,
+    pub seq: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<String>,
+    /// Set only while the status is `pending`.
+    pub next_attempt_at: Option<String>,
+    pub created: String,
+}
+
+fn webhook_view(w: &WebhookRow) -> Webhook {
+    Webhook {
+        id: w.id.clone(),
+        url: w.url.clone(),
+        events: w.events.clone(),
+        created: format_micros(w.created),
+    }
+}
+
+fn delivery_view(d: &DeliveryRow) -> Delivery {
+    Delivery {
+        id: d.id.clone(),
+        webhook: d.webhook_id.clone(),
+        event_id: d.event_id.clone(),
+        seq: d.seq,
+        kind: d.kind.clone(),
+        status: d.status.as_str().to_string(),
+        attempts: d.attempts,
+        last_error: d.last_error.clone(),
+        last_attempt_at: d.last_attempt.map(format_micros),
+        next_attempt_at: (d.status == Status::Pending).then(|| format_micros(d.next_at)),
+        created: format_micros(d.created),
+    }
+}
+
+/// A subscription body, checked: its URL, event types and secret (generated when absent).
+fn webhook_fields(body: WebhookInput) -> Result<(String, Vec<String>, String)> {
+    let url = body
+        .url
+        .ok_or_else(|| invalid("a webhook needs `url`: an http or https URL"))?;
+    delivery::check_url(&url).map_err(Error::Invalid)?;
+    let events = body.events.filter(|e| !e.is_empty()).ok_or_else(|| {
+        invalid("a webhook needs `events`: a non-empty list of event types, or [\"*\"]")
+    })?;
+    for e in &events {
+        if e != "*" && !SCIM_EVENTS.contains(&e.as_str()) && !PRODUCT_EVENTS.contains(&e.as_str()) {
+            return Err(invalid(format!(
+                "unknown event type `{e}`; known: {}, {} or *",
+                SCIM_EVENTS.join(", "),
+                PRODUCT_EVENTS.join(", ")
+            )));
+        }
+    }
+    let secret = match body.secret {
+        None => wire::generate_secret(),
+        Some(s) => {
+            wire::check_secret(&s).map_err(Error::Invalid)?;
+            s
+        }
+    };
+    Ok((url, events, secret))
+}
+
+impl Service {
+    pub fn list_webhooks(&self, conn: &mut Conn, p: &Principal) -> Result<Page<Webhook>> {
+        self.admin_read(conn, p, |db| {
+            Ok(Page::whole(
+                deliveries::list_webhooks(db, &p.tenant)?
+                    .iter()
+                    .map(webhook_view)
+                    .collect(),
+            ))
+        })
+    }
+
+    pub fn get_webhook(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<Webhook> {
+        self.admin_read(conn, p, |db| {
+            deliveries::get_webhook(db, &p.tenant, id)?
+                .map(|w| webhook_view(&w))
+                .ok_or_else(|| Error::NotFound(format!("webhook {id} not found")))
+        })
+    }
+
+    pub fn create_webhook(
+        &self,
+        conn: &mut Conn,
+        p: &Principal,
+        body: Value,
+    ) -> Result<WebhookCreated> {
+        let (url, events, secret) = webhook_fields(decode(
+            body,
+            "a webhook is {\"url\", \"events\": [...], \"secret\"?}",
+        )?)?;
+        self.admin_write(conn, p, |db, _| {
+            let row = WebhookRow {
+                id: new_id(),
+                url,
+                events,
+                secret,
+                created: now_micros(),
+            };
+            deliveries::insert_webhook(db, &p.tenant, &row)?;
+            Ok(WebhookCreated {
+                webhook: webhook_view(&row),
+                secret: row.secret,
+            })
+        })
+    }
+
+    pub fn delete_webhook(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<()> {
+        self.admin_write(conn, p, |db, _| {
+            if deliveries::delete_webhook(db, &p.tenant, id)? == 0 {
+                return Err(Error::NotFound(format!("webhook {id} not found")));
+            }
+            Ok(())
+        })
+    }
+
+    /// A subscription's dead letters, in feed order, paged.
+    pub fn dead_letters(
+        &self,
+        conn: &mut Conn,
+        p: &Principal,
+        id: &str,
+        q: &ListParams,
+    ) -> Result<Page<Delivery>> {
+        let after = cursor::decode_seq(q.cursor.as_deref(), "d")?;
+        let limit = page_limit(q.limit)?;
+        self.admin_read(conn, p, |db| {
+            if deliveries::get_webhook(db, &p.tenant, id)?.is_none() {
+                return Err(Error::NotFound(format!("webhook {id} not found")));
+            }
+            let rows = deliveries::dead_letters(db, &p.tenant, id, after, limit + 1)?;
+            paged(
+                rows,
+                limit,
+                |r| cursor::encode("d", &r.seq.to_string()),
+                |r| Ok(delivery_view(r)),
+            )
+        })
+    }
+
+    /// Queues a dead letter again (attempts reset).
+    pub fn replay(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<Delivery> {
+        self.admin_write(conn, p, |db, _| {
+            let not_found = || Error::NotFound(format!("delivery {id} not found"));
+            let d = deliveries::get_delivery(db, &p.tenant, id)?.ok_or_else(not_found)?;
+            if d.status != Status::Dead {
+                return Err(Error::Conflict(format!(
+                    "delivery {id} is {}, not dead: only a dead letter can be replayed",
+                    d.status.as_str()
+                )));
+            }
+            deliveries::requeue(db, &p.tenant, id, now_micros())?;
+            let d = deliveries::get_delivery(db, &p.tenant, id)?.ok_or_else(not_found)?;
+            Ok(delivery_view(&d))
+        })
+    }
+}

@@ -1,0 +1,708 @@
+//! The SCIM resource use cases (RFC 7644 §3.3, §3.5, §3.6): create, read, replace, patch
+//! and delete Users and Groups, each in one write transaction (see `Service::write`) that
+//! also journals its feed events and decides the user's account. `*_in` variants run inside
+//! the caller's transaction (bulk runs many in one).
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use super::journal::Journal;
+use super::{ensure_write, Error, Result, Service};
+use crate::auth::Principal;
+use crate::scim::error::ScimError;
+use crate::scim::patch::{self, MemberChange};
+use crate::scim::projection::Projection;
+use crate::scim::resource::{self, Doc, MemberInput, RefOut, StoredMeta};
+use crate::scim::schema::Rtype;
+use crate::scim::time::now_micros;
+use crate::storage::conn::{Conn, Db};
+use crate::storage::dialect::Lock;
+use crate::storage::members::{self, NewMember};
+use crate::storage::resources::{self, IdRow, ResourceRow, ResourceWrite};
+use crate::storage::StorageError;
+
+/// `If-Match` (RFC 7644 §3.14, RFC 7232): `*` or a list of entity tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IfMatch {
+    Any,
+    /// The versions named; a tag Scimitar never issued parses to nothing and never matches.
+    Versions(Vec<i64>),
+}
+
+impl IfMatch {
+    pub fn parse(header: &str) -> IfMatch {
+        if header.trim() == "*" {
+            return IfMatch::Any;
+        }
+        IfMatch::Versions(
+            header
+                .split(',')
+                .filter_map(|t| {
+                    let t = t.trim();
+                    let t = t.strip_prefix("W/").unwrap_or(t);
+                    t.trim_matches('"').parse::<i64>().ok()
+                })
+                .collect(),
+        )
+    }
+
+    fn check(&self, version: i64) -> Result<()> {
+        match self {
+            IfMatch::Any => Ok(()),
+            IfMatch::Versions(v) if v.contains(&version) => Ok(()),
+            IfMatch::Versions(_) => Err(Error::PreconditionFailed),
+        }
+    }
+}
+
+/// A resource as answered: its projected representation and version.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub resource: Value,
+    pub version: i64,
+    pub location: String,
+}
+
+fn not_found(rt: Rtype, id: &str) -> Error {
+    Error::NotFound(format!("{} {id} not found", rt.name()))
+}
+
+/// The stored document of a row; one that does not decode is `Corrupt`, naming the row.
+pub(crate) fn parse_doc(row: &ResourceRow) -> Result<Doc> {
+    Ok(serde_json::from_str(&row.doc)
+        .map_err(|e| StorageError::corrupt("resources", row.pk, format!("column doc: {e}")))?)
+}
+
+fn to_json(doc: &Doc) -> Result<String> {
+    serde_json::to_string(doc).map_err(|e| Error::Storage(StorageError::Backend(Box::new(e))))
+}
+
+impl Service {
+    /// The full representation (no membership references) a `:full` event carries.
+    fn full(&self, rt: Rtype, doc: &Doc, meta: &StoredMeta) -> Value {
+        resource::render(&self.registry, rt, doc, meta, &self.settings.base_url, None)
+    }
+
+    pub(crate) fn render(
+        &self,
+        rt: Rtype,
+        row: &ResourceRow,
+        doc: &Doc,
+        refs: Option<&[RefOut]>,
+        proj: &Projection,
+    ) -> Output {
+        let meta = StoredMeta {
+            id: row.id.clone(),
+            created: row.created,
+            modified: row.modified,
+            version: row.version,
+        };
+        let base = &self.settings.base_url;
+        let full = resource::render(&self.registry, rt, doc, &meta, base, refs);
+        Output {
+            resource: proj.apply(&self.registry, rt, full),
+            version: row.version,
+            location: format!("{base}/{}/{}", rt.endpoint(), row.id),
+        }
+    }
+
+    /// Reads a row back (after a write, in the same transaction) and renders it.
+    fn reload(
+        &self,
+        db: &mut Db<'_>,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        proj: &Projection,
+    ) -> Result<Output> {
+        let row =
+            resources::get(db, &p.tenant, rt, id, Lock::None)?.ok_or_else(|| not_found(rt, id))?;
+        let doc = parse_doc(&row)?;
+        let refs = if proj.wants_refs(rt) {
+            Some(
+                members::refs_of(db, rt, &[row.pk])?
+                    .remove(&row.pk)
+                    .unwrap_or_default(),
+            )
+        } else {
+            None
+        };
+        Ok(self.render(rt, &row, &doc, refs.as_deref(), proj))
+    }
+
+    /// The resource to change, locked for it, at the version `If-Match` names (checked under
+    /// the lock, so two writers cannot both pass it).
+    fn locked(
+        &self,
+        db: &mut Db<'_>,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        lock: Lock,
+        if_match: Option<&IfMatch>,
+    ) -> Result<ResourceRow> {
+        let row = resources::get(db, &p.tenant, rt, id, lock)?.ok_or_else(|| not_found(rt, id))?;
+        if let Some(m) = if_match {
+            m.check(row.version)?;
+        }
+        Ok(row)
+    }
+
+    /// Renders a resource just written, from the document in hand (no re-read). Membership
+    /// references are read only when the response shows them and there can be any.
+    #[expect(clippy::too_many_arguments, reason = "what was written, and where")]
+    fn written(
+        &self,
+        db: &mut Db<'_>,
+        rt: Rtype,
+        pk: i64,
+        meta: StoredMeta,
+        doc: &Doc,
+        proj: &Projection,
+        may_have_refs: bool,
+    ) -> Result<Output> {
+        let refs = if proj.wants_refs(rt) && may_have_refs {
+            Some(
+                members::refs_of(db, rt, &[pk])?
+                    .remove(&pk)
+                    .unwrap_or_default(),
+            )
+        } else {
+            None
+        };
+        let row = ResourceRow {
+            pk,
+            id: meta.id,
+            rtype: rt.name().to_string(),
+            doc: String::new(),
+            version: meta.version,
+            created: meta.created,
+            modified: meta.modified,
+            active: None,
+        };
+        Ok(self.render(rt, &row, doc, refs.as_deref(), proj))
+    }
+
+    /// Resolves member ids to rows of this tenant. An id that names nothing here, or whose
+    /// type disagrees with the `type` sent, rejects the whole request (documented in README).
+    fn resolve_members(
+        &self,
+        db: &mut Db<'_>,
+        p: &Principal,
+        group_id: Option<&str>,
+        members: &[MemberInput],
+    ) -> Result<Vec<NewMember>> {
+        if members.len() > self.settings.max_members_per_request {
+            return Err(Error::TooLarge(format!(
+                "{} members in one request; the most is {}",
+                members.len(),
+                self.settings.max_members_per_request
+            )));
+        }
+        let ids: Vec<String> = members.iter().map(|m| m.value.clone()).collect();
+        let found: HashMap<String, IdRow> = resources::resolve_ids(db, &p.tenant, &ids)?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let mut missing = Vec::new();
+        let mut pks = Vec::with_capacity(members.len());
+        for m in members {
+            if Some(m.value.as_str()) == group_id {
+                return Err(ScimError::invalid_value(format!(
+                    "a group cannot be a member of itself ({})",
+                    m.value
+                ))
+                .into());
+            }
+            match found.get(&m.value) {
+                None => missing.push(m.value.clone()),
+                Some(row) => {
+                    if let Some(kind) = m.kind {
+                        if kind != row.rtype {
+                            return Err(ScimError::invalid_value(format!(
+                                "member {} is a {}, not a {}",
+                                m.value,
+                                row.rtype.name(),
+                                kind.name()
+                            ))
+                            .into());
+                        }
+                    }
+                    pks.push(NewMember {
+                        pk: row.pk,
+                        display: m.display.clone(),
+                    });
+                }
+            }
+        }
+        if !missing.is_empty() {
+            missing.truncate(20);
+            return Err(ScimError::invalid_value(format!(
+                "no User or Group with id {} exists; members must name existing resources",
+                missing.join(", ")
+            ))
+            .into());
+        }
+        Ok(pks)
+    }
+
+    fn uniqueness(rt: Rtype, e: StorageError) -> Error {
+        match e {
+            StorageError::Conflict(_) if rt == Rtype::User => Error::Conflict(
+                "a User with this userName already exists (userName is unique, case-insensitively)"
+                    .into(),
+            ),
+            StorageError::Conflict(_) => {
+                Error::Conflict(format!("this {} conflicts with an existing one", rt.name()))
+            }
+            other => Error::Storage(other),
+        }
+    }
+
+    /// POST /Users, /Groups (RFC 7644 §3.3).
+    pub fn create(
+        &self,
+        conn: &mut Conn,
+        p: &Principal,
+        rt: Rtype,
+        body: &Value,
+        proj: &Projection,
+    ) -> Result<Output> {
+        ensure_write(p)?;
+        self.write(conn, p, |db, j| self.create_in(db, j, p, rt, body, proj))
+    }
+
+    /// `create` inside the caller's transaction (bulk runs many in one).
+    pub(crate) fn create_in(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        p: &Principal,
+        rt: Rtype,
+        body: &Value,
+        proj: &Projection,
+    ) -> Result<Output> {
+        ensure_write(p)?;
+        let n = resource::normalize(&self.registry, rt, body, &p.compat)?;
+        let ix = resource::index(&self.registry, rt, &n.doc);
+        let doc_json = to_json(&n.doc)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_micros();
+        let member_pks = match &n.members {
+            Some(m) if rt == Rtype::Group => self.resolve_members(db, p, Some(&id), m)?,
+            _ => Vec::new(),
+        };
+        let w = ResourceWrite {
+            indexed: &ix,
+            doc: &doc_json,
+            now,
+        };
+        let pk =
+            resources::insert(db, &p.tenant, rt, &id, &w).map_err(|e| Self::uniqueness(rt, e))?;
+        j.count(rt, 1);
+        members::add(db, &p.tenant, pk, &member_pks)?;
+        let meta = StoredMeta {
+            id,
+            created: now,
+            modified: now,
+            version: 1,
+        };
+        let full = self.full(rt, &n.doc, &meta);
+        match rt {
+            Rtype::User => {
+                let ctx = self.accounts_ctx(db, &p.tenant)?;
+                self.on_user_created(db, &ctx, j, pk, &meta.id, &n.doc, full)?;
+            }
+            Rtype::Group => {
+                let external = n.doc.get("externalId").and_then(Value::as_str);
+                let base = &self.settings.base_url;
+                j.scim(
+                    base,
+                    "create:full",
+                    rt,
+                    &meta.id,
+                    external,
+                    Some(full),
+                    None,
+                );
+            }
+        }
+        // A new user is in no group yet; a new group has the members just added.
+        let may_have_refs = !member_pks.is_empty();
+        self.written(db, rt, pk, meta, &n.doc, proj, may_have_refs)
+    }
+
+    /// Creates many Users in a few statements, all or nothing (the bulk fast path): validation
+    /// errors and conflicts come back as the error, and the caller retries one by one to find
+    /// which operation failed. Returns each new user's id.
+    pub(crate) fn create_users_in(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        p: &Principal,
+        bodies: &[Value],
+    ) -> Result<Vec<String>> {
+        ensure_write(p)?;
+        let now = now_micros();
+        let mut prepared = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let n = resource::normalize(&self.registry, Rtype::User, body, &p.compat)?;
+            let ix = resource::index(&self.registry, Rtype::User, &n.doc);
+            let json = to_json(&n.doc)?;
+            prepared.push((uuid::Uuid::new_v4().to_string(), ix, json, n.doc));
+        }
+        let writes: Vec<ResourceWrite<'_>> = prepared
+            .iter()
+            .map(|(_, ix, doc, _)| ResourceWrite {
+                indexed: ix,
+                doc,
+                now,
+            })
+            .collect();
+        let items: Vec<(&str, &ResourceWrite<'_>)> = prepared
+            .iter()
+            .zip(&writes)
+            .map(|((id, _, _, _), w)| (id.as_str(), w))
+            .collect();
+        let pks = resources::insert_many(db, &p.tenant, Rtype::User, &items)
+            .map_err(|e| Self::uniqueness(Rtype::User, e))?;
+        j.count(Rtype::User, i64::try_from(pks.len()).unwrap_or(i64::MAX));
+        let ctx = self.accounts_ctx(db, &p.tenant)?;
+        for ((id, _, _, doc), pk) in prepared.iter().zip(&pks) {
+            let meta = StoredMeta {
+                id: id.clone(),
+                created: now,
+                modified: now,
+                version: 1,
+            };
+            let full = self.full(Rtype::User, doc, &meta);
+            self.on_user_created(db, &ctx, j, *pk, id, doc, full)?;
+        }
+        Ok(prepared.into_iter().map(|(id, _, _, _)| id).collect())
+    }
+
+    /// GET /Users/{id}. One statement (two with members): no transaction needed.
+    pub fn get(
+        &self,
+        conn: &mut Conn,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        proj: &Projection,
+    ) -> Result<Output> {
+        self.reload(&mut conn.db(), p, rt, id, proj)
+    }
+
+    /// PUT (RFC 7644 §3.5.1): replaces the resource. readOnly attributes are ignored,
+    /// immutable ones may not change. `active` omitted keeps its value (see README).
+    #[expect(clippy::too_many_arguments, reason = "the PUT request's parts")]
+    pub fn replace(
+        &self,
+        conn: &mut Conn,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        body: &Value,
+        if_match: Option<&IfMatch>,
+        proj: &Projection,
+    ) -> Result<Output> {
+        ensure_write(p)?;
+        self.write(conn, p, |db, j| {
+            self.replace_in(db, j, p, rt, id, body, if_match, proj)
+        })
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the PUT request's parts plus the transaction"
+    )]
+    pub(crate) fn replace_in(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        body: &Value,
+        if_match: Option<&IfMatch>,
+        proj: &Projection,
+    ) -> Result<Output> {
+        ensure_write(p)?;
+        let mut n = resource::normalize(&self.registry, rt, body, &p.compat)?;
+        let now = now_micros();
+        let row = self.locked(db, p, rt, id, Lock::Update, if_match)?;
+        let old = parse_doc(&row)?;
+        resource::check_immutable(&self.registry, rt, &old, &n.doc)?;
+        if rt == Rtype::User && !n.doc.contains_key("active") {
+            if let Some(a) = old.get("active") {
+                n.doc.insert("active".into(), a.clone());
+            }
+        }
+        let ix = resource::index(&self.registry, rt, &n.doc);
+        let w = ResourceWrite {
+            indexed: &ix,
+            doc: &to_json(&n.doc)?,
+            now,
+        };
+        let mut watched = None;
+        if rt == Rtype::Group {
+            let members = n.members.clone().unwrap_or_default();
+            let pks = self.resolve_members(db, p, Some(id), &members)?;
+            watched = self.watched_members(db, &p.tenant, id, row.pk)?;
+            members::remove_all(db, row.pk)?;
+            members::add(db, &p.tenant, row.pk, &pks)?;
+        }
+        let version = resources::update(db, &p.tenant, row.pk, row.version, &w)
+            .map_err(|e| Self::uniqueness(rt, e))?;
+        let meta = StoredMeta {
+            id: row.id.clone(),
+            created: row.created,
+            modified: now,
+            version,
+        };
+        let full = self.full(rt, &n.doc, &meta);
+        match rt {
+            Rtype::User => {
+                let was_active = row.active != Some(false);
+                self.on_user_changed(db, j, row.pk, id, &n.doc, was_active, "put:full", full)?;
+            }
+            Rtype::Group => {
+                let external = n.doc.get("externalId").and_then(Value::as_str);
+                let base = &self.settings.base_url;
+                j.scim(base, "put:full", rt, id, external, Some(full), None);
+                self.on_members_changed(db, j, row.pk, watched)?;
+            }
+        }
+        self.written(db, rt, row.pk, meta, &n.doc, proj, true)
+    }
+
+    /// PATCH (RFC 7644 §3.5.2). Returns None when the answer is 204 (a Group PATCH that did
+    /// not ask for attributes: a membership change never serialises the member list).
+    #[expect(clippy::too_many_arguments, reason = "the PATCH request's parts")]
+    pub fn patch(
+        &self,
+        conn: &mut Conn,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        body: &Value,
+        if_match: Option<&IfMatch>,
+        proj: &Projection,
+    ) -> Result<Option<Output>> {
+        ensure_write(p)?;
+        // Parsed once, before taking the write lock: a malformed request never waits for it.
+        let ops = patch::parse(body, &p.compat)?;
+        self.write(conn, p, |db, j| {
+            self.patch_in(db, j, p, rt, id, &ops, if_match, proj)
+        })
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the PATCH request's parts plus the transaction"
+    )]
+    pub(crate) fn patch_in(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        ops: &[patch::Operation],
+        if_match: Option<&IfMatch>,
+        proj: &Projection,
+    ) -> Result<Option<Output>> {
+        ensure_write(p)?;
+        let compat = &p.compat;
+        let now = now_micros();
+        let row = self.locked(db, p, rt, id, Lock::Update, if_match)?;
+        let old = parse_doc(&row)?;
+        let patched = patch::apply(&self.registry, rt, &old, ops, compat)?;
+        // The member limit is per request, however many operations share it.
+        let named: usize = patched
+            .members
+            .iter()
+            .map(|c| match c {
+                MemberChange::Add(l) | MemberChange::Replace(l) => l.len(),
+                MemberChange::Remove(ids) => ids.len(),
+                MemberChange::RemoveAll | MemberChange::RemoveWhere(_) => 0,
+            })
+            .sum();
+        if named > self.settings.max_members_per_request {
+            return Err(Error::TooLarge(format!(
+                "{named} members in one request; the most is {}",
+                self.settings.max_members_per_request
+            )));
+        }
+        let watched = if rt == Rtype::Group && !patched.members.is_empty() {
+            self.watched_members(db, &p.tenant, id, row.pk)?
+        } else {
+            None
+        };
+        let mut members_changed = 0;
+        for change in &patched.members {
+            members_changed += self.apply_member_change(db, p, row.pk, id, change)?;
+        }
+        let doc_changed = patched.doc != old;
+        let mut version = row.version;
+        if doc_changed {
+            let ix = resource::index(&self.registry, rt, &patched.doc);
+            let w = ResourceWrite {
+                indexed: &ix,
+                doc: &to_json(&patched.doc)?,
+                now,
+            };
+            version = resources::update(db, &p.tenant, row.pk, row.version, &w)
+                .map_err(|e| Self::uniqueness(rt, e))?;
+        } else if members_changed > 0 {
+            version = resources::touch(db, &p.tenant, row.pk, row.version, now)?;
+        }
+        if version != row.version {
+            let data = patch::to_json(ops);
+            match rt {
+                Rtype::User => {
+                    let was_active = row.active != Some(false);
+                    self.on_user_changed(
+                        db,
+                        j,
+                        row.pk,
+                        id,
+                        &patched.doc,
+                        was_active,
+                        "patch:full",
+                        data,
+                    )?;
+                }
+                Rtype::Group => {
+                    let external = patched.doc.get("externalId").and_then(Value::as_str);
+                    let base = &self.settings.base_url;
+                    j.scim(base, "patch:full", rt, id, external, Some(data), None);
+                    self.on_members_changed(db, j, row.pk, watched)?;
+                }
+            }
+        }
+        if rt == Rtype::Group && !proj.is_requested() {
+            return Ok(None);
+        }
+        let meta = StoredMeta {
+            id: row.id.clone(),
+            created: row.created,
+            modified: if version != row.version {
+                now
+            } else {
+                row.modified
+            },
+            version,
+        };
+        self.written(db, rt, row.pk, meta, &patched.doc, proj, true)
+            .map(Some)
+    }
+
+    fn apply_member_change(
+        &self,
+        db: &mut Db<'_>,
+        p: &Principal,
+        group_pk: i64,
+        group_id: &str,
+        change: &MemberChange,
+    ) -> Result<usize> {
+        Ok(match change {
+            MemberChange::Add(list) => {
+                let pks = self.resolve_members(db, p, Some(group_id), list)?;
+                members::add(db, &p.tenant, group_pk, &pks)?
+            }
+            MemberChange::Replace(list) => {
+                let pks = self.resolve_members(db, p, Some(group_id), list)?;
+                let removed = members::remove_all(db, group_pk)?;
+                let added = members::add(db, &p.tenant, group_pk, &pks)?;
+                // Replacing with the same list is still a modification of the attribute.
+                removed + added + usize::from(removed == 0 && added == 0 && !pks.is_empty())
+            }
+            MemberChange::Remove(ids) => {
+                if ids.len() > self.settings.max_members_per_request {
+                    return Err(Error::TooLarge(format!(
+                        "{} members in one request; the most is {}",
+                        ids.len(),
+                        self.settings.max_members_per_request
+                    )));
+                }
+                // Ids that are not members (or do not exist) are already "removed": no error.
+                let pks: Vec<i64> = resources::resolve_ids(db, &p.tenant, ids)?
+                    .into_iter()
+                    .map(|r| r.pk)
+                    .collect();
+                members::remove(db, group_pk, &pks)?
+            }
+            MemberChange::RemoveAll => members::remove_all(db, group_pk)?,
+            MemberChange::RemoveWhere(cond) => {
+                members::remove_where(db, &p.tenant, group_pk, cond)?
+            }
+        })
+    }
+
+    /// DELETE (RFC 7644 §3.6): removes the resource and its memberships; every group it
+    /// belonged to gets a new version and an update event, in the same transaction.
+    pub fn delete(
+        &self,
+        conn: &mut Conn,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        if_match: Option<&IfMatch>,
+    ) -> Result<()> {
+        ensure_write(p)?;
+        self.write(conn, p, |db, j| self.delete_in(db, j, p, rt, id, if_match))
+    }
+
+    pub(crate) fn delete_in(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        p: &Principal,
+        rt: Rtype,
+        id: &str,
+        if_match: Option<&IfMatch>,
+    ) -> Result<()> {
+        ensure_write(p)?;
+        let now = now_micros();
+        let row =
+            resources::get(db, &p.tenant, rt, id, Lock::None)?.ok_or_else(|| not_found(rt, id))?;
+        // Lock order on Postgres: the groups it is in (pk order), then the row itself, the
+        // same order as a membership change (group, then its members' keys), so a delete and
+        // a PUT of one of its groups cannot deadlock.
+        let groups = members::groups_containing(db, &p.tenant, row.pk)?;
+        let row = self.locked(db, p, rt, id, Lock::Delete, if_match)?;
+        let base = &self.settings.base_url;
+        for g in groups {
+            resources::touch(db, &p.tenant, g.pk, g.version, now)?;
+            let data = json!({
+                "schemas": [crate::scim::schema::PATCH_OP],
+                "Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}],
+            });
+            j.scim(
+                base,
+                "patch:full",
+                Rtype::Group,
+                &g.id,
+                None,
+                Some(data),
+                None,
+            );
+        }
+        let watched = match rt {
+            Rtype::Group => self.watched_members(db, &p.tenant, id, row.pk)?,
+            Rtype::User => None,
+        };
+        resources::delete(db, &p.tenant, row.pk)?;
+        j.count(rt, -1);
+        match rt {
+            Rtype::User => self.on_user_deleted(db, j, id)?,
+            Rtype::Group => {
+                j.scim(base, "delete", rt, id, None, None, None);
+                self.on_members_changed(db, j, row.pk, watched)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,444 @@
+//! Webhook subscriptions (`webhooks`) and their deliveries (`deliveries`: one row per
+//! subscription and feed event, with its attempts). Subscriptions and the admin's views are
+//! scoped to a tenant; delivery workers claim due deliveries across tenants. Rows decode
+//! into typed fields; one that does not is `Corrupt`. The caller owns the transaction.
+
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::QueryableByName;
+
+use super::conn::Db;
+use super::sql::{scoped, Bind, Sql};
+use super::{decode_json, StorageError, StoreResult, TenantId};
+
+// ---------------------------------------------------------------------------------------
+// Subscriptions
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookRow {
+    pub id: String,
+    pub url: String,
+    /// Event types (`*` for all).
+    pub events: Vec<String>,
+    pub secret: String,
+    pub created: i64,
+}
+
+#[derive(QueryableByName)]
+struct RawWebhook {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    url: String,
+    #[diesel(sql_type = Text)]
+    events: String,
+    #[diesel(sql_type = Text)]
+    secret: String,
+    #[diesel(sql_type = BigInt)]
+    created: i64,
+}
+
+impl RawWebhook {
+    fn decode(self) -> StoreResult<WebhookRow> {
+        Ok(WebhookRow {
+            events: decode_json("webhooks", &self.id, "events", &self.events)?,
+            id: self.id,
+            url: self.url,
+            secret: self.secret,
+            created: self.created,
+        })
+    }
+}
+
+const WEBHOOK_COLUMNS: &str = "id, url, events, secret, created";
+
+fn webhooks(db: &mut Db<'_>, q: &Sql) -> StoreResult<Vec<WebhookRow>> {
+    db.load::<RawWebhook>(q)?
+        .into_iter()
+        .map(RawWebhook::decode)
+        .collect()
+}
+
+pub fn list_webhooks(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<WebhookRow>> {
+    let mut q = scoped(
+        &format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = "),
+        tenant,
+    );
+    q.push(" ORDER BY id");
+    webhooks(db, &q)
+}
+
+pub fn get_webhook(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    id: &str,
+) -> StoreResult<Option<WebhookRow>> {
+    let mut q = scoped(
+        &format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = "),
+        tenant,
+    );
+    q.push(" AND id = ").bind(Bind::text(id));
+    Ok(webhooks(db, &q)?.into_iter().next())
+}
+
+pub fn insert_webhook(db: &mut Db<'_>, tenant: &TenantId, w: &WebhookRow) -> StoreResult<()> {
+    let events = serde_json::to_string(&w.events)
+        .map_err(|e| StorageError::corrupt("webhooks", &w.id, format!("cannot encode: {e}")))?;
+    let mut q =
+        Sql::new("INSERT INTO webhooks (id, tenant_id, url, events, secret, created) VALUES (");
+    q.bind_list([
+        Bind::text(&w.id),
+        Bind::tenant(tenant),
+        Bind::text(&w.url),
+        Bind::Text(events),
+        Bind::text(&w.secret),
+        Bind::Int(w.created),
+    ])
+    .push(")");
+    db.execute(&q)?;
+    Ok(())
+}
+
+/// Deletes a subscription and its deliveries; returns how many subscriptions went (0 or 1).
+pub fn delete_webhook(db: &mut Db<'_>, tenant: &TenantId, id: &str) -> StoreResult<usize> {
+    let mut q = scoped("DELETE FROM deliveries WHERE tenant_id = ", tenant);
+    q.push(" AND webhook_id = ").bind(Bind::text(id));
+    db.execute(&q)?;
+    let mut q = scoped("DELETE FROM webhooks WHERE tenant_id = ", tenant);
+    q.push(" AND id = ").bind(Bind::text(id));
+    Ok(db.execute(&q)?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Deliveries
+
+/// Where a delivery is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for an attempt (first or retry).
+    Pending,
+    Delivered,
+    /// Out of retries: a dead letter, until replayed.
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Delivered => "delivered",
+            Status::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Status> {
+        [Status::Pending, Status::Delivered, Status::Dead]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+pub struct NewDelivery {
+    pub id: String,
+    pub webhook_id: String,
+    pub seq: i64,
+    pub order_key: String,
+}
+
+/// Queues deliveries of the tenant's events, due now.
+pub fn queue(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    items: &[NewDelivery],
+    now: i64,
+) -> StoreResult<()> {
+    for chunk in items.chunks(500) {
+        let mut q = Sql::new(
+            "INSERT INTO deliveries (id, tenant_id, webhook_id, seq, order_key, status, attempts, next_at, lease_until, created) VALUES ",
+        );
+        q.bind_rows(chunk, |d| {
+            vec![
+                Bind::text(&d.id),
+                Bind::tenant(tenant),
+                Bind::text(&d.webhook_id),
+                Bind::Int(d.seq),
+                Bind::text(&d.order_key),
+                Bind::text(Status::Pending.as_str()),
+                Bind::Int(0),
+                Bind::Int(now),
+                Bind::Int(0),
+                Bind::Int(now),
+            ]
+        });
+        db.execute(&q)?;
+    }
+    Ok(())
+}
+
+/// A delivery as the admin sees it, with its event's id and type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub webhook_id: String,
+    pub seq: i64,
+    pub status: Status,
+    pub attempts: i32,
+    pub next_at: i64,
+    pub last_error: Option<String>,
+    pub last_attempt: Option<i64>,
+    pub created: i64,
+    pub event_id: String,
+    pub kind: String,
+}
+
+#[derive(QueryableByName)]
+struct RawDelivery {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    tenant_id: String,
+    #[diesel(sql_type = Text)]
+    webhook_id: String,
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    next_at: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    last_attempt: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    created: i64,
+    #[diesel(sql_type = Text)]
+    event_id: String,
+    #[diesel(sql_type = Text)]
+    #[diesel(column_name = type_)]
+    kind: String,
+}
+
+impl RawDelivery {
+    fn decode(self) -> StoreResult<DeliveryRow> {
+        let status = Status::parse(&self.status).ok_or_else(|| {
+            StorageError::corrupt("deliveries", &self.id, format!("status `{}`", self.status))
+        })?;
+        Ok(DeliveryRow {
+            id: self.id,
+            tenant_id: self.tenant_id,
+            webhook_id: self.webhook_id,
+            seq: self.seq,
+            status,
+            attempts: self.attempts,
+            next_at: self.next_at,
+            last_error: self.last_error,
+            last_attempt: self.last_attempt,
+            created: self.created,
+            event_id: self.event_id,
+            kind: self.kind,
+        })
+    }
+}
+
+/// A delivery joined with its feed event.
+fn select_deliveries(tenant: &TenantId) -> Sql {
+    scoped(
+        "SELECT d.id, d.tenant_id, d.webhook_id, d.seq, d.status, d.attempts, d.next_at, \
+         d.last_error, d.last_attempt, d.created, f.id AS event_id, f.type AS type_ \
+         FROM deliveries d JOIN feed f ON f.tenant_id = d.tenant_id AND f.seq = d.seq \
+         WHERE d.tenant_id = ",
+        tenant,
+    )
+}
+
+fn deliveries(db: &mut Db<'_>, q: &Sql) -> StoreResult<Vec<DeliveryRow>> {
+    db.load::<RawDelivery>(q)?
+        .into_iter()
+        .map(RawDelivery::decode)
+        .collect()
+}
+
+/// A subscription's dead letters after `after_seq`, in feed order.
+pub fn dead_letters(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    webhook: &str,
+    after_seq: i64,
+    limit: i64,
+) -> StoreResult<Vec<DeliveryRow>> {
+    let mut q = select_deliveries(tenant);
+    q.push(" AND d.webhook_id = ")
+        .bind(Bind::text(webhook))
+        .push(" AND d.status = 'dead' AND d.seq > ")
+        .bind(Bind::Int(after_seq))
+        .push(" ORDER BY d.seq LIMIT ")
+        .bind(Bind::Int(limit));
+    deliveries(db, &q)
+}
+
+/// One delivery, locked for a change.
+pub fn get_delivery(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    id: &str,
+) -> StoreResult<Option<DeliveryRow>> {
+    let mut q = select_deliveries(tenant);
+    q.push(" AND d.id = ").bind(Bind::text(id));
+    q.push(&db.backend().lock_of("d"));
+    Ok(deliveries(db, &q)?.into_iter().next())
+}
+
+/// Queues a dead delivery again, attempts reset.
+pub fn requeue(db: &mut Db<'_>, tenant: &TenantId, id: &str, now: i64) -> StoreResult<usize> {
+    let mut q = Sql::new("UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ");
+    q.bind(Bind::Int(now))
+        .push(", lease_until = 0, created = ")
+        .bind(Bind::Int(now))
+        .push(" WHERE tenant_id = ")
+        .bind(Bind::tenant(tenant))
+        .push(" AND id = ")
+        .bind(Bind::text(id))
+        .push(" AND status = 'dead'");
+    Ok(db.execute(&q)?)
+}
+
+/// A delivery claimed by a worker: what to send and where. `data` is the event's JSON as
+/// written; the worker decodes it (a row that does not decode fails its attempt, naming it).
+#[derive(Clone, Debug, QueryableByName)]
+pub struct ClaimedRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    pub created: i64,
+    #[diesel(sql_type = Text)]
+    pub url: String,
+    #[diesel(sql_type = Text)]
+    pub secret: String,
+    #[diesel(sql_type = Text)]
+    pub event_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub seq: i64,
+    #[diesel(sql_type = Text)]
+    #[diesel(column_name = type_)]
+    pub kind: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub account_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub resource_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub resource_id: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    pub at: i64,
+    #[diesel(sql_type = Text)]
+    pub data: String,
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+/// `id IN (?, ?, ...)`.
+fn ids_in(q: &mut Sql, ids: &[&str]) {
+    q.push("id IN (");
+    q.bind_list(ids.iter().map(|i| Bind::text(i)));
+    q.push(")");
+}
+
+/// Claims up to `limit` due deliveries for `lease_until`: each is the oldest pending one of
+/// its (subscription, order key), not leased by another worker. On Postgres the candidate
+/// rows are locked with SKIP LOCKED, so concurrent claimers (other instances) never take
+/// the same one; on SQLite the write transaction is exclusive. Run in a write transaction.
+pub fn claim(
+    db: &mut Db<'_>,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> StoreResult<Vec<ClaimedRow>> {
+    let mut q =
+        Sql::new("SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_at <= ");
+    q.bind(Bind::Int(now))
+        .push(" AND d.lease_until <= ")
+        .bind(Bind::Int(now))
+        .push(
+            " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.webhook_id = d.webhook_id \
+             AND e.order_key = d.order_key AND e.status = 'pending' AND e.seq < d.seq) \
+             ORDER BY d.next_at, d.seq LIMIT ",
+        )
+        .bind(Bind::Int(limit));
+    q.push(db.backend().lock_skip_locked());
+    let ids: Vec<String> = db.load::<IdRow>(&q)?.into_iter().map(|r| r.id).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut q = Sql::new("UPDATE deliveries SET lease_until = ");
+    q.bind(Bind::Int(lease_until)).push(" WHERE ");
+    ids_in(&mut q, &ids);
+    db.execute(&q)?;
+    let mut q = Sql::new(
+        "SELECT d.id, d.attempts, d.created, w.url, w.secret, f.id AS event_id, f.seq, f.type AS type_, \
+         f.account_id, f.resource_type, f.resource_id, f.at, f.data \
+         FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+         JOIN feed f ON f.tenant_id = d.tenant_id AND f.seq = d.seq WHERE d.",
+    );
+    ids_in(&mut q, &ids);
+    q.push(" ORDER BY d.seq");
+    Ok(db.load(&q)?)
+}
+
+/// Records successful deliveries.
+pub fn delivered(db: &mut Db<'_>, ids: &[&str], now: i64) -> StoreResult<()> {
+    for chunk in ids.chunks(500) {
+        let mut q = Sql::new(
+            "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, lease_until = 0, last_error = NULL, last_attempt = ",
+        );
+        q.bind(Bind::Int(now)).push(" WHERE ");
+        ids_in(&mut q, chunk);
+        db.execute(&q)?;
+    }
+    Ok(())
+}
+
+/// Gives claimed deliveries back unattempted (their lease ends now).
+pub fn release(db: &mut Db<'_>, ids: &[&str]) -> StoreResult<()> {
+    for chunk in ids.chunks(500) {
+        let mut q = Sql::new("UPDATE deliveries SET lease_until = 0 WHERE ");
+        ids_in(&mut q, chunk);
+        db.execute(&q)?;
+    }
+    Ok(())
+}
+
+/// Records a failed attempt: retried at `next_at`, or dead when None.
+pub fn failed(
+    db: &mut Db<'_>,
+    id: &str,
+    now: i64,
+    next_at: Option<i64>,
+    error: &str,
+) -> StoreResult<()> {
+    let status = if next_at.is_some() {
+        Status::Pending
+    } else {
+        Status::Dead
+    };
+    let mut q =
+        Sql::new("UPDATE deliveries SET attempts = attempts + 1, lease_until = 0, status = ");
+    q.bind(Bind::text(status.as_str()))
+        .push(", next_at = ")
+        .bind(Bind::Int(next_at.unwrap_or(now)))
+        .push(", last_attempt = ")
+        .bind(Bind::Int(now))
+        .push(", last_error = ")
+        .bind(Bind::text(error))
+        .push(" WHERE id = ")
+        .bind(Bind::text(id));
+    db.execute(&q)?;
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! The change feed (`feed`) and each tenant's head row (`feed_heads`: the last sequence
+//! number handed out, and the tenant's resource counts). Every function is scoped to a
+//! tenant; the caller owns the transaction.
+
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::QueryableByName;
+
+use super::conn::Db;
+use super::sql::{scoped, Bind, Sql};
+use super::{StorageError, StoreResult, TenantId};
+use crate::scim::schema::Rtype;
+
+/// An event to append; `append` numbers it.
+pub struct NewFeedEvent {
+    pub id: String,
+    pub kind: String,
+    pub account_id: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub at: i64,
+    pub credential: Option<String>,
+    pub data: String,
+}
+
+#[derive(Clone, Debug, QueryableByName)]
+pub struct FeedRow {
+    #[diesel(sql_type = BigInt)]
+    pub seq: i64,
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    #[diesel(column_name = type_)]
+    pub kind: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub account_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub resource_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub resource_id: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    pub at: i64,
+    /// The event's JSON `data`, as written.
+    #[diesel(sql_type = Text)]
+    pub data: String,
+}
+
+const FEED_COLUMNS: &str =
+    "seq, id, type AS type_, account_id, resource_type, resource_id, at, data";
+
+#[derive(QueryableByName)]
+struct SeqRow {
+    #[diesel(sql_type = BigInt)]
+    last_seq: i64,
+}
+
+/// Resources created minus deleted in one transaction, by type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counted {
+    pub users: i64,
+    pub groups: i64,
+}
+
+impl Counted {
+    /// `delta` resources of type `rt`.
+    pub fn of(rt: Rtype, delta: i64) -> Counted {
+        let mut c = Counted::default();
+        c.add(rt, delta);
+        c
+    }
+
+    pub fn add(&mut self, rt: Rtype, delta: i64) {
+        match rt {
+            Rtype::User => self.users += delta,
+            Rtype::Group => self.groups += delta,
+        }
+    }
+
+    pub fn absorb(&mut self, other: Counted) {
+        self.users += other.users;
+        self.groups += other.groups;
+    }
+
+    fn is_zero(self) -> bool {
+        self == Counted::default()
+    }
+}
+
+/// The column of `feed_heads` that counts resources of type `rt`.
+fn count_column(rt: Rtype) -> &'static str {
+    match rt {
+        Rtype::User => "user_count",
+        Rtype::Group => "group_count",
+    }
+}
+
+/// Rows per INSERT of feed events.
+const EVENTS_PER_STATEMENT: usize = 500;
+
+/// Appends events to the tenant's feed; returns the sequence number of the first. The
+/// numbers come from the tenant's row in `feed_heads`, which stays locked until the
+/// transaction ends: numbers are gap-free and handed out in commit order. The same statement
+/// adds `counted` to the tenant's resource counts.
+pub fn append(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    events: &[NewFeedEvent],
+    counted: Counted,
+) -> StoreResult<i64> {
+    let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    if n == 0 && counted.is_zero() {
+        return Ok(0);
+    }
+    let mut q =
+        Sql::new("INSERT INTO feed_heads (tenant_id, last_seq, user_count, group_count) VALUES (");
+    q.bind_list([
+        Bind::tenant(tenant),
+        Bind::Int(n),
+        Bind::Int(counted.users),
+        Bind::Int(counted.groups),
+    ])
+    .push(") ON CONFLICT (tenant_id) DO UPDATE SET last_seq = feed_heads.last_seq + ")
+    .bind(Bind::Int(n))
+    .push(", user_count = feed_heads.user_count + ")
+    .bind(Bind::Int(counted.users))
+    .push(", group_count = feed_heads.group_count + ")
+    .bind(Bind::Int(counted.groups))
+    .push(" RETURNING last_seq");
+    let last = db
+        .first::<SeqRow>(&q)?
+        .map(|r| r.last_seq)
+        .ok_or(StorageError::NotFound)?;
+    let first = last - n + 1;
+    for (chunk_no, chunk) in events.chunks(EVENTS_PER_STATEMENT).enumerate() {
+        let start = first + i64::try_from(chunk_no * EVENTS_PER_STATEMENT).unwrap_or(0);
+        let numbered: Vec<(i64, &NewFeedEvent)> = (start..).zip(chunk).collect();
+        let mut q = Sql::new(
+            "INSERT INTO feed (tenant_id, seq, id, type, account_id, resource_type, resource_id, at, credential_id, data) VALUES ",
+        );
+        q.bind_rows(&numbered, |(seq, e)| {
+            vec![
+                Bind::tenant(tenant),
+                Bind::Int(*seq),
+                Bind::text(&e.id),
+                Bind::text(&e.kind),
+                Bind::OptText(e.account_id.clone()),
+                Bind::OptText(e.resource_type.clone()),
+                Bind::OptText(e.resource_id.clone()),
+                Bind::Int(e.at),
+                Bind::OptText(e.credential.clone()),
+                Bind::text(&e.data),
+            ]
+        });
+        db.execute(&q)?;
+    }
+    Ok(first)
+}
+
+/// Adds `delta` to the number of `rt` resources the tenant holds, for writers that bypass
+/// the journal (a bulk loader); the journal adds its counts in `append`.
+pub fn adjust_resource_count(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    rt: Rtype,
+    delta: i64,
+) -> StoreResult<()> {
+    append(db, tenant, &[], Counted::of(rt, delta))?;
+    Ok(())
+}
+
+/// The number of `rt` resources the tenant holds (kept on its `feed_heads` row).
+pub fn resource_count(db: &mut Db<'_>, tenant: &TenantId, rt: Rtype) -> StoreResult<i64> {
+    let col = count_column(rt);
+    let q = scoped(
+        &format!("SELECT {col} AS n FROM feed_heads WHERE tenant_id = "),
+        tenant,
+    );
+    db.count(&q)
+}
+
+/// Feed events after `after`, in order.
+pub fn after(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    after: i64,
+    limit: i64,
+) -> StoreResult<Vec<FeedRow>> {
+    let mut q = scoped(
+        &format!("SELECT {FEED_COLUMNS} FROM feed WHERE tenant_id = "),
+        tenant,
+    );
+    q.push(" AND seq > ")
+        .bind(Bind::Int(after))
+        .push(" ORDER BY seq LIMIT ")
+        .bind(Bind::Int(limit));
+    Ok(db.load(&q)?)
+}
+
+/// One account's events after `after`, in order.
+pub fn of_account(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    account: &str,
+    after: i64,
+    limit: i64,
+) -> StoreResult<Vec<FeedRow>> {
+    let mut q = scoped(
+        &format!("SELECT {FEED_COLUMNS} FROM feed WHERE tenant_id = "),
+        tenant,
+    );
+    q.push(" AND account_id = ")
+        .bind(Bind::text(account))
+        .push(" AND seq > ")
+        .bind(Bind::Int(after))
+        .push(" ORDER BY seq LIMIT ")
+        .bind(Bind::Int(limit));
+    Ok(db.load(&q)?)
+}
+
+/// The whole feed of a tenant (tests and tools).
+pub fn all(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<FeedRow>> {
+    after(db, tenant, 0, i64::MAX)
+}
+
+/// The credential recorded with each SCIM event of a tenant, in order (tests and audits).
+pub fn event_credentials(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<Option<String>>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Nullable<Text>)]
+        credential_id: Option<String>,
+    }
+    let mut q = scoped("SELECT credential_id FROM feed WHERE tenant_id = ", tenant);
+    q.push(" AND type LIKE 'urn:%' ORDER BY seq");
+    Ok(db
+        .load::<Row>(&q)?
+        .into_iter()
+        .map(|r| r.credential_id)
+        .collect())
+}

@@ -1,0 +1,193 @@
+//! The `members` table: group membership, indexed both ways (group → members, member →
+//! groups), so a change of one member costs the same in a group of 10 or 100,000 and
+//! `User.groups` is derived from it. The caller owns the transaction.
+
+use std::collections::HashMap;
+
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::QueryableByName;
+
+use super::conn::Db;
+use super::dialect::Lock;
+use super::resources::{lower, rtype_of, ResourceRow, ID_BATCH, RESOURCE_COLUMNS};
+use super::search::translate::Translator;
+use super::sql::{scoped, Bind, Sql};
+use super::{StoreResult, TenantId};
+use crate::scim::query::Cond;
+use crate::scim::resource::RefOut;
+use crate::scim::schema::Rtype;
+
+/// A member to add: the resource's pk and the `display` the client sent, if any.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMember {
+    pub pk: i64,
+    pub display: Option<String>,
+}
+
+/// Adds members (already present ones are left alone); returns how many were new.
+pub fn add(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    group_pk: i64,
+    members: &[NewMember],
+) -> StoreResult<usize> {
+    let mut added = 0;
+    for chunk in members.chunks(ID_BATCH) {
+        let mut q = Sql::new(
+            "INSERT INTO members (tenant_id, group_pk, member_pk, display, display_ci) VALUES ",
+        );
+        q.bind_rows(chunk, |m| {
+            vec![
+                Bind::tenant(tenant),
+                Bind::Int(group_pk),
+                Bind::Int(m.pk),
+                Bind::OptText(m.display.clone()),
+                Bind::OptText(lower(&m.display)),
+            ]
+        });
+        q.push(" ON CONFLICT DO NOTHING");
+        added += db.execute(&q)?;
+    }
+    Ok(added)
+}
+
+/// Removes the given members; returns how many were there.
+pub fn remove(db: &mut Db<'_>, group_pk: i64, member_pks: &[i64]) -> StoreResult<usize> {
+    let mut removed = 0;
+    for chunk in member_pks.chunks(ID_BATCH) {
+        let mut q = Sql::new("DELETE FROM members WHERE group_pk = ");
+        q.bind(Bind::Int(group_pk)).push(" AND member_pk IN (");
+        q.bind_list(chunk.iter().map(|m| Bind::Int(*m))).push(")");
+        removed += db.execute(&q)?;
+    }
+    Ok(removed)
+}
+
+pub fn remove_all(db: &mut Db<'_>, group_pk: i64) -> StoreResult<usize> {
+    let mut q = Sql::new("DELETE FROM members WHERE group_pk = ");
+    q.bind(Bind::Int(group_pk));
+    Ok(db.execute(&q)?)
+}
+
+/// Removes the members of a group that match `cond` (a `members[...]` condition).
+pub fn remove_where(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    group_pk: i64,
+    cond: &Cond,
+) -> StoreResult<usize> {
+    let mut q = Sql::new("DELETE FROM members WHERE group_pk = ");
+    q.bind(Bind::Int(group_pk))
+        .push(" AND member_pk IN (SELECT mm.member_pk FROM members mm JOIN resources r ON r.pk = mm.member_pk WHERE mm.group_pk = ")
+        .bind(Bind::Int(group_pk))
+        .push(" AND r.tenant_id = ")
+        .bind(Bind::tenant(tenant))
+        .push(" AND ");
+    // The condition is relative to one member: evaluate it on the membership row and the
+    // member's own row.
+    let inner = match cond {
+        Cond::Elem { inner, .. } => inner.as_ref(),
+        other => other,
+    };
+    Translator::new(tenant, Rtype::Group, db.backend()).translate_ref_row(inner, "mm", "r", &mut q);
+    q.push(")");
+    Ok(db.execute(&q)?)
+}
+
+#[derive(QueryableByName)]
+struct RefRow {
+    #[diesel(sql_type = BigInt)]
+    owner: i64,
+    #[diesel(sql_type = BigInt)]
+    pk: i64,
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    rtype: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    display: Option<String>,
+}
+
+/// The references of each resource in `pks`: members of groups (rt Group) or groups of
+/// users (rt User), in a stable order. One query per batch, never one per resource.
+pub fn refs_of(db: &mut Db<'_>, rt: Rtype, pks: &[i64]) -> StoreResult<HashMap<i64, Vec<RefOut>>> {
+    let mut out: HashMap<i64, Vec<RefOut>> = HashMap::new();
+    let (this, other) = sides(rt);
+    // A member's display is what the client sent with it, else the member's own name; a
+    // user's groups show the group's displayName.
+    let display = match rt {
+        Rtype::Group => "COALESCE(m.display, x.display_name, x.user_name)",
+        Rtype::User => "x.display_name",
+    };
+    for chunk in pks.chunks(ID_BATCH) {
+        let mut q = Sql::new(&format!(
+            "SELECT m.{this} AS owner, x.pk AS pk, x.id AS id, x.rtype AS rtype, {display} AS display \
+             FROM members m JOIN resources x ON x.pk = m.{other} WHERE m.{this} IN ("
+        ));
+        q.bind_list(chunk.iter().map(|p| Bind::Int(*p)))
+            .push(&format!(") ORDER BY m.{this}, m.{other}"));
+        for row in db.load::<RefRow>(&q)? {
+            let kind = rtype_of(row.pk, &row.rtype)?;
+            out.entry(row.owner).or_default().push(RefOut {
+                id: row.id,
+                kind,
+                display: row.display,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The columns of `members` that hold this side and the other side of a reference: a Group's
+/// references are its members, a User's its groups.
+pub(crate) fn sides(rt: Rtype) -> (&'static str, &'static str) {
+    match rt {
+        Rtype::Group => ("group_pk", "member_pk"),
+        Rtype::User => ("member_pk", "group_pk"),
+    }
+}
+
+/// Version rows of the groups that contain `member_pk`, locked in pk order (so concurrent
+/// deletes and membership changes always lock groups in the same order).
+pub fn groups_containing(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    member_pk: i64,
+) -> StoreResult<Vec<ResourceRow>> {
+    let mut q = scoped(
+        &format!("SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.tenant_id = "),
+        tenant,
+    );
+    q.push(" AND r.pk IN (SELECT group_pk FROM members WHERE member_pk = ")
+        .bind(Bind::Int(member_pk))
+        .push(") ORDER BY r.pk");
+    q.push(db.backend().lock(Lock::Update));
+    Ok(db.load(&q)?)
+}
+
+#[derive(QueryableByName)]
+struct PkRow {
+    #[diesel(sql_type = BigInt)]
+    pk: i64,
+}
+
+/// The member keys of a group.
+pub fn member_pks(db: &mut Db<'_>, group_pk: i64) -> StoreResult<Vec<i64>> {
+    let mut q = Sql::new("SELECT member_pk AS pk FROM members WHERE group_pk = ");
+    q.bind(Bind::Int(group_pk)).push(" ORDER BY member_pk");
+    Ok(db.load::<PkRow>(&q)?.into_iter().map(|r| r.pk).collect())
+}
+
+/// The ids of the groups a user is a member of.
+pub fn group_ids_of(db: &mut Db<'_>, user_pk: i64) -> StoreResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct IdOnly {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let mut q = Sql::new(
+        "SELECT r.id FROM members m JOIN resources r ON r.pk = m.group_pk WHERE m.member_pk = ",
+    );
+    q.bind(Bind::Int(user_pk));
+    Ok(db.load::<IdOnly>(&q)?.into_iter().map(|r| r.id).collect())
+}

@@ -1,0 +1,288 @@
+//! The `resources` table (one row per User or Group: its JSON document plus the columns
+//! queries need) and `attr_values` (one row per filterable value). Each function is scoped to
+//! a tenant; the caller owns the transaction.
+
+use std::collections::HashMap;
+
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+use diesel::QueryableByName;
+
+use super::conn::Db;
+use super::dialect::{self, Lock, ROWS_PER_STATEMENT};
+use super::sql::{scoped, Bind, Sql};
+use super::{StorageError, StoreResult, TenantId};
+use crate::scim::resource::{IndexValue, Indexed};
+use crate::scim::schema::Rtype;
+
+/// A stored resource, as read back.
+#[derive(Clone, Debug, QueryableByName)]
+pub struct ResourceRow {
+    #[diesel(sql_type = BigInt)]
+    pub pk: i64,
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub rtype: String,
+    #[diesel(sql_type = Text)]
+    pub doc: String,
+    #[diesel(sql_type = BigInt)]
+    pub version: i64,
+    #[diesel(sql_type = BigInt)]
+    pub created: i64,
+    #[diesel(sql_type = BigInt)]
+    pub modified: i64,
+    #[diesel(sql_type = Nullable<Bool>)]
+    pub active: Option<bool>,
+}
+
+/// The columns of a `ResourceRow`, from `resources r`.
+pub(crate) const RESOURCE_COLUMNS: &str =
+    "r.pk, r.id, r.rtype, r.doc, r.version, r.created, r.modified, r.active";
+
+/// The columns written for a resource.
+pub struct ResourceWrite<'a> {
+    pub indexed: &'a Indexed,
+    pub doc: &'a str,
+    pub now: i64,
+}
+
+pub(crate) fn lower(s: &Option<String>) -> Option<String> {
+    s.as_ref().map(|s| s.to_lowercase())
+}
+
+/// Inserts a resource and its attribute values; a duplicate userName is `Conflict`.
+pub fn insert(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    rt: Rtype,
+    id: &str,
+    w: &ResourceWrite<'_>,
+) -> StoreResult<i64> {
+    let pks = insert_many(db, tenant, rt, &[(id, w)])?;
+    pks.into_iter().next().ok_or(StorageError::NotFound)
+}
+
+#[derive(QueryableByName)]
+struct PkId {
+    #[diesel(sql_type = BigInt)]
+    pk: i64,
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+/// Inserts many resources of one type and their attribute values in a few statements
+/// (bulk loads); returns their pks in the order given. All or nothing: a duplicate fails
+/// the statement with `Conflict`.
+pub fn insert_many(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    rt: Rtype,
+    items: &[(&str, &ResourceWrite<'_>)],
+) -> StoreResult<Vec<i64>> {
+    let mut pk_of: HashMap<String, i64> = HashMap::with_capacity(items.len());
+    for chunk in items.chunks(ROWS_PER_STATEMENT) {
+        let mut q = Sql::new(
+            "INSERT INTO resources (tenant_id, id, rtype, user_name, user_name_ci, display_name, display_ci, \
+             external_id, active, doc, version, created, modified) VALUES ",
+        );
+        q.bind_rows(chunk, |(id, w)| {
+            let ix = w.indexed;
+            vec![
+                Bind::tenant(tenant),
+                Bind::text(id),
+                Bind::text(rt.name()),
+                Bind::OptText(ix.user_name.clone()),
+                Bind::OptText(lower(&ix.user_name)),
+                Bind::OptText(ix.display_name.clone()),
+                Bind::OptText(lower(&ix.display_name)),
+                Bind::OptText(ix.external_id.clone()),
+                Bind::OptBool(ix.active),
+                Bind::text(w.doc),
+                Bind::Int(1),
+                Bind::Int(w.now),
+                Bind::Int(w.now),
+            ]
+        });
+        q.push(" RETURNING pk, id");
+        for row in db.load::<PkId>(&q)? {
+            pk_of.insert(row.id, row.pk);
+        }
+    }
+    let pks = items
+        .iter()
+        .map(|(id, _)| pk_of.get(*id).copied().ok_or(StorageError::NotFound))
+        .collect::<StoreResult<Vec<i64>>>()?;
+    let values: Vec<(i64, &IndexValue)> = items
+        .iter()
+        .zip(&pks)
+        .flat_map(|((_, w), pk)| w.indexed.values.iter().map(move |v| (*pk, v)))
+        .collect();
+    dialect::insert_attr_values(db, tenant, &values)?;
+    Ok(pks)
+}
+
+/// Rewrites a resource's document and columns if its version is still `expected`; returns the
+/// new version. A concurrent change in between is `VersionMismatch`.
+pub fn update(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    pk: i64,
+    expected: i64,
+    w: &ResourceWrite<'_>,
+) -> StoreResult<i64> {
+    let ix = w.indexed;
+    let mut q = Sql::new("UPDATE resources SET user_name = ");
+    q.bind(Bind::OptText(ix.user_name.clone()))
+        .push(", user_name_ci = ")
+        .bind(Bind::OptText(lower(&ix.user_name)))
+        .push(", display_name = ")
+        .bind(Bind::OptText(ix.display_name.clone()))
+        .push(", display_ci = ")
+        .bind(Bind::OptText(lower(&ix.display_name)))
+        .push(", external_id = ")
+        .bind(Bind::OptText(ix.external_id.clone()))
+        .push(", active = ")
+        .bind(Bind::OptBool(ix.active))
+        .push(", doc = ")
+        .bind(Bind::text(w.doc))
+        .push(", version = version + 1, modified = ")
+        .bind(Bind::Int(w.now));
+    versioned(db, q, tenant, pk, expected)?;
+    let mut del = Sql::new("DELETE FROM attr_values WHERE res_pk = ");
+    del.bind(Bind::Int(pk));
+    db.execute(&del)?;
+    let values: Vec<(i64, &IndexValue)> = ix.values.iter().map(|v| (pk, v)).collect();
+    dialect::insert_attr_values(db, tenant, &values)?;
+    Ok(expected + 1)
+}
+
+/// Bumps the version of a resource whose membership changed (ETags change on every
+/// modification, RFC 7644 §3.14).
+pub fn touch(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    pk: i64,
+    expected: i64,
+    now: i64,
+) -> StoreResult<i64> {
+    let mut q = Sql::new("UPDATE resources SET version = version + 1, modified = ");
+    q.bind(Bind::Int(now));
+    versioned(db, q, tenant, pk, expected)?;
+    Ok(expected + 1)
+}
+
+/// Runs `UPDATE resources SET ...` for one row at the version `expected` (the check is part of
+/// the write, so two writers cannot both pass it).
+fn versioned(
+    db: &mut Db<'_>,
+    mut q: Sql,
+    tenant: &TenantId,
+    pk: i64,
+    expected: i64,
+) -> StoreResult<()> {
+    q.push(" WHERE tenant_id = ")
+        .bind(Bind::tenant(tenant))
+        .push(" AND pk = ")
+        .bind(Bind::Int(pk))
+        .push(" AND version = ")
+        .bind(Bind::Int(expected));
+    if db.execute(&q)? == 0 {
+        return Err(StorageError::VersionMismatch);
+    }
+    Ok(())
+}
+
+/// Reads one resource of this tenant, locked as `lock` says.
+pub fn get(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    rt: Rtype,
+    id: &str,
+    lock: Lock,
+) -> StoreResult<Option<ResourceRow>> {
+    if id.contains('\0') {
+        // No id holds U+0000 (and Postgres text cannot carry it): nothing to find.
+        return Ok(None);
+    }
+    let mut q = scoped(
+        &format!("SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.tenant_id = "),
+        tenant,
+    );
+    // Only the unique key (tenant_id, id) can serve this lookup: with a plain `rtype = ?`, a
+    // Postgres without fresh statistics (autovacuum off, or a table that just grew) may pick
+    // the (tenant_id, rtype, pk) list index and scan every resource of the type for one row.
+    // The type is still tested in SQL, so a row of another type is never locked.
+    q.push(" AND r.id = ")
+        .bind(Bind::text(id))
+        .push(" AND (r.rtype || '') = ")
+        .bind(Bind::text(rt.name()));
+    q.push(db.backend().lock(lock));
+    Ok(db.first(&q)?)
+}
+
+/// A resource by its key (any type), unlocked.
+pub fn get_by_pk(db: &mut Db<'_>, tenant: &TenantId, pk: i64) -> StoreResult<Option<ResourceRow>> {
+    let mut q = scoped(
+        &format!("SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.tenant_id = "),
+        tenant,
+    );
+    q.push(" AND r.pk = ").bind(Bind::Int(pk));
+    Ok(db.first(&q)?)
+}
+
+/// Deletes a resource; attribute values and memberships go with it (ON DELETE CASCADE).
+pub fn delete(db: &mut Db<'_>, tenant: &TenantId, pk: i64) -> StoreResult<()> {
+    let mut q = scoped("DELETE FROM resources WHERE tenant_id = ", tenant);
+    q.push(" AND pk = ").bind(Bind::Int(pk));
+    db.execute(&q)?;
+    Ok(())
+}
+
+/// A resource named by id, as found in this tenant.
+#[derive(Clone, Debug)]
+pub struct IdRow {
+    pub pk: i64,
+    pub id: String,
+    pub rtype: Rtype,
+}
+
+#[derive(QueryableByName)]
+struct RawIdRow {
+    #[diesel(sql_type = BigInt)]
+    pk: i64,
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    rtype: String,
+}
+
+/// Ids per statement when looking many up.
+pub(crate) const ID_BATCH: usize = 500;
+
+/// The resource type stored in a row of `resources`.
+pub(crate) fn rtype_of(pk: i64, name: &str) -> StoreResult<Rtype> {
+    Rtype::from_name(name).ok_or_else(|| {
+        StorageError::corrupt("resources", pk, format!("unknown resource type `{name}`"))
+    })
+}
+
+/// Looks up which of `ids` exist in this tenant (any resource type).
+pub fn resolve_ids(db: &mut Db<'_>, tenant: &TenantId, ids: &[String]) -> StoreResult<Vec<IdRow>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ID_BATCH) {
+        let mut q = scoped(
+            "SELECT pk, id, rtype FROM resources WHERE tenant_id = ",
+            tenant,
+        );
+        q.push(" AND id IN (");
+        q.bind_list(chunk.iter().map(|i| Bind::text(i))).push(")");
+        for r in db.load::<RawIdRow>(&q)? {
+            out.push(IdRow {
+                rtype: rtype_of(r.pk, &r.rtype)?,
+                pk: r.pk,
+                id: r.id,
+            });
+        }
+    }
+    Ok(out)
+}

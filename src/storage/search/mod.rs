@@ -1,0 +1,387 @@
+//! Lists and searches: a validated filter, a sort and a window over the resources of one type,
+//! answered in SQL (never by loading resources into memory), with the total when asked for.
+//!
+//! - `columns`: which attributes have a column of `resources` (the rest are `attr_values`);
+//! - `translate`: a validated filter (`scim::query::Cond`) to a SQL condition;
+//! - `order`: walking a sort attribute's value index in order;
+//! - `grams`: SQLite's trigram index for substring searches.
+
+pub mod columns;
+pub mod grams;
+mod order;
+pub mod translate;
+
+use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text};
+use diesel::QueryableByName;
+
+use super::conn::Db;
+use super::feed;
+use super::resources::{ResourceRow, RESOURCE_COLUMNS};
+use super::sql::{scoped, Bind, Sql};
+use super::{StoreResult, TenantId};
+use crate::scim::filter::CompOp;
+use crate::scim::query::{Cond, Field, Kind, Operand, Sort, SortKey};
+use crate::scim::schema::Rtype;
+use columns::column_of;
+use order::ValueOrder;
+use translate::Translator;
+
+/// A sort key value, as read with a row and carried in cursors.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum SortValue {
+    Null,
+    Text(String),
+    Num(f64),
+}
+
+impl SortValue {
+    fn bind(&self) -> Bind {
+        match self {
+            SortValue::Text(t) => Bind::Text(t.clone()),
+            SortValue::Num(n) => Bind::Float(*n),
+            SortValue::Null => Bind::OptText(None),
+        }
+    }
+}
+
+/// Which part of the ordered results to read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Window {
+    /// Index paging (RFC 7644 §3.4.2.4).
+    Offset { offset: i64, limit: i64 },
+    /// Keyset paging (RFC 9865): rows strictly after the boundary row, in list order.
+    After { key: SortValue, pk: i64, limit: i64 },
+    /// Rows strictly before the boundary row, returned in list order.
+    Before { key: SortValue, pk: i64, limit: i64 },
+}
+
+impl Window {
+    fn limit(&self) -> i64 {
+        match self {
+            Window::Offset { limit, .. }
+            | Window::After { limit, .. }
+            | Window::Before { limit, .. } => *limit,
+        }
+    }
+}
+
+/// A page of a filtered list: the rows, each row's sort key, and the total number of
+/// matches when it was asked for.
+pub struct Page {
+    pub total: Option<i64>,
+    pub rows: Vec<ResourceRow>,
+    pub keys: Vec<SortValue>,
+}
+
+#[derive(QueryableByName)]
+struct SortedRow {
+    #[diesel(sql_type = BigInt)]
+    pk: i64,
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    rtype: String,
+    #[diesel(sql_type = Text)]
+    doc: String,
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+    #[diesel(sql_type = BigInt)]
+    created: i64,
+    #[diesel(sql_type = BigInt)]
+    modified: i64,
+    #[diesel(sql_type = Nullable<Bool>)]
+    active: Option<bool>,
+    #[diesel(sql_type = Nullable<Text>)]
+    skey_t: Option<String>,
+    #[diesel(sql_type = Nullable<Double>)]
+    skey_n: Option<f64>,
+}
+
+/// Filters, optionally counts, orders and windows the resources of one type. Order is the
+/// sort key (nulls last) then insertion order, so pages never repeat or skip a row.
+pub fn search(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    rt: Rtype,
+    cond: Option<&Cond>,
+    sort: Option<&Sort>,
+    window: &Window,
+    count_total: bool,
+) -> StoreResult<Page> {
+    // The conditions on `resources r`, shared by the count and every plan of the rows.
+    let mut base = scoped("r.tenant_id = ", tenant);
+    base.push(" AND r.rtype = ").bind(Bind::text(rt.name()));
+    if let Some(c) = cond {
+        base.push(" AND ");
+        let counts = grams::gram_counts(db, rt, c)?;
+        let mut t = Translator::new(tenant, rt, db.backend());
+        if let Some(counts) = &counts {
+            t = t.with_gram_counts(counts);
+        }
+        t.translate(c, &mut base);
+    }
+    let mut wh = Sql::new(" FROM resources r WHERE ");
+    wh.append(base.clone());
+    let selective = cond.is_some_and(is_selective);
+    let limit = window.limit();
+    // Sorted by a singular attribute without a column, and no selective filter: walk that
+    // attribute's value index in order rather than compute a key for every matching row.
+    let by_value = sort
+        .filter(|s| s.key.singular && !selective)
+        .and_then(|s| match &s.key.field {
+            Field::Attr(path) if column_of(rt, path).is_none() => Some(ValueOrder {
+                tenant,
+                path,
+                numeric: matches!(s.key.kind, Kind::Num | Kind::DateTime),
+                descending: s.descending,
+            }),
+            _ => None,
+        });
+    let rows = |db: &mut Db<'_>, total: Option<i64>| -> StoreResult<Page> {
+        match &by_value {
+            Some(by) => Ok(Page {
+                total,
+                ..by.page(db, &base, window)?
+            }),
+            None => page_rows(db, rt, &wh, sort, window, total, selective),
+        }
+    };
+    let count = |db: &mut Db<'_>| -> StoreResult<i64> {
+        if cond.is_none() {
+            return feed::resource_count(db, tenant, rt);
+        }
+        let mut count = Sql::new("SELECT COUNT(*) AS n");
+        count.append(wh.clone());
+        db.count(&count)
+    };
+    // The first page of a lookup (`userName eq ...`) usually holds every match: then the
+    // count is the page's length and needs no second query.
+    let first_page = matches!(window, Window::Offset { offset: 0, .. });
+    if limit <= 0 || (!first_page && count_total) {
+        let total = if count_total { Some(count(db)?) } else { None };
+        if limit <= 0
+            || matches!(window, Window::Offset { offset, .. } if total.is_some_and(|t| *offset >= t))
+        {
+            return Ok(Page {
+                total,
+                rows: Vec::new(),
+                keys: Vec::new(),
+            });
+        }
+        return rows(db, total);
+    }
+    let mut page = rows(db, None)?;
+    if count_total {
+        page.total = Some(if (page.rows.len() as i64) < limit {
+            page.rows.len() as i64
+        } else {
+            count(db)?
+        });
+    }
+    Ok(page)
+}
+
+/// The SQL expression of a sort key over `resources r`, and whether it is numeric.
+fn sort_expr(rt: Rtype, key: &SortKey) -> (Sql, bool) {
+    let numeric = matches!(key.kind, Kind::Num | Kind::DateTime);
+    let expr = match &key.field {
+        Field::Attr(path) => match (column_of(rt, path), &key.primary) {
+            (Some(c), _) => Sql::new(c.sort_expr()),
+            (None, Some(primary)) => {
+                // The primary value, else the first (RFC 7644 §3.4.2.3).
+                let col = if numeric { "num" } else { "val" };
+                let mut q = Sql::new(&format!(
+                    "COALESCE((SELECT sv.{col} FROM attr_values sv JOIN attr_values pv ON pv.res_pk = sv.res_pk \
+                     AND pv.elem = sv.elem WHERE sv.res_pk = r.pk AND sv.path = "
+                ));
+                q.bind(Bind::text(path))
+                    .push(" AND pv.path = ")
+                    .bind(Bind::text(primary))
+                    .push(&format!(
+                        " AND pv.val = 'true' LIMIT 1), (SELECT sv.{col} FROM attr_values sv WHERE sv.res_pk = r.pk AND sv.path = "
+                    ))
+                    .bind(Bind::text(path))
+                    .push(" ORDER BY sv.elem LIMIT 1))");
+                q
+            }
+            (None, None) => {
+                let col = if numeric { "num" } else { "val" };
+                let mut q = Sql::new(&format!(
+                    "(SELECT MIN(sv.{col}) FROM attr_values sv WHERE sv.res_pk = r.pk AND sv.path = "
+                ));
+                q.bind(Bind::text(path)).push(")");
+                q
+            }
+        },
+        // Membership references are rejected as sort keys when the request is validated.
+        Field::Ref(_) => Sql::new("NULL"),
+    };
+    (expr, numeric)
+}
+
+/// The keyset condition "strictly beyond the boundary (key0, pk0)" in ascending tuple order
+/// ((K IS NULL), K, pk) when `greater`, else strictly before it.
+fn keyset_cond(expr: Option<&Sql>, key0: &SortValue, pk0: i64, greater: bool) -> Sql {
+    let op = if greater { " > " } else { " < " };
+    let mut q = Sql::new("(");
+    match (expr, key0) {
+        (None, _) => {
+            q.push("r.pk").push(op).bind(Bind::Int(pk0));
+        }
+        (Some(k), SortValue::Null) => {
+            // Nulls sort last: beyond a null boundary are only later nulls.
+            q.push("(").append(k.clone()).push(if greater {
+                ") IS NULL AND r.pk"
+            } else {
+                ") IS NOT NULL OR r.pk"
+            });
+            q.push(op).bind(Bind::Int(pk0));
+        }
+        (Some(k), v) => {
+            q.push("(").append(k.clone());
+            q.push(if greater {
+                ") IS NULL OR ("
+            } else {
+                ") IS NOT NULL AND (("
+            });
+            q.append(k.clone())
+                .push(")")
+                .push(op)
+                .bind(v.bind())
+                .push(" OR ((");
+            q.append(k.clone())
+                .push(") = ")
+                .bind(v.bind())
+                .push(" AND r.pk")
+                .push(op)
+                .bind(Bind::Int(pk0));
+            q.push(if greater { ")" } else { "))" });
+        }
+    }
+    q.push(")");
+    q
+}
+
+/// Does the filter certainly select few rows, through an index (an equality, prefix or
+/// substring on a string)? Then reading its matches beats scanning in order.
+fn is_selective(cond: &Cond) -> bool {
+    match cond {
+        Cond::Cmp(_, CompOp::Eq | CompOp::Sw | CompOp::Co | CompOp::Ew, Operand::Str(s)) => {
+            !s.is_empty()
+        }
+        Cond::And(a, b) => is_selective(a) || is_selective(b),
+        Cond::Or(a, b) => is_selective(a) && is_selective(b),
+        Cond::Elem { inner, .. } => is_selective(inner),
+        _ => false,
+    }
+}
+
+/// The columns of a row read without a sort key.
+const NO_SORT_KEY: &str = "CAST(NULL AS TEXT) AS skey_t, CAST(NULL AS DOUBLE PRECISION) AS skey_n";
+
+/// The rows of one window (see `search`).
+fn page_rows(
+    db: &mut Db<'_>,
+    rt: Rtype,
+    wh: &Sql,
+    sort: Option<&Sort>,
+    window: &Window,
+    total: Option<i64>,
+    selective: bool,
+) -> StoreResult<Page> {
+    let limit = window.limit();
+    if let (None, Window::Offset { offset, .. }) = (sort, window) {
+        if *offset > 0 && !selective {
+            // A deep index page: skip the first rows reading only their keys (for an
+            // unfiltered list, the (tenant_id, rtype, pk) index alone), then read the page's
+            // rows. Skipping whole rows cost a document read per skipped resource.
+            let mut inner = Sql::new("SELECT r.pk");
+            inner
+                .append(wh.clone())
+                .push(" ORDER BY r.pk LIMIT ")
+                .bind(Bind::Int(limit))
+                .push(" OFFSET ")
+                .bind(Bind::Int(*offset));
+            let mut q = Sql::new(&format!(
+                "SELECT {RESOURCE_COLUMNS}, {NO_SORT_KEY} FROM resources r WHERE r.pk IN ("
+            ));
+            q.append(inner).push(") ORDER BY r.pk");
+            return Ok(sorted_page(db.load(&q)?, total));
+        }
+    }
+    let key = sort.map(|s| sort_expr(rt, &s.key));
+    let descending = sort.is_some_and(|s| s.descending);
+    // Reading backwards (previous page) walks the reverse order, then flips the rows.
+    let backwards = matches!(window, Window::Before { .. });
+    let mut q = Sql::new(&format!("SELECT {RESOURCE_COLUMNS}, "));
+    match &key {
+        Some((k, true)) => {
+            q.push("CAST(NULL AS TEXT) AS skey_t, CAST(");
+            q.append(k.clone()).push(" AS DOUBLE PRECISION) AS skey_n");
+        }
+        Some((k, false)) => {
+            q.append(k.clone())
+                .push(" AS skey_t, CAST(NULL AS DOUBLE PRECISION) AS skey_n");
+        }
+        None => {
+            q.push(NO_SORT_KEY);
+        }
+    }
+    q.append(wh.clone());
+    match window {
+        Window::After { key: k0, pk, .. } | Window::Before { key: k0, pk, .. } => {
+            // In ascending tuple order, "after" is greater unless the list is descending.
+            let greater = backwards == descending;
+            q.push(" AND ")
+                .append(keyset_cond(key.as_ref().map(|(k, _)| k), k0, *pk, greater));
+        }
+        Window::Offset { .. } => {}
+    }
+    let dir = if descending != backwards { " DESC" } else { "" };
+    q.push(" ORDER BY ");
+    if let Some((k, _)) = &key {
+        q.push("(")
+            .append(k.clone())
+            .push(&format!(") IS NULL{dir}, "));
+        q.append(k.clone()).push(&format!("{dir}, "));
+    }
+    let pk = db.backend().pk_order(selective);
+    q.push(&format!("{pk}{dir} LIMIT ")).bind(Bind::Int(limit));
+    if let Window::Offset { offset, .. } = window {
+        q.push(" OFFSET ").bind(Bind::Int(*offset));
+    }
+    let mut rows: Vec<SortedRow> = db.load(&q)?;
+    if backwards {
+        rows.reverse();
+    }
+    Ok(sorted_page(rows, total))
+}
+
+/// Rows read with their sort keys, as a page.
+fn sorted_page(rows: Vec<SortedRow>, total: Option<i64>) -> Page {
+    let keys = rows
+        .iter()
+        .map(|r| match (&r.skey_t, r.skey_n) {
+            (Some(t), _) => SortValue::Text(t.clone()),
+            (None, Some(n)) => SortValue::Num(n),
+            (None, None) => SortValue::Null,
+        })
+        .collect();
+    Page {
+        total,
+        rows: rows
+            .into_iter()
+            .map(|r| ResourceRow {
+                pk: r.pk,
+                id: r.id,
+                rtype: r.rtype,
+                doc: r.doc,
+                version: r.version,
+                created: r.created,
+                modified: r.modified,
+                active: r.active,
+            })
+            .collect(),
+        keys,
+    }
+}
