@@ -7,9 +7,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 /// An account's lifecycle state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// A candidate awaiting an admin's review (provisioning policy `review`).
@@ -42,38 +45,35 @@ impl State {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `review`: new or reactivated users wait in `pending` for approval.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Provisioning {
+    #[default]
     Auto,
     Review,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `notify`: deactivation or deletion flags the account (`removalPending`) and keeps its
+/// access until an admin confirms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Deprovisioning {
+    #[default]
     Auto,
     Notify,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The tenant's policy; default auto/auto.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     pub provisioning: Provisioning,
     pub deprovisioning: Deprovisioning,
 }
 
-impl Default for Policy {
-    fn default() -> Policy {
-        Policy {
-            provisioning: Provisioning::Auto,
-            deprovisioning: Deprovisioning::Auto,
-        }
-    }
-}
-
 /// Why an account is flagged for removal (deprovisioning policy `notify`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RemovalReason {
     Deactivated,
@@ -218,15 +218,52 @@ pub fn step(before: Option<Life>, event: UserEvent, policy: Policy) -> (Life, Op
 // Roles and entitlements
 
 /// A role an account holds, as the account shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleRef {
+    /// Role id.
+    #[schema(format = "uuid")]
     pub id: String,
     pub name: String,
 }
 
 /// Entitlements by key: a number, a boolean or a string each.
 pub type Entitlements = Map<String, Value>;
+
+/// The OpenAPI schema of `Entitlements` (the type is a JSON map; this names its shape).
+pub struct EntitlementsSchema;
+
+impl PartialSchema for EntitlementsSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some("Entitlement key → number, boolean or string."))
+            .additional_properties(Some(AdditionalProperties::RefOr(RefOr::Ref(
+                Ref::from_schema_name("EntitlementValue"),
+            ))))
+            .examples([serde_json::json!({"card.monthly_limit": 5000, "card.enabled": true})])
+            .into()
+    }
+}
+
+impl ToSchema for EntitlementsSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Entitlements".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        let value = ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([
+                Type::Number,
+                Type::Boolean,
+                Type::String,
+            ]))
+            .description(Some(
+                "An entitlement value. A key has one type across all roles of the tenant.",
+            ))
+            .into();
+        schemas.push(("EntitlementValue".into(), value));
+    }
+}
 
 /// A role as the merge needs it.
 #[derive(Clone, Debug, PartialEq)]

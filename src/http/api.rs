@@ -11,22 +11,29 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::openapi::path::HttpMethod;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{Params, ScimBody};
 use super::front::{again, enter, Access, Bearer};
+use super::openapi::{self, named, Answer, Op, Query};
 use super::AppState;
 use crate::auth::Principal;
+use crate::product::Policy;
+use crate::provisioning::accounts::Account;
 use crate::provisioning::api::feed;
+use crate::provisioning::api::feed::EventFeed;
+use crate::provisioning::api::policy::{Role, RoleInput, Rule, RuleInput};
 use crate::provisioning::api::review::Queue;
+use crate::provisioning::api::review::{GroupApproval, GroupApproved};
+use crate::provisioning::api::webhooks::{Delivery, Webhook, WebhookCreated, WebhookInput};
 use crate::provisioning::api::{page_limit, ListParams};
 use crate::provisioning::{Result as UseCase, Service};
 use crate::scim::error::ScimError;
 use crate::storage::conn::Conn;
-
-/// The OpenAPI description of this API.
-pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+use crate::webhooks::wire::Event;
 
 /// An error of this API: the same cases as SCIM's, in this API's shape.
 #[derive(Debug)]
@@ -50,20 +57,55 @@ impl std::fmt::Display for AdminError {
     }
 }
 
-fn code(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "bad_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        409 => "conflict",
-        412 => "precondition_failed",
-        413 => "payload_too_large",
-        415 => "unsupported_media_type",
-        429 => "too_many_requests",
-        503 => "unavailable",
-        _ => "internal",
+/// Every error of this API: `{"status", "error", "detail"}`. A failed request changes nothing.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// The HTTP status.
+    #[schema(examples(404))]
+    pub status: u16,
+    pub error: ErrorCode,
+    #[schema(examples("account 3f2... not found"))]
+    pub detail: String,
+}
+
+/// bad_request (400), unauthorized (401), forbidden (403), not_found (404; also an unknown
+/// path or a method its path does not support), conflict (409), payload_too_large (413),
+/// unsupported_media_type (415), too_many_requests (429), internal (500), unavailable (503).
+/// This API never answers 405 or 412 (it takes no If-Match).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PreconditionFailed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    TooManyRequests,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    fn of(status: StatusCode) -> ErrorCode {
+        match status.as_u16() {
+            400 => ErrorCode::BadRequest,
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            409 => ErrorCode::Conflict,
+            412 => ErrorCode::PreconditionFailed,
+            413 => ErrorCode::PayloadTooLarge,
+            415 => ErrorCode::UnsupportedMediaType,
+            429 => ErrorCode::TooManyRequests,
+            503 => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        }
     }
 }
 
@@ -85,10 +127,12 @@ impl ResponseError for AdminError {
         if let Some(s) = e.retry_after {
             resp.insert_header((header::RETRY_AFTER, s.to_string()));
         }
-        resp.body(
-            json!({"status": e.status.as_u16(), "error": code(e.status), "detail": e.detail})
-                .to_string(),
-        )
+        let body = ErrorBody {
+            status: e.status.as_u16(),
+            error: ErrorCode::of(e.status),
+            detail: e.detail.clone(),
+        };
+        resp.body(serde_json::to_string(&body).unwrap_or_default())
     }
 }
 
@@ -122,7 +166,7 @@ impl FromRequest for Body {
     }
 }
 
-type Answer = Result<HttpResponse, AdminError>;
+type Reply = Result<HttpResponse, AdminError>;
 
 fn json_answer(status: StatusCode, text: String) -> HttpResponse {
     HttpResponse::build(status)
@@ -133,13 +177,13 @@ fn json_answer(status: StatusCode, text: String) -> HttpResponse {
         .body(text)
 }
 
-fn ok<T: Serialize>(status: StatusCode, v: &T) -> Answer {
+fn ok<T: Serialize>(status: StatusCode, v: &T) -> Reply {
     let text = serde_json::to_string(v).map_err(|e| AdminError(ApiError::internal(&e)))?;
     Ok(json_answer(status, text))
 }
 
 /// Runs one use case for an admin caller (see `front::enter`) and answers its result as JSON.
-async fn call<T, F>(state: &web::Data<AppState>, admin: Admin, status: StatusCode, f: F) -> Answer
+async fn call<T, F>(state: &web::Data<AppState>, admin: Admin, status: StatusCode, f: F) -> Reply
 where
     T: Serialize + Send + 'static,
     F: FnOnce(&Service, &mut Conn, &Principal) -> UseCase<T> + Send + 'static,
@@ -149,7 +193,7 @@ where
 }
 
 /// Runs one use case that answers nothing: 204.
-async fn call_empty<F>(state: &web::Data<AppState>, admin: Admin, f: F) -> Answer
+async fn call_empty<F>(state: &web::Data<AppState>, admin: Admin, f: F) -> Reply
 where
     F: FnOnce(&Service, &mut Conn, &Principal) -> UseCase<()> + Send + 'static,
 {
@@ -169,41 +213,167 @@ fn list_params(req: &HttpRequest) -> Result<ListParams, ScimError> {
     })
 }
 
-/// The routes under `/api/v1`.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/openapi.json", web::get().to(openapi))
-        .route("/policy", web::get().to(get_policy))
-        .route("/policy", web::put().to(put_policy))
-        .route("/roles", web::get().to(list_roles))
-        .route("/roles", web::post().to(create_role))
-        .route("/roles/{id}", web::get().to(get_role))
-        .route("/roles/{id}", web::put().to(replace_role))
-        .route("/roles/{id}", web::delete().to(delete_role))
-        .route("/rules", web::get().to(list_rules))
-        .route("/rules", web::post().to(create_rule))
-        .route("/rules/{id}", web::get().to(get_rule))
-        .route("/rules/{id}", web::put().to(replace_rule))
-        .route("/rules/{id}", web::delete().to(delete_rule))
-        .route("/candidates", web::get().to(candidates))
-        .route("/candidates/approve", web::post().to(approve_group))
-        .route("/candidates/{id}/approve", web::post().to(approve))
-        .route("/candidates/{id}/reject", web::post().to(reject))
-        .route("/removals", web::get().to(removals))
-        .route("/removals/{id}/confirm", web::post().to(confirm_removal))
-        .route("/accounts", web::get().to(list_accounts))
-        .route("/accounts/{id}", web::get().to(get_account))
-        .route("/accounts/{id}/timeline", web::get().to(timeline))
-        .route("/events", web::get().to(events))
-        .route("/webhooks", web::get().to(list_webhooks))
-        .route("/webhooks", web::post().to(create_webhook))
-        .route("/webhooks/{id}", web::get().to(get_webhook))
-        .route("/webhooks/{id}", web::delete().to(delete_webhook))
-        .route("/webhooks/{id}/dead-letters", web::get().to(dead_letters))
-        .route("/dead-letters/{id}/replay", web::post().to(replay))
-        .default_service(web::to(unknown));
+/// A route under `/api/v1`: how it is served, and what the API description says of it.
+pub struct Route {
+    pub method: HttpMethod,
+    /// Under `/api/v1`, in the syntax actix-web and OpenAPI share (`/roles/{id}`).
+    pub path: &'static str,
+    serve: fn(actix_web::Route) -> actix_web::Route,
+    pub op: Op,
 }
 
-async fn unknown(req: HttpRequest) -> Answer {
+fn route(
+    method: HttpMethod,
+    path: &'static str,
+    serve: fn(actix_web::Route) -> actix_web::Route,
+    op: Op,
+) -> Route {
+    Route {
+        method,
+        path,
+        serve,
+        op,
+    }
+}
+
+const ACCOUNT_QUERY: &[Query] = &[
+    Query::State,
+    Query::Role,
+    Query::Group,
+    Query::Limit,
+    Query::Cursor,
+];
+const QUEUE_QUERY: &[Query] = &[Query::Role, Query::Group, Query::Limit, Query::Cursor];
+const PAGE_QUERY: &[Query] = &[Query::Limit, Query::Cursor];
+
+fn json(status: u16, description: &'static str, schema: openapi::Named) -> Answer {
+    Answer::Json(status, description, schema)
+}
+
+fn list(
+    name: &'static str,
+    item: openapi::Named,
+    description: &'static str,
+    paged: bool,
+) -> Answer {
+    Answer::List {
+        name,
+        item,
+        description,
+        paged,
+    }
+}
+
+/// Every route of `/api/v1` (but its own description, `openapi.json`).
+pub fn routes() -> Vec<Route> {
+    use HttpMethod::{Delete, Get, Post, Put};
+    let account = || json(200, "The account.", named::<Account>());
+    let accounts = || {
+        list(
+            "AccountList",
+            named::<Account>(),
+            "A page of Account values, in account id order.",
+            true,
+        )
+    };
+    let role = |status| json(status, "The role.", named::<Role>());
+    let rule = |status| json(status, "The rule.", named::<Rule>());
+    vec![
+        route(Get, "/policy", |r| r.to(get_policy), Op::new("getPolicy", "policy", "The tenant's policy")
+            .answer(json(200, "The policy.", named::<Policy>()))),
+        route(Put, "/policy", |r| r.to(put_policy), Op::new("putPolicy", "policy", "Set the tenant's policy (both fields required)")
+            .body(named::<Policy>())
+            .answer(json(200, "The policy.", named::<Policy>()))),
+        route(Get, "/roles", |r| r.to(list_roles), Op::new("listRoles", "roles", "List roles")
+            .about("Every role of the tenant in one response: `nextCursor` is always null. The list takes no query parameters (`limit` and `cursor` are ignored).")
+            .answer(list("RoleList", named::<Role>(), "Every one of the tenant's roles, in one response (not paged).", false))),
+        route(Post, "/roles", |r| r.to(create_role), Op::new("createRole", "roles", "Create a role")
+            .about("409 when the name is taken; 400 when an entitlement key would get another type than it has in another role.")
+            .body(named::<RoleInput>()).answer(role(201)).errors(&[409])),
+        route(Get, "/roles/{id}", |r| r.to(get_role), Op::new("getRole", "roles", "One role")
+            .of("Role id.").answer(role(200))),
+        route(Put, "/roles/{id}", |r| r.to(replace_role), Op::new("replaceRole", "roles", "Replace a role's name and entitlements; accounts recomputed")
+            .of("Role id.").body(named::<RoleInput>()).answer(role(200)).errors(&[409])),
+        route(Delete, "/roles/{id}", |r| r.to(delete_role), Op::new("deleteRole", "roles", "Delete a role and its rules; accounts recomputed")
+            .of("Role id.")),
+        route(Get, "/rules", |r| r.to(list_rules), Op::new("listRules", "rules", "List rules")
+            .about("Every rule of the tenant in one response: `nextCursor` is always null. The list takes no query parameters (`limit` and `cursor` are ignored).")
+            .answer(list("RuleList", named::<Rule>(), "Every one of the tenant's rules, in one response (not paged).", false))),
+        route(Post, "/rules", |r| r.to(create_rule), Op::new("createRule", "rules", "Create a rule; accounts recomputed")
+            .about("400 on a bad filter (the detail names the position); 404 on an unknown role or group.")
+            .body(named::<RuleInput>()).answer(rule(201)).errors(&[404])),
+        route(Get, "/rules/{id}", |r| r.to(get_rule), Op::new("getRule", "rules", "One rule")
+            .of("Rule id.").answer(rule(200))),
+        route(Put, "/rules/{id}", |r| r.to(replace_rule), Op::new("replaceRule", "rules", "Replace a rule; accounts recomputed")
+            .of("Rule id.").body(named::<RuleInput>()).answer(rule(200))),
+        route(Delete, "/rules/{id}", |r| r.to(delete_rule), Op::new("deleteRule", "rules", "Delete a rule; accounts recomputed")
+            .of("Rule id.")),
+        route(Get, "/candidates", |r| r.to(candidates), Op::new("listCandidates", "candidates", "Accounts in state `pending`")
+            .about("Paged, in account id order; `role` and `group` narrow it as for accounts (404 on an unknown one).")
+            .query(QUEUE_QUERY).answer(accounts()).errors(&[404])),
+        route(Post, "/candidates/approve", |r| r.to(approve_group), Op::new("approveGroup", "candidates", "Approve every pending member of a group, all or nothing")
+            .about("404 on an unknown group.")
+            .body(named::<GroupApproval>()).answer(json(200, "The approved accounts.", named::<GroupApproved>())).errors(&[404])),
+        route(Post, "/candidates/{id}/approve", |r| r.to(approve), Op::new("approveCandidate", "candidates", "Approve: pending → active with its roles")
+            .about("409 when the account is not pending.")
+            .of("Account id.").answer(account()).errors(&[409])),
+        route(Post, "/candidates/{id}/reject", |r| r.to(reject), Op::new("rejectCandidate", "candidates", "Reject: pending → removed")
+            .about("409 when the account is not pending.")
+            .of("Account id.").answer(account()).errors(&[409])),
+        route(Get, "/removals", |r| r.to(removals), Op::new("listRemovals", "removals", "Accounts flagged for removal")
+            .about("In account id order; `removalPending.since` gives each flag's age. `state`, `role` and `group` narrow it as for accounts.")
+            .query(ACCOUNT_QUERY).answer(accounts()).errors(&[404])),
+        route(Post, "/removals/{id}/confirm", |r| r.to(confirm_removal), Op::new("confirmRemoval", "removals", "Apply the flagged removal")
+            .about("Ends in `suspended` (reason `deactivated`) or `removed` (reason `deleted`). 409 when the account is not flagged.")
+            .of("Account id.").answer(account()).errors(&[409])),
+        route(Get, "/accounts", |r| r.to(list_accounts), Op::new("listAccounts", "accounts", "List accounts")
+            .about("Paged, in account id order. 400 on an unknown `state`; 404 on an unknown `role` or `group`.")
+            .query(ACCOUNT_QUERY).answer(accounts()).errors(&[404])),
+        route(Get, "/accounts/{id}", |r| r.to(get_account), Op::new("getAccount", "accounts", "One account")
+            .of("Account id.").answer(account())),
+        route(Get, "/accounts/{id}/timeline", |r| r.to(timeline), Op::new("getTimeline", "accounts", "Every feed event of the account, oldest first")
+            .of("Account id.").query(PAGE_QUERY)
+            .answer(list("EventList", named::<Event>(), "A page of Event values.", true))),
+        route(Get, "/events", |r| r.to(events), Op::new("getEvents", "events", "The change feed")
+            .about("`after=41` returns from seq 42 in order. With `wait` the request holds until an event arrives or the wait ends (then `items` is empty).")
+            .query(&[Query::After, Query::Limit, Query::Wait])
+            .answer(json(200, "Events after `after`, in order.", named::<EventFeed>()))),
+        route(Get, "/webhooks", |r| r.to(list_webhooks), Op::new("listWebhooks", "webhooks", "List subscriptions (no secrets)")
+            .about("Every subscription of the tenant in one response: `nextCursor` is always null. The list takes no query parameters (`limit` and `cursor` are ignored).")
+            .answer(list("WebhookList", named::<Webhook>(), "Every one of the tenant's subscriptions, in one response (not paged).", false))),
+        route(Post, "/webhooks", |r| r.to(create_webhook), Op::new("createWebhook", "webhooks", "Subscribe a URL to event types")
+            .body(named::<WebhookInput>())
+            .answer(json(201, "The subscription with its `secret` (shown once).", named::<WebhookCreated>()))),
+        route(Get, "/webhooks/{id}", |r| r.to(get_webhook), Op::new("getWebhook", "webhooks", "One subscription")
+            .of("Webhook id.").answer(json(200, "The subscription.", named::<Webhook>()))),
+        route(Delete, "/webhooks/{id}", |r| r.to(delete_webhook), Op::new("deleteWebhook", "webhooks", "Delete a subscription and its queued deliveries")
+            .of("Webhook id.")),
+        route(Get, "/webhooks/{id}/dead-letters", |r| r.to(dead_letters), Op::new("listDeadLetters", "webhooks", "Deliveries that ran out of retries")
+            .about("Paged, in feed order.")
+            .of("Webhook id.").query(PAGE_QUERY)
+            .answer(list("DeliveryList", named::<Delivery>(), "A page of Delivery values.", true))),
+        route(Post, "/dead-letters/{id}/replay", |r| r.to(replay), Op::new("replayDeadLetter", "webhooks", "Queue a dead letter again (attempts reset)")
+            .about("409 when the delivery is not dead.")
+            .of("Delivery id.").answer(json(200, "The delivery.", named::<Delivery>())).errors(&[409])),
+    ]
+}
+
+/// Serves the routes under `/api/v1`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(openapi));
+    for r in routes() {
+        let method = match r.method {
+            HttpMethod::Get => actix_web::http::Method::GET,
+            HttpMethod::Post => actix_web::http::Method::POST,
+            HttpMethod::Put => actix_web::http::Method::PUT,
+            _ => actix_web::http::Method::DELETE,
+        };
+        cfg.route(r.path, (r.serve)(web::method(method)));
+    }
+    cfg.default_service(web::to(unknown));
+}
+
+async fn unknown(req: HttpRequest) -> Reply {
     Err(AdminError(ApiError::not_found(format!(
         "no such endpoint: {} {} (see /api/v1/openapi.json)",
         req.method(),
@@ -212,29 +382,29 @@ async fn unknown(req: HttpRequest) -> Answer {
 }
 
 async fn openapi() -> HttpResponse {
-    json_answer(StatusCode::OK, OPENAPI.to_string())
+    json_answer(StatusCode::OK, openapi::json().to_string())
 }
 
-async fn get_policy(state: web::Data<AppState>, a: Admin) -> Answer {
+async fn get_policy(state: web::Data<AppState>, a: Admin) -> Reply {
     call(&state, a, StatusCode::OK, |s, c, p| s.get_policy(c, p)).await
 }
 
-async fn put_policy(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Answer {
+async fn put_policy(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Reply {
     call(&state, a, StatusCode::OK, |s, c, p| s.put_policy(c, p, b)).await
 }
 
-async fn list_roles(state: web::Data<AppState>, a: Admin) -> Answer {
+async fn list_roles(state: web::Data<AppState>, a: Admin) -> Reply {
     call(&state, a, StatusCode::OK, |s, c, p| s.list_roles(c, p)).await
 }
 
-async fn create_role(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Answer {
+async fn create_role(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Reply {
     call(&state, a, StatusCode::CREATED, |s, c, p| {
         s.create_role(c, p, b)
     })
     .await
 }
 
-async fn get_role(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+async fn get_role(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.get_role(c, p, &id)
     })
@@ -246,29 +416,29 @@ async fn replace_role(
     a: Admin,
     id: web::Path<String>,
     Body(b): Body,
-) -> Answer {
+) -> Reply {
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.replace_role(c, p, &id, b)
     })
     .await
 }
 
-async fn delete_role(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+async fn delete_role(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
     call_empty(&state, a, move |s, c, p| s.delete_role(c, p, &id)).await
 }
 
-async fn list_rules(state: web::Data<AppState>, a: Admin) -> Answer {
+async fn list_rules(state: web::Data<AppState>, a: Admin) -> Reply {
     call(&state, a, StatusCode::OK, |s, c, p| s.list_rules(c, p)).await
 }
 
-async fn create_rule(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Answer {
+async fn create_rule(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Reply {
     call(&state, a, StatusCode::CREATED, |s, c, p| {
         s.create_rule(c, p, b)
     })
     .await
 }
 
-async fn get_rule(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+async fn get_rule(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.get_rule(c, p, &id)
     })
@@ -280,14 +450,14 @@ async fn replace_rule(
     a: Admin,
     id: web::Path<String>,
     Body(b): Body,
-) -> Answer {
+) -> Reply {
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.replace_rule(c, p, &id, b)
     })
     .await
 }
 
-async fn delete_rule(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+async fn delete_rule(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
     call_empty(&state, a, move |s, c, p| s.delete_rule(c, p, &id)).await
 }
 
@@ -297,7 +467,7 @@ async fn accounts_in(
     a: Admin,
     req: HttpRequest,
     queue: Queue,
-) -> Answer {
+) -> Reply {
     let q = list_params(&req);
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.list_accounts(c, p, queue, &q?)
@@ -305,47 +475,47 @@ async fn accounts_in(
     .await
 }
 
-async fn candidates(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Answer {
+async fn candidates(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Reply {
     accounts_in(state, a, req, Queue::Candidates).await
 }
 
-async fn removals(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Answer {
+async fn removals(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Reply {
     accounts_in(state, a, req, Queue::Removals).await
 }
 
-async fn list_accounts(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Answer {
+async fn list_accounts(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Reply {
     accounts_in(state, a, req, Queue::All).await
 }
 
-async fn approve(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+async fn approve(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.approve(c, p, &id)
     })
     .await
 }
 
-async fn reject(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+async fn reject(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.reject(c, p, &id)
     })
     .await
 }
 
-async fn approve_group(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Answer {
+async fn approve_group(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Reply {
     call(&state, a, StatusCode::OK, |s, c, p| {
         s.approve_group(c, p, b)
     })
     .await
 }
 
-async fn confirm_removal(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+async fn confirm_removal(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.confirm_removal(c, p, &id)
     })
     .await
 }
 
-async fn get_account(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+async fn get_account(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.get_account(c, p, &id)
     })
@@ -357,7 +527,7 @@ async fn timeline(
     a: Admin,
     id: web::Path<String>,
     req: HttpRequest,
-) -> Answer {
+) -> Reply {
     let q = list_params(&req);
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.timeline(c, p, &id, &q?)
@@ -367,7 +537,7 @@ async fn timeline(
 
 /// `GET /events?after=&limit=&wait=`: the feed in order; with `wait`, held until an event
 /// arrives. This process's commits wake it at once; other instances' within a second.
-async fn events(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Answer {
+async fn events(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Reply {
     let params = Params::from_request(&req);
     // Registered before the first look, so a commit between a look and the wait still wakes.
     let signal = state.service.signal.clone();
@@ -397,25 +567,25 @@ async fn events(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Answe
     }
 }
 
-async fn list_webhooks(state: web::Data<AppState>, a: Admin) -> Answer {
+async fn list_webhooks(state: web::Data<AppState>, a: Admin) -> Reply {
     call(&state, a, StatusCode::OK, |s, c, p| s.list_webhooks(c, p)).await
 }
 
-async fn create_webhook(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Answer {
+async fn create_webhook(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Reply {
     call(&state, a, StatusCode::CREATED, |s, c, p| {
         s.create_webhook(c, p, b)
     })
     .await
 }
 
-async fn get_webhook(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+async fn get_webhook(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.get_webhook(c, p, &id)
     })
     .await
 }
 
-async fn delete_webhook(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+async fn delete_webhook(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
     call_empty(&state, a, move |s, c, p| s.delete_webhook(c, p, &id)).await
 }
 
@@ -424,7 +594,7 @@ async fn dead_letters(
     a: Admin,
     id: web::Path<String>,
     req: HttpRequest,
-) -> Answer {
+) -> Reply {
     let q = list_params(&req);
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.dead_letters(c, p, &id, &q?)
@@ -432,7 +602,7 @@ async fn dead_letters(
     .await
 }
 
-async fn replay(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Answer {
+async fn replay(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
     call(&state, a, StatusCode::OK, move |s, c, p| {
         s.replay(c, p, &id)
     })

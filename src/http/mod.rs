@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 pub mod front;
 pub mod oauth;
+pub mod openapi;
 pub mod ratelimit;
 pub mod scim;
 
@@ -44,7 +45,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     .route(web::post().to(oauth::token))
                     .default_service(web::to(method_not_allowed)),
             )
-            .service(web::scope("/api/v1").configure(api::routes))
+            .service(web::scope("/api/v1").configure(api::configure))
             .service(
                 web::scope("/scim/v2")
                     .service(

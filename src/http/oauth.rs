@@ -11,13 +11,132 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::openapi::path::{Operation, OperationBuilder};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Required};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::front::rate_key;
 use super::AppState;
 use crate::auth::oauth::{self, Grant};
 use crate::auth::AuthError;
 use crate::scim::time::now_micros;
+
+/// The form of a token request (RFC 6749 §4.4.2, §2.3.1). Parsed by hand (`parse_form`): a
+/// repeated parameter is an error there.
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "documents the form; `parse_form` reads it by hand")]
+pub struct TokenRequest {
+    /// `client_credentials`.
+    #[schema(examples("client_credentials"))]
+    grant_type: String,
+    /// The client id, when not sent with HTTP Basic (then `client_secret` too).
+    client_id: Option<String>,
+    /// The client secret, when not sent with HTTP Basic. Never both methods.
+    client_secret: Option<String>,
+    /// Accepted and ignored: the client's own scope is granted.
+    scope: Option<String>,
+}
+
+/// An access token (RFC 6749 §5.1): a JWT the SCIM endpoints accept as a bearer token.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// `Bearer`.
+    #[schema(value_type = String, examples("Bearer"))]
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    #[schema(examples(3600))]
+    pub expires_in: i64,
+    /// The client's scope: `read`, `write` or `admin`.
+    #[schema(value_type = String, examples("write"))]
+    pub scope: &'static str,
+}
+
+/// An RFC 6749 §5.2 error (`invalid_request`, `invalid_client`, `unsupported_grant_type`,
+/// `rate_limited`, `server_error`).
+#[derive(Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    #[schema(value_type = String, examples("invalid_client"))]
+    pub error: &'static str,
+    pub error_description: String,
+}
+
+/// `POST /oauth/token` in the OpenAPI document, and the schemas it needs.
+pub fn described(schemas: &mut Vec<(String, RefOr<Schema>)>) -> (&'static str, Operation) {
+    for (name, schema) in [
+        (TokenRequest::name(), TokenRequest::schema()),
+        (TokenResponse::name(), TokenResponse::schema()),
+        (OAuthErrorBody::name(), OAuthErrorBody::schema()),
+    ] {
+        schemas.push((name.into(), schema));
+    }
+    let content = |name: &str| {
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(name)))
+            .build()
+    };
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", content("OAuthErrorBody"))
+    };
+    let op = OperationBuilder::new()
+        .operation_id(Some("issueToken"))
+        .summary(Some("An access token for a SCIM client (client credentials grant)"))
+        .description(Some(
+            "RFC 6749 §4.4. The client authenticates with HTTP Basic or with `client_id` and `client_secret` in the body, not both. The token is a JWT valid for one hour that `/scim/v2` accepts as a bearer token while the client exists and is not revoked. Answers carry `Cache-Control: no-store`.",
+        ))
+        .tag("oauth")
+        .securities(Some([
+            SecurityRequirement::new("basicAuth", Vec::<String>::new()),
+            SecurityRequirement::default(),
+        ]))
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content("application/x-www-form-urlencoded", content("TokenRequest"))
+                .build(),
+        ))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("The access token.")
+                .content("application/json", content("TokenResponse")),
+        )
+        .response(
+            "400",
+            error("`invalid_request` (a missing or repeated parameter, both authentication methods, not a form) or `unsupported_grant_type`."),
+        )
+        .response(
+            "401",
+            error("`invalid_client`: the client is unknown, revoked, or its secret is wrong.").header(
+                "WWW-Authenticate",
+                HeaderBuilder::new()
+                    .schema(Some(String::schema()))
+                    .description(Some("`Basic realm=\"scimitar\"`."))
+                    .build(),
+            ),
+        )
+        .response("413", error("The body is over 16 KiB (`invalid_request`)."))
+        .response(
+            "429",
+            error("`rate_limited`: the client is over `--rate-limit`.").header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(i64::schema()))
+                    .description(Some("Seconds to wait before retrying."))
+                    .build(),
+            ),
+        )
+        .response("500", error("`server_error` (details only in the server log)."))
+        .build();
+    ("/oauth/token", op)
+}
 
 /// A token request is a handful of short parameters.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -75,7 +194,10 @@ impl OAuthError {
         if let Some(s) = self.retry_after {
             r.insert_header((header::RETRY_AFTER, s.to_string()));
         }
-        r.json(json!({"error": self.code, "error_description": self.description}))
+        r.json(OAuthErrorBody {
+            error: self.code,
+            error_description: self.description.clone(),
+        })
     }
 }
 
@@ -246,10 +368,10 @@ async fn issue(
     };
     let mut r = HttpResponse::Ok();
     no_store(&mut r);
-    Ok(r.json(json!({
-        "access_token": issued.access_token,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-        "scope": issued.scope,
-    })))
+    Ok(r.json(TokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        scope: issued.scope,
+    }))
 }

@@ -6,12 +6,14 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::journal::{new_id, Journal};
 use super::{Error, Result, Service};
 use crate::product::{
-    self, Announce, Entitlements, Life, Policy, RemovalReason, RoleDef, RoleRef, State, UserEvent,
+    self, Announce, Entitlements, EntitlementsSchema, Life, Policy, RemovalReason, RoleDef,
+    RoleRef, State, UserEvent,
 };
 use crate::scim::query::{self, Cond};
 use crate::scim::resource::{self, Doc, StoredMeta};
@@ -22,37 +24,71 @@ use crate::storage::conn::Db;
 use crate::storage::roles::{self, RoleRow, RuleGrant};
 use crate::storage::{members, resources, TenantId};
 
-/// An account as `/api/v1` and the feed's `account.*` events show it (docs/api-v1.md).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One per SCIM User of the tenant, created in the same transaction as the user. Roles and
+/// entitlements are those in force: empty unless the state is `active`.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
+    /// Account id.
+    #[schema(format = "uuid")]
     pub id: String,
+    /// Id of the SCIM User.
+    #[schema(format = "uuid")]
     pub scim_id: String,
+    #[schema(examples("ada@example.com"))]
     pub user_name: String,
     pub state: State,
-    /// The roles in force: empty unless the state is `active`.
     pub roles: Vec<RoleRef>,
+    #[schema(value_type = EntitlementsSchema)]
     pub entitlements: Entitlements,
     /// The SCIM groups of its user.
     pub groups: Vec<GroupRef>,
+    #[schema(required = true)]
     pub removal_pending: Option<RemovalPending>,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
     pub created: String,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
     pub last_modified: String,
 }
 
 /// A SCIM group of the account's user.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupRef {
+    /// SCIM group id.
     pub id: String,
+    /// The group's displayName (null when it has none).
+    #[schema(required = true)]
     pub display_name: Option<String>,
 }
 
-/// A flagged removal (deprovisioning `notify`): since when (RFC 3339), and why.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// The flag of a removal awaiting confirmation (deprovisioning `notify`).
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct RemovalPending {
+    /// When the account was flagged (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     pub since: String,
     pub reason: RemovalReason,
+}
+
+/// `data` of a product event: the account after the change, plus `previousRoles` for
+/// `account.roles_changed`. `account.roles_changed` is emitted whenever a change to an
+/// existing account alters its roles (ids or names) or its entitlements: rule, role,
+/// group-membership and user changes, and also the lifecycle steps (approval and reactivation
+/// to `active` grant roles; suspension and removal, automatic or confirmed, revoke them),
+/// where it follows the `account.activated`/`account.suspended`/`account.removed` event in
+/// the same transaction at the next seq. Not emitted when the roles and entitlements are
+/// unchanged, nor for a new account.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountEventData {
+    pub account: Account,
+    /// Only for `account.roles_changed`: the roles the account held before the change (equal
+    /// to `account.roles` when only entitlements changed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_roles: Option<Vec<RoleRef>>,
 }
 
 /// How a rule grants its role.
@@ -255,20 +291,17 @@ impl Service {
         })
     }
 
-    /// The account view as event data: `{"account": ...}` plus `extra`.
-    fn snapshot(
+    /// The account as a product event's `data`.
+    fn event_data(
         &self,
         db: &mut Db<'_>,
         a: &AccountRow,
-        extra: Option<(&str, Value)>,
-    ) -> Result<Value> {
-        let account = serde_json::to_value(self.account_view(db, a)?)
-            .map_err(|e| Error::Storage(crate::storage::StorageError::Backend(Box::new(e))))?;
-        let mut data = json!({ "account": account });
-        if let Some((k, v)) = extra {
-            data[k] = v;
-        }
-        Ok(data)
+        previous_roles: Option<Vec<RoleRef>>,
+    ) -> Result<AccountEventData> {
+        Ok(AccountEventData {
+            account: self.account_view(db, a)?,
+            previous_roles,
+        })
     }
 
     /// Writes an account's new lifecycle and roles and announces what changed. `granted` is
@@ -327,14 +360,12 @@ impl Service {
             stored::set_roles(db, &j.tenant, &a.id, &role_ids(&a))?;
         }
         if let Some(ann) = announce {
-            let data = self.snapshot(db, &a, None)?;
-            j.account(ann.event_type(), &a.id, &a.scim_id, data);
+            let data = self.event_data(db, &a, None)?;
+            j.account(ann.event_type(), &a.id, &a.scim_id, &data)?;
         }
         if roles_changed && !is_new {
-            let prev = serde_json::to_value(&previous_roles)
-                .map_err(|e| Error::Storage(crate::storage::StorageError::Backend(Box::new(e))))?;
-            let data = self.snapshot(db, &a, Some(("previousRoles", prev)))?;
-            j.account("account.roles_changed", &a.id, &a.scim_id, data);
+            let data = self.event_data(db, &a, Some(previous_roles))?;
+            j.account("account.roles_changed", &a.id, &a.scim_id, &data)?;
         }
         Ok(a)
     }
@@ -361,7 +392,7 @@ impl Service {
             doc.get("externalId").and_then(Value::as_str),
             Some(rendered),
             Some(&account_id),
-        );
+        )?;
         let active = doc.get("active") != Some(&Value::Bool(false));
         let (life, ann) = product::step(None, UserEvent::Created { active }, ctx.policy);
         let granted = self.granted(db, ctx, pk, id, doc)?;
@@ -400,14 +431,14 @@ impl Service {
             external,
             Some(data),
             Some(&account_id),
-        );
+        )?;
         let now_active = doc.get("active") != Some(&Value::Bool(false));
         let event = match (was_active, now_active) {
             (true, false) => Some(("deactivate", UserEvent::Deactivated)),
             (false, true) => Some(("activate", UserEvent::Reactivated)),
             _ => None,
         };
-        let event = event.map(|(verb, e)| {
+        if let Some((verb, _)) = event {
             j.scim(
                 base,
                 verb,
@@ -416,9 +447,9 @@ impl Service {
                 external,
                 None,
                 Some(&account_id),
-            );
-            e
-        });
+            )?;
+        }
+        let event = event.map(|(_, e)| e);
         let granted = self.granted(db, &ctx, pk, id, doc)?;
         let (a, is_new, before) = match existing {
             Some(mut a) => {
@@ -458,7 +489,7 @@ impl Service {
             None,
             None,
             existing.as_ref().map(|a| a.id.as_str()),
-        );
+        )?;
         let Some(mut a) = existing else {
             return Ok(());
         };

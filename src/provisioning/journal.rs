@@ -1,31 +1,68 @@
 //! The journal: the feed events of one write transaction, appended to the tenant's feed
 //! together (with their webhook deliveries) as the transaction's last statements, and the
 //! signal raised after the commit that wakes whoever waits for new events (long-polls,
-//! delivery workers). The event types Scimitar emits are named here.
+//! delivery workers). SCIM changes are journaled as RFC 9967 Security Event Tokens.
 
+use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::Result;
+use super::{Error, Result};
 use crate::auth::Principal;
+use crate::scim::events::SCIM_EVENT_PREFIX;
 use crate::scim::schema::Rtype;
 use crate::storage::conn::Db;
 use crate::storage::deliveries::{self, NewDelivery};
 use crate::storage::feed::{self, Counted, NewFeedEvent};
 use crate::storage::TenantId;
 
-/// The RFC 9967 event URNs Scimitar emits.
-pub const SCIM_EVENT_PREFIX: &str = "urn:ietf:params:scim:event:prov:";
-pub const SCIM_EVENTS: [&str; 6] = [
-    "urn:ietf:params:scim:event:prov:create:full",
-    "urn:ietf:params:scim:event:prov:put:full",
-    "urn:ietf:params:scim:event:prov:patch:full",
-    "urn:ietf:params:scim:event:prov:activate",
-    "urn:ietf:params:scim:event:prov:deactivate",
-    "urn:ietf:params:scim:event:prov:delete",
-];
+/// `data` of a SCIM change event: an RFC 9967 Security Event Token payload.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct SecurityEventToken {
+    /// The event id.
+    #[schema(format = "uuid")]
+    pub jti: String,
+    /// Unix seconds.
+    pub iat: i64,
+    /// The SCIM base URL, e.g. https://idp.example.com/scim/v2.
+    #[schema(format = "uri")]
+    pub iss: String,
+    pub sub_id: SubjectId,
+    /// Event type (the event's `type`) → its details.
+    pub events: BTreeMap<String, SetEvent>,
+}
+
+/// The resource an event is about (RFC 9967 §2.2: a SCIM subject identifier).
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct SubjectId {
+    /// Always `scim`.
+    #[schema(value_type = String, examples("scim"))]
+    pub format: &'static str,
+    /// The resource's path under the SCIM base URL.
+    #[schema(examples("/Users/2819c223-7f76-453a-919d-413861904646"))]
+    pub uri: String,
+}
+
+/// What happened to the resource.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetEvent {
+    /// SCIM id of the resource.
+    pub id: String,
+    /// The resource's externalId, when it has one (never on delete events, nor on the Group
+    /// patch a user's deletion implies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// create:full and put:full: the resource as written; patch:full: the PATCH request
+    /// (`schemas`, `Operations`). Absent on activate, deactivate and delete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+}
 
 /// Raised after every commit that appended to a feed: wakes long-polls and the delivery
 /// workers of this process at once (other instances find new rows by polling).
@@ -129,36 +166,42 @@ impl Journal {
         external_id: Option<&str>,
         data: Option<Value>,
         account: Option<&str>,
-    ) {
+    ) -> Result<()> {
         let event_id = new_id();
         let urn = format!("{SCIM_EVENT_PREFIX}{verb}");
-        let mut body = Map::new();
-        body.insert("id".into(), Value::String(id.into()));
-        if let Some(x) = external_id {
-            body.insert("externalId".into(), Value::String(x.into()));
-        }
-        if let Some(d) = data {
-            body.insert("data".into(), d);
-        }
-        let set = json!({
-            "jti": event_id,
-            "iat": self.now / 1_000_000,
-            "iss": base_url,
-            "sub_id": {"format": "scim", "uri": format!("/{}/{id}", rt.endpoint())},
-            "events": {urn.clone(): body},
-        });
-        self.push(event_id, urn, account, Some((rt, id)), set);
+        let event = SetEvent {
+            id: id.into(),
+            external_id: external_id.map(str::to_string),
+            data,
+        };
+        let set = SecurityEventToken {
+            jti: event_id.clone(),
+            iat: self.now / 1_000_000,
+            iss: base_url.into(),
+            sub_id: SubjectId {
+                format: "scim",
+                uri: format!("/{}/{id}", rt.endpoint()),
+            },
+            events: BTreeMap::from([(urn.clone(), event)]),
+        };
+        self.push(event_id, urn, account, Some((rt, id)), &set)
     }
 
     /// A product event about an account (`account.*`) of the user `scim_id`.
-    pub(crate) fn account(&mut self, kind: &str, account_id: &str, scim_id: &str, data: Value) {
+    pub(crate) fn account(
+        &mut self,
+        kind: &str,
+        account_id: &str,
+        scim_id: &str,
+        data: &impl Serialize,
+    ) -> Result<()> {
         self.push(
             new_id(),
             kind.into(),
             Some(account_id),
             Some((Rtype::User, scim_id)),
             data,
-        );
+        )
     }
 
     fn push(
@@ -167,8 +210,10 @@ impl Journal {
         kind: String,
         account: Option<&str>,
         resource: Option<(Rtype, &str)>,
-        data: Value,
-    ) {
+        data: &impl Serialize,
+    ) -> Result<()> {
+        let data = serde_json::to_string(data)
+            .map_err(|e| Error::Storage(crate::storage::StorageError::Backend(Box::new(e))))?;
         let key = account
             .map(str::to_string)
             .or_else(|| resource.map(|(_, r)| r.to_string()))
@@ -182,8 +227,9 @@ impl Journal {
             resource_id: resource.map(|(_, r)| r.to_string()),
             at: self.now,
             credential: self.credential.clone(),
-            data: data.to_string(),
+            data,
         });
+        Ok(())
     }
 
     /// Appends the events to the feed and queues a delivery for each subscription that wants

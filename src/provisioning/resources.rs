@@ -325,7 +325,7 @@ impl Service {
                     external,
                     Some(full),
                     None,
-                );
+                )?;
             }
         }
         // A new user is in no group yet; a new group has the members just added.
@@ -470,7 +470,7 @@ impl Service {
             Rtype::Group => {
                 let external = n.doc.get("externalId").and_then(Value::as_str);
                 let base = &self.settings.base_url;
-                j.scim(base, "put:full", rt, id, external, Some(full), None);
+                j.scim(base, "put:full", rt, id, external, Some(full), None)?;
                 self.on_members_changed(db, j, row.pk, watched)?;
             }
         }
@@ -577,7 +577,7 @@ impl Service {
                 Rtype::Group => {
                     let external = patched.doc.get("externalId").and_then(Value::as_str);
                     let base = &self.settings.base_url;
-                    j.scim(base, "patch:full", rt, id, external, Some(data), None);
+                    j.scim(base, "patch:full", rt, id, external, Some(data), None)?;
                     self.on_members_changed(db, j, row.pk, watched)?;
                 }
             }
@@ -688,7 +688,7 @@ impl Service {
                 None,
                 Some(data),
                 None,
-            );
+            )?;
         }
         let watched = match rt {
             Rtype::Group => self.watched_members(db, &p.tenant, id, row.pk)?,
@@ -699,7 +699,7 @@ impl Service {
         match rt {
             Rtype::User => self.on_user_deleted(db, j, id)?,
             Rtype::Group => {
-                j.scim(base, "delete", rt, id, None, None, None);
+                j.scim(base, "delete", rt, id, None, None, None)?;
                 self.on_members_changed(db, j, row.pk, watched)?;
             }
         }

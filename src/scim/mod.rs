@@ -3,6 +3,7 @@
 
 pub mod compat;
 pub mod error;
+pub mod events;
 pub mod filter;
 pub mod patch;
 pub mod projection;

@@ -7,28 +7,76 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::ToSchema;
 
+use crate::product::PRODUCT_EVENTS;
+use crate::scim::events::SCIM_EVENTS;
 use crate::scim::time::format_micros;
 use crate::storage::feed::FeedRow;
 use crate::storage::{decode_json, StoreResult};
 
-/// A feed event, as `/api/v1/events` answers it and a webhook delivery POSTs it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// An entry of the change feed, written in the same transaction as the change. `seq` is per
+/// tenant, gap-free and increasing. `GET /api/v1/events` answers these, and a webhook
+/// delivery POSTs one.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
-    /// The tenant's gap-free sequence number.
+    #[schema(minimum = 1, examples(42))]
     pub seq: i64,
-    /// A stable id: the `webhook-id` of its deliveries.
+    /// Event id (also the webhook-id of its deliveries).
+    #[schema(format = "uuid")]
     pub id: String,
-    /// An RFC 9967 event URN or an `account.*` product event.
     #[serde(rename = "type")]
+    #[schema(schema_with = event_type_ref)]
     pub kind: String,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
     pub time: String,
+    #[schema(required = true, format = "uuid")]
     pub account_id: Option<String>,
+    #[schema(required = true, schema_with = resource_type)]
     pub resource_type: Option<String>,
+    /// SCIM id.
+    #[schema(required = true)]
     pub resource_id: Option<String>,
-    /// An RFC 9967 Security Event Token payload, or `{"account": ...}`.
+    #[schema(schema_with = event_data)]
     pub data: Value,
+}
+
+/// The event types of the feed: SCIM changes (RFC 9967 URNs) and product events (`account.*`).
+pub fn event_types() -> impl Iterator<Item = &'static str> {
+    SCIM_EVENTS.into_iter().chain(PRODUCT_EVENTS)
+}
+
+/// The `EventType` schema: every type the feed carries.
+pub fn event_type_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(event_types()))
+        .description(Some(
+            "SCIM change types (urn:ietf:params:scim:event:prov:...) and product event types (account.*).",
+        ))
+        .into()
+}
+
+fn resource_type() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["User", "Group"]))
+        .description(Some("The SCIM resource type the event is about."))
+}
+
+fn event_type_ref() -> Ref {
+    Ref::from_schema_name("EventType")
+}
+
+/// `data` is one of two shapes, by the event's type (their schemas are components).
+fn event_data() -> AnyOfBuilder {
+    AnyOfBuilder::new()
+        .item(Ref::from_schema_name("SecurityEventToken"))
+        .item(Ref::from_schema_name("AccountEventData"))
 }
 
 impl Event {

@@ -3,6 +3,7 @@
 //! the webhooks' wire format (`webhooks::wire::Event`), the same body a delivery POSTs.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{cursor, invalid, page_limit, paged, ListParams, Page};
 use crate::auth::Principal;
@@ -36,10 +37,13 @@ pub fn check_wait(wait: Option<i64>) -> Result<u64> {
     Ok(wait.unsigned_abs())
 }
 
-/// The answer of `GET /events`: `next` is the `seq` to ask after next time.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// The answer of `GET /events`.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct EventFeed {
+    /// Events after `after`, in seq order; empty when a `wait` ended without one.
     pub items: Vec<Event>,
+    /// A seq: pass as `after` to continue.
+    #[schema(minimum = 0)]
     pub next: i64,
 }
 

@@ -4,10 +4,13 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 use super::{decode, invalid, Page};
 use crate::auth::Principal;
-use crate::product::{self, Entitlements, Policy, RoleDef};
+use crate::product::{self, Entitlements, EntitlementsSchema, Policy, RoleDef};
 use crate::provisioning::accounts::{policy_of, role_def};
 use crate::provisioning::journal::new_id;
 use crate::provisioning::{Error, Result, Service};
@@ -18,62 +21,144 @@ use crate::storage::dialect::Lock;
 use crate::storage::roles::{self, RoleRow, RuleGrant, RuleRow};
 use crate::storage::{resources, StorageError, TenantId};
 
-/// A role as the API shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// A named set of entitlements. Names are unique per tenant. When roles grant the same key:
+/// numbers → the highest wins; booleans → true wins; strings → the value of the role whose
+/// name sorts first (byte order).
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Role {
+    #[schema(format = "uuid")]
     pub id: String,
+    #[schema(examples("finance-manager"))]
     pub name: String,
+    #[schema(value_type = EntitlementsSchema)]
     pub entitlements: Entitlements,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
     pub created: String,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
     pub last_modified: String,
 }
 
-/// The body of `POST /roles` and `PUT /roles/{id}`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+/// A role's name and entitlements (a PUT replaces both).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleInput {
-    /// 1 to 200 bytes (surrounding spaces are dropped); unique in the tenant.
+    /// 1 to 200 bytes (surrounding spaces are dropped); unique per tenant (409 if taken).
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub name: Option<String>,
-    /// Key → number, boolean or string; a key has one type across the tenant's roles.
-    #[serde(default)]
+    /// A key has one type across the tenant's roles (400 otherwise).
+    #[schema(value_type = Option<EntitlementsSchema>)]
     pub entitlements: Option<Entitlements>,
-    /// Accepted and ignored (a role read back may be sent again).
-    #[serde(default)]
+    /// Accepted and ignored: a role read back may be sent again.
+    #[schema(value_type = Option<String>)]
     pub id: Option<Value>,
 }
 
-/// A rule as the API shows it: exactly one of `filter` and `group`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rule {
-    pub id: String,
-    /// The id of the role it grants.
-    pub role: String,
-    pub created: String,
-    pub last_modified: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub filter: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+/// Grants a role: by SCIM filter over the User or by SCIM group membership (exactly one of
+/// `filter`/`group`). A user holds a role when any rule of that role matches.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Rule {
+    Filter(FilterRule),
+    Group(GroupRule),
 }
 
-/// The body of `POST /rules` and `PUT /rules/{id}`.
+/// Grants `role` to every user matching `filter`.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterRule {
+    /// Rule id.
+    #[schema(format = "uuid")]
+    pub id: String,
+    /// Role id.
+    #[schema(format = "uuid")]
+    pub role: String,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
+    pub created: String,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
+    pub last_modified: String,
+    /// SCIM filter over the User (the language of /scim/v2/Users?filter=).
+    #[schema(examples("title eq \"Finance Manager\""))]
+    pub filter: String,
+}
+
+/// Grants `role` to every member of the SCIM group `group`.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupRule {
+    /// Rule id.
+    #[schema(format = "uuid")]
+    pub id: String,
+    /// Role id.
+    #[schema(format = "uuid")]
+    pub role: String,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
+    pub created: String,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
+    pub last_modified: String,
+    /// SCIM group id.
+    pub group: String,
+}
+
+/// The body of `POST /rules` and `PUT /rules/{id}` (its schema: `RuleInput::schema`).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleInput {
     /// The id of the role it grants.
     pub role: Option<String>,
     /// A SCIM filter over the user (the query language of `?filter=`).
-    #[serde(default)]
     pub filter: Option<String>,
     /// A SCIM group id: its members get the role.
-    #[serde(default)]
     pub group: Option<String>,
     /// Accepted and ignored (a rule read back may be sent again).
-    #[serde(default)]
     pub id: Option<Value>,
 }
+
+/// `{"role", "filter"}` or `{"role", "group"}`: one object shape per kind of rule.
+impl PartialSchema for RuleInput {
+    fn schema() -> RefOr<Schema> {
+        let shape = |title: &str, grant: &str, about: &str| {
+            ObjectBuilder::new()
+                .title(Some(title))
+                .property(
+                    "role",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(utoipa::openapi::SchemaFormat::Custom("uuid".into())))
+                        .description(Some("Role id.")),
+                )
+                .property(
+                    grant,
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some(about)),
+                )
+                .required("role")
+                .required(grant)
+        };
+        OneOfBuilder::new()
+            .description(Some(
+                "`{\"role\", \"filter\"}` or `{\"role\", \"group\"}` (exactly one of `filter`/`group`). \
+                 A filter that does not parse or names an unknown attribute gives 400 with the position. \
+                 Group membership is tested with a `group` rule, not with a filter on `groups`.",
+            ))
+            .item(shape(
+                "filter rule",
+                "filter",
+                "SCIM filter over the User (the language of /scim/v2/Users?filter=).",
+            ))
+            .item(shape("group rule", "group", "SCIM group id."))
+            .into()
+    }
+}
+
+impl ToSchema for RuleInput {}
 
 const POLICY_SHAPE: &str =
     "a policy is {\"provisioning\": \"auto\"|\"review\", \"deprovisioning\": \"auto\"|\"notify\"}";
@@ -91,17 +176,23 @@ fn role_view(r: &RoleRow) -> Role {
 }
 
 fn rule_view(r: &RuleRow) -> Rule {
-    let (filter, group) = match &r.grant {
-        RuleGrant::Filter(f) => (Some(f.clone()), None),
-        RuleGrant::Group(g) => (None, Some(g.clone())),
-    };
-    Rule {
-        id: r.id.clone(),
-        role: r.role_id.clone(),
-        created: format_micros(r.created),
-        last_modified: format_micros(r.modified),
-        filter,
-        group,
+    let (id, role) = (r.id.clone(), r.role_id.clone());
+    let (created, last_modified) = (format_micros(r.created), format_micros(r.modified));
+    match &r.grant {
+        RuleGrant::Filter(f) => Rule::Filter(FilterRule {
+            id,
+            role,
+            created,
+            last_modified,
+            filter: f.clone(),
+        }),
+        RuleGrant::Group(g) => Rule::Group(GroupRule {
+            id,
+            role,
+            created,
+            last_modified,
+            group: g.clone(),
+        }),
     }
 }
 

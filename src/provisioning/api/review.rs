@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::{cursor, decode, invalid, page_limit, paged, ListParams, Page};
 use crate::auth::Principal;
@@ -28,15 +29,15 @@ pub enum Queue {
 }
 
 /// The body of `POST /candidates/approve`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupApproval {
-    /// A SCIM group id: every pending member is approved.
+    /// SCIM group id: every pending member is approved.
     pub group: String,
 }
 
-/// The answer of `POST /candidates/approve`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// The answer of `POST /candidates/approve`: the accounts approved, all or nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct GroupApproved {
     pub approved: Vec<Account>,
 }

@@ -3,66 +3,115 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type};
+use utoipa::openapi::Ref;
+use utoipa::ToSchema;
 
 use super::{cursor, decode, invalid, page_limit, paged, ListParams, Page};
 use crate::auth::Principal;
 use crate::product::PRODUCT_EVENTS;
-use crate::provisioning::journal::{new_id, SCIM_EVENTS};
+use crate::provisioning::journal::new_id;
 use crate::provisioning::{Error, Result, Service};
+use crate::scim::events::SCIM_EVENTS;
 use crate::scim::time::{format_micros, now_micros};
 use crate::storage::conn::Conn;
 use crate::storage::deliveries::{self, DeliveryRow, Status, WebhookRow};
 use crate::webhooks::{self as delivery, wire};
 
-/// A subscription as the API shows it (never its secret).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// A subscription (its secret is never shown again).
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct Webhook {
     pub id: String,
+    /// An http(s) URL.
+    #[schema(format = "uri")]
     pub url: String,
-    /// Event types, or `["*"]` for all.
+    /// Event types it wants; ["*"] for all.
     pub events: Vec<String>,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
     pub created: String,
 }
 
-/// The answer to a subscription's creation: the only time its secret is shown.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// A new subscription with its `secret`, shown once.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct WebhookCreated {
     #[serde(flatten)]
     pub webhook: Webhook,
-    /// `whsec_` and the base64 of the key: verify each delivery's `webhook-signature` with it.
+    /// `whsec_` + base64 of the HMAC key: verify each delivery's `webhook-signature` with it.
+    #[schema(pattern = "^whsec_")]
     pub secret: String,
 }
 
 /// The body of `POST /webhooks`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookInput {
-    /// An http or https URL.
+    /// An http(s) URL.
+    #[schema(value_type = String, required = true, format = "uri")]
     pub url: Option<String>,
-    /// A non-empty list of event types, or `["*"]`.
+    /// Event types to deliver; ["*"] for all.
+    #[schema(required = true, schema_with = event_list)]
     pub events: Option<Vec<String>>,
-    /// `whsec_` and the base64 of 24 to 64 random bytes; generated when absent.
+    /// Optional `whsec_` + base64 of 24 to 64 random bytes; generated when absent.
+    #[schema(value_type = String, pattern = "^whsec_")]
     pub secret: Option<String>,
 }
 
-/// A delivery as the API shows it (dead letters are deliveries).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// A non-empty list of event types, or `["*"]`.
+fn event_list() -> ArrayBuilder {
+    ArrayBuilder::new().min_items(Some(1)).items(
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name("EventType"))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["*"])),
+            ),
+    )
+}
+
+/// One event queued for one webhook (a dead letter is one with status `dead`). A replay sets
+/// `status` to `pending`, `attempts` to 0 and `created` to the time of the replay.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     pub id: String,
+    /// Webhook id.
     pub webhook: String,
+    #[schema(format = "uuid")]
     pub event_id: String,
     pub seq: i64,
     #[serde(rename = "type")]
+    #[schema(schema_with = event_type_ref)]
     pub kind: String,
-    /// `pending`, `delivered` or `dead`.
+    #[schema(schema_with = delivery_status)]
     pub status: String,
+    #[schema(minimum = 0)]
     pub attempts: i32,
+    /// Why the last failed attempt failed; null after a successful one or before any.
+    #[schema(required = true)]
     pub last_error: Option<String>,
+    /// RFC 3339 in UTC, or null before the first attempt.
+    #[schema(required = true, format = DateTime)]
     pub last_attempt_at: Option<String>,
-    /// Set only while the status is `pending`.
+    /// RFC 3339 in UTC while `status` is `pending`; null otherwise.
+    #[schema(required = true, format = DateTime)]
     pub next_attempt_at: Option<String>,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
     pub created: String,
+}
+
+fn event_type_ref() -> Ref {
+    Ref::from_schema_name("EventType")
+}
+
+fn delivery_status() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(
+            [Status::Pending, Status::Delivered, Status::Dead].map(Status::as_str),
+        ))
 }
 
 fn webhook_view(w: &WebhookRow) -> Webhook {
