@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use crate::auth::{Principal, Scope};
 use crate::scim::compat::Compat;
-use crate::scim::error::{ScimError, ScimType};
-use crate::scim::filter::{parse_filter, Filter, Limits};
+use crate::scim::error::ScimError;
+use crate::scim::filter::{parse_filter_with, Filter, Limits, Syntax};
 use crate::scim::patch::{self, MemberChange};
 use crate::scim::projection::Projection;
 use crate::scim::query::{self, Cond, Sort};
@@ -810,10 +810,26 @@ impl Service {
         Ok(())
     }
 
-    /// Parses a filter (syntax only), within the configured limits.
+    /// Parses a rule's filter (`/api/v1`), within the configured limits. Rules are the
+    /// product's own API, not a SCIM client's dialect: they take every filter form a SCIM
+    /// client may use, whatever `--strict` says, so a stored rule never stops parsing.
     pub fn parse_filter(&self, text: &str) -> Result<Filter> {
-        Ok(parse_filter(text, &self.settings.filter_limits)
-            .map_err(|e| ScimError::invalid_filter(format!("filter {e}")))?)
+        self.parse_filter_as(text, Syntax::LENIENT)
+    }
+
+    /// Parses a SCIM `filter` parameter with the client forms the principal's dialect allows.
+    fn parse_scim_filter(&self, p: &Principal, text: &str) -> Result<Filter> {
+        let syntax = Syntax {
+            value_path_sub: p.compat.filter_value_path_sub,
+        };
+        self.parse_filter_as(text, syntax)
+    }
+
+    fn parse_filter_as(&self, text: &str, syntax: Syntax) -> Result<Filter> {
+        Ok(
+            parse_filter_with(text, &self.settings.filter_limits, syntax)
+                .map_err(|e| ScimError::invalid_filter(format!("filter {e}")))?,
+        )
     }
 
     /// GET /Users?filter=..., POST /Users/.search and POST /.search (RFC 7644 §3.4.2-3):
@@ -821,9 +837,6 @@ impl Service {
     /// or attribute that does not apply to one type excludes (filter) or is ignored for
     /// (sort, attributes) that type; it is an error only when it applies to none.
     pub fn list(&self, p: &Principal, types: &[Rtype], q: &ListQuery) -> Result<Value> {
-        if q.count.is_some_and(|c| c < 0) {
-            return Err(ScimError::new(ScimType::InvalidValue, "`count` must be 0 or more").into());
-        }
         let descending = match q
             .sort_order
             .as_deref()
@@ -857,7 +870,7 @@ impl Service {
                 let filter = q
                     .filter
                     .as_deref()
-                    .map(|f| self.parse_filter(f))
+                    .map(|f| self.parse_scim_filter(p, f))
                     .transpose()?;
                 let cond = filter
                     .as_ref()
@@ -900,10 +913,13 @@ impl Service {
                 return Err(e);
             }
         }
+        // RFC 7644 §3.4.2.4: "A negative value SHALL be interpreted as "0"" (an answer with
+        // `totalResults` and no resources); above the server's maximum, the maximum.
         let count = q
             .count
             .unwrap_or(self.settings.default_page_size)
-            .min(self.settings.max_page_size);
+            .min(self.settings.max_page_size)
+            .max(0);
         let mut conn = self.conn()?;
         if let (Some(cursor), [plan]) = (&q.cursor, plans.as_slice()) {
             return conn.read_tx(|db| self.cursor_page(db, p, plan, q, cursor, count));
