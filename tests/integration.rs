@@ -11,6 +11,8 @@ mod bulk;
 
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/dialects.rs"]
+mod dialects;
 #[path = "integration/discovery.rs"]
 mod discovery;
 #[path = "integration/entra.rs"]

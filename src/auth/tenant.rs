@@ -15,16 +15,55 @@ fn flag<'a>(c: &'a mut Compat, name: &str) -> Option<&'a mut bool> {
     c.flag_mut(name)
 }
 
-/// What a tenant has set. Unset tolerances follow the server.
+/// A tenant's whole dialect: every tolerance off (`strict`) or on (`lenient`), whatever the
+/// server's default, including tolerances added after it was set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Strict,
+    Lenient,
+}
+
+/// The tolerances that existed when a tenant's `--strict`/`--lenient` was stored as one
+/// entry per tolerance (before `dialect`); such a setting is read back as the dialect.
+const LEGACY_NAMES: &[&str] = &[
+    "boolean_strings",
+    "op_case_insensitive",
+    "remove_members_by_value",
+    "dotted_keys",
+    "create_on_filtered_path",
+    "ignore_read_only_in_patch",
+];
+
+/// What a tenant has set: a whole dialect or none (the server's), then single tolerances on
+/// top of it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<Dialect>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub compat: BTreeMap<String, bool>,
 }
 
 impl TenantSettings {
     pub fn parse(json: &str) -> Result<TenantSettings, serde_json::Error> {
-        serde_json::from_str(json)
+        let mut s: TenantSettings = serde_json::from_str(json)?;
+        if s.dialect.is_none() {
+            let legacy: Vec<bool> = LEGACY_NAMES
+                .iter()
+                .filter_map(|n| s.compat.get(*n).copied())
+                .collect();
+            if legacy.len() == LEGACY_NAMES.len() && legacy.windows(2).all(|w| w[0] == w[1]) {
+                let on = legacy[0];
+                s.dialect = Some(if on {
+                    Dialect::Lenient
+                } else {
+                    Dialect::Strict
+                });
+                s.compat.retain(|_, v| *v != on);
+            }
+        }
+        Ok(s)
     }
 
     pub fn to_json(&self) -> String {
@@ -34,7 +73,11 @@ impl TenantSettings {
     /// The tolerances in force for this tenant on a server whose default is `server`.
     /// Names this version does not know are ignored.
     pub fn compat(&self, server: Compat) -> Compat {
-        let mut c = server;
+        let mut c = match self.dialect {
+            None => server,
+            Some(Dialect::Strict) => Compat::strict(),
+            Some(Dialect::Lenient) => Compat::default(),
+        };
         for (name, on) in &self.compat {
             if let Some(f) = flag(&mut c, name) {
                 *f = *on;
@@ -43,11 +86,15 @@ impl TenantSettings {
         c
     }
 
-    /// Every tolerance on (`lenient`) or off (`strict`), whatever the server default.
+    /// Every tolerance on (`lenient`) or off (`strict`), whatever the server default; forgets
+    /// single settings.
     pub fn set_all(&mut self, on: bool) {
-        for name in TOLERANCES {
-            self.compat.insert((*name).to_string(), on);
-        }
+        self.dialect = Some(if on {
+            Dialect::Lenient
+        } else {
+            Dialect::Strict
+        });
+        self.compat.clear();
     }
 
     pub fn set(&mut self, name: &str, on: bool) -> Result<(), String> {
@@ -63,30 +110,28 @@ impl TenantSettings {
 
     /// Back to the server-wide default for every tolerance.
     pub fn reset(&mut self) {
+        self.dialect = None;
         self.compat.clear();
     }
 
     /// A one-line summary for `tenant list`.
     pub fn describe(&self) -> String {
-        let known: Vec<(&String, &bool)> = self
+        let base = match self.dialect {
+            None => "server default",
+            Some(Dialect::Strict) => "strict",
+            Some(Dialect::Lenient) => "lenient",
+        };
+        let parts: Vec<String> = self
             .compat
             .iter()
             .filter(|(k, _)| TOLERANCES.contains(&k.as_str()))
+            .map(|(k, on)| format!("{k}={}", if *on { "on" } else { "off" }))
             .collect();
-        if known.is_empty() {
-            return "dialect: server default".into();
+        match (self.dialect, parts.is_empty()) {
+            (_, true) => format!("dialect: {base}"),
+            (None, false) => format!("dialect: {}", parts.join(",")),
+            (Some(_), false) => format!("dialect: {base}, {}", parts.join(",")),
         }
-        if known.len() == TOLERANCES.len() && known.iter().all(|(_, on)| !**on) {
-            return "dialect: strict".into();
-        }
-        if known.len() == TOLERANCES.len() && known.iter().all(|(_, on)| **on) {
-            return "dialect: lenient".into();
-        }
-        let parts: Vec<String> = known
-            .iter()
-            .map(|(k, on)| format!("{k}={}", if **on { "on" } else { "off" }))
-            .collect();
-        format!("dialect: {}", parts.join(","))
     }
 }
 
@@ -107,6 +152,16 @@ mod tests {
         assert_eq!(strict.describe(), "dialect: strict");
         let round = TenantSettings::parse(&strict.to_json()).unwrap();
         assert_eq!(round, strict);
+        // Strict plus one tolerance back on.
+        strict.set("dotted_keys", true).unwrap();
+        let c = strict.compat(Compat::default());
+        assert!(c.dotted_keys && !c.boolean_strings && !c.ignore_undeclared_schemas);
+        assert_eq!(strict.describe(), "dialect: strict, dotted_keys=on");
+        assert_eq!(TenantSettings::parse(&strict.to_json()).unwrap(), strict);
+        let mut lenient = TenantSettings::default();
+        lenient.set_all(true);
+        assert_eq!(lenient.compat(Compat::strict()), Compat::default());
+        assert_eq!(lenient.describe(), "dialect: lenient");
 
         let mut one = TenantSettings::default();
         one.set("boolean_strings", false).unwrap();
@@ -125,5 +180,22 @@ mod tests {
         }
         let future = TenantSettings::parse(r#"{"compat":{"from_the_future":false}}"#).unwrap();
         assert_eq!(future.compat(Compat::default()), Compat::default());
+    }
+
+    #[test]
+    fn a_strict_tenant_stored_per_tolerance_stays_strict_for_new_tolerances() {
+        // What `tenant set --strict` stored before `dialect` existed.
+        let old = r#"{"compat":{"boolean_strings":false,"op_case_insensitive":false,
+            "remove_members_by_value":false,"dotted_keys":false,"create_on_filtered_path":false,
+            "ignore_read_only_in_patch":false,"complex_value_from_string":false}}"#;
+        let s = TenantSettings::parse(old).unwrap();
+        assert_eq!(s.dialect, Some(Dialect::Strict));
+        assert_eq!(s.compat(Compat::default()), Compat::strict());
+        assert_eq!(s.describe(), "dialect: strict");
+        // A partial old setting stays what it was: single tolerances on the server default.
+        let one = TenantSettings::parse(r#"{"compat":{"dotted_keys":false}}"#).unwrap();
+        assert_eq!(one.dialect, None);
+        assert!(!one.compat(Compat::default()).dotted_keys);
+        assert!(one.compat(Compat::default()).ignore_undeclared_schemas);
     }
 }

@@ -29,7 +29,10 @@ use crate::scim::time::now_micros;
 /// The form of a token request (RFC 6749 §4.4.2, §2.3.1). Parsed by hand (`parse_form`): a
 /// repeated parameter is an error there.
 #[derive(ToSchema)]
-#[expect(dead_code, reason = "documents the form; `parse_form` reads it by hand")]
+#[expect(
+    dead_code,
+    reason = "documents the form; `parse_form` reads it by hand"
+)]
 pub struct TokenRequest {
     /// `client_credentials`.
     #[schema(examples("client_credentials"))]

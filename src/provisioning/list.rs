@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::cursor::{self, Direction, Position};
 use super::{Error, Result, Service};
 use crate::auth::Principal;
-use crate::scim::error::{ScimError, ScimType};
+use crate::scim::error::ScimError;
 use crate::scim::projection::Projection;
 use crate::scim::query::{self, Cond, Sort};
 use crate::scim::schema::{Rtype, LIST_RESPONSE};
@@ -43,9 +43,6 @@ impl Service {
         types: &[Rtype],
         q: &ListQuery,
     ) -> Result<Value> {
-        if q.count.is_some_and(|c| c < 0) {
-            return Err(ScimError::new(ScimType::InvalidValue, "`count` must be 0 or more").into());
-        }
         let descending = match q
             .sort_order
             .as_deref()
@@ -79,7 +76,7 @@ impl Service {
                 let filter = q
                     .filter
                     .as_deref()
-                    .map(|f| self.parse_filter(f))
+                    .map(|f| self.parse_scim_filter(p, f))
                     .transpose()?;
                 let cond = filter
                     .as_ref()
@@ -122,10 +119,13 @@ impl Service {
                 return Err(e);
             }
         }
+        // RFC 7644 §3.4.2.4: "A negative value SHALL be interpreted as "0"" (an answer with
+        // `totalResults` and no resources); above the server's maximum, the maximum.
         let count = q
             .count
             .unwrap_or(self.settings.default_page_size)
-            .min(self.settings.max_page_size);
+            .min(self.settings.max_page_size)
+            .max(0);
         if let (Some(cursor), [plan]) = (&q.cursor, plans.as_slice()) {
             return conn.read_tx(|db| self.cursor_page(db, p, plan, cursor, count));
         }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use crate::auth::{AuthError, Principal, Scope};
 use crate::scim::compat::Compat;
 use crate::scim::error::ScimError;
-use crate::scim::filter::{parse_filter, Filter, Limits};
+use crate::scim::filter::{parse_filter_with, Filter, Limits, Syntax};
 use crate::scim::schema::Registry;
 use crate::scim::time::now_micros;
 use crate::storage::conn::{Conn, Db, Pool, PooledConn};
@@ -164,9 +164,25 @@ impl Service {
         conn.read_tx(f)
     }
 
-    /// Parses a filter (syntax only), within the configured limits.
+    /// Parses a rule's filter (`/api/v1`), within the configured limits. Rules are the
+    /// product's own API, not a SCIM client's dialect: they take every filter form a SCIM
+    /// client may use, whatever `--strict` says, so a stored rule never stops parsing.
     pub fn parse_filter(&self, text: &str) -> Result<Filter> {
-        Ok(parse_filter(text, &self.settings.filter_limits)
-            .map_err(|e| ScimError::invalid_filter(format!("filter {e}")))?)
+        self.parse_filter_as(text, Syntax::LENIENT)
+    }
+
+    /// Parses a SCIM `filter` parameter with the client forms the principal's dialect allows.
+    pub(crate) fn parse_scim_filter(&self, p: &Principal, text: &str) -> Result<Filter> {
+        let syntax = Syntax {
+            value_path_sub: p.compat.filter_value_path_sub,
+        };
+        self.parse_filter_as(text, syntax)
+    }
+
+    fn parse_filter_as(&self, text: &str, syntax: Syntax) -> Result<Filter> {
+        Ok(
+            parse_filter_with(text, &self.settings.filter_limits, syntax)
+                .map_err(|e| ScimError::invalid_filter(format!("filter {e}")))?,
+        )
     }
 }

@@ -156,9 +156,40 @@ impl CompOp {
     }
 }
 
-/// Parses a `filter` query parameter (RFC 7644 §3.4.2.2).
+/// Filter forms beyond the RFC 7644 ABNF that clients send. Each is switched by a named
+/// client-dialect tolerance (`scim::compat`); the caller maps one to the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Syntax {
+    /// `emails[type eq "work"].value eq "x"`, read as `emails[type eq "work" and value eq
+    /// "x"]` (Entra ID; `Compat::filter_value_path_sub`).
+    pub value_path_sub: bool,
+}
+
+impl Syntax {
+    /// The RFC 7644 grammar only.
+    pub const RFC: Syntax = Syntax {
+        value_path_sub: false,
+    };
+    /// The RFC grammar and every client form above.
+    pub const LENIENT: Syntax = Syntax {
+        value_path_sub: true,
+    };
+}
+
+/// Parses a `filter` query parameter (RFC 7644 §3.4.2.2), by the RFC grammar alone.
 pub fn parse_filter(input: &str, limits: &Limits) -> Result<Filter, ParseError> {
+    parse_filter_with(input, limits, Syntax::RFC)
+}
+
+/// Parses a `filter` query parameter (RFC 7644 §3.4.2.2), also accepting the client forms
+/// `syntax` allows.
+pub fn parse_filter_with(
+    input: &str,
+    limits: &Limits,
+    syntax: Syntax,
+) -> Result<Filter, ParseError> {
     let mut p = Parser::new(input, limits, Mode::Filter)?;
+    p.syntax = syntax;
     p.skip_ws();
     if p.at_end() {
         return Err(ParseError::new(0, "empty filter"));
@@ -280,6 +311,7 @@ struct Parser<'l> {
     terms: usize,
     limits: &'l Limits,
     mode: Mode,
+    syntax: Syntax,
 }
 
 impl<'l> Parser<'l> {
@@ -302,6 +334,7 @@ impl<'l> Parser<'l> {
             terms: 0,
             limits,
             mode,
+            syntax: Syntax::RFC,
         })
     }
 
@@ -479,7 +512,10 @@ impl<'l> Parser<'l> {
                 if self.peek() == Some('[') {
                     // RFC 7644 §3.4.2.2: valuePath = attrPath "[" valFilter "]"
                     let (path, inner) = self.parse_value_filter(path, in_value_filter)?;
-                    if self.mode == Mode::Filter && self.peek() == Some('.') {
+                    if self.mode == Mode::Filter
+                        && self.syntax.value_path_sub
+                        && self.peek() == Some('.')
+                    {
                         return self.parse_value_path_sub(path, inner);
                     }
                     return Ok(Filter::ValuePath(path, Box::new(inner)));
@@ -890,7 +926,10 @@ impl<'l> Parser<'l> {
             return ParseError::new(
                 pos,
                 "a sub-attribute after a value filter (\"attr[...].sub\") is only allowed in \
-                 PATCH paths; in a filter, put the condition inside the brackets",
+                 PATCH paths; in a filter, put the condition inside the brackets, e.g. \
+                 emails[type eq \"work\" and value eq \"x\"] (the client form \
+                 emails[type eq \"work\"].value eq \"x\" needs the `filter_value_path_sub` \
+                 client-dialect tolerance, which is off)",
             );
         }
         let found = self.describe_at(pos);
@@ -1142,8 +1181,29 @@ mod tests {
         Filter::ValuePath(path, Box::new(inner))
     }
 
+    /// The grammar with every client form on (`Syntax::LENIENT`); `rfc_syntax_refuses_...`
+    /// shows what each form costs without it.
     fn parse(input: &str) -> Result<Filter, ParseError> {
-        parse_filter(input, &Limits::default())
+        parse_filter_with(input, &Limits::default(), Syntax::LENIENT)
+    }
+
+    #[test]
+    fn rfc_syntax_refuses_the_sub_attribute_after_a_value_filter() {
+        let entra = r#"emails[type eq "work"].value eq "x@example.com""#;
+        let e = parse_filter(entra, &Limits::default()).unwrap_err();
+        assert_eq!(e.pos, 22, "{e}");
+        assert!(e.message.contains("filter_value_path_sub"), "{e}");
+        assert!(e.message.contains("only allowed in PATCH paths"), "{e}");
+        assert_eq!(
+            parse(entra).unwrap().to_string(),
+            r#"emails[type eq "work" and value eq "x@example.com"]"#
+        );
+        // The RFC form means the same under either syntax.
+        let rfc = r#"emails[type eq "work" and value eq "x@example.com"]"#;
+        assert_eq!(
+            parse_filter(rfc, &Limits::default()).unwrap(),
+            parse(entra).unwrap()
+        );
     }
 
     fn ok(input: &str) -> Filter {

@@ -9,7 +9,9 @@ use super::compat::Compat;
 use super::error::{ScimError, ScimResult, ScimType};
 use super::filter::{parse_path, AttrPath, Filter, Limits, PatchPath};
 use super::query::{self, Cond, ElemSet};
-use super::resource::{check_required, normalize_members, normalize_value, Doc, MemberInput};
+use super::resource::{
+    check_required, missing_required, normalize_members, normalize_value, Doc, MemberInput,
+};
 use super::schema::{AttrType, Attribute, Mutability, Registry, Rtype, PATCH_OP};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,9 +129,15 @@ fn parse_op(i: usize, op: &Value, compat: &Compat) -> ScimResult<Operation> {
         "replace" => OpKind::Replace,
         "remove" => OpKind::Remove,
         _ => {
+            let lower = op_text.to_ascii_lowercase();
+            let note = if matches!(lower.as_str(), "add" | "replace" | "remove") {
+                Compat::off_note("op_case_insensitive")
+            } else {
+                String::new()
+            };
             return Err(ScimError::invalid_syntax(format!(
-                "operation {n}: unknown op `{op_text}`; use add, replace or remove"
-            )))
+                "operation {n}: unknown op `{op_text}`; use add, replace or remove{note}"
+            )));
         }
     };
     let path_text = match field("path") {
@@ -203,10 +211,21 @@ pub fn apply(
         doc: doc.clone(),
         members: Vec::new(),
     };
+    let complete = missing_required(registry, rt, doc).is_none();
     for (i, op) in ops.iter().enumerate() {
         let n = i + 1;
         apply_one(registry, rt, &mut out, op, compat)
             .map_err(|e| ScimError::new(e.scim_type, format!("operation {n}: {}", e.detail)))?;
+        // RFC 7644 §3.5.2.2: an attribute that "is removed or becomes unassigned and is
+        // defined as a required attribute" is a `mutability` error (by `remove`, or by a
+        // `replace` with null).
+        if complete {
+            if let Some(path) = missing_required(registry, rt, &out.doc) {
+                return Err(ScimError::mutability(format!(
+                    "operation {n}: `{path}` is required and cannot be removed or unassigned; replace it with a new value instead"
+                )));
+            }
+        }
     }
     check_required(registry, rt, &out.doc)?;
     Ok(out)
@@ -254,12 +273,16 @@ fn apply_one(
                     if compat.ignore_read_only_in_patch || lower == "schemas" {
                         continue;
                     }
-                    return Err(ScimError::mutability(format!("`{key}` is readOnly")));
+                    return Err(ScimError::mutability(format!(
+                        "`{key}` is readOnly{}",
+                        Compat::off_note("ignore_read_only_in_patch")
+                    )));
                 }
                 let dotted = key.contains('.') && !lower.starts_with("urn:");
                 if dotted && !compat.dotted_keys {
                     return Err(ScimError::invalid_value(format!(
-                        "`{key}`: a no-path value takes attribute names, not paths"
+                        "`{key}`: a no-path value takes attribute names, not paths{}",
+                        Compat::off_note("dotted_keys")
                     )));
                 }
                 let path = parse_path(key, &Limits::default())
@@ -269,8 +292,14 @@ fn apply_one(
                         "`{key}`: filters are not allowed in value keys"
                     )));
                 }
-                if compat.ignore_read_only_in_patch && is_read_only(registry, rt, &path) {
-                    continue;
+                if is_read_only(registry, rt, &path) {
+                    if compat.ignore_read_only_in_patch {
+                        continue;
+                    }
+                    return Err(ScimError::mutability(format!(
+                        "`{key}` is readOnly{}",
+                        Compat::off_note("ignore_read_only_in_patch")
+                    )));
                 }
                 apply_path(registry, rt, out, op.op, &path, Some(v.clone()), compat)?;
             }
@@ -410,6 +439,14 @@ fn apply_path(
         out.members.push(change);
         return Ok(());
     }
+    if op == OpKind::Remove && value.is_some() {
+        // RFC 7644 §3.5.2.2: `remove` selects by its path alone. Ignoring a `value` would
+        // remove every value where the client meant some.
+        return Err(ScimError::invalid_value(format!(
+            "remove takes no `value`; to remove some values of `{}`, select them with a filter path, e.g. emails[value eq \"x\"]",
+            describe(&t)
+        )));
+    }
     let leaf = t.sub.unwrap_or(t.attr);
     if t.attr.mutability == Mutability::ReadOnly || leaf.mutability == Mutability::ReadOnly {
         return Err(ScimError::mutability(format!(
@@ -490,6 +527,9 @@ fn apply_whole_extension(
     compat: &Compat,
 ) -> ScimResult<()> {
     match op {
+        OpKind::Remove if value.is_some() => Err(ScimError::invalid_value(format!(
+            "remove takes no `value`; the path `{ext_id}` removes the whole extension"
+        ))),
         OpKind::Remove => {
             out.doc.remove(ext_id);
             Ok(())
@@ -714,14 +754,14 @@ fn filtered(
             let path = format!("{}.{}", attr.name, s.name);
             let new = normalize_value(s, value.as_ref().unwrap_or(&Value::Null), compat, &path)?;
             if hits.is_empty() {
-                if !compat.create_on_filtered_path || t.eq_pairs.is_empty() {
-                    return Err(no_match(t));
-                }
-                // Entra ID: `emails[type eq "work"].value` when there is no work email yet.
-                let mut elem = Map::new();
-                for (k, v) in &t.eq_pairs {
-                    let sa = attr.sub(k).ok_or_else(|| no_match(t))?;
-                    elem.insert(sa.name.clone(), v.clone());
+                // Entra ID: `emails[type eq "work"].value` when there is no work email yet
+                // (`create_on_filtered_path`); any other filter that matches nothing is
+                // noTarget (RFC 7644 §3.5.2.3).
+                let Some(mut elem) = creatable(attr, &t.eq_pairs) else {
+                    return Err(no_match_creatable(t, compat));
+                };
+                if !compat.create_on_filtered_path {
+                    return Err(no_match_creatable(t, compat));
                 }
                 if let Some(v) = new {
                     elem.insert(s.name.clone(), v);
@@ -774,6 +814,58 @@ fn no_match(t: &Target) -> ScimError {
     )
 }
 
+/// noTarget for `attr[filter].sub` when nothing matches, saying when a value would have been
+/// created instead.
+fn no_match_creatable(t: &Target, compat: &Compat) -> ScimError {
+    let canon = t
+        .attr
+        .sub("type")
+        .map(|ty| ty.canonical_values.join(", "))
+        .unwrap_or_default();
+    let why = match (compat.create_on_filtered_path, canon.is_empty()) {
+        (_, true) => String::new(),
+        (true, false) => format!(
+            "; a missing value is created only for a filter such as `type eq \"{}\"` naming one of its canonical types ({canon})",
+            canon.split(", ").next().unwrap_or_default()
+        ),
+        (false, false) => format!(
+            "; add the value without a filter{}",
+            Compat::off_note("create_on_filtered_path")
+        ),
+    };
+    ScimError::new(
+        ScimType::NoTarget,
+        format!("no value of `{}` matches the filter{why}", describe(t)),
+    )
+}
+
+/// The element that `attr[filter].sub` may create when nothing matches (the Entra ID form,
+/// see `Compat::create_on_filtered_path`): the filter is `eq` tests on sub-attributes joined
+/// by `and`, one of which pins `type` to a canonical value of the attribute's schema.
+fn creatable(attr: &Attribute, pairs: &[(String, Value)]) -> Option<Map<String, Value>> {
+    let ty = attr.sub("type")?;
+    let canonical = pairs.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("type")
+            && v.as_str().is_some_and(|v| {
+                ty.canonical_values.iter().any(|c| {
+                    if ty.case_exact {
+                        c == v
+                    } else {
+                        c.eq_ignore_ascii_case(v)
+                    }
+                })
+            })
+    });
+    if !canonical {
+        return None;
+    }
+    let mut elem = Map::new();
+    for (k, v) in pairs {
+        elem.insert(attr.sub(k)?.name.clone(), v.clone());
+    }
+    Some(elem)
+}
+
 /// Turns an operation on a Group's `members` into a membership change.
 fn member_change(
     op: OpKind,
@@ -802,9 +894,10 @@ fn member_change(
             Some(v) if compat.remove_members_by_value => {
                 Ok(MemberChange::Remove(list(Some(v))?.into_iter().map(|m| m.value).collect()))
             }
-            Some(_) => Err(ScimError::invalid_value(
-                "remove takes no `value`; to remove some members use a path such as members[value eq \"id\"]",
-            )),
+            Some(_) => Err(ScimError::invalid_value(format!(
+                "remove takes no `value`; to remove some members use a path such as members[value eq \"id\"]{}",
+                Compat::off_note("remove_members_by_value")
+            ))),
         },
         (OpKind::Remove, Some(cond)) => Ok(match member_ids(cond) {
             Some(ids) => MemberChange::Remove(ids),

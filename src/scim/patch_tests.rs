@@ -662,16 +662,30 @@ fn errors() {
                    {"op": "replace", "path": "addresses[type eq \"other\"]", "value": {"locality": "x"}}]),
             Fails(ScimType::NoTarget),
         ),
-        // Required attributes (RFC 7643 §2.2) cannot become unassigned. RFC 7644 §3.5.2.2
-        // names "mutability" here; Scimitar answers invalidValue, as on POST and PUT.
+        // Required attributes (RFC 7643 §2.2) cannot become unassigned: RFC 7644 §3.5.2.2,
+        // "is removed or becomes unassigned and is defined as a required attribute", is
+        // `mutability`.
         user(
             "remove userName",
             bjensen(),
             json!([{"op": "remove", "path": "userName"}]),
-            Fails(ScimType::InvalidValue),
+            Fails(ScimType::Mutability),
         ),
         user(
-            "replace userName with []",
+            "remove userName after a valid op",
+            bjensen(),
+            json!([{"op": "add", "path": "title", "value": "x"},
+                   {"op": "remove", "path": "userName"}]),
+            Fails(ScimType::Mutability),
+        ),
+        user(
+            "unassign userName by a no-path replace with null",
+            bjensen(),
+            json!([{"op": "replace", "value": {"userName": null}}]),
+            Fails(ScimType::Mutability),
+        ),
+        user(
+            "replace userName with [] (a type error, not an unassignment)",
             bjensen(),
             json!([{"op": "replace", "path": "userName", "value": []}]),
             Fails(ScimType::InvalidValue),
@@ -680,6 +694,26 @@ fn errors() {
             "remove displayName",
             tour_guides(),
             json!([{"op": "remove", "path": "displayName"}]),
+            Fails(ScimType::Mutability),
+        ),
+        group(
+            "unassign displayName by a no-path replace with null",
+            tour_guides(),
+            json!([{"op": "replace", "value": {"displayName": null}}]),
+            Fails(ScimType::Mutability),
+        ),
+        // `remove` selects by path alone (RFC 7644 §3.5.2.2): a `value` would be ignored and
+        // every email removed where the client meant one.
+        user(
+            "remove with a value on a multi-valued attribute",
+            bjensen(),
+            json!([{"op": "remove", "path": "emails", "value": [{"value": "bjensen@example.com"}]}]),
+            Fails(ScimType::InvalidValue),
+        ),
+        user(
+            "remove with a value on a whole extension",
+            bjensen(),
+            json!([{"op": "remove", "path": ENTERPRISE, "value": {"department": "x"}}]),
             Fails(ScimType::InvalidValue),
         ),
         // Wrong value types.
@@ -1144,6 +1178,46 @@ fn client_dialects() {
             default: Gives(json!({"userName": "u", "emails": [
                 {"value": "a@example.com", "type": "home"},
                 {"type": "work", "primary": true, "value": "w@example.com"}]})),
+            strict: Fails(ScimType::NoTarget),
+        },
+        // Only a canonical `type` may create (issue 11): any other filter that matches
+        // nothing is noTarget (RFC 7644 §3.5.2.3), with the tolerance on or off.
+        Dialect {
+            name: "a type that is not canonical creates nothing",
+            rt: Rtype::User,
+            doc: json!({"userName": "u", "emails": [{"value": "a@example.com", "type": "work"}]}),
+            ops: json!([{"op": "replace", "path": "emails[type eq \"nosuchtype\"].value", "value": "x@example.com"}]),
+            flag_off: None,
+            default: Fails(ScimType::NoTarget),
+            strict: Fails(ScimType::NoTarget),
+        },
+        Dialect {
+            name: "a filter without type creates nothing",
+            rt: Rtype::User,
+            doc: json!({"userName": "u", "emails": [{"value": "a@example.com", "type": "work"}]}),
+            ops: json!([{"op": "replace", "path": "emails[value eq \"b@example.com\"].primary", "value": true}]),
+            flag_off: None,
+            default: Fails(ScimType::NoTarget),
+            strict: Fails(ScimType::NoTarget),
+        },
+        Dialect {
+            name: "an attribute without canonical types creates nothing",
+            rt: Rtype::User,
+            doc: json!({"userName": "u"}),
+            ops: json!([{"op": "add", "path": "entitlements[type eq \"work\"].value", "value": "x"}]),
+            flag_off: None,
+            default: Fails(ScimType::NoTarget),
+            strict: Fails(ScimType::NoTarget),
+        },
+        Dialect {
+            name: "canonical types compare as the schema says (caseExact false)",
+            rt: Rtype::User,
+            doc: json!({"userName": "u"}),
+            ops: json!([{"op": "replace", "path": "addresses[type eq \"Work\"].postalCode", "value": "98052"}]),
+            flag_off: Some(|c| c.create_on_filtered_path = false),
+            default: Gives(
+                json!({"userName": "u", "addresses": [{"type": "Work", "postalCode": "98052"}]}),
+            ),
             strict: Fails(ScimType::NoTarget),
         },
         Dialect {

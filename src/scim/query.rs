@@ -88,6 +88,12 @@ pub enum Cond {
         loc: Loc,
         inner: Box<Cond>,
     },
+    /// The resource carries attributes of this extension schema, so its `schemas` lists the
+    /// extension's URI (RFC 7643 §3; see `resolve_schemas`).
+    Extension(String),
+    /// A test every resource of the type passes (`true`) or fails: `schemas` compared with
+    /// the core schema's URI, `schemas pr`.
+    Const(bool),
 }
 
 impl Cond {
@@ -99,6 +105,7 @@ impl Cond {
             Cond::Not(c) => c.uses_refs(),
             Cond::And(a, b) | Cond::Or(a, b) => a.uses_refs() || b.uses_refs(),
             Cond::Elem { set, inner, .. } => *set == ElemSet::Refs || inner.uses_refs(),
+            Cond::Extension(_) | Cond::Const(_) => false,
         }
     }
 }
@@ -107,20 +114,20 @@ impl Cond {
 /// naming the attribute.
 pub fn resolve(registry: &Registry, rt: Rtype, filter: &Filter) -> ScimResult<Cond> {
     Ok(match filter {
+        Filter::Present(p) if is_schemas(registry, rt, p) => {
+            resolve_schemas(registry, rt, p, None)?
+        }
+        Filter::Compare(p, op, v) if is_schemas(registry, rt, p) => {
+            resolve_schemas(registry, rt, p, Some((*op, v)))?
+        }
         Filter::Present(p) => Cond::Present(target(registry, rt, p, None)?),
         Filter::Compare(p, op, v) => {
             let t = target(registry, rt, p, None)?;
             compare(t, *op, v)?
         }
-        Filter::Not(f) => Cond::Not(Box::new(resolve(registry, rt, f)?)),
-        Filter::And(a, b) => Cond::And(
-            Box::new(resolve(registry, rt, a)?),
-            Box::new(resolve(registry, rt, b)?),
-        ),
-        Filter::Or(a, b) => Cond::Or(
-            Box::new(resolve(registry, rt, a)?),
-            Box::new(resolve(registry, rt, b)?),
-        ),
+        Filter::Not(f) => not(resolve(registry, rt, f)?),
+        Filter::And(a, b) => and(resolve(registry, rt, a)?, resolve(registry, rt, b)?),
+        Filter::Or(a, b) => or(resolve(registry, rt, a)?, resolve(registry, rt, b)?),
         Filter::ValuePath(p, inner) => {
             let r = registry
                 .resolve(rt, p.urn.as_deref(), &p.attr)
@@ -195,6 +202,90 @@ fn resolve_inner(
                 "value paths cannot nest: `{p}[...]`"
             )))
         }
+    })
+}
+
+// Constants fold away as conditions are built, so a `schemas` test that every resource
+// passes (or fails) never reaches the SQL.
+fn not(c: Cond) -> Cond {
+    match c {
+        Cond::Const(b) => Cond::Const(!b),
+        c => Cond::Not(Box::new(c)),
+    }
+}
+
+fn and(a: Cond, b: Cond) -> Cond {
+    match (a, b) {
+        (Cond::Const(true), c) | (c, Cond::Const(true)) => c,
+        (Cond::Const(false), _) | (_, Cond::Const(false)) => Cond::Const(false),
+        (a, b) => Cond::And(Box::new(a), Box::new(b)),
+    }
+}
+
+fn or(a: Cond, b: Cond) -> Cond {
+    match (a, b) {
+        (Cond::Const(false), c) | (c, Cond::Const(false)) => c,
+        (Cond::Const(true), _) | (_, Cond::Const(true)) => Cond::Const(true),
+        (a, b) => Cond::Or(Box::new(a), Box::new(b)),
+    }
+}
+
+/// Is `p` the common attribute `schemas` (RFC 7643 §3), unqualified or qualified by the
+/// core schema as other common attributes may be?
+fn is_schemas(registry: &Registry, rt: Rtype, p: &AttrPath) -> bool {
+    p.attr.eq_ignore_ascii_case("schemas")
+        && p.urn
+            .as_deref()
+            .is_none_or(|u| u.eq_ignore_ascii_case(&registry.core_schema(rt).id))
+}
+
+/// `schemas` (RFC 7643 §3) is a multi-valued, case-exact string every resource has, derived
+/// from its document: the core schema's URI always, an extension's URI when the resource
+/// carries attributes of that extension (exactly what `resource::render` lists). The set of
+/// URIs a resource type can list is finite and known, so a comparison is decided here for
+/// each of them, and only "carries extension X" is left to storage. `ne` is "no value
+/// equals", as for every multi-valued attribute.
+fn resolve_schemas(
+    registry: &Registry,
+    rt: Rtype,
+    p: &AttrPath,
+    cmp: Option<(CompOp, &CompValue)>,
+) -> ScimResult<Cond> {
+    if let Some(sub) = &p.sub {
+        return Err(ScimError::invalid_filter(format!(
+            "`schemas` has no sub-attributes, so `schemas.{sub}` does not exist"
+        )));
+    }
+    let (op, operand) = match cmp {
+        // Every resource has at least its core schema.
+        None => return Ok(Cond::Const(true)),
+        Some((op, CompValue::Str(s))) => (op, Operand::Str(s.clone())),
+        Some((CompOp::Eq, CompValue::Null)) => return Ok(Cond::Const(false)),
+        Some((CompOp::Ne, CompValue::Null)) => return Ok(Cond::Const(true)),
+        Some((op, v)) => {
+            return Err(ScimError::invalid_filter(format!(
+                "`schemas {op} {v}`: schemas holds schema URIs; compare it with a quoted string, e.g. schemas eq \"{}\"",
+                registry.core_schema(rt).id
+            )))
+        }
+    };
+    let positive = if op == CompOp::Ne { CompOp::Eq } else { op };
+    let kind = Kind::Str { case_exact: true };
+    let hit = |uri: &str| cmp_value(kind, positive, &Value::String(uri.to_string()), &operand);
+    let listed = if hit(&registry.core_schema(rt).id) {
+        Cond::Const(true)
+    } else {
+        registry
+            .extensions(rt)
+            .into_iter()
+            .filter(|e| hit(&e.id))
+            .map(|e| Cond::Extension(e.id.clone()))
+            .fold(Cond::Const(false), or)
+    };
+    Ok(if op == CompOp::Ne {
+        not(listed)
+    } else {
+        listed
     })
 }
 
@@ -379,6 +470,8 @@ pub fn matches(cond: &Cond, resource: &Value) -> bool {
         Cond::Elem { loc, inner, .. } => elements_at(resource, loc)
             .iter()
             .any(|e| matches_element(inner, e)),
+        Cond::Extension(urn) => get_ci(resource, urn).is_some_and(non_empty),
+        Cond::Const(b) => *b,
     }
 }
 
@@ -399,7 +492,8 @@ pub fn matches_element(cond: &Cond, element: &Value) -> bool {
         Cond::Not(c) => !matches_element(c, element),
         Cond::And(a, b) => matches_element(a, element) && matches_element(b, element),
         Cond::Or(a, b) => matches_element(a, element) || matches_element(b, element),
-        Cond::Elem { .. } => false,
+        Cond::Const(b) => *b,
+        Cond::Elem { .. } | Cond::Extension(_) => false,
     }
 }
 
@@ -548,6 +642,11 @@ pub fn resolve_sort(
     let PatchPath::Attr(p) = path else {
         return Err(bad("filters are not allowed here"));
     };
+    if is_schemas(registry, rt, &p) {
+        return Err(bad(
+            "`schemas` is multi-valued with no primary value, so it cannot order a list",
+        ));
+    }
     let t = target(registry, rt, &p, None).map_err(|e| bad(&e.detail))?;
     if matches!(t.field, Field::Ref(_)) {
         return Err(bad("cannot sort by group membership"));

@@ -46,15 +46,28 @@ pub fn normalize(
         .as_object()
         .ok_or_else(|| ScimError::invalid_syntax("the request body must be a JSON object"))?;
     let core = registry.core_schema(rt);
-    if let Some((_, schemas)) = get_ci(obj, "schemas") {
-        check_schemas(registry, rt, schemas)?;
-    }
+    let ignored = match get_ci(obj, "schemas") {
+        Some((_, schemas)) => check_schemas(registry, rt, schemas, obj, compat)?,
+        None if compat.schemas_optional => Vec::new(),
+        None => {
+            // RFC 7643 §3: `schemas` is REQUIRED in every resource representation.
+            return Err(ScimError::invalid_value(format!(
+                "`schemas` is required: [\"{}\"]{}",
+                core.id,
+                Compat::off_note("schemas_optional")
+            )));
+        }
+    };
     let mut doc = Doc::new();
     let mut members = None;
     for (key, value) in obj {
         let lower = key.to_ascii_lowercase();
         if lower == "schemas" || lower == "id" || lower == "meta" {
             // `schemas` was checked above; `id` and `meta` are readOnly: ignored (RFC 7643 §3.1).
+            continue;
+        }
+        if ignored.iter().any(|u| u.eq_ignore_ascii_case(key)) {
+            // An ignored schema URI's own key, null or `{}` (it carries nothing).
             continue;
         }
         if lower == "externalid" {
@@ -116,31 +129,86 @@ pub fn normalize(
     Ok(Normalized { doc, members })
 }
 
-fn check_schemas(registry: &Registry, rt: Rtype, schemas: &Value) -> ScimResult<()> {
+/// Checks `schemas` (RFC 7643 §3): an array holding the core schema and any of the resource
+/// type's extensions. Returns the URIs ignored under `ignore_undeclared_schemas` (see
+/// `compat.rs`); they are never stored, so never echoed.
+fn check_schemas(
+    registry: &Registry,
+    rt: Rtype,
+    schemas: &Value,
+    body: &Map<String, Value>,
+    compat: &Compat,
+) -> ScimResult<Vec<String>> {
     let list = schemas
         .as_array()
         .ok_or_else(|| ScimError::invalid_value("`schemas` must be an array of schema URNs"))?;
     let core = &registry.core_schema(rt).id;
     let mut has_core = false;
+    let mut ignored = Vec::new();
     for s in list {
         let s = s
             .as_str()
             .ok_or_else(|| ScimError::invalid_value("`schemas` must be an array of schema URNs"))?;
         if s.eq_ignore_ascii_case(core) {
             has_core = true;
-        } else if registry.extension(rt, s).is_none() {
-            return Err(ScimError::invalid_value(format!(
-                "`schemas` names `{s}`, which is not a schema of {}",
-                rt.name()
-            )));
+            continue;
         }
+        if registry.extension(rt, s).is_some() {
+            continue;
+        }
+        let undeclared = registry.schema(s).is_none() && is_absolute_uri(s);
+        let carries = carries_attributes(body, s);
+        if undeclared && !carries && compat.ignore_undeclared_schemas {
+            ignored.push(s.to_string());
+            continue;
+        }
+        let why = if carries {
+            format!(
+                "the body carries attributes under it, and no resource type here declares it (see /ResourceTypes/{})",
+                rt.name()
+            )
+        } else if undeclared {
+            format!(
+                "no resource type declares it{}",
+                Compat::off_note("ignore_undeclared_schemas")
+            )
+        } else {
+            format!("see /ResourceTypes/{}", rt.name())
+        };
+        return Err(ScimError::invalid_value(format!(
+            "`schemas` names `{s}`, which is not a schema of {}: {why}",
+            rt.name()
+        )));
     }
     if !has_core {
         return Err(ScimError::invalid_value(format!(
             "`schemas` must include `{core}`"
         )));
     }
-    Ok(())
+    Ok(ignored)
+}
+
+/// Does the body hold attributes under schema `uri`: its own key with a value other than
+/// null or `{}`, or a key qualified by it (`uri:attr`)?
+fn carries_attributes(body: &Map<String, Value>, uri: &str) -> bool {
+    let prefix = format!("{}:", uri.to_ascii_lowercase());
+    body.iter().any(|(k, v)| {
+        let k = k.to_ascii_lowercase();
+        (k == uri.to_ascii_lowercase() && !v.is_null() && !v.as_object().is_some_and(Map::is_empty))
+            || k.starts_with(&prefix)
+    })
+}
+
+/// `scheme ":" rest` (RFC 3986 §3.1): what any schema identifier looks like, a URN or a URL.
+fn is_absolute_uri(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    !rest.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -312,13 +380,16 @@ fn normalize_single(
             }
             _ => return Err(wrong("a string")),
         },
-        AttrType::Boolean => match value {
-            Value::Bool(_) => value.clone(),
-            Value::String(s) if compat.boolean_strings => match s.to_ascii_lowercase().as_str() {
-                "true" => Value::Bool(true),
-                "false" => Value::Bool(false),
-                _ => return Err(wrong("a boolean")),
-            },
+        AttrType::Boolean => match (value, value.as_str().map(str::to_ascii_lowercase)) {
+            (Value::Bool(_), _) => value.clone(),
+            (_, Some(s)) if s == "true" || s == "false" => {
+                if !compat.boolean_strings {
+                    let mut e = wrong("a boolean");
+                    e.detail.push_str(&Compat::off_note("boolean_strings"));
+                    return Err(e);
+                }
+                Value::Bool(s == "true")
+            }
             _ => return Err(wrong("a boolean")),
         },
         AttrType::Integer => match value {
@@ -347,7 +418,14 @@ fn normalize_single(
             return normalize_single(attr, &wrapped, compat, path);
         }
         AttrType::Complex => {
-            let obj = value.as_object().ok_or_else(|| wrong("an object"))?;
+            let obj = value.as_object().ok_or_else(|| {
+                let mut e = wrong("an object");
+                if value.is_string() && !attr.multi_valued && attr.sub("value").is_some() {
+                    e.detail
+                        .push_str(&Compat::off_note("complex_value_from_string"));
+                }
+                e
+            })?;
             let mut out = Map::new();
             for (k, v) in obj {
                 let sub = attr.sub(k).ok_or_else(|| {
@@ -396,13 +474,22 @@ fn describe(v: &Value) -> &'static str {
 
 /// Required attributes (RFC 7643 §2.2 `required`), core and of present extensions.
 pub fn check_required(registry: &Registry, rt: Rtype, doc: &Doc) -> ScimResult<()> {
+    match missing_required(registry, rt, doc) {
+        Some(path) => Err(ScimError::invalid_value(format!(
+            "`{path}` is required for {}",
+            rt.name()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The first required attribute `doc` lacks, as a path (`userName`,
+/// `urn:...:Extension:attr`): of the core schema, and of every extension that is present or
+/// that the resource type requires.
+pub fn missing_required(registry: &Registry, rt: Rtype, doc: &Doc) -> Option<String> {
     for attr in &registry.core_schema(rt).attributes {
         if attr.required && !doc.contains_key(&attr.name) {
-            return Err(ScimError::invalid_value(format!(
-                "`{}` is required for {}",
-                attr.name,
-                rt.name()
-            )));
+            return Some(attr.name.clone());
         }
     }
     for ext in registry.extensions(rt) {
@@ -417,14 +504,11 @@ pub fn check_required(registry: &Registry, rt: Rtype, doc: &Doc) -> ScimResult<(
         }
         for attr in &ext.attributes {
             if attr.required && !ext_doc.is_some_and(|d| d.contains_key(&attr.name)) {
-                return Err(ScimError::invalid_value(format!(
-                    "`{}:{}` is required",
-                    ext.id, attr.name
-                )));
+                return Some(format!("{}:{}", ext.id, attr.name));
             }
         }
     }
-    Ok(())
+    None
 }
 
 /// PUT (RFC 7644 §3.5.1): an immutable attribute that has a value may not change.
@@ -755,6 +839,112 @@ mod tests {
             );
         }
         assert!(normalize(&r, Rtype::User, &json!([1]), &c).is_err());
+    }
+
+    const ADSCIM_GROUP: &str =
+        "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group";
+
+    #[test]
+    fn undeclared_schema_uris_without_attributes_are_ignored_only_with_compat() {
+        let r = reg();
+        let entra = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group", ADSCIM_GROUP],
+            "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
+            "displayName": "displayName",
+            "meta": {"resourceType": "Group"}
+        });
+        let n = normalize(&r, Rtype::Group, &entra, &Compat::default()).unwrap();
+        assert_eq!(
+            Value::Object(n.doc),
+            json!({"externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159", "displayName": "displayName"})
+        );
+        let e = normalize(&r, Rtype::Group, &entra, &Compat::strict()).unwrap_err();
+        assert_eq!(e.scim_type, super::super::error::ScimType::InvalidValue);
+        assert!(
+            e.detail.contains(ADSCIM_GROUP) && e.detail.contains("ignore_undeclared_schemas"),
+            "{}",
+            e.detail
+        );
+
+        let okta = "urn:okta:onprem_app:1.0:user:custom";
+        let c = Compat::default();
+        // Listed, carrying nothing (its key absent, null or {}): ignored, never stored.
+        for body in [
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", okta], "userName": "a"}),
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", okta], "userName": "a", okta: null}),
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", okta], "userName": "a", okta: {}}),
+        ] {
+            let n = normalize(&r, Rtype::User, &body, &c).unwrap();
+            assert_eq!(Value::Object(n.doc), json!({"userName": "a"}), "{body}");
+        }
+        // Carrying attributes: refused, with or without the tolerance.
+        for body in [
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", okta], "userName": "a", okta: {"isAdmin": true}}),
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", okta], "userName": "a", format!("{okta}:isAdmin"): true}),
+        ] {
+            for compat in [Compat::default(), Compat::strict()] {
+                let e = normalize(&r, Rtype::User, &body, &compat).unwrap_err();
+                assert_eq!(
+                    e.scim_type,
+                    super::super::error::ScimType::InvalidValue,
+                    "{body}"
+                );
+                assert!(e.detail.contains(okta), "{}", e.detail);
+            }
+        }
+        // Schemas this server knows are never "undeclared": another type's core schema, a
+        // discovery schema, an extension on the wrong type; nor is a string that is no URI.
+        for (rt, other) in [
+            (Rtype::User, "urn:ietf:params:scim:schemas:core:2.0:Group"),
+            (
+                Rtype::User,
+                "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig",
+            ),
+            (
+                Rtype::Group,
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+            ),
+            (Rtype::User, "not a uri"),
+        ] {
+            let core = r.core_schema(rt).id.clone();
+            let body = json!({"schemas": [core, other], "userName": "a", "displayName": "g"});
+            let e = normalize(&r, rt, &body, &c).unwrap_err();
+            assert!(e.detail.contains(other), "{}", e.detail);
+        }
+    }
+
+    #[test]
+    fn schemas_may_be_omitted_only_with_compat() {
+        let r = reg();
+        let body = json!({"userName": "a"});
+        assert!(normalize(&r, Rtype::User, &body, &Compat::default()).is_ok());
+        let e = normalize(&r, Rtype::User, &body, &Compat::strict()).unwrap_err();
+        assert_eq!(e.scim_type, super::super::error::ScimType::InvalidValue);
+        assert!(e.detail.contains("`schemas` is required"), "{}", e.detail);
+        let with =
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a"});
+        assert!(normalize(&r, Rtype::User, &with, &Compat::strict()).is_ok());
+    }
+
+    #[test]
+    fn every_extension_attribute_leaves_an_index_row() {
+        // `schemas` filters (storage::sql::filter, `Cond::Extension`) find the extensions a
+        // resource carries by its `attr_values` rows under `urn:`: that needs a row for every
+        // top-level attribute of every extension, which binary values (never indexed) would
+        // not have; and no extension's URI may be a prefix of another's.
+        let r = reg();
+        for rt in [Rtype::User, Rtype::Group] {
+            let exts = r.extensions(rt);
+            for ext in &exts {
+                for attr in &ext.attributes {
+                    assert_ne!(attr.kind, AttrType::Binary, "{}:{}", ext.id, attr.name);
+                }
+                for other in &exts {
+                    let prefix = format!("{}:", ext.id.to_lowercase());
+                    assert!(ext.id == other.id || !other.id.to_lowercase().starts_with(&prefix));
+                }
+            }
+        }
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct Attribute {
     pub returned: Returned,
     #[serde(default)]
     pub sub_attributes: Vec<Attribute>,
+    /// RFC 7643 §7 `canonicalValues` (e.g. `work`, `home`, `other` for `emails.type`).
+    #[serde(default)]
+    pub canonical_values: Vec<String>,
 }
 
 fn read_write() -> Mutability {
@@ -96,6 +99,7 @@ impl Attribute {
             mutability,
             returned,
             sub_attributes: Vec::new(),
+            canonical_values: Vec::new(),
         }
     }
 }
@@ -423,6 +427,8 @@ mod tests {
         let emails = user.attribute("emails").expect("emails");
         assert!(emails.multi_valued);
         assert!(emails.sub("value").is_some() && emails.sub("primary").is_some());
+        let email_type = emails.sub("type").expect("emails.type");
+        assert_eq!(email_type.canonical_values, ["work", "home", "other"]);
         let members = r
             .core_schema(Rtype::Group)
             .attribute("members")

@@ -557,7 +557,7 @@ fn random_leaf(rng: &mut StdRng) -> String {
     let s = |x: &str| serde_json::to_string(x).unwrap();
     let pick = |rng: &mut StdRng, xs: &[&str]| xs[rng.gen_range(0..xs.len())].to_string();
     let op = pick(rng, &["eq", "ne", "co", "sw", "ew", "gt", "lt", "ge", "le"]);
-    match rng.gen_range(0..12) {
+    match rng.gen_range(0..13) {
         0 => format!(
             "userName {op} {}",
             s(&pick(
@@ -623,10 +623,29 @@ fn random_leaf(rng: &mut StdRng) -> String {
             "emails[not (primary eq true) or type eq {}]",
             s(&pick(rng, &["work", "home"]))
         ),
-        _ => format!(
+        11 => format!(
             "meta.created {} \"2000-01-01T00:00:00Z\"",
             pick(rng, &["gt", "lt"])
         ),
+        // `schemas`: derived from the extensions a user carries (not every user that lists
+        // the enterprise extension in its POST carries its attributes).
+        _ => match rng.gen_range(0..4) {
+            0 => "schemas pr".to_string(),
+            _ => format!(
+                "schemas {op} {}",
+                s(&pick(
+                    rng,
+                    &[
+                        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+                        "urn:ietf:params:scim:schemas:core:2.0:User",
+                        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:user",
+                        "enterprise",
+                        "2.0:User",
+                        "urn:ietf:params:scim:schemas:extension",
+                    ]
+                ))
+            ),
+        },
     }
 }
 

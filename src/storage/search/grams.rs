@@ -52,7 +52,7 @@ pub fn substring_grams(rt: Rtype, cond: &Cond) -> Vec<String> {
                     out.extend(grams_of(s));
                 }
             }
-            Cond::Cmp(..) | Cond::Present(_) => {}
+            Cond::Cmp(..) | Cond::Present(_) | Cond::Extension(_) | Cond::Const(_) => {}
             Cond::Not(c) => walk(rt, c, top, out),
             Cond::And(a, b) | Cond::Or(a, b) => {
                 walk(rt, a, top, out);

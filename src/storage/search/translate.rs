@@ -94,6 +94,17 @@ impl<'a> Translator<'a> {
                 out.push(")");
             }
             Cond::Elem { set, inner, .. } => self.elem(set, inner, out),
+            Cond::Const(b) => {
+                out.push(if *b { "1 = 1" } else { "1 = 0" });
+            }
+            Cond::Extension(urn) => match ctx {
+                Ctx::Resource => self.extension(urn, out),
+                // Never inside a value path or a membership reference (`resolve` builds it
+                // only at the top level).
+                Ctx::Element(_) | Ctx::Ref(..) => {
+                    out.push("1 = 0");
+                }
+            },
             Cond::Present(t) | Cond::Cmp(t, _, _) => {
                 if let (Field::Ref(_), Ctx::Resource) = (&t.field, ctx) {
                     // `members.value eq "x"` = `members[value eq "x"]`; `ne` is "no member
@@ -120,6 +131,25 @@ impl<'a> Translator<'a> {
                 }
             }
         }
+    }
+
+    /// The resource carries attributes of extension `urn`. Its `schemas` is derived, not
+    /// stored: every attribute of an extension that the document holds has at least one
+    /// `attr_values` row under the path `urn:attr` (lower-cased; a complex attribute has a
+    /// marker row, see `resource::index`), so the test probes the resource's rows through the
+    /// (res_pk, path, elem) index. A LIKE prefix (metacharacters escaped) is exact on both
+    /// backends whatever `path`'s collation; a `>=`/`<` range would follow the collation
+    /// (Postgres' default for `path` may ignore punctuation).
+    fn extension(&mut self, urn: &str, out: &mut Sql) {
+        let v = self.alias("x");
+        out.push(&format!(
+            "EXISTS (SELECT 1 FROM attr_values {v} WHERE {v}.res_pk = r.pk AND {v}.path LIKE "
+        ));
+        out.bind(Bind::Text(like_pattern(
+            CompOp::Sw,
+            &format!("{}:", urn.to_lowercase()),
+        )));
+        out.push(" ESCAPE '\\')");
     }
 
     fn elem(&mut self, set: &ElemSet, inner: &Cond, out: &mut Sql) {
