@@ -19,7 +19,7 @@ use scimitar::scim::schema::{Registry, Rtype};
 use scimitar::scim::time::now_micros;
 use scimitar::storage::conn::Pool;
 use scimitar::storage::resources::{self, ResourceWrite};
-use scimitar::storage::{feed, StorageError, TenantId};
+use scimitar::storage::{feed, index, StorageError, TenantId};
 use scimitar::{http, server};
 
 pub const TOKEN: &str = "bench-token";
@@ -221,11 +221,11 @@ pub fn load_users(pool: &Pool, from: usize, to: usize, run: u32) -> Vec<String> 
     while i < to {
         let end = (i + 1000).min(to);
         let now = now_micros();
-        let prepared: Vec<(String, resource::Indexed, String)> = (i..end)
+        let prepared: Vec<(String, index::Indexed, String)> = (i..end)
             .map(|k| {
                 let n = resource::normalize(&registry, Rtype::User, &user_json(k, run), &compat)
                     .expect("valid user");
-                let ix = resource::index(&registry, Rtype::User, &n.doc);
+                let ix = index::index(&registry, Rtype::User, &n.doc);
                 (
                     uuid::Uuid::new_v4().to_string(),
                     ix,

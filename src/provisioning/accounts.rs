@@ -15,7 +15,7 @@ use crate::product::{
     self, Announce, Entitlements, EntitlementsSchema, Life, Policy, RemovalReason, RoleDef,
     RoleRef, State, UserEvent,
 };
-use crate::scim::query::{self, Cond};
+use crate::scim::filter::{self, Cond};
 use crate::scim::resource::{self, Doc, StoredMeta};
 use crate::scim::schema::Rtype;
 use crate::scim::time::format_micros;
@@ -156,7 +156,7 @@ impl Service {
     /// and semantics as `?filter=`.
     pub(crate) fn rule_filter(&self, text: &str) -> Result<Cond> {
         let f = self.parse_filter(text)?;
-        let cond = query::resolve(&self.registry, Rtype::User, &f)?;
+        let cond = filter::resolve(&self.registry, Rtype::User, &f)?;
         if cond.uses_refs() {
             return Err(Error::Invalid(
                 "a rule filter cannot test group membership: use a rule with `group` instead"
@@ -228,7 +228,7 @@ impl Service {
         let mut out = BTreeSet::new();
         for (role, grant) in &ctx.rules {
             let hit = match grant {
-                Grant::Filter(c) => query::matches(c, &rendered),
+                Grant::Filter(c) => filter::matches(c, &rendered),
                 Grant::Group(g) => groups.contains(g),
             };
             if hit {

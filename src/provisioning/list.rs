@@ -8,8 +8,8 @@ use super::cursor::{self, Direction, Position};
 use super::{Error, Result, Service};
 use crate::auth::Principal;
 use crate::scim::error::ScimError;
+use crate::scim::filter::{self, Cond, Sort};
 use crate::scim::projection::Projection;
-use crate::scim::query::{self, Cond, Sort};
 use crate::scim::schema::{Rtype, LIST_RESPONSE};
 use crate::scim::time::now_micros;
 use crate::storage::conn::{Conn, Db};
@@ -80,7 +80,7 @@ impl Service {
                     .transpose()?;
                 let cond = filter
                     .as_ref()
-                    .map(|f| query::resolve(&self.registry, rt, f))
+                    .map(|f| filter::resolve(&self.registry, rt, f))
                     .transpose()?;
                 let (a, x) = (q.attributes.as_deref(), q.excluded_attributes.as_deref());
                 let single = types.len() == 1;
@@ -91,7 +91,7 @@ impl Service {
                 };
                 let sort = match q.sort_by.as_deref() {
                     None => None,
-                    Some(by) => match query::resolve_sort(&self.registry, rt, by, descending) {
+                    Some(by) => match filter::resolve_sort(&self.registry, rt, by, descending) {
                         Ok(s) => Some(s),
                         Err(e) if single => return Err(e.into()),
                         Err(_) => None,

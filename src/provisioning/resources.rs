@@ -18,6 +18,7 @@ use crate::scim::schema::Rtype;
 use crate::scim::time::now_micros;
 use crate::storage::conn::{Conn, Db};
 use crate::storage::dialect::Lock;
+use crate::storage::index;
 use crate::storage::members::{self, NewMember};
 use crate::storage::resources::{self, IdRow, ResourceRow, ResourceWrite};
 use crate::storage::StorageError;
@@ -285,7 +286,7 @@ impl Service {
     ) -> Result<Output> {
         ensure_write(p)?;
         let n = resource::normalize(&self.registry, rt, body, &p.compat)?;
-        let ix = resource::index(&self.registry, rt, &n.doc);
+        let ix = index::index(&self.registry, rt, &n.doc);
         let doc_json = to_json(&n.doc)?;
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_micros();
@@ -348,7 +349,7 @@ impl Service {
         let mut prepared = Vec::with_capacity(bodies.len());
         for body in bodies {
             let n = resource::normalize(&self.registry, Rtype::User, body, &p.compat)?;
-            let ix = resource::index(&self.registry, Rtype::User, &n.doc);
+            let ix = index::index(&self.registry, Rtype::User, &n.doc);
             let json = to_json(&n.doc)?;
             prepared.push((uuid::Uuid::new_v4().to_string(), ix, json, n.doc));
         }
@@ -439,7 +440,7 @@ impl Service {
                 n.doc.insert("active".into(), a.clone());
             }
         }
-        let ix = resource::index(&self.registry, rt, &n.doc);
+        let ix = index::index(&self.registry, rt, &n.doc);
         let w = ResourceWrite {
             indexed: &ix,
             doc: &to_json(&n.doc)?,
@@ -547,7 +548,7 @@ impl Service {
         let doc_changed = patched.doc != old;
         let mut version = row.version;
         if doc_changed {
-            let ix = resource::index(&self.registry, rt, &patched.doc);
+            let ix = index::index(&self.registry, rt, &patched.doc);
             let w = ResourceWrite {
                 indexed: &ix,
                 doc: &to_json(&patched.doc)?,

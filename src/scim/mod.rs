@@ -7,7 +7,6 @@ pub mod events;
 pub mod filter;
 pub mod patch;
 pub mod projection;
-pub mod query;
 pub mod resource;
 pub mod schema;
 pub mod time;

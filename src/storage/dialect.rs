@@ -9,10 +9,10 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::conn::Db;
+use super::index::IndexValue;
 use super::sql::{Bind, PgArray, Sql};
 use super::{StorageError, StoreResult, TenantId};
 use crate::config::SqliteSync;
-use crate::scim::resource::IndexValue;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");

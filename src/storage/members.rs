@@ -13,7 +13,7 @@ use super::resources::{lower, rtype_of, ResourceRow, ID_BATCH, RESOURCE_COLUMNS}
 use super::search::translate::Translator;
 use super::sql::{scoped, Bind, Sql};
 use super::{StoreResult, TenantId};
-use crate::scim::query::Cond;
+use crate::scim::filter::Cond;
 use crate::scim::resource::RefOut;
 use crate::scim::schema::Rtype;
 

@@ -4,6 +4,7 @@
 //!
 //! - `conn`: URLs, connections, the pool, transactions, migrations; `sql`: the statement
 //!   builder (bound parameters only); `dialect`: every difference between the two backends.
+//! - `index`: what is kept of a document for queries (its columns and attribute values).
 //! - Tables: `resources` (resources and their attribute values), `members`, `search` (filter,
 //!   sort and page translated to SQL), `feed` (the change feed and per-tenant counters),
 //!   `accounts`, `roles` (policies, roles, rules), `deliveries` (webhook subscriptions and
@@ -18,6 +19,7 @@ pub mod conn;
 pub mod deliveries;
 pub mod dialect;
 pub mod feed;
+pub mod index;
 pub mod members;
 pub mod resources;
 pub mod roles;

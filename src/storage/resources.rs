@@ -9,9 +9,9 @@ use diesel::QueryableByName;
 
 use super::conn::Db;
 use super::dialect::{self, Lock, ROWS_PER_STATEMENT};
+use super::index::{IndexValue, Indexed};
 use super::sql::{scoped, Bind, Sql};
 use super::{StorageError, StoreResult, TenantId};
-use crate::scim::resource::{IndexValue, Indexed};
 use crate::scim::schema::Rtype;
 
 /// A stored resource, as read back.

@@ -7,8 +7,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use scimitar::scim::filter as query;
 use scimitar::scim::filter::{parse_filter, Limits};
-use scimitar::scim::query;
 use scimitar::scim::schema::{Registry, Rtype};
 
 use crate::common::*;

@@ -10,7 +10,7 @@ use diesel::QueryableByName;
 
 use super::columns::column_of;
 use crate::scim::filter::CompOp;
-use crate::scim::query::{Cond, ElemSet, Field, Operand};
+use crate::scim::filter::{Cond, ElemSet, Field, Operand};
 use crate::scim::schema::Rtype;
 use crate::storage::conn::Db;
 use crate::storage::sql::{Bind, Sql};
@@ -196,7 +196,7 @@ mod tests {
             &crate::scim::filter::Limits::default(),
         )
         .unwrap();
-        let cond = crate::scim::query::resolve(&registry, Rtype::User, &f).unwrap();
+        let cond = crate::scim::filter::resolve(&registry, Rtype::User, &f).unwrap();
         // userName is a column (no trigram index on SQLite), `ab` is too short.
         assert_eq!(substring_grams(Rtype::User, &cond), ["mgr", "xyz"]);
     }

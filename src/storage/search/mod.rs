@@ -2,7 +2,7 @@
 //! answered in SQL (never by loading resources into memory), with the total when asked for.
 //!
 //! - `columns`: which attributes have a column of `resources` (the rest are `attr_values`);
-//! - `translate`: a validated filter (`scim::query::Cond`) to a SQL condition;
+//! - `translate`: a validated filter (`scim::filter::Cond`) to a SQL condition;
 //! - `order`: walking a sort attribute's value index in order;
 //! - `grams`: SQLite's trigram index for substring searches.
 
@@ -20,7 +20,7 @@ use super::resources::{ResourceRow, RESOURCE_COLUMNS};
 use super::sql::{scoped, Bind, Sql};
 use super::{StoreResult, TenantId};
 use crate::scim::filter::CompOp;
-use crate::scim::query::{Cond, Field, Kind, Operand, Sort, SortKey};
+use crate::scim::filter::{Cond, Field, Kind, Operand, Sort, SortKey};
 use crate::scim::schema::Rtype;
 use columns::column_of;
 use order::ValueOrder;

@@ -1,4 +1,4 @@
-//! Validated filters (`scim::query::Cond`) to SQL, for both backends, with bound parameters
+//! Validated filters (`scim::filter::Cond`) to SQL, for both backends, with bound parameters
 //! only. Attributes with a column of their own (`columns`) are compared directly; the others
 //! through `pk IN (SELECT res_pk FROM attr_values ...)`, which both planners drive from the
 //! index on (tenant_id, path, val|num); value paths correlate sub-attributes of one element.
@@ -9,7 +9,7 @@
 use super::columns::column_of;
 use super::grams::{trigram_operand, trigram_query, GramCounts};
 use crate::scim::filter::CompOp;
-use crate::scim::query::{Cond, ElemSet, Field, Kind, Operand, RefField, Target};
+use crate::scim::filter::{Cond, ElemSet, Field, Kind, Operand, RefField, Target};
 use crate::scim::schema::Rtype;
 use crate::storage::dialect::Backend;
 use crate::storage::members::sides;
@@ -136,7 +136,7 @@ impl<'a> Translator<'a> {
     /// The resource carries attributes of extension `urn`. Its `schemas` is derived, not
     /// stored: every attribute of an extension that the document holds has at least one
     /// `attr_values` row under the path `urn:attr` (lower-cased; a complex attribute has a
-    /// marker row, see `resource::index`), so the test probes the resource's rows through the
+    /// marker row, see `storage::index`), so the test probes the resource's rows through the
     /// (res_pk, path, elem) index. A LIKE prefix (metacharacters escaped) is exact on both
     /// backends whatever `path`'s collation; a `>=`/`<` range would follow the collation
     /// (Postgres' default for `path` may ignore punctuation).
@@ -322,7 +322,7 @@ impl<'a> Translator<'a> {
                 // A user's groups are all direct memberships.
                 let hit = match cmp {
                     None => true,
-                    Some((op, Operand::Str(s))) => crate::scim::query::cmp_value(
+                    Some((op, Operand::Str(s))) => crate::scim::filter::cmp_value(
                         kind,
                         op,
                         &serde_json::Value::String("direct".into()),

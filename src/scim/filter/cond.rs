@@ -1,14 +1,15 @@
-//! Validated filters: a parsed filter (`filter.rs`) resolved against the schema registry into
-//! typed conditions the storage layer can translate to SQL, plus an in-memory evaluator with
-//! exactly the same semantics (used by PATCH value paths and the differential tests).
-//! Pure: no actix, no diesel.
+//! Validated filters: a parsed filter resolved against the schema registry into typed
+//! conditions (`Cond`), which storage translates to SQL and `eval` evaluates in memory with
+//! the same semantics. Names attributes, never storage: which of them have columns is
+//! storage's business.
 
 use serde_json::Value;
 
-use super::error::{ScimError, ScimResult};
-use super::filter::{AttrPath, CompOp, CompValue, Filter};
-use super::schema::{AttrType, Attribute, Registry, Returned, Rtype};
-use super::time::parse_datetime;
+use super::eval::cmp_value;
+use super::{AttrPath, CompOp, CompValue, Filter};
+use crate::scim::error::{ScimError, ScimResult};
+use crate::scim::schema::{AttrType, Attribute, Registry, Returned, Rtype};
+use crate::scim::time::parse_datetime;
 
 /// A sub-attribute of a membership reference (`members.*` on Groups, `groups.*` on Users).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,7 +233,7 @@ fn or(a: Cond, b: Cond) -> Cond {
 
 /// Is `p` the common attribute `schemas` (RFC 7643 §3), unqualified or qualified by the
 /// core schema as other common attributes may be?
-fn is_schemas(registry: &Registry, rt: Rtype, p: &AttrPath) -> bool {
+pub(super) fn is_schemas(registry: &Registry, rt: Rtype, p: &AttrPath) -> bool {
     p.attr.eq_ignore_ascii_case("schemas")
         && p.urn
             .as_deref()
@@ -302,7 +303,7 @@ fn is_ref_attr(rt: Rtype, a: &Attribute) -> bool {
 
 /// Resolves an attribute path to a storage target. `in_element` marks a path inside a value
 /// path filter, whose storage is addressed relative to the element.
-fn target(
+pub(super) fn target(
     registry: &Registry,
     rt: Rtype,
     p: &AttrPath,
@@ -447,233 +448,4 @@ impl std::fmt::Display for Loc {
         }
         Ok(())
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// In-memory evaluation over a rendered resource (canonical attribute names).
-
-/// Does `resource` (rendered JSON with canonical names, including `members`/`groups` when
-/// the filter needs them) satisfy `cond`?
-pub fn matches(cond: &Cond, resource: &Value) -> bool {
-    match cond {
-        Cond::Present(t) => values_at(resource, &t.loc).iter().any(non_empty),
-        // `ne` is "no value equals" (absent included), exactly as the SQL translation.
-        Cond::Cmp(t, CompOp::Ne, operand) => !values_at(resource, &t.loc)
-            .iter()
-            .any(|v| cmp_value(t.kind, CompOp::Eq, v, operand)),
-        Cond::Cmp(t, op, operand) => values_at(resource, &t.loc)
-            .iter()
-            .any(|v| cmp_value(t.kind, *op, v, operand)),
-        Cond::Not(c) => !matches(c, resource),
-        Cond::And(a, b) => matches(a, resource) && matches(b, resource),
-        Cond::Or(a, b) => matches(a, resource) || matches(b, resource),
-        Cond::Elem { loc, inner, .. } => elements_at(resource, loc)
-            .iter()
-            .any(|e| matches_element(inner, e)),
-        Cond::Extension(urn) => get_ci(resource, urn).is_some_and(non_empty),
-        Cond::Const(b) => *b,
-    }
-}
-
-/// Evaluates an element-relative condition against one element object.
-pub fn matches_element(cond: &Cond, element: &Value) -> bool {
-    let field = |t: &Target| -> Vec<Value> {
-        match t.loc.sub.as_deref().and_then(|s| get_ci(element, s)) {
-            Some(v) => vec![v.clone()],
-            None => Vec::new(),
-        }
-    };
-    match cond {
-        Cond::Present(t) => field(t).iter().any(non_empty),
-        Cond::Cmp(t, CompOp::Ne, operand) => !field(t)
-            .iter()
-            .any(|v| cmp_value(t.kind, CompOp::Eq, v, operand)),
-        Cond::Cmp(t, op, operand) => field(t).iter().any(|v| cmp_value(t.kind, *op, v, operand)),
-        Cond::Not(c) => !matches_element(c, element),
-        Cond::And(a, b) => matches_element(a, element) && matches_element(b, element),
-        Cond::Or(a, b) => matches_element(a, element) || matches_element(b, element),
-        Cond::Const(b) => *b,
-        Cond::Elem { .. } | Cond::Extension(_) => false,
-    }
-}
-
-fn get_ci<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
-    obj.as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
-}
-
-/// The container object of an attribute: the resource or its extension object.
-fn container<'a>(resource: &'a Value, loc: &Loc) -> Option<&'a Value> {
-    match &loc.ext {
-        Some(e) => get_ci(resource, e),
-        None => Some(resource),
-    }
-}
-
-/// Every leaf value at `loc` (flattening multi-valued attributes).
-pub fn values_at(resource: &Value, loc: &Loc) -> Vec<Value> {
-    let Some(c) = container(resource, loc) else {
-        return Vec::new();
-    };
-    let Some(v) = get_ci(c, &loc.attr) else {
-        return Vec::new();
-    };
-    let items: Vec<&Value> = match v {
-        Value::Array(a) => a.iter().collect(),
-        other => vec![other],
-    };
-    match &loc.sub {
-        None => items.into_iter().cloned().collect(),
-        Some(s) => items
-            .into_iter()
-            .filter_map(|i| get_ci(i, s))
-            .cloned()
-            .collect(),
-    }
-}
-
-/// The element objects of a complex attribute at `loc` (one for a singular one).
-pub fn elements_at(resource: &Value, loc: &Loc) -> Vec<Value> {
-    let Some(v) = container(resource, loc).and_then(|c| get_ci(c, &loc.attr)) else {
-        return Vec::new();
-    };
-    match v {
-        Value::Array(a) => a.clone(),
-        Value::Object(_) => vec![v.clone()],
-        _ => Vec::new(),
-    }
-}
-
-fn non_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => a.iter().any(non_empty),
-        Value::Object(o) => !o.is_empty(),
-        _ => true,
-    }
-}
-
-/// Compares one stored value with an operand, exactly as the SQL translation does.
-pub fn cmp_value(kind: Kind, op: CompOp, v: &Value, operand: &Operand) -> bool {
-    match (kind, operand) {
-        (Kind::Str { case_exact }, Operand::Str(o)) => {
-            let Some(s) = v.as_str() else { return false };
-            let s = if case_exact {
-                s.to_string()
-            } else {
-                s.to_lowercase()
-            };
-            match op {
-                CompOp::Eq => s == *o,
-                CompOp::Ne => s != *o,
-                CompOp::Co => s.contains(o.as_str()),
-                CompOp::Sw => s.starts_with(o.as_str()),
-                CompOp::Ew => s.ends_with(o.as_str()),
-                CompOp::Gt => s.as_str() > o.as_str(),
-                CompOp::Ge => s.as_str() >= o.as_str(),
-                CompOp::Lt => s.as_str() < o.as_str(),
-                CompOp::Le => s.as_str() <= o.as_str(),
-            }
-        }
-        (Kind::Bool, Operand::Bool(b)) => match (v.as_bool(), op) {
-            (Some(x), CompOp::Eq) => x == *b,
-            (Some(x), CompOp::Ne) => x != *b,
-            _ => false,
-        },
-        (Kind::Num, Operand::Num(n)) => v.as_f64().is_some_and(|x| num_cmp(op, x, *n)),
-        (Kind::DateTime, Operand::Num(n)) => v
-            .as_str()
-            .and_then(parse_datetime)
-            .is_some_and(|x| num_cmp(op, x as f64, *n)),
-        _ => false,
-    }
-}
-
-fn num_cmp(op: CompOp, x: f64, n: f64) -> bool {
-    match op {
-        CompOp::Eq => x == n,
-        CompOp::Ne => x != n,
-        CompOp::Gt => x > n,
-        CompOp::Ge => x >= n,
-        CompOp::Lt => x < n,
-        CompOp::Le => x <= n,
-        CompOp::Co | CompOp::Sw | CompOp::Ew => false,
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Sorting (RFC 7644 §3.4.2.3)
-
-/// What a list is ordered by (besides the final tie-break on insertion order).
-#[derive(Clone, Debug, PartialEq)]
-pub struct SortKey {
-    pub field: Field,
-    pub kind: Kind,
-    /// For a multi-valued complex attribute: the canonical path of its `primary`
-    /// sub-attribute; the primary value sorts, else the first one.
-    pub primary: Option<String>,
-    /// A singular attribute (and sub-attribute): each resource has at most one value, so
-    /// the storage can walk its value index in order instead of computing a key per row.
-    pub singular: bool,
-    pub loc: Loc,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sort {
-    pub key: SortKey,
-    pub descending: bool,
-}
-
-/// Resolves `sortBy` for `rt`: any singular attribute, or a multi-valued attribute's
-/// primary (else first) value. Errors are `invalidValue` naming the attribute.
-pub fn resolve_sort(
-    registry: &Registry,
-    rt: Rtype,
-    sort_by: &str,
-    descending: bool,
-) -> ScimResult<Sort> {
-    use super::filter::{parse_path, PatchPath};
-    let bad = |why: &str| ScimError::invalid_value(format!("sortBy `{sort_by}`: {why}"));
-    let path =
-        parse_path(sort_by, &super::filter::Limits::default()).map_err(|e| bad(&e.to_string()))?;
-    let PatchPath::Attr(p) = path else {
-        return Err(bad("filters are not allowed here"));
-    };
-    if is_schemas(registry, rt, &p) {
-        return Err(bad(
-            "`schemas` is multi-valued with no primary value, so it cannot order a list",
-        ));
-    }
-    let t = target(registry, rt, &p, None).map_err(|e| bad(&e.detail))?;
-    if matches!(t.field, Field::Ref(_)) {
-        return Err(bad("cannot sort by group membership"));
-    }
-    if t.kind == Kind::Complex {
-        return Err(bad("name a sub-attribute, e.g. name.familyName"));
-    }
-    let r = registry
-        .resolve(rt, p.urn.as_deref(), &p.attr)
-        .ok_or_else(|| bad("unknown attribute"))?;
-    let primary = (r.attr.kind == AttrType::Complex && r.attr.multi_valued)
-        .then(|| r.attr.sub("primary").map(|s| r.storage_path(Some(s))))
-        .flatten();
-    let sub_multi = p
-        .sub
-        .as_deref()
-        .and_then(|s| r.attr.sub(s))
-        .is_some_and(|s| s.multi_valued);
-    let singular = !r.attr.multi_valued && !sub_multi;
-    Ok(Sort {
-        key: SortKey {
-            field: t.field,
-            kind: t.kind,
-            primary,
-            singular,
-            loc: t.loc,
-        },
-        descending,
-    })
 }
