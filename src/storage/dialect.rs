@@ -8,7 +8,6 @@ use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::conn::Db;
 use super::index::IndexValue;
 use super::sql::{Bind, PgArray, Sql};
 use super::{StorageError, StoreResult, TenantId};
@@ -131,16 +130,16 @@ impl Backend {
     }
 }
 
-/// Inserts the attribute values of resources (`(res_pk, value)` pairs).
+/// The statements that insert the attribute values of resources (`(res_pk, value)` pairs).
 pub fn insert_attr_values(
-    db: &mut Db<'_>,
+    backend: Backend,
     tenant: &TenantId,
     values: &[(i64, &IndexValue)],
-) -> StoreResult<()> {
+) -> Vec<Sql> {
     if values.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
-    match db.backend() {
+    match backend {
         Backend::Postgres => {
             // One statement with six array parameters: Postgres parses and plans it once
             // however many rows it carries (a VALUES list costs per parameter).
@@ -169,10 +168,11 @@ pub fn insert_attr_values(
                     values.iter().map(|(_, v)| v.num).collect(),
                 )))
                 .push(") AS u(res_pk, path, elem, val, num)");
-            db.execute(&q)?;
+            vec![q]
         }
-        Backend::Sqlite => {
-            for chunk in values.chunks(ROWS_PER_STATEMENT) {
+        Backend::Sqlite => values
+            .chunks(ROWS_PER_STATEMENT)
+            .map(|chunk| {
                 let mut q = Sql::new(
                     "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val, num) VALUES ",
                 );
@@ -186,11 +186,10 @@ pub fn insert_attr_values(
                         Bind::OptFloat(v.num),
                     ]
                 });
-                db.execute(&q)?;
-            }
-        }
+                q
+            })
+            .collect(),
     }
-    Ok(())
 }
 
 /// Per-connection SQLite settings: wait for the single writer instead of failing, enforce

@@ -10,7 +10,7 @@ use diesel::QueryableByName;
 use super::conn::Db;
 use super::dialect::Lock;
 use super::resources::{lower, rtype_of, ResourceRow, ID_BATCH, RESOURCE_COLUMNS};
-use super::search::translate::Translator;
+use super::search::translate::{sides, Translator};
 use super::sql::{scoped, Bind, Sql};
 use super::{StoreResult, TenantId};
 use crate::scim::filter::Cond;
@@ -136,15 +136,6 @@ pub fn refs_of(db: &mut Db<'_>, rt: Rtype, pks: &[i64]) -> StoreResult<HashMap<i
         }
     }
     Ok(out)
-}
-
-/// The columns of `members` that hold this side and the other side of a reference: a Group's
-/// references are its members, a User's its groups.
-pub(crate) fn sides(rt: Rtype) -> (&'static str, &'static str) {
-    match rt {
-        Rtype::Group => ("group_pk", "member_pk"),
-        Rtype::User => ("member_pk", "group_pk"),
-    }
 }
 
 /// Version rows of the groups that contain `member_pk`, locked in pk order (so concurrent

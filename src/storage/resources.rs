@@ -117,8 +117,20 @@ pub fn insert_many(
         .zip(&pks)
         .flat_map(|((_, w), pk)| w.indexed.values.iter().map(move |v| (*pk, v)))
         .collect();
-    dialect::insert_attr_values(db, tenant, &values)?;
+    insert_values(db, tenant, &values)?;
     Ok(pks)
+}
+
+/// Inserts attribute values (`(res_pk, value)` pairs), as the backend writes them best.
+fn insert_values(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    values: &[(i64, &IndexValue)],
+) -> StoreResult<()> {
+    for q in dialect::insert_attr_values(db.backend(), tenant, values) {
+        db.execute(&q)?;
+    }
+    Ok(())
 }
 
 /// Rewrites a resource's document and columns if its version is still `expected`; returns the
@@ -152,7 +164,7 @@ pub fn update(
     del.bind(Bind::Int(pk));
     db.execute(&del)?;
     let values: Vec<(i64, &IndexValue)> = ix.values.iter().map(|v| (pk, v)).collect();
-    dialect::insert_attr_values(db, tenant, &values)?;
+    insert_values(db, tenant, &values)?;
     Ok(expected + 1)
 }
 

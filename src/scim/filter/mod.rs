@@ -16,13 +16,15 @@ use std::fmt;
 mod cond;
 mod eval;
 mod parser;
+mod resolve;
 mod sort;
 mod text;
 mod values;
 
-pub use cond::{resolve, Cond, ElemSet, Field, Kind, Loc, Operand, RefField, Target};
+pub use cond::{Cond, ElemSet, Field, Kind, Loc, Operand, RefField, Target};
 pub use eval::{cmp_value, elements_at, matches, matches_element, values_at};
 pub use parser::{parse_filter, parse_filter_with, parse_path};
+pub use resolve::resolve;
 pub use sort::{resolve_sort, Sort, SortKey};
 
 /// An absolute ceiling on nesting depth, applied whatever [`Limits::max_depth`] says, so that the

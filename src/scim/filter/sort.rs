@@ -1,6 +1,7 @@
 //! `sortBy` and `sortOrder` (RFC 7644 §3.4.2.3), resolved against the schema registry.
 
-use super::cond::{is_schemas, target, Field, Kind, Loc};
+use super::cond::{Field, Kind, Loc};
+use super::resolve::{is_schemas, target};
 use crate::scim::error::{ScimError, ScimResult};
 use crate::scim::schema::{AttrType, Registry, Rtype};
 

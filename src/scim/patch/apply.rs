@@ -13,17 +13,7 @@ use crate::scim::schema::{AttrType, Attribute, Mutability, Registry, Rtype};
 
 use super::filtered::{filtered, sub_attr};
 use super::members::member_change;
-
-/// What a path addresses, resolved against the schema.
-pub(super) struct Target<'a> {
-    /// Extension schema id, or None for core/common attributes.
-    pub(super) ext: Option<String>,
-    pub(super) attr: &'a Attribute,
-    pub(super) filter: Option<Cond>,
-    pub(super) sub: Option<&'a Attribute>,
-    /// The `attr eq "v"` pairs of a conjunctive filter, used to create a missing element.
-    pub(super) eq_pairs: Vec<(String, Value)>,
-}
+use super::target::{clear_primary, describe, is_primary, Target};
 
 /// Applies `ops` to `doc` (atomically: on error nothing changes). `members_mode` is true for
 /// Groups, whose `members` become `MemberChange`s.
@@ -332,18 +322,6 @@ pub(super) fn apply_path(
     Ok(())
 }
 
-pub(super) fn describe(t: &Target) -> String {
-    let mut s = match &t.ext {
-        Some(e) => format!("{e}:{}", t.attr.name),
-        None => t.attr.name.clone(),
-    };
-    if let Some(sub) = t.sub {
-        s.push('.');
-        s.push_str(&sub.name);
-    }
-    s
-}
-
 pub(super) fn apply_whole_extension(
     registry: &Registry,
     rt: Rtype,
@@ -433,14 +411,4 @@ pub(super) fn whole_attr(
         }
         (_, _, _, _) => new,
     }))
-}
-
-pub(super) fn is_primary(v: &Value) -> bool {
-    v.get("primary") == Some(&Value::Bool(true))
-}
-
-pub(super) fn clear_primary(v: &mut Value) {
-    if let Some(o) = v.as_object_mut() {
-        o.remove("primary");
-    }
 }

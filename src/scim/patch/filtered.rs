@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::apply::{clear_primary, describe, is_primary, Target};
+use super::target::{clear_primary, describe, is_primary, Target};
 use super::OpKind;
 use crate::scim::compat::Compat;
 use crate::scim::error::{ScimError, ScimResult, ScimType};

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::apply::Target;
+use super::target::Target;
 use super::{MemberChange, OpKind};
 use crate::scim::compat::Compat;
 use crate::scim::error::{ScimError, ScimResult};

@@ -14,6 +14,7 @@ use super::schema::PATCH_OP;
 mod apply;
 mod filtered;
 mod members;
+mod target;
 
 pub use apply::apply;
 

@@ -12,9 +12,17 @@ use crate::scim::filter::CompOp;
 use crate::scim::filter::{Cond, ElemSet, Field, Kind, Operand, RefField, Target};
 use crate::scim::schema::Rtype;
 use crate::storage::dialect::Backend;
-use crate::storage::members::sides;
 use crate::storage::sql::{Bind, Sql};
 use crate::storage::TenantId;
+
+/// The columns of `members` that hold this side and the other side of a reference: a Group's
+/// references are its members, a User's its groups.
+pub(crate) fn sides(rt: Rtype) -> (&'static str, &'static str) {
+    match rt {
+        Rtype::Group => ("group_pk", "member_pk"),
+        Rtype::User => ("member_pk", "group_pk"),
+    }
+}
 
 /// Where a condition is evaluated.
 #[derive(Clone, Copy)]
