@@ -181,7 +181,7 @@ pub fn create_token(
     let id = uuid::Uuid::new_v4().to_string();
     storage::tenancy::insert_token(
         db,
-        &storage::tenancy::NewToken {
+        &storage::tenancy::NewCredential {
             id: &id,
             tenant,
             label,

@@ -65,13 +65,14 @@ pub fn create_client(
     let secret = super::generate_token();
     tenancy::insert_client(
         db,
-        &tenancy::NewClient {
+        &tenancy::NewCredential {
             id: &id,
             tenant,
             label,
             scope: scope.as_str(),
             secret_hash: &hash_secret(&secret),
             created: now,
+            expires: None,
         },
     )?;
     Ok((id, secret))

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::path::HttpMethod;
@@ -192,15 +192,6 @@ where
     ok(status, &v)
 }
 
-/// Runs one use case that answers nothing: 204.
-async fn call_empty<F>(state: &web::Data<AppState>, admin: Admin, f: F) -> Reply
-where
-    F: FnOnce(&Service, &mut Conn, &Principal) -> UseCase<()> + Send + 'static,
-{
-    enter(state, admin.0, Access::Admin, f).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
 /// The query of a paged list (checked after authentication, inside the use case's hop).
 fn list_params(req: &HttpRequest) -> Result<ListParams, ScimError> {
     let params = Params::from_request(req)?;
@@ -279,80 +270,80 @@ pub fn routes() -> Vec<Route> {
     let role = |status| json(status, "The role.", named::<Role>());
     let rule = |status| json(status, "The rule.", named::<Rule>());
     vec![
-        route(Get, "/policy", |r| r.to(get_policy), Op::new("getPolicy", "policy", "The tenant's policy")
+        route(Get, "/policy", |r| r.to(plain(Service::get_policy)), Op::new("getPolicy", "policy", "The tenant's policy")
             .answer(json(200, "The policy.", named::<Policy>()))),
-        route(Put, "/policy", |r| r.to(put_policy), Op::new("putPolicy", "policy", "Set the tenant's policy (both fields required)")
+        route(Put, "/policy", |r| r.to(with_body(StatusCode::OK, Service::put_policy)), Op::new("putPolicy", "policy", "Set the tenant's policy (both fields required)")
             .body(named::<Policy>())
             .answer(json(200, "The policy.", named::<Policy>()))),
-        route(Get, "/roles", |r| r.to(list_roles), Op::new("listRoles", "roles", "List roles")
+        route(Get, "/roles", |r| r.to(plain(Service::list_roles)), Op::new("listRoles", "roles", "List roles")
             .about("Every role of the tenant in one response: `nextCursor` is always null. The list takes no query parameters (`limit` and `cursor` are ignored).")
             .answer(list("RoleList", named::<Role>(), "Every one of the tenant's roles, in one response (not paged).", false))),
-        route(Post, "/roles", |r| r.to(create_role), Op::new("createRole", "roles", "Create a role")
+        route(Post, "/roles", |r| r.to(with_body(StatusCode::CREATED, Service::create_role)), Op::new("createRole", "roles", "Create a role")
             .about("409 when the name is taken; 400 when an entitlement key would get another type than it has in another role.")
             .body(named::<RoleInput>()).answer(role(201)).errors(&[409])),
-        route(Get, "/roles/{id}", |r| r.to(get_role), Op::new("getRole", "roles", "One role")
+        route(Get, "/roles/{id}", |r| r.to(by_id(Service::get_role)), Op::new("getRole", "roles", "One role")
             .of("Role id.").answer(role(200))),
-        route(Put, "/roles/{id}", |r| r.to(replace_role), Op::new("replaceRole", "roles", "Replace a role's name and entitlements; accounts recomputed")
+        route(Put, "/roles/{id}", |r| r.to(by_id_with_body(Service::replace_role)), Op::new("replaceRole", "roles", "Replace a role's name and entitlements; accounts recomputed")
             .of("Role id.").body(named::<RoleInput>()).answer(role(200)).errors(&[409])),
-        route(Delete, "/roles/{id}", |r| r.to(delete_role), Op::new("deleteRole", "roles", "Delete a role and its rules; accounts recomputed")
+        route(Delete, "/roles/{id}", |r| r.to(deleting(Service::delete_role)), Op::new("deleteRole", "roles", "Delete a role and its rules; accounts recomputed")
             .of("Role id.")),
-        route(Get, "/rules", |r| r.to(list_rules), Op::new("listRules", "rules", "List rules")
+        route(Get, "/rules", |r| r.to(plain(Service::list_rules)), Op::new("listRules", "rules", "List rules")
             .about("Every rule of the tenant in one response: `nextCursor` is always null. The list takes no query parameters (`limit` and `cursor` are ignored).")
             .answer(list("RuleList", named::<Rule>(), "Every one of the tenant's rules, in one response (not paged).", false))),
-        route(Post, "/rules", |r| r.to(create_rule), Op::new("createRule", "rules", "Create a rule; accounts recomputed")
+        route(Post, "/rules", |r| r.to(with_body(StatusCode::CREATED, Service::create_rule)), Op::new("createRule", "rules", "Create a rule; accounts recomputed")
             .about("400 on a bad filter (the detail names the position); 404 on an unknown role or group.")
             .body(named::<RuleInput>()).answer(rule(201)).errors(&[404])),
-        route(Get, "/rules/{id}", |r| r.to(get_rule), Op::new("getRule", "rules", "One rule")
+        route(Get, "/rules/{id}", |r| r.to(by_id(Service::get_rule)), Op::new("getRule", "rules", "One rule")
             .of("Rule id.").answer(rule(200))),
-        route(Put, "/rules/{id}", |r| r.to(replace_rule), Op::new("replaceRule", "rules", "Replace a rule; accounts recomputed")
+        route(Put, "/rules/{id}", |r| r.to(by_id_with_body(Service::replace_rule)), Op::new("replaceRule", "rules", "Replace a rule; accounts recomputed")
             .of("Rule id.").body(named::<RuleInput>()).answer(rule(200))),
-        route(Delete, "/rules/{id}", |r| r.to(delete_rule), Op::new("deleteRule", "rules", "Delete a rule; accounts recomputed")
+        route(Delete, "/rules/{id}", |r| r.to(deleting(Service::delete_rule)), Op::new("deleteRule", "rules", "Delete a rule; accounts recomputed")
             .of("Rule id.")),
-        route(Get, "/candidates", |r| r.to(candidates), Op::new("listCandidates", "candidates", "Accounts in state `pending`")
+        route(Get, "/candidates", |r| r.to(listing(|s, c, p, q| s.list_accounts(c, p, Queue::Candidates, q))), Op::new("listCandidates", "candidates", "Accounts in state `pending`")
             .about("Paged, in account id order; `role` and `group` narrow it as for accounts (404 on an unknown one).")
             .query(QUEUE_QUERY).answer(accounts()).errors(&[404])),
-        route(Post, "/candidates/approve", |r| r.to(approve_group), Op::new("approveGroup", "candidates", "Approve every pending member of a group, all or nothing")
+        route(Post, "/candidates/approve", |r| r.to(with_body(StatusCode::OK, Service::approve_group)), Op::new("approveGroup", "candidates", "Approve every pending member of a group, all or nothing")
             .about("404 on an unknown group.")
             .body(named::<GroupApproval>()).answer(json(200, "The approved accounts.", named::<GroupApproved>())).errors(&[404])),
-        route(Post, "/candidates/{id}/approve", |r| r.to(approve), Op::new("approveCandidate", "candidates", "Approve: pending → active with its roles")
+        route(Post, "/candidates/{id}/approve", |r| r.to(by_id(Service::approve)), Op::new("approveCandidate", "candidates", "Approve: pending → active with its roles")
             .about("409 when the account is not pending.")
             .of("Account id.").answer(account()).errors(&[409])),
-        route(Post, "/candidates/{id}/reject", |r| r.to(reject), Op::new("rejectCandidate", "candidates", "Reject: pending → removed")
+        route(Post, "/candidates/{id}/reject", |r| r.to(by_id(Service::reject)), Op::new("rejectCandidate", "candidates", "Reject: pending → removed")
             .about("409 when the account is not pending.")
             .of("Account id.").answer(account()).errors(&[409])),
-        route(Get, "/removals", |r| r.to(removals), Op::new("listRemovals", "removals", "Accounts flagged for removal")
+        route(Get, "/removals", |r| r.to(listing(|s, c, p, q| s.list_accounts(c, p, Queue::Removals, q))), Op::new("listRemovals", "removals", "Accounts flagged for removal")
             .about("In account id order; `removalPending.since` gives each flag's age. `state`, `role` and `group` narrow it as for accounts.")
             .query(ACCOUNT_QUERY).answer(accounts()).errors(&[404])),
-        route(Post, "/removals/{id}/confirm", |r| r.to(confirm_removal), Op::new("confirmRemoval", "removals", "Apply the flagged removal")
+        route(Post, "/removals/{id}/confirm", |r| r.to(by_id(Service::confirm_removal)), Op::new("confirmRemoval", "removals", "Apply the flagged removal")
             .about("Ends in `suspended` (reason `deactivated`) or `removed` (reason `deleted`). 409 when the account is not flagged.")
             .of("Account id.").answer(account()).errors(&[409])),
-        route(Get, "/accounts", |r| r.to(list_accounts), Op::new("listAccounts", "accounts", "List accounts")
+        route(Get, "/accounts", |r| r.to(listing(|s, c, p, q| s.list_accounts(c, p, Queue::All, q))), Op::new("listAccounts", "accounts", "List accounts")
             .about("Paged, in account id order. 400 on an unknown `state`; 404 on an unknown `role` or `group`.")
             .query(ACCOUNT_QUERY).answer(accounts()).errors(&[404])),
-        route(Get, "/accounts/{id}", |r| r.to(get_account), Op::new("getAccount", "accounts", "One account")
+        route(Get, "/accounts/{id}", |r| r.to(by_id(Service::get_account)), Op::new("getAccount", "accounts", "One account")
             .of("Account id.").answer(account())),
-        route(Get, "/accounts/{id}/timeline", |r| r.to(timeline), Op::new("getTimeline", "accounts", "Every feed event of the account, oldest first")
+        route(Get, "/accounts/{id}/timeline", |r| r.to(by_id_listing(Service::timeline)), Op::new("getTimeline", "accounts", "Every feed event of the account, oldest first")
             .of("Account id.").query(PAGE_QUERY)
             .answer(list("EventList", named::<Event>(), "A page of Event values.", true))),
         route(Get, "/events", |r| r.to(events), Op::new("getEvents", "events", "The change feed")
             .about("`after=41` returns from seq 42 in order. With `wait` the request holds until an event arrives or the wait ends (then `items` is empty).")
             .query(&[Query::After, Query::Limit, Query::Wait])
             .answer(json(200, "Events after `after`, in order.", named::<EventFeed>()))),
-        route(Get, "/webhooks", |r| r.to(list_webhooks), Op::new("listWebhooks", "webhooks", "List subscriptions (no secrets)")
+        route(Get, "/webhooks", |r| r.to(plain(Service::list_webhooks)), Op::new("listWebhooks", "webhooks", "List subscriptions (no secrets)")
             .about("Every subscription of the tenant in one response: `nextCursor` is always null. The list takes no query parameters (`limit` and `cursor` are ignored).")
             .answer(list("WebhookList", named::<Webhook>(), "Every one of the tenant's subscriptions, in one response (not paged).", false))),
-        route(Post, "/webhooks", |r| r.to(create_webhook), Op::new("createWebhook", "webhooks", "Subscribe a URL to event types")
+        route(Post, "/webhooks", |r| r.to(with_body(StatusCode::CREATED, Service::create_webhook)), Op::new("createWebhook", "webhooks", "Subscribe a URL to event types")
             .body(named::<WebhookInput>())
             .answer(json(201, "The subscription with its `secret` (shown once).", named::<WebhookCreated>()))),
-        route(Get, "/webhooks/{id}", |r| r.to(get_webhook), Op::new("getWebhook", "webhooks", "One subscription")
+        route(Get, "/webhooks/{id}", |r| r.to(by_id(Service::get_webhook)), Op::new("getWebhook", "webhooks", "One subscription")
             .of("Webhook id.").answer(json(200, "The subscription.", named::<Webhook>()))),
-        route(Delete, "/webhooks/{id}", |r| r.to(delete_webhook), Op::new("deleteWebhook", "webhooks", "Delete a subscription and its queued deliveries")
+        route(Delete, "/webhooks/{id}", |r| r.to(deleting(Service::delete_webhook)), Op::new("deleteWebhook", "webhooks", "Delete a subscription and its queued deliveries")
             .of("Webhook id.")),
-        route(Get, "/webhooks/{id}/dead-letters", |r| r.to(dead_letters), Op::new("listDeadLetters", "webhooks", "Deliveries that ran out of retries")
+        route(Get, "/webhooks/{id}/dead-letters", |r| r.to(by_id_listing(Service::dead_letters)), Op::new("listDeadLetters", "webhooks", "Deliveries that ran out of retries")
             .about("Paged, in feed order.")
             .of("Webhook id.").query(PAGE_QUERY)
             .answer(list("DeliveryList", named::<Delivery>(), "A page of Delivery values.", true))),
-        route(Post, "/dead-letters/{id}/replay", |r| r.to(replay), Op::new("replayDeadLetter", "webhooks", "Queue a dead letter again (attempts reset)")
+        route(Post, "/dead-letters/{id}/replay", |r| r.to(by_id(Service::replay)), Op::new("replayDeadLetter", "webhooks", "Queue a dead letter again (attempts reset)")
             .about("409 when the delivery is not dead.")
             .of("Delivery id.").answer(json(200, "The delivery.", named::<Delivery>())).errors(&[409])),
     ]
@@ -385,154 +376,79 @@ async fn openapi() -> HttpResponse {
     json_answer(StatusCode::OK, openapi::json().to_string())
 }
 
-async fn get_policy(state: web::Data<AppState>, a: Admin) -> Reply {
-    call(&state, a, StatusCode::OK, |s, c, p| s.get_policy(c, p)).await
+// The handlers, by what they take from the request besides the caller: each runs one use
+// case (a `Service` method) through the front door and answers its result as JSON.
+
+/// The use case of a route, by what it takes from the request.
+type Plain<T> = fn(&Service, &mut Conn, &Principal) -> UseCase<T>;
+type ById<T> = fn(&Service, &mut Conn, &Principal, &str) -> UseCase<T>;
+type WithBody<T> = fn(&Service, &mut Conn, &Principal, Value) -> UseCase<T>;
+type ByIdWithBody<T> = fn(&Service, &mut Conn, &Principal, &str, Value) -> UseCase<T>;
+type Listing<T> = fn(&Service, &mut Conn, &Principal, &ListParams) -> UseCase<T>;
+type ByIdListing<T> = fn(&Service, &mut Conn, &Principal, &str, &ListParams) -> UseCase<T>;
+
+fn plain<T: Serialize + Send + 'static>(
+    f: Plain<T>,
+) -> impl Handler<(web::Data<AppState>, Admin), Output = Reply> {
+    move |state: web::Data<AppState>, a: Admin| async move { call(&state, a, StatusCode::OK, f).await }
 }
 
-async fn put_policy(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Reply {
-    call(&state, a, StatusCode::OK, |s, c, p| s.put_policy(c, p, b)).await
+fn by_id<T: Serialize + Send + 'static>(
+    f: ById<T>,
+) -> impl Handler<(web::Data<AppState>, Admin, web::Path<String>), Output = Reply> {
+    move |state: web::Data<AppState>, a: Admin, id: web::Path<String>| async move {
+        call(&state, a, StatusCode::OK, move |s, c, p| f(s, c, p, &id)).await
+    }
 }
 
-async fn list_roles(state: web::Data<AppState>, a: Admin) -> Reply {
-    call(&state, a, StatusCode::OK, |s, c, p| s.list_roles(c, p)).await
+fn with_body<T: Serialize + Send + 'static>(
+    status: StatusCode,
+    f: WithBody<T>,
+) -> impl Handler<(web::Data<AppState>, Admin, Body), Output = Reply> {
+    move |state: web::Data<AppState>, a: Admin, Body(b): Body| async move {
+        call(&state, a, status, move |s, c, p| f(s, c, p, b)).await
+    }
 }
 
-async fn create_role(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Reply {
-    call(&state, a, StatusCode::CREATED, |s, c, p| {
-        s.create_role(c, p, b)
-    })
-    .await
+fn by_id_with_body<T: Serialize + Send + 'static>(
+    f: ByIdWithBody<T>,
+) -> impl Handler<(web::Data<AppState>, Admin, web::Path<String>, Body), Output = Reply> {
+    move |state: web::Data<AppState>, a: Admin, id: web::Path<String>, Body(b): Body| async move {
+        call(&state, a, StatusCode::OK, move |s, c, p| f(s, c, p, &id, b)).await
+    }
 }
 
-async fn get_role(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.get_role(c, p, &id)
-    })
-    .await
+/// A deletion: 204, no body.
+fn deleting(
+    f: ById<()>,
+) -> impl Handler<(web::Data<AppState>, Admin, web::Path<String>), Output = Reply> {
+    move |state: web::Data<AppState>, a: Admin, id: web::Path<String>| async move {
+        enter(&state, a.0, Access::Admin, move |s, c, p| f(s, c, p, &id)).await?;
+        Ok(HttpResponse::NoContent().finish())
+    }
 }
 
-async fn replace_role(
-    state: web::Data<AppState>,
-    a: Admin,
-    id: web::Path<String>,
-    Body(b): Body,
-) -> Reply {
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.replace_role(c, p, &id, b)
-    })
-    .await
+fn listing<T: Serialize + Send + 'static>(
+    f: Listing<T>,
+) -> impl Handler<(web::Data<AppState>, Admin, HttpRequest), Output = Reply> {
+    move |state: web::Data<AppState>, a: Admin, req: HttpRequest| {
+        let q = list_params(&req);
+        async move { call(&state, a, StatusCode::OK, move |s, c, p| f(s, c, p, &q?)).await }
+    }
 }
 
-async fn delete_role(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
-    call_empty(&state, a, move |s, c, p| s.delete_role(c, p, &id)).await
-}
-
-async fn list_rules(state: web::Data<AppState>, a: Admin) -> Reply {
-    call(&state, a, StatusCode::OK, |s, c, p| s.list_rules(c, p)).await
-}
-
-async fn create_rule(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Reply {
-    call(&state, a, StatusCode::CREATED, |s, c, p| {
-        s.create_rule(c, p, b)
-    })
-    .await
-}
-
-async fn get_rule(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.get_rule(c, p, &id)
-    })
-    .await
-}
-
-async fn replace_rule(
-    state: web::Data<AppState>,
-    a: Admin,
-    id: web::Path<String>,
-    Body(b): Body,
-) -> Reply {
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.replace_rule(c, p, &id, b)
-    })
-    .await
-}
-
-async fn delete_rule(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
-    call_empty(&state, a, move |s, c, p| s.delete_rule(c, p, &id)).await
-}
-
-/// `GET /accounts`, `/candidates`, `/removals`.
-async fn accounts_in(
-    state: web::Data<AppState>,
-    a: Admin,
-    req: HttpRequest,
-    queue: Queue,
-) -> Reply {
-    let q = list_params(&req);
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.list_accounts(c, p, queue, &q?)
-    })
-    .await
-}
-
-async fn candidates(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Reply {
-    accounts_in(state, a, req, Queue::Candidates).await
-}
-
-async fn removals(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Reply {
-    accounts_in(state, a, req, Queue::Removals).await
-}
-
-async fn list_accounts(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Reply {
-    accounts_in(state, a, req, Queue::All).await
-}
-
-async fn approve(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.approve(c, p, &id)
-    })
-    .await
-}
-
-async fn reject(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.reject(c, p, &id)
-    })
-    .await
-}
-
-async fn approve_group(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Reply {
-    call(&state, a, StatusCode::OK, |s, c, p| {
-        s.approve_group(c, p, b)
-    })
-    .await
-}
-
-async fn confirm_removal(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.confirm_removal(c, p, &id)
-    })
-    .await
-}
-
-async fn get_account(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.get_account(c, p, &id)
-    })
-    .await
-}
-
-async fn timeline(
-    state: web::Data<AppState>,
-    a: Admin,
-    id: web::Path<String>,
-    req: HttpRequest,
-) -> Reply {
-    let q = list_params(&req);
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.timeline(c, p, &id, &q?)
-    })
-    .await
+fn by_id_listing<T: Serialize + Send + 'static>(
+    f: ByIdListing<T>,
+) -> impl Handler<(web::Data<AppState>, Admin, web::Path<String>, HttpRequest), Output = Reply> {
+    move |state: web::Data<AppState>, a: Admin, id: web::Path<String>, req: HttpRequest| {
+        let q = list_params(&req);
+        async move {
+            call(&state, a, StatusCode::OK, move |s, c, p| {
+                f(s, c, p, &id, &q?)
+            })
+            .await
+        }
+    }
 }
 
 /// `GET /events?after=&limit=&wait=`: the feed in order; with `wait`, held until an event
@@ -565,46 +481,4 @@ async fn events(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Reply
         let p = p.clone();
         feed = again(&state, move |s, c| s.events(c, &p, after, limit)).await?;
     }
-}
-
-async fn list_webhooks(state: web::Data<AppState>, a: Admin) -> Reply {
-    call(&state, a, StatusCode::OK, |s, c, p| s.list_webhooks(c, p)).await
-}
-
-async fn create_webhook(state: web::Data<AppState>, a: Admin, Body(b): Body) -> Reply {
-    call(&state, a, StatusCode::CREATED, |s, c, p| {
-        s.create_webhook(c, p, b)
-    })
-    .await
-}
-
-async fn get_webhook(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.get_webhook(c, p, &id)
-    })
-    .await
-}
-
-async fn delete_webhook(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
-    call_empty(&state, a, move |s, c, p| s.delete_webhook(c, p, &id)).await
-}
-
-async fn dead_letters(
-    state: web::Data<AppState>,
-    a: Admin,
-    id: web::Path<String>,
-    req: HttpRequest,
-) -> Reply {
-    let q = list_params(&req);
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.dead_letters(c, p, &id, &q?)
-    })
-    .await
-}
-
-async fn replay(state: web::Data<AppState>, a: Admin, id: web::Path<String>) -> Reply {
-    call(&state, a, StatusCode::OK, move |s, c, p| {
-        s.replay(c, p, &id)
-    })
-    .await
 }

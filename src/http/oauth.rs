@@ -12,7 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Serialize;
-use utoipa::openapi::path::{Operation, OperationBuilder};
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::Schema;
@@ -88,13 +88,12 @@ pub fn described(schemas: &mut Vec<(String, RefOr<Schema>)>) -> (&'static str, O
             .description(description)
             .content("application/json", content("OAuthErrorBody"))
     };
-    let op = OperationBuilder::new()
-        .operation_id(Some("issueToken"))
-        .summary(Some("An access token for a SCIM client (client credentials grant)"))
-        .description(Some(
-            "RFC 6749 §4.4. The client authenticates with HTTP Basic or with `client_id` and `client_secret` in the body, not both. The token is a JWT valid for one hour that `/scim/v2` accepts as a bearer token while the client exists and is not revoked. Answers carry `Cache-Control: no-store`.",
-        ))
-        .tag("oauth")
+    let op = super::openapi::operation_named(
+        "issueToken",
+        "oauth",
+        "An access token for a SCIM client (client credentials grant)",
+        Some("RFC 6749 §4.4. The client authenticates with HTTP Basic or with `client_id` and `client_secret` in the body, not both. The token is a JWT valid for one hour that `/scim/v2` accepts as a bearer token while the client exists and is not revoked. Answers carry `Cache-Control: no-store`."),
+    )
         .securities(Some([
             SecurityRequirement::new("basicAuth", Vec::<String>::new()),
             SecurityRequirement::default(),

@@ -7,7 +7,9 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, Paths};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, Parameter, ParameterBuilder, ParameterIn, Paths,
+};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
@@ -110,17 +112,34 @@ fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
 
-fn query(q: Query) -> RefOr<utoipa::openapi::path::Parameter> {
+/// An optional query parameter.
+fn query_param(name: &str, description: &str, schema: ObjectBuilder) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// An operation's identity: its id, tag, summary and description.
+pub fn operation_named(
+    id: &str,
+    tag: &str,
+    summary: &str,
+    description: Option<&str>,
+) -> OperationBuilder {
+    OperationBuilder::new()
+        .operation_id(Some(id))
+        .summary(Some(summary))
+        .tag(tag)
+        .description(description)
+}
+
+fn query(q: Query) -> RefOr<Parameter> {
     let p = |name: &str, description: &str, schema: ObjectBuilder| {
-        RefOr::T(
-            ParameterBuilder::new()
-                .name(name)
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
-                .description(Some(description))
-                .schema(Some(schema))
-                .build(),
-        )
+        RefOr::T(query_param(name, description, schema))
     };
     match q {
         Query::Limit => RefOr::Ref(Ref::new("#/components/parameters/limit")),
@@ -241,30 +260,22 @@ fn base_components() -> ComponentsBuilder {
         )
         .parameter(
             "limit",
-            ParameterBuilder::new()
-                .name("limit")
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
-                .description(Some("Page size (out of range: 400)."))
-                .schema(Some(
-                    integer()
-                        .minimum(Some(1))
-                        .maximum(Some(1000))
-                        .default(Some(100.into())),
-                ))
-                .build(),
+            query_param(
+                "limit",
+                "Page size (out of range: 400).",
+                integer()
+                    .minimum(Some(1))
+                    .maximum(Some(1000))
+                    .default(Some(100.into())),
+            ),
         )
         .parameter(
             "cursor",
-            ParameterBuilder::new()
-                .name("cursor")
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
-                .description(Some(
-                    "`nextCursor` of the previous page. A cursor that does not decode, or belongs to another list, gives 400.",
-                ))
-                .schema(Some(string()))
-                .build(),
+            query_param(
+                "cursor",
+                "`nextCursor` of the previous page. A cursor that does not decode, or belongs to another list, gives 400.",
+                string(),
+            ),
         )
 }
 
@@ -362,11 +373,7 @@ fn operation(
     op: &Op,
     schemas: &mut Vec<(String, RefOr<Schema>)>,
 ) -> utoipa::openapi::path::Operation {
-    let mut b = OperationBuilder::new()
-        .operation_id(Some(op.id))
-        .summary(Some(op.summary))
-        .tag(op.tag)
-        .description(op.description);
+    let mut b = operation_named(op.id, op.tag, op.summary, op.description);
     if let Some(about) = op.path_id {
         b = b.parameter(
             ParameterBuilder::new()
@@ -459,18 +466,20 @@ pub fn document() -> OpenApi {
     paths.add_path_operation(
         "/api/v1/openapi.json",
         vec![HttpMethod::Get],
-        OperationBuilder::new()
-            .operation_id(Some("getOpenApi"))
-            .summary(Some("This OpenAPI description (no authentication needed)"))
-            .tag("meta")
-            .securities(Some(Vec::<SecurityRequirement>::new()))
-            .response(
-                "200",
-                ResponseBuilder::new()
-                    .description("The OpenAPI document.")
-                    .content("application/json", json_content(ObjectBuilder::new())),
-            )
-            .build(),
+        operation_named(
+            "getOpenApi",
+            "meta",
+            "This OpenAPI description (no authentication needed)",
+            None,
+        )
+        .securities(Some(Vec::<SecurityRequirement>::new()))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("The OpenAPI document.")
+                .content("application/json", json_content(ObjectBuilder::new())),
+        )
+        .build(),
     );
     let (token_path, token_op) = super::oauth::described(&mut schemas);
     paths.add_path_operation(token_path, vec![HttpMethod::Post], token_op);
@@ -547,13 +556,12 @@ fn webhook_delivery(schemas: &mut Vec<(String, RefOr<Schema>)>) -> utoipa::opena
             .schema(Some(string().pattern(Some(pattern))))
             .build()
     };
-    let op = OperationBuilder::new()
-        .operation_id(Some("deliverEvent"))
-        .summary(Some("A feed event POSTed to a subscription"))
-        .description(Some(
-            "Each matching event is queued in the transaction that wrote it and POSTed as the event JSON, with the Standard Webhooks headers. A 2xx answer delivers it; otherwise it is retried with exponential backoff and jitter (a random delay between half and all of the doubled delay) until --webhook-retry-horizon-secs after the event, then parked as a dead letter. Deliveries of one account (or one group) are attempted in feed order.",
-        ))
-        .tag("webhooks")
+    let op = operation_named(
+        "deliverEvent",
+        "webhooks",
+        "A feed event POSTed to a subscription",
+        Some("Each matching event is queued in the transaction that wrote it and POSTed as the event JSON, with the Standard Webhooks headers. A 2xx answer delivers it; otherwise it is retried with exponential backoff and jitter (a random delay between half and all of the doubled delay) until --webhook-retry-horizon-secs after the event, then parked as a dead letter. Deliveries of one account (or one group) are attempted in feed order."),
+    )
         .securities(Some(Vec::<SecurityRequirement>::new()))
         .parameter(header(
             "webhook-id",

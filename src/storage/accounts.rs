@@ -8,8 +8,8 @@ use diesel::QueryableByName;
 
 use super::conn::Db;
 use super::dialect::Lock;
-use super::sql::{scoped, Bind, Sql};
-use super::{decode_json, StorageError, StoreResult, TenantId};
+use super::sql::{select, Bind, Sql};
+use super::{decode_json, Decode, StorageError, StoreResult, TenantId};
 use crate::product::{Entitlements, RemovalReason, RoleRef, State};
 
 /// An account, decoded.
@@ -65,7 +65,9 @@ struct RawAccount {
 
 const TABLE: &str = "accounts";
 
-impl RawAccount {
+impl Decode for RawAccount {
+    type Row = AccountRow;
+
     fn decode(self) -> StoreResult<AccountRow> {
         let id = self.id;
         let bad = |what: String| StorageError::corrupt(TABLE, &id, what);
@@ -102,22 +104,8 @@ impl RawAccount {
 const ACCOUNT_COLUMNS: &str = "a.id, a.scim_id, a.user_pk, a.user_name, a.state, a.roles, \
      a.entitlements, a.removal_since, a.removal_reason, a.created, a.modified";
 
-fn select(tenant: &TenantId) -> Sql {
-    scoped(
-        &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.tenant_id = "),
-        tenant,
-    )
-}
-
-fn load(db: &mut Db<'_>, q: &Sql) -> StoreResult<Vec<AccountRow>> {
-    db.load::<RawAccount>(q)?
-        .into_iter()
-        .map(RawAccount::decode)
-        .collect()
-}
-
-fn first(db: &mut Db<'_>, q: &Sql) -> StoreResult<Option<AccountRow>> {
-    Ok(load(db, q)?.into_iter().next())
+fn accounts(tenant: &TenantId) -> Sql {
+    select(ACCOUNT_COLUMNS, "accounts a", tenant)
 }
 
 /// One account, locked for a change when `lock` says so.
@@ -127,10 +115,10 @@ pub fn get(
     id: &str,
     lock: Lock,
 ) -> StoreResult<Option<AccountRow>> {
-    let mut q = select(tenant);
-    q.push(" AND a.id = ").bind(Bind::text(id));
-    q.push(db.backend().lock(lock));
-    first(db, &q)
+    let mut q = accounts(tenant);
+    q.and(" AND a.id = ?", [Bind::text(id)])
+        .push(db.backend().lock(lock));
+    db.row::<RawAccount>(&q)
 }
 
 /// The account of a SCIM user (locked on Postgres: the caller is about to change it).
@@ -139,22 +127,22 @@ pub fn of_user(
     tenant: &TenantId,
     scim_id: &str,
 ) -> StoreResult<Option<AccountRow>> {
-    let mut q = select(tenant);
-    q.push(" AND a.scim_id = ").bind(Bind::text(scim_id));
-    q.push(db.backend().lock(Lock::Delete));
-    first(db, &q)
+    let mut q = accounts(tenant);
+    q.and(" AND a.scim_id = ?", [Bind::text(scim_id)])
+        .push(db.backend().lock(Lock::Delete));
+    db.row::<RawAccount>(&q)
 }
 
 /// Accounts of these users (locked), for a membership change that may change their roles.
 pub fn of_users(db: &mut Db<'_>, tenant: &TenantId, pks: &[i64]) -> StoreResult<Vec<AccountRow>> {
     let mut out = Vec::new();
     for chunk in pks.chunks(500) {
-        let mut q = select(tenant);
-        q.push(" AND a.user_pk IN (");
-        q.bind_list(chunk.iter().map(|p| Bind::Int(*p)));
-        q.push(") ORDER BY a.id");
-        q.push(db.backend().lock(Lock::Delete));
-        out.extend(load(db, &q)?);
+        let mut q = accounts(tenant);
+        q.push(" AND a.user_pk IN (")
+            .bind_list(chunk.iter().map(|p| Bind::Int(*p)))
+            .push(") ORDER BY a.id")
+            .push(db.backend().lock(Lock::Delete));
+        out.extend(db.rows::<RawAccount>(&q)?);
     }
     Ok(out)
 }
@@ -165,12 +153,12 @@ pub fn in_states(
     tenant: &TenantId,
     states: &[State],
 ) -> StoreResult<Vec<AccountRow>> {
-    let mut q = select(tenant);
-    q.push(" AND a.state IN (");
-    q.bind_list(states.iter().map(|s| Bind::text(s.as_str())));
-    q.push(") ORDER BY a.id");
-    q.push(db.backend().lock(Lock::Delete));
-    load(db, &q)
+    let mut q = accounts(tenant);
+    q.push(" AND a.state IN (")
+        .bind_list(states.iter().map(|s| Bind::text(s.as_str())))
+        .push(") ORDER BY a.id")
+        .push(db.backend().lock(Lock::Delete));
+    db.rows::<RawAccount>(&q)
 }
 
 /// Filters of an account list; `after` is the last id of the previous page.
@@ -189,28 +177,26 @@ pub fn list(
     tenant: &TenantId,
     f: &AccountQuery<'_>,
 ) -> StoreResult<Vec<AccountRow>> {
-    let mut q = select(tenant);
+    let mut q = accounts(tenant);
     if let Some(s) = f.state {
-        q.push(" AND a.state = ").bind(Bind::text(s.as_str()));
+        q.and(" AND a.state = ?", [Bind::text(s.as_str())]);
     }
     if let Some(r) = f.role {
-        q.push(" AND a.id IN (SELECT account_id FROM account_roles WHERE role_id = ")
-            .bind(Bind::text(r))
-            .push(")");
+        let sub = " AND a.id IN (SELECT account_id FROM account_roles WHERE role_id = ?)";
+        q.and(sub, [Bind::text(r)]);
     }
     if let Some(g) = f.group_pk {
-        q.push(" AND a.user_pk IN (SELECT member_pk FROM members WHERE group_pk = ")
-            .bind(Bind::Int(g))
-            .push(")");
+        let sub = " AND a.user_pk IN (SELECT member_pk FROM members WHERE group_pk = ?)";
+        q.and(sub, [Bind::Int(g)]);
     }
     if f.flagged {
         q.push(" AND a.removal_since IS NOT NULL");
     }
     if let Some(a) = f.after {
-        q.push(" AND a.id > ").bind(Bind::text(a));
+        q.and(" AND a.id > ?", [Bind::text(a)]);
     }
-    q.push(" ORDER BY a.id LIMIT ").bind(Bind::Int(f.limit));
-    load(db, &q)
+    q.and(" ORDER BY a.id LIMIT ?", [Bind::Int(f.limit)]);
+    db.rows::<RawAccount>(&q)
 }
 
 /// The columns of a row, in `ACCOUNT_COLUMNS` order after `scim_id` (what an update sets).
@@ -282,15 +268,17 @@ pub fn set_roles(
     account: &str,
     roles: &[String],
 ) -> StoreResult<()> {
-    let mut q = Sql::new("DELETE FROM account_roles WHERE account_id = ");
-    q.bind(Bind::text(account));
-    db.execute(&q)?;
+    let account_id = Bind::text(account);
+    db.execute(&Sql::with(
+        "DELETE FROM account_roles WHERE account_id = ?",
+        [account_id.clone()],
+    ))?;
     if roles.is_empty() {
         return Ok(());
     }
     let mut q = Sql::new("INSERT INTO account_roles (tenant_id, role_id, account_id) VALUES ");
     q.bind_rows(roles, |r| {
-        vec![Bind::tenant(tenant), Bind::text(r), Bind::text(account)]
+        vec![Bind::tenant(tenant), Bind::text(r), account_id.clone()]
     });
     db.execute(&q)?;
     Ok(())

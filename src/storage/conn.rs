@@ -253,20 +253,28 @@ impl<'a> Db<'a> {
     }
 
     pub fn execute(&mut self, sql: &Sql) -> diesel::QueryResult<usize> {
-        let r = match &mut self.inner {
-            DbInner::Sqlite(c) => sqlite_query(sql).execute(*c),
-            DbInner::Pg(c) => pg_query(sql).execute(*c),
-        };
-        self.check(r)
+        self.run(
+            |c| sqlite_query(sql).execute(c),
+            |c| pg_query(sql).execute(c),
+        )
     }
 
     pub fn load<T>(&mut self, sql: &Sql) -> diesel::QueryResult<Vec<T>>
     where
         T: QueryableByName<Sqlite> + QueryableByName<Pg> + 'static,
     {
+        self.run(|c| sqlite_query(sql).load(c), |c| pg_query(sql).load(c))
+    }
+
+    /// Runs a statement on the backend this is (SQLite or Postgres), noting a lost connection.
+    fn run<T>(
+        &mut self,
+        sqlite: impl FnOnce(&mut SqliteConnection) -> diesel::QueryResult<T>,
+        pg: impl FnOnce(&mut PgConnection) -> diesel::QueryResult<T>,
+    ) -> diesel::QueryResult<T> {
         let r = match &mut self.inner {
-            DbInner::Sqlite(c) => sqlite_query(sql).load(*c),
-            DbInner::Pg(c) => pg_query(sql).load(*c),
+            DbInner::Sqlite(c) => sqlite(c),
+            DbInner::Pg(c) => pg(c),
         };
         self.check(r)
     }
@@ -276,6 +284,16 @@ impl<'a> Db<'a> {
         T: QueryableByName<Sqlite> + QueryableByName<Pg> + 'static,
     {
         Ok(self.load(sql)?.into_iter().next())
+    }
+
+    /// The rows of a query, decoded.
+    pub(crate) fn rows<R: super::Decode>(&mut self, sql: &Sql) -> StoreResult<Vec<R::Row>> {
+        self.load::<R>(sql)?.into_iter().map(R::decode).collect()
+    }
+
+    /// The first row of a query, decoded.
+    pub(crate) fn row<R: super::Decode>(&mut self, sql: &Sql) -> StoreResult<Option<R::Row>> {
+        Ok(self.rows::<R>(sql)?.into_iter().next())
     }
 
     /// The `n` of a `SELECT COUNT(*) AS n ...` (0 when it returns no row).

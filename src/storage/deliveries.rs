@@ -7,8 +7,8 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
-use super::sql::{scoped, Bind, Sql};
-use super::{decode_json, StorageError, StoreResult, TenantId};
+use super::sql::{select, Bind, Sql};
+use super::{decode_json, Decode, StorageError, StoreResult, TenantId};
 
 // ---------------------------------------------------------------------------------------
 // Subscriptions
@@ -37,7 +37,9 @@ struct RawWebhook {
     created: i64,
 }
 
-impl RawWebhook {
+impl Decode for RawWebhook {
+    type Row = WebhookRow;
+
     fn decode(self) -> StoreResult<WebhookRow> {
         Ok(WebhookRow {
             events: decode_json("webhooks", &self.id, "events", &self.events)?,
@@ -51,20 +53,10 @@ impl RawWebhook {
 
 const WEBHOOK_COLUMNS: &str = "id, url, events, secret, created";
 
-fn webhooks(db: &mut Db<'_>, q: &Sql) -> StoreResult<Vec<WebhookRow>> {
-    db.load::<RawWebhook>(q)?
-        .into_iter()
-        .map(RawWebhook::decode)
-        .collect()
-}
-
 pub fn list_webhooks(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<WebhookRow>> {
-    let mut q = scoped(
-        &format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = "),
-        tenant,
-    );
+    let mut q = select(WEBHOOK_COLUMNS, "webhooks", tenant);
     q.push(" ORDER BY id");
-    webhooks(db, &q)
+    db.rows::<RawWebhook>(&q)
 }
 
 pub fn get_webhook(
@@ -72,40 +64,33 @@ pub fn get_webhook(
     tenant: &TenantId,
     id: &str,
 ) -> StoreResult<Option<WebhookRow>> {
-    let mut q = scoped(
-        &format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = "),
-        tenant,
-    );
-    q.push(" AND id = ").bind(Bind::text(id));
-    Ok(webhooks(db, &q)?.into_iter().next())
+    let mut q = select(WEBHOOK_COLUMNS, "webhooks", tenant);
+    q.and(" AND id = ?", [Bind::text(id)]);
+    db.row::<RawWebhook>(&q)
 }
 
 pub fn insert_webhook(db: &mut Db<'_>, tenant: &TenantId, w: &WebhookRow) -> StoreResult<()> {
     let events = serde_json::to_string(&w.events)
         .map_err(|e| StorageError::corrupt("webhooks", &w.id, format!("cannot encode: {e}")))?;
-    let mut q =
-        Sql::new("INSERT INTO webhooks (id, tenant_id, url, events, secret, created) VALUES (");
-    q.bind_list([
-        Bind::text(&w.id),
-        Bind::tenant(tenant),
-        Bind::text(&w.url),
-        Bind::Text(events),
-        Bind::text(&w.secret),
-        Bind::Int(w.created),
-    ])
-    .push(")");
-    db.execute(&q)?;
+    let (id, url, secret) = (Bind::text(&w.id), Bind::text(&w.url), Bind::text(&w.secret));
+    db.execute(&Sql::with(
+        "INSERT INTO webhooks (id, tenant_id, url, events, secret, created) VALUES (?, ?, ?, ?, ?, ?)",
+        [id, Bind::tenant(tenant), url, Bind::Text(events), secret, Bind::Int(w.created)],
+    ))?;
     Ok(())
 }
 
 /// Deletes a subscription and its deliveries; returns how many subscriptions went (0 or 1).
 pub fn delete_webhook(db: &mut Db<'_>, tenant: &TenantId, id: &str) -> StoreResult<usize> {
-    let mut q = scoped("DELETE FROM deliveries WHERE tenant_id = ", tenant);
-    q.push(" AND webhook_id = ").bind(Bind::text(id));
-    db.execute(&q)?;
-    let mut q = scoped("DELETE FROM webhooks WHERE tenant_id = ", tenant);
-    q.push(" AND id = ").bind(Bind::text(id));
-    Ok(db.execute(&q)?)
+    let (t, id) = (Bind::tenant(tenant), Bind::text(id));
+    db.execute(&Sql::with(
+        "DELETE FROM deliveries WHERE tenant_id = ? AND webhook_id = ?",
+        [t.clone(), id.clone()],
+    ))?;
+    Ok(db.execute(&Sql::with(
+        "DELETE FROM webhooks WHERE tenant_id = ? AND id = ?",
+        [t, id],
+    ))?)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -220,7 +205,9 @@ struct RawDelivery {
     kind: String,
 }
 
-impl RawDelivery {
+impl Decode for RawDelivery {
+    type Row = DeliveryRow;
+
     fn decode(self) -> StoreResult<DeliveryRow> {
         let status = Status::parse(&self.status).ok_or_else(|| {
             StorageError::corrupt("deliveries", &self.id, format!("status `{}`", self.status))
@@ -242,22 +229,14 @@ impl RawDelivery {
     }
 }
 
-/// A delivery joined with its feed event.
+/// Deliveries joined with their feed events.
 fn select_deliveries(tenant: &TenantId) -> Sql {
-    scoped(
-        "SELECT d.id, d.tenant_id, d.webhook_id, d.seq, d.status, d.attempts, d.next_at, \
-         d.last_error, d.last_attempt, d.created, f.id AS event_id, f.type AS type_ \
-         FROM deliveries d JOIN feed f ON f.tenant_id = d.tenant_id AND f.seq = d.seq \
-         WHERE d.tenant_id = ",
+    select(
+        "d.id, d.tenant_id, d.webhook_id, d.seq, d.status, d.attempts, d.next_at, d.last_error, \
+         d.last_attempt, d.created, f.id AS event_id, f.type AS type_",
+        "deliveries d JOIN feed f ON f.tenant_id = d.tenant_id AND f.seq = d.seq",
         tenant,
     )
-}
-
-fn deliveries(db: &mut Db<'_>, q: &Sql) -> StoreResult<Vec<DeliveryRow>> {
-    db.load::<RawDelivery>(q)?
-        .into_iter()
-        .map(RawDelivery::decode)
-        .collect()
 }
 
 /// A subscription's dead letters after `after_seq`, in feed order.
@@ -269,13 +248,11 @@ pub fn dead_letters(
     limit: i64,
 ) -> StoreResult<Vec<DeliveryRow>> {
     let mut q = select_deliveries(tenant);
-    q.push(" AND d.webhook_id = ")
-        .bind(Bind::text(webhook))
-        .push(" AND d.status = 'dead' AND d.seq > ")
-        .bind(Bind::Int(after_seq))
-        .push(" ORDER BY d.seq LIMIT ")
-        .bind(Bind::Int(limit));
-    deliveries(db, &q)
+    q.and(
+        " AND d.webhook_id = ? AND d.status = 'dead' AND d.seq > ? ORDER BY d.seq LIMIT ?",
+        [Bind::text(webhook), Bind::Int(after_seq), Bind::Int(limit)],
+    );
+    db.rows::<RawDelivery>(&q)
 }
 
 /// One delivery, locked for a change.
@@ -285,23 +262,23 @@ pub fn get_delivery(
     id: &str,
 ) -> StoreResult<Option<DeliveryRow>> {
     let mut q = select_deliveries(tenant);
-    q.push(" AND d.id = ").bind(Bind::text(id));
+    q.and(" AND d.id = ?", [Bind::text(id)]);
     q.push(&db.backend().lock_of("d"));
-    Ok(deliveries(db, &q)?.into_iter().next())
+    db.row::<RawDelivery>(&q)
 }
 
 /// Queues a dead delivery again, attempts reset.
 pub fn requeue(db: &mut Db<'_>, tenant: &TenantId, id: &str, now: i64) -> StoreResult<usize> {
-    let mut q = Sql::new("UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ");
-    q.bind(Bind::Int(now))
-        .push(", lease_until = 0, created = ")
-        .bind(Bind::Int(now))
-        .push(" WHERE tenant_id = ")
-        .bind(Bind::tenant(tenant))
-        .push(" AND id = ")
-        .bind(Bind::text(id))
-        .push(" AND status = 'dead'");
-    Ok(db.execute(&q)?)
+    Ok(db.execute(&Sql::with(
+        "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, lease_until = 0, \
+         created = ? WHERE tenant_id = ? AND id = ? AND status = 'dead'",
+        [
+            Bind::Int(now),
+            Bind::Int(now),
+            Bind::tenant(tenant),
+            Bind::text(id),
+        ],
+    ))?)
 }
 
 /// A delivery claimed by a worker: what to send and where. `data` is the event's JSON as
@@ -360,25 +337,23 @@ pub fn claim(
     lease_until: i64,
     limit: i64,
 ) -> StoreResult<Vec<ClaimedRow>> {
-    let mut q =
-        Sql::new("SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_at <= ");
-    q.bind(Bind::Int(now))
-        .push(" AND d.lease_until <= ")
-        .bind(Bind::Int(now))
-        .push(
-            " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.webhook_id = d.webhook_id \
-             AND e.order_key = d.order_key AND e.status = 'pending' AND e.seq < d.seq) \
-             ORDER BY d.next_at, d.seq LIMIT ",
-        )
-        .bind(Bind::Int(limit));
+    let mut q = Sql::with(
+        "SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_at <= ? \
+         AND d.lease_until <= ? AND NOT EXISTS (SELECT 1 FROM deliveries e \
+         WHERE e.webhook_id = d.webhook_id AND e.order_key = d.order_key \
+         AND e.status = 'pending' AND e.seq < d.seq) ORDER BY d.next_at, d.seq LIMIT ?",
+        [Bind::Int(now), Bind::Int(now), Bind::Int(limit)],
+    );
     q.push(db.backend().lock_skip_locked());
     let ids: Vec<String> = db.load::<IdRow>(&q)?.into_iter().map(|r| r.id).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let mut q = Sql::new("UPDATE deliveries SET lease_until = ");
-    q.bind(Bind::Int(lease_until)).push(" WHERE ");
+    let mut q = Sql::with(
+        "UPDATE deliveries SET lease_until = ? WHERE ",
+        [Bind::Int(lease_until)],
+    );
     ids_in(&mut q, &ids);
     db.execute(&q)?;
     let mut q = Sql::new(
@@ -395,10 +370,11 @@ pub fn claim(
 /// Records successful deliveries.
 pub fn delivered(db: &mut Db<'_>, ids: &[&str], now: i64) -> StoreResult<()> {
     for chunk in ids.chunks(500) {
-        let mut q = Sql::new(
-            "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, lease_until = 0, last_error = NULL, last_attempt = ",
+        let mut q = Sql::with(
+            "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, \
+             lease_until = 0, last_error = NULL, last_attempt = ? WHERE ",
+            [Bind::Int(now)],
         );
-        q.bind(Bind::Int(now)).push(" WHERE ");
         ids_in(&mut q, chunk);
         db.execute(&q)?;
     }
@@ -428,17 +404,16 @@ pub fn failed(
     } else {
         Status::Dead
     };
-    let mut q =
-        Sql::new("UPDATE deliveries SET attempts = attempts + 1, lease_until = 0, status = ");
-    q.bind(Bind::text(status.as_str()))
-        .push(", next_at = ")
-        .bind(Bind::Int(next_at.unwrap_or(now)))
-        .push(", last_attempt = ")
-        .bind(Bind::Int(now))
-        .push(", last_error = ")
-        .bind(Bind::text(error))
-        .push(" WHERE id = ")
-        .bind(Bind::text(id));
-    db.execute(&q)?;
+    db.execute(&Sql::with(
+        "UPDATE deliveries SET attempts = attempts + 1, lease_until = 0, status = ?, \
+         next_at = ?, last_attempt = ?, last_error = ? WHERE id = ?",
+        [
+            Bind::text(status.as_str()),
+            Bind::Int(next_at.unwrap_or(now)),
+            Bind::Int(now),
+            Bind::text(error),
+            Bind::text(id),
+        ],
+    ))?;
     Ok(())
 }

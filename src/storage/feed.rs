@@ -6,7 +6,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
-use super::sql::{scoped, Bind, Sql};
+use super::sql::{select, Bind, Sql};
 use super::{StorageError, StoreResult, TenantId};
 use crate::scim::schema::Rtype;
 
@@ -110,21 +110,21 @@ pub fn append(
     if n == 0 && counted.is_zero() {
         return Ok(0);
     }
-    let mut q =
-        Sql::new("INSERT INTO feed_heads (tenant_id, last_seq, user_count, group_count) VALUES (");
-    q.bind_list([
-        Bind::tenant(tenant),
+    let (n_, users, groups) = (
         Bind::Int(n),
         Bind::Int(counted.users),
         Bind::Int(counted.groups),
-    ])
-    .push(") ON CONFLICT (tenant_id) DO UPDATE SET last_seq = feed_heads.last_seq + ")
-    .bind(Bind::Int(n))
-    .push(", user_count = feed_heads.user_count + ")
-    .bind(Bind::Int(counted.users))
-    .push(", group_count = feed_heads.group_count + ")
-    .bind(Bind::Int(counted.groups))
-    .push(" RETURNING last_seq");
+    );
+    let mut q = Sql::with(
+        "INSERT INTO feed_heads (tenant_id, last_seq, user_count, group_count) VALUES (?, ?, ?, ?) ",
+        [Bind::tenant(tenant), n_.clone(), users.clone(), groups.clone()],
+    );
+    q.and(
+        "ON CONFLICT (tenant_id) DO UPDATE SET last_seq = feed_heads.last_seq + ?, \
+         user_count = feed_heads.user_count + ?, group_count = feed_heads.group_count + ? \
+         RETURNING last_seq",
+        [n_, users, groups],
+    );
     let last = db
         .first::<SeqRow>(&q)?
         .map(|r| r.last_seq)
@@ -169,33 +169,24 @@ pub fn adjust_resource_count(
 
 /// The number of `rt` resources the tenant holds (kept on its `feed_heads` row).
 pub fn resource_count(db: &mut Db<'_>, tenant: &TenantId, rt: Rtype) -> StoreResult<i64> {
-    let col = count_column(rt);
-    let q = scoped(
-        &format!("SELECT {col} AS n FROM feed_heads WHERE tenant_id = "),
+    db.count(&select(
+        &format!("{} AS n", count_column(rt)),
+        "feed_heads",
         tenant,
-    );
-    db.count(&q)
+    ))
 }
 
-/// Feed events after `after`, in order.
+/// Feed events after `after`, in order (at most `limit`).
 pub fn after(
     db: &mut Db<'_>,
     tenant: &TenantId,
     after: i64,
     limit: i64,
 ) -> StoreResult<Vec<FeedRow>> {
-    let mut q = scoped(
-        &format!("SELECT {FEED_COLUMNS} FROM feed WHERE tenant_id = "),
-        tenant,
-    );
-    q.push(" AND seq > ")
-        .bind(Bind::Int(after))
-        .push(" ORDER BY seq LIMIT ")
-        .bind(Bind::Int(limit));
-    Ok(db.load(&q)?)
+    events(db, tenant, None, after, limit)
 }
 
-/// One account's events after `after`, in order.
+/// One account's events after `after`, in order (at most `limit`).
 pub fn of_account(
     db: &mut Db<'_>,
     tenant: &TenantId,
@@ -203,16 +194,24 @@ pub fn of_account(
     after: i64,
     limit: i64,
 ) -> StoreResult<Vec<FeedRow>> {
-    let mut q = scoped(
-        &format!("SELECT {FEED_COLUMNS} FROM feed WHERE tenant_id = "),
-        tenant,
+    events(db, tenant, Some(account), after, limit)
+}
+
+fn events(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    account: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> StoreResult<Vec<FeedRow>> {
+    let mut q = select(FEED_COLUMNS, "feed", tenant);
+    if let Some(a) = account {
+        q.and(" AND account_id = ?", [Bind::text(a)]);
+    }
+    q.and(
+        " AND seq > ? ORDER BY seq LIMIT ?",
+        [Bind::Int(after), Bind::Int(limit)],
     );
-    q.push(" AND account_id = ")
-        .bind(Bind::text(account))
-        .push(" AND seq > ")
-        .bind(Bind::Int(after))
-        .push(" ORDER BY seq LIMIT ")
-        .bind(Bind::Int(limit));
     Ok(db.load(&q)?)
 }
 
@@ -228,7 +227,7 @@ pub fn event_credentials(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<
         #[diesel(sql_type = Nullable<Text>)]
         credential_id: Option<String>,
     }
-    let mut q = scoped("SELECT credential_id FROM feed WHERE tenant_id = ", tenant);
+    let mut q = select("credential_id", "feed", tenant);
     q.push(" AND type LIKE 'urn:%' ORDER BY seq");
     Ok(db
         .load::<Row>(&q)?

@@ -9,10 +9,10 @@ use diesel::QueryableByName;
 
 use super::conn::Db;
 use super::dialect::Lock;
-use super::resources::{lower, rtype_of, ResourceRow, ID_BATCH, RESOURCE_COLUMNS};
+use super::resources::{lower, RawIdRow, ResourceRow, ID_BATCH, RESOURCE_COLUMNS};
 use super::search::translate::{sides, Translator};
-use super::sql::{scoped, Bind, Sql};
-use super::{StoreResult, TenantId};
+use super::sql::{select, Bind, Sql};
+use super::{Decode, StoreResult, TenantId};
 use crate::scim::filter::Cond;
 use crate::scim::resource::RefOut;
 use crate::scim::schema::Rtype;
@@ -98,12 +98,8 @@ pub fn remove_where(
 struct RefRow {
     #[diesel(sql_type = BigInt)]
     owner: i64,
-    #[diesel(sql_type = BigInt)]
-    pk: i64,
-    #[diesel(sql_type = Text)]
-    id: String,
-    #[diesel(sql_type = Text)]
-    rtype: String,
+    #[diesel(embed)]
+    target: RawIdRow,
     #[diesel(sql_type = Nullable<Text>)]
     display: Option<String>,
 }
@@ -127,10 +123,10 @@ pub fn refs_of(db: &mut Db<'_>, rt: Rtype, pks: &[i64]) -> StoreResult<HashMap<i
         q.bind_list(chunk.iter().map(|p| Bind::Int(*p)))
             .push(&format!(") ORDER BY m.{this}, m.{other}"));
         for row in db.load::<RefRow>(&q)? {
-            let kind = rtype_of(row.pk, &row.rtype)?;
+            let target = row.target.decode()?;
             out.entry(row.owner).or_default().push(RefOut {
-                id: row.id,
-                kind,
+                id: target.id,
+                kind: target.rtype,
                 display: row.display,
             });
         }
@@ -145,14 +141,12 @@ pub fn groups_containing(
     tenant: &TenantId,
     member_pk: i64,
 ) -> StoreResult<Vec<ResourceRow>> {
-    let mut q = scoped(
-        &format!("SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.tenant_id = "),
-        tenant,
-    );
-    q.push(" AND r.pk IN (SELECT group_pk FROM members WHERE member_pk = ")
-        .bind(Bind::Int(member_pk))
-        .push(") ORDER BY r.pk");
-    q.push(db.backend().lock(Lock::Update));
+    let mut q = select(RESOURCE_COLUMNS, "resources r", tenant);
+    q.and(
+        " AND r.pk IN (SELECT group_pk FROM members WHERE member_pk = ?) ORDER BY r.pk",
+        [Bind::Int(member_pk)],
+    )
+    .push(db.backend().lock(Lock::Update));
     Ok(db.load(&q)?)
 }
 

@@ -120,6 +120,15 @@ impl StorageError {
     }
 }
 
+/// A row as the database gives it (`QueryableByName`), and what it decodes into; a row that
+/// does not decode is `Corrupt`, naming it.
+pub(crate) trait Decode:
+    diesel::QueryableByName<diesel::sqlite::Sqlite> + diesel::QueryableByName<diesel::pg::Pg> + 'static
+{
+    type Row;
+    fn decode(self) -> StoreResult<Self::Row>;
+}
+
 /// Decodes a JSON column of a row; a value that does not decode is `Corrupt`, naming the row.
 pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
     table: &'static str,

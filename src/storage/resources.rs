@@ -10,8 +10,8 @@ use diesel::QueryableByName;
 use super::conn::Db;
 use super::dialect::{self, Lock, ROWS_PER_STATEMENT};
 use super::index::{IndexValue, Indexed};
-use super::sql::{scoped, Bind, Sql};
-use super::{StorageError, StoreResult, TenantId};
+use super::sql::{select, Bind, Sql};
+use super::{Decode, StorageError, StoreResult, TenantId};
 use crate::scim::schema::Rtype;
 
 /// A stored resource, as read back.
@@ -160,9 +160,10 @@ pub fn update(
         .push(", version = version + 1, modified = ")
         .bind(Bind::Int(w.now));
     versioned(db, q, tenant, pk, expected)?;
-    let mut del = Sql::new("DELETE FROM attr_values WHERE res_pk = ");
-    del.bind(Bind::Int(pk));
-    db.execute(&del)?;
+    db.execute(&Sql::with(
+        "DELETE FROM attr_values WHERE res_pk = ?",
+        [Bind::Int(pk)],
+    ))?;
     let values: Vec<(i64, &IndexValue)> = ix.values.iter().map(|v| (pk, v)).collect();
     insert_values(db, tenant, &values)?;
     Ok(expected + 1)
@@ -192,12 +193,10 @@ fn versioned(
     pk: i64,
     expected: i64,
 ) -> StoreResult<()> {
-    q.push(" WHERE tenant_id = ")
-        .bind(Bind::tenant(tenant))
-        .push(" AND pk = ")
-        .bind(Bind::Int(pk))
-        .push(" AND version = ")
-        .bind(Bind::Int(expected));
+    q.and(
+        " WHERE tenant_id = ? AND pk = ? AND version = ?",
+        [Bind::tenant(tenant), Bind::Int(pk), Bind::Int(expected)],
+    );
     if db.execute(&q)? == 0 {
         return Err(StorageError::VersionMismatch);
     }
@@ -216,37 +215,32 @@ pub fn get(
         // No id holds U+0000 (and Postgres text cannot carry it): nothing to find.
         return Ok(None);
     }
-    let mut q = scoped(
-        &format!("SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.tenant_id = "),
-        tenant,
-    );
+    let mut q = select(RESOURCE_COLUMNS, "resources r", tenant);
     // Only the unique key (tenant_id, id) can serve this lookup: with a plain `rtype = ?`, a
     // Postgres without fresh statistics (autovacuum off, or a table that just grew) may pick
     // the (tenant_id, rtype, pk) list index and scan every resource of the type for one row.
     // The type is still tested in SQL, so a row of another type is never locked.
-    q.push(" AND r.id = ")
-        .bind(Bind::text(id))
-        .push(" AND (r.rtype || '') = ")
-        .bind(Bind::text(rt.name()));
-    q.push(db.backend().lock(lock));
+    q.and(
+        " AND r.id = ? AND (r.rtype || '') = ?",
+        [Bind::text(id), Bind::text(rt.name())],
+    )
+    .push(db.backend().lock(lock));
     Ok(db.first(&q)?)
 }
 
 /// A resource by its key (any type), unlocked.
 pub fn get_by_pk(db: &mut Db<'_>, tenant: &TenantId, pk: i64) -> StoreResult<Option<ResourceRow>> {
-    let mut q = scoped(
-        &format!("SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.tenant_id = "),
-        tenant,
-    );
-    q.push(" AND r.pk = ").bind(Bind::Int(pk));
+    let mut q = select(RESOURCE_COLUMNS, "resources r", tenant);
+    q.and(" AND r.pk = ?", [Bind::Int(pk)]);
     Ok(db.first(&q)?)
 }
 
 /// Deletes a resource; attribute values and memberships go with it (ON DELETE CASCADE).
 pub fn delete(db: &mut Db<'_>, tenant: &TenantId, pk: i64) -> StoreResult<()> {
-    let mut q = scoped("DELETE FROM resources WHERE tenant_id = ", tenant);
-    q.push(" AND pk = ").bind(Bind::Int(pk));
-    db.execute(&q)?;
+    db.execute(&Sql::with(
+        "DELETE FROM resources WHERE tenant_id = ? AND pk = ?",
+        [Bind::tenant(tenant), Bind::Int(pk)],
+    ))?;
     Ok(())
 }
 
@@ -259,13 +253,25 @@ pub struct IdRow {
 }
 
 #[derive(QueryableByName)]
-struct RawIdRow {
+pub(crate) struct RawIdRow {
     #[diesel(sql_type = BigInt)]
-    pk: i64,
+    pub pk: i64,
     #[diesel(sql_type = Text)]
-    id: String,
+    pub id: String,
     #[diesel(sql_type = Text)]
-    rtype: String,
+    pub rtype: String,
+}
+
+impl Decode for RawIdRow {
+    type Row = IdRow;
+
+    fn decode(self) -> StoreResult<IdRow> {
+        Ok(IdRow {
+            rtype: rtype_of(self.pk, &self.rtype)?,
+            pk: self.pk,
+            id: self.id,
+        })
+    }
 }
 
 /// Ids per statement when looking many up.
@@ -282,19 +288,10 @@ pub(crate) fn rtype_of(pk: i64, name: &str) -> StoreResult<Rtype> {
 pub fn resolve_ids(db: &mut Db<'_>, tenant: &TenantId, ids: &[String]) -> StoreResult<Vec<IdRow>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(ID_BATCH) {
-        let mut q = scoped(
-            "SELECT pk, id, rtype FROM resources WHERE tenant_id = ",
-            tenant,
-        );
+        let mut q = select("pk, id, rtype", "resources", tenant);
         q.push(" AND id IN (");
         q.bind_list(chunk.iter().map(|i| Bind::text(i))).push(")");
-        for r in db.load::<RawIdRow>(&q)? {
-            out.push(IdRow {
-                rtype: rtype_of(r.pk, &r.rtype)?,
-                pk: r.pk,
-                id: r.id,
-            });
-        }
+        out.extend(db.rows::<RawIdRow>(&q)?);
     }
     Ok(out)
 }

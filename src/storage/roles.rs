@@ -7,8 +7,8 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
-use super::sql::{scoped, Bind, Sql};
-use super::{decode_json, StorageError, StoreResult, TenantId};
+use super::sql::{select, Bind, Sql};
+use super::{decode_json, Decode, StorageError, StoreResult, TenantId};
 use crate::product::{Deprovisioning, Entitlements, Policy, Provisioning};
 
 // ---------------------------------------------------------------------------------------
@@ -22,49 +22,60 @@ struct RawPolicy {
     deprovisioning: String,
 }
 
-/// The tenant's stored policy, if it set one.
-pub fn get_policy(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Option<Policy>> {
-    let q = scoped(
-        "SELECT provisioning, deprovisioning FROM policies WHERE tenant_id = ",
-        tenant,
-    );
-    let Some(r) = db.first::<RawPolicy>(&q)? else {
-        return Ok(None);
-    };
-    let bad = |what: String| StorageError::corrupt("policies", tenant, what);
-    let provisioning = match r.provisioning.as_str() {
-        "auto" => Provisioning::Auto,
-        "review" => Provisioning::Review,
-        other => return Err(bad(format!("provisioning `{other}`"))),
-    };
-    let deprovisioning = match r.deprovisioning.as_str() {
-        "auto" => Deprovisioning::Auto,
-        "notify" => Deprovisioning::Notify,
-        other => return Err(bad(format!("deprovisioning `{other}`"))),
-    };
-    Ok(Some(Policy {
-        provisioning,
-        deprovisioning,
-    }))
-}
-
-pub fn put_policy(db: &mut Db<'_>, tenant: &TenantId, policy: Policy) -> StoreResult<()> {
-    let provisioning = match policy.provisioning {
+/// A policy's two settings as stored.
+fn policy_text(p: Policy) -> (&'static str, &'static str) {
+    let provisioning = match p.provisioning {
         Provisioning::Auto => "auto",
         Provisioning::Review => "review",
     };
-    let deprovisioning = match policy.deprovisioning {
+    let deprovisioning = match p.deprovisioning {
         Deprovisioning::Auto => "auto",
         Deprovisioning::Notify => "notify",
     };
-    let mut q = Sql::new("INSERT INTO policies (tenant_id, provisioning, deprovisioning) VALUES (");
-    q.bind_list([
-        Bind::tenant(tenant),
-        Bind::text(provisioning),
-        Bind::text(deprovisioning),
-    ])
-    .push(") ON CONFLICT (tenant_id) DO UPDATE SET provisioning = excluded.provisioning, deprovisioning = excluded.deprovisioning");
-    db.execute(&q)?;
+    (provisioning, deprovisioning)
+}
+
+/// The tenant's stored policy, if it set one.
+pub fn get_policy(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Option<Policy>> {
+    let q = select("provisioning, deprovisioning", "policies", tenant);
+    let Some(r) = db.first::<RawPolicy>(&q)? else {
+        return Ok(None);
+    };
+    let provisioning = match r.provisioning.as_str() {
+        "auto" => Some(Provisioning::Auto),
+        "review" => Some(Provisioning::Review),
+        _ => None,
+    };
+    let deprovisioning = match r.deprovisioning.as_str() {
+        "auto" => Some(Deprovisioning::Auto),
+        "notify" => Some(Deprovisioning::Notify),
+        _ => None,
+    };
+    match (provisioning, deprovisioning) {
+        (Some(provisioning), Some(deprovisioning)) => Ok(Some(Policy {
+            provisioning,
+            deprovisioning,
+        })),
+        _ => Err(StorageError::corrupt(
+            "policies",
+            tenant,
+            format!("policy `{}`/`{}`", r.provisioning, r.deprovisioning),
+        )),
+    }
+}
+
+pub fn put_policy(db: &mut Db<'_>, tenant: &TenantId, policy: Policy) -> StoreResult<()> {
+    let (provisioning, deprovisioning) = policy_text(policy);
+    db.execute(&Sql::with(
+        "INSERT INTO policies (tenant_id, provisioning, deprovisioning) VALUES (?, ?, ?) \
+         ON CONFLICT (tenant_id) DO UPDATE SET provisioning = excluded.provisioning, \
+         deprovisioning = excluded.deprovisioning",
+        [
+            Bind::tenant(tenant),
+            Bind::text(provisioning),
+            Bind::text(deprovisioning),
+        ],
+    ))?;
     Ok(())
 }
 
@@ -94,7 +105,9 @@ struct RawRole {
     modified: i64,
 }
 
-impl RawRole {
+impl Decode for RawRole {
+    type Row = RoleRow;
+
     fn decode(self) -> StoreResult<RoleRow> {
         Ok(RoleRow {
             entitlements: decode_json("roles", &self.id, "entitlements", &self.entitlements)?,
@@ -108,29 +121,16 @@ impl RawRole {
 
 const ROLE_COLUMNS: &str = "id, name, entitlements, created, modified";
 
-fn roles(db: &mut Db<'_>, q: &Sql) -> StoreResult<Vec<RoleRow>> {
-    db.load::<RawRole>(q)?
-        .into_iter()
-        .map(RawRole::decode)
-        .collect()
-}
-
 pub fn list_roles(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<RoleRow>> {
-    let mut q = scoped(
-        &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE tenant_id = "),
-        tenant,
-    );
+    let mut q = select(ROLE_COLUMNS, "roles", tenant);
     q.push(" ORDER BY name, id");
-    roles(db, &q)
+    db.rows::<RawRole>(&q)
 }
 
 pub fn get_role(db: &mut Db<'_>, tenant: &TenantId, id: &str) -> StoreResult<Option<RoleRow>> {
-    let mut q = scoped(
-        &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE tenant_id = "),
-        tenant,
-    );
-    q.push(" AND id = ").bind(Bind::text(id));
-    Ok(roles(db, &q)?.into_iter().next())
+    let mut q = select(ROLE_COLUMNS, "roles", tenant);
+    q.and(" AND id = ?", [Bind::text(id)]);
+    db.row::<RawRole>(&q)
 }
 
 fn entitlements_json(r: &RoleRow) -> StoreResult<String> {
@@ -140,35 +140,36 @@ fn entitlements_json(r: &RoleRow) -> StoreResult<String> {
 
 /// Inserts a role; a name the tenant already uses is `Conflict`.
 pub fn insert_role(db: &mut Db<'_>, tenant: &TenantId, r: &RoleRow) -> StoreResult<()> {
-    let mut q = Sql::new(
-        "INSERT INTO roles (id, tenant_id, name, entitlements, created, modified) VALUES (",
-    );
-    q.bind_list([
-        Bind::text(&r.id),
-        Bind::tenant(tenant),
-        Bind::text(&r.name),
-        Bind::Text(entitlements_json(r)?),
-        Bind::Int(r.created),
-        Bind::Int(r.modified),
-    ])
-    .push(")");
-    db.execute(&q)?;
+    let ents = Bind::Text(entitlements_json(r)?);
+    let (id, name) = (Bind::text(&r.id), Bind::text(&r.name));
+    db.execute(&Sql::with(
+        "INSERT INTO roles (id, tenant_id, name, entitlements, created, modified) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            id,
+            Bind::tenant(tenant),
+            name,
+            ents,
+            Bind::Int(r.created),
+            Bind::Int(r.modified),
+        ],
+    ))?;
     Ok(())
 }
 
 /// Rewrites a role's name and entitlements; returns how many rows changed (0: no such role).
 pub fn update_role(db: &mut Db<'_>, tenant: &TenantId, r: &RoleRow) -> StoreResult<usize> {
-    let mut q = Sql::new("UPDATE roles SET name = ");
-    q.bind(Bind::text(&r.name))
-        .push(", entitlements = ")
-        .bind(Bind::Text(entitlements_json(r)?))
-        .push(", modified = ")
-        .bind(Bind::Int(r.modified))
-        .push(" WHERE tenant_id = ")
-        .bind(Bind::tenant(tenant))
-        .push(" AND id = ")
-        .bind(Bind::text(&r.id));
-    Ok(db.execute(&q)?)
+    let ents = Bind::Text(entitlements_json(r)?);
+    Ok(db.execute(&Sql::with(
+        "UPDATE roles SET name = ?, entitlements = ?, modified = ? WHERE tenant_id = ? AND id = ?",
+        [
+            Bind::text(&r.name),
+            ents,
+            Bind::Int(r.modified),
+            Bind::tenant(tenant),
+            Bind::text(&r.id),
+        ],
+    ))?)
 }
 
 /// `DELETE FROM table WHERE tenant_id = ? AND column = ?`; returns how many rows went.
@@ -179,9 +180,10 @@ fn delete_where(
     column: &str,
     value: &str,
 ) -> StoreResult<usize> {
-    let mut q = scoped(&format!("DELETE FROM {table} WHERE tenant_id = "), tenant);
-    q.push(&format!(" AND {column} = ")).bind(Bind::text(value));
-    Ok(db.execute(&q)?)
+    Ok(db.execute(&Sql::with(
+        &format!("DELETE FROM {table} WHERE tenant_id = ? AND {column} = ?"),
+        [Bind::tenant(tenant), Bind::text(value)],
+    ))?)
 }
 
 /// Deletes a role, its rules (foreign key) and its grants.
@@ -228,7 +230,9 @@ struct RawRule {
     modified: i64,
 }
 
-impl RawRule {
+impl Decode for RawRule {
+    type Row = RuleRow;
+
     fn decode(self) -> StoreResult<RuleRow> {
         let grant = match (self.filter, self.group_id) {
             (Some(f), None) => RuleGrant::Filter(f),
@@ -252,74 +256,59 @@ impl RawRule {
 }
 
 impl RuleRow {
-    fn columns(&self) -> (Option<String>, Option<String>) {
-        match &self.grant {
+    /// The `role_id`, `filter` and `group_id` columns.
+    fn grant_binds(&self) -> [Bind; 3] {
+        let (filter, group) = match &self.grant {
             RuleGrant::Filter(f) => (Some(f.clone()), None),
             RuleGrant::Group(g) => (None, Some(g.clone())),
-        }
+        };
+        [
+            Bind::text(&self.role_id),
+            Bind::OptText(filter),
+            Bind::OptText(group),
+        ]
     }
 }
 
 const RULE_COLUMNS: &str = "id, role_id, filter, group_id, created, modified";
 
-fn rules(db: &mut Db<'_>, q: &Sql) -> StoreResult<Vec<RuleRow>> {
-    db.load::<RawRule>(q)?
-        .into_iter()
-        .map(RawRule::decode)
-        .collect()
-}
-
 pub fn list_rules(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<RuleRow>> {
-    let mut q = scoped(
-        &format!("SELECT {RULE_COLUMNS} FROM rules WHERE tenant_id = "),
-        tenant,
-    );
+    let mut q = select(RULE_COLUMNS, "rules", tenant);
     q.push(" ORDER BY id");
-    rules(db, &q)
+    db.rows::<RawRule>(&q)
 }
 
 pub fn get_rule(db: &mut Db<'_>, tenant: &TenantId, id: &str) -> StoreResult<Option<RuleRow>> {
-    let mut q = scoped(
-        &format!("SELECT {RULE_COLUMNS} FROM rules WHERE tenant_id = "),
-        tenant,
-    );
-    q.push(" AND id = ").bind(Bind::text(id));
-    Ok(rules(db, &q)?.into_iter().next())
+    let mut q = select(RULE_COLUMNS, "rules", tenant);
+    q.and(" AND id = ?", [Bind::text(id)]);
+    db.row::<RawRule>(&q)
 }
 
 pub fn insert_rule(db: &mut Db<'_>, tenant: &TenantId, r: &RuleRow) -> StoreResult<()> {
-    let (filter, group) = r.columns();
-    let mut q = Sql::new(
-        "INSERT INTO rules (id, tenant_id, role_id, filter, group_id, created, modified) VALUES (",
-    );
-    q.bind_list([
+    let [role, filter, group] = r.grant_binds();
+    let (id, times) = (
         Bind::text(&r.id),
-        Bind::tenant(tenant),
-        Bind::text(&r.role_id),
-        Bind::OptText(filter),
-        Bind::OptText(group),
-        Bind::Int(r.created),
-        Bind::Int(r.modified),
-    ])
-    .push(")");
+        [Bind::Int(r.created), Bind::Int(r.modified)],
+    );
+    let mut q = Sql::with(
+        "INSERT INTO rules (id, tenant_id, role_id, filter, group_id, created, modified)          VALUES (?, ?, ?, ?, ?, ",
+        [id, Bind::tenant(tenant), role, filter, group],
+    );
+    q.and("?, ?)", times);
     db.execute(&q)?;
     Ok(())
 }
 
 pub fn update_rule(db: &mut Db<'_>, tenant: &TenantId, r: &RuleRow) -> StoreResult<usize> {
-    let (filter, group) = r.columns();
-    let mut q = Sql::new("UPDATE rules SET role_id = ");
-    q.bind(Bind::text(&r.role_id))
-        .push(", filter = ")
-        .bind(Bind::OptText(filter))
-        .push(", group_id = ")
-        .bind(Bind::OptText(group))
-        .push(", modified = ")
-        .bind(Bind::Int(r.modified))
-        .push(" WHERE tenant_id = ")
-        .bind(Bind::tenant(tenant))
-        .push(" AND id = ")
-        .bind(Bind::text(&r.id));
+    let [role, filter, group] = r.grant_binds();
+    let mut q = Sql::with(
+        "UPDATE rules SET role_id = ?, filter = ?, group_id = ?, modified = ? ",
+        [role, filter, group, Bind::Int(r.modified)],
+    );
+    q.and(
+        "WHERE tenant_id = ? AND id = ?",
+        [Bind::tenant(tenant), Bind::text(&r.id)],
+    );
     Ok(db.execute(&q)?)
 }
 
@@ -329,8 +318,8 @@ pub fn delete_rule(db: &mut Db<'_>, tenant: &TenantId, id: &str) -> StoreResult<
 
 /// Whether any rule grants a role by membership of this group.
 pub fn group_has_rules(db: &mut Db<'_>, tenant: &TenantId, group_id: &str) -> StoreResult<bool> {
-    let mut q = scoped("SELECT COUNT(*) AS n FROM rules WHERE tenant_id = ", tenant);
-    q.push(" AND group_id = ").bind(Bind::text(group_id));
+    let mut q = select("COUNT(*) AS n", "rules", tenant);
+    q.and(" AND group_id = ?", [Bind::text(group_id)]);
     Ok(db.count(&q)? > 0)
 }
 

@@ -62,6 +62,21 @@ impl Sql {
         }
     }
 
+    /// A statement: text with one `?` per value, and the values in order.
+    pub fn with<const N: usize>(text: &str, values: [Bind; N]) -> Sql {
+        Sql {
+            text: text.to_string(),
+            binds: values.into(),
+        }
+    }
+
+    /// Appends text with one `?` per value, and the values.
+    pub fn and<const N: usize>(&mut self, text: &str, values: [Bind; N]) -> &mut Sql {
+        self.text.push_str(text);
+        self.binds.extend(values);
+        self
+    }
+
     /// Appends SQL text (never a value).
     pub fn push(&mut self, text: &str) -> &mut Sql {
         self.text.push_str(text);
@@ -133,6 +148,25 @@ pub fn scoped(text: &str, tenant: &TenantId) -> Sql {
     let mut q = Sql::new(text);
     q.bind(Bind::tenant(tenant));
     q
+}
+
+/// `SELECT columns FROM from WHERE tenant = ?`: the start of a tenant's rows.
+pub fn select(columns: &str, from: &str, tenant: &TenantId) -> Sql {
+    Sql::with(
+        &format!(
+            "SELECT {columns} FROM {from} WHERE {}tenant_id = ?",
+            alias(from)
+        ),
+        [Bind::tenant(tenant)],
+    )
+}
+
+/// `a.` for `accounts a`, nothing for a bare table.
+fn alias(from: &str) -> String {
+    match from.split_whitespace().nth(1) {
+        Some(a) => format!("{a}."),
+        None => String::new(),
+    }
 }
 
 /// The one-column answer of a `SELECT COUNT(*) AS n`.
@@ -217,6 +251,22 @@ mod tests {
         q.bind_list([Bind::Int(2), Bind::Int(3)]).push(")");
         assert_eq!(q.numbered(), "SELECT 1 WHERE a = $1 AND b IN ($2, $3)");
         assert_eq!(q.text(), "SELECT 1 WHERE a = ? AND b IN (?, ?)");
+    }
+
+    #[test]
+    fn statements_with_their_values() {
+        let t = TenantId::from("t");
+        let mut q = select("a.id", "accounts a", &t);
+        q.and(" AND a.id > ? LIMIT ?", [Bind::text("x"), Bind::Int(5)]);
+        assert_eq!(
+            q.text(),
+            "SELECT a.id FROM accounts a WHERE a.tenant_id = ? AND a.id > ? LIMIT ?"
+        );
+        assert_eq!(q.binds.len(), 3);
+        assert_eq!(
+            select("id", "roles", &t).text(),
+            "SELECT id FROM roles WHERE tenant_id = ?"
+        );
     }
 
     #[test]

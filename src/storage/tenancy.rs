@@ -7,7 +7,7 @@ use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
-use super::sql::{scoped, Bind, Sql};
+use super::sql::{select, Bind, Sql};
 use super::{StorageError, StoreResult, TenantId};
 
 // ---------------------------------------------------------------------------------------
@@ -59,18 +59,17 @@ pub fn ensure_tenant(db: &mut Db<'_>, tenant: &TenantId, now: i64) -> StoreResul
 }
 
 fn insert_tenant(db: &mut Db<'_>, tenant: &TenantId, now: i64, tail: &str) -> StoreResult<()> {
-    let mut q = Sql::new("INSERT INTO tenants (id, name, created) VALUES (");
-    q.bind_list([Bind::tenant(tenant), Bind::tenant(tenant), Bind::Int(now)])
-        .push(")")
-        .push(tail);
-    db.execute(&q)?;
+    db.execute(&Sql::with(
+        &format!("INSERT INTO tenants (id, name, created) VALUES (?, ?, ?){tail}"),
+        [Bind::tenant(tenant), Bind::tenant(tenant), Bind::Int(now)],
+    ))?;
     Ok(())
 }
 
 pub fn find_tenant(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Option<TenantRow>> {
-    let q = scoped(
-        "SELECT id, name, created, settings FROM tenants WHERE id = ",
-        tenant,
+    let q = Sql::with(
+        "SELECT id, name, created, settings FROM tenants WHERE id = ?",
+        [Bind::tenant(tenant)],
     );
     Ok(db.first(&q)?)
 }
@@ -89,10 +88,10 @@ pub fn list_tenants(db: &mut Db<'_>) -> StoreResult<Vec<TenantSummary>> {
 }
 
 pub fn set_tenant_settings(db: &mut Db<'_>, tenant: &TenantId, settings: &str) -> StoreResult<()> {
-    let mut q = Sql::new("UPDATE tenants SET settings = ");
-    q.bind(Bind::text(settings))
-        .push(" WHERE id = ")
-        .bind(Bind::tenant(tenant));
+    let q = Sql::with(
+        "UPDATE tenants SET settings = ? WHERE id = ?",
+        [Bind::text(settings), Bind::tenant(tenant)],
+    );
     if db.execute(&q)? == 0 {
         return Err(StorageError::NotFound);
     }
@@ -112,10 +111,11 @@ pub struct Deleted {
 /// cascade, but explicit deletes keep the order (children first) visible.
 pub fn delete_tenant(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Deleted> {
     let del = |db: &mut Db<'_>, table: &str| -> StoreResult<usize> {
-        Ok(db.execute(&scoped(
-            &format!("DELETE FROM {table} WHERE tenant_id = "),
-            tenant,
-        ))?)
+        let q = Sql::with(
+            &format!("DELETE FROM {table} WHERE tenant_id = ?"),
+            [Bind::tenant(tenant)],
+        );
+        Ok(db.execute(&q)?)
     };
     let mut d = Deleted::default();
     del(db, "members")?;
@@ -134,7 +134,11 @@ pub fn delete_tenant(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Deleted>
     d.credentials += del(db, "oauth_clients")?;
     del(db, "jwt_keys")?;
     d.credentials += del(db, "jwt_issuers")?;
-    if db.execute(&scoped("DELETE FROM tenants WHERE id = ", tenant))? == 0 {
+    if db.execute(&Sql::with(
+        "DELETE FROM tenants WHERE id = ?",
+        [Bind::tenant(tenant)],
+    ))? == 0
+    {
         return Err(StorageError::NotFound);
     }
     Ok(d)
@@ -147,7 +151,9 @@ pub fn count_tokens(db: &mut Db<'_>) -> StoreResult<i64> {
     db.count(&Sql::new("SELECT COUNT(*) AS n FROM tokens"))
 }
 
-pub struct NewToken<'a> {
+/// A new credential: a bearer token, or an OAuth client (which never expires). Only the hash
+/// of its secret is stored.
+pub struct NewCredential<'a> {
     pub id: &'a str,
     pub tenant: &'a TenantId,
     pub label: Option<&'a str>,
@@ -157,19 +163,30 @@ pub struct NewToken<'a> {
     pub expires: Option<i64>,
 }
 
-pub fn insert_token(db: &mut Db<'_>, t: &NewToken<'_>) -> StoreResult<()> {
-    let mut q = Sql::new("INSERT INTO tokens (id, tenant_id, label, scope, secret_hash, created, expires, revoked) VALUES (");
-    q.bind_list([
-        Bind::text(t.id),
-        Bind::tenant(t.tenant),
-        Bind::OptText(t.label.map(str::to_string)),
-        Bind::text(t.scope),
-        Bind::text(t.secret_hash),
-        Bind::Int(t.created),
-        Bind::OptInt(t.expires),
-        Bind::Bool(false),
-    ])
-    .push(")");
+pub fn insert_token(db: &mut Db<'_>, t: &NewCredential<'_>) -> StoreResult<()> {
+    insert_credential(db, "tokens", t)
+}
+
+fn insert_credential(db: &mut Db<'_>, table: &str, c: &NewCredential<'_>) -> StoreResult<()> {
+    // Only tokens have an `expires` column; a credential without an expiry leaves it out.
+    let expires = if c.expires.is_some() { ", expires" } else { "" };
+    let label = Bind::OptText(c.label.map(str::to_string));
+    let mut q = Sql::with(
+        &format!("INSERT INTO {table} (id, tenant_id, label, scope, secret_hash, created, revoked{expires}) VALUES (?, ?, ?, ?, "),
+        [Bind::text(c.id), Bind::tenant(c.tenant), label, Bind::text(c.scope)],
+    );
+    q.and(
+        "?, ?, ?",
+        [
+            Bind::text(c.secret_hash),
+            Bind::Int(c.created),
+            Bind::Bool(false),
+        ],
+    );
+    if let Some(e) = c.expires {
+        q.and(", ?", [Bind::Int(e)]);
+    }
+    q.push(")");
     db.execute(&q)?;
     Ok(())
 }
@@ -197,17 +214,17 @@ pub fn find_token_for_auth(
     db: &mut Db<'_>,
     secret_hash: &str,
 ) -> StoreResult<Option<TokenAuthRow>> {
-    let mut q = Sql::new(
+    Ok(db.first(&Sql::with(
         "SELECT k.id, k.tenant_id, k.scope, k.expires, k.revoked, k.last_used, t.settings \
-         FROM tokens k JOIN tenants t ON t.id = k.tenant_id WHERE k.secret_hash = ",
-    );
-    q.bind(Bind::Text(secret_hash.into()));
-    Ok(db.first(&q)?)
+         FROM tokens k JOIN tenants t ON t.id = k.tenant_id WHERE k.secret_hash = ?",
+        [Bind::text(secret_hash)],
+    ))?)
 }
 
-/// A token as `token list` shows it (never its hash).
+/// A credential (bearer token or OAuth client) as `token list` and `client list` show it
+/// (never its hash).
 #[derive(Clone, Debug, QueryableByName)]
-pub struct TokenInfo {
+pub struct CredentialInfo {
     #[diesel(sql_type = Text)]
     pub id: String,
     #[diesel(sql_type = Nullable<Text>)]
@@ -218,17 +235,29 @@ pub struct TokenInfo {
     pub created: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub last_used: Option<i64>,
+    /// Tokens only (clients do not expire).
     #[diesel(sql_type = Nullable<BigInt>)]
     pub expires: Option<i64>,
     #[diesel(sql_type = Bool)]
     pub revoked: bool,
 }
 
+pub type TokenInfo = CredentialInfo;
+pub type ClientInfo = CredentialInfo;
+
 pub fn list_tokens(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<TokenInfo>> {
-    let mut q = scoped(
-        "SELECT id, label, scope, created, last_used, expires, revoked FROM tokens WHERE tenant_id = ",
-        tenant,
-    );
+    list_credentials(db, "tokens", "expires", tenant)
+}
+
+/// The credentials of a tenant in `table`, oldest first.
+fn list_credentials(
+    db: &mut Db<'_>,
+    table: &str,
+    expires: &str,
+    tenant: &TenantId,
+) -> StoreResult<Vec<CredentialInfo>> {
+    let columns = format!("id, label, scope, created, last_used, {expires} AS expires, revoked");
+    let mut q = select(&columns, table, tenant);
     q.push(" ORDER BY created, id");
     Ok(db.load(&q)?)
 }
@@ -244,11 +273,10 @@ fn revoke(db: &mut Db<'_>, table: &str, id: &str) -> StoreResult<Option<TenantId
         #[diesel(sql_type = Text)]
         tenant_id: String,
     }
-    let mut q = Sql::new(&format!("UPDATE {table} SET revoked = "));
-    q.bind(Bind::Bool(true))
-        .push(" WHERE id = ")
-        .bind(Bind::Text(id.into()))
-        .push(" RETURNING tenant_id");
+    let q = Sql::with(
+        &format!("UPDATE {table} SET revoked = ? WHERE id = ? RETURNING tenant_id"),
+        [Bind::Bool(true), Bind::text(id)],
+    );
     Ok(db.first::<Tenant>(&q)?.map(|t| TenantId::from(t.tenant_id)))
 }
 
@@ -259,11 +287,10 @@ pub fn touch_token(db: &mut Db<'_>, id: &str, now: i64) -> StoreResult<()> {
 }
 
 fn touch(db: &mut Db<'_>, table: &str, id: &str, now: i64) -> StoreResult<()> {
-    let mut q = Sql::new(&format!("UPDATE {table} SET last_used = "));
-    q.bind(Bind::Int(now))
-        .push(" WHERE id = ")
-        .bind(Bind::Text(id.into()));
-    db.execute(&q)?;
+    db.execute(&Sql::with(
+        &format!("UPDATE {table} SET last_used = ? WHERE id = ?"),
+        [Bind::Int(now), Bind::text(id)],
+    ))?;
     Ok(())
 }
 
@@ -289,66 +316,21 @@ pub struct ClientRow {
     pub settings: String,
 }
 
-pub struct NewClient<'a> {
-    pub id: &'a str,
-    pub tenant: &'a TenantId,
-    pub label: Option<&'a str>,
-    pub scope: &'a str,
-    pub secret_hash: &'a str,
-    pub created: i64,
-}
-
-pub fn insert_client(db: &mut Db<'_>, c: &NewClient<'_>) -> StoreResult<()> {
-    let mut q = Sql::new(
-        "INSERT INTO oauth_clients (id, tenant_id, label, scope, secret_hash, created, revoked) VALUES (",
-    );
-    q.bind_list([
-        Bind::text(c.id),
-        Bind::tenant(c.tenant),
-        Bind::OptText(c.label.map(str::to_string)),
-        Bind::Text(c.scope.into()),
-        Bind::Text(c.secret_hash.into()),
-        Bind::Int(c.created),
-        Bind::Bool(false),
-    ])
-    .push(")");
-    db.execute(&q)?;
-    Ok(())
+/// A new OAuth client (`expires` is always None: clients do not expire).
+pub fn insert_client(db: &mut Db<'_>, c: &NewCredential<'_>) -> StoreResult<()> {
+    insert_credential(db, "oauth_clients", c)
 }
 
 pub fn find_client(db: &mut Db<'_>, id: &str) -> StoreResult<Option<ClientRow>> {
-    let mut q = Sql::new(
+    Ok(db.first(&Sql::with(
         "SELECT c.id, c.tenant_id, c.scope, c.secret_hash, c.revoked, c.last_used, t.settings \
-         FROM oauth_clients c JOIN tenants t ON t.id = c.tenant_id WHERE c.id = ",
-    );
-    q.bind(Bind::Text(id.into()));
-    Ok(db.first(&q)?)
-}
-
-/// A client as `client list` shows it.
-#[derive(Clone, Debug, QueryableByName)]
-pub struct ClientInfo {
-    #[diesel(sql_type = Text)]
-    pub id: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub label: Option<String>,
-    #[diesel(sql_type = Text)]
-    pub scope: String,
-    #[diesel(sql_type = BigInt)]
-    pub created: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub last_used: Option<i64>,
-    #[diesel(sql_type = Bool)]
-    pub revoked: bool,
+         FROM oauth_clients c JOIN tenants t ON t.id = c.tenant_id WHERE c.id = ?",
+        [Bind::text(id)],
+    ))?)
 }
 
 pub fn list_clients(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<ClientInfo>> {
-    let mut q = scoped(
-        "SELECT id, label, scope, created, last_used, revoked FROM oauth_clients WHERE tenant_id = ",
-        tenant,
-    );
-    q.push(" ORDER BY created, id");
-    Ok(db.load(&q)?)
+    list_credentials(db, "oauth_clients", "CAST(NULL AS BIGINT)", tenant)
 }
 
 /// Revokes a client (its access tokens stop working at once); returns its tenant.
@@ -388,15 +370,15 @@ pub fn insert_signing_key(
     secret: &str,
     now: i64,
 ) -> StoreResult<()> {
-    let mut q = Sql::new("INSERT INTO signing_keys (kid, alg, secret, created) VALUES (");
-    q.bind_list([
-        Bind::Text(kid.into()),
-        Bind::Text(alg.into()),
-        Bind::Text(secret.into()),
-        Bind::Int(now),
-    ])
-    .push(")");
-    db.execute(&q)?;
+    db.execute(&Sql::with(
+        "INSERT INTO signing_keys (kid, alg, secret, created) VALUES (?, ?, ?, ?)",
+        [
+            Bind::text(kid),
+            Bind::text(alg),
+            Bind::text(secret),
+            Bind::Int(now),
+        ],
+    ))?;
     Ok(())
 }
 
@@ -409,11 +391,10 @@ pub fn current_signing_key(db: &mut Db<'_>) -> StoreResult<Option<SigningKeyRow>
 }
 
 pub fn signing_key(db: &mut Db<'_>, kid: &str) -> StoreResult<Option<SigningKeyRow>> {
-    let mut q = Sql::new(&format!(
-        "SELECT {KEY_COLUMNS} FROM signing_keys WHERE kid = "
-    ));
-    q.bind(Bind::Text(kid.into()));
-    Ok(db.first(&q)?)
+    Ok(db.first(&Sql::with(
+        &format!("SELECT {KEY_COLUMNS} FROM signing_keys WHERE kid = ?"),
+        [Bind::text(kid)],
+    ))?)
 }
 
 pub fn list_signing_keys(db: &mut Db<'_>) -> StoreResult<Vec<SigningKeyRow>> {
@@ -425,16 +406,18 @@ pub fn list_signing_keys(db: &mut Db<'_>) -> StoreResult<Vec<SigningKeyRow>> {
 
 /// Retires every current key; returns how many.
 pub fn retire_signing_keys(db: &mut Db<'_>, now: i64) -> StoreResult<usize> {
-    let mut q = Sql::new("UPDATE signing_keys SET retired_at = ");
-    q.bind(Bind::Int(now)).push(" WHERE retired_at IS NULL");
-    Ok(db.execute(&q)?)
+    Ok(db.execute(&Sql::with(
+        "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL",
+        [Bind::Int(now)],
+    ))?)
 }
 
 /// Deletes keys retired before `before` (no token they signed can still be valid).
 pub fn prune_signing_keys(db: &mut Db<'_>, before: i64) -> StoreResult<usize> {
-    let mut q = Sql::new("DELETE FROM signing_keys WHERE retired_at < ");
-    q.bind(Bind::Int(before));
-    Ok(db.execute(&q)?)
+    Ok(db.execute(&Sql::with(
+        "DELETE FROM signing_keys WHERE retired_at < ?",
+        [Bind::Int(before)],
+    ))?)
 }
 
 pub fn count_signing_keys(db: &mut Db<'_>) -> StoreResult<i64> {
@@ -487,68 +470,61 @@ pub fn set_jwt_issuer(
     now: i64,
 ) -> StoreResult<()> {
     remove_jwt_issuer(db, tenant)?;
-    let mut q =
-        Sql::new("INSERT INTO jwt_issuers (tenant_id, issuer, audience, scope, created) VALUES (");
-    q.bind_list([
+    let (t, iss, aud) = (
         Bind::tenant(tenant),
-        Bind::Text(issuer.into()),
-        Bind::Text(audience.into()),
-        Bind::Text(scope.into()),
-        Bind::Int(now),
-    ])
-    .push(")");
-    db.execute(&q)?;
+        Bind::text(issuer),
+        Bind::text(audience),
+    );
+    db.execute(&Sql::with(
+        "INSERT INTO jwt_issuers (tenant_id, issuer, audience, scope, created) VALUES (?, ?, ?, ?, ?)",
+        [t.clone(), iss, aud, Bind::text(scope), Bind::Int(now)],
+    ))?;
     for (i, k) in keys.iter().enumerate() {
-        let mut q =
-            Sql::new("INSERT INTO jwt_keys (tenant_id, seq, kid, alg, format, material) VALUES (");
-        q.bind_list([
-            Bind::tenant(tenant),
-            Bind::I32(i32::try_from(i).unwrap_or(i32::MAX)),
-            Bind::OptText(k.kid.clone()),
-            Bind::Text(k.alg.clone()),
-            Bind::Text(k.format.clone()),
-            Bind::Text(k.material.clone()),
-        ])
-        .push(")");
-        db.execute(&q)?;
+        let seq = Bind::I32(i32::try_from(i).unwrap_or(i32::MAX));
+        let (alg, format) = (Bind::text(&k.alg), Bind::text(&k.format));
+        db.execute(&Sql::with(
+            "INSERT INTO jwt_keys (tenant_id, seq, kid, alg, format, material) VALUES (?, ?, ?, ?, ?, ?)",
+            [t.clone(), seq, Bind::OptText(k.kid.clone()), alg, format, Bind::text(&k.material)],
+        ))?;
     }
     Ok(())
 }
 
 /// Removes a tenant's issuer; returns whether it had one.
 pub fn remove_jwt_issuer(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<bool> {
-    db.execute(&scoped("DELETE FROM jwt_keys WHERE tenant_id = ", tenant))?;
-    Ok(db.execute(&scoped(
-        "DELETE FROM jwt_issuers WHERE tenant_id = ",
-        tenant,
-    ))? > 0)
+    let t = [Bind::tenant(tenant)];
+    db.execute(&Sql::with(
+        "DELETE FROM jwt_keys WHERE tenant_id = ?",
+        t.clone(),
+    ))?;
+    Ok(db.execute(&Sql::with("DELETE FROM jwt_issuers WHERE tenant_id = ?", t))? > 0)
+}
+
+/// The issuer configurations naming `issuer` (one per audience at most).
+/// Issuer configurations, with their tenants' settings, where `column` is `value`.
+fn issuers_where(db: &mut Db<'_>, column: &str, value: Bind) -> StoreResult<Vec<IssuerRow>> {
+    Ok(db.load(&Sql::with(
+        &format!(
+            "SELECT j.tenant_id, j.issuer, j.audience, j.scope, t.settings FROM jwt_issuers j \
+             JOIN tenants t ON t.id = j.tenant_id WHERE j.{column} = ? ORDER BY j.tenant_id"
+        ),
+        [value],
+    ))?)
 }
 
 /// The issuer configurations naming `issuer` (one per audience at most).
 pub fn issuers_named(db: &mut Db<'_>, issuer: &str) -> StoreResult<Vec<IssuerRow>> {
-    let mut q = Sql::new(
-        "SELECT j.tenant_id, j.issuer, j.audience, j.scope, t.settings \
-         FROM jwt_issuers j JOIN tenants t ON t.id = j.tenant_id WHERE j.issuer = ",
-    );
-    q.bind(Bind::Text(issuer.into()))
-        .push(" ORDER BY j.tenant_id");
-    Ok(db.load(&q)?)
+    issuers_where(db, "issuer", Bind::text(issuer))
 }
 
 pub fn tenant_issuer(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Option<IssuerRow>> {
-    let q = scoped(
-        "SELECT j.tenant_id, j.issuer, j.audience, j.scope, t.settings \
-         FROM jwt_issuers j JOIN tenants t ON t.id = j.tenant_id WHERE j.tenant_id = ",
-        tenant,
-    );
-    Ok(db.first(&q)?)
+    Ok(issuers_where(db, "tenant_id", Bind::tenant(tenant))?
+        .into_iter()
+        .next())
 }
 
 pub fn jwt_keys(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<JwtKeyRow>> {
-    let mut q = scoped(
-        "SELECT kid, alg, format, material FROM jwt_keys WHERE tenant_id = ",
-        tenant,
-    );
+    let mut q = select("kid, alg, format, material", "jwt_keys", tenant);
     q.push(" ORDER BY seq");
     Ok(db.load(&q)?)
 }
@@ -565,12 +541,14 @@ struct SecretRow {
 /// The server secret `name`, created with `fresh` on first use. Every instance sharing the
 /// database reads the same value (the insert is a no-op when another instance won).
 pub fn server_secret(db: &mut Db<'_>, name: &str, fresh: &str, now: i64) -> StoreResult<String> {
-    let mut ins = Sql::new("INSERT INTO server_secrets (name, value, created) VALUES (");
-    ins.bind_list([Bind::text(name), Bind::text(fresh), Bind::Int(now)])
-        .push(") ON CONFLICT DO NOTHING");
-    db.execute(&ins)?;
-    let mut q = Sql::new("SELECT value FROM server_secrets WHERE name = ");
-    q.bind(Bind::text(name));
+    db.execute(&Sql::with(
+        "INSERT INTO server_secrets (name, value, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        [Bind::text(name), Bind::text(fresh), Bind::Int(now)],
+    ))?;
+    let q = Sql::with(
+        "SELECT value FROM server_secrets WHERE name = ?",
+        [Bind::text(name)],
+    );
     db.first::<SecretRow>(&q)?
         .map(|r| r.value)
         .ok_or(StorageError::NotFound)

@@ -11,13 +11,13 @@ pub mod grams;
 mod order;
 pub mod translate;
 
-use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text};
+use diesel::sql_types::{Double, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
 use super::feed;
 use super::resources::{ResourceRow, RESOURCE_COLUMNS};
-use super::sql::{scoped, Bind, Sql};
+use super::sql::{Bind, Sql};
 use super::{StoreResult, TenantId};
 use crate::scim::filter::CompOp;
 use crate::scim::filter::{Cond, Field, Kind, Operand, Sort, SortKey};
@@ -73,24 +73,11 @@ pub struct Page {
     pub keys: Vec<SortValue>,
 }
 
+/// A row read with its sort key (text or number; both NULL without one).
 #[derive(QueryableByName)]
 struct SortedRow {
-    #[diesel(sql_type = BigInt)]
-    pk: i64,
-    #[diesel(sql_type = Text)]
-    id: String,
-    #[diesel(sql_type = Text)]
-    rtype: String,
-    #[diesel(sql_type = Text)]
-    doc: String,
-    #[diesel(sql_type = BigInt)]
-    version: i64,
-    #[diesel(sql_type = BigInt)]
-    created: i64,
-    #[diesel(sql_type = BigInt)]
-    modified: i64,
-    #[diesel(sql_type = Nullable<Bool>)]
-    active: Option<bool>,
+    #[diesel(embed)]
+    resource: ResourceRow,
     #[diesel(sql_type = Nullable<Text>)]
     skey_t: Option<String>,
     #[diesel(sql_type = Nullable<Double>)]
@@ -109,8 +96,10 @@ pub fn search(
     count_total: bool,
 ) -> StoreResult<Page> {
     // The conditions on `resources r`, shared by the count and every plan of the rows.
-    let mut base = scoped("r.tenant_id = ", tenant);
-    base.push(" AND r.rtype = ").bind(Bind::text(rt.name()));
+    let mut base = Sql::with(
+        "r.tenant_id = ? AND r.rtype = ?",
+        [Bind::tenant(tenant), Bind::text(rt.name())],
+    );
     if let Some(c) = cond {
         base.push(" AND ");
         let counts = grams::gram_counts(db, rt, c)?;
@@ -369,19 +358,7 @@ fn sorted_page(rows: Vec<SortedRow>, total: Option<i64>) -> Page {
         .collect();
     Page {
         total,
-        rows: rows
-            .into_iter()
-            .map(|r| ResourceRow {
-                pk: r.pk,
-                id: r.id,
-                rtype: r.rtype,
-                doc: r.doc,
-                version: r.version,
-                created: r.created,
-                modified: r.modified,
-                active: r.active,
-            })
-            .collect(),
+        rows: rows.into_iter().map(|r| r.resource).collect(),
         keys,
     }
 }
