@@ -15,7 +15,7 @@ use crate::config::{
 use crate::provisioning::{self, tenancy};
 use crate::scim::time::{format_micros, now_micros};
 use crate::storage::conn::{self, PooledConn};
-use crate::storage::tenancy::JwtKeyRow;
+use crate::storage::tenancy::{Credential, JwtKeyRow};
 use crate::storage::StorageError;
 
 /// What a command can fail with: a use case's error, or a command line that cannot work.
@@ -313,6 +313,40 @@ fn jwt(args: JwtArgs) -> Result<()> {
     Ok(())
 }
 
+/// `token list` and `client list`: a table of the tenant's credentials of one kind (clients
+/// have no expiry column).
+fn credentials(db: &DbArgs, kind: Credential, tenant: &str) -> Result<String> {
+    let now = now_micros();
+    let tokens = kind == Credential::Token;
+    let rows: Vec<Vec<String>> = tenancy::list_credentials(&mut *open(db)?, kind, tenant)?
+        .into_iter()
+        .map(|c| {
+            let status = if c.revoked {
+                "revoked"
+            } else if c.expires.is_some_and(|e| e <= now) {
+                "expired"
+            } else {
+                "active"
+            };
+            let mut row = vec![
+                c.id,
+                c.label.unwrap_or_else(|| "-".into()),
+                c.scope,
+                when(Some(c.created)),
+                when(c.last_used),
+            ];
+            row.extend(tokens.then(|| when(c.expires)));
+            row.push(status.into());
+            row
+        })
+        .collect();
+    let id = if tokens { "ID" } else { "CLIENT ID" };
+    let mut headers = vec![id, "LABEL", "SCOPE", "CREATED", "LAST USED"];
+    headers.extend(tokens.then_some("EXPIRES"));
+    headers.push("STATUS");
+    Ok(table(&headers, &rows))
+}
+
 fn token(c: TokenCommand) -> Result<()> {
     match c {
         TokenCommand::Create {
@@ -337,38 +371,7 @@ fn token(c: TokenCommand) -> Result<()> {
             println!("{token}");
         }
         TokenCommand::List { tenant, db } => {
-            let now = now_micros();
-            let rows: Vec<Vec<String>> = tenancy::list_tokens(&mut *open(&db)?, &tenant)?
-                .into_iter()
-                .map(|t| {
-                    let status = if t.revoked {
-                        "revoked"
-                    } else if t.expires.is_some_and(|e| e <= now) {
-                        "expired"
-                    } else {
-                        "active"
-                    };
-                    vec![
-                        t.id,
-                        t.label.unwrap_or_else(|| "-".into()),
-                        t.scope,
-                        when(Some(t.created)),
-                        when(t.last_used),
-                        when(t.expires),
-                        status.into(),
-                    ]
-                })
-                .collect();
-            let headers = [
-                "ID",
-                "LABEL",
-                "SCOPE",
-                "CREATED",
-                "LAST USED",
-                "EXPIRES",
-                "STATUS",
-            ];
-            println!("{}", table(&headers, &rows));
+            println!("{}", credentials(&db, Credential::Token, &tenant)?);
         }
         TokenCommand::Revoke { id, db } => {
             let tenant = tenancy::revoke_token(&mut *open(&db)?, &id)?;
@@ -394,28 +397,7 @@ fn client(c: ClientCommand) -> Result<()> {
             println!("{id}\n{secret}");
         }
         ClientCommand::List { tenant, db } => {
-            let rows: Vec<Vec<String>> = tenancy::list_clients(&mut *open(&db)?, &tenant)?
-                .into_iter()
-                .map(|c| {
-                    vec![
-                        c.id,
-                        c.label.unwrap_or_else(|| "-".into()),
-                        c.scope,
-                        when(Some(c.created)),
-                        when(c.last_used),
-                        if c.revoked { "revoked" } else { "active" }.into(),
-                    ]
-                })
-                .collect();
-            let headers = [
-                "CLIENT ID",
-                "LABEL",
-                "SCOPE",
-                "CREATED",
-                "LAST USED",
-                "STATUS",
-            ];
-            println!("{}", table(&headers, &rows));
+            println!("{}", credentials(&db, Credential::Client, &tenant)?);
         }
         ClientCommand::Revoke { id, db } => {
             let tenant = tenancy::revoke_client(&mut *open(&db)?, &id)?;

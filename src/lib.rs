@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod errors;
 pub mod http;
 pub mod product;
 pub mod provisioning;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use scimitar::config::{Cli, Command, ServeArgs};
+use scimitar::errors::chain;
 use scimitar::{cli, server, storage};
 
 fn main() -> ExitCode {
@@ -28,19 +29,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// An error and its sources, `: `-separated (errors here carry no secrets; the sources help
-/// an operator).
-fn chain(e: &dyn Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        cur = s.source();
-    }
-    text
 }
 
 fn serve(args: ServeArgs) -> Result<(), Box<dyn Error>> {

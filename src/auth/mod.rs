@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::scim::compat::Compat;
 use crate::storage::conn::{Conn, Db};
+use crate::storage::tenancy::Credential;
 use crate::storage::{self, StorageError, TenantId};
 use tenant::TenantSettings;
 
@@ -138,7 +139,7 @@ pub fn authenticate(
     };
     if row.last_used.is_none_or(|t| t + TOUCH_EVERY_MICROS <= now) {
         if let Some(id) = &principal.credential {
-            conn.write_tx(|db| storage::tenancy::touch_token(db, id, now))?;
+            conn.write_tx(|db| storage::tenancy::touch(db, Credential::Token, id, now))?;
         }
     }
     Ok(principal)
@@ -162,7 +163,7 @@ fn authenticate_jwt(
     let (principal, last_used) = oauth::verify(&mut conn.db(), token, &header, server_compat, now)?;
     if last_used.is_none_or(|t| t + TOUCH_EVERY_MICROS <= now) {
         if let Some(id) = &principal.credential {
-            conn.write_tx(|db| storage::tenancy::touch_client(db, id, now))?;
+            conn.write_tx(|db| storage::tenancy::touch(db, Credential::Client, id, now))?;
         }
     }
     Ok(principal)
@@ -179,8 +180,9 @@ pub fn create_token(
 ) -> Result<(String, String), StorageError> {
     let token = generate_token();
     let id = uuid::Uuid::new_v4().to_string();
-    storage::tenancy::insert_token(
+    storage::tenancy::insert(
         db,
+        Credential::Token,
         &storage::tenancy::NewCredential {
             id: &id,
             tenant,

@@ -11,7 +11,7 @@ use super::tenant::TenantSettings;
 use super::{hash_secret, AuthError, Principal, Scope};
 use crate::scim::compat::Compat;
 use crate::storage::conn::{Conn, Db};
-use crate::storage::tenancy::{self, ClientRow};
+use crate::storage::tenancy::{self, ClientRow, Credential};
 use crate::storage::{StorageError, TenantId};
 
 /// `iss` of the tokens this server signs; external issuers may not use it.
@@ -63,8 +63,9 @@ pub fn create_client(
 ) -> Result<(String, String), StorageError> {
     let id = format!("scimitar-client-{}", random_hex(12));
     let secret = super::generate_token();
-    tenancy::insert_client(
+    tenancy::insert(
         db,
+        Credential::Client,
         &tenancy::NewCredential {
             id: &id,
             tenant,
@@ -179,7 +180,7 @@ pub fn grant(
         return Ok(Grant::Throttled(retry_after));
     }
     let issued = conn.write_tx(|db| {
-        tenancy::touch_client(db, &client.id, now)?;
+        tenancy::touch(db, Credential::Client, &client.id, now)?;
         issue(db, &client, now)
     })?;
     Ok(Grant::Issued(issued))

@@ -26,14 +26,8 @@ pub enum Dialect {
 
 /// The tolerances that existed when a tenant's `--strict`/`--lenient` was stored as one
 /// entry per tolerance (before `dialect`); such a setting is read back as the dialect.
-const LEGACY_NAMES: &[&str] = &[
-    "boolean_strings",
-    "op_case_insensitive",
-    "remove_members_by_value",
-    "dotted_keys",
-    "create_on_filtered_path",
-    "ignore_read_only_in_patch",
-];
+/// `Compat::NAMES` lists them first, in the order they were added.
+const LEGACY_NAMES: &[&str] = Compat::NAMES.split_at(6).0;
 
 /// What a tenant has set: a whole dialect or none (the server's), then single tolerances on
 /// top of it.

@@ -275,25 +275,25 @@ pub fn routes() -> Vec<Route> {
         route(Put, "/policy", |r| r.to(with_body(StatusCode::OK, Service::put_policy)), Op::new("putPolicy", "policy", "Set the tenant's policy (both fields required)")
             .body(named::<Policy>())
             .answer(json(200, "The policy.", named::<Policy>()))),
-        route(Get, "/roles", |r| r.to(plain(Service::list_roles)), Op::new("listRoles", "roles", "List roles")
+        route(Get, "/roles", |r| r.to(plain(Service::list_all::<Role>)), Op::new("listRoles", "roles", "List roles")
             .about("Every role of the tenant in one response: `nextCursor` is always null. The list takes no query parameters (`limit` and `cursor` are ignored).")
             .answer(list("RoleList", named::<Role>(), "Every one of the tenant's roles, in one response (not paged).", false))),
         route(Post, "/roles", |r| r.to(with_body(StatusCode::CREATED, Service::create_role)), Op::new("createRole", "roles", "Create a role")
             .about("409 when the name is taken; 400 when an entitlement key would get another type than it has in another role.")
             .body(named::<RoleInput>()).answer(role(201)).errors(&[409])),
-        route(Get, "/roles/{id}", |r| r.to(by_id(Service::get_role)), Op::new("getRole", "roles", "One role")
+        route(Get, "/roles/{id}", |r| r.to(by_id(Service::get_one::<Role>)), Op::new("getRole", "roles", "One role")
             .of("Role id.").answer(role(200))),
         route(Put, "/roles/{id}", |r| r.to(by_id_with_body(Service::replace_role)), Op::new("replaceRole", "roles", "Replace a role's name and entitlements; accounts recomputed")
             .of("Role id.").body(named::<RoleInput>()).answer(role(200)).errors(&[409])),
         route(Delete, "/roles/{id}", |r| r.to(deleting(Service::delete_role)), Op::new("deleteRole", "roles", "Delete a role and its rules; accounts recomputed")
             .of("Role id.")),
-        route(Get, "/rules", |r| r.to(plain(Service::list_rules)), Op::new("listRules", "rules", "List rules")
+        route(Get, "/rules", |r| r.to(plain(Service::list_all::<Rule>)), Op::new("listRules", "rules", "List rules")
             .about("Every rule of the tenant in one response: `nextCursor` is always null. The list takes no query parameters (`limit` and `cursor` are ignored).")
             .answer(list("RuleList", named::<Rule>(), "Every one of the tenant's rules, in one response (not paged).", false))),
         route(Post, "/rules", |r| r.to(with_body(StatusCode::CREATED, Service::create_rule)), Op::new("createRule", "rules", "Create a rule; accounts recomputed")
             .about("400 on a bad filter (the detail names the position); 404 on an unknown role or group.")
             .body(named::<RuleInput>()).answer(rule(201)).errors(&[404])),
-        route(Get, "/rules/{id}", |r| r.to(by_id(Service::get_rule)), Op::new("getRule", "rules", "One rule")
+        route(Get, "/rules/{id}", |r| r.to(by_id(Service::get_one::<Rule>)), Op::new("getRule", "rules", "One rule")
             .of("Rule id.").answer(rule(200))),
         route(Put, "/rules/{id}", |r| r.to(by_id_with_body(Service::replace_rule)), Op::new("replaceRule", "rules", "Replace a rule; accounts recomputed")
             .of("Rule id.").body(named::<RuleInput>()).answer(rule(200))),
@@ -329,13 +329,13 @@ pub fn routes() -> Vec<Route> {
             .about("`after=41` returns from seq 42 in order. With `wait` the request holds until an event arrives or the wait ends (then `items` is empty).")
             .query(&[Query::After, Query::Limit, Query::Wait])
             .answer(json(200, "Events after `after`, in order.", named::<EventFeed>()))),
-        route(Get, "/webhooks", |r| r.to(plain(Service::list_webhooks)), Op::new("listWebhooks", "webhooks", "List subscriptions (no secrets)")
+        route(Get, "/webhooks", |r| r.to(plain(Service::list_all::<Webhook>)), Op::new("listWebhooks", "webhooks", "List subscriptions (no secrets)")
             .about("Every subscription of the tenant in one response: `nextCursor` is always null. The list takes no query parameters (`limit` and `cursor` are ignored).")
             .answer(list("WebhookList", named::<Webhook>(), "Every one of the tenant's subscriptions, in one response (not paged).", false))),
         route(Post, "/webhooks", |r| r.to(with_body(StatusCode::CREATED, Service::create_webhook)), Op::new("createWebhook", "webhooks", "Subscribe a URL to event types")
             .body(named::<WebhookInput>())
             .answer(json(201, "The subscription with its `secret` (shown once).", named::<WebhookCreated>()))),
-        route(Get, "/webhooks/{id}", |r| r.to(by_id(Service::get_webhook)), Op::new("getWebhook", "webhooks", "One subscription")
+        route(Get, "/webhooks/{id}", |r| r.to(by_id(Service::get_one::<Webhook>)), Op::new("getWebhook", "webhooks", "One subscription")
             .of("Webhook id.").answer(json(200, "The subscription.", named::<Webhook>()))),
         route(Delete, "/webhooks/{id}", |r| r.to(deleting(Service::delete_webhook)), Op::new("deleteWebhook", "webhooks", "Delete a subscription and its queued deliveries")
             .of("Webhook id.")),

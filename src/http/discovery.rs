@@ -9,7 +9,7 @@ use super::error::ApiError;
 use super::front::{enter, Access, Bearer};
 use super::scim::scim_json;
 use super::AppState;
-use crate::scim::schema::LIST_RESPONSE;
+use crate::scim::schema::{Registry, LIST_RESPONSE};
 
 /// Lets the caller in (or answers why not); discovery needs nothing else of the database.
 async fn admit(state: &web::Data<AppState>, bearer: Bearer) -> Result<(), ApiError> {
@@ -70,97 +70,116 @@ pub async fn service_provider_config(
     ))
 }
 
-fn with_location(mut doc: Value, base: &str, kind: &str, id: &str) -> Value {
-    if let Some(obj) = doc.as_object_mut() {
-        obj.insert(
-            "meta".into(),
-            json!({"resourceType": kind, "location": format!("{base}/{kind}s/{id}")}),
-        );
+/// The documents listed by id (RFC 7644 §4): resource types or schemas, as the path's
+/// first segment names them.
+#[derive(Clone, Copy)]
+enum Kind {
+    ResourceType,
+    Schema,
+}
+
+impl Kind {
+    fn of(segment: &str) -> Kind {
+        if segment == "Schemas" {
+            Kind::Schema
+        } else {
+            Kind::ResourceType
+        }
     }
-    doc
+
+    /// The `meta.resourceType` of its documents.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::ResourceType => "ResourceType",
+            Kind::Schema => "Schema",
+        }
+    }
+
+    /// Every document of this kind, with its id.
+    fn all(self, r: &Registry) -> Vec<(&str, &Value)> {
+        match self {
+            Kind::ResourceType => r
+                .resource_types()
+                .iter()
+                .map(|t| (t.id.as_str(), &t.document))
+                .collect(),
+            Kind::Schema => r
+                .schemas()
+                .iter()
+                .map(|s| (s.id.as_str(), &s.document))
+                .collect(),
+        }
+    }
+
+    /// The document `id` names: a resource type by its exact id, a schema by its URI in any
+    /// case.
+    fn find<'a>(self, r: &'a Registry, id: &str) -> Result<(&'a str, &'a Value), ApiError> {
+        match self {
+            Kind::ResourceType => r
+                .resource_types()
+                .iter()
+                .find(|t| t.id == id)
+                .map(|t| (t.id.as_str(), &t.document))
+                .ok_or_else(|| ApiError::not_found(format!("no resource type `{id}`"))),
+            Kind::Schema => r
+                .schema(id)
+                .map(|s| (s.id.as_str(), &s.document))
+                .ok_or_else(|| ApiError::not_found(format!("no schema `{id}`"))),
+        }
+    }
+
+    /// A document as served: with its `meta` (its kind and location).
+    fn served(self, base: &str, id: &str, doc: &Value) -> Value {
+        let mut doc = doc.clone();
+        if let Some(obj) = doc.as_object_mut() {
+            let kind = self.name();
+            obj.insert(
+                "meta".into(),
+                json!({"resourceType": kind, "location": format!("{base}/{kind}s/{id}")}),
+            );
+        }
+        doc
+    }
 }
 
-fn list_of(items: Vec<Value>) -> Value {
-    json!({
-        "schemas": [LIST_RESPONSE],
-        "totalResults": items.len(),
-        "startIndex": 1,
-        "itemsPerPage": items.len(),
-        "Resources": items,
-    })
-}
-
-pub async fn resource_types(
+/// GET /ResourceTypes, /Schemas.
+pub async fn list(
     state: web::Data<AppState>,
     bearer: Bearer,
+    kind: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     admit(&state, bearer).await?;
-    let svc = &state.service;
-    let items = svc
-        .registry
-        .resource_types()
-        .iter()
-        .map(|rt| {
-            with_location(
-                rt.document.clone(),
-                &svc.settings.base_url,
-                "ResourceType",
-                &rt.id,
-            )
-        })
+    let (kind, svc) = (Kind::of(&kind), &state.service);
+    let base = &svc.settings.base_url;
+    let items: Vec<Value> = kind
+        .all(&svc.registry)
+        .into_iter()
+        .map(|(id, doc)| kind.served(base, id, doc))
         .collect();
-    Ok(scim_json(StatusCode::OK, &list_of(items)))
-}
-
-pub async fn resource_type(
-    state: web::Data<AppState>,
-    bearer: Bearer,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    admit(&state, bearer).await?;
-    let svc = &state.service;
-    let rt = svc
-        .registry
-        .resource_types()
-        .iter()
-        .find(|rt| rt.id == *id)
-        .ok_or_else(|| ApiError::not_found(format!("no resource type `{id}`")))?;
     Ok(scim_json(
         StatusCode::OK,
-        &with_location(
-            rt.document.clone(),
-            &svc.settings.base_url,
-            "ResourceType",
-            &rt.id,
-        ),
+        &json!({
+            "schemas": [LIST_RESPONSE],
+            "totalResults": items.len(),
+            "startIndex": 1,
+            "itemsPerPage": items.len(),
+            "Resources": items,
+        }),
     ))
 }
 
-pub async fn schemas(state: web::Data<AppState>, bearer: Bearer) -> Result<HttpResponse, ApiError> {
-    admit(&state, bearer).await?;
-    let svc = &state.service;
-    let items = svc
-        .registry
-        .schemas()
-        .iter()
-        .map(|s| with_location(s.document.clone(), &svc.settings.base_url, "Schema", &s.id))
-        .collect();
-    Ok(scim_json(StatusCode::OK, &list_of(items)))
-}
-
-pub async fn schema(
+/// GET /ResourceTypes/{id}, /Schemas/{id}.
+pub async fn get(
     state: web::Data<AppState>,
     bearer: Bearer,
-    id: web::Path<String>,
+    path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     admit(&state, bearer).await?;
-    let svc = &state.service;
-    let s = svc
-        .registry
-        .schema(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no schema `{id}`")))?;
+    let (kind, id) = path.into_inner();
+    let (kind, svc) = (Kind::of(&kind), &state.service);
+    let (id, doc) = kind.find(&svc.registry, &id)?;
     Ok(scim_json(
         StatusCode::OK,
-        &with_location(s.document.clone(), &svc.settings.base_url, "Schema", &s.id),
+        &kind.served(&svc.settings.base_url, id, doc),
     ))
 }

@@ -57,14 +57,7 @@ impl ApiError {
 
     /// A failure that is ours, not the client's: logged in full, answered generically.
     pub fn internal(source: &dyn std::error::Error) -> ApiError {
-        let mut chain = source.to_string();
-        let mut cur = source.source();
-        while let Some(s) = cur {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            cur = s.source();
-        }
-        log::error!("internal error: {chain}");
+        log::error!("internal error: {}", crate::errors::chain(source));
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             None,

@@ -20,7 +20,7 @@ pub mod ratelimit;
 pub mod scim;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
 
 use crate::provisioning::Service;
 
@@ -39,72 +39,52 @@ pub struct AppState {
 /// The routes. `main` and the tests both build the app with this.
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
+        let scim = web::scope("/scim/v2")
+            .service(resource(
+                "/ServiceProviderConfig",
+                [web::get().to(discovery::service_provider_config)],
+            ))
+            .service(resource(
+                "/{kind:ResourceTypes|Schemas}",
+                [web::get().to(discovery::list)],
+            ))
+            .service(resource(
+                "/{kind:ResourceTypes|Schemas}/{id}",
+                [web::get().to(discovery::get)],
+            ))
+            .service(resource("/Bulk", [web::post().to(scim::bulk)]))
+            .service(resource("/.search", [web::post().to(scim::search_root)]))
+            .service(resource(
+                "/{rtype:Users|Groups}/.search",
+                [web::post().to(scim::search)],
+            ))
+            .service(resource(
+                "/{rtype:Users|Groups}",
+                [web::get().to(scim::list), web::post().to(scim::create)],
+            ))
+            .service(resource(
+                "/{rtype:Users|Groups}/{id}",
+                [
+                    web::get().to(scim::get),
+                    web::put().to(scim::change),
+                    web::patch().to(scim::change),
+                    web::delete().to(scim::delete),
+                ],
+            ));
         cfg.app_data(state)
-            .service(
-                web::resource("/oauth/token")
-                    .route(web::post().to(oauth::token))
-                    .default_service(web::to(method_not_allowed)),
-            )
+            .service(resource("/oauth/token", [web::post().to(oauth::token)]))
             .service(web::scope("/api/v1").configure(api::configure))
-            .service(
-                web::scope("/scim/v2")
-                    .service(
-                        web::resource("/ServiceProviderConfig")
-                            .route(web::get().to(discovery::service_provider_config))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/ResourceTypes")
-                            .route(web::get().to(discovery::resource_types))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/ResourceTypes/{id}")
-                            .route(web::get().to(discovery::resource_type))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/Schemas")
-                            .route(web::get().to(discovery::schemas))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/Schemas/{id}")
-                            .route(web::get().to(discovery::schema))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/Bulk")
-                            .route(web::post().to(scim::bulk))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/.search")
-                            .route(web::post().to(scim::search_root))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/{rtype:Users|Groups}/.search")
-                            .route(web::post().to(scim::search))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/{rtype:Users|Groups}")
-                            .route(web::get().to(scim::list))
-                            .route(web::post().to(scim::create))
-                            .default_service(web::to(method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/{rtype:Users|Groups}/{id}")
-                            .route(web::get().to(scim::get))
-                            .route(web::put().to(scim::replace))
-                            .route(web::patch().to(scim::patch))
-                            .route(web::delete().to(scim::delete))
-                            .default_service(web::to(method_not_allowed)),
-                    ),
-            )
+            .service(scim)
             .default_service(web::to(not_found));
     }
+}
+
+/// A path and the methods it answers; any other method is 405.
+fn resource<const N: usize>(path: &str, routes: [Route; N]) -> Resource {
+    routes
+        .into_iter()
+        .fold(web::resource(path), Resource::route)
+        .default_service(web::to(method_not_allowed))
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {

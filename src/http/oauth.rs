@@ -17,10 +17,11 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::SecurityRequirement;
-use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Required};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 use utoipa::{PartialSchema, ToSchema};
 
 use super::front::rate_key;
+use super::openapi::header;
 use super::AppState;
 use crate::auth::oauth::{self, Grant};
 use crate::auth::AuthError;
@@ -116,24 +117,14 @@ pub fn described(schemas: &mut Vec<(String, RefOr<Schema>)>) -> (&'static str, O
         )
         .response(
             "401",
-            error("`invalid_client`: the client is unknown, revoked, or its secret is wrong.").header(
-                "WWW-Authenticate",
-                HeaderBuilder::new()
-                    .schema(Some(String::schema()))
-                    .description(Some("`Basic realm=\"scimitar\"`."))
-                    .build(),
-            ),
+            error("`invalid_client`: the client is unknown, revoked, or its secret is wrong.")
+                .header("WWW-Authenticate", header(String::schema(), "`Basic realm=\"scimitar\"`.")),
         )
         .response("413", error("The body is over 16 KiB (`invalid_request`)."))
         .response(
             "429",
-            error("`rate_limited`: the client is over `--rate-limit`.").header(
-                "Retry-After",
-                HeaderBuilder::new()
-                    .schema(Some(i64::schema()))
-                    .description(Some("Seconds to wait before retrying."))
-                    .build(),
-            ),
+            error("`rate_limited`: the client is over `--rate-limit`.")
+                .header("Retry-After", header(i64::schema(), "Seconds to wait before retrying.")),
         )
         .response("500", error("`server_error` (details only in the server log)."))
         .build();
@@ -169,14 +160,7 @@ impl OAuthError {
     }
 
     fn server(e: &dyn std::error::Error) -> OAuthError {
-        let mut chain = e.to_string();
-        let mut cur = e.source();
-        while let Some(s) = cur {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            cur = s.source();
-        }
-        log::error!("token endpoint: {chain}");
+        log::error!("token endpoint: {}", crate::errors::chain(e));
         OAuthError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
+use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, Parameter, ParameterBuilder, ParameterIn, Paths,
 };
@@ -112,6 +113,14 @@ fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
 
+/// A response header.
+pub(super) fn header(schema: impl Into<RefOr<Schema>>, description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(Some(schema))
+        .description(Some(description))
+        .build()
+}
+
 /// An optional query parameter.
 fn query_param(name: &str, description: &str, schema: ObjectBuilder) -> Parameter {
     ParameterBuilder::new()
@@ -202,12 +211,10 @@ fn base_components() -> ComponentsBuilder {
             error_response("No valid credential (`unauthorized`).")
                 .header(
                     "WWW-Authenticate",
-                    HeaderBuilder::new()
-                        .schema(Some(string()))
-                        .description(Some(
-                            "`Bearer realm=\"scimitar\"` (with `error=\"invalid_token\"` when a token was sent but is not valid).",
-                        ))
-                        .build(),
+                    header(
+                        string(),
+                        "`Bearer realm=\"scimitar\"` (with `error=\"invalid_token\"` when a token was sent but is not valid).",
+                    ),
                 )
                 .build(),
         )
@@ -244,10 +251,10 @@ fn base_components() -> ComponentsBuilder {
             )
             .header(
                 "Retry-After",
-                HeaderBuilder::new()
-                    .schema(Some(integer().minimum(Some(0))))
-                    .description(Some("Seconds to wait before retrying."))
-                    .build(),
+                header(
+                    integer().minimum(Some(0)),
+                    "Seconds to wait before retrying.",
+                ),
             )
             .build(),
         )

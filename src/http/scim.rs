@@ -3,7 +3,7 @@
 //! answers `application/scim+json` with the ETag and Location headers.
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
@@ -13,7 +13,7 @@ use super::front::{enter, Access, Bearer};
 use super::AppState;
 use crate::provisioning::bulk::{Done, BULK_RESPONSE};
 use crate::provisioning::list::ListQuery;
-use crate::provisioning::resources::{IfMatch, Output};
+use crate::provisioning::resources::{IfMatch, Output, Target};
 use crate::provisioning::Service;
 use crate::scim::error::ScimError;
 use crate::scim::projection::Projection;
@@ -57,13 +57,6 @@ fn projection(
         params.get("attributes"),
         params.get("excludedAttributes"),
     )
-}
-
-fn if_match(req: &HttpRequest) -> Option<IfMatch> {
-    req.headers()
-        .get(header::IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(IfMatch::parse)
 }
 
 pub async fn create(
@@ -279,39 +272,39 @@ fn search_request(body: &Value) -> Result<ListQuery, ScimError> {
     })
 }
 
-pub async fn replace(
-    state: web::Data<AppState>,
-    bearer: Bearer,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    ScimBody(body): ScimBody,
-) -> Result<HttpResponse, ApiError> {
+/// The resource the path names, with the request's `If-Match`.
+fn target(req: &HttpRequest, path: web::Path<(String, String)>) -> Target {
     let (seg, id) = path.into_inner();
-    let rt = rtype(&seg);
-    let params = Params::from_request(&req);
-    let m = if_match(&req);
-    let out = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
-        let proj = projection(svc, rt, params)?;
-        svc.replace(conn, p, rt, &id, &body, m.as_ref(), &proj)
-    })
-    .await?;
-    Ok(resource_response(StatusCode::OK, &out))
+    Target {
+        rt: rtype(&seg),
+        id,
+        if_match: req
+            .headers()
+            .get(header::IF_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(IfMatch::parse),
+    }
 }
 
-pub async fn patch(
+/// PUT (RFC 7644 §3.5.1) and PATCH (§3.5.2): the same request parts, the method picks the
+/// use case. A PATCH may answer 204 (see `Service::patch`).
+pub async fn change(
     state: web::Data<AppState>,
     bearer: Bearer,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     ScimBody(body): ScimBody,
 ) -> Result<HttpResponse, ApiError> {
-    let (seg, id) = path.into_inner();
-    let rt = rtype(&seg);
+    let t = target(&req, path);
     let params = Params::from_request(&req);
-    let m = if_match(&req);
+    let put = req.method() == Method::PUT;
     let out = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
-        let proj = projection(svc, rt, params)?;
-        svc.patch(conn, p, rt, &id, &body, m.as_ref(), &proj)
+        let proj = projection(svc, t.rt, params)?;
+        if put {
+            svc.replace(conn, p, &t, &body, &proj).map(Some)
+        } else {
+            svc.patch(conn, p, &t, &body, &proj)
+        }
     })
     .await?;
     match out {
@@ -326,11 +319,9 @@ pub async fn delete(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (seg, id) = path.into_inner();
-    let rt = rtype(&seg);
-    let m = if_match(&req);
+    let t = target(&req, path);
     enter(&state, bearer, Access::Scim, move |svc, conn, p| {
-        svc.delete(conn, p, rt, &id, m.as_ref())
+        svc.delete(conn, p, &t)
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())

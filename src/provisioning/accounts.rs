@@ -21,7 +21,8 @@ use crate::scim::schema::Rtype;
 use crate::scim::time::format_micros;
 use crate::storage::accounts::{self as stored, AccountRow, Removal};
 use crate::storage::conn::Db;
-use crate::storage::roles::{self, RoleRow, RuleGrant};
+use crate::storage::roles::{self, RoleRow, RuleGrant, RuleRow};
+use crate::storage::Keyed;
 use crate::storage::{members, resources, TenantId};
 
 /// One per SCIM User of the tenant, created in the same transaction as the user. Roles and
@@ -168,12 +169,12 @@ impl Service {
 
     pub(crate) fn accounts_ctx(&self, db: &mut Db<'_>, tenant: &TenantId) -> Result<Ctx> {
         let policy = policy_of(db, tenant)?;
-        let roles = roles::list_roles(db, tenant)?
+        let roles = RoleRow::list(db, tenant)?
             .iter()
             .map(|r| (r.id.clone(), role_def(r)))
             .collect();
         let mut rules = Vec::new();
-        for r in roles::list_rules(db, tenant)? {
+        for r in RuleRow::list(db, tenant)? {
             let grant = match r.grant {
                 RuleGrant::Filter(f) => match self.rule_filter(&f) {
                     Ok(c) => Grant::Filter(c),
@@ -385,7 +386,6 @@ impl Service {
     ) -> Result<()> {
         let account_id = new_id();
         j.scim(
-            &self.settings.base_url,
             "create:full",
             Rtype::User,
             id,
@@ -422,9 +422,7 @@ impl Service {
             .map(|a| a.id.clone())
             .unwrap_or_else(new_id);
         let external = doc.get("externalId").and_then(Value::as_str);
-        let base = &self.settings.base_url;
         j.scim(
-            base,
             verb,
             Rtype::User,
             id,
@@ -439,15 +437,7 @@ impl Service {
             _ => None,
         };
         if let Some((verb, _)) = event {
-            j.scim(
-                base,
-                verb,
-                Rtype::User,
-                id,
-                external,
-                None,
-                Some(&account_id),
-            )?;
+            j.scim(verb, Rtype::User, id, external, None, Some(&account_id))?;
         }
         let event = event.map(|(_, e)| e);
         let granted = self.granted(db, &ctx, pk, id, doc)?;
@@ -480,9 +470,7 @@ impl Service {
     pub(crate) fn on_user_deleted(&self, db: &mut Db<'_>, j: &mut Journal, id: &str) -> Result<()> {
         let ctx = self.accounts_ctx(db, &j.tenant)?;
         let existing = stored::of_user(db, &j.tenant, id)?;
-        let base = &self.settings.base_url;
         j.scim(
-            base,
             "delete",
             Rtype::User,
             id,

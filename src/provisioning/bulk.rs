@@ -9,13 +9,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::Value;
 
 use super::journal::Journal;
-use super::resources::{IfMatch, Output};
+use super::resources::{IfMatch, Output, Target};
 use super::{Error, Result, Service};
 use crate::auth::Principal;
 use crate::scim::error::{ScimError, ScimType};
 use crate::scim::projection::Projection;
 use crate::scim::schema::Rtype;
-use crate::scim::time::now_micros;
 use crate::storage::conn::{Conn, Db};
 
 pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
@@ -323,7 +322,7 @@ impl Service {
                         if run.len() > 1 {
                             let bodies: Vec<Value> = run.iter().map(|j| ops[*j].data.clone().unwrap_or(Value::Null)).collect();
                             let batch = db.savepoint(|db| {
-                                    let mut jj = Journal::new(p, now_micros());
+                                    let mut jj = self.journal(p);
                                     let ids = self.create_users_in(db, &mut jj, p, &bodies)?;
                                     Ok::<_, Error>((ids, jj))
                                 });
@@ -356,7 +355,7 @@ impl Service {
                         // others go on (a server-side error shows as its 500; a broken
                         // transaction fails the commit, and so the request).
                         db.savepoint(|db| {
-                            let mut jj = Journal::new(p, now_micros());
+                            let mut jj = self.journal(p);
                             let done = self.run_op(db, &mut jj, p, op, &created)?;
                             Ok::<_, Error>((done, jj))
                         })
@@ -448,7 +447,11 @@ impl Service {
             Some(b) => created.get(b).cloned().unwrap_or_else(|| i.to_string()),
             None => i.to_string(),
         });
-        let if_match = op.version.as_deref().map(IfMatch::parse);
+        let target = |id: String| Target {
+            rt,
+            id,
+            if_match: op.version.as_deref().map(IfMatch::parse),
+        };
         let proj = Projection::default();
         let location = |id: &str| format!("{}/{}/{id}", self.settings.base_url, rt.endpoint());
         match (method, id) {
@@ -458,17 +461,15 @@ impl Service {
             }),
             (Method::Put, Some(id)) => Ok(Done::Resource {
                 status: 200,
-                output: self.replace_in(db, j, p, rt, &id, &data, if_match.as_ref(), &proj)?,
+                output: self.replace_in(db, j, p, &target(id), &data, &proj)?,
             }),
             (Method::Patch, Some(id)) => Ok(
                 match self.patch_in(
                     db,
                     j,
                     p,
-                    rt,
-                    &id,
+                    &target(id.clone()),
                     &crate::scim::patch::parse(&data, &p.compat)?,
-                    if_match.as_ref(),
                     &proj,
                 )? {
                     Some(output) => Done::Resource {
@@ -481,7 +482,7 @@ impl Service {
                 },
             ),
             (Method::Delete, Some(id)) => {
-                self.delete_in(db, j, p, rt, &id, if_match.as_ref())?;
+                self.delete_in(db, j, p, &target(id.clone()))?;
                 Ok(Done::NoContent {
                     location: location(&id),
                 })

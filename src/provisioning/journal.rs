@@ -16,9 +16,9 @@ use crate::auth::Principal;
 use crate::scim::events::SCIM_EVENT_PREFIX;
 use crate::scim::schema::Rtype;
 use crate::storage::conn::Db;
-use crate::storage::deliveries::{self, NewDelivery};
+use crate::storage::deliveries::{self, NewDelivery, WebhookRow};
 use crate::storage::feed::{self, Counted, NewFeedEvent};
-use crate::storage::TenantId;
+use crate::storage::{Keyed, TenantId};
 
 /// `data` of a SCIM change event: an RFC 9967 Security Event Token payload.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
@@ -122,6 +122,8 @@ pub(crate) fn new_id() -> String {
 pub struct Journal {
     pub(crate) tenant: TenantId,
     credential: Option<String>,
+    /// The SCIM base URL: the issuer of every SCIM event.
+    issuer: String,
     /// The transaction's time (microseconds): every event of it carries this.
     pub(crate) now: i64,
     items: Vec<NewFeedEvent>,
@@ -132,10 +134,11 @@ pub struct Journal {
 }
 
 impl Journal {
-    pub(crate) fn new(p: &Principal, now: i64) -> Journal {
+    pub(crate) fn new(p: &Principal, issuer: &str, now: i64) -> Journal {
         Journal {
             tenant: p.tenant.clone(),
             credential: p.credential.clone(),
+            issuer: issuer.into(),
             now,
             items: Vec::new(),
             keys: Vec::new(),
@@ -156,10 +159,8 @@ impl Journal {
     }
 
     /// A SCIM change, as an RFC 9967 Security Event Token payload.
-    #[expect(clippy::too_many_arguments, reason = "the parts of an RFC 9967 event")]
     pub(crate) fn scim(
         &mut self,
-        base_url: &str,
         verb: &str,
         rt: Rtype,
         id: &str,
@@ -177,7 +178,7 @@ impl Journal {
         let set = SecurityEventToken {
             jti: event_id.clone(),
             iat: self.now / 1_000_000,
-            iss: base_url.into(),
+            iss: self.issuer.clone(),
             sub_id: SubjectId {
                 format: "scim",
                 uri: format!("/{}/{id}", rt.endpoint()),
@@ -239,7 +240,7 @@ impl Journal {
         if self.items.is_empty() {
             return Ok(());
         }
-        let hooks = deliveries::list_webhooks(db, &self.tenant)?;
+        let hooks = WebhookRow::list(db, &self.tenant)?;
         if hooks.is_empty() {
             return Ok(());
         }

@@ -140,6 +140,11 @@ impl Service {
         Ok(self.pool.get()?)
     }
 
+    /// A journal for one transaction of `p`'s, its events stamped now.
+    pub(crate) fn journal(&self, p: &Principal) -> Journal {
+        Journal::new(p, &self.settings.base_url, now_micros())
+    }
+
     /// Runs a change in one write transaction with its journal, appended to the feed last
     /// (the feed counter is the last lock a transaction takes), then wakes the feed's
     /// waiters. Every SCIM and `/api/v1` write passes through here.
@@ -150,7 +155,7 @@ impl Service {
         f: impl FnOnce(&mut Db<'_>, &mut Journal) -> Result<T>,
     ) -> Result<T> {
         let out = conn.write_tx(|db| {
-            let mut j = Journal::new(p, now_micros());
+            let mut j = self.journal(p);
             let out = f(db, &mut j)?;
             j.flush(db)?;
             Ok::<T, Error>(out)

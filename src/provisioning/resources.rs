@@ -57,6 +57,14 @@ impl IfMatch {
     }
 }
 
+/// The resource a request changes: its type, its id and the versions `If-Match` accepts.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub rt: Rtype,
+    pub id: String,
+    pub if_match: Option<IfMatch>,
+}
+
 /// A resource as answered: its projected representation and version.
 #[derive(Clone, Debug)]
 pub struct Output {
@@ -138,13 +146,12 @@ impl Service {
         &self,
         db: &mut Db<'_>,
         p: &Principal,
-        rt: Rtype,
-        id: &str,
+        t: &Target,
         lock: Lock,
-        if_match: Option<&IfMatch>,
     ) -> Result<ResourceRow> {
-        let row = resources::get(db, &p.tenant, rt, id, lock)?.ok_or_else(|| not_found(rt, id))?;
-        if let Some(m) = if_match {
+        let row = resources::get(db, &p.tenant, t.rt, &t.id, lock)?
+            .ok_or_else(|| not_found(t.rt, &t.id))?;
+        if let Some(m) = &t.if_match {
             m.check(row.version)?;
         }
         Ok(row)
@@ -317,16 +324,7 @@ impl Service {
             }
             Rtype::Group => {
                 let external = n.doc.get("externalId").and_then(Value::as_str);
-                let base = &self.settings.base_url;
-                j.scim(
-                    base,
-                    "create:full",
-                    rt,
-                    &meta.id,
-                    external,
-                    Some(full),
-                    None,
-                )?;
+                j.scim("create:full", rt, &meta.id, external, Some(full), None)?;
             }
         }
         // A new user is in no group yet; a new group has the members just added.
@@ -397,42 +395,32 @@ impl Service {
 
     /// PUT (RFC 7644 §3.5.1): replaces the resource. readOnly attributes are ignored,
     /// immutable ones may not change. `active` omitted keeps its value (see README).
-    #[expect(clippy::too_many_arguments, reason = "the PUT request's parts")]
     pub fn replace(
         &self,
         conn: &mut Conn,
         p: &Principal,
-        rt: Rtype,
-        id: &str,
+        t: &Target,
         body: &Value,
-        if_match: Option<&IfMatch>,
         proj: &Projection,
     ) -> Result<Output> {
         ensure_write(p)?;
-        self.write(conn, p, |db, j| {
-            self.replace_in(db, j, p, rt, id, body, if_match, proj)
-        })
+        self.write(conn, p, |db, j| self.replace_in(db, j, p, t, body, proj))
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the PUT request's parts plus the transaction"
-    )]
     pub(crate) fn replace_in(
         &self,
         db: &mut Db<'_>,
         j: &mut Journal,
         p: &Principal,
-        rt: Rtype,
-        id: &str,
+        t: &Target,
         body: &Value,
-        if_match: Option<&IfMatch>,
         proj: &Projection,
     ) -> Result<Output> {
         ensure_write(p)?;
+        let (rt, id) = (t.rt, t.id.as_str());
         let mut n = resource::normalize(&self.registry, rt, body, &p.compat)?;
         let now = now_micros();
-        let row = self.locked(db, p, rt, id, Lock::Update, if_match)?;
+        let row = self.locked(db, p, t, Lock::Update)?;
         let old = parse_doc(&row)?;
         resource::check_immutable(&self.registry, rt, &old, &n.doc)?;
         if rt == Rtype::User && !n.doc.contains_key("active") {
@@ -470,8 +458,7 @@ impl Service {
             }
             Rtype::Group => {
                 let external = n.doc.get("externalId").and_then(Value::as_str);
-                let base = &self.settings.base_url;
-                j.scim(base, "put:full", rt, id, external, Some(full), None)?;
+                j.scim("put:full", rt, id, external, Some(full), None)?;
                 self.on_members_changed(db, j, row.pk, watched)?;
             }
         }
@@ -480,44 +467,34 @@ impl Service {
 
     /// PATCH (RFC 7644 §3.5.2). Returns None when the answer is 204 (a Group PATCH that did
     /// not ask for attributes: a membership change never serialises the member list).
-    #[expect(clippy::too_many_arguments, reason = "the PATCH request's parts")]
     pub fn patch(
         &self,
         conn: &mut Conn,
         p: &Principal,
-        rt: Rtype,
-        id: &str,
+        t: &Target,
         body: &Value,
-        if_match: Option<&IfMatch>,
         proj: &Projection,
     ) -> Result<Option<Output>> {
         ensure_write(p)?;
         // Parsed once, before taking the write lock: a malformed request never waits for it.
         let ops = patch::parse(body, &p.compat)?;
-        self.write(conn, p, |db, j| {
-            self.patch_in(db, j, p, rt, id, &ops, if_match, proj)
-        })
+        self.write(conn, p, |db, j| self.patch_in(db, j, p, t, &ops, proj))
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the PATCH request's parts plus the transaction"
-    )]
     pub(crate) fn patch_in(
         &self,
         db: &mut Db<'_>,
         j: &mut Journal,
         p: &Principal,
-        rt: Rtype,
-        id: &str,
+        t: &Target,
         ops: &[patch::Operation],
-        if_match: Option<&IfMatch>,
         proj: &Projection,
     ) -> Result<Option<Output>> {
         ensure_write(p)?;
+        let (rt, id) = (t.rt, t.id.as_str());
         let compat = &p.compat;
         let now = now_micros();
-        let row = self.locked(db, p, rt, id, Lock::Update, if_match)?;
+        let row = self.locked(db, p, t, Lock::Update)?;
         let old = parse_doc(&row)?;
         let patched = patch::apply(&self.registry, rt, &old, ops, compat)?;
         // The member limit is per request, however many operations share it.
@@ -577,8 +554,7 @@ impl Service {
                 }
                 Rtype::Group => {
                     let external = patched.doc.get("externalId").and_then(Value::as_str);
-                    let base = &self.settings.base_url;
-                    j.scim(base, "patch:full", rt, id, external, Some(data), None)?;
+                    j.scim("patch:full", rt, id, external, Some(data), None)?;
                     self.on_members_changed(db, j, row.pk, watched)?;
                 }
             }
@@ -644,16 +620,9 @@ impl Service {
 
     /// DELETE (RFC 7644 §3.6): removes the resource and its memberships; every group it
     /// belonged to gets a new version and an update event, in the same transaction.
-    pub fn delete(
-        &self,
-        conn: &mut Conn,
-        p: &Principal,
-        rt: Rtype,
-        id: &str,
-        if_match: Option<&IfMatch>,
-    ) -> Result<()> {
+    pub fn delete(&self, conn: &mut Conn, p: &Principal, t: &Target) -> Result<()> {
         ensure_write(p)?;
-        self.write(conn, p, |db, j| self.delete_in(db, j, p, rt, id, if_match))
+        self.write(conn, p, |db, j| self.delete_in(db, j, p, t))
     }
 
     pub(crate) fn delete_in(
@@ -661,11 +630,10 @@ impl Service {
         db: &mut Db<'_>,
         j: &mut Journal,
         p: &Principal,
-        rt: Rtype,
-        id: &str,
-        if_match: Option<&IfMatch>,
+        t: &Target,
     ) -> Result<()> {
         ensure_write(p)?;
+        let (rt, id) = (t.rt, t.id.as_str());
         let now = now_micros();
         let row =
             resources::get(db, &p.tenant, rt, id, Lock::None)?.ok_or_else(|| not_found(rt, id))?;
@@ -673,23 +641,14 @@ impl Service {
         // same order as a membership change (group, then its members' keys), so a delete and
         // a PUT of one of its groups cannot deadlock.
         let groups = members::groups_containing(db, &p.tenant, row.pk)?;
-        let row = self.locked(db, p, rt, id, Lock::Delete, if_match)?;
-        let base = &self.settings.base_url;
+        let row = self.locked(db, p, t, Lock::Delete)?;
         for g in groups {
             resources::touch(db, &p.tenant, g.pk, g.version, now)?;
             let data = json!({
                 "schemas": [crate::scim::schema::PATCH_OP],
                 "Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}],
             });
-            j.scim(
-                base,
-                "patch:full",
-                Rtype::Group,
-                &g.id,
-                None,
-                Some(data),
-                None,
-            )?;
+            j.scim("patch:full", Rtype::Group, &g.id, None, Some(data), None)?;
         }
         let watched = match rt {
             Rtype::Group => self.watched_members(db, &p.tenant, id, row.pk)?,
@@ -700,7 +659,7 @@ impl Service {
         match rt {
             Rtype::User => self.on_user_deleted(db, j, id)?,
             Rtype::Group => {
-                j.scim(base, "delete", rt, id, None, None, None)?;
+                j.scim("delete", rt, id, None, None, None)?;
                 self.on_members_changed(db, j, row.pk, watched)?;
             }
         }

@@ -12,7 +12,7 @@ use crate::auth::{self, oauth, Scope};
 use crate::scim::time::now_micros;
 use crate::storage::conn::{Conn, Db};
 use crate::storage::tenancy::{
-    self, ClientInfo, Deleted, IssuerRow, JwtKeyRow, SigningKeyRow, TenantSummary, TokenInfo,
+    self, Credential, CredentialInfo, Deleted, IssuerRow, JwtKeyRow, SigningKeyRow, TenantSummary,
 };
 use crate::storage::{StorageError, TenantId};
 
@@ -105,18 +105,31 @@ pub fn create_token(
     })
 }
 
-pub fn list_tokens(conn: &mut Conn, tenant: &str) -> Result<Vec<TokenInfo>> {
+/// A tenant's credentials of one kind, oldest first (never their secrets).
+pub fn list_credentials(
+    conn: &mut Conn,
+    kind: Credential,
+    tenant: &str,
+) -> Result<Vec<CredentialInfo>> {
     let mut db = conn.db();
     let tenant = existing(&mut db, tenant)?;
-    Ok(tenancy::list_tokens(&mut db, &tenant)?)
+    Ok(tenancy::list(&mut db, kind, &tenant)?)
 }
 
-/// Revokes a token; returns its tenant.
-pub fn revoke_token(conn: &mut Conn, id: &str) -> Result<TenantId> {
+/// Revokes a credential (a client's access tokens stop at once too); returns its tenant.
+pub fn revoke(conn: &mut Conn, kind: Credential, id: &str) -> Result<TenantId> {
     conn.write_tx(|db| {
-        tenancy::revoke_token(db, id)?
-            .ok_or_else(|| Error::NotFound(format!("no token with id `{id}`")))
+        tenancy::revoke(db, kind, id)?
+            .ok_or_else(|| Error::NotFound(format!("no {} with id `{id}`", kind.name())))
     })
+}
+
+pub fn revoke_token(conn: &mut Conn, id: &str) -> Result<TenantId> {
+    revoke(conn, Credential::Token, id)
+}
+
+pub fn revoke_client(conn: &mut Conn, id: &str) -> Result<TenantId> {
+    revoke(conn, Credential::Client, id)
 }
 
 /// Creates an OAuth client; returns (client id, secret).
@@ -135,20 +148,6 @@ pub fn create_client(
             scope,
             now_micros(),
         )?)
-    })
-}
-
-pub fn list_clients(conn: &mut Conn, tenant: &str) -> Result<Vec<ClientInfo>> {
-    let mut db = conn.db();
-    let tenant = existing(&mut db, tenant)?;
-    Ok(tenancy::list_clients(&mut db, &tenant)?)
-}
-
-/// Revokes a client (its access tokens stop at once); returns its tenant.
-pub fn revoke_client(conn: &mut Conn, id: &str) -> Result<TenantId> {
-    conn.write_tx(|db| {
-        tenancy::revoke_client(db, id)?
-            .ok_or_else(|| Error::NotFound(format!("no OAuth client with id `{id}`")))
     })
 }
 

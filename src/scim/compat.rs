@@ -58,7 +58,9 @@ impl Default for Compat {
 }
 
 impl Compat {
-    /// Every tolerance by name (per-tenant settings and the admin commands use these).
+    /// Every tolerance by name (per-tenant settings and the admin commands use these), in
+    /// the order they were added: a new one goes last (stored settings read the first six
+    /// as the set that existed before dialects).
     pub const NAMES: &'static [&'static str] = &[
         "boolean_strings",
         "op_case_insensitive",

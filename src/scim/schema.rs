@@ -217,28 +217,36 @@ const RESOURCE_TYPE_FILES: &[&str] = &[
     include_str!("../../scim-schemas/resource-types/Group.json"),
 ];
 
+/// Definitions from embedded JSON files, each keeping its document as written (`keep`).
+fn embedded<T: serde::de::DeserializeOwned>(
+    files: &[&str],
+    what: &str,
+    keep: fn(&mut T, Value),
+) -> Result<Vec<T>, String> {
+    files
+        .iter()
+        .map(|text| {
+            let document: Value = serde_json::from_str(text).map_err(|e| format!("{what}: {e}"))?;
+            let mut def: T =
+                serde_json::from_value(document.clone()).map_err(|e| format!("{what}: {e}"))?;
+            keep(&mut def, document);
+            Ok(def)
+        })
+        .collect()
+}
+
 impl Registry {
     /// Loads the embedded definitions. They are part of the binary, so a failure here is a
     /// build defect, reported at start-up (and caught by the unit test below).
     pub fn load() -> Result<Registry, String> {
-        let mut schemas = Vec::new();
-        for text in SCHEMA_FILES {
-            let document: Value =
-                serde_json::from_str(text).map_err(|e| format!("schema file: {e}"))?;
-            let mut schema: Schema = serde_json::from_value(document.clone())
-                .map_err(|e| format!("schema file: {e}"))?;
-            schema.document = document;
-            schemas.push(schema);
-        }
-        let mut resource_types = Vec::new();
-        for text in RESOURCE_TYPE_FILES {
-            let document: Value =
-                serde_json::from_str(text).map_err(|e| format!("resource type file: {e}"))?;
-            let mut rt: ResourceTypeDef = serde_json::from_value(document.clone())
-                .map_err(|e| format!("resource type file: {e}"))?;
-            rt.document = document;
-            resource_types.push(rt);
-        }
+        let schemas = embedded(SCHEMA_FILES, "schema file", |s: &mut Schema, d| {
+            s.document = d
+        })?;
+        let resource_types = embedded(
+            RESOURCE_TYPE_FILES,
+            "resource type file",
+            |rt: &mut ResourceTypeDef, d| rt.document = d,
+        )?;
         let mut meta = Attribute::simple(
             "meta",
             AttrType::Complex,

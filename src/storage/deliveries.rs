@@ -7,8 +7,9 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
+use super::feed::FeedRow;
 use super::sql::{select, Bind, Sql};
-use super::{decode_json, Decode, StorageError, StoreResult, TenantId};
+use super::{decode_json, Decode, Keyed, StorageError, StoreResult, TenantId};
 
 // ---------------------------------------------------------------------------------------
 // Subscriptions
@@ -24,7 +25,7 @@ pub struct WebhookRow {
 }
 
 #[derive(QueryableByName)]
-struct RawWebhook {
+pub struct RawWebhook {
     #[diesel(sql_type = Text)]
     id: String,
     #[diesel(sql_type = Text)]
@@ -51,22 +52,11 @@ impl Decode for RawWebhook {
     }
 }
 
-const WEBHOOK_COLUMNS: &str = "id, url, events, secret, created";
-
-pub fn list_webhooks(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<WebhookRow>> {
-    let mut q = select(WEBHOOK_COLUMNS, "webhooks", tenant);
-    q.push(" ORDER BY id");
-    db.rows::<RawWebhook>(&q)
-}
-
-pub fn get_webhook(
-    db: &mut Db<'_>,
-    tenant: &TenantId,
-    id: &str,
-) -> StoreResult<Option<WebhookRow>> {
-    let mut q = select(WEBHOOK_COLUMNS, "webhooks", tenant);
-    q.and(" AND id = ?", [Bind::text(id)]);
-    db.row::<RawWebhook>(&q)
+impl Keyed for WebhookRow {
+    type Raw = RawWebhook;
+    const TABLE: &'static str = "webhooks";
+    const COLUMNS: &'static str = "id, url, events, secret, created";
+    const ORDER: &'static str = "id";
 }
 
 pub fn insert_webhook(db: &mut Db<'_>, tenant: &TenantId, w: &WebhookRow) -> StoreResult<()> {
@@ -281,11 +271,14 @@ pub fn requeue(db: &mut Db<'_>, tenant: &TenantId, id: &str, now: i64) -> StoreR
     ))?)
 }
 
-/// A delivery claimed by a worker: what to send and where. `data` is the event's JSON as
-/// written; the worker decodes it (a row that does not decode fails its attempt, naming it).
+/// A delivery claimed by a worker: what to send (the feed event, as `GET /api/v1/events`
+/// reads it) and where. The worker decodes the event's `data` (a row that does not decode
+/// fails its attempt, naming it).
 #[derive(Clone, Debug, QueryableByName)]
 pub struct ClaimedRow {
+    /// The delivery's id (the event's is `event.id`).
     #[diesel(sql_type = Text)]
+    #[diesel(column_name = delivery_id)]
     pub id: String,
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
@@ -295,23 +288,8 @@ pub struct ClaimedRow {
     pub url: String,
     #[diesel(sql_type = Text)]
     pub secret: String,
-    #[diesel(sql_type = Text)]
-    pub event_id: String,
-    #[diesel(sql_type = BigInt)]
-    pub seq: i64,
-    #[diesel(sql_type = Text)]
-    #[diesel(column_name = type_)]
-    pub kind: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub account_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub resource_type: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub resource_id: Option<String>,
-    #[diesel(sql_type = BigInt)]
-    pub at: i64,
-    #[diesel(sql_type = Text)]
-    pub data: String,
+    #[diesel(embed)]
+    pub event: FeedRow,
 }
 
 #[derive(QueryableByName)]
@@ -357,8 +335,8 @@ pub fn claim(
     ids_in(&mut q, &ids);
     db.execute(&q)?;
     let mut q = Sql::new(
-        "SELECT d.id, d.attempts, d.created, w.url, w.secret, f.id AS event_id, f.seq, f.type AS type_, \
-         f.account_id, f.resource_type, f.resource_id, f.at, f.data \
+        "SELECT d.id AS delivery_id, d.attempts, d.created, w.url, w.secret, f.seq, f.id, \
+         f.type AS type_, f.account_id, f.resource_type, f.resource_id, f.at, f.data \
          FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
          JOIN feed f ON f.tenant_id = d.tenant_id AND f.seq = d.seq WHERE d.",
     );

@@ -129,6 +129,30 @@ pub(crate) trait Decode:
     fn decode(self) -> StoreResult<Self::Row>;
 }
 
+/// A row of a tenant's table read by its `id` (roles, rules, webhooks): its table, its
+/// columns, the order of a list and the raw row it decodes from.
+pub(crate) trait Keyed: Sized {
+    #[doc(hidden)]
+    type Raw: Decode<Row = Self>;
+    const TABLE: &'static str;
+    const COLUMNS: &'static str;
+    const ORDER: &'static str;
+
+    /// Every row of the tenant's, in `ORDER`.
+    fn list(db: &mut conn::Db<'_>, tenant: &TenantId) -> StoreResult<Vec<Self>> {
+        let mut q = sql::select(Self::COLUMNS, Self::TABLE, tenant);
+        q.push(&format!(" ORDER BY {}", Self::ORDER));
+        db.rows::<Self::Raw>(&q)
+    }
+
+    /// The tenant's row `id`.
+    fn get(db: &mut conn::Db<'_>, tenant: &TenantId, id: &str) -> StoreResult<Option<Self>> {
+        let mut q = sql::select(Self::COLUMNS, Self::TABLE, tenant);
+        q.and(" AND id = ?", [sql::Bind::text(id)]);
+        db.row::<Self::Raw>(&q)
+    }
+}
+
 /// Decodes a JSON column of a row; a value that does not decode is `Corrupt`, naming the row.
 pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
     table: &'static str,

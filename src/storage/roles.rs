@@ -8,7 +8,7 @@ use diesel::QueryableByName;
 
 use super::conn::Db;
 use super::sql::{select, Bind, Sql};
-use super::{decode_json, Decode, StorageError, StoreResult, TenantId};
+use super::{decode_json, Decode, Keyed, StorageError, StoreResult, TenantId};
 use crate::product::{Deprovisioning, Entitlements, Policy, Provisioning};
 
 // ---------------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ pub struct RoleRow {
 }
 
 #[derive(QueryableByName)]
-struct RawRole {
+pub struct RawRole {
     #[diesel(sql_type = Text)]
     id: String,
     #[diesel(sql_type = Text)]
@@ -119,18 +119,11 @@ impl Decode for RawRole {
     }
 }
 
-const ROLE_COLUMNS: &str = "id, name, entitlements, created, modified";
-
-pub fn list_roles(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<RoleRow>> {
-    let mut q = select(ROLE_COLUMNS, "roles", tenant);
-    q.push(" ORDER BY name, id");
-    db.rows::<RawRole>(&q)
-}
-
-pub fn get_role(db: &mut Db<'_>, tenant: &TenantId, id: &str) -> StoreResult<Option<RoleRow>> {
-    let mut q = select(ROLE_COLUMNS, "roles", tenant);
-    q.and(" AND id = ?", [Bind::text(id)]);
-    db.row::<RawRole>(&q)
+impl Keyed for RoleRow {
+    type Raw = RawRole;
+    const TABLE: &'static str = "roles";
+    const COLUMNS: &'static str = "id, name, entitlements, created, modified";
+    const ORDER: &'static str = "name, id";
 }
 
 fn entitlements_json(r: &RoleRow) -> StoreResult<String> {
@@ -215,7 +208,7 @@ pub struct RuleRow {
 }
 
 #[derive(QueryableByName)]
-struct RawRule {
+pub struct RawRule {
     #[diesel(sql_type = Text)]
     id: String,
     #[diesel(sql_type = Text)]
@@ -270,18 +263,11 @@ impl RuleRow {
     }
 }
 
-const RULE_COLUMNS: &str = "id, role_id, filter, group_id, created, modified";
-
-pub fn list_rules(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<RuleRow>> {
-    let mut q = select(RULE_COLUMNS, "rules", tenant);
-    q.push(" ORDER BY id");
-    db.rows::<RawRule>(&q)
-}
-
-pub fn get_rule(db: &mut Db<'_>, tenant: &TenantId, id: &str) -> StoreResult<Option<RuleRow>> {
-    let mut q = select(RULE_COLUMNS, "rules", tenant);
-    q.and(" AND id = ?", [Bind::text(id)]);
-    db.row::<RawRule>(&q)
+impl Keyed for RuleRow {
+    type Raw = RawRule;
+    const TABLE: &'static str = "rules";
+    const COLUMNS: &'static str = "id, role_id, filter, group_id, created, modified";
+    const ORDER: &'static str = "id";
 }
 
 pub fn insert_rule(db: &mut Db<'_>, tenant: &TenantId, r: &RuleRow) -> StoreResult<()> {
@@ -291,7 +277,8 @@ pub fn insert_rule(db: &mut Db<'_>, tenant: &TenantId, r: &RuleRow) -> StoreResu
         [Bind::Int(r.created), Bind::Int(r.modified)],
     );
     let mut q = Sql::with(
-        "INSERT INTO rules (id, tenant_id, role_id, filter, group_id, created, modified)          VALUES (?, ?, ?, ?, ?, ",
+        "INSERT INTO rules (id, tenant_id, role_id, filter, group_id, created, modified) \
+         VALUES (?, ?, ?, ?, ?, ",
         [id, Bind::tenant(tenant), role, filter, group],
     );
     q.and("?, ?)", times);

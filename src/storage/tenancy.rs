@@ -145,10 +145,44 @@ pub fn delete_tenant(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Deleted>
 }
 
 // ---------------------------------------------------------------------------------------
-// Bearer tokens
+// Credentials: bearer tokens and OAuth clients
 
 pub fn count_tokens(db: &mut Db<'_>) -> StoreResult<i64> {
     db.count(&Sql::new("SELECT COUNT(*) AS n FROM tokens"))
+}
+
+/// The two kinds of stored credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// A bearer token (`tokens`), found by the hash of its secret.
+    Token,
+    /// An OAuth client (`oauth_clients`), found by its id. Clients do not expire.
+    Client,
+}
+
+impl Credential {
+    fn table(self) -> &'static str {
+        match self {
+            Credential::Token => "tokens",
+            Credential::Client => "oauth_clients",
+        }
+    }
+
+    /// Its `expires` column, as read.
+    fn expires(self) -> &'static str {
+        match self {
+            Credential::Token => "expires",
+            Credential::Client => "CAST(NULL AS BIGINT)",
+        }
+    }
+
+    /// What a message calls it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Credential::Token => "token",
+            Credential::Client => "OAuth client",
+        }
+    }
 }
 
 /// A new credential: a bearer token, or an OAuth client (which never expires). Only the hash
@@ -163,17 +197,22 @@ pub struct NewCredential<'a> {
     pub expires: Option<i64>,
 }
 
-pub fn insert_token(db: &mut Db<'_>, t: &NewCredential<'_>) -> StoreResult<()> {
-    insert_credential(db, "tokens", t)
-}
-
-fn insert_credential(db: &mut Db<'_>, table: &str, c: &NewCredential<'_>) -> StoreResult<()> {
+pub fn insert(db: &mut Db<'_>, kind: Credential, c: &NewCredential<'_>) -> StoreResult<()> {
     // Only tokens have an `expires` column; a credential without an expiry leaves it out.
     let expires = if c.expires.is_some() { ", expires" } else { "" };
     let label = Bind::OptText(c.label.map(str::to_string));
     let mut q = Sql::with(
-        &format!("INSERT INTO {table} (id, tenant_id, label, scope, secret_hash, created, revoked{expires}) VALUES (?, ?, ?, ?, "),
-        [Bind::text(c.id), Bind::tenant(c.tenant), label, Bind::text(c.scope)],
+        &format!(
+            "INSERT INTO {} (id, tenant_id, label, scope, secret_hash, created, revoked{expires}) \
+             VALUES (?, ?, ?, ?, ",
+            kind.table()
+        ),
+        [
+            Bind::text(c.id),
+            Bind::tenant(c.tenant),
+            label,
+            Bind::text(c.scope),
+        ],
     );
     q.and(
         "?, ?, ?",
@@ -191,15 +230,19 @@ fn insert_credential(db: &mut Db<'_>, table: &str, c: &NewCredential<'_>) -> Sto
     Ok(())
 }
 
-/// A stored bearer token with its tenant's settings, as authentication needs it.
-#[derive(Clone, Debug, QueryableByName)]
-pub struct TokenAuthRow {
+/// A stored credential (bearer token or OAuth client) with its tenant's settings, as
+/// authentication needs it. Not `Debug`: it holds the secret hash.
+#[derive(Clone, QueryableByName)]
+pub struct CredentialRow {
     #[diesel(sql_type = Text)]
     pub id: String,
     #[diesel(sql_type = Text)]
     pub tenant_id: String,
     #[diesel(sql_type = Text)]
     pub scope: String,
+    #[diesel(sql_type = Text)]
+    pub secret_hash: String,
+    /// Tokens only (clients do not expire).
     #[diesel(sql_type = Nullable<BigInt>)]
     pub expires: Option<i64>,
     #[diesel(sql_type = Bool)]
@@ -210,15 +253,37 @@ pub struct TokenAuthRow {
     pub settings: String,
 }
 
+pub type TokenAuthRow = CredentialRow;
+pub type ClientRow = CredentialRow;
+
+/// The credential whose `key` column is `value`, with its tenant's settings.
+fn find(
+    db: &mut Db<'_>,
+    kind: Credential,
+    key: &str,
+    value: &str,
+) -> StoreResult<Option<CredentialRow>> {
+    Ok(db.first(&Sql::with(
+        &format!(
+            "SELECT c.id, c.tenant_id, c.scope, c.secret_hash, {} AS expires, c.revoked, \
+             c.last_used, t.settings FROM {} c JOIN tenants t ON t.id = c.tenant_id \
+             WHERE c.{key} = ?",
+            kind.expires(),
+            kind.table()
+        ),
+        [Bind::text(value)],
+    ))?)
+}
+
 pub fn find_token_for_auth(
     db: &mut Db<'_>,
     secret_hash: &str,
 ) -> StoreResult<Option<TokenAuthRow>> {
-    Ok(db.first(&Sql::with(
-        "SELECT k.id, k.tenant_id, k.scope, k.expires, k.revoked, k.last_used, t.settings \
-         FROM tokens k JOIN tenants t ON t.id = k.tenant_id WHERE k.secret_hash = ?",
-        [Bind::text(secret_hash)],
-    ))?)
+    find(db, Credential::Token, "secret_hash", secret_hash)
+}
+
+pub fn find_client(db: &mut Db<'_>, id: &str) -> StoreResult<Option<ClientRow>> {
+    find(db, Credential::Client, "id", id)
 }
 
 /// A credential (bearer token or OAuth client) as `token list` and `client list` show it
@@ -242,39 +307,42 @@ pub struct CredentialInfo {
     pub revoked: bool,
 }
 
-pub type TokenInfo = CredentialInfo;
-pub type ClientInfo = CredentialInfo;
-
-pub fn list_tokens(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<TokenInfo>> {
-    list_credentials(db, "tokens", "expires", tenant)
-}
-
-/// The credentials of a tenant in `table`, oldest first.
-fn list_credentials(
+/// A tenant's credentials of one kind, oldest first.
+pub fn list(
     db: &mut Db<'_>,
-    table: &str,
-    expires: &str,
+    kind: Credential,
     tenant: &TenantId,
 ) -> StoreResult<Vec<CredentialInfo>> {
-    let columns = format!("id, label, scope, created, last_used, {expires} AS expires, revoked");
-    let mut q = select(&columns, table, tenant);
+    let columns = format!(
+        "id, label, scope, created, last_used, {} AS expires, revoked",
+        kind.expires()
+    );
+    let mut q = select(&columns, kind.table(), tenant);
     q.push(" ORDER BY created, id");
     Ok(db.load(&q)?)
 }
 
-/// Revokes a token; returns its tenant, or None when no token has this id.
-pub fn revoke_token(db: &mut Db<'_>, id: &str) -> StoreResult<Option<TenantId>> {
-    revoke(db, "tokens", id)
+pub fn list_tokens(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<CredentialInfo>> {
+    list(db, Credential::Token, tenant)
 }
 
-fn revoke(db: &mut Db<'_>, table: &str, id: &str) -> StoreResult<Option<TenantId>> {
+pub fn list_clients(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<CredentialInfo>> {
+    list(db, Credential::Client, tenant)
+}
+
+/// Revokes a credential (a client's access tokens stop working at once too); returns its
+/// tenant, or None when no credential of this kind has this id.
+pub fn revoke(db: &mut Db<'_>, kind: Credential, id: &str) -> StoreResult<Option<TenantId>> {
     #[derive(QueryableByName)]
     struct Tenant {
         #[diesel(sql_type = Text)]
         tenant_id: String,
     }
     let q = Sql::with(
-        &format!("UPDATE {table} SET revoked = ? WHERE id = ? RETURNING tenant_id"),
+        &format!(
+            "UPDATE {} SET revoked = ? WHERE id = ? RETURNING tenant_id",
+            kind.table()
+        ),
         [Bind::Bool(true), Bind::text(id)],
     );
     Ok(db.first::<Tenant>(&q)?.map(|t| TenantId::from(t.tenant_id)))
@@ -282,64 +350,12 @@ fn revoke(db: &mut Db<'_>, table: &str, id: &str) -> StoreResult<Option<TenantId
 
 /// Records that a credential was used (throttled by the caller: `token list` shows it to
 /// the minute, and a write per request would serialise SQLite readers behind the writer).
-pub fn touch_token(db: &mut Db<'_>, id: &str, now: i64) -> StoreResult<()> {
-    touch(db, "tokens", id, now)
-}
-
-fn touch(db: &mut Db<'_>, table: &str, id: &str, now: i64) -> StoreResult<()> {
+pub fn touch(db: &mut Db<'_>, kind: Credential, id: &str, now: i64) -> StoreResult<()> {
     db.execute(&Sql::with(
-        &format!("UPDATE {table} SET last_used = ? WHERE id = ?"),
+        &format!("UPDATE {} SET last_used = ? WHERE id = ?", kind.table()),
         [Bind::Int(now), Bind::text(id)],
     ))?;
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// OAuth clients
-
-/// A stored OAuth client with its tenant's settings. Not `Debug`: it holds the secret hash.
-#[derive(Clone, QueryableByName)]
-pub struct ClientRow {
-    #[diesel(sql_type = Text)]
-    pub id: String,
-    #[diesel(sql_type = Text)]
-    pub tenant_id: String,
-    #[diesel(sql_type = Text)]
-    pub scope: String,
-    #[diesel(sql_type = Text)]
-    pub secret_hash: String,
-    #[diesel(sql_type = Bool)]
-    pub revoked: bool,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub last_used: Option<i64>,
-    #[diesel(sql_type = Text)]
-    pub settings: String,
-}
-
-/// A new OAuth client (`expires` is always None: clients do not expire).
-pub fn insert_client(db: &mut Db<'_>, c: &NewCredential<'_>) -> StoreResult<()> {
-    insert_credential(db, "oauth_clients", c)
-}
-
-pub fn find_client(db: &mut Db<'_>, id: &str) -> StoreResult<Option<ClientRow>> {
-    Ok(db.first(&Sql::with(
-        "SELECT c.id, c.tenant_id, c.scope, c.secret_hash, c.revoked, c.last_used, t.settings \
-         FROM oauth_clients c JOIN tenants t ON t.id = c.tenant_id WHERE c.id = ?",
-        [Bind::text(id)],
-    ))?)
-}
-
-pub fn list_clients(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<ClientInfo>> {
-    list_credentials(db, "oauth_clients", "CAST(NULL AS BIGINT)", tenant)
-}
-
-/// Revokes a client (its access tokens stop working at once); returns its tenant.
-pub fn revoke_client(db: &mut Db<'_>, id: &str) -> StoreResult<Option<TenantId>> {
-    revoke(db, "oauth_clients", id)
-}
-
-pub fn touch_client(db: &mut Db<'_>, id: &str, now: i64) -> StoreResult<()> {
-    touch(db, "oauth_clients", id, now)
 }
 
 // ---------------------------------------------------------------------------------------

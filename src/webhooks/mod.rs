@@ -18,7 +18,6 @@ use rand::Rng;
 use crate::scim::time::now_micros;
 use crate::storage::conn::Pool;
 use crate::storage::deliveries::{self, ClaimedRow};
-use crate::storage::feed::FeedRow;
 use crate::storage::StorageError;
 use wire::{secret_key, sign, Event};
 
@@ -169,16 +168,7 @@ fn claim(pool: &Pool, schedule: &Schedule) -> Result<Vec<ClaimedRow>, StorageErr
 
 /// The body a delivery POSTs: the feed event, exactly as `GET /api/v1/events` shows it.
 pub fn body_of(d: &ClaimedRow) -> Result<String, StorageError> {
-    let event = Event::from_feed(&FeedRow {
-        seq: d.seq,
-        id: d.event_id.clone(),
-        kind: d.kind.clone(),
-        account_id: d.account_id.clone(),
-        resource_type: d.resource_type.clone(),
-        resource_id: d.resource_id.clone(),
-        at: d.at,
-        data: d.data.clone(),
-    })?;
+    let event = Event::from_feed(&d.event)?;
     serde_json::to_string(&event).map_err(|e| StorageError::Backend(Box::new(e)))
 }
 
@@ -187,11 +177,11 @@ fn attempt(agent: &ureq::Agent, d: &ClaimedRow) -> Result<(), String> {
     let body = body_of(d).map_err(|e| e.to_string())?;
     let ts = now_micros() / 1_000_000;
     let key = secret_key(&d.secret).ok_or("the subscription's secret is malformed")?;
-    let sig = sign(&key, &d.event_id, ts, &body);
+    let sig = sign(&key, &d.event.id, ts, &body);
     let resp = agent
         .post(&d.url)
         .header("content-type", "application/json")
-        .header("webhook-id", &d.event_id)
+        .header("webhook-id", &d.event.id)
         .header("webhook-timestamp", &ts.to_string())
         .header("webhook-signature", &sig)
         .send(body.as_str())
@@ -237,7 +227,7 @@ fn record(
                 log::warn!(
                     "webhook delivery {} of event {} is a dead letter after {failures} attempts: {e}",
                     d.id,
-                    d.event_id
+                    d.event.id
                 );
             }
             deliveries::failed(db, &d.id, now, next, e)?;

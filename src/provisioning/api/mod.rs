@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::{ensure_admin, Error, Result, Service};
 use crate::auth::Principal;
 use crate::storage::conn::{Conn, Db};
+use crate::storage::{Keyed, TenantId};
 
 use super::journal::Journal;
 
@@ -37,6 +38,35 @@ impl<T> Page<T> {
             items,
             next_cursor: None,
         }
+    }
+}
+
+/// What this API shows of a stored row read by id (a `Role`, `Rule` or `Webhook`): the row,
+/// its name in a 404, and how the row reads on the wire.
+pub(crate) trait Shown: Serialize + Sized {
+    type Row: Keyed;
+    const NAME: &'static str;
+    fn of(row: &Self::Row) -> Self;
+}
+
+/// The tenant's row `id` of what `V` shows, or 404 naming it (`role {id} not found`).
+pub(crate) fn found<V: Shown>(db: &mut Db<'_>, tenant: &TenantId, id: &str) -> Result<V::Row> {
+    V::Row::get(db, tenant, id)?
+        .ok_or_else(|| Error::NotFound(format!("{} {id} not found", V::NAME)))
+}
+
+impl Service {
+    /// Every row of a kind (roles, rules, webhooks), in one response (not paged).
+    pub(crate) fn list_all<V: Shown>(&self, conn: &mut Conn, p: &Principal) -> Result<Page<V>> {
+        self.admin_read(conn, p, |db| {
+            let rows = V::Row::list(db, &p.tenant)?;
+            Ok(Page::whole(rows.iter().map(V::of).collect()))
+        })
+    }
+
+    /// One row of a kind, by id.
+    pub(crate) fn get_one<V: Shown>(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<V> {
+        self.admin_read(conn, p, |db| Ok(V::of(&found::<V>(db, &p.tenant, id)?)))
     }
 }
 

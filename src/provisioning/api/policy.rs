@@ -8,7 +8,7 @@ use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use super::{decode, invalid, Page};
+use super::{decode, found, invalid, Shown};
 use crate::auth::Principal;
 use crate::product::{self, Entitlements, EntitlementsSchema, Policy, RoleDef};
 use crate::provisioning::accounts::{policy_of, role_def};
@@ -19,7 +19,7 @@ use crate::scim::time::{format_micros, now_micros};
 use crate::storage::conn::{Conn, Db};
 use crate::storage::dialect::Lock;
 use crate::storage::roles::{self, RoleRow, RuleGrant, RuleRow};
-use crate::storage::{resources, StorageError, TenantId};
+use crate::storage::{resources, Keyed, StorageError, TenantId};
 
 /// A named set of entitlements. Names are unique per tenant. When roles grant the same key:
 /// numbers → the highest wins; booleans → true wins; strings → the value of the role whose
@@ -165,34 +165,44 @@ const POLICY_SHAPE: &str =
 const ROLE_SHAPE: &str = "a role is a JSON object with `name` and `entitlements`";
 const RULE_SHAPE: &str = "a rule is a JSON object: {\"role\", \"filter\"} or {\"role\", \"group\"}";
 
-fn role_view(r: &RoleRow) -> Role {
-    Role {
-        id: r.id.clone(),
-        name: r.name.clone(),
-        entitlements: r.entitlements.clone(),
-        created: format_micros(r.created),
-        last_modified: format_micros(r.modified),
+impl Shown for Role {
+    type Row = RoleRow;
+    const NAME: &'static str = "role";
+
+    fn of(row: &RoleRow) -> Role {
+        Role {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            entitlements: row.entitlements.clone(),
+            created: format_micros(row.created),
+            last_modified: format_micros(row.modified),
+        }
     }
 }
 
-fn rule_view(r: &RuleRow) -> Rule {
-    let (id, role) = (r.id.clone(), r.role_id.clone());
-    let (created, last_modified) = (format_micros(r.created), format_micros(r.modified));
-    match &r.grant {
-        RuleGrant::Filter(f) => Rule::Filter(FilterRule {
-            id,
-            role,
-            created,
-            last_modified,
-            filter: f.clone(),
-        }),
-        RuleGrant::Group(g) => Rule::Group(GroupRule {
-            id,
-            role,
-            created,
-            last_modified,
-            group: g.clone(),
-        }),
+impl Shown for Rule {
+    type Row = RuleRow;
+    const NAME: &'static str = "rule";
+
+    fn of(row: &RuleRow) -> Rule {
+        let (id, role) = (row.id.clone(), row.role_id.clone());
+        let (created, last_modified) = (format_micros(row.created), format_micros(row.modified));
+        match &row.grant {
+            RuleGrant::Filter(f) => Rule::Filter(FilterRule {
+                id,
+                role,
+                created,
+                last_modified,
+                filter: f.clone(),
+            }),
+            RuleGrant::Group(g) => Rule::Group(GroupRule {
+                id,
+                role,
+                created,
+                last_modified,
+                group: g.clone(),
+            }),
+        }
     }
 }
 
@@ -222,7 +232,7 @@ fn check_entitlements(
     ents: &Entitlements,
     except: Option<&str>,
 ) -> Result<()> {
-    let others: Vec<RoleDef> = roles::list_roles(db, tenant)?
+    let others: Vec<RoleDef> = RoleRow::list(db, tenant)?
         .iter()
         .filter(|r| Some(r.id.as_str()) != except)
         .map(role_def)
@@ -243,25 +253,6 @@ impl Service {
         })
     }
 
-    pub fn list_roles(&self, conn: &mut Conn, p: &Principal) -> Result<Page<Role>> {
-        self.admin_read(conn, p, |db| {
-            Ok(Page::whole(
-                roles::list_roles(db, &p.tenant)?
-                    .iter()
-                    .map(role_view)
-                    .collect(),
-            ))
-        })
-    }
-
-    pub fn get_role(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<Role> {
-        self.admin_read(conn, p, |db| {
-            roles::get_role(db, &p.tenant, id)?
-                .map(|r| role_view(&r))
-                .ok_or_else(|| Error::NotFound(format!("role {id} not found")))
-        })
-    }
-
     pub fn create_role(&self, conn: &mut Conn, p: &Principal, body: Value) -> Result<Role> {
         let (name, entitlements) = role_fields(decode(body, ROLE_SHAPE)?)?;
         self.admin_write(conn, p, |db, _| {
@@ -275,7 +266,7 @@ impl Service {
                 modified: now,
             };
             roles::insert_role(db, &p.tenant, &row).map_err(role_conflict)?;
-            Ok(role_view(&row))
+            Ok(Role::of(&row))
         })
     }
 
@@ -288,8 +279,7 @@ impl Service {
     ) -> Result<Role> {
         let (name, entitlements) = role_fields(decode(body, ROLE_SHAPE)?)?;
         self.admin_write(conn, p, |db, j| {
-            let old = roles::get_role(db, &p.tenant, id)?
-                .ok_or_else(|| Error::NotFound(format!("role {id} not found")))?;
+            let old = found::<Role>(db, &p.tenant, id)?;
             check_entitlements(db, &p.tenant, &entitlements, Some(id))?;
             let row = RoleRow {
                 id: old.id,
@@ -300,7 +290,7 @@ impl Service {
             };
             roles::update_role(db, &p.tenant, &row).map_err(role_conflict)?;
             self.recompute_all(db, j)?;
-            Ok(role_view(&row))
+            Ok(Role::of(&row))
         })
     }
 
@@ -340,29 +330,8 @@ impl Service {
                 ))
             }
         };
-        if roles::get_role(db, tenant, &role)?.is_none() {
-            return Err(Error::NotFound(format!("role {role} not found")));
-        }
+        found::<Role>(db, tenant, &role)?;
         Ok((role, grant))
-    }
-
-    pub fn list_rules(&self, conn: &mut Conn, p: &Principal) -> Result<Page<Rule>> {
-        self.admin_read(conn, p, |db| {
-            Ok(Page::whole(
-                roles::list_rules(db, &p.tenant)?
-                    .iter()
-                    .map(rule_view)
-                    .collect(),
-            ))
-        })
-    }
-
-    pub fn get_rule(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<Rule> {
-        self.admin_read(conn, p, |db| {
-            roles::get_rule(db, &p.tenant, id)?
-                .map(|r| rule_view(&r))
-                .ok_or_else(|| Error::NotFound(format!("rule {id} not found")))
-        })
     }
 
     pub fn create_rule(&self, conn: &mut Conn, p: &Principal, body: Value) -> Result<Rule> {
@@ -379,7 +348,7 @@ impl Service {
             };
             roles::insert_rule(db, &p.tenant, &row)?;
             self.recompute_all(db, j)?;
-            Ok(rule_view(&row))
+            Ok(Rule::of(&row))
         })
     }
 
@@ -391,8 +360,7 @@ impl Service {
         body: Value,
     ) -> Result<Rule> {
         self.admin_write(conn, p, |db, j| {
-            let old = roles::get_rule(db, &p.tenant, id)?
-                .ok_or_else(|| Error::NotFound(format!("rule {id} not found")))?;
+            let old = found::<Rule>(db, &p.tenant, id)?;
             let (role_id, grant) = self.rule_input(db, &p.tenant, decode(body, RULE_SHAPE)?)?;
             let row = RuleRow {
                 id: old.id,
@@ -403,7 +371,7 @@ impl Service {
             };
             roles::update_rule(db, &p.tenant, &row)?;
             self.recompute_all(db, j)?;
-            Ok(rule_view(&row))
+            Ok(Rule::of(&row))
         })
     }
 

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{cursor, decode, invalid, page_limit, paged, ListParams, Page};
+use super::policy::Role;
+use super::{cursor, decode, found, invalid, page_limit, paged, ListParams, Page};
 use crate::auth::Principal;
 use crate::product::{Announce, State};
 use crate::provisioning::accounts::Account;
@@ -15,7 +16,7 @@ use crate::scim::schema::Rtype;
 use crate::storage::accounts::{self as stored, AccountQuery, AccountRow};
 use crate::storage::conn::{Conn, Db};
 use crate::storage::dialect::Lock;
-use crate::storage::{members, resources, roles, TenantId};
+use crate::storage::{members, resources, TenantId};
 
 /// Which accounts a list shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,9 +99,7 @@ impl Service {
                 ),
             };
             if let Some(r) = q.role.as_deref() {
-                if roles::get_role(db, &p.tenant, r)?.is_none() {
-                    return Err(Error::NotFound(format!("role {r} not found")));
-                }
+                found::<Role>(db, &p.tenant, r)?;
             }
             let rows = stored::list(
                 db,

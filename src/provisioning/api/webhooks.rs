@@ -7,7 +7,7 @@ use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::Ref;
 use utoipa::ToSchema;
 
-use super::{cursor, decode, invalid, page_limit, paged, ListParams, Page};
+use super::{cursor, decode, found, invalid, page_limit, paged, ListParams, Page, Shown};
 use crate::auth::Principal;
 use crate::product::PRODUCT_EVENTS;
 use crate::provisioning::journal::new_id;
@@ -114,12 +114,17 @@ fn delivery_status() -> ObjectBuilder {
         ))
 }
 
-fn webhook_view(w: &WebhookRow) -> Webhook {
-    Webhook {
-        id: w.id.clone(),
-        url: w.url.clone(),
-        events: w.events.clone(),
-        created: format_micros(w.created),
+impl Shown for Webhook {
+    type Row = WebhookRow;
+    const NAME: &'static str = "webhook";
+
+    fn of(row: &WebhookRow) -> Webhook {
+        Webhook {
+            id: row.id.clone(),
+            url: row.url.clone(),
+            events: row.events.clone(),
+            created: format_micros(row.created),
+        }
     }
 }
 
@@ -168,25 +173,6 @@ fn webhook_fields(body: WebhookInput) -> Result<(String, Vec<String>, String)> {
 }
 
 impl Service {
-    pub fn list_webhooks(&self, conn: &mut Conn, p: &Principal) -> Result<Page<Webhook>> {
-        self.admin_read(conn, p, |db| {
-            Ok(Page::whole(
-                deliveries::list_webhooks(db, &p.tenant)?
-                    .iter()
-                    .map(webhook_view)
-                    .collect(),
-            ))
-        })
-    }
-
-    pub fn get_webhook(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<Webhook> {
-        self.admin_read(conn, p, |db| {
-            deliveries::get_webhook(db, &p.tenant, id)?
-                .map(|w| webhook_view(&w))
-                .ok_or_else(|| Error::NotFound(format!("webhook {id} not found")))
-        })
-    }
-
     pub fn create_webhook(
         &self,
         conn: &mut Conn,
@@ -207,7 +193,7 @@ impl Service {
             };
             deliveries::insert_webhook(db, &p.tenant, &row)?;
             Ok(WebhookCreated {
-                webhook: webhook_view(&row),
+                webhook: Webhook::of(&row),
                 secret: row.secret,
             })
         })
@@ -233,9 +219,7 @@ impl Service {
         let after = cursor::decode_seq(q.cursor.as_deref(), "d")?;
         let limit = page_limit(q.limit)?;
         self.admin_read(conn, p, |db| {
-            if deliveries::get_webhook(db, &p.tenant, id)?.is_none() {
-                return Err(Error::NotFound(format!("webhook {id} not found")));
-            }
+            found::<Webhook>(db, &p.tenant, id)?;
             let rows = deliveries::dead_letters(db, &p.tenant, id, after, limit + 1)?;
             paged(
                 rows,
