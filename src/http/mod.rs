@@ -53,7 +53,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 [web::get().to(discovery::get)],
             ))
             .service(resource("/Bulk", [web::post().to(scim::bulk)]))
-            .service(resource("/.search", [web::post().to(scim::search_root)]))
+            .service(resource("/.search", [web::post().to(scim::search)]))
             .service(resource(
                 "/{rtype:Users|Groups}/.search",
                 [web::post().to(scim::search)],

@@ -109,6 +109,14 @@ fn integer() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::Integer)
 }
 
+/// An integer from `min` to `max`, `default` when absent.
+fn bounded(min: i64, max: i64, default: i64) -> ObjectBuilder {
+    integer()
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .default(Some(default.into()))
+}
+
 fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
@@ -172,10 +180,7 @@ fn query(q: Query) -> RefOr<Parameter> {
         Query::Wait => p(
             "wait",
             "Seconds to hold the request while no event is there.",
-            integer()
-                .minimum(Some(0))
-                .maximum(Some(60))
-                .default(Some(0.into())),
+            bounded(0, 60, 0),
         ),
     }
 }
@@ -270,10 +275,7 @@ fn base_components() -> ComponentsBuilder {
             query_param(
                 "limit",
                 "Page size (out of range: 400).",
-                integer()
-                    .minimum(Some(1))
-                    .maximum(Some(1000))
-                    .default(Some(100.into())),
+                bounded(1, 1000, 100),
             ),
         )
         .parameter(

@@ -183,32 +183,19 @@ pub async fn bulk(
     ))
 }
 
+/// POST /.search (Users and Groups) and /Users/.search, /Groups/.search (RFC 7644 §3.4.3).
 pub async fn search(
     state: web::Data<AppState>,
     bearer: Bearer,
-    path: web::Path<String>,
+    req: HttpRequest,
     ScimBody(body): ScimBody,
 ) -> Result<HttpResponse, ApiError> {
-    let rt = rtype(&path);
+    let types = match req.match_info().get("rtype") {
+        Some(seg) => vec![rtype(seg)],
+        None => vec![Rtype::User, Rtype::Group],
+    };
     let body = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
-        svc.list(conn, p, &[rt], &search_request(&body)?)
-    })
-    .await?;
-    Ok(scim_json(StatusCode::OK, &body))
-}
-
-pub async fn search_root(
-    state: web::Data<AppState>,
-    bearer: Bearer,
-    ScimBody(body): ScimBody,
-) -> Result<HttpResponse, ApiError> {
-    let body = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
-        svc.list(
-            conn,
-            p,
-            &[Rtype::User, Rtype::Group],
-            &search_request(&body)?,
-        )
+        svc.list(conn, p, &types, &search_request(&body)?)
     })
     .await?;
     Ok(scim_json(StatusCode::OK, &body))

@@ -16,6 +16,7 @@ use crate::storage::conn::{Conn, Db};
 use crate::storage::members;
 use crate::storage::resources::ResourceRow;
 use crate::storage::search::{self, Window};
+use crate::storage::TenantId;
 
 /// A list or search request (RFC 7644 §3.4.2, §3.4.3).
 #[derive(Clone, Debug, Default)]
@@ -87,7 +88,7 @@ impl Service {
                 let proj = if single {
                     Projection::parse(&self.registry, rt, a, x)?
                 } else {
-                    Projection::parse_lenient(&self.registry, rt, a, x)?
+                    Projection::parse_lenient(&self.registry, rt, a, x)
                 };
                 let sort = match q.sort_by.as_deref() {
                     None => None,
@@ -141,15 +142,7 @@ impl Service {
                     offset: skip,
                     limit: count - outputs.len() as i64,
                 };
-                let page = search::search(
-                    db,
-                    &p.tenant,
-                    plan.rt,
-                    plan.cond.as_ref(),
-                    plan.sort.as_ref(),
-                    &window,
-                    true,
-                )?;
+                let page = plan.search(db, &p.tenant, &window, true)?;
                 let t = page.total.unwrap_or(0);
                 total += t;
                 skip = (skip - t).max(0);
@@ -231,15 +224,7 @@ impl Service {
                 limit: count + 1,
             },
         };
-        let mut page = search::search(
-            db,
-            &p.tenant,
-            plan.rt,
-            plan.cond.as_ref(),
-            plan.sort.as_ref(),
-            &window,
-            false,
-        )?;
+        let mut page = plan.search(db, &p.tenant, &window, false)?;
         let backwards = matches!(window, Window::Before { .. });
         let more = page.rows.len() as i64 > count;
         if more {
@@ -311,4 +296,26 @@ struct Plan {
     sort: Option<Sort>,
     /// The filter's canonical text, which cursors are bound to.
     canonical: String,
+}
+
+impl Plan {
+    /// This plan's rows in `window`, and their total when `count_total`.
+    fn search(
+        &self,
+        db: &mut Db<'_>,
+        tenant: &TenantId,
+        window: &Window,
+        count_total: bool,
+    ) -> Result<search::Page> {
+        let (cond, sort) = (self.cond.as_ref(), self.sort.as_ref());
+        Ok(search::search(
+            db,
+            tenant,
+            self.rt,
+            cond,
+            sort,
+            window,
+            count_total,
+        )?)
+    }
 }

@@ -57,12 +57,13 @@ impl Projection {
     /// As `parse`, but entries that do not apply to `rt` are dropped instead of rejected: a
     /// search across resource types (`POST /.search`) names attributes of several types.
     /// When `attributes` named only other types' attributes, just `id` and `schemas` remain.
+    /// Never fails.
     pub fn parse_lenient(
         registry: &Registry,
         rt: Rtype,
         attributes: Option<&str>,
         excluded: Option<&str>,
-    ) -> ScimResult<Projection> {
+    ) -> Projection {
         let keep = |s: Option<&str>| -> Vec<Sel> {
             s.map(|s| {
                 s.split(',')
@@ -74,10 +75,10 @@ impl Projection {
         };
         let include = keep(attributes);
         let asked = attributes.is_some_and(|a| a.split(',').any(|p| !p.trim().is_empty()));
-        Ok(Projection {
+        Projection {
             include: if asked { Some(include) } else { None },
             exclude: keep(excluded),
-        })
+        }
     }
 
     /// Does the response need the membership references (`members` / `groups`)?

@@ -98,33 +98,25 @@ impl Backend {
     /// value index in order (`search::order`). `col` is `val` or `num`; `base` the conditions
     /// on `resources r`.
     pub fn valued_rows(self, tenant: &TenantId, path: &str, col: &str, base: &Sql) -> Sql {
-        let mut q;
-        match self {
-            Backend::Sqlite => {
-                // CROSS JOIN keeps the value index outermost. The conditions on the resource
-                // sit in a correlated EXISTS (its `r` shadows the outer one): as plain WHERE
-                // terms on `r`, SQLite would first build a Bloom filter over every resource.
-                q = Sql::new(
-                    " FROM attr_values sv CROSS JOIN resources r ON r.pk = sv.res_pk WHERE sv.tenant_id = ",
-                );
-                q.bind(Bind::tenant(tenant))
-                    .push(" AND sv.path = ")
-                    .bind(Bind::text(path))
-                    .push(&format!(
-                        " AND sv.{col} IS NOT NULL AND EXISTS (SELECT 1 FROM resources r WHERE r.pk = sv.res_pk AND "
-                    ));
-                q.append(base.clone()).push(")");
-            }
-            Backend::Postgres => {
-                q = Sql::new(
-                    " FROM attr_values sv JOIN resources r ON r.pk = sv.res_pk WHERE sv.tenant_id = ",
-                );
-                q.bind(Bind::tenant(tenant))
-                    .push(" AND sv.path = ")
-                    .bind(Bind::text(path))
-                    .push(&format!(" AND sv.{col} IS NOT NULL AND "));
-                q.append(base.clone());
-            }
+        // SQLite: CROSS JOIN keeps the value index outermost, and the conditions on the
+        // resource sit in a correlated EXISTS (its `r` shadows the outer one): as plain WHERE
+        // terms on `r`, SQLite would first build a Bloom filter over every resource.
+        let (join, exists) = match self {
+            Backend::Sqlite => ("CROSS JOIN", true),
+            Backend::Postgres => ("JOIN", false),
+        };
+        let mut q = Sql::with(
+            &format!(
+                " FROM attr_values sv {join} resources r ON r.pk = sv.res_pk \
+                 WHERE sv.tenant_id = ? AND sv.path = ? AND sv.{col} IS NOT NULL AND "
+            ),
+            [Bind::tenant(tenant), Bind::text(path)],
+        );
+        if exists {
+            q.push("EXISTS (SELECT 1 FROM resources r WHERE r.pk = sv.res_pk AND ");
+            q.append(base.clone()).push(")");
+        } else {
+            q.append(base.clone());
         }
         q
     }

@@ -144,13 +144,9 @@ mod tests {
     use crate::scim::resource::normalize;
     use serde_json::json;
 
-    fn reg() -> Registry {
-        Registry::load().unwrap()
-    }
-
     #[test]
     fn index_values_follow_case_exactness() {
-        let r = reg();
+        let r = Registry::load().unwrap();
         let n = normalize(
             &r,
             Rtype::User,

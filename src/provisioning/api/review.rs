@@ -124,23 +124,30 @@ impl Service {
 
     /// Approves one candidate: pending → active with the roles its rules grant.
     pub fn approve(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<Account> {
-        self.admin_write(conn, p, |db, j| {
-            let a = account_or_404(db, &p.tenant, id)?;
-            if a.state != State::Pending {
-                return Err(not_pending(&a, "approved"));
-            }
-            self.decide(db, j, a, State::Active, Announce::Activated)
-        })
+        self.review(conn, p, id, "approved", State::Active, Announce::Activated)
     }
 
     /// Rejects one candidate: pending → removed, never having held a role.
     pub fn reject(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<Account> {
+        self.review(conn, p, id, "rejected", State::Removed, Announce::Rejected)
+    }
+
+    /// Decides one candidate (`done` says how, in the 409 when it is not pending).
+    fn review(
+        &self,
+        conn: &mut Conn,
+        p: &Principal,
+        id: &str,
+        done: &str,
+        to: State,
+        ann: Announce,
+    ) -> Result<Account> {
         self.admin_write(conn, p, |db, j| {
             let a = account_or_404(db, &p.tenant, id)?;
             if a.state != State::Pending {
-                return Err(not_pending(&a, "rejected"));
+                return Err(not_pending(&a, done));
             }
-            self.decide(db, j, a, State::Removed, Announce::Rejected)
+            self.decide(db, j, a, to, ann)
         })
     }
 

@@ -273,26 +273,29 @@ impl<'l> Parser<'l> {
     // the text after it): "not" binds tighter than "and", which binds tighter than "or"; both are
     // left-associative.
     pub(super) fn parse_or(&mut self, in_value_filter: bool) -> Result<Filter, ParseError> {
-        let mut left = self.parse_and(in_value_filter)?;
-        loop {
-            self.skip_ws();
-            if !self.eat_keyword("or") {
-                return Ok(left);
-            }
-            let right = self.parse_and(in_value_filter)?;
-            left = Filter::Or(Box::new(left), Box::new(right));
-        }
+        self.parse_chain(in_value_filter, "or", Self::parse_and, Filter::Or)
     }
 
     pub(super) fn parse_and(&mut self, in_value_filter: bool) -> Result<Filter, ParseError> {
-        let mut left = self.parse_factor(in_value_filter)?;
+        self.parse_chain(in_value_filter, "and", Self::parse_factor, Filter::And)
+    }
+
+    /// `operand (keyword operand)*`, left-associative.
+    fn parse_chain(
+        &mut self,
+        in_value_filter: bool,
+        keyword: &str,
+        operand: fn(&mut Self, bool) -> Result<Filter, ParseError>,
+        join: fn(Box<Filter>, Box<Filter>) -> Filter,
+    ) -> Result<Filter, ParseError> {
+        let mut left = operand(self, in_value_filter)?;
         loop {
             self.skip_ws();
-            if !self.eat_keyword("and") {
+            if !self.eat_keyword(keyword) {
                 return Ok(left);
             }
-            let right = self.parse_factor(in_value_filter)?;
-            left = Filter::And(Box::new(left), Box::new(right));
+            let right = operand(self, in_value_filter)?;
+            left = join(Box::new(left), Box::new(right));
         }
     }
 
