@@ -313,9 +313,16 @@ fn jwt(args: JwtArgs) -> Result<()> {
     Ok(())
 }
 
+/// `token revoke` and `client revoke`.
+fn revoke(db: &DbArgs, kind: Credential, id: &str) -> Result<()> {
+    let tenant = tenancy::revoke(&mut *open(db)?, kind, id)?;
+    eprintln!("revoked {} {id} of tenant `{tenant}`", kind.name());
+    Ok(())
+}
+
 /// `token list` and `client list`: a table of the tenant's credentials of one kind (clients
 /// have no expiry column).
-fn credentials(db: &DbArgs, kind: Credential, tenant: &str) -> Result<String> {
+fn list(db: &DbArgs, kind: Credential, tenant: &str) -> Result<()> {
     let now = now_micros();
     let tokens = kind == Credential::Token;
     let rows: Vec<Vec<String>> = tenancy::list_credentials(&mut *open(db)?, kind, tenant)?
@@ -344,7 +351,8 @@ fn credentials(db: &DbArgs, kind: Credential, tenant: &str) -> Result<String> {
     let mut headers = vec![id, "LABEL", "SCOPE", "CREATED", "LAST USED"];
     headers.extend(tokens.then_some("EXPIRES"));
     headers.push("STATUS");
-    Ok(table(&headers, &rows))
+    println!("{}", table(&headers, &rows));
+    Ok(())
 }
 
 fn token(c: TokenCommand) -> Result<()> {
@@ -370,13 +378,8 @@ fn token(c: TokenCommand) -> Result<()> {
             );
             println!("{token}");
         }
-        TokenCommand::List { tenant, db } => {
-            println!("{}", credentials(&db, Credential::Token, &tenant)?);
-        }
-        TokenCommand::Revoke { id, db } => {
-            let tenant = tenancy::revoke_token(&mut *open(&db)?, &id)?;
-            eprintln!("revoked token {id} of tenant `{tenant}`");
-        }
+        TokenCommand::List { tenant, db } => list(&db, Credential::Token, &tenant)?,
+        TokenCommand::Revoke { id, db } => revoke(&db, Credential::Token, &id)?,
     }
     Ok(())
 }
@@ -396,13 +399,8 @@ fn client(c: ClientCommand) -> Result<()> {
             );
             println!("{id}\n{secret}");
         }
-        ClientCommand::List { tenant, db } => {
-            println!("{}", credentials(&db, Credential::Client, &tenant)?);
-        }
-        ClientCommand::Revoke { id, db } => {
-            let tenant = tenancy::revoke_client(&mut *open(&db)?, &id)?;
-            eprintln!("revoked OAuth client {id} of tenant `{tenant}`");
-        }
+        ClientCommand::List { tenant, db } => list(&db, Credential::Client, &tenant)?,
+        ClientCommand::Revoke { id, db } => revoke(&db, Credential::Client, &id)?,
     }
     Ok(())
 }

@@ -11,9 +11,9 @@ use super::error::{ApiError, SCIM_JSON};
 use super::extract::{Params, ScimBody};
 use super::front::{enter, Access, Bearer};
 use super::AppState;
-use crate::provisioning::bulk::{Done, BULK_RESPONSE};
+use crate::provisioning::bulk::BULK_RESPONSE;
 use crate::provisioning::list::ListQuery;
-use crate::provisioning::resources::{IfMatch, Output, Target};
+use crate::provisioning::resources::{Change, Done, IfMatch, Output, Target};
 use crate::provisioning::Service;
 use crate::scim::error::ScimError;
 use crate::scim::projection::Projection;
@@ -44,6 +44,17 @@ fn resource_response(status: StatusCode, out: &Output) -> HttpResponse {
     resp.body(out.resource.to_string())
 }
 
+/// A write's answer: the resource with its ETag (and Location when created), or 204.
+fn answer(done: Done) -> HttpResponse {
+    match done {
+        Done::Resource { status, output } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            resource_response(status, &output)
+        }
+        Done::NoContent { .. } => HttpResponse::NoContent().finish(),
+    }
+}
+
 /// `attributes` / `excludedAttributes` of the query string (RFC 7644 §3.9).
 fn projection(
     svc: &Service,
@@ -68,12 +79,12 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let rt = rtype(&path);
     let params = Params::from_request(&req);
-    let out = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
+    let done = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
         let proj = projection(svc, rt, params)?;
-        svc.create(conn, p, rt, &body, &proj)
+        svc.change(conn, p, &Change::Create(rt, body), &proj)
     })
     .await?;
-    Ok(resource_response(StatusCode::CREATED, &out))
+    Ok(answer(done))
 }
 
 pub async fn get(
@@ -285,19 +296,17 @@ pub async fn change(
     let t = target(&req, path);
     let params = Params::from_request(&req);
     let put = req.method() == Method::PUT;
-    let out = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
+    let done = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
         let proj = projection(svc, t.rt, params)?;
-        if put {
-            svc.replace(conn, p, &t, &body, &proj).map(Some)
+        let change = if put {
+            Change::Replace(t, body)
         } else {
-            svc.patch(conn, p, &t, &body, &proj)
-        }
+            Change::patch(t, &body, p)?
+        };
+        svc.change(conn, p, &change, &proj)
     })
     .await?;
-    match out {
-        Some(out) => Ok(resource_response(StatusCode::OK, &out)),
-        None => Ok(HttpResponse::NoContent().finish()),
-    }
+    Ok(answer(done))
 }
 
 pub async fn delete(
@@ -307,9 +316,9 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let t = target(&req, path);
-    enter(&state, bearer, Access::Scim, move |svc, conn, p| {
-        svc.delete(conn, p, &t)
+    let done = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
+        svc.change(conn, p, &Change::Delete(t), &Projection::default())
     })
     .await?;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(answer(done))
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::Value;
 
 use super::journal::Journal;
-use super::resources::{IfMatch, Output, Target};
+use super::resources::{Change, Done, IfMatch, Output, Target};
 use super::{Error, Result, Service};
 use crate::auth::Principal;
 use crate::scim::error::{ScimError, ScimType};
@@ -41,15 +41,6 @@ impl Method {
             Method::Delete => "DELETE",
         }
     }
-}
-
-/// What one operation did.
-#[derive(Debug)]
-pub enum Done {
-    /// POST, PUT, and PATCH that return the resource.
-    Resource { status: u16, output: Output },
-    /// DELETE, and a Group PATCH (204).
-    NoContent { location: String },
 }
 
 /// One operation's outcome, in request order.
@@ -419,13 +410,12 @@ impl Service {
 
     /// What a bulk response says of a created resource: its id, location and version.
     fn created_output(&self, rt: Rtype, id: String) -> Done {
-        let location = format!("{}/{}/{id}", self.settings.base_url, rt.endpoint());
         Done::Resource {
             status: 201,
             output: Output {
+                location: self.location(rt, &id),
                 resource: serde_json::json!({ "id": id }),
                 version: 1,
-                location,
             },
         }
     }
@@ -452,43 +442,14 @@ impl Service {
             id,
             if_match: op.version.as_deref().map(IfMatch::parse),
         };
-        let proj = Projection::default();
-        let location = |id: &str| format!("{}/{}/{id}", self.settings.base_url, rt.endpoint());
-        match (method, id) {
-            (Method::Post, _) => Ok(Done::Resource {
-                status: 201,
-                output: self.create_in(db, j, p, rt, &data, &proj)?,
-            }),
-            (Method::Put, Some(id)) => Ok(Done::Resource {
-                status: 200,
-                output: self.replace_in(db, j, p, &target(id), &data, &proj)?,
-            }),
-            (Method::Patch, Some(id)) => Ok(
-                match self.patch_in(
-                    db,
-                    j,
-                    p,
-                    &target(id.clone()),
-                    &crate::scim::patch::parse(&data, &p.compat)?,
-                    &proj,
-                )? {
-                    Some(output) => Done::Resource {
-                        status: 200,
-                        output,
-                    },
-                    None => Done::NoContent {
-                        location: location(&id),
-                    },
-                },
-            ),
-            (Method::Delete, Some(id)) => {
-                self.delete_in(db, j, p, &target(id.clone()))?;
-                Ok(Done::NoContent {
-                    location: location(&id),
-                })
-            }
-            _ => Err(ScimError::invalid_syntax("malformed operation").into()),
-        }
+        let change = match (method, id) {
+            (Method::Post, _) => Change::Create(rt, data),
+            (Method::Put, Some(id)) => Change::Replace(target(id), data),
+            (Method::Patch, Some(id)) => Change::patch(target(id), &data, p)?,
+            (Method::Delete, Some(id)) => Change::Delete(target(id)),
+            _ => return Err(ScimError::invalid_syntax("malformed operation").into()),
+        };
+        self.change_in(db, j, p, &change, &Projection::default())
     }
 }
 

@@ -65,6 +65,34 @@ pub struct Target {
     pub if_match: Option<IfMatch>,
 }
 
+/// One SCIM write: a single request's, or one operation of a bulk request.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Create(Rtype, Value),
+    Replace(Target, Value),
+    /// Its operations parsed before the write lock is taken (`Change::patch`).
+    Patch(Target, Vec<patch::Operation>),
+    Delete(Target),
+}
+
+impl Change {
+    /// A PATCH request of `p`'s, its body parsed now (after the scope check): a malformed one
+    /// never waits for the write lock.
+    pub fn patch(t: Target, body: &Value, p: &Principal) -> Result<Change> {
+        ensure_write(p)?;
+        Ok(Change::Patch(t, patch::parse(body, &p.compat)?))
+    }
+}
+
+/// What a write answers.
+#[derive(Debug)]
+pub enum Done {
+    /// POST (201), PUT and a PATCH that returns the resource (200).
+    Resource { status: u16, output: Output },
+    /// DELETE, and a Group PATCH that asked for no attributes (204).
+    NoContent { location: String },
+}
+
 /// A resource as answered: its projected representation and version.
 #[derive(Clone, Debug)]
 pub struct Output {
@@ -88,6 +116,51 @@ fn to_json(doc: &Doc) -> Result<String> {
 }
 
 impl Service {
+    /// A SCIM write (POST, PUT, PATCH or DELETE of one resource) in its own transaction.
+    pub fn change(
+        &self,
+        conn: &mut Conn,
+        p: &Principal,
+        change: &Change,
+        proj: &Projection,
+    ) -> Result<Done> {
+        ensure_write(p)?;
+        self.write(conn, p, |db, j| self.change_in(db, j, p, change, proj))
+    }
+
+    /// `change` inside the caller's transaction (bulk runs many in one).
+    pub(crate) fn change_in(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        p: &Principal,
+        change: &Change,
+        proj: &Projection,
+    ) -> Result<Done> {
+        ensure_write(p)?;
+        let resource = |status, output| Done::Resource { status, output };
+        let gone = |t: &Target| Done::NoContent {
+            location: self.location(t.rt, &t.id),
+        };
+        Ok(match change {
+            Change::Create(rt, body) => resource(201, self.create_in(db, j, p, *rt, body, proj)?),
+            Change::Replace(t, body) => resource(200, self.replace_in(db, j, p, t, body, proj)?),
+            Change::Patch(t, ops) => match self.patch_in(db, j, p, t, ops, proj)? {
+                Some(output) => resource(200, output),
+                None => gone(t),
+            },
+            Change::Delete(t) => {
+                self.delete_in(db, j, p, t)?;
+                gone(t)
+            }
+        })
+    }
+
+    /// Where a resource is (its `meta.location`).
+    pub(crate) fn location(&self, rt: Rtype, id: &str) -> String {
+        format!("{}/{}/{id}", self.settings.base_url, rt.endpoint())
+    }
+
     /// The full representation (no membership references) a `:full` event carries.
     fn full(&self, rt: Rtype, doc: &Doc, meta: &StoredMeta) -> Value {
         resource::render(&self.registry, rt, doc, meta, &self.settings.base_url, None)
@@ -112,7 +185,7 @@ impl Service {
         Output {
             resource: proj.apply(&self.registry, rt, full),
             version: row.version,
-            location: format!("{base}/{}/{}", rt.endpoint(), row.id),
+            location: self.location(rt, &row.id),
         }
     }
 
@@ -269,20 +342,7 @@ impl Service {
     }
 
     /// POST /Users, /Groups (RFC 7644 §3.3).
-    pub fn create(
-        &self,
-        conn: &mut Conn,
-        p: &Principal,
-        rt: Rtype,
-        body: &Value,
-        proj: &Projection,
-    ) -> Result<Output> {
-        ensure_write(p)?;
-        self.write(conn, p, |db, j| self.create_in(db, j, p, rt, body, proj))
-    }
-
-    /// `create` inside the caller's transaction (bulk runs many in one).
-    pub(crate) fn create_in(
+    fn create_in(
         &self,
         db: &mut Db<'_>,
         j: &mut Journal,
@@ -291,7 +351,6 @@ impl Service {
         body: &Value,
         proj: &Projection,
     ) -> Result<Output> {
-        ensure_write(p)?;
         let n = resource::normalize(&self.registry, rt, body, &p.compat)?;
         let ix = index::index(&self.registry, rt, &n.doc);
         let doc_json = to_json(&n.doc)?;
@@ -395,19 +454,7 @@ impl Service {
 
     /// PUT (RFC 7644 §3.5.1): replaces the resource. readOnly attributes are ignored,
     /// immutable ones may not change. `active` omitted keeps its value (see README).
-    pub fn replace(
-        &self,
-        conn: &mut Conn,
-        p: &Principal,
-        t: &Target,
-        body: &Value,
-        proj: &Projection,
-    ) -> Result<Output> {
-        ensure_write(p)?;
-        self.write(conn, p, |db, j| self.replace_in(db, j, p, t, body, proj))
-    }
-
-    pub(crate) fn replace_in(
+    fn replace_in(
         &self,
         db: &mut Db<'_>,
         j: &mut Journal,
@@ -416,7 +463,6 @@ impl Service {
         body: &Value,
         proj: &Projection,
     ) -> Result<Output> {
-        ensure_write(p)?;
         let (rt, id) = (t.rt, t.id.as_str());
         let mut n = resource::normalize(&self.registry, rt, body, &p.compat)?;
         let now = now_micros();
@@ -467,21 +513,7 @@ impl Service {
 
     /// PATCH (RFC 7644 §3.5.2). Returns None when the answer is 204 (a Group PATCH that did
     /// not ask for attributes: a membership change never serialises the member list).
-    pub fn patch(
-        &self,
-        conn: &mut Conn,
-        p: &Principal,
-        t: &Target,
-        body: &Value,
-        proj: &Projection,
-    ) -> Result<Option<Output>> {
-        ensure_write(p)?;
-        // Parsed once, before taking the write lock: a malformed request never waits for it.
-        let ops = patch::parse(body, &p.compat)?;
-        self.write(conn, p, |db, j| self.patch_in(db, j, p, t, &ops, proj))
-    }
-
-    pub(crate) fn patch_in(
+    fn patch_in(
         &self,
         db: &mut Db<'_>,
         j: &mut Journal,
@@ -490,7 +522,6 @@ impl Service {
         ops: &[patch::Operation],
         proj: &Projection,
     ) -> Result<Option<Output>> {
-        ensure_write(p)?;
         let (rt, id) = (t.rt, t.id.as_str());
         let compat = &p.compat;
         let now = now_micros();
@@ -620,19 +651,7 @@ impl Service {
 
     /// DELETE (RFC 7644 §3.6): removes the resource and its memberships; every group it
     /// belonged to gets a new version and an update event, in the same transaction.
-    pub fn delete(&self, conn: &mut Conn, p: &Principal, t: &Target) -> Result<()> {
-        ensure_write(p)?;
-        self.write(conn, p, |db, j| self.delete_in(db, j, p, t))
-    }
-
-    pub(crate) fn delete_in(
-        &self,
-        db: &mut Db<'_>,
-        j: &mut Journal,
-        p: &Principal,
-        t: &Target,
-    ) -> Result<()> {
-        ensure_write(p)?;
+    fn delete_in(&self, db: &mut Db<'_>, j: &mut Journal, p: &Principal, t: &Target) -> Result<()> {
         let (rt, id) = (t.rt, t.id.as_str());
         let now = now_micros();
         let row =

@@ -7,7 +7,7 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
-use super::feed::FeedRow;
+use super::feed::{FeedRow, SeqWindow};
 use super::sql::{select, Bind, Sql};
 use super::{decode_json, Decode, Keyed, StorageError, StoreResult, TenantId};
 
@@ -229,19 +229,19 @@ fn select_deliveries(tenant: &TenantId) -> Sql {
     )
 }
 
-/// A subscription's dead letters after `after_seq`, in feed order.
+/// A subscription's dead letters in a window, in feed order.
 pub fn dead_letters(
     db: &mut Db<'_>,
     tenant: &TenantId,
     webhook: &str,
-    after_seq: i64,
-    limit: i64,
+    w: SeqWindow,
 ) -> StoreResult<Vec<DeliveryRow>> {
     let mut q = select_deliveries(tenant);
     q.and(
-        " AND d.webhook_id = ? AND d.status = 'dead' AND d.seq > ? ORDER BY d.seq LIMIT ?",
-        [Bind::text(webhook), Bind::Int(after_seq), Bind::Int(limit)],
+        " AND d.webhook_id = ? AND d.status = 'dead'",
+        [Bind::text(webhook)],
     );
+    w.push_to(&mut q, "d.seq");
     db.rows::<RawDelivery>(&q)
 }
 

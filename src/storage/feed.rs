@@ -177,47 +177,59 @@ pub fn resource_count(db: &mut Db<'_>, tenant: &TenantId, rt: Rtype) -> StoreRes
 }
 
 /// Feed events after `after`, in order (at most `limit`).
-pub fn after(
-    db: &mut Db<'_>,
-    tenant: &TenantId,
-    after: i64,
-    limit: i64,
-) -> StoreResult<Vec<FeedRow>> {
-    events(db, tenant, None, after, limit)
+pub fn after(db: &mut Db<'_>, tenant: &TenantId, w: SeqWindow) -> StoreResult<Vec<FeedRow>> {
+    events(db, tenant, None, w)
 }
 
-/// One account's events after `after`, in order (at most `limit`).
+/// One account's events in a window, in order.
 pub fn of_account(
     db: &mut Db<'_>,
     tenant: &TenantId,
     account: &str,
-    after: i64,
-    limit: i64,
+    w: SeqWindow,
 ) -> StoreResult<Vec<FeedRow>> {
-    events(db, tenant, Some(account), after, limit)
+    events(db, tenant, Some(account), w)
+}
+
+/// Rows of a list in feed order (the feed, an account's timeline, dead letters): those
+/// after `seq`, at most `limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqWindow {
+    pub after: i64,
+    pub limit: i64,
+}
+
+impl SeqWindow {
+    /// `AND {column} > ? ORDER BY {column} LIMIT ?`.
+    pub(crate) fn push_to(self, q: &mut Sql, column: &str) {
+        q.and(
+            &format!(" AND {column} > ? ORDER BY {column} LIMIT ?"),
+            [Bind::Int(self.after), Bind::Int(self.limit)],
+        );
+    }
 }
 
 fn events(
     db: &mut Db<'_>,
     tenant: &TenantId,
     account: Option<&str>,
-    after: i64,
-    limit: i64,
+    w: SeqWindow,
 ) -> StoreResult<Vec<FeedRow>> {
     let mut q = select(FEED_COLUMNS, "feed", tenant);
     if let Some(a) = account {
         q.and(" AND account_id = ?", [Bind::text(a)]);
     }
-    q.and(
-        " AND seq > ? ORDER BY seq LIMIT ?",
-        [Bind::Int(after), Bind::Int(limit)],
-    );
+    w.push_to(&mut q, "seq");
     Ok(db.load(&q)?)
 }
 
 /// The whole feed of a tenant (tests and tools).
 pub fn all(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<FeedRow>> {
-    after(db, tenant, 0, i64::MAX)
+    let w = SeqWindow {
+        after: 0,
+        limit: i64::MAX,
+    };
+    after(db, tenant, w)
 }
 
 /// The credential recorded with each SCIM event of a tenant, in order (tests and audits).

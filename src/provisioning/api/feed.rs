@@ -5,13 +5,13 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{cursor, invalid, page_limit, paged, ListParams, Page};
+use super::{cursor, invalid, paged, seq_window, ListParams, Page};
 use crate::auth::Principal;
 use crate::provisioning::{Error, Result, Service};
 use crate::storage::accounts as stored;
 use crate::storage::conn::Conn;
 use crate::storage::dialect::Lock;
-use crate::storage::feed;
+use crate::storage::feed::{self, SeqWindow};
 use crate::webhooks::wire::Event;
 
 /// The longest `wait` of a feed long-poll, in seconds.
@@ -57,7 +57,7 @@ impl Service {
         limit: i64,
     ) -> Result<EventFeed> {
         self.admin_read(conn, p, |db| {
-            let items = feed::after(db, &p.tenant, after, limit)?
+            let items = feed::after(db, &p.tenant, SeqWindow { after, limit })?
                 .iter()
                 .map(Event::from_feed)
                 .collect::<std::result::Result<Vec<Event>, _>>()?;
@@ -74,13 +74,12 @@ impl Service {
         id: &str,
         q: &ListParams,
     ) -> Result<Page<Event>> {
-        let after = cursor::decode_seq(q.cursor.as_deref(), "t")?;
-        let limit = page_limit(q.limit)?;
+        let (window, limit) = seq_window(q, "t")?;
         self.admin_read(conn, p, |db| {
             if stored::get(db, &p.tenant, id, Lock::None)?.is_none() {
                 return Err(Error::NotFound(format!("account {id} not found")));
             }
-            let rows = feed::of_account(db, &p.tenant, id, after, limit + 1)?;
+            let rows = feed::of_account(db, &p.tenant, id, window)?;
             paged(
                 rows,
                 limit,

@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::{ensure_admin, Error, Result, Service};
 use crate::auth::Principal;
 use crate::storage::conn::{Conn, Db};
+use crate::storage::feed::SeqWindow;
 use crate::storage::{Keyed, TenantId};
 
 use super::journal::Journal;
@@ -140,6 +141,20 @@ pub(crate) mod cursor {
                 .map_err(|_| invalid("this cursor is not one Scimitar issued")),
         }
     }
+}
+
+/// The window of a list in feed order (`kind` names its cursors), one row more than the
+/// page, and the page size.
+pub(crate) fn seq_window(q: &ListParams, kind: &str) -> Result<(SeqWindow, i64)> {
+    let after = cursor::decode_seq(q.cursor.as_deref(), kind)?;
+    let limit = page_limit(q.limit)?;
+    Ok((
+        SeqWindow {
+            after,
+            limit: limit + 1,
+        },
+        limit,
+    ))
 }
 
 /// One page of a list read with one row more than `limit`: the rows of the page, and the

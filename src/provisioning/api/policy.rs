@@ -19,7 +19,7 @@ use crate::scim::time::{format_micros, now_micros};
 use crate::storage::conn::{Conn, Db};
 use crate::storage::dialect::Lock;
 use crate::storage::roles::{self, RoleRow, RuleGrant, RuleRow};
-use crate::storage::{resources, Keyed, StorageError, TenantId};
+use crate::storage::{resources, Keyed, StorageError, StoreResult, TenantId};
 
 /// A named set of entitlements. Names are unique per tenant. When roles grant the same key:
 /// numbers → the highest wins; booleans → true wins; strings → the value of the role whose
@@ -59,51 +59,40 @@ pub struct RoleInput {
 /// Grants a role: by SCIM filter over the User or by SCIM group membership (exactly one of
 /// `filter`/`group`). A user holds a role when any rule of that role matches.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// Rule id.
+    #[schema(format = "uuid")]
+    pub id: String,
+    /// Role id.
+    #[schema(format = "uuid")]
+    pub role: String,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
+    pub created: String,
+    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
+    #[schema(format = DateTime)]
+    pub last_modified: String,
+    #[serde(flatten)]
+    pub grant: Grant,
+}
+
+/// What a rule tests: `filter` or `group`.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum Rule {
-    Filter(FilterRule),
-    Group(GroupRule),
-}
-
-/// Grants `role` to every user matching `filter`.
-#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FilterRule {
-    /// Rule id.
-    #[schema(format = "uuid")]
-    pub id: String,
-    /// Role id.
-    #[schema(format = "uuid")]
-    pub role: String,
-    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
-    #[schema(format = DateTime)]
-    pub created: String,
-    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
-    #[schema(format = DateTime)]
-    pub last_modified: String,
-    /// SCIM filter over the User (the language of /scim/v2/Users?filter=).
-    #[schema(examples("title eq \"Finance Manager\""))]
-    pub filter: String,
-}
-
-/// Grants `role` to every member of the SCIM group `group`.
-#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct GroupRule {
-    /// Rule id.
-    #[schema(format = "uuid")]
-    pub id: String,
-    /// Role id.
-    #[schema(format = "uuid")]
-    pub role: String,
-    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
-    #[schema(format = DateTime)]
-    pub created: String,
-    /// RFC 3339 in UTC, e.g. 2026-11-26T20:00:00.123456Z.
-    #[schema(format = DateTime)]
-    pub last_modified: String,
-    /// SCIM group id.
-    pub group: String,
+#[schema(as = RuleGrant)]
+pub enum Grant {
+    /// Grants `role` to every user matching `filter`.
+    Filter {
+        /// SCIM filter over the User (the language of /scim/v2/Users?filter=).
+        #[schema(examples("title eq \"Finance Manager\""))]
+        filter: String,
+    },
+    /// Grants `role` to every member of the SCIM group `group`.
+    Group {
+        /// SCIM group id.
+        group: String,
+    },
 }
 
 /// The body of `POST /rules` and `PUT /rules/{id}` (its schema: `RuleInput::schema`).
@@ -185,23 +174,15 @@ impl Shown for Rule {
     const NAME: &'static str = "rule";
 
     fn of(row: &RuleRow) -> Rule {
-        let (id, role) = (row.id.clone(), row.role_id.clone());
-        let (created, last_modified) = (format_micros(row.created), format_micros(row.modified));
-        match &row.grant {
-            RuleGrant::Filter(f) => Rule::Filter(FilterRule {
-                id,
-                role,
-                created,
-                last_modified,
-                filter: f.clone(),
-            }),
-            RuleGrant::Group(g) => Rule::Group(GroupRule {
-                id,
-                role,
-                created,
-                last_modified,
-                group: g.clone(),
-            }),
+        Rule {
+            id: row.id.clone(),
+            role: row.role_id.clone(),
+            created: format_micros(row.created),
+            last_modified: format_micros(row.modified),
+            grant: match &row.grant {
+                RuleGrant::Filter(f) => Grant::Filter { filter: f.clone() },
+                RuleGrant::Group(g) => Grant::Group { group: g.clone() },
+            },
         }
     }
 }
@@ -295,9 +276,20 @@ impl Service {
     }
 
     pub fn delete_role(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<()> {
+        self.delete_grant::<Role>(conn, p, id, roles::delete_role)
+    }
+
+    /// Deletes a role or a rule, then recomputes every active account.
+    fn delete_grant<V: Shown>(
+        &self,
+        conn: &mut Conn,
+        p: &Principal,
+        id: &str,
+        delete: fn(&mut Db<'_>, &TenantId, &str) -> StoreResult<usize>,
+    ) -> Result<()> {
         self.admin_write(conn, p, |db, j| {
-            if roles::delete_role(db, &p.tenant, id)? == 0 {
-                return Err(Error::NotFound(format!("role {id} not found")));
+            if delete(db, &p.tenant, id)? == 0 {
+                return Err(Error::NotFound(format!("{} {id} not found", V::NAME)));
             }
             self.recompute_all(db, j)
         })
@@ -376,11 +368,6 @@ impl Service {
     }
 
     pub fn delete_rule(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<()> {
-        self.admin_write(conn, p, |db, j| {
-            if roles::delete_rule(db, &p.tenant, id)? == 0 {
-                return Err(Error::NotFound(format!("rule {id} not found")));
-            }
-            self.recompute_all(db, j)
-        })
+        self.delete_grant::<Rule>(conn, p, id, roles::delete_rule)
     }
 }

@@ -7,7 +7,7 @@ use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::Ref;
 use utoipa::ToSchema;
 
-use super::{cursor, decode, found, invalid, page_limit, paged, ListParams, Page, Shown};
+use super::{cursor, decode, found, invalid, paged, seq_window, ListParams, Page, Shown};
 use crate::auth::Principal;
 use crate::product::PRODUCT_EVENTS;
 use crate::provisioning::journal::new_id;
@@ -216,11 +216,10 @@ impl Service {
         id: &str,
         q: &ListParams,
     ) -> Result<Page<Delivery>> {
-        let after = cursor::decode_seq(q.cursor.as_deref(), "d")?;
-        let limit = page_limit(q.limit)?;
+        let (window, limit) = seq_window(q, "d")?;
         self.admin_read(conn, p, |db| {
             found::<Webhook>(db, &p.tenant, id)?;
-            let rows = deliveries::dead_letters(db, &p.tenant, id, after, limit + 1)?;
+            let rows = deliveries::dead_letters(db, &p.tenant, id, window)?;
             paged(
                 rows,
                 limit,

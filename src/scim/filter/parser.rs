@@ -388,25 +388,40 @@ impl<'l> Parser<'l> {
     /// `(` FILTER `)`, with the cursor on the `(`.
     pub(super) fn parse_group(&mut self, in_value_filter: bool) -> Result<Filter, ParseError> {
         let open = self.pos;
+        self.parse_enclosed(in_value_filter, Closer::Paren(open))
+    }
+
+    /// The filter inside `(` `)` or `[` `]` (`closer` says which, and where it opened), with
+    /// the cursor on the opener.
+    fn parse_enclosed(
+        &mut self,
+        in_value_filter: bool,
+        closer: Closer,
+    ) -> Result<Filter, ParseError> {
+        let open = self.pos;
+        let (opener, close, empty, name) = match closer {
+            Closer::Paren(_) => ('(', ')', "empty parentheses \"()\"", "parenthesis"),
+            _ => ('[', ']', "empty value filter \"[]\"", "bracket"),
+        };
         self.enter(open)?;
         self.pos += 1;
         self.skip_ws();
-        if self.peek() == Some(')') {
-            return Err(ParseError::new(self.pos, "empty parentheses \"()\""));
+        if self.peek() == Some(close) {
+            return Err(ParseError::new(self.pos, empty));
         }
         let inner = self.parse_or(in_value_filter)?;
         self.skip_ws();
         match self.peek() {
-            Some(')') => {
+            Some(c) if c == close => {
                 self.pos += 1;
                 self.leave();
                 Ok(inner)
             }
             None => Err(ParseError::new(
                 self.pos,
-                format!("unbalanced parenthesis: the \"(\" at position {open} is never closed"),
+                format!("unbalanced {name}: the \"{opener}\" at position {open} is never closed"),
             )),
-            Some(_) => Err(self.unexpected_after_expr(Closer::Paren(open))),
+            Some(_) => Err(self.unexpected_after_expr(closer)),
         }
     }
 
@@ -435,26 +450,8 @@ impl<'l> Parser<'l> {
                 ),
             ));
         }
-        self.enter(open)?;
-        self.pos += 1;
-        self.skip_ws();
-        if self.peek() == Some(']') {
-            return Err(ParseError::new(self.pos, "empty value filter \"[]\""));
-        }
-        let inner = self.parse_or(true)?;
-        self.skip_ws();
-        match self.peek() {
-            Some(']') => {
-                self.pos += 1;
-                self.leave();
-                Ok((path, inner))
-            }
-            None => Err(ParseError::new(
-                self.pos,
-                format!("unbalanced bracket: the \"[\" at position {open} is never closed"),
-            )),
-            Some(_) => Err(self.unexpected_after_expr(Closer::Bracket(open))),
-        }
+        let inner = self.parse_enclosed(true, Closer::Bracket(open))?;
+        Ok((path, inner))
     }
 
     // RFC 7644 §3.4.2.2: attrExp = (attrPath SP "pr") / (attrPath SP compareOp SP compValue)

@@ -72,17 +72,7 @@ pub(super) fn apply_one(
                             "`{key}` must be an object"
                         )));
                     };
-                    for (k, v2) in inner {
-                        if k.eq_ignore_ascii_case("schemas") {
-                            continue;
-                        }
-                        let path = PatchPath::Attr(AttrPath {
-                            urn: Some(ext.id.clone()),
-                            attr: k.clone(),
-                            sub: None,
-                        });
-                        apply_path(registry, rt, out, op.op, &path, Some(v2.clone()), compat)?;
-                    }
+                    apply_extension_object(registry, rt, out, op.op, &ext.id, inner, compat)?;
                     continue;
                 }
                 let lower = key.to_ascii_lowercase();
@@ -345,20 +335,33 @@ pub(super) fn apply_whole_extension(
                     "`{ext_id}` takes an object of its attributes"
                 )));
             };
-            for (k, v) in obj {
-                if k.eq_ignore_ascii_case("schemas") {
-                    continue;
-                }
-                let path = PatchPath::Attr(AttrPath {
-                    urn: Some(ext_id.to_string()),
-                    attr: k,
-                    sub: None,
-                });
-                apply_path(registry, rt, out, op, &path, Some(v), compat)?;
-            }
-            Ok(())
+            apply_extension_object(registry, rt, out, op, ext_id, &obj, compat)
         }
     }
+}
+
+/// Each attribute of an extension's object as its own path (`schemas` inside is ignored).
+fn apply_extension_object(
+    registry: &Registry,
+    rt: Rtype,
+    out: &mut Patched,
+    op: OpKind,
+    ext_id: &str,
+    obj: &serde_json::Map<String, Value>,
+    compat: &Compat,
+) -> ScimResult<()> {
+    for (k, v) in obj {
+        if k.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
+        let path = PatchPath::Attr(AttrPath {
+            urn: Some(ext_id.to_string()),
+            attr: k.clone(),
+            sub: None,
+        });
+        apply_path(registry, rt, out, op, &path, Some(v.clone()), compat)?;
+    }
+    Ok(())
 }
 
 /// add/replace/remove on a whole attribute.

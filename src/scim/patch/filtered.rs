@@ -38,11 +38,7 @@ pub(super) fn sub_attr(
             }
         }
         items.retain(|i| i.as_object().is_some_and(|o| !o.is_empty()));
-        return Ok(if items.is_empty() {
-            None
-        } else {
-            Some(Value::Array(items))
-        });
+        return Ok(unless_empty(Value::Array(items)));
     }
     let mut obj = match existing {
         Some(Value::Object(o)) => o,
@@ -60,21 +56,11 @@ pub(super) fn sub_attr(
         }
         OpKind::Add | OpKind::Replace => {
             let path = format!("{}.{}", attr.name, sub.name);
-            match normalize_value(sub, value.as_ref().unwrap_or(&Value::Null), compat, &path)? {
-                Some(v) => {
-                    obj.insert(sub.name.clone(), v);
-                }
-                None => {
-                    obj.remove(&sub.name);
-                }
-            }
+            let v = normalize_value(sub, value.as_ref().unwrap_or(&Value::Null), compat, &path)?;
+            put(&mut obj, &sub.name, v);
         }
     }
-    Ok(if obj.is_empty() {
-        None
-    } else {
-        Some(Value::Object(obj))
-    })
+    Ok(unless_empty(Value::Object(obj)))
 }
 
 /// Operations on `attr[filter]` and `attr[filter].sub`.
@@ -174,24 +160,30 @@ pub(super) fn filtered(
                 }
                 for &i in &hits {
                     if let Some(o) = items[i].as_object_mut() {
-                        match &new {
-                            Some(v) => {
-                                o.insert(s.name.clone(), v.clone());
-                            }
-                            None => {
-                                o.remove(&s.name);
-                            }
-                        }
+                        put(o, &s.name, new.clone());
                     }
                 }
             }
         }
     }
-    Ok(if items.is_empty() {
-        None
-    } else {
-        Some(Value::Array(items))
-    })
+    Ok(unless_empty(Value::Array(items)))
+}
+
+/// `name` set to `v`, or removed when there is none.
+fn put(obj: &mut Map<String, Value>, name: &str, v: Option<Value>) {
+    match v {
+        Some(v) => obj.insert(name.to_string(), v),
+        None => obj.remove(name),
+    };
+}
+
+/// An empty array or object is no value (the attribute goes).
+fn unless_empty(v: Value) -> Option<Value> {
+    match &v {
+        Value::Array(a) if a.is_empty() => None,
+        Value::Object(o) if o.is_empty() => None,
+        _ => Some(v),
+    }
 }
 
 pub(super) fn single(attr: &Attribute) -> Attribute {
