@@ -451,31 +451,18 @@ mod tests {
             step(active, UserEvent::Deleted, notify).0.removal,
             Some(RemovalReason::Deleted)
         );
-        assert_eq!(
-            step(active, UserEvent::Deleted, auto).0.state,
-            State::Removed
-        );
-
-        // Reactivation follows the provisioning policy.
-        let suspended = at(State::Suspended, None);
-        assert_eq!(
-            step(suspended, UserEvent::Reactivated, auto).0.state,
-            State::Active
-        );
-        assert_eq!(
-            step(suspended, UserEvent::Reactivated, review).0.state,
-            State::Pending
-        );
-        // A candidate that leaves is out at once, whatever the deprovisioning policy.
-        let pending = at(State::Pending, None);
-        assert_eq!(
-            step(pending, UserEvent::Deactivated, notify).0.state,
-            State::Suspended
-        );
-        assert_eq!(
-            step(pending, UserEvent::Deleted, notify).0.state,
-            State::Removed
-        );
+        let (suspended, pending) = (at(State::Suspended, None), at(State::Pending, None));
+        for (from, event, policy, to) in [
+            (active, UserEvent::Deleted, auto, State::Removed),
+            // Reactivation follows the provisioning policy.
+            (suspended, UserEvent::Reactivated, auto, State::Active),
+            (suspended, UserEvent::Reactivated, review, State::Pending),
+            // A candidate that leaves is out at once, whatever the deprovisioning policy.
+            (pending, UserEvent::Deactivated, notify, State::Suspended),
+            (pending, UserEvent::Deleted, notify, State::Removed),
+        ] {
+            assert_eq!(step(from, event, policy).0.state, to, "{from:?} {event:?}");
+        }
         // Removed is final.
         let removed = at(State::Removed, None);
         assert_eq!(

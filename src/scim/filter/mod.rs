@@ -680,20 +680,30 @@ mod tests {
             .collect()
     }
 
+    /// `input` was refused at `pos` with a message containing `fragment`.
+    fn refused<T: std::fmt::Debug>(
+        input: &str,
+        r: Result<T, ParseError>,
+        pos: usize,
+        fragment: &str,
+    ) {
+        match r {
+            Ok(v) => panic!("{input:?} was accepted as {v:?}"),
+            Err(e) => {
+                assert_eq!(e.pos, pos, "position for {input:?}: {e}");
+                assert!(
+                    e.message.contains(fragment),
+                    "message for {input:?} is {:?}, expected it to contain {fragment:?}",
+                    e.message
+                );
+            }
+        }
+    }
+
     #[test]
     fn filter_errors_have_positions_and_messages() {
         for (input, pos, fragment) in filter_errors() {
-            match parse(&input) {
-                Ok(f) => panic!("{input:?} was accepted as {f:?}"),
-                Err(e) => {
-                    assert_eq!(e.pos, pos, "position for {input:?}: {e}");
-                    assert!(
-                        e.message.contains(fragment),
-                        "message for {input:?} is {:?}, expected it to contain {fragment:?}",
-                        e.message
-                    );
-                }
-            }
+            refused(&input, parse(&input), pos, fragment);
         }
     }
 
@@ -821,6 +831,15 @@ mod tests {
 
     // ----- PATCH paths (RFC 7644 §3.5.2) ---------------------------------------------------------
 
+    /// `attr[filter]` or `attr[filter].sub`.
+    fn vpath(attr: AttrPath, filter: Filter, sub: Option<&str>) -> PatchPath {
+        PatchPath::ValuePath {
+            attr,
+            filter,
+            sub: sub.map(str::to_string),
+        }
+    }
+
     fn path_ok(input: &str) -> PatchPath {
         match parse_path(input, &Limits::default()) {
             Ok(p) => p,
@@ -837,54 +856,42 @@ mod tests {
             ("name.familyName", PatchPath::Attr(ps("name", "familyName"))),
             (
                 r#"addresses[type eq "work"]"#,
-                PatchPath::ValuePath {
-                    attr: p("addresses"),
-                    filter: cmp(p("type"), Eq, s("work")),
-                    sub: None,
-                },
+                vpath(p("addresses"), cmp(p("type"), Eq, s("work")), None),
             ),
             (
                 r#"members[value eq "2819c223-7f76-453a-919d-413861904646"]"#,
-                PatchPath::ValuePath {
-                    attr: p("members"),
-                    filter: cmp(p("value"), Eq, s(member)),
-                    sub: None,
-                },
+                vpath(p("members"), cmp(p("value"), Eq, s(member)), None),
             ),
             (
                 r#"members[value eq "2819c223-7f76-453a-919d-413861904646"].displayName"#,
-                PatchPath::ValuePath {
-                    attr: p("members"),
-                    filter: cmp(p("value"), Eq, s(member)),
-                    sub: Some("displayName".to_string()),
-                },
+                vpath(
+                    p("members"),
+                    cmp(p("value"), Eq, s(member)),
+                    Some("displayName"),
+                ),
             ),
             (
                 r#"emails[type eq "work" and value ew "example.com"]"#,
-                PatchPath::ValuePath {
-                    attr: p("emails"),
-                    filter: and(
+                vpath(
+                    p("emails"),
+                    and(
                         cmp(p("type"), Eq, s("work")),
                         cmp(p("value"), Ew, s("example.com")),
                     ),
-                    sub: None,
-                },
+                    None,
+                ),
             ),
             (
                 r#"emails[type eq "work"].value"#,
-                PatchPath::ValuePath {
-                    attr: p("emails"),
-                    filter: cmp(p("type"), Eq, s("work")),
-                    sub: Some("value".to_string()),
-                },
+                vpath(p("emails"), cmp(p("type"), Eq, s("work")), Some("value")),
             ),
             (
                 r#"addresses[type eq "work"].streetAddress"#,
-                PatchPath::ValuePath {
-                    attr: p("addresses"),
-                    filter: cmp(p("type"), Eq, s("work")),
-                    sub: Some("streetAddress".to_string()),
-                },
+                vpath(
+                    p("addresses"),
+                    cmp(p("type"), Eq, s("work")),
+                    Some("streetAddress"),
+                ),
             ),
             (
                 "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
@@ -896,27 +903,23 @@ mod tests {
             ),
             (
                 r#"urn:ietf:params:scim:schemas:core:2.0:User:emails[type eq "work"].value"#,
-                PatchPath::ValuePath {
-                    attr: pu(CORE_USER, "emails", None),
-                    filter: cmp(p("type"), Eq, s("work")),
-                    sub: Some("value".to_string()),
-                },
+                vpath(
+                    pu(CORE_USER, "emails", None),
+                    cmp(p("type"), Eq, s("work")),
+                    Some("value"),
+                ),
             ),
             (
                 r#"members[value eq "x"].displayName"#,
-                PatchPath::ValuePath {
-                    attr: p("members"),
-                    filter: cmp(p("value"), Eq, s("x")),
-                    sub: Some("displayName".to_string()),
-                },
+                vpath(
+                    p("members"),
+                    cmp(p("value"), Eq, s("x")),
+                    Some("displayName"),
+                ),
             ),
             (
                 "members[$ref pr].$ref",
-                PatchPath::ValuePath {
-                    attr: p("members"),
-                    filter: pr(p("$ref")),
-                    sub: Some("$ref".to_string()),
-                },
+                vpath(p("members"), pr(p("$ref")), Some("$ref")),
             ),
             (
                 // The caller decides whether this is a whole schema URN.
@@ -997,17 +1000,7 @@ mod tests {
             ),
         ];
         for (input, pos, fragment) in cases {
-            match parse_path(input, &Limits::default()) {
-                Ok(p) => panic!("path {input:?} was accepted as {p:?}"),
-                Err(e) => {
-                    assert_eq!(e.pos, pos, "position for {input:?}: {e}");
-                    assert!(
-                        e.message.contains(fragment),
-                        "message for {input:?} is {:?}, expected it to contain {fragment:?}",
-                        e.message
-                    );
-                }
-            }
+            refused(input, parse_path(input, &Limits::default()), pos, fragment);
         }
     }
 
