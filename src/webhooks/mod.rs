@@ -7,6 +7,7 @@
 //! Depends on storage and on its own wire format (`wire`), never on the use cases: the
 //! journal that queues deliveries wakes the workers through the `Doorbell` they wait on.
 
+pub mod policy;
 pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
