@@ -181,12 +181,15 @@ fn main() {
     let url = database_url(dir.path());
     let backend = url.split("://").next().unwrap_or("?").to_string();
     let hooks = WebhookArgs {
-        webhook_workers: workers,
+        webhook_concurrency: workers,
         webhook_timeout_ms: 10_000,
         webhook_backoff_ms: 100,
         webhook_max_backoff_ms: 5_000,
         webhook_retry_horizon_secs: 3600,
         webhook_poll_ms: 500,
+        // The receivers are on loopback.
+        webhook_allowed_hosts: "loopback".into(),
+        ..scimitar::config::ServeArgs::from_env().webhooks
     };
     let (base, pool, _workers) = start_server_with(&url, Some(hooks));
     let run: u32 = rand::random();

@@ -305,12 +305,34 @@ pub struct ServeArgs {
     pub webhooks: WebhookArgs,
 }
 
-/// Webhook delivery: workers, timeouts and the retry schedule.
+/// Webhook delivery: concurrency, the destination policy, trust, timeouts, the retry
+/// schedule and retention.
 #[derive(Clone, Debug, Args)]
 pub struct WebhookArgs {
-    /// Delivery threads in this process (0: this instance delivers nothing, others do).
+    /// Deprecated (attempts run concurrently up to --webhook-concurrency): 0 still means
+    /// this instance delivers nothing and leaves deliveries to other instances; any other
+    /// value is ignored.
     #[arg(long, env = "SCIMITAR_WEBHOOK_WORKERS", default_value_t = 2)]
     pub webhook_workers: usize,
+
+    /// Delivery attempts in flight at once in this instance (0: deliver nothing here).
+    #[arg(long, env = "SCIMITAR_WEBHOOK_CONCURRENCY", default_value_t = 16)]
+    pub webhook_concurrency: usize,
+
+    /// Where deliveries may go: a comma list of `external` (public unicast addresses),
+    /// `loopback`, `private` (RFC 1918, RFC 4193, 100.64.0.0/10), `*` (anything), CIDRs and
+    /// host names with `*` globs. Checked when a subscription is registered and at every
+    /// connection.
+    #[arg(
+        long,
+        env = "SCIMITAR_WEBHOOK_ALLOWED_HOSTS",
+        default_value = "external"
+    )]
+    pub webhook_allowed_hosts: String,
+
+    /// A PEM bundle of CA certificates trusted for https receivers, besides the system's.
+    #[arg(long, env = "SCIMITAR_WEBHOOK_CA_FILE", value_name = "PATH")]
+    pub webhook_ca_file: Option<std::path::PathBuf>,
 
     /// How long one delivery attempt may take, in milliseconds.
     #[arg(long, env = "SCIMITAR_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
@@ -337,10 +359,18 @@ pub struct WebhookArgs {
     )]
     pub webhook_retry_horizon_secs: u64,
 
-    /// How often idle workers look for deliveries queued by other instances, in
-    /// milliseconds (this instance's own changes wake them at once).
+    /// How often idle delivery looks for deliveries queued by other instances, in
+    /// milliseconds (this instance's own changes wake it at once).
     #[arg(long, env = "SCIMITAR_WEBHOOK_POLL_MS", default_value_t = 500)]
     pub webhook_poll_ms: u64,
+
+    /// How long delivered deliveries and dead letters are kept once settled, in hours.
+    #[arg(long, env = "SCIMITAR_WEBHOOK_RETENTION_HOURS", default_value_t = 168)]
+    pub webhook_retention_hours: u64,
+
+    /// The most webhook subscriptions one tenant may have.
+    #[arg(long, env = "SCIMITAR_WEBHOOK_MAX_SUBSCRIPTIONS", default_value_t = 20)]
+    pub webhook_max_subscriptions: usize,
 }
 
 impl ServeArgs {

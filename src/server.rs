@@ -58,6 +58,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
         bulk: crate::provisioning::bulk::BulkLimits {
             max_operations: args.bulk_max_operations,
         },
+        max_webhooks: args.webhooks.webhook_max_subscriptions,
         ..Settings::default()
     };
     let state = AppState {
@@ -66,6 +67,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             registry: Arc::new(registry),
             settings: Arc::new(settings),
             signal: Arc::default(),
+            webhooks: Arc::new(webhook_hub(&args.webhooks)?),
         },
         bootstrap_hash: args.bootstrap_token.as_deref().map(auth::hash_secret),
         max_body_bytes: args.max_body_bytes,
@@ -76,25 +78,48 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
     Ok((state, generated))
 }
 
-/// The delivery schedule `--webhook-*` asks for.
-pub fn schedule(a: &WebhookArgs) -> webhooks::Schedule {
-    webhooks::Schedule {
-        timeout: Duration::from_millis(a.webhook_timeout_ms.max(1)),
-        backoff: Duration::from_millis(a.webhook_backoff_ms.max(1)),
-        max_backoff: Duration::from_millis(a.webhook_max_backoff_ms.max(1)),
-        horizon: Duration::from_secs(a.webhook_retry_horizon_secs),
-        poll: Duration::from_millis(a.webhook_poll_ms.max(10)),
+/// The destination policy and the trust for https receivers `--webhook-*` ask for; a bad
+/// policy or CA file stops the server at startup, naming the flag.
+pub fn webhook_hub(a: &WebhookArgs) -> Result<webhooks::Hub, String> {
+    let policy: webhooks::Policy = a.webhook_allowed_hosts.parse()?;
+    let trust = webhooks::Trust::load(a.webhook_ca_file.as_deref())?;
+    log::info!(
+        "webhooks: destination policy `{policy}`; trusting {} system CA certificates ({}) and {} from --webhook-ca-file",
+        trust.system.1,
+        trust.system.0,
+        trust.extra
+    );
+    Ok(webhooks::Hub::new(policy, trust))
+}
+
+/// The delivery settings `--webhook-*` ask for.
+pub fn webhook_settings(a: &WebhookArgs) -> webhooks::Settings {
+    webhooks::Settings {
+        schedule: webhooks::Schedule {
+            timeout: Duration::from_millis(a.webhook_timeout_ms.max(1)),
+            backoff: Duration::from_millis(a.webhook_backoff_ms.max(1)),
+            max_backoff: Duration::from_millis(a.webhook_max_backoff_ms.max(1)),
+            horizon: Duration::from_secs(a.webhook_retry_horizon_secs),
+            poll: Duration::from_millis(a.webhook_poll_ms.max(10)),
+        },
+        concurrency: if a.webhook_workers == 0 {
+            0
+        } else {
+            a.webhook_concurrency
+        },
+        retention: Duration::from_secs(a.webhook_retention_hours.saturating_mul(3600)),
+        prune_every: Duration::from_secs(300),
+        hook: None,
     }
 }
 
-/// Starts this process's webhook delivery workers (`--webhook-workers` of them), woken by
-/// the use cases' signal.
+/// Starts this process's webhook delivery (`--webhook-concurrency` attempts at once),
+/// woken by the use cases after commits that queued deliveries.
 pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> webhooks::Workers {
     webhooks::start(
         state.service.pool.clone(),
-        state.service.signal.clone(),
-        schedule(&args.webhooks),
-        args.webhooks.webhook_workers,
+        state.service.webhooks.clone(),
+        webhook_settings(&args.webhooks),
     )
 }
 

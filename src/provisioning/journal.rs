@@ -64,8 +64,9 @@ pub struct SetEvent {
     pub data: Option<Value>,
 }
 
-/// Raised after every commit that appended to a feed: wakes long-polls and the delivery
-/// workers of this process at once (other instances find new rows by polling).
+/// Raised after every commit that appended to a feed: wakes this process's long-polls at
+/// once (other instances' commits are found by polling). Delivery has its own wake-up,
+/// rung only by commits that queued deliveries (`webhooks::Hub::queued`).
 #[derive(Default)]
 pub struct Signal {
     generation: Mutex<u64>,
@@ -96,21 +97,6 @@ impl Signal {
         if let Ok(g) = self.generation.lock() {
             let _ = self.changed.wait_timeout_while(g, timeout, |g| *g == seen);
         }
-    }
-}
-
-/// Delivery workers wait on the same signal.
-impl crate::webhooks::Doorbell for Signal {
-    fn generation(&self) -> u64 {
-        Signal::generation(self)
-    }
-
-    fn wait(&self, seen: u64, timeout: Duration) {
-        Signal::wait(self, seen, timeout)
-    }
-
-    fn ring(&self) {
-        self.raise()
     }
 }
 
@@ -234,15 +220,16 @@ impl Journal {
     }
 
     /// Appends the events to the feed and queues a delivery for each subscription that wants
-    /// one, in the caller's transaction.
-    pub(crate) fn flush(self, db: &mut Db<'_>) -> Result<()> {
+    /// one, in the caller's transaction. Returns whether it queued any (then the caller
+    /// wakes delivery once the transaction has committed).
+    pub(crate) fn flush(self, db: &mut Db<'_>) -> Result<bool> {
         let first = feed::append(db, &self.tenant, &self.items, self.counted)?;
         if self.items.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let hooks = WebhookRow::list(db, &self.tenant)?;
         if hooks.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let mut queued = Vec::new();
         for hook in &hooks {
@@ -259,6 +246,6 @@ impl Journal {
             }
         }
         deliveries::queue(db, &self.tenant, &queued, self.now)?;
-        Ok(())
+        Ok(!queued.is_empty())
     }
 }

@@ -31,6 +31,7 @@ use crate::scim::schema::Registry;
 use crate::scim::time::now_micros;
 use crate::storage::conn::{Conn, Db, Pool, PooledConn};
 use crate::storage::StorageError;
+use crate::webhooks::Hub;
 use journal::{Journal, Signal};
 
 /// Server-wide settings the use cases need.
@@ -51,6 +52,8 @@ pub struct Settings {
     pub cursor_key: Vec<u8>,
     /// /Bulk limits (advertised in ServiceProviderConfig).
     pub bulk: bulk::BulkLimits,
+    /// The most webhook subscriptions a tenant may have (`--webhook-max-subscriptions`).
+    pub max_webhooks: usize,
 }
 
 impl Default for Settings {
@@ -66,6 +69,7 @@ impl Default for Settings {
             bulk: bulk::BulkLimits {
                 max_operations: 1000,
             },
+            max_webhooks: 20,
         }
     }
 }
@@ -113,8 +117,11 @@ pub struct Service {
     pub pool: Pool,
     pub registry: Arc<Registry>,
     pub settings: Arc<Settings>,
-    /// Wakes feed long-polls and webhook workers after a commit.
+    /// Wakes feed long-polls after a commit.
     pub signal: Arc<Signal>,
+    /// The destination policy subscriptions are checked against, and the wake-up of
+    /// delivery after a commit that queued deliveries.
+    pub webhooks: Arc<Hub>,
 }
 
 pub(crate) fn ensure_write(p: &Principal) -> Result<()> {
@@ -147,20 +154,24 @@ impl Service {
 
     /// Runs a change in one write transaction with its journal, appended to the feed last
     /// (the feed counter is the last lock a transaction takes), then wakes the feed's
-    /// waiters. Every SCIM and `/api/v1` write passes through here.
+    /// waiters, and delivery when the journal queued deliveries. Every SCIM and `/api/v1`
+    /// write passes through here.
     pub fn write<T>(
         &self,
         conn: &mut Conn,
         p: &Principal,
         f: impl FnOnce(&mut Db<'_>, &mut Journal) -> Result<T>,
     ) -> Result<T> {
-        let out = conn.write_tx(|db| {
+        let (out, queued) = conn.write_tx(|db| {
             let mut j = self.journal(p);
             let out = f(db, &mut j)?;
-            j.flush(db)?;
-            Ok::<T, Error>(out)
+            let queued = j.flush(db)?;
+            Ok::<(T, bool), Error>((out, queued))
         })?;
         self.signal.raise();
+        if queued {
+            self.webhooks.queued(&p.tenant);
+        }
         Ok(out)
     }
 

@@ -7,6 +7,7 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
+use super::dialect::Lock;
 use super::feed::{FeedRow, SeqWindow};
 use super::sql::{select, Bind, Sql};
 use super::{decode_json, Decode, Keyed, StorageError, StoreResult, TenantId};
@@ -68,6 +69,21 @@ pub fn insert_webhook(db: &mut Db<'_>, tenant: &TenantId, w: &WebhookRow) -> Sto
         [id, Bind::tenant(tenant), url, Bind::Text(events), secret, Bind::Int(w.created)],
     ))?;
     Ok(())
+}
+
+/// How many subscriptions the tenant has, its tenant row locked until the transaction
+/// ends (Postgres), so two concurrent registrations cannot both pass a cap.
+pub fn count_webhooks_locked(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<i64> {
+    let mut lock = Sql::with(
+        "SELECT id FROM tenants WHERE id = ?",
+        [Bind::tenant(tenant)],
+    );
+    lock.push(db.backend().lock(Lock::Update));
+    db.load::<IdRow>(&lock)?;
+    db.count(&Sql::with(
+        "SELECT COUNT(*) AS n FROM webhooks WHERE tenant_id = ?",
+        [Bind::tenant(tenant)],
+    ))
 }
 
 /// Deletes a subscription and its deliveries; returns how many subscriptions went (0 or 1).
@@ -261,7 +277,7 @@ pub fn get_delivery(
 pub fn requeue(db: &mut Db<'_>, tenant: &TenantId, id: &str, now: i64) -> StoreResult<usize> {
     Ok(db.execute(&Sql::with(
         "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, lease_until = 0, \
-         created = ? WHERE tenant_id = ? AND id = ? AND status = 'dead'",
+         settled_at = NULL, created = ? WHERE tenant_id = ? AND id = ? AND status = 'dead'",
         [
             Bind::Int(now),
             Bind::Int(now),
@@ -272,14 +288,18 @@ pub fn requeue(db: &mut Db<'_>, tenant: &TenantId, id: &str, now: i64) -> StoreR
 }
 
 /// A delivery claimed by a worker: what to send (the feed event, as `GET /api/v1/events`
-/// reads it) and where. The worker decodes the event's `data` (a row that does not decode
-/// fails its attempt, naming it).
+/// reads it), where, and whose. The worker decodes the event's `data` (a row that does not
+/// decode fails its attempt, naming it).
 #[derive(Clone, Debug, QueryableByName)]
 pub struct ClaimedRow {
     /// The delivery's id (the event's is `event.id`).
     #[diesel(sql_type = Text)]
     #[diesel(column_name = delivery_id)]
     pub id: String,
+    #[diesel(sql_type = Text)]
+    pub webhook_id: String,
+    #[diesel(sql_type = Text)]
+    pub tenant_id: String,
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
     #[diesel(sql_type = BigInt)]
@@ -305,22 +325,94 @@ fn ids_in(q: &mut Sql, ids: &[&str]) {
     q.push(")");
 }
 
-/// Claims up to `limit` due deliveries for `lease_until`: each is the oldest pending one of
-/// its (subscription, order key), not leased by another worker. On Postgres the candidate
-/// rows are locked with SKIP LOCKED, so concurrent claimers (other instances) never take
-/// the same one; on SQLite the write transaction is exclusive. Run in a write transaction.
+/// A subscription with deliveries due and its circuit not open, for a claim.
+#[derive(Clone, Debug, PartialEq, Eq, QueryableByName)]
+pub struct DueWebhook {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    /// Its consecutive failed attempts (the breaker's count).
+    #[diesel(sql_type = Integer)]
+    pub failures: i32,
+}
+
+/// Which subscription ids a look at due work covers: the round-robin turn of a claimer is
+/// the ids after its last one, then the ids up to it.
+#[derive(Clone, Copy, Debug)]
+pub enum Turn<'a> {
+    After(&'a str),
+    UpTo(&'a str),
+}
+
+/// Up to `limit` subscriptions in `turn`, in id order, that have a pending delivery due
+/// and not leased, and whose circuit is not open at `now`; those in `skip` (busy in this
+/// instance) are left out. Read-only: the probe that decides whether a claim (a write
+/// transaction) is worth starting. Driven from the subscriptions, each looked into by
+/// `deliveries_due_by_webhook`, so an open circuit's backlog costs nothing here.
+pub fn due_webhooks(
+    db: &mut Db<'_>,
+    now: i64,
+    turn: Turn<'_>,
+    skip: &[&str],
+    limit: i64,
+) -> StoreResult<Vec<DueWebhook>> {
+    let mut q = match turn {
+        Turn::After(id) => Sql::with(
+            "SELECT w.id, w.failures FROM webhooks w WHERE w.id > ?",
+            [Bind::text(id)],
+        ),
+        Turn::UpTo(id) => Sql::with(
+            "SELECT w.id, w.failures FROM webhooks w WHERE w.id <= ?",
+            [Bind::text(id)],
+        ),
+    };
+    q.and(" AND w.open_until <= ?", [Bind::Int(now)]);
+    if !skip.is_empty() {
+        q.push(" AND w.id NOT IN (");
+        q.bind_list(skip.iter().map(|i| Bind::text(i)));
+        q.push(")");
+    }
+    q.and(
+        " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.webhook_id = w.id \
+         AND d.status = 'pending' AND d.next_at <= ? AND d.lease_until <= ?) \
+         ORDER BY w.id LIMIT ?",
+        [Bind::Int(now), Bind::Int(now), Bind::Int(limit)],
+    );
+    Ok(db.load(&q)?)
+}
+
+/// Takes the half-open probe of a subscription whose circuit was open and is due again:
+/// its `open_until` moves to `until` (the probe's lease), so no other claimer (another
+/// instance) probes it meanwhile. False when another claimer took it first.
+pub fn take_probe(db: &mut Db<'_>, webhook: &str, now: i64, until: i64) -> StoreResult<bool> {
+    Ok(db.execute(&Sql::with(
+        "UPDATE webhooks SET open_until = ? WHERE id = ? AND open_until <= ?",
+        [Bind::Int(until), Bind::text(webhook), Bind::Int(now)],
+    ))? == 1)
+}
+
+/// Claims up to `limit` due deliveries of one subscription for `lease_until`, oldest due
+/// first: each is the oldest pending one of its order key (account or group), not leased by
+/// another worker. On Postgres the rows are locked with SKIP LOCKED, so concurrent claimers
+/// (other instances) never take the same one; on SQLite the write transaction is exclusive.
+/// Run in a write transaction.
 pub fn claim(
     db: &mut Db<'_>,
+    webhook: &str,
     now: i64,
     lease_until: i64,
     limit: i64,
 ) -> StoreResult<Vec<ClaimedRow>> {
     let mut q = Sql::with(
-        "SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_at <= ? \
-         AND d.lease_until <= ? AND NOT EXISTS (SELECT 1 FROM deliveries e \
+        "SELECT d.id FROM deliveries d WHERE d.webhook_id = ? AND d.status = 'pending' \
+         AND d.next_at <= ? AND d.lease_until <= ? AND NOT EXISTS (SELECT 1 FROM deliveries e \
          WHERE e.webhook_id = d.webhook_id AND e.order_key = d.order_key \
          AND e.status = 'pending' AND e.seq < d.seq) ORDER BY d.next_at, d.seq LIMIT ?",
-        [Bind::Int(now), Bind::Int(now), Bind::Int(limit)],
+        [
+            Bind::text(webhook),
+            Bind::Int(now),
+            Bind::Int(now),
+            Bind::Int(limit),
+        ],
     );
     q.push(db.backend().lock_skip_locked());
     let ids: Vec<String> = db.load::<IdRow>(&q)?.into_iter().map(|r| r.id).collect();
@@ -335,23 +427,23 @@ pub fn claim(
     ids_in(&mut q, &ids);
     db.execute(&q)?;
     let mut q = Sql::new(
-        "SELECT d.id AS delivery_id, d.attempts, d.created, w.url, w.secret, f.seq, f.id, \
-         f.type AS type_, f.account_id, f.resource_type, f.resource_id, f.at, f.data \
-         FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+        "SELECT d.id AS delivery_id, d.webhook_id, d.tenant_id, d.attempts, d.created, w.url, \
+         w.secret, f.seq, f.id, f.type AS type_, f.account_id, f.resource_type, f.resource_id, \
+         f.at, f.data FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
          JOIN feed f ON f.tenant_id = d.tenant_id AND f.seq = d.seq WHERE d.",
     );
     ids_in(&mut q, &ids);
-    q.push(" ORDER BY d.seq");
+    q.push(" ORDER BY d.next_at, d.seq");
     Ok(db.load(&q)?)
 }
 
-/// Records successful deliveries.
-pub fn delivered(db: &mut Db<'_>, ids: &[&str], now: i64) -> StoreResult<()> {
+/// Records successful deliveries, attempted at `attempted` and settled `now`.
+pub fn delivered(db: &mut Db<'_>, ids: &[&str], attempted: i64, now: i64) -> StoreResult<()> {
     for chunk in ids.chunks(500) {
         let mut q = Sql::with(
             "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, \
-             lease_until = 0, last_error = NULL, last_attempt = ? WHERE ",
-            [Bind::Int(now)],
+             lease_until = 0, last_error = NULL, last_attempt = ?, settled_at = ? WHERE ",
+            [Bind::Int(attempted), Bind::Int(now)],
         );
         ids_in(&mut q, chunk);
         db.execute(&q)?;
@@ -369,29 +461,105 @@ pub fn release(db: &mut Db<'_>, ids: &[&str]) -> StoreResult<()> {
     Ok(())
 }
 
-/// Records a failed attempt: retried at `next_at`, or dead when None.
+/// Records a failed attempt made at `attempted`: retried at `next_at`, or dead (settled
+/// `now`) when None.
 pub fn failed(
     db: &mut Db<'_>,
     id: &str,
+    attempted: i64,
     now: i64,
     next_at: Option<i64>,
     error: &str,
 ) -> StoreResult<()> {
-    let status = if next_at.is_some() {
-        Status::Pending
-    } else {
-        Status::Dead
+    let (status, settled) = match next_at {
+        Some(_) => (Status::Pending, None),
+        None => (Status::Dead, Some(now)),
     };
     db.execute(&Sql::with(
         "UPDATE deliveries SET attempts = attempts + 1, lease_until = 0, status = ?, \
-         next_at = ?, last_attempt = ?, last_error = ? WHERE id = ?",
+         next_at = ?, last_attempt = ?, last_error = ?, settled_at = ? WHERE id = ?",
         [
             Bind::text(status.as_str()),
             Bind::Int(next_at.unwrap_or(now)),
-            Bind::Int(now),
+            Bind::Int(attempted),
             Bind::text(error),
+            Bind::OptInt(settled),
             Bind::text(id),
         ],
     ))?;
     Ok(())
+}
+
+/// A subscription answered: its breaker closes (no write when it was closed already).
+pub fn breaker_closed(db: &mut Db<'_>, webhook: &str) -> StoreResult<()> {
+    db.execute(&Sql::with(
+        "UPDATE webhooks SET failures = 0, open_until = 0 WHERE id = ? \
+         AND (failures <> 0 OR open_until <> 0)",
+        [Bind::text(webhook)],
+    ))?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Failures {
+    #[diesel(sql_type = Integer)]
+    failures: i32,
+}
+
+/// Counts one more consecutive failure of a subscription; returns the count (None when the
+/// subscription is gone).
+pub fn breaker_failed(db: &mut Db<'_>, webhook: &str) -> StoreResult<Option<i32>> {
+    db.execute(&Sql::with(
+        "UPDATE webhooks SET failures = failures + 1 WHERE id = ?",
+        [Bind::text(webhook)],
+    ))?;
+    Ok(db
+        .first::<Failures>(&Sql::with(
+            "SELECT failures FROM webhooks WHERE id = ?",
+            [Bind::text(webhook)],
+        ))?
+        .map(|f| f.failures))
+}
+
+/// Opens a subscription's circuit until `until`.
+pub fn breaker_open(db: &mut Db<'_>, webhook: &str, until: i64) -> StoreResult<()> {
+    db.execute(&Sql::with(
+        "UPDATE webhooks SET open_until = ? WHERE id = ?",
+        [Bind::Int(until), Bind::text(webhook)],
+    ))?;
+    Ok(())
+}
+
+/// Makes dead letters of a subscription's pending deliveries queued before `created_before`
+/// (past the retry horizon while its circuit is open, so never attempted again), with the
+/// reason its receiver is down. Returns how many.
+pub fn expire(
+    db: &mut Db<'_>,
+    webhook: &str,
+    created_before: i64,
+    now: i64,
+    error: &str,
+) -> StoreResult<usize> {
+    Ok(db.execute(&Sql::with(
+        "UPDATE deliveries SET status = 'dead', last_error = ?, settled_at = ?, next_at = ? \
+         WHERE webhook_id = ? AND status = 'pending' AND created < ? AND lease_until <= ?",
+        [
+            Bind::text(error),
+            Bind::Int(now),
+            Bind::Int(now),
+            Bind::text(webhook),
+            Bind::Int(created_before),
+            Bind::Int(now),
+        ],
+    ))?)
+}
+
+/// Deletes up to `limit` deliveries settled (delivered or dead) before `before`; returns
+/// how many.
+pub fn prune(db: &mut Db<'_>, before: i64, limit: i64) -> StoreResult<usize> {
+    Ok(db.execute(&Sql::with(
+        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
+         WHERE status <> 'pending' AND settled_at < ? LIMIT ?)",
+        [Bind::Int(before), Bind::Int(limit)],
+    ))?)
 }

@@ -1,41 +1,74 @@
-//! Webhook delivery: threads that claim due deliveries from the database, POST them with the
-//! Standard Webhooks headers and record the outcome. Deliveries are rows, so they survive
-//! restarts; a claim is a lease (and `FOR UPDATE SKIP LOCKED` on Postgres), so with several
-//! instances on one database each delivery is attempted by one of them at a time. Runs
-//! beside the HTTP server and never inside a SCIM request.
+//! Webhook delivery: a dispatcher thread that claims due deliveries subscription by
+//! subscription (round-robin), a pool of attempt threads that POST them with the Standard
+//! Webhooks headers (`client`), and a supervisor that replaces any of these threads that
+//! dies. Deliveries are rows, so they survive restarts; a claim is a lease (and
+//! `FOR UPDATE SKIP LOCKED` on Postgres), so with several instances on one database each
+//! delivery is attempted by one of them at a time. A subscription whose receiver keeps
+//! failing is backed off as a whole (a circuit breaker, its state in the database), so its
+//! backlog occupies no attempt thread. The destination policy (`policy`) is checked when a
+//! subscription is registered and again, by the client's resolver, at every connection.
+//! Runs beside the HTTP server and never inside a SCIM request.
 //!
-//! Depends on storage and on its own wire format (`wire`), never on the use cases: the
-//! journal that queues deliveries wakes the workers through the `Doorbell` they wait on.
+//! Every write of the delivery side (claim, record outcomes, prune) is made by the
+//! dispatcher thread, through `dispatch`. Depends on storage, its own wire format (`wire`)
+//! and `scim::time`, never on the use cases: they wake the dispatcher through `Hub::queued`.
 
+pub mod client;
+mod dispatch;
 pub mod policy;
+mod supervise;
 pub mod wire;
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
 
-use crate::scim::time::now_micros;
 use crate::storage::conn::Pool;
-use crate::storage::deliveries::{self, ClaimedRow};
-use crate::storage::StorageError;
-use wire::{secret_key, sign, Event};
+use crate::storage::deliveries::ClaimedRow;
+use crate::storage::{StorageError, TenantId};
+pub use client::{AttemptHook, Trust};
+use dispatch::Msg;
+pub use policy::Policy;
+use wire::Event;
 
-/// What idle workers wait on: rung after every commit that may have queued deliveries (and
-/// at shutdown). Workers also poll, for deliveries other instances queued.
-pub trait Doorbell: Send + Sync {
-    /// A counter that moves on every ring.
-    fn generation(&self) -> u64;
-    /// Waits until the generation moves past `seen` or `timeout` passes.
-    fn wait(&self, seen: u64, timeout: Duration);
-    fn ring(&self);
+/// Why an attempt failed, as the tenant sees it (`lastError`): a few words that tell whether
+/// the receiver answered and how, and nothing more of the network behind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// No answer within `--webhook-timeout-ms` (name resolution, connection, TLS, answer).
+    Timeout,
+    /// No HTTP answer: refused, reset, unknown host name, or not HTTP.
+    Connect,
+    /// The TLS handshake failed (certificate not trusted, wrong name, no TLS there).
+    Tls,
+    /// The receiver answered this non-2xx status (a 3xx included: redirects are never
+    /// followed).
+    Http(u16),
+    /// Every address of the host is refused by `--webhook-allowed-hosts`.
+    Refused,
+    /// Ours, not the receiver's: the attempt panicked, or the event or secret does not
+    /// decode (logged in full). Says nothing about the receiver or its network.
+    Internal,
 }
 
-/// How many deliveries a worker claims at once (sent one after another, then recorded in
-/// one transaction).
-const CLAIM_BATCH: i64 = 64;
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Timeout => f.write_str("timeout"),
+            Failure::Connect => f.write_str("connect"),
+            Failure::Tls => f.write_str("tls"),
+            Failure::Http(status) => write!(f, "http {status}"),
+            Failure::Refused => f.write_str("refused by destination policy"),
+            Failure::Internal => f.write_str("internal error"),
+        }
+    }
+}
 
+/// The retry schedule.
 #[derive(Clone, Debug)]
 pub struct Schedule {
     pub timeout: Duration,
@@ -57,114 +90,91 @@ impl Schedule {
         half + half.mul_f64(rng.gen::<f64>())
     }
 
-    /// The lease a claim takes: longer than any attempt, so a live worker never loses it.
+    /// The lease a claim takes: longer than an attempt plus the wait before a failure is
+    /// recorded, so a live dispatcher never loses it.
     fn lease(&self) -> Duration {
         self.timeout * 3 + Duration::from_secs(5)
     }
 }
 
-/// Whether a subscriber's URL can be delivered to: http or https, with a host.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("webhook url `{url}` must start with http:// or https://"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.contains(char::is_whitespace) || url.len() > 2048 {
-        return Err(format!("webhook url `{url}` has no valid host"));
+/// How this instance delivers.
+#[derive(Clone)]
+pub struct Settings {
+    pub schedule: Schedule,
+    /// Attempts in flight at once in this instance (`--webhook-concurrency`); 0 delivers
+    /// nothing here.
+    pub concurrency: usize,
+    /// How long delivered and dead deliveries are kept after they settled.
+    pub retention: Duration,
+    /// How often settled deliveries past `retention` are deleted.
+    pub prune_every: Duration,
+    /// For tests only: see `client::AttemptHook`.
+    pub hook: Option<AttemptHook>,
+}
+
+impl Settings {
+    /// The most attempts one subscription may have in flight (or waiting to be recorded) in
+    /// this instance: a quarter of the attempt threads, so a receiver that hangs holds at
+    /// most that many until its circuit opens, and the rest serve everyone else.
+    pub fn per_subscription(&self) -> usize {
+        (self.concurrency / 4).max(1)
     }
-    Ok(())
 }
 
-/// The running workers; dropping this asks them to stop.
-pub struct Workers {
-    stop: Arc<AtomicBool>,
-    signal: Arc<dyn Doorbell>,
-    handles: Vec<std::thread::JoinHandle<()>>,
+/// What the use cases and the delivery threads share: the destination policy (checked when
+/// a subscription is registered, and at every delivery), the trust for https receivers, and
+/// the wake-up of this process's dispatchers.
+pub struct Hub {
+    pub policy: Arc<Policy>,
+    pub trust: Trust,
+    listeners: Mutex<Vec<Listener>>,
 }
 
-impl Workers {
-    /// Stops the workers and waits for them (at most one attempt's timeout each).
-    pub fn shutdown(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.signal.ring();
-        for h in self.handles.drain(..) {
-            let _ = h.join();
+struct Listener {
+    tx: Sender<Msg>,
+    /// A wake-up is on its way and not yet taken: later ones add nothing.
+    pending: Arc<AtomicBool>,
+}
+
+impl Hub {
+    pub fn new(policy: Policy, trust: Trust) -> Hub {
+        Hub {
+            policy: Arc::new(policy),
+            trust,
+            listeners: Mutex::new(Vec::new()),
         }
     }
-}
 
-impl Drop for Workers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.signal.ring();
+    /// Called after a commit that queued deliveries for `tenant`: wakes the dispatchers of
+    /// this process at once (other instances find the rows by polling). Commits that queued
+    /// none call nothing, so tenants without webhooks cost the delivery side nothing.
+    pub fn queued(&self, _tenant: &TenantId) {
+        let mut listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        listeners
+            .retain(|l| l.pending.swap(true, Ordering::SeqCst) || l.tx.send(Msg::Queued).is_ok());
+    }
+
+    fn listen(&self, tx: Sender<Msg>) -> Arc<AtomicBool> {
+        let pending = Arc::new(AtomicBool::new(false));
+        self.listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Listener {
+                tx,
+                pending: pending.clone(),
+            });
+        pending
     }
 }
 
-/// Starts `count` delivery threads on `pool`, woken by `signal`.
-pub fn start(pool: Pool, signal: Arc<dyn Doorbell>, schedule: Schedule, count: usize) -> Workers {
-    let stop = Arc::new(AtomicBool::new(false));
-    let handles = (0..count)
-        .filter_map(|i| {
-            let (pool, signal, schedule, stop) =
-                (pool.clone(), signal.clone(), schedule.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name(format!("webhooks-{i}"))
-                .spawn(move || run(&pool, &*signal, &schedule, &stop))
-                .map_err(|e| log::error!("cannot start webhook worker: {e}"))
-                .ok()
-        })
-        .collect();
-    Workers {
-        stop,
-        signal,
-        handles,
+impl Default for Hub {
+    /// The default policy (`external`) and no trusted root: for callers that deliver nothing.
+    fn default() -> Hub {
+        Hub::new(Policy::default(), Trust::none())
     }
-}
-
-fn run(pool: &Pool, signal: &dyn Doorbell, schedule: &Schedule, stop: &AtomicBool) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(schedule.timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
-    let mut rng = rand::thread_rng();
-    while !stop.load(Ordering::SeqCst) {
-        let seen = signal.generation();
-        match claim(pool, schedule) {
-            Ok(batch) if batch.is_empty() => signal.wait(seen, schedule.poll),
-            Ok(batch) => {
-                // Attempts stop well inside the lease; the rest are released unattempted, so
-                // no other worker can take one while it is still in flight here.
-                let stop_at = std::time::Instant::now() + schedule.lease()
-                    - schedule.timeout
-                    - Duration::from_secs(2);
-                let outcomes: Vec<(ClaimedRow, Option<Result<(), String>>)> = batch
-                    .into_iter()
-                    .map(|d| {
-                        let o = (std::time::Instant::now() < stop_at).then(|| attempt(&agent, &d));
-                        (d, o)
-                    })
-                    .collect();
-                if let Err(e) = record(pool, schedule, &outcomes, &mut rng) {
-                    // The leases run out and the deliveries are attempted again.
-                    log::error!("cannot record {} webhook deliveries: {e}", outcomes.len());
-                }
-            }
-            Err(e) => {
-                log::error!("cannot claim webhook deliveries: {e}");
-                signal.wait(seen, schedule.poll);
-            }
-        }
-    }
-}
-
-fn claim(pool: &Pool, schedule: &Schedule) -> Result<Vec<ClaimedRow>, StorageError> {
-    let mut conn = pool.get()?;
-    let now = now_micros();
-    let lease = i64::try_from(schedule.lease().as_micros()).unwrap_or(i64::MAX);
-    conn.write_tx(|db| deliveries::claim(db, now, now.saturating_add(lease), CLAIM_BATCH))
 }
 
 /// The body a delivery POSTs: the feed event, exactly as `GET /api/v1/events` shows it.
@@ -173,83 +183,89 @@ pub fn body_of(d: &ClaimedRow) -> Result<String, StorageError> {
     serde_json::to_string(&event).map_err(|e| StorageError::Backend(Box::new(e)))
 }
 
-/// One POST; Ok on a 2xx answer, else what went wrong (kept as the delivery's last error).
-fn attempt(agent: &ureq::Agent, d: &ClaimedRow) -> Result<(), String> {
-    let body = body_of(d).map_err(|e| e.to_string())?;
-    let ts = now_micros() / 1_000_000;
-    let key = secret_key(&d.secret).ok_or("the subscription's secret is malformed")?;
-    let sig = sign(&key, &d.event.id, ts, &body);
-    let resp = agent
-        .post(&d.url)
-        .header("content-type", "application/json")
-        .header("webhook-id", &d.event.id)
-        .header("webhook-timestamp", &ts.to_string())
-        .header("webhook-signature", &sig)
-        .send(body.as_str())
-        .map_err(|e| format!("request failed: {e}"))?;
-    let status = resp.status();
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("the receiver answered {}", status.as_u16()))
+/// The running delivery threads; dropping this asks them to stop.
+pub struct Workers {
+    stop: Arc<AtomicBool>,
+    inbox: Option<Sender<Msg>>,
+    supervisor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn ask_to_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(tx) = &self.inbox {
+            let _ = tx.send(Msg::Stop);
+        }
+    }
+
+    /// Stops claiming, lets the attempts in flight finish (at most one timeout), records
+    /// their outcomes and waits for every thread.
+    pub fn shutdown(mut self) {
+        self.ask_to_stop();
+        if let Some(h) = self.supervisor.take() {
+            let _ = h.join();
+        }
     }
 }
 
-/// Records the outcomes of a batch in one transaction: delivered, or retried later with
-/// backoff, or (past the horizon) a dead letter.
-fn record(
-    pool: &Pool,
-    schedule: &Schedule,
-    outcomes: &[(ClaimedRow, Option<Result<(), String>>)],
-    rng: &mut impl Rng,
-) -> Result<(), StorageError> {
-    let mut conn = pool.get()?;
-    let now = now_micros();
-    let horizon = i64::try_from(schedule.horizon.as_micros()).unwrap_or(i64::MAX);
-    let ids = |want: fn(&Option<Result<(), String>>) -> bool| -> Vec<&str> {
-        outcomes
-            .iter()
-            .filter(|(_, o)| want(o))
-            .map(|(d, _)| d.id.as_str())
-            .collect()
-    };
-    let (ok, unattempted) = (ids(|o| matches!(o, Some(Ok(())))), ids(Option::is_none));
-    conn.write_tx(|db| {
-        deliveries::delivered(db, &ok, now)?;
-        deliveries::release(db, &unattempted)?;
-        for (d, o) in outcomes {
-            let Some(Err(e)) = o else { continue };
-            let failures = u32::try_from(d.attempts).unwrap_or(0).saturating_add(1);
-            let delay =
-                i64::try_from(schedule.delay(failures, rng).as_micros()).unwrap_or(i64::MAX);
-            let next = now.saturating_add(delay);
-            let next = (next <= d.created.saturating_add(horizon)).then_some(next);
-            if next.is_none() {
-                log::warn!(
-                    "webhook delivery {} of event {} is a dead letter after {failures} attempts: {e}",
-                    d.id,
-                    d.event.id
-                );
-            }
-            deliveries::failed(db, &d.id, now, next, e)?;
-        }
-        Ok(())
-    })
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.ask_to_stop();
+    }
+}
+
+/// Starts this instance's delivery: one dispatcher and `settings.concurrency` attempt
+/// threads on `pool`, woken by `hub`, under a supervisor. Nothing when the concurrency is 0.
+pub fn start(pool: Pool, hub: Arc<Hub>, settings: Settings) -> Workers {
+    let stop = Arc::new(AtomicBool::new(false));
+    if settings.concurrency == 0 {
+        return Workers {
+            stop,
+            inbox: None,
+            supervisor: None,
+        };
+    }
+    let (inbox, rx) = mpsc::channel();
+    let pending = hub.listen(inbox.clone());
+    let client = client::Client::new(
+        settings.schedule.timeout,
+        settings.concurrency,
+        &hub.trust,
+        hub.policy.clone(),
+        settings.hook.clone(),
+    );
+    let (jobs, job_rx) = mpsc::channel::<dispatch::Job>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let rx = Arc::new(Mutex::new(rx));
+    let mut threads = Vec::new();
+    {
+        let (stop, settings) = (stop.clone(), settings.clone());
+        threads.push(supervise::Body::new("webhooks-dispatch", move || {
+            // A replaced dispatcher takes over the inbox (a poisoned lock only says that its
+            // predecessor panicked holding it).
+            let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            dispatch::run(&pool, &settings, &jobs, &rx, &pending, &stop);
+        }));
+    }
+    for i in 0..settings.concurrency {
+        let (client, job_rx, inbox, stop) =
+            (client.clone(), job_rx.clone(), inbox.clone(), stop.clone());
+        threads.push(supervise::Body::new(&format!("webhooks-{i}"), move || {
+            dispatch::attempts(&client, &job_rx, &inbox, &stop)
+        }));
+    }
+    let supervisor = supervise::start(threads, stop.clone());
+    Workers {
+        stop,
+        inbox: Some(inbox),
+        supervisor,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
-
-    #[test]
-    fn urls_are_checked() {
-        assert!(check_url("https://hooks.example.com/scim").is_ok());
-        assert!(check_url("http://127.0.0.1:9000").is_ok());
-        assert!(check_url("ftp://example.com").is_err());
-        assert!(check_url("https:///nohost").is_err());
-        assert!(check_url("example.com").is_err());
-    }
 
     #[test]
     fn backoff_doubles_is_capped_and_jittered() {
@@ -274,5 +290,27 @@ mod tests {
                 assert!(d >= full / 2 && d <= full, "failures {failures}: {d} ms");
             }
         }
+    }
+
+    #[test]
+    fn a_wake_up_is_sent_once_until_taken() {
+        let hub = Hub::default();
+        let (tx, rx) = mpsc::channel();
+        let pending = hub.listen(tx);
+        let t = TenantId::from("t");
+        hub.queued(&t);
+        hub.queued(&t);
+        assert!(matches!(rx.try_recv(), Ok(Msg::Queued)));
+        assert!(rx.try_recv().is_err(), "coalesced");
+        pending.store(false, Ordering::SeqCst);
+        hub.queued(&t);
+        assert!(matches!(rx.try_recv(), Ok(Msg::Queued)));
+        drop(rx);
+        pending.store(false, Ordering::SeqCst);
+        hub.queued(&t);
+        assert!(
+            hub.listeners.lock().unwrap().is_empty(),
+            "a gone listener is dropped"
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::scim::events::SCIM_EVENTS;
 use crate::scim::time::{format_micros, now_micros};
 use crate::storage::conn::Conn;
 use crate::storage::deliveries::{self, DeliveryRow, Status, WebhookRow};
-use crate::webhooks::{self as delivery, wire};
+use crate::webhooks::{wire, Policy};
 
 /// A subscription (its secret is never shown again).
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
@@ -144,12 +144,15 @@ fn delivery_view(d: &DeliveryRow) -> Delivery {
     }
 }
 
-/// A subscription body, checked: its URL, event types and secret (generated when absent).
-fn webhook_fields(body: WebhookInput) -> Result<(String, Vec<String>, String)> {
+/// A subscription body, checked: its URL (against the destination policy; returned
+/// normalised), event types and secret (generated when absent).
+fn webhook_fields(policy: &Policy, body: WebhookInput) -> Result<(String, Vec<String>, String)> {
     let url = body
         .url
         .ok_or_else(|| invalid("a webhook needs `url`: an http or https URL"))?;
-    delivery::check_url(&url).map_err(Error::Invalid)?;
+    let url = policy
+        .check_url(&url)
+        .map_err(|why| invalid(format!("webhook url `{url}` {why}")))?;
     let events = body.events.filter(|e| !e.is_empty()).ok_or_else(|| {
         invalid("a webhook needs `events`: a non-empty list of event types, or [\"*\"]")
     })?;
@@ -179,11 +182,22 @@ impl Service {
         p: &Principal,
         body: Value,
     ) -> Result<WebhookCreated> {
-        let (url, events, secret) = webhook_fields(decode(
-            body,
-            "a webhook is {\"url\", \"events\": [...], \"secret\"?}",
-        )?)?;
+        let (url, events, secret) = webhook_fields(
+            &self.webhooks.policy,
+            decode(
+                body,
+                "a webhook is {\"url\", \"events\": [...], \"secret\"?}",
+            )?,
+        )?;
+        let max = self.settings.max_webhooks;
         self.admin_write(conn, p, |db, _| {
+            let n = deliveries::count_webhooks_locked(db, &p.tenant)?;
+            if usize::try_from(n).unwrap_or(usize::MAX) >= max {
+                return Err(Error::Conflict(format!(
+                    "this tenant has {n} webhook subscriptions, the most the server allows \
+                     (--webhook-max-subscriptions {max}); delete one first"
+                )));
+            }
             let row = WebhookRow {
                 id: new_id(),
                 url,
