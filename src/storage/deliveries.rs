@@ -346,8 +346,15 @@ pub enum Turn<'a> {
 /// Up to `limit` subscriptions in `turn`, in id order, that have a pending delivery due
 /// and not leased, and whose circuit is not open at `now`; those in `skip` (busy in this
 /// instance) are left out. Read-only: the probe that decides whether a claim (a write
-/// transaction) is worth starting. Driven from the subscriptions, each looked into by
-/// `deliveries_due_by_webhook`, so an open circuit's backlog costs nothing here.
+/// transaction) is worth starting.
+///
+/// Its cost follows the subscriptions that have pending deliveries, never their backlogs
+/// nor the idle subscriptions, whatever the planner knows (fresh tables have no
+/// statistics): the recursive part walks the distinct `webhook_id`s of the pending index
+/// one index descent each (a skip scan), and each is checked by scalar subqueries, which
+/// both backends run per row through an index (an `EXISTS` here became, on Postgres
+/// without statistics, a hash join over every due row: 40 ms at 100k queued for one dead
+/// receiver, against 0.4 ms).
 pub fn due_webhooks(
     db: &mut Db<'_>,
     now: i64,
@@ -355,27 +362,42 @@ pub fn due_webhooks(
     skip: &[&str],
     limit: i64,
 ) -> StoreResult<Vec<DueWebhook>> {
-    let mut q = match turn {
-        Turn::After(id) => Sql::with(
-            "SELECT w.id, w.failures FROM webhooks w WHERE w.id > ?",
-            [Bind::text(id)],
-        ),
-        Turn::UpTo(id) => Sql::with(
-            "SELECT w.id, w.failures FROM webhooks w WHERE w.id <= ?",
-            [Bind::text(id)],
-        ),
+    let (after, up_to) = match turn {
+        Turn::After(id) => (id, None),
+        Turn::UpTo(id) => ("", Some(id)),
     };
-    q.and(" AND w.open_until <= ?", [Bind::Int(now)]);
+    let bound = |q: &mut Sql| {
+        if let Some(id) = up_to {
+            q.and(" AND d.webhook_id <= ?", [Bind::text(id)]);
+        }
+    };
+    let mut q = Sql::with(
+        "WITH RECURSIVE subs(id) AS (SELECT (SELECT d.webhook_id FROM deliveries d \
+         WHERE d.status = 'pending' AND d.webhook_id > ?",
+        [Bind::text(after)],
+    );
+    bound(&mut q);
+    q.push(
+        " ORDER BY d.webhook_id LIMIT 1) UNION ALL SELECT (SELECT d.webhook_id \
+         FROM deliveries d WHERE d.status = 'pending' AND d.webhook_id > s.id",
+    );
+    bound(&mut q);
+    q.and(
+        " ORDER BY d.webhook_id LIMIT 1) FROM subs s WHERE s.id IS NOT NULL) \
+         SELECT c.id, c.failures FROM (SELECT s.id, (SELECT w.failures FROM webhooks w \
+         WHERE w.id = s.id AND w.open_until <= ?) AS failures, (SELECT 1 FROM deliveries d \
+         WHERE d.webhook_id = s.id AND d.status = 'pending' AND d.next_at <= ? \
+         AND d.lease_until <= ? LIMIT 1) AS due FROM subs s WHERE s.id IS NOT NULL",
+        [Bind::Int(now), Bind::Int(now), Bind::Int(now)],
+    );
     if !skip.is_empty() {
-        q.push(" AND w.id NOT IN (");
+        q.push(" AND s.id NOT IN (");
         q.bind_list(skip.iter().map(|i| Bind::text(i)));
         q.push(")");
     }
     q.and(
-        " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.webhook_id = w.id \
-         AND d.status = 'pending' AND d.next_at <= ? AND d.lease_until <= ?) \
-         ORDER BY w.id LIMIT ?",
-        [Bind::Int(now), Bind::Int(now), Bind::Int(limit)],
+        ") c WHERE c.failures IS NOT NULL AND c.due IS NOT NULL ORDER BY c.id LIMIT ?",
+        [Bind::Int(limit)],
     );
     Ok(db.load(&q)?)
 }
@@ -392,7 +414,9 @@ pub fn take_probe(db: &mut Db<'_>, webhook: &str, now: i64, until: i64) -> Store
 
 /// Claims up to `limit` due deliveries of one subscription for `lease_until`, oldest due
 /// first: each is the oldest pending one of its order key (account or group), not leased by
-/// another worker. On Postgres the rows are locked with SKIP LOCKED, so concurrent claimers
+/// another worker. "The oldest of its key" is a scalar subquery on `deliveries_order` per
+/// candidate (as a NOT EXISTS, Postgres without statistics scanned the subscription's
+/// whole backlog for each candidate: 22 ms against 0.2 ms at 100k queued). On Postgres the rows are locked with SKIP LOCKED, so concurrent claimers
 /// (other instances) never take the same one; on SQLite the write transaction is exclusive.
 /// Run in a write transaction.
 pub fn claim(
@@ -404,9 +428,10 @@ pub fn claim(
 ) -> StoreResult<Vec<ClaimedRow>> {
     let mut q = Sql::with(
         "SELECT d.id FROM deliveries d WHERE d.webhook_id = ? AND d.status = 'pending' \
-         AND d.next_at <= ? AND d.lease_until <= ? AND NOT EXISTS (SELECT 1 FROM deliveries e \
+         AND d.next_at <= ? AND d.lease_until <= ? AND (SELECT e.seq FROM deliveries e \
          WHERE e.webhook_id = d.webhook_id AND e.order_key = d.order_key \
-         AND e.status = 'pending' AND e.seq < d.seq) ORDER BY d.next_at, d.seq LIMIT ?",
+         AND e.status = 'pending' ORDER BY e.seq LIMIT 1) = d.seq \
+         ORDER BY d.next_at, d.seq LIMIT ?",
         [
             Bind::text(webhook),
             Bind::Int(now),
@@ -556,10 +581,23 @@ pub fn expire(
 
 /// Deletes up to `limit` deliveries settled (delivered or dead) before `before`; returns
 /// how many.
+/// The oldest first, found through `deliveries_settled` and deleted by primary key.
 pub fn prune(db: &mut Db<'_>, before: i64, limit: i64) -> StoreResult<usize> {
-    Ok(db.execute(&Sql::with(
-        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
-         WHERE status <> 'pending' AND settled_at < ? LIMIT ?)",
-        [Bind::Int(before), Bind::Int(limit)],
-    ))?)
+    let ids: Vec<String> = db
+        .load::<IdRow>(&Sql::with(
+            "SELECT id FROM deliveries WHERE status <> 'pending' AND settled_at < ? \
+             ORDER BY settled_at LIMIT ?",
+            [Bind::Int(before), Bind::Int(limit)],
+        ))?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let mut n = 0;
+    for chunk in ids.chunks(500) {
+        let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let mut q = Sql::new("DELETE FROM deliveries WHERE ");
+        ids_in(&mut q, &ids);
+        n += db.execute(&q)?;
+    }
+    Ok(n)
 }
