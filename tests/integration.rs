@@ -37,3 +37,5 @@ mod tenancy;
 mod tokens;
 #[path = "integration/users.rs"]
 mod users;
+#[path = "integration/webhooks.rs"]
+mod webhooks;

@@ -20,7 +20,7 @@ mod supervise;
 pub mod wire;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -128,6 +128,8 @@ pub struct Hub {
     pub policy: Arc<Policy>,
     pub trust: Trust,
     listeners: Mutex<Vec<Listener>>,
+    /// How many commits queued deliveries (each one a wake-up).
+    wakeups: AtomicU64,
 }
 
 struct Listener {
@@ -142,13 +144,20 @@ impl Hub {
             policy: Arc::new(policy),
             trust,
             listeners: Mutex::new(Vec::new()),
+            wakeups: AtomicU64::new(0),
         }
+    }
+
+    /// How many commits of this process queued deliveries so far.
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups.load(Ordering::SeqCst)
     }
 
     /// Called after a commit that queued deliveries for `tenant`: wakes the dispatchers of
     /// this process at once (other instances find the rows by polling). Commits that queued
     /// none call nothing, so tenants without webhooks cost the delivery side nothing.
     pub fn queued(&self, _tenant: &TenantId) {
+        self.wakeups.fetch_add(1, Ordering::SeqCst);
         let mut listeners = self
             .listeners
             .lock()

@@ -29,12 +29,18 @@ const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:
 const PROV: &str = "urn:ietf:params:scim:event:prov:";
 
 /// How long to wait for something asynchronous (a webhook delivery, a dead letter).
-const PATIENCE: Duration = Duration::from_secs(10);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------
 // Calling /api/v1
 
-async fn api<S, B>(app: &S, token: &str, method: &str, uri: &str, body: Option<Value>) -> Resp
+pub(crate) async fn api<S, B>(
+    app: &S,
+    token: &str,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> Resp
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
@@ -54,7 +60,7 @@ where
 
 /// Asserts a success of `/api/v1`: the status and, with a body, `application/json`.
 #[track_caller]
-fn ok(r: &Resp, status: u16) -> &Value {
+pub(crate) fn ok(r: &Resp, status: u16) -> &Value {
     assert_eq!(
         r.status.as_u16(),
         status,
@@ -74,7 +80,7 @@ fn ok(r: &Resp, status: u16) -> &Value {
 
 /// Asserts an error of `/api/v1`: `{"status", "error", "detail"}` as application/json.
 #[track_caller]
-fn api_error(r: &Resp, status: u16, code: &str) -> String {
+pub(crate) fn api_error(r: &Resp, status: u16, code: &str) -> String {
     assert_eq!(
         r.status.as_u16(),
         status,
@@ -96,7 +102,7 @@ fn api_error(r: &Resp, status: u16, code: &str) -> String {
 
 /// The items of a list answer.
 #[track_caller]
-fn items(r: &Resp) -> Vec<Value> {
+pub(crate) fn items(r: &Resp) -> Vec<Value> {
     ok(r, 200);
     r.body["items"]
         .as_array()
@@ -210,7 +216,7 @@ where
 }
 
 /// Subscribes `url` to `events`; returns (subscription id, secret).
-async fn subscribe<S, B>(
+pub(crate) async fn subscribe<S, B>(
     app: &S,
     admin: &str,
     url: &str,
@@ -270,7 +276,7 @@ fn entra_user(user_name: &str, department: &str, title: &str) -> Value {
 }
 
 /// A user as Okta creates it.
-fn okta_user(user_name: &str, department: &str, title: &str) -> Value {
+pub(crate) fn okta_user(user_name: &str, department: &str, title: &str) -> Value {
     json!({
         "schemas": [CORE_USER, ENTERPRISE],
         "userName": user_name,
@@ -288,7 +294,7 @@ fn okta_user(user_name: &str, department: &str, title: &str) -> Value {
 }
 
 /// Okta's deactivation (and reactivation): `replace` of `active` with a boolean.
-fn okta_active(active: bool) -> Value {
+pub(crate) fn okta_active(active: bool) -> Value {
     patch_body(json!([{"op": "replace", "path": "active", "value": active}]))
 }
 
@@ -299,7 +305,7 @@ fn entra_active(active: bool) -> Value {
 }
 
 /// Creates a SCIM user (with the SCIM write token) and returns its id.
-async fn scim_create<S, B>(app: &S, body: Value) -> String
+pub(crate) async fn scim_create<S, B>(app: &S, body: Value) -> String
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
@@ -307,7 +313,7 @@ where
     post_id(app, "/scim/v2/Users", body).await
 }
 
-async fn scim_patch<S, B>(app: &S, path: &str, body: Value) -> Resp
+pub(crate) async fn scim_patch<S, B>(app: &S, path: &str, body: Value) -> Resp
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
@@ -364,75 +370,117 @@ where
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Hit {
+pub(crate) struct Hit {
+    pub(crate) path: String,
     headers: HashMap<String, String>,
-    body: String,
+    pub(crate) body: String,
     /// The status the receiver answered.
-    answered: u16,
+    pub(crate) answered: u16,
 }
 
 impl Hit {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers.get(name).map(String::as_str).unwrap_or("")
     }
 
-    fn event(&self) -> Value {
+    pub(crate) fn event(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body {}: {e}", self.body))
     }
 
-    fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         (200..300).contains(&self.answered)
     }
 }
 
-/// An HTTP server on 127.0.0.1 that records every request and answers the status set.
-struct Receiver {
-    url: String,
+/// How a receiver answers: a status, and where a 3xx points.
+#[derive(Default)]
+struct Answer {
+    status: AtomicU16,
+    location: Mutex<Option<String>>,
+}
+
+/// An HTTP (or, with a TLS acceptor, https) server on 127.0.0.1 that records every request
+/// and answers the status set.
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     addr: SocketAddr,
-    status: Arc<AtomicU16>,
+    answer: Arc<Answer>,
     hits: Arc<Mutex<Vec<Hit>>>,
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Receiver {
-    fn start(status: u16) -> Receiver {
+    pub(crate) fn start(status: u16) -> Receiver {
+        Receiver::serve(status, None)
+    }
+
+    /// An https receiver presenting `identity`; its URL names `localhost`.
+    pub(crate) fn start_tls(status: u16, identity: native_tls::Identity) -> Receiver {
+        let tls = native_tls::TlsAcceptor::new(identity).expect("tls acceptor");
+        Receiver::serve(status, Some(tls))
+    }
+
+    fn serve(status: u16, tls: Option<native_tls::TlsAcceptor>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
-        let status = Arc::new(AtomicU16::new(status));
+        let answer = Arc::new(Answer::default());
+        answer.status.store(status, Ordering::SeqCst);
         let hits = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, h, st) = (status.clone(), hits.clone(), stop.clone());
+        let (a, h, st) = (answer.clone(), hits.clone(), stop.clone());
+        let url = match &tls {
+            Some(_) => format!("https://localhost:{}/hooks/scimitar", addr.port()),
+            None => format!("http://{addr}/hooks/scimitar"),
+        };
+        let tls = tls.map(Arc::new);
         let handle = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (s, h) = (s.clone(), h.clone());
-                std::thread::spawn(move || serve_one(conn, &s, &h));
+                let (a, h, tls) = (a.clone(), h.clone(), tls.clone());
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                    match tls {
+                        // A failed handshake (an untrusted certificate) records nothing.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(conn) {
+                                serve_one(stream, &a, &h);
+                            }
+                        }
+                        None => serve_one(conn, &a, &h),
+                    }
+                });
             }
         });
         Receiver {
-            url: format!("http://{addr}/hooks/scimitar"),
+            url,
             addr,
-            status,
+            answer,
             hits,
             stop,
             handle: Some(handle),
         }
     }
 
-    fn answer(&self, status: u16) {
-        self.status.store(status, Ordering::SeqCst);
+    pub(crate) fn answer(&self, status: u16) {
+        self.answer.status.store(status, Ordering::SeqCst);
     }
 
-    fn hits(&self) -> Vec<Hit> {
+    /// Answers 302 pointing at `to`.
+    pub(crate) fn redirect(&self, to: &str) {
+        *self.answer.location.lock().unwrap() = Some(to.to_string());
+        self.answer(302);
+    }
+
+    pub(crate) fn hits(&self) -> Vec<Hit> {
         self.hits.lock().unwrap().clone()
     }
 
     /// Waits until `done` holds for the requests so far; panics after PATIENCE.
-    async fn until(&self, what: &str, done: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
+    pub(crate) async fn until(&self, what: &str, done: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let hits = self.hits();
@@ -462,16 +510,13 @@ impl Drop for Receiver {
 }
 
 /// Reads one HTTP/1.1 request (Content-Length or chunked body), records it, answers.
-fn serve_one(conn: TcpStream, status: &AtomicU16, hits: &Mutex<Vec<Hit>>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut reader = BufReader::new(match conn.try_clone() {
-        Ok(c) => c,
-        Err(_) => return,
-    });
+fn serve_one<S: Read + Write>(mut conn: S, answer: &Answer, hits: &Mutex<Vec<Hit>>) {
+    let mut reader = BufReader::new(&mut conn);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return; // the wake-up connection of Drop, or a probe
     }
+    let path = line.split(' ').nth(1).unwrap_or("").to_string();
     let mut headers = HashMap::new();
     loop {
         let mut h = String::new();
@@ -514,16 +559,21 @@ fn serve_one(conn: TcpStream, status: &AtomicU16, hits: &Mutex<Vec<Hit>>) {
             body.extend_from_slice(&chunk[..n]);
         }
     }
-    let answered = status.load(Ordering::SeqCst);
+    drop(reader);
+    let answered = answer.status.load(Ordering::SeqCst);
     hits.lock().unwrap().push(Hit {
+        path,
         headers,
         body: String::from_utf8_lossy(&body).to_string(),
         answered,
     });
-    let mut conn = conn;
+    let location = match answer.location.lock().unwrap().as_deref() {
+        Some(to) if (300..400).contains(&answered) => format!("location: {to}\r\n"),
+        _ => String::new(),
+    };
     let _ = write!(
         conn,
-        "HTTP/1.1 {answered} Status\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        "HTTP/1.1 {answered} Status\r\n{location}content-length: 0\r\nconnection: close\r\n\r\n"
     );
     let _ = conn.flush();
 }
@@ -531,7 +581,7 @@ fn serve_one(conn: TcpStream, status: &AtomicU16, hits: &Mutex<Vec<Hit>>) {
 /// Checks a delivery as a receiver following Standard Webhooks would: the signature
 /// (recomputed here, not with Scimitar's code), a fresh timestamp, the id in the body.
 #[track_caller]
-fn verify(hit: &Hit, secret: &str) {
+pub(crate) fn verify(hit: &Hit, secret: &str) {
     let id = hit.header("webhook-id");
     let ts = hit.header("webhook-timestamp");
     let sig = hit.header("webhook-signature");
@@ -568,7 +618,7 @@ fn verify(hit: &Hit, secret: &str) {
 
 /// Serve arguments with a quick retry schedule for the tests, and the receivers' loopback
 /// allowed (the default policy refuses it).
-fn hook_args(db: &TestDb) -> ServeArgs {
+pub(crate) fn hook_args(db: &TestDb) -> ServeArgs {
     let mut a = args(db);
     a.webhooks.webhook_allowed_hosts = "loopback".into();
     a.webhooks.webhook_timeout_ms = 2_000;

@@ -1,0 +1,754 @@
+//! Webhooks in production (issue 12), through the app and the real delivery threads, on
+//! SQLite and Postgres: https receivers with a private CA trusted through --webhook-ca-file
+//! (and an untrusted one failing alone), the destination policy at registration and at
+//! delivery, redirects not followed, one tenant's hanging receiver not delaying another's,
+//! the circuit breaker, a panicking attempt recorded while the rest is delivered, pruning,
+//! the subscription cap and the wake-up rung only by commits that queued deliveries.
+//! Receivers listen on 127.0.0.1, so every test that delivers opts in to `loopback`.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::web;
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use serde_json::{json, Value};
+
+use scimitar::auth::Scope;
+use scimitar::config::ServeArgs;
+use scimitar::http::AppState;
+use scimitar::storage::sql::{Bind, Sql};
+
+use crate::accounts::{
+    api, api_error, hook_args, items, ok, okta_user, scim_create, subscribe, verify, Hit, Receiver,
+    PATIENCE,
+};
+use crate::common::*;
+use crate::tenancy::{as_, tenant_with_token};
+
+const CREATE: &str = "urn:ietf:params:scim:event:prov:create:full";
+
+/// A count of the database, for what no API shows (the breaker's state).
+fn count(state: &web::Data<AppState>, sql: &str, binds: Vec<Bind>) -> i64 {
+    let mut q = Sql::new("");
+    let mut parts = sql.split('?');
+    q.push(parts.next().unwrap_or(""));
+    for (part, b) in parts.zip(binds) {
+        q.bind(b);
+        q.push(part);
+    }
+    let mut conn = state.service.pool.get().expect("conn");
+    conn.db().count(&q).expect("count")
+}
+
+/// How many of a subscription's deliveries are in `status` (with `error`, when given).
+fn deliveries(state: &web::Data<AppState>, hook: &str, status: &str, error: Option<&str>) -> i64 {
+    match error {
+        Some(e) => count(
+            state,
+            "SELECT COUNT(*) AS n FROM deliveries WHERE webhook_id = ? AND status = ? AND last_error = ?",
+            vec![Bind::text(hook), Bind::text(status), Bind::text(e)],
+        ),
+        None => count(
+            state,
+            "SELECT COUNT(*) AS n FROM deliveries WHERE webhook_id = ? AND status = ?",
+            vec![Bind::text(hook), Bind::text(status)],
+        ),
+    }
+}
+
+/// Waits until `done` holds; panics after PATIENCE naming `what`.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Creates a user in the tenant of `token` through SCIM.
+async fn create_user_as<S, B>(app: &S, token: &str, user_name: &str) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let body = okta_user(user_name, "Ops", "Engineer");
+    let r = send(app, as_(token, "POST", "/scim/v2/Users", Some(&body))).await;
+    r.expect(201);
+    r.body["id"].as_str().expect("id").to_string()
+}
+
+/// A tenant of its own with a SCIM token and an admin token.
+fn tenant(state: &web::Data<AppState>, name: &str) -> (String, String) {
+    (
+        tenant_with_token(state, name, Scope::Write),
+        tenant_with_token(state, name, Scope::Admin),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Certificates
+
+/// A CA made for one test, and receiver certificates it signs.
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().expect("ca key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = p.self_signed(&key).expect("self-signed ca");
+        Ca {
+            pem: cert.pem(),
+            issuer: Issuer::new(p, key),
+        }
+    }
+
+    /// A server certificate for `localhost` and 127.0.0.1, with its key.
+    fn identity(&self) -> native_tls::Identity {
+        let key = KeyPair::generate().expect("leaf key");
+        let mut p = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("leaf params");
+        p.distinguished_name.push(DnType::CommonName, "localhost");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = p.signed_by(&key, &self.issuer).expect("signed leaf");
+        native_tls::Identity::from_pkcs8(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+            .expect("identity")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (1) https, trusted through --webhook-ca-file; an untrusted certificate fails alone
+
+#[actix_web::test]
+async fn https_receivers_trusted_through_the_ca_file_and_an_untrusted_one_fails_alone() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let ours = Ca::new("Scimitar test CA");
+    let ca_file = dir.path().join("receivers.pem");
+    std::fs::write(&ca_file, &ours.pem).expect("write ca file");
+    let mut a = hook_args(&db);
+    a.webhooks.webhook_ca_file = Some(ca_file);
+    let (app, state) = app_with(a.clone()).await;
+    let workers = scimitar::server::start_webhooks(&a, &state);
+
+    // Tenant "good": an https receiver whose certificate our CA signed.
+    let trusted = Receiver::start_tls(200, ours.identity());
+    assert!(
+        trusted.url.starts_with("https://localhost:"),
+        "{}",
+        trusted.url
+    );
+    let (good_scim, good_admin) = tenant(&state, "good");
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+    );
+    subscribe(&app, &good_admin, &trusted.url, &[CREATE], Some(&secret)).await;
+    // The same receiver by address: verified against the certificate's IP name.
+    let by_ip = trusted.url.replace("localhost", "127.0.0.1");
+    subscribe(&app, &good_admin, &by_ip, &[CREATE], Some(&secret)).await;
+
+    // Tenant "bad": an https receiver whose CA nobody trusts.
+    let stranger = Ca::new("Somebody else's CA");
+    let untrusted = Receiver::start_tls(200, stranger.identity());
+    let (bad_scim, bad_admin) = tenant(&state, "bad");
+    let (bad_hook, _) = subscribe(&app, &bad_admin, &untrusted.url, &[CREATE], None).await;
+
+    create_user_as(&app, &bad_scim, "first@bad.example").await;
+    let mut users = Vec::new();
+    for i in 0..3 {
+        users.push(create_user_as(&app, &good_scim, &format!("u{i}@good.example")).await);
+        create_user_as(&app, &bad_scim, &format!("u{i}@bad.example")).await;
+    }
+    let hits = trusted
+        .until("the good tenant's deliveries over https", |h| {
+            h.iter().filter(|x| x.ok()).count() >= 6
+        })
+        .await;
+    for h in &hits {
+        verify(h, &secret);
+    }
+    let got: Vec<String> = hits
+        .iter()
+        .map(|h| h.event()["resourceId"].as_str().unwrap_or("").to_string())
+        .collect();
+    for u in &users {
+        assert_eq!(got.iter().filter(|g| *g == u).count(), 2, "{u}: {got:?}");
+    }
+    // The untrusted receiver never got a request (the handshake failed), and its
+    // subscription's deliveries say why.
+    eventually("the untrusted subscription's failures", || {
+        count(
+            &state,
+            "SELECT COUNT(*) AS n FROM deliveries WHERE webhook_id = ? AND attempts > 0 AND last_error = 'tls'",
+            vec![Bind::text(&bad_hook)],
+        ) >= 1
+    })
+    .await;
+    assert!(untrusted.hits().is_empty(), "{:?}", untrusted.hits());
+    assert_eq!(deliveries(&state, &bad_hook, "delivered", None), 0);
+    workers.shutdown();
+
+    // Without the CA file, our receiver is not trusted either (the trust came from it).
+    let mut plain = a.clone();
+    plain.webhooks.webhook_ca_file = None;
+    let fresh = TestDb::new();
+    plain.db.database_url = fresh.url.clone();
+    let (app2, state2) = app_with(plain.clone()).await;
+    let admin2 = admin_token(&state2);
+    let (hook2, _) = subscribe(&app2, &admin2, &trusted.url, &[CREATE], None).await;
+    let workers2 = scimitar::server::start_webhooks(&plain, &state2);
+    let before = trusted.hits().len();
+    create_user(&app2, "nobody@trust.example").await;
+    eventually("a tls failure without the CA file", || {
+        deliveries(&state2, &hook2, "pending", Some("tls")) >= 1
+    })
+    .await;
+    assert_eq!(trusted.hits().len(), before);
+    workers2.shutdown();
+}
+
+#[actix_web::test]
+async fn a_ca_file_that_holds_no_certificate_stops_the_server() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(
+        &bad,
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let mut a = args(&db);
+    for (file, says) in [
+        (bad, "--webhook-ca-file"),
+        (dir.path().join("missing.pem"), "missing.pem"),
+    ] {
+        a.webhooks.webhook_ca_file = Some(file);
+        let e = scimitar::server::build_state(&a).err().expect("refused");
+        assert!(e.contains(says), "{e}");
+    }
+    a.webhooks.webhook_ca_file = None;
+    a.webhooks.webhook_allowed_hosts = "10.0.0.0/33".into();
+    let e = scimitar::server::build_state(&a).err().expect("refused");
+    assert!(
+        e.contains("--webhook-allowed-hosts") && e.contains("10.0.0.0/33"),
+        "{e}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// (2) The destination policy
+
+/// Every refused form at registration: 400 naming the reason and the flag, nothing stored.
+#[actix_web::test]
+async fn every_refused_destination_is_a_400_naming_the_flag() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await; // the default policy: external
+    let admin = admin_token(&state);
+    let rx = Receiver::start(200);
+    for (url, says) in [
+        (rx.url.as_str(), "loopback"),
+        ("http://127.0.0.1:5432/", "loopback"),
+        ("http://localhost/hook", "loopback"),
+        ("http://[::1]/", "loopback"),
+        ("http://2130706433/", "loopback"),
+        ("http://0x7f.1/", "loopback"),
+        ("http://0177.0.0.1/", "loopback"),
+        ("http://127.1/", "loopback"),
+        ("http://[::ffff:127.0.0.1]/", "loopback"),
+        ("http://[::ffff:7f00:1]/", "loopback"),
+        ("http://[::127.0.0.1]/", "loopback"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://[fe80::1]/", "link-local"),
+        ("http://[::ffff:169.254.169.254]/", "link-local"),
+        ("http://10.0.0.1/", "private"),
+        ("http://192.168.1.10/", "private"),
+        ("http://100.64.0.1/", "private"),
+        ("http://[fd00::1]/", "private"),
+        ("http://0/", "unspecified"),
+        ("http://0.0.0.0:8080/", "unspecified"),
+        ("http://[::]/", "unspecified"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://[ff02::1]/", "multicast"),
+        ("http://255.255.255.255/", "broadcast"),
+        ("http://192.0.2.1/", "reserved"),
+    ] {
+        let r = api(
+            &app,
+            &admin,
+            "POST",
+            "/api/v1/webhooks",
+            Some(json!({"url": url, "events": ["*"]})),
+        )
+        .await;
+        let detail = api_error(&r, 400, "bad_request");
+        assert!(
+            detail.contains("--webhook-allowed-hosts") && detail.contains(says),
+            "{url}: {detail}"
+        );
+    }
+    for (url, says) in [
+        ("https://user:secret@hooks.example.com/", "credentials"),
+        ("https://hooks.example.com@10.0.0.1/", "credentials"),
+        ("ftp://hooks.example.com/", "http and https"),
+        ("gopher://hooks.example.com/", "http and https"),
+        ("https://hooks.example.com/x#frag", "fragment"),
+        ("not a url", "not a valid URL"),
+    ] {
+        let r = api(
+            &app,
+            &admin,
+            "POST",
+            "/api/v1/webhooks",
+            Some(json!({"url": url, "events": ["*"]})),
+        )
+        .await;
+        let detail = api_error(&r, 400, "bad_request");
+        assert!(detail.contains(says), "{url}: {detail}");
+    }
+    let r = api(&app, &admin, "GET", "/api/v1/webhooks", None).await;
+    assert_eq!(items(&r), Vec::<Value>::new());
+    // A public host is fine; its URL is stored normalised.
+    let r = api(
+        &app,
+        &admin,
+        "POST",
+        "/api/v1/webhooks",
+        Some(json!({"url": "HTTPS://Hooks.Example.COM/scim", "events": ["*"]})),
+    )
+    .await;
+    assert_eq!(ok(&r, 201)["url"], "https://hooks.example.com/scim");
+    assert!(rx.hits().is_empty());
+}
+
+/// At delivery, the address actually connected to is checked: a subscription registered
+/// while loopback was allowed (or a name that now resolves to it) is refused once the
+/// policy refuses it, and nothing reaches the receiver; allowed again, it is delivered.
+#[actix_web::test]
+async fn the_policy_is_checked_again_at_delivery() {
+    let db = TestDb::new();
+    let open = hook_args(&db); // loopback allowed
+    let mut closed = open.clone();
+    closed.webhooks.webhook_allowed_hosts = "external".into();
+    let (app, state) = app_with(open.clone()).await;
+    let admin = admin_token(&state);
+    let by_address = Receiver::start(200);
+    let by_name = Receiver::start(200);
+    let name_url = by_name.url.replace("127.0.0.1", "localhost");
+    let (hook_a, _) = subscribe(&app, &admin, &by_address.url, &[CREATE], None).await;
+    let (hook_n, _) = subscribe(&app, &admin, &name_url, &[CREATE], None).await;
+
+    // Delivery by an instance that refuses loopback.
+    let strict = state_of(&closed);
+    let workers = scimitar::server::start_webhooks(&closed, &strict);
+    create_user(&app, "refused@example.com").await;
+    for hook in [&hook_a, &hook_n] {
+        eventually("a refusal at delivery", || {
+            deliveries(
+                &state,
+                hook,
+                "pending",
+                Some("refused by destination policy"),
+            ) >= 1
+        })
+        .await;
+    }
+    workers.shutdown();
+    assert!(by_address.hits().is_empty() && by_name.hits().is_empty());
+
+    // The instance that allows it delivers them.
+    let workers = scimitar::server::start_webhooks(&open, &state);
+    by_address
+        .until("delivery once allowed", |h| !h.is_empty())
+        .await;
+    by_name
+        .until("delivery by name once allowed", |h| !h.is_empty())
+        .await;
+    workers.shutdown();
+}
+
+fn state_of(a: &ServeArgs) -> web::Data<AppState> {
+    crate::common::state(a)
+}
+
+#[actix_web::test]
+async fn a_redirect_is_a_failed_attempt_never_followed() {
+    let db = TestDb::new();
+    let a = hook_args(&db);
+    let (app, state) = app_with(a.clone()).await;
+    let admin = admin_token(&state);
+    let target = Receiver::start(200);
+    let redirecting = Receiver::start(200);
+    redirecting.redirect(&target.url);
+    let (hook, _) = subscribe(&app, &admin, &redirecting.url, &[CREATE], None).await;
+    let workers = scimitar::server::start_webhooks(&a, &state);
+    create_user(&app, "redirected@example.com").await;
+    redirecting.until("the attempt", |h| !h.is_empty()).await;
+    eventually("the 302 recorded", || {
+        deliveries(&state, &hook, "pending", Some("http 302")) == 1
+    })
+    .await;
+    assert!(target.hits().is_empty(), "the redirect was followed");
+    assert_eq!(deliveries(&state, &hook, "delivered", None), 0);
+    workers.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// (3) Fairness
+
+/// A listener that never accepts: connections wait in its backlog, attempts hang until
+/// their timeout.
+fn hanging() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hangs", l.local_addr().expect("addr"));
+    (l, url)
+}
+
+/// Tenant A's receiver hangs on accept with 1,000 deliveries queued for it; tenant B's
+/// deliveries arrive within 2 s anyway.
+#[actix_web::test]
+async fn a_hanging_receiver_with_a_thousand_queued_does_not_delay_another_tenant() {
+    let db = TestDb::new();
+    let mut a = hook_args(&db);
+    // Longer than the whole test: A's attempts hang throughout.
+    a.webhooks.webhook_timeout_ms = 30_000;
+    let (app, state) = app_with(a.clone()).await;
+    let workers = scimitar::server::start_webhooks(&a, &state);
+    let (listener, hang_url) = hanging();
+    let (a_scim, a_admin) = tenant(&state, "tenant-a");
+    let (hook_a, _) = subscribe(&app, &a_admin, &hang_url, &[CREATE], None).await;
+    let ops: Vec<Value> = (0..1000)
+        .map(|i| {
+            json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"),
+                   "data": okta_user(&format!("a{i}@a.example"), "Ops", "Engineer")})
+        })
+        .collect();
+    let bulk = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                      "Operations": ops});
+    let r = send(&app, as_(&a_scim, "POST", "/scim/v2/Bulk", Some(&bulk))).await;
+    r.expect(200);
+    assert_eq!(
+        count(
+            &state,
+            "SELECT COUNT(*) AS n FROM deliveries WHERE webhook_id = ?",
+            vec![Bind::text(&hook_a)]
+        ),
+        1000
+    );
+
+    let (b_scim, b_admin) = tenant(&state, "tenant-b");
+    let rx = Receiver::start(200);
+    subscribe(&app, &b_admin, &rx.url, &[CREATE], None).await;
+    // A's attempts are in flight and hanging by now.
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..5 {
+        let t = Instant::now();
+        let id = create_user_as(&app, &b_scim, &format!("b{i}@b.example")).await;
+        let hits = rx
+            .until("tenant B's delivery", |h: &[Hit]| {
+                h.iter().any(|x| x.event()["resourceId"] == id.as_str())
+            })
+            .await;
+        assert!(!hits.is_empty());
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "B's delivery {i} took {took:?}"
+        );
+    }
+    // A's backlog holds no more than its share of the attempt threads: almost all of it
+    // is still waiting, unattempted.
+    let attempted = count(
+        &state,
+        "SELECT COUNT(*) AS n FROM deliveries WHERE webhook_id = ? AND (attempts > 0 OR lease_until > 0)",
+        vec![Bind::text(&hook_a)],
+    );
+    let cap =
+        i64::try_from(scimitar::server::webhook_settings(&a.webhooks).per_subscription()).unwrap();
+    assert!(
+        attempted <= cap,
+        "{attempted} of A's deliveries taken (cap {cap})"
+    );
+    // Closing A's listener resets its hanging connections: the attempts end, are recorded.
+    drop(listener);
+    workers.shutdown();
+    assert!(deliveries(&state, &hook_a, "pending", Some("connect")) >= 1);
+}
+
+/// A receiver that keeps failing is backed off as a whole: while its circuit is open its
+/// backlog is not attempted (one probe at a time), and when it answers again everything
+/// is delivered.
+#[actix_web::test]
+async fn a_failing_receiver_trips_its_circuit_and_recovers() {
+    let db = TestDb::new();
+    let mut a = hook_args(&db);
+    a.webhooks.webhook_timeout_ms = 200;
+    a.webhooks.webhook_backoff_ms = 300;
+    a.webhooks.webhook_max_backoff_ms = 600;
+    let (app, state) = app_with(a.clone()).await;
+    let admin = admin_token(&state);
+    let rx = Receiver::start(500);
+    let (hook, _) = subscribe(&app, &admin, &rx.url, &[CREATE], None).await;
+    let workers = scimitar::server::start_webhooks(&a, &state);
+    let mut users = Vec::new();
+    for i in 0..30 {
+        users.push(create_user(&app, &format!("down{i}@example.com")).await);
+    }
+    eventually("the circuit to open", || {
+        count(
+            &state,
+            "SELECT COUNT(*) AS n FROM webhooks WHERE id = ? AND failures >= 5",
+            vec![Bind::text(&hook)],
+        ) == 1
+    })
+    .await;
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    let hits = rx.hits().len();
+    // Without the breaker each of the 30 would have been tried, most of them twice or
+    // more by now; with it, a handful plus one probe at a time.
+    assert!(hits < 30, "{hits} attempts against a dead receiver");
+    rx.answer(200);
+    rx.until("every delivery after recovery", |h| {
+        let ok: std::collections::HashSet<String> = h
+            .iter()
+            .filter(|x| x.ok())
+            .map(|x| x.event()["resourceId"].as_str().unwrap_or("").to_string())
+            .collect();
+        users.iter().all(|u| ok.contains(u))
+    })
+    .await;
+    eventually("the circuit to close", || {
+        count(
+            &state,
+            "SELECT COUNT(*) AS n FROM webhooks WHERE id = ? AND failures = 0 AND open_until = 0",
+            vec![Bind::text(&hook)],
+        ) == 1
+    })
+    .await;
+    workers.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// (4) No panic ends delivery
+
+#[actix_web::test]
+async fn a_panicking_attempt_is_a_failed_attempt_and_the_rest_is_delivered() {
+    let db = TestDb::new();
+    let a = hook_args(&db);
+    let (app, state) = app_with(a.clone()).await;
+    let admin = admin_token(&state);
+    let rx = Receiver::start(200);
+    let panics = format!("{}/panics", rx.url);
+    let (bad, _) = subscribe(&app, &admin, &panics, &[CREATE], None).await;
+    let (good, _) = subscribe(&app, &admin, &rx.url, &[CREATE], None).await;
+    let mut settings = scimitar::server::webhook_settings(&a.webhooks);
+    settings.hook = Some(Arc::new(|url: &str| {
+        if url.ends_with("/panics") {
+            panic!("a bug in an attempt");
+        }
+    }));
+    let workers = scimitar::webhooks::start(
+        state.service.pool.clone(),
+        state.service.webhooks.clone(),
+        settings,
+    );
+    for i in 0..20 {
+        create_user(&app, &format!("p{i}@example.com")).await;
+    }
+    rx.until("the healthy subscription's deliveries", |h| {
+        h.iter().filter(|x| x.ok()).count() >= 20
+    })
+    .await;
+    eventually("the panics recorded as failed attempts", || {
+        count(
+            &state,
+            "SELECT COUNT(*) AS n FROM deliveries WHERE webhook_id = ? AND attempts > 0 AND last_error = 'internal error'",
+            vec![Bind::text(&bad)],
+        ) >= 1
+    })
+    .await;
+    eventually("the healthy deliveries recorded", || {
+        deliveries(&state, &good, "delivered", None) == 20
+    })
+    .await;
+    assert!(rx.hits().iter().all(|h| h.path == "/hooks/scimitar"));
+    // The threads live on: later deliveries still arrive.
+    create_user(&app, "after@example.com").await;
+    rx.until("a delivery after the panics", |h| {
+        h.iter().filter(|x| x.ok()).count() >= 21
+    })
+    .await;
+    workers.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// (5) Bounded growth
+
+#[actix_web::test]
+async fn settled_deliveries_are_pruned_after_the_retention() {
+    let db = TestDb::new();
+    let mut a = hook_args(&db);
+    a.webhooks.webhook_retention_hours = 1;
+    let (app, state) = app_with(a.clone()).await;
+    let admin = admin_token(&state);
+    let rx = Receiver::start(200);
+    let (hook, _) = subscribe(&app, &admin, &rx.url, &[CREATE], None).await;
+    let mut settings = scimitar::server::webhook_settings(&a.webhooks);
+    settings.prune_every = Duration::from_millis(100);
+    let workers = scimitar::webhooks::start(
+        state.service.pool.clone(),
+        state.service.webhooks.clone(),
+        settings,
+    );
+    for i in 0..6 {
+        create_user(&app, &format!("old{i}@example.com")).await;
+    }
+    eventually("six delivered", || {
+        deliveries(&state, &hook, "delivered", None) == 6
+    })
+    .await;
+    // Three settled two hours ago (one of them a dead letter), three just now.
+    let two_hours_ago = scimitar::scim::time::now_micros() - 2 * 3_600_000_000;
+    let mut conn = state.service.pool.get().expect("conn");
+    conn.db()
+        .execute(&Sql::with(
+            "UPDATE deliveries SET settled_at = ? WHERE id IN (SELECT id FROM deliveries \
+             WHERE webhook_id = ? ORDER BY seq LIMIT 3)",
+            [Bind::Int(two_hours_ago), Bind::text(&hook)],
+        ))
+        .expect("age");
+    conn.db()
+        .execute(&Sql::with(
+            "UPDATE deliveries SET status = 'dead' WHERE id IN (SELECT id FROM deliveries \
+             WHERE webhook_id = ? ORDER BY seq LIMIT 1)",
+            [Bind::text(&hook)],
+        ))
+        .expect("a dead letter");
+    drop(conn);
+    eventually("the old ones pruned", || {
+        count(
+            &state,
+            "SELECT COUNT(*) AS n FROM deliveries WHERE webhook_id = ?",
+            vec![Bind::text(&hook)],
+        ) == 3
+    })
+    .await;
+    assert_eq!(deliveries(&state, &hook, "delivered", None), 3);
+    // Pending deliveries are never pruned, whatever their age.
+    rx.answer(503);
+    create_user(&app, "pending@example.com").await;
+    eventually("a pending retry", || {
+        deliveries(&state, &hook, "pending", Some("http 503")) == 1
+    })
+    .await;
+    let mut conn = state.service.pool.get().expect("conn");
+    conn.db()
+        .execute(&Sql::with(
+            "UPDATE deliveries SET created = ? WHERE webhook_id = ? AND status = 'pending'",
+            [Bind::Int(two_hours_ago), Bind::text(&hook)],
+        ))
+        .expect("age the pending one");
+    drop(conn);
+    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(deliveries(&state, &hook, "pending", None), 1);
+    workers.shutdown();
+}
+
+#[actix_web::test]
+async fn a_tenant_has_at_most_the_subscriptions_the_server_allows() {
+    let db = TestDb::new();
+    let mut a = args(&db);
+    a.webhooks.webhook_max_subscriptions = 2;
+    let (app, state) = app_with(a).await;
+    let admin = admin_token(&state);
+    let (_, other_admin) = tenant(&state, "other");
+    let body = |n: usize| json!({"url": format!("https://hooks{n}.example.com/"), "events": ["*"]});
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let r = api(&app, &admin, "POST", "/api/v1/webhooks", Some(body(n))).await;
+        ids.push(ok(&r, 201)["id"].as_str().unwrap().to_string());
+    }
+    let r = api(&app, &admin, "POST", "/api/v1/webhooks", Some(body(3))).await;
+    let detail = api_error(&r, 409, "conflict");
+    assert!(detail.contains("--webhook-max-subscriptions"), "{detail}");
+    let r = api(&app, &admin, "GET", "/api/v1/webhooks", None).await;
+    assert_eq!(items(&r).len(), 2);
+    // Another tenant has its own allowance.
+    let r = api(
+        &app,
+        &other_admin,
+        "POST",
+        "/api/v1/webhooks",
+        Some(body(4)),
+    )
+    .await;
+    ok(&r, 201);
+    // One deleted, one more fits.
+    let r = api(
+        &app,
+        &admin,
+        "DELETE",
+        &format!("/api/v1/webhooks/{}", ids[0]),
+        None,
+    )
+    .await;
+    ok(&r, 204);
+    let r = api(&app, &admin, "POST", "/api/v1/webhooks", Some(body(5))).await;
+    ok(&r, 201);
+}
+
+/// Delivery is woken only by commits that queued deliveries: a tenant without webhooks
+/// costs it nothing.
+#[actix_web::test]
+async fn only_commits_that_queued_deliveries_wake_delivery() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let hub = state.service.webhooks.clone();
+    let before = hub.wakeups();
+    for i in 0..5 {
+        create_user(&app, &format!("quiet{i}@example.com")).await;
+    }
+    assert_eq!(hub.wakeups(), before, "no subscription, no wake-up");
+    let admin = admin_token(&state);
+    let r = api(
+        &app,
+        &admin,
+        "POST",
+        "/api/v1/webhooks",
+        Some(json!({"url": "https://hooks.example.com/", "events": [CREATE]})),
+    )
+    .await;
+    ok(&r, 201);
+    create_user(&app, "heard@example.com").await;
+    assert_eq!(hub.wakeups(), before + 1);
+    // An event the subscription does not want queues nothing and wakes nothing.
+    let id = scim_create(&app, okta_user("other@example.com", "X", "Y")).await;
+    let woken = hub.wakeups();
+    let r = call(
+        &app,
+        "PATCH",
+        &format!("/scim/v2/Users/{id}"),
+        Some(patch_body(
+            json!([{"op": "replace", "path": "title", "value": "Z"}]),
+        )),
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(hub.wakeups(), woken);
+}
