@@ -4,8 +4,6 @@
 //! delivery workers). SCIM changes are journaled as RFC 9967 Security Event Tokens.
 
 use std::collections::BTreeMap;
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -69,34 +67,17 @@ pub struct SetEvent {
 /// rung only by commits that queued deliveries (`webhooks::Hub::queued`).
 #[derive(Default)]
 pub struct Signal {
-    generation: Mutex<u64>,
-    changed: Condvar,
     notify: tokio::sync::Notify,
 }
 
 impl Signal {
     pub fn raise(&self) {
-        if let Ok(mut g) = self.generation.lock() {
-            *g = g.wrapping_add(1);
-        }
-        self.changed.notify_all();
         self.notify.notify_waiters();
     }
 
     /// For async waiters (long-polls): create it before looking, await it after.
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.notify.notified()
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation.lock().map(|g| *g).unwrap_or(0)
-    }
-
-    /// For threads: waits until the generation moves past `seen` or the timeout passes.
-    pub fn wait(&self, seen: u64, timeout: Duration) {
-        if let Ok(g) = self.generation.lock() {
-            let _ = self.changed.wait_timeout_while(g, timeout, |g| *g == seen);
-        }
     }
 }
 
