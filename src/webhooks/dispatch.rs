@@ -65,13 +65,14 @@ pub(super) struct Done {
 }
 
 /// An attempt thread: takes claimed deliveries, attempts each (a panic is a failed attempt
-/// like any other, never the end of the thread), reports the outcome. Ends once delivery
-/// stops and no job is left.
+/// like any other, never the end of the thread), reports the outcome. Ends once the
+/// dispatcher has ended for good (it ends only when no attempt is left in flight, so no job
+/// can be left behind).
 pub(super) fn attempts(
     client: &Client,
     jobs: &Mutex<Receiver<Job>>,
     inbox: &Sender<Msg>,
-    stop: &AtomicBool,
+    finished: &AtomicBool,
 ) {
     loop {
         let next = jobs
@@ -80,7 +81,7 @@ pub(super) fn attempts(
             .recv_timeout(Duration::from_millis(200));
         let job = match next {
             Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::SeqCst) => continue,
+            Err(RecvTimeoutError::Timeout) if !finished.load(Ordering::SeqCst) => continue,
             Err(_) => return,
         };
         let (started, started_at) = (Instant::now(), now_micros());
@@ -110,6 +111,22 @@ pub(super) fn attempts(
     }
 }
 
+/// Sets `finished` when the dispatcher ends while delivery is stopping, however it ends
+/// (a panic then included): the attempt threads may end too. A dispatcher that dies before
+/// that is replaced, and the attempt threads wait for its successor.
+struct Finish<'a> {
+    stop: &'a AtomicBool,
+    finished: &'a AtomicBool,
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        if self.stop.load(Ordering::SeqCst) {
+            self.finished.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The dispatcher's loop, until delivery stops and every attempt in flight is recorded.
 pub(super) fn run(
     pool: &Pool,
@@ -117,8 +134,9 @@ pub(super) fn run(
     jobs: &Sender<Job>,
     inbox: &Receiver<Msg>,
     pending: &AtomicBool,
-    stop: &AtomicBool,
+    (stop, finished): (&AtomicBool, &AtomicBool),
 ) {
+    let _finish = Finish { stop, finished };
     let mut d = Dispatcher::new(pool, settings, jobs);
     loop {
         let stopping = stop.load(Ordering::SeqCst);

@@ -246,21 +246,26 @@ pub fn start(pool: Pool, hub: Arc<Hub>, settings: Settings) -> Workers {
     let (jobs, job_rx) = mpsc::channel::<dispatch::Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     let rx = Arc::new(Mutex::new(rx));
+    let finished = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     {
-        let (stop, settings) = (stop.clone(), settings.clone());
+        let (stop, finished, settings) = (stop.clone(), finished.clone(), settings.clone());
         threads.push(supervise::Body::new("webhooks-dispatch", move || {
             // A replaced dispatcher takes over the inbox (a poisoned lock only says that its
             // predecessor panicked holding it).
             let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            dispatch::run(&pool, &settings, &jobs, &rx, &pending, &stop);
+            dispatch::run(&pool, &settings, &jobs, &rx, &pending, (&stop, &finished));
         }));
     }
     for i in 0..settings.concurrency {
-        let (client, job_rx, inbox, stop) =
-            (client.clone(), job_rx.clone(), inbox.clone(), stop.clone());
+        let (client, job_rx, inbox, finished) = (
+            client.clone(),
+            job_rx.clone(),
+            inbox.clone(),
+            finished.clone(),
+        );
         threads.push(supervise::Body::new(&format!("webhooks-{i}"), move || {
-            dispatch::attempts(&client, &job_rx, &inbox, &stop)
+            dispatch::attempts(&client, &job_rx, &inbox, &finished)
         }));
     }
     let supervisor = supervise::start(threads, stop.clone());
