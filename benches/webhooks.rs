@@ -1,16 +1,23 @@
 //! From a SCIM deactivation to the webhook on loopback: p50/p99 over N deactivations, and
-//! the SCIM request latency of deactivations with and without a webhook subscription.
+//! the SCIM request latency of deactivations with and without a webhook subscription; then
+//! fairness: tenant B's deactivation-to-webhook latency while tenant A's receiver is
+//! healthy, and while it hangs (never accepts) with a backlog queued for it.
 //!
 //!   cargo bench --bench webhooks
 //!   SCIMITAR_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench cargo bench --bench webhooks
 //!
 //! SCIMITAR_BENCH_DEACTIVATIONS (default 10000) per phase, SCIMITAR_BENCH_CLIENTS (default 4),
-//! SCIMITAR_BENCH_WEBHOOK_WORKERS (default 2), SCIMITAR_BENCH_RATE (deactivations per second
-//! of the paced run, default 200).
+//! SCIMITAR_BENCH_WEBHOOK_CONCURRENCY (default 16), SCIMITAR_BENCH_RATE (deactivations per
+//! second of the paced run, default 200); for fairness SCIMITAR_BENCH_FAIRNESS_EVENTS
+//! (tenant B's deactivations per phase, default 1000), SCIMITAR_BENCH_FAIRNESS_RATE (per
+//! tenant, default 50/s) and SCIMITAR_BENCH_HANGING_BACKLOG (tenant A's deliveries queued
+//! before the phase, default 1000). A quick check of the code:
+//! SCIMITAR_BENCH_DEACTIVATIONS=50 SCIMITAR_BENCH_FAIRNESS_EVENTS=50 SCIMITAR_BENCH_HANGING_BACKLOG=100.
 //!
 //! Two runs with the webhook: flat out (the clients send as fast as the server answers, so
 //! the 2 cores are saturated and the delivery latency is mostly queueing), and paced at a
-//! steady rate below capacity, which is what an IdP's pushes look like.
+//! steady rate below capacity, which is what an IdP's pushes look like. The fairness runs
+//! are paced: A and B each deactivate at the fairness rate at the same time.
 
 mod common;
 
@@ -31,6 +38,10 @@ type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
 /// A receiver on loopback that notes when each account's `account.suspended` arrives.
 fn start_receiver(arrivals: Arrivals) -> String {
+    start_receiver_at("/hook", arrivals)
+}
+
+fn start_receiver_at(path: &str, arrivals: Arrivals) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     std::thread::spawn(move || {
@@ -60,11 +71,17 @@ fn start_receiver(arrivals: Arrivals) -> String {
             .expect("receiver")
         })
     });
-    format!("http://{addr}/hook")
+    format!("http://{addr}{path}")
 }
 
-/// Creates `n` users through /Bulk (1,000 per request); returns their ids.
+/// Creates `n` users through /Bulk (1,000 per request) with the bench token; returns their
+/// ids.
 fn create_users(base: &str, n: usize, offset: usize, run: u32) -> Vec<String> {
+    create_users_as(base, &auth(), n, offset, run)
+}
+
+/// `create_users` in the tenant of `bearer` (an `Authorization` value).
+fn create_users_as(base: &str, bearer: &str, n: usize, offset: usize, run: u32) -> Vec<String> {
     let ag = agent();
     let mut ids = Vec::with_capacity(n);
     for start in (0..n).step_by(1000) {
@@ -78,7 +95,7 @@ fn create_users(base: &str, n: usize, offset: usize, run: u32) -> Vec<String> {
                           "Operations": ops});
         let mut r = ag
             .post(format!("{base}/Bulk"))
-            .header("Authorization", &auth())
+            .header("Authorization", bearer)
             .header("Content-Type", "application/scim+json")
             .send(body.to_string())
             .expect("bulk");
@@ -102,9 +119,21 @@ fn deactivate(
     clients: usize,
     rate: Option<f64>,
 ) -> (Stats, Sent) {
+    deactivate_as(base, &auth(), ids, clients, rate)
+}
+
+/// `deactivate` in the tenant of `bearer`.
+fn deactivate_as(
+    base: &str,
+    bearer: &str,
+    ids: Arc<Vec<String>>,
+    clients: usize,
+    rate: Option<f64>,
+) -> (Stats, Sent) {
     let sent: Sent = Arc::default();
     let scim: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let (b, s, l) = (base.to_string(), sent.clone(), scim.clone());
+    let bearer = bearer.to_string();
     let n = ids.len();
     let start = Instant::now();
     let mut stats = phase(clients, n, move |ag, i| {
@@ -122,7 +151,7 @@ fn deactivate(
         }
         let ok = matches!(
             ag.patch(format!("{b}/Users/{id}"))
-                .header("Authorization", &auth())
+                .header("Authorization", &bearer)
                 .header("Content-Type", "application/scim+json")
                 .send(body),
             Ok(r) if r.status() == 200
@@ -141,8 +170,8 @@ fn deactivate(
 
 /// Waits for every deactivation of `ids` to reach the receiver; prints the latencies.
 fn delivered(label: &str, ids: &[String], sent: &Sent, arrivals: &Arrivals) {
-    let n = ids.len();
     let deadline = Instant::now() + Duration::from_secs(300);
+    let n = ids.len();
     loop {
         let got = {
             let a = arrivals.lock().expect("arrivals");
@@ -175,8 +204,13 @@ fn main() {
     }
     let n = env_usize("SCIMITAR_BENCH_DEACTIVATIONS", 10_000);
     let clients = env_usize("SCIMITAR_BENCH_CLIENTS", 4);
-    let workers = env_usize("SCIMITAR_BENCH_WEBHOOK_WORKERS", 2);
+    let workers = env_usize("SCIMITAR_BENCH_WEBHOOK_CONCURRENCY", 16);
     let rate = env_usize("SCIMITAR_BENCH_RATE", 200) as f64;
+    let fair = Fairness {
+        events: env_usize("SCIMITAR_BENCH_FAIRNESS_EVENTS", 1_000),
+        rate: env_usize("SCIMITAR_BENCH_FAIRNESS_RATE", 50) as f64,
+        backlog: env_usize("SCIMITAR_BENCH_HANGING_BACKLOG", 1_000),
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let url = database_url(dir.path());
     let backend = url.split("://").next().unwrap_or("?").to_string();
@@ -194,7 +228,7 @@ fn main() {
     let (base, pool, _workers) = start_server_with(&url, Some(hooks));
     let run: u32 = rand::random();
     println!(
-        "scimitar webhook benchmark: backend {backend}, {n} deactivations per phase, {clients} clients, {workers} delivery workers"
+        "scimitar webhook benchmark: backend {backend}, {n} deactivations per phase, {clients} clients, {workers} attempts at once"
     );
     let t = Instant::now();
     let without: Arc<Vec<String>> = Arc::new(create_users(&base, n, 0, run));
@@ -246,4 +280,97 @@ fn main() {
     let (s, sent) = deactivate(&base, paced.clone(), clients, Some(rate));
     report(&format!("PATCH active=false, webhook, {rate}/s"), &s);
     delivered(&format!("paced at {rate}/s"), &paced, &sent, &arrivals);
+
+    fairness(&base, &pool, &fair, run);
+}
+
+/// The fairness phases' sizes.
+struct Fairness {
+    /// Tenant B's deactivations per phase (and tenant A's, alongside).
+    events: usize,
+    /// Deactivations per second, per tenant.
+    rate: f64,
+    /// Tenant A's deliveries queued for its hanging receiver before the phase.
+    backlog: usize,
+}
+
+/// A tenant of its own: its SCIM bearer and its admin bearer.
+fn bench_tenant(pool: &scimitar::storage::conn::Pool, name: &str) -> (String, String) {
+    use scimitar::provisioning::tenancy as admin;
+    let mut conn = pool.get().expect("conn");
+    admin::create_tenant(&mut conn, name).expect("tenant");
+    let mut token = |scope| {
+        let (_, t, _) =
+            admin::create_token(&mut conn, name, Some("bench"), scope, None).expect("token");
+        format!("Bearer {t}")
+    };
+    (token(Scope::Write), token(Scope::Admin))
+}
+
+/// Subscribes the admin's tenant to `account.suspended` at `url`; returns the subscription.
+fn subscribe(api: &str, admin: &str, url: &str) -> String {
+    let mut r = agent()
+        .post(format!("{api}/webhooks"))
+        .header("Authorization", admin)
+        .header("Content-Type", "application/json")
+        .send(json!({"url": url, "events": ["account.suspended"]}).to_string())
+        .expect("subscribe");
+    assert_eq!(r.status(), 201, "webhook subscription");
+    let v: Value = r.body_mut().read_json().expect("subscription");
+    v["id"].as_str().expect("id").to_string()
+}
+
+/// Tenant B's deactivation → webhook latency, paced, while tenant A deactivates at the
+/// same pace: first with A's receiver healthy, then with it hanging (a listener that never
+/// accepts) and `backlog` of A's deliveries queued for it.
+fn fairness(base: &str, pool: &scimitar::storage::conn::Pool, f: &Fairness, run: u32) {
+    let api = base.replace("/scim/v2", "/api/v1");
+    let (a_scim, a_admin) = bench_tenant(pool, &format!("fair-a-{run}"));
+    let (b_scim, b_admin) = bench_tenant(pool, &format!("fair-b-{run}"));
+    let a_users = create_users_as(base, &a_scim, 2 * f.events + f.backlog, 0, run);
+    let b_users = create_users_as(base, &b_scim, 2 * f.events, 0, run);
+    let b_arrivals: Arrivals = Arc::default();
+    subscribe(&api, &b_admin, &start_receiver_at("/b", b_arrivals.clone()));
+    let a_healthy = subscribe(&api, &a_admin, &start_receiver_at("/a", Arc::default()));
+    println!(
+        "fairness: tenants A and B each deactivating at {}/s, {} of B's per phase",
+        f.rate, f.events
+    );
+
+    // Both receivers healthy.
+    let run_both = |a_ids: Vec<String>, b_ids: Vec<String>| {
+        let (base_a, a) = (base.to_string(), a_scim.clone());
+        let (rate, a_ids) = (f.rate, Arc::new(a_ids));
+        let side = std::thread::spawn(move || deactivate_as(&base_a, &a, a_ids, 1, Some(rate)));
+        let b_ids = Arc::new(b_ids);
+        let (_, sent) = deactivate_as(base, &b_scim, b_ids.clone(), 1, Some(f.rate));
+        let _ = side.join();
+        (b_ids, sent)
+    };
+    let (b_ids, sent) = run_both(a_users[..f.events].to_vec(), b_users[..f.events].to_vec());
+    delivered("tenant B, A's receiver healthy", &b_ids, &sent, &b_arrivals);
+
+    // A's receiver hangs: A's subscription now points at a listener that never accepts.
+    let hang = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hang_url = format!("http://{}/hangs", hang.local_addr().expect("addr"));
+    let r = agent()
+        .delete(format!("{api}/webhooks/{a_healthy}"))
+        .header("Authorization", &a_admin)
+        .call()
+        .expect("unsubscribe");
+    assert_eq!(r.status(), 204);
+    subscribe(&api, &a_admin, &hang_url);
+    let backlog = Arc::new(a_users[2 * f.events..].to_vec());
+    deactivate_as(base, &a_scim, backlog, 4, None);
+    let (b_ids, sent) = run_both(
+        a_users[f.events..2 * f.events].to_vec(),
+        b_users[f.events..].to_vec(),
+    );
+    delivered(
+        &format!("tenant B, A's receiver hangs ({} queued)", f.backlog),
+        &b_ids,
+        &sent,
+        &b_arrivals,
+    );
+    drop(hang);
 }

@@ -58,11 +58,12 @@ pub fn start_server_with(
     args.listen = addr;
     args.base_url = None;
     args.max_page_size = 1000;
+    // The destination policy is part of the state (subscriptions are checked against it).
+    if let Some(w) = &webhooks {
+        args.webhooks = w.clone();
+    }
     let (state, _) = server::build_state(&args).expect("state");
-    let workers = webhooks.map(|w| {
-        args.webhooks = w;
-        server::start_webhooks(&args, &state)
-    });
+    let workers = webhooks.map(|_| server::start_webhooks(&args, &state));
     let state = web::Data::new(state);
     let pool = state.service.pool.clone();
     std::thread::spawn(move || {

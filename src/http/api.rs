@@ -333,8 +333,9 @@ pub fn routes() -> Vec<Route> {
             .about("Every subscription of the tenant in one response: `nextCursor` is always null. The list takes no query parameters (`limit` and `cursor` are ignored).")
             .answer(list("WebhookList", named::<Webhook>(), "Every one of the tenant's subscriptions, in one response (not paged).", false))),
         route(Post, "/webhooks", |r| r.to(with_body(StatusCode::CREATED, Service::create_webhook)), Op::new("createWebhook", "webhooks", "Subscribe a URL to event types")
+            .about("400 when the URL is refused by the server's destination policy (`--webhook-allowed-hosts`: public addresses only by default), is not http(s), or carries credentials; the `detail` names the reason. 409 when the tenant has `--webhook-max-subscriptions` subscriptions already. The URL is stored normalised.")
             .body(named::<WebhookInput>())
-            .answer(json(201, "The subscription with its `secret` (shown once).", named::<WebhookCreated>()))),
+            .answer(json(201, "The subscription with its `secret` (shown once).", named::<WebhookCreated>())).errors(&[409])),
         route(Get, "/webhooks/{id}", |r| r.to(by_id(Service::get_one::<Webhook>)), Op::new("getWebhook", "webhooks", "One subscription")
             .of("Webhook id.").answer(json(200, "The subscription.", named::<Webhook>()))),
         route(Delete, "/webhooks/{id}", |r| r.to(deleting(Service::delete_webhook)), Op::new("deleteWebhook", "webhooks", "Delete a subscription and its queued deliveries")

@@ -88,10 +88,12 @@ pub struct Delivery {
     pub status: String,
     #[schema(minimum = 0)]
     pub attempts: i32,
-    /// Why the last failed attempt failed; null after a successful one or before any.
+    /// Why the last failed attempt failed: `timeout`, `connect`, `tls`, `http <status>`,
+    /// `refused by destination policy` or `internal error`; null after a successful attempt
+    /// or before any.
     #[schema(required = true)]
     pub last_error: Option<String>,
-    /// RFC 3339 in UTC, or null before the first attempt.
+    /// When the last attempt started: RFC 3339 in UTC, or null before the first attempt.
     #[schema(required = true, format = DateTime)]
     pub last_attempt_at: Option<String>,
     /// RFC 3339 in UTC while `status` is `pending`; null otherwise.
