@@ -34,8 +34,8 @@ use crate::tenancy::{as_, tenant_with_token};
 
 const CREATE: &str = "urn:ietf:params:scim:event:prov:create:full";
 
-/// A count of the database, for what no API shows (the breaker's state).
-fn count(state: &web::Data<AppState>, sql: &str, binds: Vec<Bind>) -> i64 {
+/// `sql` with `binds` for its `?`s, in order.
+fn statement(sql: &str, binds: Vec<Bind>) -> Sql {
     let mut q = Sql::new("");
     let mut parts = sql.split('?');
     q.push(parts.next().unwrap_or(""));
@@ -43,8 +43,34 @@ fn count(state: &web::Data<AppState>, sql: &str, binds: Vec<Bind>) -> i64 {
         q.bind(b);
         q.push(part);
     }
+    q
+}
+
+/// A count of the database, for what no API shows (the breaker's state).
+fn count(state: &web::Data<AppState>, sql: &str, binds: Vec<Bind>) -> i64 {
     let mut conn = state.service.pool.get().expect("conn");
-    conn.db().count(&q).expect("count")
+    conn.db().count(&statement(sql, binds)).expect("count")
+}
+
+/// Changes rows behind the server's back (to age them).
+fn execute(state: &web::Data<AppState>, sql: &str, binds: Vec<Bind>) {
+    let mut conn = state.service.pool.get().expect("conn");
+    conn.db().execute(&statement(sql, binds)).expect(sql);
+}
+
+/// Starts delivery as `serve` would, with `tweak` applied to its settings (test hooks).
+fn start_with(
+    state: &web::Data<AppState>,
+    a: &ServeArgs,
+    tweak: impl FnOnce(&mut scimitar::webhooks::Settings),
+) -> scimitar::webhooks::Workers {
+    let mut settings = scimitar::server::webhook_settings(&a.webhooks);
+    tweak(&mut settings);
+    scimitar::webhooks::start(
+        state.service.pool.clone(),
+        state.service.webhooks.clone(),
+        settings,
+    )
 }
 
 /// How many of a subscription's deliveries are in `status` (with `error`, when given).
@@ -557,17 +583,13 @@ async fn a_panicking_attempt_is_a_failed_attempt_and_the_rest_is_delivered() {
     let panics = format!("{}/panics", rx.url);
     let (bad, _) = subscribe(&app, &admin, &panics, &[CREATE], None).await;
     let (good, _) = subscribe(&app, &admin, &rx.url, &[CREATE], None).await;
-    let mut settings = scimitar::server::webhook_settings(&a.webhooks);
-    settings.hook = Some(Arc::new(|url: &str| {
-        if url.ends_with("/panics") {
-            panic!("a bug in an attempt");
-        }
-    }));
-    let workers = scimitar::webhooks::start(
-        state.service.pool.clone(),
-        state.service.webhooks.clone(),
-        settings,
-    );
+    let workers = start_with(&state, &a, |s| {
+        s.hook = Some(Arc::new(|url: &str| {
+            if url.ends_with("/panics") {
+                panic!("a bug in an attempt");
+            }
+        }))
+    });
     for i in 0..20 {
         create_user(&app, &format!("p{i}@example.com")).await;
     }
@@ -609,13 +631,7 @@ async fn settled_deliveries_are_pruned_after_the_retention() {
     let admin = admin_token(&state);
     let rx = Receiver::start(200);
     let (hook, _) = subscribe(&app, &admin, &rx.url, &[CREATE], None).await;
-    let mut settings = scimitar::server::webhook_settings(&a.webhooks);
-    settings.prune_every = Duration::from_millis(100);
-    let workers = scimitar::webhooks::start(
-        state.service.pool.clone(),
-        state.service.webhooks.clone(),
-        settings,
-    );
+    let workers = start_with(&state, &a, |s| s.prune_every = Duration::from_millis(100));
     for i in 0..6 {
         create_user(&app, &format!("old{i}@example.com")).await;
     }
@@ -625,22 +641,18 @@ async fn settled_deliveries_are_pruned_after_the_retention() {
     .await;
     // Three settled two hours ago (one of them a dead letter), three just now.
     let two_hours_ago = scimitar::scim::time::now_micros() - 2 * 3_600_000_000;
-    let mut conn = state.service.pool.get().expect("conn");
-    conn.db()
-        .execute(&Sql::with(
-            "UPDATE deliveries SET settled_at = ? WHERE id IN (SELECT id FROM deliveries \
-             WHERE webhook_id = ? ORDER BY seq LIMIT 3)",
-            [Bind::Int(two_hours_ago), Bind::text(&hook)],
-        ))
-        .expect("age");
-    conn.db()
-        .execute(&Sql::with(
-            "UPDATE deliveries SET status = 'dead' WHERE id IN (SELECT id FROM deliveries \
-             WHERE webhook_id = ? ORDER BY seq LIMIT 1)",
-            [Bind::text(&hook)],
-        ))
-        .expect("a dead letter");
-    drop(conn);
+    execute(
+        &state,
+        "UPDATE deliveries SET settled_at = ? WHERE id IN (SELECT id FROM deliveries \
+         WHERE webhook_id = ? ORDER BY seq LIMIT 3)",
+        vec![Bind::Int(two_hours_ago), Bind::text(&hook)],
+    );
+    execute(
+        &state,
+        "UPDATE deliveries SET status = 'dead' WHERE id IN (SELECT id FROM deliveries \
+         WHERE webhook_id = ? ORDER BY seq LIMIT 1)",
+        vec![Bind::text(&hook)],
+    );
     eventually("the old ones pruned", || {
         count(
             &state,
@@ -657,14 +669,11 @@ async fn settled_deliveries_are_pruned_after_the_retention() {
         deliveries(&state, &hook, "pending", Some("http 503")) == 1
     })
     .await;
-    let mut conn = state.service.pool.get().expect("conn");
-    conn.db()
-        .execute(&Sql::with(
-            "UPDATE deliveries SET created = ? WHERE webhook_id = ? AND status = 'pending'",
-            [Bind::Int(two_hours_ago), Bind::text(&hook)],
-        ))
-        .expect("age the pending one");
-    drop(conn);
+    execute(
+        &state,
+        "UPDATE deliveries SET created = ? WHERE webhook_id = ? AND status = 'pending'",
+        vec![Bind::Int(two_hours_ago), Bind::text(&hook)],
+    );
     actix_web::rt::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(deliveries(&state, &hook, "pending", None), 1);
     workers.shutdown();
