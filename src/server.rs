@@ -65,6 +65,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
         rate_limiter: args
             .rate_limit
             .map(|l| Arc::new(http::ratelimit::RateLimiter::new(l))),
+        console: http::console::ConsoleState::new(&args.base_url(), args.admin_sign_in_limit),
     };
     Ok((state, generated))
 }

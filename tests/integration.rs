@@ -29,6 +29,8 @@ mod okta;
 mod processes;
 #[path = "integration/query.rs"]
 mod query;
+#[path = "integration/sessions.rs"]
+mod sessions;
 #[path = "integration/tenancy.rs"]
 mod tenancy;
 #[path = "integration/tokens.rs"]

@@ -6,6 +6,7 @@
 
 pub mod external;
 pub mod oauth;
+pub mod session;
 pub mod tenant;
 
 use rand::RngCore;

@@ -12,7 +12,7 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{Auth, Params, ScimBody};
+use super::extract::{Params, ScimBody};
 use super::{run, AppState};
 use crate::auth::{Principal, Scope};
 use crate::provisioning::product::{page_limit, AccountList};
@@ -84,7 +84,8 @@ impl ResponseError for AdminError {
     }
 }
 
-/// The caller, who must hold an `admin` credential.
+/// The caller, who must hold an `admin` credential: a bearer token, or the admin console's
+/// session cookie (with its CSRF token on state changes; see `console::caller`).
 pub struct Admin(pub Principal);
 
 impl FromRequest for Admin {
@@ -92,9 +93,9 @@ impl FromRequest for Admin {
     type Future = Pin<Box<dyn Future<Output = Result<Admin, AdminError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let auth = Auth::from_request(req, payload);
+        let caller = super::console::caller(req, payload);
         Box::pin(async move {
-            let Auth(p) = auth.await?;
+            let p = caller.await?;
             if p.scope != Scope::Admin {
                 return Err(AdminError(ApiError::new(
                     StatusCode::FORBIDDEN,

@@ -2,6 +2,7 @@
 //! calls one provisioning function on the blocking pool, and maps the result.
 
 pub mod api;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod oauth;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Per-credential request rate limit (`--rate-limit`), when on.
     pub rate_limiter: Option<std::sync::Arc<ratelimit::RateLimiter>>,
+    /// The admin console's settings (cookies, sign-in limit).
+    pub console: console::ConsoleState,
 }
 
 /// The routes. `main` and the tests both build the app with this.
@@ -40,6 +43,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     .default_service(web::to(method_not_allowed)),
             )
             .service(web::scope("/api/v1").configure(api::routes))
+            .service(console::scope())
             .service(
                 web::scope("/scim/v2")
                     .service(

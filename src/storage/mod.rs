@@ -5,6 +5,7 @@ pub mod sql;
 
 pub use sql::conn::{open, Backend, Conn, Db, Pool, PooledConn, SqliteSync};
 pub use sql::product::*;
+pub use sql::sessions::*;
 pub use sql::store::*;
 pub use sql::tenancy::*;
 

@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod filter;
 pub mod product;
+pub mod sessions;
 pub mod store;
 pub mod tenancy;
 
