@@ -175,6 +175,8 @@ pub fn body_of(d: &ClaimedRow) -> String {
         resource_id: d.resource_id.clone(),
         at: d.at,
         data: d.data.clone(),
+        // Not part of the event JSON (see `event_json`).
+        credential_id: None,
     })
     .to_string()
 }

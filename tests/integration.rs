@@ -11,6 +11,8 @@ mod bulk;
 
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/console_api.rs"]
+mod console_api;
 #[path = "integration/discovery.rs"]
 mod discovery;
 #[path = "integration/entra.rs"]

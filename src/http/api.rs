@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::extract::{Params, ScimBody};
 use super::{run, AppState};
 use crate::auth::{Principal, Scope};
+use crate::provisioning::admin_extras::Details;
 use crate::provisioning::product::{page_limit, AccountList};
 
 /// The OpenAPI description of this API.
@@ -138,9 +139,11 @@ fn list_query(req: &HttpRequest) -> Result<AccountList, AdminError> {
         state: params.get("state").map(str::to_string),
         role: params.get("role").map(str::to_string),
         group: params.get("group").map(str::to_string),
+        filter: params.get("filter").map(str::to_string),
         flagged: false,
         cursor: params.get("cursor").map(str::to_string),
         limit: params.int("limit")?,
+        details: Details::Profile,
     })
 }
 
@@ -156,6 +159,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/roles/{id}", web::delete().to(delete_role))
         .route("/rules", web::get().to(list_rules))
         .route("/rules", web::post().to(create_rule))
+        .route("/rules/preview", web::post().to(preview_rule))
         .route("/rules/{id}", web::get().to(get_rule))
         .route("/rules/{id}", web::put().to(replace_rule))
         .route("/rules/{id}", web::delete().to(delete_rule))
@@ -165,6 +169,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/candidates/{id}/reject", web::post().to(reject))
         .route("/removals", web::get().to(removals))
         .route("/removals/{id}/confirm", web::post().to(confirm_removal))
+        .route("/removals/{id}/restore", web::post().to(restore))
+        .route("/groups", web::get().to(list_groups))
         .route("/accounts", web::get().to(list_accounts))
         .route("/accounts/{id}", web::get().to(get_account))
         .route("/accounts/{id}/timeline", web::get().to(timeline))
@@ -174,6 +180,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/webhooks/{id}", web::get().to(get_webhook))
         .route("/webhooks/{id}", web::delete().to(delete_webhook))
         .route("/webhooks/{id}/dead-letters", web::get().to(dead_letters))
+        .route("/webhooks/{id}/deliveries", web::get().to(deliveries))
         .route("/dead-letters/{id}/replay", web::post().to(replay))
         .default_service(web::to(unknown));
 }
@@ -269,6 +276,7 @@ async fn delete_rule(state: web::Data<AppState>, Admin(p): Admin, id: web::Path<
 async fn candidates(state: web::Data<AppState>, Admin(p): Admin, req: HttpRequest) -> Answer {
     let mut q = list_query(&req)?;
     q.state = Some("pending".into());
+    q.details = Details::Candidate;
     call!(state, StatusCode::OK, |svc| svc.list_accounts(&p, &q))
 }
 
@@ -392,4 +400,38 @@ async fn dead_letters(
 
 async fn replay(state: web::Data<AppState>, Admin(p): Admin, id: web::Path<String>) -> Answer {
     call!(state, StatusCode::OK, |svc| svc.replay(&p, &id))
+}
+
+// ---------------------------------------------------------------------------------------
+// Added for the admin console (issue 17; `provisioning::admin_extras`)
+
+async fn preview_rule(state: web::Data<AppState>, Admin(p): Admin, Body(b): Body) -> Answer {
+    call!(state, StatusCode::OK, |svc| svc.preview_rule(&p, &b))
+}
+
+async fn restore(state: web::Data<AppState>, Admin(p): Admin, id: web::Path<String>) -> Answer {
+    call!(state, StatusCode::OK, |svc| svc.restore(&p, &id))
+}
+
+async fn list_groups(state: web::Data<AppState>, Admin(p): Admin, req: HttpRequest) -> Answer {
+    let q = list_query(&req)?;
+    call!(state, StatusCode::OK, |svc| svc.list_groups(&p, &q))
+}
+
+async fn deliveries(
+    state: web::Data<AppState>,
+    Admin(p): Admin,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Answer {
+    let q = list_query(&req)?;
+    let status = Params::from_request(&req)?
+        .get("status")
+        .map(str::to_string);
+    call!(state, StatusCode::OK, |svc| svc.deliveries(
+        &p,
+        &id,
+        status.as_deref(),
+        &q
+    ))
 }

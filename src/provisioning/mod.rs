@@ -21,6 +21,7 @@ use crate::storage::{
     self, Db, Lock, NewMember, Pool, ResourceRow, ResourceWrite, StorageError, Window,
 };
 
+pub mod admin_extras;
 pub mod bulk;
 pub mod cursor;
 pub mod product;

@@ -23,6 +23,7 @@ use crate::storage::{
     RoleRow, RuleRow, WebhookRow,
 };
 
+use super::admin_extras::Details;
 use super::{Error, Result, Service};
 
 /// The RFC 9967 event URNs Scimitar emits.
@@ -79,11 +80,11 @@ fn ensure_admin(p: &Principal) -> Result<()> {
     }
 }
 
-fn bad(detail: impl Into<String>) -> Error {
+pub(super) fn bad(detail: impl Into<String>) -> Error {
     Error::Scim(ScimError::invalid_value(detail))
 }
 
-fn internal(e: serde_json::Error) -> Error {
+pub(super) fn internal(e: serde_json::Error) -> Error {
     Error::Storage(storage::StorageError::Backend(Box::new(e)))
 }
 
@@ -263,10 +264,41 @@ fn role_def(r: &RoleRow) -> RoleDef {
     }
 }
 
+/// The roles of `granted` a context knows, as an account holds them: by name, then id.
+fn held_roles<'c>(ctx: &'c Ctx, granted: &[String]) -> Vec<&'c RoleDef> {
+    let mut held: Vec<&RoleDef> = granted.iter().filter_map(|r| ctx.roles.get(r)).collect();
+    held.sort_by(|x, y| x.name.cmp(&y.name).then(x.id.cmp(&y.id)));
+    held
+}
+
+/// Roles as accounts and events show them: `[{"id", "name"}]`.
+fn roles_json(held: &[&RoleDef]) -> Value {
+    Value::Array(
+        held.iter()
+            .map(|r| json!({"id": r.id, "name": r.name}))
+            .collect(),
+    )
+}
+
 impl Service {
+    /// What a user's rules grant now, as `{"roles", "entitlements"}`: what its account holds
+    /// once active (the review queue shows it before approval).
+    pub(super) fn would_get(
+        &self,
+        db: &mut Db<'_>,
+        ctx: &Ctx,
+        user_pk: i64,
+        id: &str,
+        doc: &Doc,
+    ) -> Result<Value> {
+        let granted = self.granted(db, ctx, user_pk, id, doc)?;
+        let held = held_roles(ctx, &granted);
+        Ok(json!({"roles": roles_json(&held), "entitlements": accounts::merge(&held)}))
+    }
+
     /// Parses and checks a rule's filter against the User schema: the same parser, limits
     /// and semantics as `?filter=`.
-    fn rule_filter(&self, text: &str) -> Result<Cond> {
+    pub(super) fn rule_filter(&self, text: &str) -> Result<Cond> {
         let f = self.parse_filter(text)?;
         let cond = query::resolve(&self.registry, Rtype::User, &f)?;
         if cond.uses_refs() {
@@ -387,7 +419,7 @@ impl Service {
         clippy::too_many_arguments,
         reason = "the account, its change and the context"
     )]
-    fn settle(
+    pub(super) fn settle(
         &self,
         db: &mut Db<'_>,
         ctx: &Ctx,
@@ -400,19 +432,11 @@ impl Service {
     ) -> Result<AccountRow> {
         let now = j.now;
         let held: Vec<&RoleDef> = if life.state == State::Active {
-            granted.iter().filter_map(|r| ctx.roles.get(r)).collect()
+            held_roles(ctx, &granted)
         } else {
             Vec::new()
         };
-        let mut sorted = held.clone();
-        sorted.sort_by(|x, y| x.name.cmp(&y.name).then(x.id.cmp(&y.id)));
-        let roles = Value::Array(
-            sorted
-                .iter()
-                .map(|r| json!({"id": r.id, "name": r.name}))
-                .collect(),
-        )
-        .to_string();
+        let roles = roles_json(&held).to_string();
         let ents = Value::Object(accounts::merge(&held)).to_string();
         let previous_roles = a.roles.clone();
         let roles_changed = previous_roles != roles || a.entitlements != ents;
@@ -436,7 +460,7 @@ impl Service {
             storage::update_account(db, &j.tenant, &a)?;
         }
         if is_new || roles_changed {
-            let ids: Vec<String> = sorted.iter().map(|r| r.id.clone()).collect();
+            let ids: Vec<String> = held.iter().map(|r| r.id.clone()).collect();
             storage::set_account_roles(db, &j.tenant, &a.id, &ids)?;
         }
         if let Some(ann) = announce {
@@ -455,7 +479,7 @@ impl Service {
         Ok(a)
     }
 
-    fn life_of(a: &AccountRow) -> Life {
+    pub(super) fn life_of(a: &AccountRow) -> Life {
         Life {
             state: State::parse(&a.state).unwrap_or(State::Removed),
             removal: a.removal_reason.as_deref().and_then(RemovalReason::parse),
@@ -677,19 +701,31 @@ impl Service {
         }
     }
 
+    /// The role ids an account's user's rules grant as the user is stored now; None when
+    /// the account has no user any more (deleted).
+    pub(super) fn granted_now(
+        &self,
+        db: &mut Db<'_>,
+        ctx: &Ctx,
+        tenant: &str,
+        a: &AccountRow,
+    ) -> Result<Option<Vec<String>>> {
+        let Some(pk) = a.user_pk else {
+            return Ok(None);
+        };
+        let Some(row) = storage::get_resource_by_pk(db, tenant, pk)? else {
+            return Ok(None);
+        };
+        let doc: Doc = serde_json::from_str(&row.doc).map_err(internal)?;
+        Ok(Some(self.granted(db, ctx, pk, &row.id, &doc)?))
+    }
+
     /// Recomputes one account's roles from its user as stored now.
     fn recompute(&self, db: &mut Db<'_>, ctx: &Ctx, j: &mut Journal, a: AccountRow) -> Result<()> {
         let life = Self::life_of(&a);
-        let granted = match a.user_pk {
-            Some(pk) => match storage::get_resource_by_pk(db, &j.tenant, pk)? {
-                Some(row) => {
-                    let doc: Doc = serde_json::from_str(&row.doc).map_err(internal)?;
-                    self.granted(db, ctx, pk, &row.id, &doc)?
-                }
-                None => role_ids(&a.roles),
-            },
-            None => role_ids(&a.roles),
-        };
+        let granted = self
+            .granted_now(db, ctx, &j.tenant, &a)?
+            .unwrap_or_else(|| role_ids(&a.roles));
         self.settle(db, ctx, j, a, false, life, None, granted)?;
         Ok(())
     }
@@ -704,7 +740,7 @@ impl Service {
     }
 
     /// Runs an admin change in one write transaction with its journal, then wakes the feed.
-    fn admin_tx<T>(
+    pub(super) fn admin_tx<T>(
         &self,
         p: &Principal,
         f: impl FnOnce(&mut Db<'_>, &mut Journal) -> Result<T>,
@@ -720,7 +756,11 @@ impl Service {
         Ok(out)
     }
 
-    fn admin_read<T>(&self, p: &Principal, f: impl FnOnce(&mut Db<'_>) -> Result<T>) -> Result<T> {
+    pub(super) fn admin_read<T>(
+        &self,
+        p: &Principal,
+        f: impl FnOnce(&mut Db<'_>) -> Result<T>,
+    ) -> Result<T> {
         ensure_admin(p)?;
         self.conn()?.read_tx(f)
     }
@@ -1000,7 +1040,7 @@ impl Service {
     // -----------------------------------------------------------------------------------
     // Accounts, candidates, removals
 
-    fn account_or_404(db: &mut Db<'_>, tenant: &str, id: &str) -> Result<AccountRow> {
+    pub(super) fn account_or_404(db: &mut Db<'_>, tenant: &str, id: &str) -> Result<AccountRow> {
         storage::get_account(db, tenant, id, true)?
             .ok_or_else(|| Error::NotFound(format!("account {id} not found")))
     }
@@ -1009,7 +1049,7 @@ impl Service {
         self.admin_read(p, |db| {
             let a = storage::get_account(db, &p.tenant, id, false)?
                 .ok_or_else(|| Error::NotFound(format!("account {id} not found")))?;
-            self.account_json(db, &a)
+            self.account_answer(db, &p.tenant, a, Details::Full)
         })
     }
 
@@ -1027,6 +1067,11 @@ impl Service {
             }
         }
         let limit = page_limit(q.limit)?;
+        let filter = q
+            .filter
+            .as_deref()
+            .map(|f| self.rule_filter(f))
+            .transpose()?;
         self.admin_read(p, |db| {
             let group_pk = match q.group.as_deref() {
                 None => None,
@@ -1048,16 +1093,19 @@ impl Service {
                     state: q.state.as_deref(),
                     role: q.role.as_deref(),
                     group_pk,
+                    filter: filter.as_ref(),
                     flagged: q.flagged,
                     after: after.as_deref(),
                     limit: limit + 1,
                 },
             )?;
             let more = rows.len() > usize::try_from(limit).unwrap_or(0);
+            let rows = &rows[..rows.len().min(usize::try_from(limit).unwrap_or(0))];
             let mut items = Vec::new();
-            for a in rows.iter().take(usize::try_from(limit).unwrap_or(0)) {
+            for a in rows {
                 items.push(self.account_json(db, a)?);
             }
+            self.add_details(db, &p.tenant, rows, &mut items, q.details)?;
             let next = if more {
                 items
                     .last()
@@ -1086,16 +1134,9 @@ impl Service {
             )));
         }
         let ctx = self.product_ctx(db, &j.tenant)?;
-        let granted = match a.user_pk {
-            Some(pk) => match storage::get_resource_by_pk(db, &j.tenant, pk)? {
-                Some(row) => {
-                    let doc: Doc = serde_json::from_str(&row.doc).map_err(internal)?;
-                    self.granted(db, &ctx, pk, &row.id, &doc)?
-                }
-                None => Vec::new(),
-            },
-            None => Vec::new(),
-        };
+        let granted = self
+            .granted_now(db, &ctx, &j.tenant, &a)?
+            .unwrap_or_default();
         let life = Life {
             state: State::Active,
             removal: None,
@@ -1110,7 +1151,7 @@ impl Service {
             Some(Announce::Activated),
             granted,
         )?;
-        self.account_json(db, &a)
+        self.account_answer(db, &j.tenant, a, Details::Profile)
     }
 
     pub fn reject(&self, p: &Principal, id: &str) -> Result<Value> {
@@ -1137,7 +1178,7 @@ impl Service {
                 Some(Announce::Rejected),
                 Vec::new(),
             )?;
-            self.account_json(db, &a)
+            self.account_answer(db, &j.tenant, a, Details::Profile)
         })
     }
 
@@ -1184,7 +1225,7 @@ impl Service {
                 removal: None,
             };
             let a = self.settle(db, &ctx, j, a, false, life, Some(ann), Vec::new())?;
-            self.account_json(db, &a)
+            self.account_answer(db, &j.tenant, a, Details::Profile)
         })
     }
 
@@ -1219,7 +1260,8 @@ impl Service {
                 (true, Some(r)) => Some(encode_cursor("t", &r.seq.to_string())),
                 _ => None,
             };
-            let items: Vec<Value> = rows.iter().map(event_json).collect();
+            let mut items: Vec<Value> = rows.iter().map(event_json).collect();
+            self.add_credentials(db, &p.tenant, rows, &mut items)?;
             Ok(json!({"items": items, "nextCursor": next}))
         })
     }
@@ -1376,9 +1418,13 @@ pub struct AccountList {
     pub state: Option<String>,
     pub role: Option<String>,
     pub group: Option<String>,
+    /// A SCIM filter over the user, as a rule's (`?filter=`).
+    pub filter: Option<String>,
     pub flagged: bool,
     pub cursor: Option<String>,
     pub limit: Option<i64>,
+    /// What each item carries besides the account (`profile`, `wouldGet`).
+    pub details: super::admin_extras::Details,
 }
 
 fn user_name(doc: &Doc) -> String {
@@ -1388,7 +1434,7 @@ fn user_name(doc: &Doc) -> String {
         .to_string()
 }
 
-fn role_ids(roles_json: &str) -> Vec<String> {
+pub(super) fn role_ids(roles_json: &str) -> Vec<String> {
     let v: Value = serde_json::from_str(roles_json).unwrap_or(json!([]));
     v.as_array()
         .map(|a| {
@@ -1407,12 +1453,12 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64> {
     }
 }
 
-fn encode_cursor(kind: &str, v: &str) -> String {
+pub(super) fn encode_cursor(kind: &str, v: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{v}"))
 }
 
-fn decode_cursor(c: &str, kind: &str) -> Result<String> {
+pub(super) fn decode_cursor(c: &str, kind: &str) -> Result<String> {
     use base64::Engine;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(c)
@@ -1434,7 +1480,7 @@ pub fn event_json(r: &FeedRow) -> Value {
     })
 }
 
-fn delivery_json(d: &DeliveryRow) -> Value {
+pub(super) fn delivery_json(d: &DeliveryRow) -> Value {
     json!({
         "id": d.id, "webhook": d.webhook_id, "eventId": d.event_id, "seq": d.seq,
         "type": d.kind, "status": d.status, "attempts": d.attempts,

@@ -3,6 +3,7 @@
 
 pub mod sql;
 
+pub use sql::admin_extras::*;
 pub use sql::conn::{open, Backend, Conn, Db, Pool, PooledConn, SqliteSync};
 pub use sql::product::*;
 pub use sql::sessions::*;

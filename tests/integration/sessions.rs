@@ -20,6 +20,7 @@ use scimitar::http::AppState;
 use scimitar::scim::time::now_micros;
 use scimitar::storage::sql::conn::{Bind, Sql};
 
+use crate::accounts::api_error;
 use crate::common::*;
 
 /// A signed-in browser: the cookie's value and the CSRF token.
@@ -82,19 +83,6 @@ fn with_cookie(method: &str, uri: &str, b: &Browser, csrf: Option<&str>) -> Test
         r = r.insert_header(("X-CSRF-Token", c.to_string()));
     }
     r
-}
-
-/// Asserts an `/api/v1` JSON error.
-#[track_caller]
-fn api_error(r: &Resp, status: u16, code: &str) {
-    assert_eq!(r.status.as_u16(), status, "body: {}", r.raw);
-    assert_eq!(
-        r.header("content-type").as_deref(),
-        Some("application/json")
-    );
-    assert_eq!(r.body["status"], json!(status), "{}", r.raw);
-    assert_eq!(r.body["error"], code, "{}", r.raw);
-    assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
 }
 
 fn sql(state: &web::Data<AppState>, text: &str, binds: Vec<Bind>) -> usize {

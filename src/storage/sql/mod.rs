@@ -1,6 +1,7 @@
 //! The SQL implementation of storage: one code path for SQLite and Postgres (raw SQL that
 //! both accept, with `?` placeholders numbered for Postgres), bound parameters only.
 
+pub mod admin_extras;
 pub mod conn;
 pub mod filter;
 pub mod product;

@@ -6,7 +6,9 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::{Backend, Bind, Db, Sql};
+use super::filter::Translator;
 use super::store::StoreResult;
+use crate::scim::query::Cond;
 use crate::scim::schema::Rtype;
 
 fn text(s: &str) -> Bind {
@@ -46,10 +48,13 @@ pub struct FeedRow {
     pub at: i64,
     #[diesel(sql_type = Text)]
     pub data: String,
+    /// The credential whose request wrote the event (None: the bootstrap token).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub credential_id: Option<String>,
 }
 
 const FEED_COLUMNS: &str =
-    "seq, id, type AS type_, account_id, resource_type, resource_id, at, data";
+    "seq, id, type AS type_, account_id, resource_type, resource_id, at, data, credential_id";
 
 #[derive(QueryableByName)]
 struct SeqRow {
@@ -484,6 +489,8 @@ pub struct AccountQuery<'a> {
     pub state: Option<&'a str>,
     pub role: Option<&'a str>,
     pub group_pk: Option<i64>,
+    /// A SCIM filter the account's user must match.
+    pub filter: Option<&'a Cond>,
     pub flagged: bool,
     pub after: Option<&'a str>,
     pub limit: i64,
@@ -510,6 +517,13 @@ pub fn list_accounts(
         q.push(" AND a.user_pk IN (SELECT member_pk FROM members WHERE group_pk = ")
             .bind(Bind::Int(g))
             .push(")");
+    }
+    if let Some(c) = f.filter {
+        q.push(" AND a.user_pk IN (SELECT r.pk FROM resources r WHERE r.tenant_id = ")
+            .bind(text(tenant))
+            .push(" AND r.rtype = 'User' AND ");
+        Translator::new(tenant, Rtype::User, db.backend()).translate(c, &mut q);
+        q.push(")");
     }
     if f.flagged {
         q.push(" AND a.removal_since IS NOT NULL");
@@ -755,7 +769,8 @@ pub struct DeliveryRow {
     pub kind: String,
 }
 
-const DELIVERY_COLUMNS: &str = "d.id, d.tenant_id, d.webhook_id, d.seq, d.status, d.attempts, \
+pub(super) const DELIVERY_COLUMNS: &str =
+    "d.id, d.tenant_id, d.webhook_id, d.seq, d.status, d.attempts, \
      d.next_at, d.last_error, d.last_attempt, d.created, f.id AS event_id, f.type AS type_";
 
 pub fn dead_letters(

@@ -39,7 +39,7 @@ pub struct ResourceRow {
     pub active: Option<bool>,
 }
 
-const RESOURCE_COLUMNS: &str =
+pub(super) const RESOURCE_COLUMNS: &str =
     "r.pk, r.id, r.rtype, r.doc, r.version, r.created, r.modified, r.active";
 
 #[derive(QueryableByName)]
