@@ -564,6 +564,8 @@ const CASES: &[(&str, Case)] = cases![
     reject_removes_a_candidate,
     an_okta_deactivation_waits_in_pending_removals_until_confirmed,
     the_timeline_shows_the_deactivation_with_its_time,
+    restore_keeps_a_flagged_account,
+    accounts_are_filtered_by_department_and_scim_filter,
     a_state_change_without_the_csrf_token_is_refused,
     the_policies_page_sets_the_policy,
     roles_and_rules_are_edited_with_invalid_filters_explained,
@@ -690,6 +692,17 @@ async fn approve_makes_a_candidate_active_with_its_rules_entitlements(w: Arc<Wor
     ui.nav("Review queue").await;
     ui.by_role("heading", "Review queue").await;
     let row = ui.row("ada@example.com").await;
+    let text = row.text().await.unwrap();
+    // Who the candidate is, and what approval would give.
+    for shown in [
+        "Ada Lovelace",
+        "Finance",
+        "Finance Manager",
+        "finance-manager",
+        "card.monthly_limit = 5000",
+    ] {
+        assert!(text.contains(shown), "{shown} not in the row: {text}");
+    }
     ui.by_role_in(Some(&row), "button", "Approve")
         .await
         .click()
@@ -852,7 +865,7 @@ async fn the_timeline_shows_the_deactivation_with_its_time(w: Arc<World>) {
 
     ui.nav("Accounts").await;
     ui.click("link", "grace@example.com").await;
-    ui.by_role("heading", "grace@example.com").await;
+    ui.by_role("heading", "Grace Hopper").await;
     let timeline = ui.by_role("region", "Timeline").await;
     let text = timeline.text().await.unwrap();
     assert!(
@@ -874,6 +887,93 @@ async fn the_timeline_shows_the_deactivation_with_its_time(w: Arc<World>) {
         exact |= t.attr("datetime").await.unwrap().as_deref() == Some(iso);
     }
     assert!(exact, "no <time datetime={iso}>");
+    // Who did it: the identity provider's token for the deactivation.
+    assert!(
+        text.contains("by the bootstrap token"),
+        "no credential in the timeline:\n{text}"
+    );
+    // An approval in the console names the admin credential the session came from.
+    ui.nav("Accounts").await;
+    ui.click("link", "ada@example.com").await;
+    let timeline = ui.by_role("region", "Timeline").await;
+    let text = timeline.text().await.unwrap();
+    assert!(
+        text.contains("Active: access granted (finance-manager)\nby token “console browser tests”"),
+        "{text}"
+    );
+}
+
+async fn restore_keeps_a_flagged_account(w: Arc<World>) {
+    let (api, ui) = (&w.api, &w.ui);
+    api.policy("auto", "notify");
+    let ivy = api.user("ivy@example.com", ("Ivy", "Stays"), "Finance", "Auditor");
+    api.scim(
+        "PATCH",
+        &format!("Users/{ivy}"),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "value": {"active": false}}]}),
+        ),
+    );
+    ui.nav("Pending removals").await;
+    let row = ui.row("ivy@example.com").await;
+    ui.by_role_in(Some(&row), "button", "Restore")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ui.status("Restored ivy@example.com").await;
+    let a = api.account_of(&ivy);
+    assert_eq!(a["state"], "active", "{a}");
+    assert!(a["removalPending"].is_null(), "{a}");
+    assert_eq!(a["roles"][0]["name"], "finance-manager");
+    // A second leaver stays flagged, for the screenshots.
+    let jack = api.user("jack@example.com", ("Jack", "Leaves"), "Sales", "Rep");
+    api.scim("DELETE", &format!("Users/{jack}"), None);
+    api.policy("auto", "auto");
+}
+
+async fn accounts_are_filtered_by_department_and_scim_filter(w: Arc<World>) {
+    let ui = &w.ui;
+    ui.nav("Accounts").await;
+    ui.fill("Department", "Finance").await;
+    ui.click("button", "Apply filters").await;
+    ui.status("accounts found").await;
+    let text = ui.main_text().await;
+    assert!(
+        text.contains("ada@example.com") && text.contains("frank@example.com"),
+        "{text}"
+    );
+    assert!(!text.contains("eve@example.com"), "eve is in Sales: {text}");
+    // The URL keeps the filters (a reload or a shared link shows the same list).
+    let url = ui.c.current_url().await.unwrap();
+    assert!(url.as_str().contains("department=Finance"), "{url}");
+    // An advanced filter that does not parse is explained at the field.
+    ui.c.find(Locator::Css("details.wide summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    ui.fill("SCIM filter", "title eq").await;
+    ui.click("button", "Apply filters").await;
+    ui.wait_text("at position").await;
+    let f = ui.by_role("textbox", "SCIM filter").await;
+    assert_eq!(
+        f.attr("aria-invalid").await.unwrap().as_deref(),
+        Some("true")
+    );
+    ui.fill("SCIM filter", "title co \"Manager\"").await;
+    ui.click("button", "Apply filters").await;
+    ui.status("accounts found").await;
+    let text = ui.main_text().await;
+    assert!(text.contains("ada@example.com"), "{text}");
+    assert!(
+        !text.contains("frank@example.com"),
+        "frank is a Controller: {text}"
+    );
+    ui.click("button", "Clear filters").await;
+    ui.wait_text("eve@example.com").await;
 }
 
 async fn a_state_change_without_the_csrf_token_is_refused(w: Arc<World>) {
@@ -969,6 +1069,17 @@ async fn roles_and_rules_are_edited_with_invalid_filters_explained(w: Arc<World>
         filter.attr("aria-invalid").await.unwrap().as_deref(),
         Some("true")
     );
+    // The position is drawn under the filter too.
+    let caret = ui.c.find(Locator::Css("pre.caret")).await.unwrap();
+    let drawn = caret.text().await.unwrap();
+    assert!(
+        drawn.ends_with(&format!("{}^", " ".repeat(24))),
+        "{drawn:?}"
+    );
+    // A preview says how many accounts a valid rule would match before it is saved.
+    ui.fill("SCIM filter", "title co \"Analyst\"").await;
+    ui.click("button", "Preview matches").await;
+    ui.wait_text("Would match 3 accounts now").await;
     let rules_before = api.admin("GET", "rules", None)["items"]
         .as_array()
         .unwrap()
@@ -1048,16 +1159,44 @@ const PAGES: &[(&str, &str)] = &[
 ];
 
 async fn every_control_has_a_name_and_every_page_fits_1280_and_390(w: Arc<World>) {
-    let ui = &w.ui;
-    let grace = w.api.account_of_name("grace@example.com");
+    let (api, ui) = (&w.api, &w.ui);
+    // Every page with something on it: candidates and a cohort waiting, removals flagged.
+    api.policy("auto", "notify");
+    let nora = api.user("nora@example.com", ("Nora", "Quits"), "Finance", "Analyst");
+    api.scim(
+        "PATCH",
+        &format!("Users/{nora}"),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+        ),
+    );
+    api.policy("review", "notify");
+    let interns: Vec<String> = [("kim", "Kim", "Lee"), ("leo", "Leo", "Park")]
+        .iter()
+        .map(|(u, g, f)| api.user(&format!("{u}@example.com"), (g, f), "Finance", "Intern"))
+        .collect();
+    api.scim(
+        "POST",
+        "Groups",
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Summer interns",
+            "members": interns.iter().map(|id| json!({"value": id})).collect::<Vec<_>>()}),
+        ),
+    );
+    api.user(
+        "mia@example.com",
+        ("Mia", "Wong"),
+        "Sales",
+        "Account Executive",
+    );
+    let grace = api.account_of_name("grace@example.com");
     let mut pages: Vec<(String, String)> = PAGES
         .iter()
         .map(|(p, h)| (p.to_string(), h.to_string()))
         .collect();
-    pages.push((
-        format!("/admin/accounts/{grace}"),
-        "grace@example.com".into(),
-    ));
+    pages.push((format!("/admin/accounts/{grace}"), "Grace Hopper".into()));
     for width in [1280, 390] {
         ui.viewport(width, 900).await;
         for (path, heading) in &pages {

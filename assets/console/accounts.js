@@ -5,7 +5,7 @@
 import { get, getAll, query } from './api.js';
 import {
   h, replace, table, empty, entitlementList, roleNames, timeEl, clockTime, ago, duration, field,
-  announce,
+  fieldError, announce,
 } from './dom.js';
 
 const STATES = ['pending', 'active', 'suspended', 'removed'];
@@ -36,27 +36,61 @@ export function stateBadge(a) {
 // ---------------------------------------------------------------------------------------
 // The list
 
-export async function render(view, { navigate }) {
+const DEPARTMENT = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department';
+
+/** The SCIM filter of the form: the department (exact) and the advanced filter, both. */
+function scimFilter(department, advanced) {
+  const parts = [];
+  // A SCIM string is a JSON string (RFC 7644 §3.4.2.2), so JSON escaping is exact.
+  if (department) parts.push(`${DEPARTMENT} eq ${JSON.stringify(department)}`);
+  if (advanced) parts.push(department ? `(${advanced})` : advanced);
+  return parts.join(' and ');
+}
+
+export async function render(view) {
   const params = new URLSearchParams(window.location.search);
-  const roles = (await get('roles')).items;
+  const [roles, groups] = await Promise.all([get('roles').then((r) => r.items), getAll('groups', 1000)]);
   const stateSel = h('select', { name: 'state' },
     h('option', { value: '' }, 'Any state'),
     STATES.map((s) => h('option', { value: s, selected: params.get('state') === s }, s)));
   const roleSel = h('select', { name: 'role' },
     h('option', { value: '' }, 'Any role'),
     roles.map((r) => h('option', { value: r.id, selected: params.get('role') === r.id }, r.name)));
+  const groupSel = h('select', { name: 'group' },
+    h('option', { value: '' }, 'Any group'),
+    groups.map((g) => h('option', { value: g.id, selected: params.get('group') === g.id }, g.displayName || g.id)));
+  const department = h('input', { type: 'text', name: 'department', autocomplete: 'off', props: { value: params.get('department') || '' } });
+  const advanced = h('textarea', { name: 'filter', rows: '2', spellcheck: 'false', autocomplete: 'off' });
+  advanced.value = params.get('filter') || '';
   const results = h('div', { class: 'results' });
   const form = h('form', { role: 'search', 'aria-label': 'Filter accounts', class: 'filters' },
     field('State', stateSel),
     field('Role', roleSel),
-    h('div', { class: 'filter-actions' },
+    field('Group', groupSel),
+    field('Department', department, 'Exactly as the identity provider sends it.'),
+    h('details', { class: 'wide', open: advanced.value ? true : null },
+      h('summary', {}, 'Advanced: a SCIM filter'),
+      field('SCIM filter', advanced,
+        h('span', {}, 'Over the user, as in ', h('code', {}, '/scim/v2/Users?filter='), ', e.g. ',
+          h('code', {}, 'title co "Manager" and emails[type eq "work"].value ew "@example.com"')))),
+    h('div', { class: 'filter-actions wide' },
       h('button', { type: 'submit' }, 'Apply filters'),
       h('button', { type: 'reset', class: 'secondary' }, 'Clear filters')));
 
-  const filters = () => ({ state: stateSel.value, role: roleSel.value });
+  const filters = () => ({
+    state: stateSel.value,
+    role: roleSel.value,
+    group: groupSel.value,
+    department: department.value.trim(),
+    filter: advanced.value.trim(),
+  });
   const load = async (announceIt) => {
     const f = filters();
-    const path = query('accounts', { ...f, limit: 100 });
+    fieldError(advanced, null);
+    fieldError(department, null);
+    const path = query('accounts', {
+      state: f.state, role: f.role, group: f.group, filter: scimFilter(f.department, f.filter), limit: 100,
+    });
     try {
       const page = await get(path);
       showResults(results, page, path, f);
@@ -65,13 +99,20 @@ export async function render(view, { navigate }) {
         document.getElementById('results-heading').focus();
       }
     } catch (e) {
-      replace(results, h('p', { class: 'error', role: 'alert' }, e.message));
+      if (e.status === 400 && (f.filter || f.department)) {
+        // The filter parser's message names the problem and its position.
+        const target = f.filter ? advanced : department;
+        fieldError(target, e.message);
+        replace(results, h('h2', { id: 'results-heading', tabindex: '-1' }, 'No results: the filter is not valid'));
+        if (announceIt) target.focus();
+      } else {
+        replace(results, h('p', { class: 'error', role: 'alert' }, e.message));
+      }
     }
   };
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    const q = query('/admin/accounts', filters());
-    window.history.pushState({}, '', q);
+    window.history.pushState({}, '', query('/admin/accounts', filters()));
     load(true);
   });
   form.addEventListener('reset', () => {
@@ -128,7 +169,7 @@ function showResults(results, page, path, f) {
       { label: 'Last change' },
     ], items.map((a) => [
       h('span', {}, h('a', { href: `/admin/accounts/${encodeURIComponent(a.id)}` }, a.userName),
-        a.profile ? h('span', { class: 'muted block' }, personName(a)) : null),
+        personName(a) === a.userName ? null : h('span', { class: 'muted block' }, personName(a))),
       stateBadge(a),
       profileCell(a, 'department'),
       profileCell(a, 'title'),
@@ -185,11 +226,16 @@ function accessCut(e, earlier) {
   return `Access cut at ${clockTime(e.time)}, ${after} the identity provider's ${what} (${clockTime(cause.time)}).`;
 }
 
+const KINDS = { token: 'token', client: 'OAuth client', jwt: 'identity provider token' };
+
+/** Which credential's request did it (`credential` of a timeline event). */
 function who(e) {
   if (!('credential' in e)) return null;
   const c = e.credential;
-  if (!c) return h('span', { class: 'muted' }, 'by the server\'s bootstrap token');
-  return h('span', { class: 'muted' }, 'by ', c.label ? `${c.label} (${c.kind || 'credential'} ${c.id})` : `${c.kind || 'credential'} ${c.id}`);
+  if (!c) return h('p', { class: 'event-who' }, 'by the bootstrap token (SCIMITAR_BOOTSTRAP_TOKEN)');
+  const kind = KINDS[c.kind] || 'credential';
+  return h('p', { class: 'event-who' }, `by ${kind} `,
+    c.label ? [`“${c.label}” `, h('code', {}, c.id)] : h('code', {}, c.id));
 }
 
 function timeline(events) {

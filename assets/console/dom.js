@@ -104,7 +104,7 @@ export function show(value) {
 export function entitlementList(ents) {
   const keys = Object.keys(ents || {}).sort();
   if (!keys.length) return h('span', { class: 'muted' }, 'none');
-  return h('ul', { class: 'plain' }, keys.map((k) => h('li', {}, h('code', {}, k), ' = ', h('strong', {}, show(ents[k])))));
+  return h('ul', { class: 'plain ents' }, keys.map((k) => h('li', {}, h('code', {}, k), ' = ', h('strong', {}, show(ents[k])))));
 }
 
 /** Role names as a comma list (or a dash). */

@@ -22,7 +22,7 @@ export async function render(view) {
   build(content, policy, flagged, refresh);
   replace(view,
     h('h1', {}, 'Pending removals'),
-    h('p', { class: 'lede' }, 'Accounts your identity provider deactivated or deleted while the deprovisioning policy is "notify". They keep their access until you confirm the removal.'),
+    h('p', { class: 'lede' }, 'Accounts your identity provider deactivated or deleted while the deprovisioning policy is "notify". They keep their access until you confirm the removal, or restore a deactivated one to keep it.'),
     policy.deprovisioning === 'auto'
       ? h('p', { class: 'notice' }, 'Deprovisioning is automatic: access is cut as soon as the identity provider deactivates a user, so nothing waits here. To confirm removals yourself, change it in ',
         h('a', { href: '/admin/policies' }, 'Policies'), '.')
@@ -70,13 +70,18 @@ function build(content, policy, flagged, refresh) {
     const reason = a.removalPending ? a.removalPending.reason : '';
     const confirm = action(a, 'Confirm removal', `removals/${encodeURIComponent(a.id)}/confirm`,
       (after) => `Removal of ${a.userName} confirmed: the account is ${after.state} and holds no roles.`, 'danger');
+    // Only a deactivation can be overruled: a deleted user has nothing left to keep access for.
+    const restore = reason === 'deactivated'
+      ? action(a, 'Restore', `removals/${encodeURIComponent(a.id)}/restore`,
+        () => `Restored ${a.userName}: the removal flag is cleared and the account keeps its access.`, 'secondary')
+      : null;
     return [
       h('span', { id: a.nameId }, h('a', { href: `/admin/accounts/${encodeURIComponent(a.id)}` }, personName(a)),
-        h('span', { class: 'muted block' }, a.userName)),
+        personName(a) === a.userName ? null : h('span', { class: 'muted block' }, a.userName)),
       REASONS[reason] || reason,
       a.removalPending ? h('span', {}, timeEl(a.removalPending.since), h('span', { class: 'muted block' }, ago(a.removalPending.since))) : '',
       roleNames(a.roles),
-      h('div', { class: 'actions' }, confirm),
+      h('div', { class: 'actions' }, confirm, restore),
     ];
   });
   replace(content,

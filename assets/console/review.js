@@ -6,10 +6,10 @@ import { h, replace, table, empty, entitlementList, roleNames, timeEl, ago, anno
 import { personName, profileCell, groupNames } from './accounts.js';
 
 export async function render(view) {
-  const [policy, candidates] = await Promise.all([get('policy'), getAll('candidates', 1000)]);
+  const [policy, candidates] = await Promise.all([get('policy'), getAll('candidates', 1000).then(byArrival)]);
   const content = h('div');
   const refresh = async (message, focusId) => {
-    const fresh = await getAll('candidates', 1000);
+    const fresh = byArrival(await getAll('candidates', 1000));
     build(content, policy, fresh, refresh);
     if (message) announce(message);
     const target = document.getElementById(focusId || 'candidates-heading');
@@ -30,8 +30,12 @@ export async function render(view) {
 /** What a candidate would get once approved: the roles its rules grant now. */
 function wouldGet(c) {
   if (!c.wouldGet) return h('span', { class: 'muted' }, 'decided by the rules on approval');
+  if (!c.wouldGet.roles.length) return h('span', { class: 'muted' }, 'no role: no rule matches yet');
   return h('div', {}, h('p', { class: 'cell-title' }, roleNames(c.wouldGet.roles)), entitlementList(c.wouldGet.entitlements));
 }
+
+/** Oldest first: a queue. */
+const byArrival = (list) => [...list].sort((a, b) => a.created.localeCompare(b.created) || a.id.localeCompare(b.id));
 
 /** The SCIM groups the candidates arrived in, with their pending members. */
 function cohorts(candidates) {
@@ -172,7 +176,8 @@ function build(content, policy, candidates, refresh) {
     }, 'Reject');
     return [
       box,
-      h('span', { id: who }, h('a', { href: `/admin/accounts/${encodeURIComponent(c.id)}` }, personName(c)), h('br'), h('span', { class: 'muted' }, c.userName)),
+      h('span', { id: who }, h('a', { href: `/admin/accounts/${encodeURIComponent(c.id)}` }, personName(c)),
+        personName(c) === c.userName ? null : h('span', { class: 'muted block' }, c.userName)),
       profileCell(c, 'department'),
       profileCell(c, 'title'),
       c.profile && c.profile.manager ? (c.profile.manager.displayName || c.profile.manager.value) : h('span', { class: 'muted' }, '–'),

@@ -2,7 +2,7 @@
 // a rule grants a role to the users a SCIM filter matches, or to the members of a SCIM group.
 // Changing either recomputes every active account at once.
 
-import { get, post, put, del, ApiError } from './api.js';
+import { get, getAll, post, put, del, ApiError } from './api.js';
 import { h, replace, table, empty, entitlementList, field, fieldError, announce, uid } from './dom.js';
 
 const TYPES = ['number', 'boolean', 'string'];
@@ -15,7 +15,8 @@ export async function render(view) {
   const ruleFormBox = h('div');
 
   const reload = async () => {
-    const [roles, rules] = await Promise.all([get('roles'), get('rules')]);
+    const [roles, rules, groups] = await Promise.all([get('roles'), get('rules'), getAll('groups', 1000)]);
+    state.groups = groups;
     const key = (list) => list.map((r) => `${r.id}:${r.name}`).join(',');
     const rolesChanged = key(roles.items) !== key(state.roles);
     state.roles = roles.items;
@@ -212,18 +213,56 @@ export async function render(view) {
     const byFilter = h('input', { type: 'radio', name: kindName, value: 'filter', id: `${kindName}-filter`, props: { checked: true } });
     const byGroup = h('input', { type: 'radio', name: kindName, value: 'group', id: `${kindName}-group` });
     const filter = h('textarea', { rows: '3', spellcheck: 'false', autocomplete: 'off' });
-    const group = groupControl(state.groups);
+    const group = h('select', {},
+      h('option', { value: '' }, state.groups.length ? 'Choose a group' : 'No groups yet'),
+      state.groups.map((g) => h('option', { value: g.id }, `${g.displayName || g.id} (${g.users} ${g.users === 1 ? 'user' : 'users'})`)));
     const filterField = field('SCIM filter', filter,
       h('span', {}, 'The query language of ', h('code', {}, '/scim/v2/Users?filter='), ', e.g. ',
         h('code', {}, 'title co "Manager" and urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "Finance"')));
-    const groupField = field('Group', group);
+    const groupField = field('Group', group, state.groups.length ? null : 'Groups appear when your identity provider pushes them.');
     groupField.hidden = true;
+    // Where the filter went wrong, drawn under it (the message says the same in words).
+    const caret = h('pre', { class: 'caret', 'aria-hidden': 'true', hidden: true });
+    filterField.append(caret);
     const preview = h('p', { class: 'preview', 'aria-live': 'polite' });
     const syncKind = () => {
       filterField.hidden = !byFilter.checked;
       groupField.hidden = byFilter.checked;
       preview.textContent = '';
     };
+    const showPosition = (position) => {
+      caret.hidden = position === null || position === undefined;
+      if (!caret.hidden) caret.textContent = `${filter.value}\n${' '.repeat(position)}^`;
+    };
+    const body = () => (byFilter.checked ? { filter: filter.value.trim() } : { group: group.value });
+    const runPreview = async () => {
+      fieldError(filter, null);
+      fieldError(group, null);
+      showPosition(null);
+      const b = body();
+      if (!(b.filter || b.group)) {
+        preview.textContent = '';
+        return;
+      }
+      try {
+        const p = await post('rules/preview', b);
+        if (!p.valid) {
+          fieldError(filter, p.detail);
+          showPosition(p.position);
+          preview.dataset.kind = 'error';
+          preview.textContent = 'The filter is not valid; nothing was matched.';
+          return;
+        }
+        preview.dataset.kind = 'ok';
+        const more = p.matches > p.sample.length ? ', …' : '';
+        preview.textContent = `Would match ${p.matches} ${p.matches === 1 ? 'account' : 'accounts'} now${p.sample.length ? `: ${p.sample.join(', ')}${more}` : ''}.`;
+      } catch (e) {
+        preview.dataset.kind = 'error';
+        preview.textContent = `No preview: ${e.message}`;
+      }
+    };
+    filter.addEventListener('change', runPreview);
+    group.addEventListener('change', runPreview);
     byFilter.addEventListener('change', syncKind);
     byGroup.addEventListener('change', syncKind);
     const formError = h('p', { class: 'error', role: 'alert' });
@@ -235,10 +274,13 @@ export async function render(view) {
         h('div', { class: 'choice' }, byFilter, h('label', { for: byFilter.id }, 'Users matching a SCIM filter')),
         h('div', { class: 'choice' }, byGroup, h('label', { for: byGroup.id }, 'Members of a SCIM group'))),
       filterField, groupField, preview, formError,
-      h('div', { class: 'toolbar' }, submit));
+      h('div', { class: 'toolbar' },
+        h('button', { type: 'button', class: 'secondary', on: { click: runPreview } }, 'Preview matches'),
+        submit));
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       formError.textContent = '';
+      showPosition(null);
       fieldError(filter, null);
       fieldError(group, null);
       const body = { role: role.value };
@@ -260,6 +302,8 @@ export async function render(view) {
         const target = byFilter.checked ? filter : group;
         if (e instanceof ApiError && (e.status === 400 || e.status === 404)) {
           fieldError(target, e.message);
+          const at = /at position (\d+)/.exec(e.message);
+          if (target === filter && at) showPosition(Number(at[1]));
           target.focus();
         } else {
           formError.textContent = e.message;
@@ -283,9 +327,4 @@ export async function render(view) {
       h('h2', { id: 'rules-heading', tabindex: '-1' }, 'Rules'),
       rulesBox, ruleFormBox));
   return 'Roles and rules';
-}
-
-/** The control that names a group: a text field for its SCIM id. */
-function groupControl() {
-  return h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
 }

@@ -6,7 +6,7 @@ import { h, replace, table, empty, timeEl, field, fieldError, announce, uid } fr
 
 const EVENTS = [
   'account.pending', 'account.activated', 'account.suspended', 'account.removed',
-  'account.roles_changed', 'account.removal_pending', 'account.rejected',
+  'account.roles_changed', 'account.removal_pending', 'account.rejected', 'account.restored',
 ];
 
 const STATUS = { pending: 'Pending', delivered: 'Delivered', dead: 'Dead letter' };
@@ -109,10 +109,7 @@ async function subscription(w, reload) {
   const headingId = uid('hook');
   const [dead, recent] = await Promise.all([
     getAll(`webhooks/${encodeURIComponent(w.id)}/dead-letters`, 200),
-    get(`webhooks/${encodeURIComponent(w.id)}/deliveries?limit=20`).then((r) => r.items).catch((e) => {
-      if (e instanceof ApiError && e.status === 404) return null; // a server without the endpoint
-      throw e;
-    }),
+    get(`webhooks/${encodeURIComponent(w.id)}/deliveries?limit=20`).then((r) => r.items),
   ]);
   const replay = (d) => {
     const b = h('button', {
@@ -156,12 +153,10 @@ async function subscription(w, reload) {
   return h('section', { class: 'card', 'aria-labelledby': headingId },
     h('h3', { id: headingId, class: 'url' }, w.url),
     h('p', {}, 'Events: ', w.events.map((e, i) => [i ? ', ' : '', h('code', {}, e)]), '. Since ', timeEl(w.created), '.'),
-    recent === null ? null : [
-      h('h4', {}, 'Recent deliveries'),
-      recent.length
-        ? table(`Recent deliveries to ${w.url}`, COLUMNS('Next attempt'), deliveryRows(recent, null))
-        : h('p', { class: 'muted' }, 'Nothing delivered yet: events it subscribes to will show here.'),
-    ],
+    h('h4', {}, 'Recent deliveries'),
+    recent.length
+      ? table(`Recent deliveries to ${w.url}`, COLUMNS('Next attempt'), deliveryRows(recent, null))
+      : h('p', { class: 'muted' }, 'Nothing sent yet: the events it subscribes to will show here as they happen.'),
     h('h4', {}, `Dead letters (${dead.length})`),
     dead.length
       ? table(`Dead letters of ${w.url}`, COLUMNS('Actions'), deliveryRows(dead, replay))
