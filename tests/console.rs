@@ -205,6 +205,30 @@ impl Api {
             .to_string()
     }
 
+    /// Okta's deactivation: a `replace` without a path, `{"active": false}`.
+    fn deactivate_okta(&self, id: &str) {
+        self.scim(
+            "PATCH",
+            &format!("Users/{id}"),
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "value": {"active": false}}]}),
+            ),
+        );
+    }
+
+    /// A deactivation with a path (Entra ID and HRIS bridges).
+    fn deactivate(&self, id: &str) {
+        self.scim(
+            "PATCH",
+            &format!("Users/{id}"),
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+            ),
+        );
+    }
+
     /// The account of a SCIM user.
     fn account_of(&self, scim_id: &str) -> Value {
         let page = self.admin("GET", "accounts?limit=1000", None);
@@ -371,6 +395,15 @@ impl Ui {
         let nav = self.by_role("navigation", "Main").await;
         let link = self.by_role_in(Some(&nav), "link", name).await;
         link.click().await.expect("click");
+    }
+
+    /// Clicks the element with this role and name inside `scope` (a row, a group).
+    async fn click_in(&self, scope: &Element, role: &str, name: &str) {
+        self.by_role_in(Some(scope), role, name)
+            .await
+            .click()
+            .await
+            .expect("click");
     }
 
     async fn click(&self, role: &str, name: &str) {
@@ -703,11 +736,7 @@ async fn approve_makes_a_candidate_active_with_its_rules_entitlements(w: Arc<Wor
     ] {
         assert!(text.contains(shown), "{shown} not in the row: {text}");
     }
-    ui.by_role_in(Some(&row), "button", "Approve")
-        .await
-        .click()
-        .await
-        .unwrap();
+    ui.click_in(&row, "button", "Approve").await;
     ui.status("Approved ada@example.com").await;
 
     let a = api.account_of(&ada);
@@ -751,11 +780,7 @@ async fn approve_group_approves_a_cohort(w: Arc<World>) {
     ui.nav("Pending removals").await;
     ui.nav("Review queue").await;
     let group = ui.row("Spring cohort").await;
-    ui.by_role_in(Some(&group), "button", "Approve group")
-        .await
-        .click()
-        .await
-        .unwrap();
+    ui.click_in(&group, "button", "Approve group").await;
     ui.status("Approved 3 accounts of Spring cohort").await;
     for id in &cohort {
         let a = api.account_of(id);
@@ -768,11 +793,7 @@ async fn approve_group_approves_a_cohort(w: Arc<World>) {
 async fn reject_removes_a_candidate(w: Arc<World>) {
     let (api, ui) = (&w.api, &w.ui);
     let row = ui.row("eve@example.com").await;
-    ui.by_role_in(Some(&row), "button", "Reject")
-        .await
-        .click()
-        .await
-        .unwrap();
+    ui.click_in(&row, "button", "Reject").await;
     ui.status("Rejected eve@example.com").await;
     let page = api.admin("GET", "accounts?state=removed", None);
     assert_eq!(page["items"][0]["userName"], "eve@example.com", "{page}");
@@ -791,14 +812,7 @@ async fn an_okta_deactivation_waits_in_pending_removals_until_confirmed(w: Arc<W
     );
     assert_eq!(api.account_of(&frank)["state"], "active");
     // Okta deactivates with a no-path replace.
-    api.scim(
-        "PATCH",
-        &format!("Users/{frank}"),
-        Some(
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "value": {"active": false}}]}),
-        ),
-    );
+    api.deactivate_okta(&frank);
     let flagged = api.account_of(&frank);
     assert_eq!(
         flagged["removalPending"]["reason"], "deactivated",
@@ -814,11 +828,7 @@ async fn an_okta_deactivation_waits_in_pending_removals_until_confirmed(w: Arc<W
         .await
         .unwrap()
         .contains("Deactivated in the identity provider"));
-    ui.by_role_in(Some(&row), "button", "Confirm removal")
-        .await
-        .click()
-        .await
-        .unwrap();
+    ui.click_in(&row, "button", "Confirm removal").await;
     ui.status("Removal of frank@example.com confirmed").await;
     let a = api.account_of(&frank);
     assert_eq!(a["state"], "suspended", "{a}");
@@ -837,14 +847,7 @@ async fn the_timeline_shows_the_deactivation_with_its_time(w: Arc<World>) {
         "Finance",
         "Engineer",
     );
-    api.scim(
-        "PATCH",
-        &format!("Users/{grace}"),
-        Some(
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "active", "value": false}]}),
-        ),
-    );
+    api.deactivate(&grace);
     let account = api.account_of(&grace);
     assert_eq!(account["state"], "suspended");
     let events = api.admin(
@@ -907,21 +910,10 @@ async fn restore_keeps_a_flagged_account(w: Arc<World>) {
     let (api, ui) = (&w.api, &w.ui);
     api.policy("auto", "notify");
     let ivy = api.user("ivy@example.com", ("Ivy", "Stays"), "Finance", "Auditor");
-    api.scim(
-        "PATCH",
-        &format!("Users/{ivy}"),
-        Some(
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "value": {"active": false}}]}),
-        ),
-    );
+    api.deactivate_okta(&ivy);
     ui.nav("Pending removals").await;
     let row = ui.row("ivy@example.com").await;
-    ui.by_role_in(Some(&row), "button", "Restore")
-        .await
-        .click()
-        .await
-        .unwrap();
+    ui.click_in(&row, "button", "Restore").await;
     ui.status("Restored ivy@example.com").await;
     let a = api.account_of(&ivy);
     assert_eq!(a["state"], "active", "{a}");
@@ -938,7 +930,7 @@ async fn accounts_are_filtered_by_department_and_scim_filter(w: Arc<World>) {
     ui.nav("Accounts").await;
     ui.fill("Department", "Finance").await;
     ui.click("button", "Apply filters").await;
-    ui.status("accounts found").await;
+    ui.status(" found.").await;
     let text = ui.main_text().await;
     assert!(
         text.contains("ada@example.com") && text.contains("frank@example.com"),
@@ -965,13 +957,20 @@ async fn accounts_are_filtered_by_department_and_scim_filter(w: Arc<World>) {
     );
     ui.fill("SCIM filter", "title co \"Manager\"").await;
     ui.click("button", "Apply filters").await;
-    ui.status("accounts found").await;
+    ui.status(" found.").await;
     let text = ui.main_text().await;
     assert!(text.contains("ada@example.com"), "{text}");
     assert!(
         !text.contains("frank@example.com"),
         "frank is a Controller: {text}"
     );
+    ui.click("button", "Clear filters").await;
+    ui.wait_text("eve@example.com").await;
+    // A quick search by part of a name.
+    ui.fill("Search", "lovel").await;
+    ui.click("button", "Apply filters").await;
+    ui.status("1 account found").await;
+    assert!(ui.main_text().await.contains("ada@example.com"));
     ui.click("button", "Clear filters").await;
     ui.wait_text("eve@example.com").await;
 }
@@ -1009,22 +1008,14 @@ async fn the_policies_page_sets_the_policy(w: Arc<World>) {
     let provisioning = ui
         .by_role("group", "When the identity provider adds a user")
         .await;
-    ui.by_role_in(Some(&provisioning), "radio", "Review")
-        .await
-        .click()
-        .await
-        .unwrap();
+    ui.click_in(&provisioning, "radio", "Review").await;
     let deprovisioning = ui
         .by_role(
             "group",
             "When the identity provider deactivates or deletes a user",
         )
         .await;
-    ui.by_role_in(Some(&deprovisioning), "radio", "Notify")
-        .await
-        .click()
-        .await
-        .unwrap();
+    ui.click_in(&deprovisioning, "radio", "Notify").await;
     ui.click("button", "Save policies").await;
     ui.status("Policies saved").await;
     assert_eq!(
@@ -1095,6 +1086,30 @@ async fn roles_and_rules_are_edited_with_invalid_filters_explained(w: Arc<World>
         .unwrap()
         .iter()
         .any(|r| r["role"] == role["id"] && r["filter"] == "title co \"Analyst\""));
+
+    // Editing a rule: the form comes back filled in, and saving replaces it.
+    ui.click(
+        "button",
+        "Edit the rule granting card-holder to users matching a filter",
+    )
+    .await;
+    ui.by_role("heading", "Edit the rule granting card-holder")
+        .await;
+    ui.fill(
+        "SCIM filter",
+        "title co \"Analyst\" or title eq \"Auditor\"",
+    )
+    .await;
+    ui.click("button", "Save rule").await;
+    ui.status("Rule saved").await;
+    let rules = api.admin("GET", "rules", None);
+    assert_eq!(rules["items"].as_array().unwrap().len(), rules_before + 1);
+    assert!(rules["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["role"] == role["id"]
+            && r["filter"] == "title co \"Analyst\" or title eq \"Auditor\""));
 }
 
 async fn webhooks_show_dead_letters_and_replay_them(w: Arc<World>) {
@@ -1163,14 +1178,7 @@ async fn every_control_has_a_name_and_every_page_fits_1280_and_390(w: Arc<World>
     // Every page with something on it: candidates and a cohort waiting, removals flagged.
     api.policy("auto", "notify");
     let nora = api.user("nora@example.com", ("Nora", "Quits"), "Finance", "Analyst");
-    api.scim(
-        "PATCH",
-        &format!("Users/{nora}"),
-        Some(
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "active", "value": false}]}),
-        ),
-    );
+    api.deactivate(&nora);
     api.policy("review", "notify");
     let interns: Vec<String> = [("kim", "Kim", "Lee"), ("leo", "Leo", "Park")]
         .iter()

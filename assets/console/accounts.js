@@ -5,7 +5,7 @@
 import { get, getAll, query } from './api.js';
 import {
   h, replace, table, empty, entitlementList, roleNames, timeEl, clockTime, ago, duration, field,
-  fieldError, announce,
+  fieldError, announce, clearStatus,
 } from './dom.js';
 
 const STATES = ['pending', 'active', 'suspended', 'removed'];
@@ -38,12 +38,17 @@ export function stateBadge(a) {
 
 const DEPARTMENT = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department';
 
-/** The SCIM filter of the form: the department (exact) and the advanced filter, both. */
-function scimFilter(department, advanced) {
+/** The SCIM filter of the form: the search words (in userName, display name or family
+ * name), the department (exact) and the advanced filter, all of them. */
+function scimFilter(search, department, advanced) {
   const parts = [];
   // A SCIM string is a JSON string (RFC 7644 §3.4.2.2), so JSON escaping is exact.
+  if (search) {
+    const s = JSON.stringify(search);
+    parts.push(`(userName co ${s} or displayName co ${s} or name.familyName co ${s})`);
+  }
   if (department) parts.push(`${DEPARTMENT} eq ${JSON.stringify(department)}`);
-  if (advanced) parts.push(department ? `(${advanced})` : advanced);
+  if (advanced) parts.push(parts.length ? `(${advanced})` : advanced);
   return parts.join(' and ');
 }
 
@@ -59,11 +64,13 @@ export async function render(view) {
   const groupSel = h('select', { name: 'group' },
     h('option', { value: '' }, 'Any group'),
     groups.map((g) => h('option', { value: g.id, selected: params.get('group') === g.id }, g.displayName || g.id)));
+  const search = h('input', { type: 'text', name: 'search', autocomplete: 'off', props: { value: params.get('search') || '' } });
   const department = h('input', { type: 'text', name: 'department', autocomplete: 'off', props: { value: params.get('department') || '' } });
   const advanced = h('textarea', { name: 'filter', rows: '2', spellcheck: 'false', autocomplete: 'off' });
   advanced.value = params.get('filter') || '';
   const results = h('div', { class: 'results' });
   const form = h('form', { role: 'search', 'aria-label': 'Filter accounts', class: 'filters' },
+    field('Search', search, 'Part of a userName or name.'),
     field('State', stateSel),
     field('Role', roleSel),
     field('Group', groupSel),
@@ -78,6 +85,7 @@ export async function render(view) {
       h('button', { type: 'reset', class: 'secondary' }, 'Clear filters')));
 
   const filters = () => ({
+    search: search.value.trim(),
     state: stateSel.value,
     role: roleSel.value,
     group: groupSel.value,
@@ -86,22 +94,24 @@ export async function render(view) {
   });
   const load = async (announceIt) => {
     const f = filters();
+    clearStatus();
     fieldError(advanced, null);
     fieldError(department, null);
+    fieldError(search, null);
     const path = query('accounts', {
-      state: f.state, role: f.role, group: f.group, filter: scimFilter(f.department, f.filter), limit: 100,
+      state: f.state, role: f.role, group: f.group, filter: scimFilter(f.search, f.department, f.filter), limit: 100,
     });
     try {
       const page = await get(path);
       showResults(results, page, path, f);
       if (announceIt) {
-        announce(`${page.items.length}${page.nextCursor ? '+' : ''} accounts found.`);
+        announce(`${countText(page.items.length, page.nextCursor)} found.`);
         document.getElementById('results-heading').focus();
       }
     } catch (e) {
-      if (e.status === 400 && (f.filter || f.department)) {
+      if (e.status === 400 && (f.filter || f.department || f.search)) {
         // The filter parser's message names the problem and its position.
-        const target = f.filter ? advanced : department;
+        const target = f.filter ? advanced : (f.department ? department : search);
         fieldError(target, e.message);
         replace(results, h('h2', { id: 'results-heading', tabindex: '-1' }, 'No results: the filter is not valid'));
         if (announceIt) target.focus();
@@ -128,6 +138,11 @@ export async function render(view) {
     form,
     results);
   return 'Accounts';
+}
+
+/** `1 account`, `12 accounts`, `100+ accounts` (when there are more pages). */
+function countText(n, more) {
+  return `${n}${more ? '+' : ''} ${n === 1 && !more ? 'account' : 'accounts'}`;
 }
 
 function showResults(results, page, path, f) {
@@ -180,7 +195,7 @@ function showResults(results, page, path, f) {
   };
   draw();
   replace(results,
-    h('h2', { id: 'results-heading', tabindex: '-1' }, `${items.length}${cursor ? '+' : ''} accounts`),
+    h('h2', { id: 'results-heading', tabindex: '-1' }, countText(items.length, cursor)),
     body);
 }
 

@@ -3,7 +3,7 @@
 // navigation focus moves to the new page's heading, so a screen reader reads where it is.
 
 import { currentSession, signOut, whenSignedOut, ApiError } from './api.js';
-import { h, replace, announce } from './dom.js';
+import { h, replace, announce, clearStatus } from './dom.js';
 import * as signin from './signin.js';
 import * as review from './review.js';
 import * as removals from './removals.js';
@@ -60,6 +60,7 @@ function focusHeading() {
 
 async function render({ focus = false } = {}) {
   const ticket = ++rendering;
+  clearStatus();
   const root = main();
   let path = window.location.pathname.replace(/\/+$/, '');
   if (!session) {

@@ -93,6 +93,12 @@ export function announce(message, kind = 'info') {
   }, 50);
 }
 
+/** Empties the status region (a new page or request: the last message no longer holds). */
+export function clearStatus() {
+  const region = document.getElementById('status');
+  if (region) region.replaceChildren();
+}
+
 /** A value for a table cell or list: entitlements and the like. */
 export function show(value) {
   if (value === null || value === undefined) return '';

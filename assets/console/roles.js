@@ -93,8 +93,13 @@ export async function render(view) {
       ruleText(r),
       h('div', { class: 'actions' }, h('button', {
         type: 'button',
+        class: 'secondary',
+        'aria-label': `Edit the rule granting ${roleName(r.role)} to ${r.filter ? 'users matching a filter' : `members of ${groupName(r.group)}`}`,
+        on: { click: () => ruleForm(r) },
+      }, 'Edit'), h('button', {
+        type: 'button',
         class: 'danger',
-        'aria-label': `Delete the rule granting ${roleName(r.role)}`,
+        'aria-label': `Delete the rule granting ${roleName(r.role)} to ${r.filter ? 'users matching a filter' : `members of ${groupName(r.group)}`}`,
         on: {
           click: async () => {
             if (!window.confirm(`Delete this rule? Accounts it matched lose ${roleName(r.role)} unless another rule grants it.`)) return;
@@ -203,24 +208,28 @@ export async function render(view) {
   }
 
   // -- the rule form
-  function ruleForm() {
+  /** The rule form: a new rule, or `rule` being edited. */
+  function ruleForm(rule = null) {
     if (!state.roles.length) {
       replace(ruleFormBox);
       return;
     }
-    const role = h('select', { required: true }, state.roles.map((r) => h('option', { value: r.id }, r.name)));
+    const editing = Boolean(rule);
+    const role = h('select', { required: true }, state.roles.map((r) => h('option', { value: r.id, selected: editing && r.id === rule.role }, r.name)));
     const kindName = uid('kind');
-    const byFilter = h('input', { type: 'radio', name: kindName, value: 'filter', id: `${kindName}-filter`, props: { checked: true } });
-    const byGroup = h('input', { type: 'radio', name: kindName, value: 'group', id: `${kindName}-group` });
+    const byGroupFirst = editing && Boolean(rule.group);
+    const byFilter = h('input', { type: 'radio', name: kindName, value: 'filter', id: `${kindName}-filter`, props: { checked: !byGroupFirst } });
+    const byGroup = h('input', { type: 'radio', name: kindName, value: 'group', id: `${kindName}-group`, props: { checked: byGroupFirst } });
     const filter = h('textarea', { rows: '3', spellcheck: 'false', autocomplete: 'off' });
+    filter.value = editing && rule.filter ? rule.filter : '';
     const group = h('select', {},
       h('option', { value: '' }, state.groups.length ? 'Choose a group' : 'No groups yet'),
-      state.groups.map((g) => h('option', { value: g.id }, `${g.displayName || g.id} (${g.users} ${g.users === 1 ? 'user' : 'users'})`)));
+      state.groups.map((g) => h('option', { value: g.id, selected: editing && g.id === rule.group }, `${g.displayName || g.id} (${g.users} ${g.users === 1 ? 'user' : 'users'})`)));
     const filterField = field('SCIM filter', filter,
       h('span', {}, 'The query language of ', h('code', {}, '/scim/v2/Users?filter='), ', e.g. ',
         h('code', {}, 'title co "Manager" and urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "Finance"')));
     const groupField = field('Group', group, state.groups.length ? null : 'Groups appear when your identity provider pushes them.');
-    groupField.hidden = true;
+    groupField.hidden = !byGroupFirst;
     // Where the filter went wrong, drawn under it (the message says the same in words).
     const caret = h('pre', { class: 'caret', 'aria-hidden': 'true', hidden: true });
     filterField.append(caret);
@@ -266,9 +275,9 @@ export async function render(view) {
     byFilter.addEventListener('change', syncKind);
     byGroup.addEventListener('change', syncKind);
     const formError = h('p', { class: 'error', role: 'alert' });
-    const submit = h('button', { type: 'submit' }, 'Add rule');
+    const submit = h('button', { type: 'submit' }, editing ? 'Save rule' : 'Add rule');
     const form = h('form', { class: 'stack card', 'aria-labelledby': 'rule-form-heading' },
-      h('h3', { id: 'rule-form-heading' }, 'New rule'),
+      h('h3', { id: 'rule-form-heading', tabindex: '-1' }, editing ? `Edit the rule granting ${roleName(rule.role)}` : 'New rule'),
       field('Role to grant', role),
       h('fieldset', { class: 'choices' }, h('legend', {}, 'Grant it to'),
         h('div', { class: 'choice' }, byFilter, h('label', { for: byFilter.id }, 'Users matching a SCIM filter')),
@@ -276,7 +285,9 @@ export async function render(view) {
       filterField, groupField, preview, formError,
       h('div', { class: 'toolbar' },
         h('button', { type: 'button', class: 'secondary', on: { click: runPreview } }, 'Preview matches'),
-        submit));
+        submit,
+        editing ? h('button', { type: 'button', class: 'secondary', on: { click: () => ruleForm() } }, 'Cancel') : null));
+    filterField.hidden = byGroupFirst;
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       formError.textContent = '';
@@ -293,10 +304,11 @@ export async function render(view) {
       }
       submit.disabled = true;
       try {
-        await post('rules', body);
+        if (editing) await put(`rules/${encodeURIComponent(rule.id)}`, body);
+        else await post('rules', body);
         await reload();
         ruleForm();
-        announce(`Rule added: ${roleName(body.role)} is granted to ${body.filter ? 'users matching the filter' : `members of ${groupName(body.group)}`}. Accounts were recomputed.`);
+        announce(`Rule ${editing ? 'saved' : 'added'}: ${roleName(body.role)} is granted to ${body.filter ? 'users matching the filter' : `members of ${groupName(body.group)}`}. Accounts were recomputed.`);
         document.getElementById('rules-heading').focus();
       } catch (e) {
         const target = byFilter.checked ? filter : group;
@@ -313,6 +325,7 @@ export async function render(view) {
       }
     });
     replace(ruleFormBox, form);
+    if (editing) document.getElementById('rule-form-heading').focus();
   }
 
   await reload();

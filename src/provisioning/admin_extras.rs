@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 
-use crate::accounts::{Announce, Life, RemovalReason, State};
+use crate::accounts::{Announce, RemovalReason};
 use crate::auth::Principal;
 use crate::scim::filter::parse_filter;
 use crate::scim::resource::{self, Doc, StoredMeta};
@@ -315,25 +315,7 @@ impl Service {
                     )))
                 }
             }
-            let ctx = self.product_ctx(db, &p.tenant)?;
-            let granted = self
-                .granted_now(db, &ctx, &p.tenant, &a)?
-                .unwrap_or_default();
-            let life = Life {
-                state: State::Active,
-                removal: None,
-            };
-            let a = self.settle(
-                db,
-                &ctx,
-                j,
-                a,
-                false,
-                life,
-                Some(Announce::Restored),
-                granted,
-            )?;
-            self.account_answer(db, &p.tenant, a, Details::Profile)
+            self.activate(db, j, a, Announce::Restored)
         })
     }
 

@@ -1133,6 +1133,18 @@ impl Service {
                 a.id, a.state
             )));
         }
+        self.activate(db, j, a, Announce::Activated)
+    }
+
+    /// Makes an account active (no removal flag) with the roles its rules grant now, and
+    /// announces it as `announce`; answers the account.
+    pub(super) fn activate(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        a: AccountRow,
+        announce: Announce,
+    ) -> Result<Value> {
         let ctx = self.product_ctx(db, &j.tenant)?;
         let granted = self
             .granted_now(db, &ctx, &j.tenant, &a)?
@@ -1141,16 +1153,7 @@ impl Service {
             state: State::Active,
             removal: None,
         };
-        let a = self.settle(
-            db,
-            &ctx,
-            j,
-            a,
-            false,
-            life,
-            Some(Announce::Activated),
-            granted,
-        )?;
+        let a = self.settle(db, &ctx, j, a, false, life, Some(announce), granted)?;
         self.account_answer(db, &j.tenant, a, Details::Profile)
     }
 

@@ -13,6 +13,7 @@ use crate::accounts::{
     entra_user, items, ok, okta_active, put_policy, scim_create, scim_patch, subscribe, ENTERPRISE,
 };
 use crate::common::*;
+use crate::users::urlencode;
 
 const DEPT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department";
 
@@ -80,14 +81,7 @@ async fn candidates_say_who_they_are_and_what_they_would_get() {
 
     // Approval gives exactly what was shown.
     let id = a["id"].as_str().unwrap();
-    let r = api(
-        &app,
-        &admin,
-        "POST",
-        &format!("/api/v1/candidates/{id}/approve"),
-        None,
-    )
-    .await;
+    let r = approve(&app, &admin, id).await;
     let approved = ok(&r, 200);
     assert_eq!(approved["roles"], a["wouldGet"]["roles"]);
     assert_eq!(approved["entitlements"], a["wouldGet"]["entitlements"]);
@@ -111,12 +105,10 @@ async fn candidates_say_who_they_are_and_what_they_would_get() {
     r.expect(204);
     let gone = account_of(&app, &admin, &bob).await;
     assert!(gone["profile"].is_null(), "{gone}");
-    let r = api(
+    let r = admin_get(
         &app,
         &admin,
-        "GET",
         &format!("/api/v1/accounts/{}", gone["id"].as_str().unwrap()),
-        None,
     )
     .await;
     assert!(ok(&r, 200)["user"].is_null());
@@ -142,7 +134,7 @@ async fn accounts_are_searched_with_a_scim_filter() {
         v.sort();
         v
     };
-    let q = |f: &str| format!("/api/v1/accounts?filter={}", url_encode(f));
+    let q = |f: &str| format!("/api/v1/accounts?filter={}", urlencode(f));
     let r = api(
         &app,
         &admin,
@@ -155,35 +147,29 @@ async fn accounts_are_searched_with_a_scim_filter() {
     let r = api(&app, &admin, "GET", &q("title eq \"Manager\""), None).await;
     assert_eq!(names(&r), ["f2@example.com", "s1@example.com"]);
     // With the other filters, and paged.
-    let r = api(
+    let r = admin_get(
         &app,
         &admin,
-        "GET",
         &format!("{}&state=active&limit=1", q("title eq \"Manager\"")),
-        None,
     )
     .await;
     assert_eq!(items(&r).len(), 1);
     let next = r.body["nextCursor"].as_str().unwrap().to_string();
-    let r = api(
+    let r = admin_get(
         &app,
         &admin,
-        "GET",
         &format!(
             "{}&state=active&limit=1&cursor={next}",
             q("title eq \"Manager\"")
         ),
-        None,
     )
     .await;
     assert_eq!(items(&r).len(), 1);
     assert!(r.body["nextCursor"].is_null());
-    let r = api(
+    let r = admin_get(
         &app,
         &admin,
-        "GET",
         &format!("{}&state=suspended", q("title eq \"Manager\"")),
-        None,
     )
     .await;
     assert_eq!(items(&r).len(), 0);
@@ -199,16 +185,31 @@ async fn accounts_are_searched_with_a_scim_filter() {
     assert!(detail.contains("group"), "{detail}");
 }
 
-/// Percent-encodes a query value.
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// Approves a candidate.
+async fn approve<S, B>(app: &S, admin: &str, account: &str) -> Resp
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    let path = format!("/api/v1/candidates/{account}/approve");
+    api(app, admin, "POST", &path, None).await
+}
+
+/// `GET` an `/api/v1` path with an admin token.
+async fn admin_get<S, B>(app: &S, admin: &str, path: &str) -> Resp
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    api(app, admin, "GET", path, None).await
 }
 
 #[actix_web::test]
@@ -346,25 +347,11 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
     let r = api(&app, &admin, "GET", "/api/v1/removals", None).await;
     assert!(items(&r).is_empty());
     // Announced (and queued for the subscription that asked for it).
-    let r = api(
-        &app,
-        &admin,
-        "GET",
-        &format!("/api/v1/accounts/{id}/timeline"),
-        None,
-    )
-    .await;
+    let r = admin_get(&app, &admin, &format!("/api/v1/accounts/{id}/timeline")).await;
     let last = items(&r).last().cloned().unwrap();
     assert_eq!(last["type"], "account.restored");
     assert_eq!(last["data"]["account"]["state"], "active");
-    let r = api(
-        &app,
-        &admin,
-        "GET",
-        &format!("/api/v1/webhooks/{hook}/deliveries"),
-        None,
-    )
-    .await;
+    let r = admin_get(&app, &admin, &format!("/api/v1/webhooks/{hook}/deliveries")).await;
     let queued = items(&r);
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0]["type"], "account.restored");
@@ -437,24 +424,10 @@ async fn the_timeline_names_the_credential_behind_each_event() {
         .as_str()
         .unwrap()
         .to_string();
-    let r = api(
-        &app,
-        &admin,
-        "POST",
-        &format!("/api/v1/candidates/{id}/approve"),
-        None,
-    )
-    .await;
+    let r = approve(&app, &admin, &id).await;
     ok(&r, 200);
 
-    let r = api(
-        &app,
-        &admin,
-        "GET",
-        &format!("/api/v1/accounts/{id}/timeline"),
-        None,
-    )
-    .await;
+    let r = admin_get(&app, &admin, &format!("/api/v1/accounts/{id}/timeline")).await;
     let events = items(&r);
     let by_type = |t: &str| {
         events
@@ -508,14 +481,7 @@ async fn a_subscription_lists_its_recent_deliveries_and_groups_their_candidates(
         .iter()
         .all(|d| d["status"] == "pending" && d["nextAttemptAt"].is_string()));
     let next = r.body["nextCursor"].as_str().unwrap().to_string();
-    let r = api(
-        &app,
-        &admin,
-        "GET",
-        &format!("{path}?limit=2&cursor={next}"),
-        None,
-    )
-    .await;
+    let r = admin_get(&app, &admin, &format!("{path}?limit=2&cursor={next}")).await;
     let rest = items(&r);
     assert_eq!(rest.len(), 1);
     assert!(rest[0]["seq"].as_i64() < first[1]["seq"].as_i64());
@@ -544,14 +510,7 @@ async fn a_subscription_lists_its_recent_deliveries_and_groups_their_candidates(
     entra_add_members(&app, &a, &[&users[0], &users[1]]).await;
     entra_add_members(&app, &b, &[&users[2]]).await;
     let acc = account_of(&app, &admin, &users[2]).await;
-    let r = api(
-        &app,
-        &admin,
-        "POST",
-        &format!("/api/v1/candidates/{}/approve", acc["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
+    let r = approve(&app, &admin, acc["id"].as_str().unwrap()).await;
     ok(&r, 200);
     let r = api(&app, &admin, "GET", "/api/v1/groups?limit=1", None).await;
     let page1 = items(&r);
@@ -560,12 +519,10 @@ async fn a_subscription_lists_its_recent_deliveries_and_groups_their_candidates(
         [json!({"id": a, "displayName": "Alpha", "users": 2, "pending": 2})]
     );
     let next = r.body["nextCursor"].as_str().unwrap().to_string();
-    let r = api(
+    let r = admin_get(
         &app,
         &admin,
-        "GET",
         &format!("/api/v1/groups?limit=1&cursor={next}"),
-        None,
     )
     .await;
     assert_eq!(
