@@ -559,3 +559,73 @@ async fn the_openapi_document_describes_the_additions() {
     }
     assert!(doc["components"]["securitySchemes"]["consoleSession"].is_object());
 }
+
+/// Reads of many rows by key run in batches of `ID_BATCH` keys per statement (the profiles of
+/// a page of up to 1,000 accounts, their managers' names): every row comes back once, across
+/// the batch boundaries, and keys of another tenant or none are left out.
+#[test]
+fn reads_by_key_cross_statement_batches() {
+    use scimitar::scim::schema::Rtype;
+    use scimitar::storage::index::Indexed;
+    use scimitar::storage::resources::{self, ResourceWrite};
+    use scimitar::storage::{StorageError, TenantId};
+
+    let db = TestDb::new();
+    let state = state(&args(&db));
+    let mut conn = state.service.pool.get().unwrap();
+    let tenant = TenantId::from("default");
+    // 1,201 users: three statements of 500, 500 and 201 keys.
+    let ids: Vec<String> = (0..1201).map(|i| format!("u-{i:04}")).collect();
+    let indexed: Vec<Indexed> = ids
+        .iter()
+        .map(|id| Indexed {
+            user_name: Some(format!("{id}@example.com")),
+            ..Indexed::default()
+        })
+        .collect();
+    let writes: Vec<ResourceWrite<'_>> = indexed
+        .iter()
+        .map(|ix| ResourceWrite {
+            indexed: ix,
+            doc: "{}",
+            now: 1,
+        })
+        .collect();
+    let items: Vec<(&str, &ResourceWrite<'_>)> =
+        ids.iter().map(String::as_str).zip(&writes).collect();
+    let pks = conn
+        .write_tx(|d| resources::insert_many(d, &tenant, Rtype::User, &items))
+        .map_err(|e: StorageError| e)
+        .unwrap();
+
+    let mut asked: Vec<i64> = pks.clone();
+    asked.push(-1);
+    let mut got: Vec<i64> = resources::by_pks(&mut conn.db(), &tenant, &asked)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.pk)
+        .collect();
+    got.sort_unstable();
+    let mut want = pks.clone();
+    want.sort_unstable();
+    assert_eq!(got, want);
+
+    let mut asked: Vec<String> = ids.clone();
+    asked.push("no-such-user".into());
+    let mut got: Vec<String> = resources::users_by_id(&mut conn.db(), &tenant, &asked)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, ids);
+
+    // Another tenant's keys find nothing.
+    let other = TenantId::from("other");
+    assert!(resources::by_pks(&mut conn.db(), &other, &pks)
+        .unwrap()
+        .is_empty());
+    assert!(resources::users_by_id(&mut conn.db(), &other, &ids)
+        .unwrap()
+        .is_empty());
+}

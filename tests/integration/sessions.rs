@@ -222,6 +222,15 @@ async fn state_changes_with_the_cookie_need_the_csrf_token() {
     api_error(&r, 403, "forbidden");
     let r = send(&app, with_cookie("DELETE", "/api/v1/roles/x", &b, None)).await;
     api_error(&r, 403, "forbidden");
+    // As with a bearer token, a malformed body is answered before the session is checked.
+    let r = send(
+        &app,
+        with_cookie("PUT", "/api/v1/policy", &b, None)
+            .insert_header(("Content-Type", "application/json"))
+            .set_payload("{"),
+    )
+    .await;
+    api_error(&r, 400, "bad_request");
     // Nothing changed.
     let r = send(&app, with_cookie("GET", "/api/v1/policy", &b, None)).await;
     assert_eq!(
@@ -419,6 +428,26 @@ async fn sign_out_ends_the_session_everywhere() {
     let r = send(&app2, with_cookie("GET", "/api/v1/policy", &other, None)).await;
     assert_eq!(r.status, 200, "{}", r.raw);
     assert_eq!(session_rows(&state).len(), 1);
+}
+
+/// Deleting a tenant deletes its console sessions with its credentials; another tenant's
+/// sessions stay.
+#[actix_web::test]
+async fn deleting_a_tenant_ends_its_sessions_only() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let acme = crate::tenancy::tenant_with_token(&state, "acme", Scope::Admin);
+    let (_, default_admin) = token(&state, Scope::Admin, None);
+    let gone = sign_in(&app, json!({"token": acme})).await;
+    let kept = sign_in(&app, json!({"token": default_admin})).await;
+    assert_eq!(session_rows(&state).len(), 2);
+
+    admin::delete_tenant(&mut state.service.pool.get().unwrap(), "acme").unwrap();
+    assert_eq!(session_rows(&state), vec![auth::hash_secret(&kept.cookie)]);
+    let r = send(&app, with_cookie("GET", "/api/v1/policy", &gone, None)).await;
+    api_error(&r, 401, "unauthorized");
+    let r = send(&app, with_cookie("GET", "/api/v1/policy", &kept, None)).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
 }
 
 #[actix_web::test]
