@@ -167,7 +167,7 @@ pub struct AccountQuery<'a> {
     pub role: Option<&'a str>,
     pub group_pk: Option<i64>,
     /// A SCIM filter the account's user must match (a rule's filter: over the User).
-    pub user: Option<&'a Cond>,
+    pub filter: Option<&'a Cond>,
     pub flagged: bool,
     pub after: Option<&'a str>,
     pub limit: i64,
@@ -190,7 +190,7 @@ pub fn list(
     if let Some(g) = f.group_pk {
         q.and(IN_GROUP, [Bind::Int(g)]);
     }
-    if let Some(c) = f.user {
+    if let Some(c) = f.filter {
         q.push(" AND a.user_pk IN (SELECT r.pk FROM resources r WHERE ")
             .append(search::matching(db, tenant, Rtype::User, Some(c))?)
             .push(")");

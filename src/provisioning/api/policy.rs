@@ -15,7 +15,7 @@ use crate::product::{self, Entitlements, EntitlementsSchema, Policy, RoleDef};
 use crate::provisioning::accounts::{policy_of, role_def, user_name};
 use crate::provisioning::journal::new_id;
 use crate::provisioning::resources::parse_doc;
-use crate::provisioning::{Error, Result, Service};
+use crate::provisioning::{ensure_admin, Error, Result, Service};
 use crate::scim::filter::{parse_filter_with, Syntax};
 use crate::scim::schema::Rtype;
 use crate::scim::time::{format_micros, now_micros};
@@ -444,6 +444,8 @@ impl Service {
     /// userNames; writes nothing. A filter that does not parse, or names what a rule cannot
     /// test, is answered as invalid (with the parser's position), not as an error.
     pub fn preview_rule(&self, conn: &mut Conn, p: &Principal, body: Value) -> Result<RulePreview> {
+        // An invalid filter is answered without a read: check the caller first.
+        ensure_admin(p)?;
         let input: RulePreviewInput = decode(body, PREVIEW_SHAPE)?;
         match (input.filter, input.group) {
             (Some(f), None) => self.preview_filter(conn, p, &f),

@@ -237,7 +237,7 @@ impl Service {
             },
         };
         let limit = page_limit(q.limit)?;
-        let user = q
+        let filter = q
             .filter
             .as_deref()
             .map(|f| self.rule_filter(f))
@@ -261,7 +261,7 @@ impl Service {
                     state,
                     role: q.role.as_deref(),
                     group_pk,
-                    user: user.as_ref(),
+                    filter: filter.as_ref(),
                     flagged: queue == Queue::Removals,
                     after: after.as_deref(),
                     limit: limit + 1,
