@@ -297,6 +297,15 @@ pub struct ServeArgs {
     #[arg(long, env = "SCIMITAR_RATE_LIMIT")]
     pub rate_limit: Option<RateLimit>,
 
+    /// Admin console sign-in attempts per client address, `N/second` or `N/minute`; above it
+    /// 429. Counted in this process.
+    #[arg(
+        long,
+        env = "SCIMITAR_ADMIN_SIGN_IN_LIMIT",
+        default_value = "10/minute"
+    )]
+    pub admin_sign_in_limit: RateLimit,
+
     /// HTTP worker threads [default: number of cores].
     #[arg(long, env = "SCIMITAR_WORKERS")]
     pub workers: Option<usize>,

@@ -133,6 +133,8 @@ pub enum Announce {
     Removed,
     RemovalPending,
     Rejected,
+    /// An admin kept a flagged account: the flag goes, access stays.
+    Restored,
 }
 
 impl Announce {
@@ -144,12 +146,13 @@ impl Announce {
             Announce::Removed => "account.removed",
             Announce::RemovalPending => "account.removal_pending",
             Announce::Rejected => "account.rejected",
+            Announce::Restored => "account.restored",
         }
     }
 }
 
 /// Every product event type (webhook subscriptions name these or SCIM event URNs).
-pub const PRODUCT_EVENTS: [&str; 7] = [
+pub const PRODUCT_EVENTS: [&str; 8] = [
     "account.pending",
     "account.activated",
     "account.suspended",
@@ -157,6 +160,7 @@ pub const PRODUCT_EVENTS: [&str; 7] = [
     "account.roles_changed",
     "account.removal_pending",
     "account.rejected",
+    "account.restored",
 ];
 
 /// The lifecycle: the account after a SCIM change, and what to announce. `before` is None for

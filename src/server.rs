@@ -74,6 +74,8 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
         rate_limiter: args
             .rate_limit
             .map(|l| Arc::new(http::ratelimit::RateLimiter::new(l))),
+        session_cookies: http::front::SessionCookies::for_base_url(&args.base_url()),
+        sign_in: http::session::SignInGuard::new(&args.base_url(), args.admin_sign_in_limit),
     };
     Ok((state, generated))
 }

@@ -11,6 +11,8 @@ mod bulk;
 
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/console_api.rs"]
+mod console_api;
 #[path = "integration/dialects.rs"]
 mod dialects;
 #[path = "integration/discovery.rs"]
@@ -31,6 +33,8 @@ mod okta;
 mod processes;
 #[path = "integration/query.rs"]
 mod query;
+#[path = "integration/sessions.rs"]
+mod sessions;
 #[path = "integration/tenancy.rs"]
 mod tenancy;
 #[path = "integration/tokens.rs"]

@@ -1,11 +1,13 @@
 //! Credentials and the principal a request acts as (tenant, credential, scope, the tenant's
 //! client-dialect tolerances). A bearer credential is one of: the bootstrap token from the
 //! environment, a stored token (only its SHA-256 is kept), an access token this server
-//! signed (`oauth`), or a JWT from the tenant's own issuer (`external`). The tenant always
-//! comes from the credential, never from the request. Must not depend on actix.
+//! signed (`oauth`), or a JWT from the tenant's own issuer (`external`). An `admin` credential
+//! may also be exchanged for an admin console session (`session`), which acts as it. The
+//! tenant always comes from the credential, never from the request. Must not depend on actix.
 
 pub mod external;
 pub mod oauth;
+pub mod session;
 pub mod tenant;
 
 use rand::RngCore;

@@ -1,5 +1,6 @@
 //! The admin and product API (`/api/v1`, docs/api-v1.md): plain JSON, errors as
-//! `{"status", "error", "detail"}`, credentials of scope `admin` only. Each handler calls one
+//! `{"status", "error", "detail"}`, credentials of scope `admin` only (a bearer token, or the
+//! admin console's session cookie with its CSRF token: see `front`). Each handler calls one
 //! use case of `provisioning::api` through the front door and answers its typed result.
 
 use std::future::Future;
@@ -17,23 +18,26 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{Params, ScimBody};
-use super::front::{again, enter, Access, Bearer};
+use super::front::{enter, hop, Access, Caller};
 use super::openapi::{self, named, Answer, Op, Query};
 use super::AppState;
 use crate::auth::Principal;
 use crate::product::Policy;
-use crate::provisioning::accounts::Account;
 use crate::provisioning::api::feed;
-use crate::provisioning::api::feed::EventFeed;
-use crate::provisioning::api::policy::{Role, RoleInput, Rule, RuleInput};
-use crate::provisioning::api::review::Queue;
-use crate::provisioning::api::review::{GroupApproval, GroupApproved};
-use crate::provisioning::api::webhooks::{Delivery, Webhook, WebhookCreated, WebhookInput};
+use crate::provisioning::api::feed::{EventFeed, TimelineEvent};
+use crate::provisioning::api::policy::{
+    Role, RoleInput, Rule, RuleInput, RulePreview, RulePreviewInput,
+};
+use crate::provisioning::api::review::{
+    AccountAnswer, AccountDetail, Candidate, GroupApproval, GroupApproved, GroupSummary, Queue,
+};
+use crate::provisioning::api::webhooks::{
+    Deliveries, Delivery, Webhook, WebhookCreated, WebhookInput,
+};
 use crate::provisioning::api::{page_limit, ListParams};
 use crate::provisioning::{Result as UseCase, Service};
 use crate::scim::error::ScimError;
 use crate::storage::conn::Conn;
-use crate::webhooks::wire::Event;
 
 /// An error of this API: the same cases as SCIM's, in this API's shape.
 #[derive(Debug)]
@@ -136,20 +140,16 @@ impl ResponseError for AdminError {
     }
 }
 
-/// The caller's bearer credential; `/api/v1` answers its absence in its own error shape.
-pub struct Admin(Bearer);
+/// The caller: a bearer credential, or the admin console's session cookie (checked with its
+/// CSRF token in the front door). `/api/v1` answers their absence in its own error shape.
+pub struct Admin(Caller);
 
 impl FromRequest for Admin {
     type Error = AdminError;
     type Future = std::future::Ready<Result<Admin, AdminError>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        std::future::ready(
-            Bearer::from_request(req, payload)
-                .into_inner()
-                .map(Admin)
-                .map_err(AdminError),
-        )
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Caller::of_api(req).map(Admin).map_err(AdminError))
     }
 }
 
@@ -199,6 +199,8 @@ fn list_params(req: &HttpRequest) -> Result<ListParams, ScimError> {
         state: params.text("state"),
         role: params.text("role"),
         group: params.text("group"),
+        filter: params.text("filter"),
+        status: params.text("status"),
         cursor: params.text("cursor"),
         limit: params.int("limit")?,
     })
@@ -231,10 +233,17 @@ const ACCOUNT_QUERY: &[Query] = &[
     Query::State,
     Query::Role,
     Query::Group,
+    Query::Filter,
     Query::Limit,
     Query::Cursor,
 ];
-const QUEUE_QUERY: &[Query] = &[Query::Role, Query::Group, Query::Limit, Query::Cursor];
+const QUEUE_QUERY: &[Query] = &[
+    Query::Role,
+    Query::Group,
+    Query::Filter,
+    Query::Limit,
+    Query::Cursor,
+];
 const PAGE_QUERY: &[Query] = &[Query::Limit, Query::Cursor];
 
 fn json(status: u16, description: &'static str, schema: openapi::Named) -> Answer {
@@ -258,12 +267,12 @@ fn list(
 /// Every route of `/api/v1` (but its own description, `openapi.json`).
 pub fn routes() -> Vec<Route> {
     use HttpMethod::{Delete, Get, Post, Put};
-    let account = || json(200, "The account.", named::<Account>());
+    let account = || json(200, "The account.", named::<AccountAnswer>());
     let accounts = || {
         list(
             "AccountList",
-            named::<Account>(),
-            "A page of Account values, in account id order.",
+            named::<AccountAnswer>(),
+            "A page of accounts with their profiles, in account id order.",
             true,
         )
     };
@@ -293,15 +302,19 @@ pub fn routes() -> Vec<Route> {
         route(Post, "/rules", |r| r.to(with_body(StatusCode::CREATED, Service::create_rule)), Op::new("createRule", "rules", "Create a rule; accounts recomputed")
             .about("400 on a bad filter (the detail names the position); 404 on an unknown role or group.")
             .body(named::<RuleInput>()).answer(rule(201)).errors(&[404])),
+        route(Post, "/rules/preview", |r| r.to(with_body(StatusCode::OK, Service::preview_rule)), Op::new("previewRule", "rules", "How many accounts a rule would match, before saving it")
+            .about("Writes nothing. An invalid filter is an answer (`valid: false`, the parser's message and position), not an error; 404 on an unknown group.")
+            .body(named::<RulePreviewInput>()).answer(json(200, "The preview.", named::<RulePreview>())).errors(&[404])),
         route(Get, "/rules/{id}", |r| r.to(by_id(Service::get_one::<Rule>)), Op::new("getRule", "rules", "One rule")
             .of("Rule id.").answer(rule(200))),
         route(Put, "/rules/{id}", |r| r.to(by_id_with_body(Service::replace_rule)), Op::new("replaceRule", "rules", "Replace a rule; accounts recomputed")
             .of("Rule id.").body(named::<RuleInput>()).answer(rule(200))),
         route(Delete, "/rules/{id}", |r| r.to(deleting(Service::delete_rule)), Op::new("deleteRule", "rules", "Delete a rule; accounts recomputed")
             .of("Rule id.")),
-        route(Get, "/candidates", |r| r.to(listing(|s, c, p, q| s.list_accounts(c, p, Queue::Candidates, q))), Op::new("listCandidates", "candidates", "Accounts in state `pending`")
-            .about("Paged, in account id order; `role` and `group` narrow it as for accounts (404 on an unknown one).")
-            .query(QUEUE_QUERY).answer(accounts()).errors(&[404])),
+        route(Get, "/candidates", |r| r.to(listing(Service::list_candidates)), Op::new("listCandidates", "candidates", "Accounts in state `pending`")
+            .about("Paged, in account id order; `role`, `group` and `filter` narrow it as for accounts (404 on an unknown role or group). Each candidate carries `profile` and `wouldGet`.")
+            .query(QUEUE_QUERY)
+            .answer(list("CandidateList", named::<Candidate>(), "A page of candidates, in account id order.", true)).errors(&[404])),
         route(Post, "/candidates/approve", |r| r.to(with_body(StatusCode::OK, Service::approve_group)), Op::new("approveGroup", "candidates", "Approve every pending member of a group, all or nothing")
             .about("404 on an unknown group.")
             .body(named::<GroupApproval>()).answer(json(200, "The approved accounts.", named::<GroupApproved>())).errors(&[404])),
@@ -317,14 +330,22 @@ pub fn routes() -> Vec<Route> {
         route(Post, "/removals/{id}/confirm", |r| r.to(by_id(Service::confirm_removal)), Op::new("confirmRemoval", "removals", "Apply the flagged removal")
             .about("Ends in `suspended` (reason `deactivated`) or `removed` (reason `deleted`). 409 when the account is not flagged.")
             .of("Account id.").answer(account()).errors(&[409])),
+        route(Post, "/removals/{id}/restore", |r| r.to(by_id(Service::restore)), Op::new("restoreAccount", "removals", "Keep a flagged account: clear the flag, keep its access")
+            .about("Only for an account flagged because its user was deactivated; the account stays active with the roles its rules grant (`account.restored`). 409 when it is not flagged, or was flagged because its user was deleted.")
+            .of("Account id.").answer(account()).errors(&[409])),
+        route(Get, "/groups", |r| r.to(listing(Service::list_groups)), Op::new("listGroups", "accounts", "The tenant's SCIM groups, with their users and candidates")
+            .about("Paged, in creation order.")
+            .query(PAGE_QUERY)
+            .answer(list("GroupList", named::<GroupSummary>(), "A page of groups, in creation order.", true))),
         route(Get, "/accounts", |r| r.to(listing(|s, c, p, q| s.list_accounts(c, p, Queue::All, q))), Op::new("listAccounts", "accounts", "List accounts")
-            .about("Paged, in account id order. 400 on an unknown `state`; 404 on an unknown `role` or `group`.")
+            .about("Paged, in account id order. 400 on an unknown `state` or a bad `filter` (its detail names the position); 404 on an unknown `role` or `group`.")
             .query(ACCOUNT_QUERY).answer(accounts()).errors(&[404])),
-        route(Get, "/accounts/{id}", |r| r.to(by_id(Service::get_account)), Op::new("getAccount", "accounts", "One account")
-            .of("Account id.").answer(account())),
+        route(Get, "/accounts/{id}", |r| r.to(by_id(Service::get_account)), Op::new("getAccount", "accounts", "One account, with its SCIM user")
+            .of("Account id.").answer(json(200, "The account.", named::<AccountDetail>()))),
         route(Get, "/accounts/{id}/timeline", |r| r.to(by_id_listing(Service::timeline)), Op::new("getTimeline", "accounts", "Every feed event of the account, oldest first")
+            .about("Each event carries the credential whose request wrote it.")
             .of("Account id.").query(PAGE_QUERY)
-            .answer(list("EventList", named::<Event>(), "A page of Event values.", true))),
+            .answer(list("TimelineList", named::<TimelineEvent>(), "A page of events, each with its credential.", true))),
         route(Get, "/events", |r| r.to(events), Op::new("getEvents", "events", "The change feed")
             .about("`after=41` returns from seq 42 in order. With `wait` the request holds until an event arrives or the wait ends (then `items` is empty).")
             .query(&[Query::After, Query::Limit, Query::Wait])
@@ -340,7 +361,11 @@ pub fn routes() -> Vec<Route> {
             .of("Webhook id.").answer(json(200, "The subscription.", named::<Webhook>()))),
         route(Delete, "/webhooks/{id}", |r| r.to(deleting(Service::delete_webhook)), Op::new("deleteWebhook", "webhooks", "Delete a subscription and its queued deliveries")
             .of("Webhook id.")),
-        route(Get, "/webhooks/{id}/dead-letters", |r| r.to(by_id_listing(Service::dead_letters)), Op::new("listDeadLetters", "webhooks", "Deliveries that ran out of retries")
+        route(Get, "/webhooks/{id}/deliveries", |r| r.to(by_id_listing(|s, c, p, id, q| s.deliveries(c, p, id, Deliveries::Recent, q))), Op::new("listDeliveries", "webhooks", "A subscription's deliveries, newest first")
+            .about("Of any status, or of `status`; paged.")
+            .of("Webhook id.").query(&[Query::Status, Query::Limit, Query::Cursor])
+            .answer(list("DeliveryList", named::<Delivery>(), "A page of Delivery values.", true))),
+        route(Get, "/webhooks/{id}/dead-letters", |r| r.to(by_id_listing(|s, c, p, id, q| s.deliveries(c, p, id, Deliveries::DeadLetters, q))), Op::new("listDeadLetters", "webhooks", "Deliveries that ran out of retries")
             .about("Paged, in feed order.")
             .of("Webhook id.").query(PAGE_QUERY)
             .answer(list("DeliveryList", named::<Delivery>(), "A page of Delivery values.", true))),
@@ -480,6 +505,6 @@ async fn events(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Reply
         notified = Box::pin(signal.notified());
         notified.as_mut().enable();
         let p = p.clone();
-        feed = again(&state, move |s, c| s.events(c, &p, after, limit)).await?;
+        feed = hop(&state, move |s, c| Ok(s.events(c, &p, after, limit)?)).await?;
     }
 }

@@ -5,21 +5,27 @@
 //! here.
 //!
 //! What can be checked without the database is checked before the hop: a request without a
-//! bearer credential is 401 at once, and its body is read (size, type, JSON) by its extractor.
+//! credential is 401 at once, and its body is read (size, type, JSON) by its extractor.
 //! Everything else the handler checks (query parameters, projections) runs inside the hop
 //! after authentication, so a bad credential is always answered as such.
+//!
+//! A credential is a bearer token (SCIM and `/api/v1`) or, on `/api/v1` only, the admin
+//! console's session cookie: the session is found and its credential re-checked on the same
+//! connection, in the same hop, and a state change must carry the session's CSRF token.
 
 use std::future::{ready, Ready};
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::auth::session::{self, Session};
 use crate::auth::{self, AuthError, Principal, Scope};
 use crate::provisioning::{self, Service};
+use crate::scim::compat::Compat;
 use crate::scim::time::now_micros;
 use crate::storage::conn::Conn;
 use crate::storage::{StorageError, TenantId};
@@ -47,6 +53,113 @@ fn bearer(req: &HttpRequest) -> Option<String> {
     (!token.is_empty()).then(|| token.to_string())
 }
 
+/// The console's session cookie over plain http.
+pub const COOKIE: &str = "scimitar_session";
+/// Over https: the `__Host-` prefix makes the browser refuse it unless it is `Secure`, has
+/// `Path=/` and no `Domain`, so a sibling subdomain cannot plant or shadow it.
+pub const SECURE_COOKIE: &str = "__Host-scimitar_session";
+/// The header a state-changing request made with the session cookie must carry.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// `scheme://host` of a base URL, lower-cased (`https://scim.example.com`).
+pub fn origin_of(base_url: &str) -> String {
+    let (scheme, rest) = base_url.split_once("://").unwrap_or(("http", base_url));
+    let host = rest.split('/').next().unwrap_or_default();
+    format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        host.to_ascii_lowercase()
+    )
+}
+
+/// How the console's session cookie is named, and whether it is `Secure`: over https (the
+/// public base URL's scheme) it is, with the `__Host-` name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionCookies {
+    pub secure: bool,
+}
+
+impl SessionCookies {
+    pub fn for_base_url(base_url: &str) -> SessionCookies {
+        SessionCookies {
+            secure: origin_of(base_url).starts_with("https://"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        if self.secure {
+            SECURE_COOKIE
+        } else {
+            COOKIE
+        }
+    }
+}
+
+/// The console's session as a request presents it: the cookie, and the CSRF token it sent
+/// (only a state change needs one).
+pub struct SessionCredential {
+    cookie: String,
+    /// `X-CSRF-Token` of a POST, PUT, PATCH or DELETE ("" when absent); None for GET, HEAD
+    /// and OPTIONS, which change nothing. The browser sends the cookie on its own; only the
+    /// console's code sends the token.
+    csrf: Option<String>,
+}
+
+impl SessionCredential {
+    /// The session credential of a request, when it carries the session cookie.
+    pub fn of(req: &HttpRequest, cookies: SessionCookies) -> Option<SessionCredential> {
+        let cookie = req
+            .cookie(cookies.name())
+            .map(|c| c.value().to_string())
+            .filter(|v| !v.is_empty())?;
+        let csrf =
+            (!matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)).then(|| {
+                req.headers()
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            });
+        Some(SessionCredential { cookie, csrf })
+    }
+
+    /// The cookie's value (the session id; never logged).
+    pub fn cookie(&self) -> &str {
+        &self.cookie
+    }
+}
+
+/// Who a request says it is.
+pub enum Caller {
+    Bearer(Bearer),
+    /// The admin console's session (`/api/v1` only; SCIM takes bearer tokens alone).
+    Session(SessionCredential),
+}
+
+impl From<Bearer> for Caller {
+    fn from(b: Bearer) -> Caller {
+        Caller::Bearer(b)
+    }
+}
+
+impl Caller {
+    /// The caller of an `/api/v1` request: its `Authorization` header when it has one (the
+    /// request is judged by it alone), else the console's session cookie; with neither, 401.
+    pub fn of_api(req: &HttpRequest) -> Result<Caller, ApiError> {
+        if !req.headers().contains_key(header::AUTHORIZATION) {
+            let session = req
+                .app_data::<web::Data<AppState>>()
+                .and_then(|s| SessionCredential::of(req, s.session_cookies));
+            if let Some(s) = session {
+                return Ok(Caller::Session(s));
+            }
+        }
+        Ok(Caller::Bearer(
+            Bearer::from_request(req, &mut Payload::None).into_inner()?,
+        ))
+    }
+}
+
 /// Which credentials a route admits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -65,6 +178,10 @@ pub fn rate_key(tenant: &TenantId, credential: Option<&str>) -> String {
 enum Refused {
     TooMany(u64),
     NotAdmin,
+    /// The session cookie names no live session.
+    NoSession,
+    /// A state change with the session cookie lacks the session's CSRF token.
+    Csrf,
     UseCase(provisioning::Error),
 }
 
@@ -95,17 +212,69 @@ impl From<Refused> for ApiError {
                 None,
                 "this API needs a credential of scope `admin`; SCIM tokens cannot call it",
             ),
+            Refused::NoSession => ApiError {
+                challenge: Some("Bearer realm=\"scimitar\""),
+                ..ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    None,
+                    "the console session is not valid: it expired, was signed out, or its \
+                     credential was revoked; sign in again at /admin",
+                )
+            },
+            Refused::Csrf => ApiError::new(
+                StatusCode::FORBIDDEN,
+                None,
+                "a state-changing request made with the console session must carry the \
+                 session's CSRF token in the X-CSRF-Token header",
+            ),
             Refused::UseCase(e) => ApiError::from(e),
         }
     }
 }
 
-/// Runs `f` for the caller of `bearer` in one blocking hop: a pooled connection, the
-/// credential checked on it (and its rate limit, and `access`), then `f` on the same
-/// connection.
+/// The live session a console credential names, checked on `conn` (see
+/// `auth::session::resolve`: a dead one is deleted), and, for a state change, its CSRF token
+/// (compared in constant time). None when there is no live session.
+fn open_session(
+    conn: &mut Conn,
+    compat: Compat,
+    c: &SessionCredential,
+    now: i64,
+) -> Result<Option<Session>, Refused> {
+    let s = match session::resolve(conn, compat, &c.cookie, now) {
+        Ok(s) => s,
+        Err(AuthError::Storage(e)) => return Err(e.into()),
+        Err(_) => return Ok(None),
+    };
+    if let Some(sent) = &c.csrf {
+        if sent.is_empty() || !s.csrf_matches(sent) {
+            return Err(Refused::Csrf);
+        }
+    }
+    Ok(Some(s))
+}
+
+/// `open_session` for the console's own endpoints (`/admin/session`), in their hop.
+pub fn console_session(
+    conn: &mut Conn,
+    compat: Compat,
+    c: &SessionCredential,
+    now: i64,
+) -> Result<Option<Session>, ApiError> {
+    open_session(conn, compat, c, now).map_err(ApiError::from)
+}
+
+/// 401 for a console request whose cookie names no live session.
+pub fn no_session() -> ApiError {
+    Refused::NoSession.into()
+}
+
+/// Runs `f` for `caller` in one blocking hop: a pooled connection, the credential (or the
+/// console session and its CSRF token) checked on it, its rate limit and `access`, then `f`
+/// on the same connection.
 pub async fn enter<T, F>(
     state: &web::Data<AppState>,
-    bearer: Bearer,
+    caller: impl Into<Caller>,
     access: Access,
     f: F,
 ) -> Result<T, ApiError>
@@ -116,16 +285,21 @@ where
     let svc = state.service.clone();
     let bootstrap = state.bootstrap_hash.clone();
     let limiter = state.rate_limiter.clone();
+    let caller = caller.into();
     let outcome = web::block(move || -> Result<T, Refused> {
         let mut conn = svc.conn()?;
         let compat = svc.settings.compat;
-        let p = auth::authenticate(
-            &mut conn,
-            bootstrap.as_deref(),
-            compat,
-            &bearer.0,
-            now_micros(),
-        )?;
+        let now = now_micros();
+        let p = match &caller {
+            Caller::Bearer(b) => {
+                auth::authenticate(&mut conn, bootstrap.as_deref(), compat, &b.0, now)?
+            }
+            Caller::Session(c) => {
+                open_session(&mut conn, compat, c, now)?
+                    .ok_or(Refused::NoSession)?
+                    .principal
+            }
+        };
         if let Some(limiter) = &limiter {
             limiter
                 .check(&rate_key(&p.tenant, p.credential.as_deref()))
@@ -141,16 +315,17 @@ where
     outcome.map_err(ApiError::from)
 }
 
-/// Another hop for a caller already let in (a long-poll's next look): a pooled connection
-/// and `f` on it.
-pub async fn again<T, F>(state: &web::Data<AppState>, f: F) -> Result<T, ApiError>
+/// A blocking hop without `enter`'s credential check: a pooled connection and `f` on it. For
+/// a long-poll's next look (its caller let in already) and the console's session endpoints
+/// (a sign-in checks the credential it is given, the others the cookie, with
+/// `console_session`).
+pub async fn hop<T, F>(state: &web::Data<AppState>, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
-    F: FnOnce(&Service, &mut Conn) -> provisioning::Result<T> + Send + 'static,
+    F: FnOnce(&Service, &mut Conn) -> Result<T, ApiError> + Send + 'static,
 {
     let svc = state.service.clone();
     web::block(move || f(&svc, &mut *svc.conn()?))
         .await
         .map_err(|e| ApiError::internal(&e))?
-        .map_err(ApiError::from)
 }

@@ -5,11 +5,14 @@
 //! error variants its error table names).
 //!
 //! - `scim`: `/scim/v2` resources, lists, searches and bulk; `discovery`: its RFC 7644 §4
-//!   endpoints; `api`: `/api/v1`; `oauth`: `/oauth/token`;
-//! - `front`: the front door; `extract`: bodies and query parameters; `error`: every error
-//!   to its status, in one table; `ratelimit`: per-credential token buckets.
+//!   endpoints; `api`: `/api/v1`; `oauth`: `/oauth/token`; `console`: the admin console at
+//!   `/admin` (embedded assets) and `session`: its sign-in and sign-out;
+//! - `front`: the front door (bearer credentials and console sessions); `extract`: bodies
+//!   and query parameters; `error`: every error to its status, in one table; `ratelimit`:
+//!   per-credential token buckets.
 
 pub mod api;
+pub mod console;
 pub mod discovery;
 pub mod error;
 pub mod extract;
@@ -18,6 +21,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod ratelimit;
 pub mod scim;
+pub mod session;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
@@ -34,6 +38,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Per-credential request rate limit (`--rate-limit`), when on.
     pub rate_limiter: Option<std::sync::Arc<ratelimit::RateLimiter>>,
+    /// The admin console's session cookie: its name and flags.
+    pub session_cookies: front::SessionCookies,
+    /// Who may sign in to the admin console, how often.
+    pub sign_in: session::SignInGuard,
 }
 
 /// The routes. `main` and the tests both build the app with this.
@@ -74,6 +82,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         cfg.app_data(state)
             .service(resource("/oauth/token", [web::post().to(oauth::token)]))
             .service(web::scope("/api/v1").configure(api::configure))
+            .service(console::scope())
             .service(scim)
             .default_service(web::to(not_found));
     }

@@ -14,7 +14,9 @@ use utoipa::openapi::path::{
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, HeaderBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref,
@@ -73,6 +75,10 @@ pub enum Query {
     State,
     Role,
     Group,
+    /// A SCIM filter over the account's user.
+    Filter,
+    /// A delivery's status.
+    Status,
     After,
     Wait,
 }
@@ -172,6 +178,16 @@ fn query(q: Query) -> RefOr<Parameter> {
             "SCIM group id: only accounts whose user is a member.",
             string(),
         ),
+        Query::Filter => p(
+            "filter",
+            "A SCIM filter over the user, as a rule's (same parser and semantics as `/scim/v2/Users?filter=`; group membership is the `group` parameter), e.g. `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq \"Finance\"`. A bad filter gives 400 naming the position.",
+            string(),
+        ),
+        Query::Status => p(
+            "status",
+            "Only deliveries in this status (another value: 400).",
+            string().enum_values(Some(["pending", "delivered", "dead"])),
+        ),
         Query::After => p(
             "after",
             "A seq; events after it.",
@@ -198,6 +214,13 @@ fn base_components() -> ComponentsBuilder {
                     ))
                     .build(),
             ),
+        )
+        .security_scheme(
+            "consoleSession",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                super::front::COOKIE,
+                "The admin console's session (`POST /admin/session`; `__Host-scimitar_session` when the base URL is https), instead of a bearer credential. State-changing requests must also send the session's CSRF token in `X-CSRF-Token` (403 without it).",
+            ))),
         )
         .security_scheme(
             "basicAuth",
@@ -520,7 +543,10 @@ pub fn document() -> OpenApi {
         ),
         ("accounts", "Accounts: one per SCIM User."),
         ("events", "The change feed."),
-        ("webhooks", "Webhook subscriptions and their dead letters."),
+        (
+            "webhooks",
+            "Webhook subscriptions, their deliveries and dead letters.",
+        ),
         (
             "oauth",
             "OAuth 2.0 access tokens for SCIM clients (client credentials).",
@@ -535,10 +561,10 @@ pub fn document() -> OpenApi {
                 .description(Some(DESCRIPTION)),
         )
         .json_schema_dialect(Some("https://spec.openapis.org/oas/3.1/dialect/base"))
-        .security(Some([SecurityRequirement::new(
-            "bearerAuth",
-            Vec::<String>::new(),
-        )]))
+        .security(Some([
+            SecurityRequirement::new("bearerAuth", Vec::<String>::new()),
+            SecurityRequirement::new("consoleSession", Vec::<String>::new()),
+        ]))
         .tags(Some(tags.map(|(name, about)| {
             TagBuilder::new()
                 .name(name)
@@ -551,7 +577,7 @@ pub fn document() -> OpenApi {
         .build()
 }
 
-const DESCRIPTION: &str = "Accounts (one per SCIM User), roles granted by rules, the tenant's policy, the review queues, a gap-free change feed and webhooks (see docs/api-v1.md). Every call needs a bearer credential of scope `admin` (tokens of scope `read` or `write` get 403). Errors are `{\"status\", \"error\", \"detail\"}`; a failed request changes nothing. Lists answer `{\"items\", \"nextCursor\"}`: the lists of accounts, candidates, removals, an account's timeline and a webhook's dead letters are paged by `limit` and `cursor`; the lists of roles, rules and webhooks come whole in one response (`nextCursor` always null). The feed pages by `seq`. Times are RFC 3339 strings in UTC. Also described: `POST /oauth/token`, where SCIM clients get access tokens (RFC 6749 §4.4), and the webhook deliveries this API's subscriptions receive.";
+const DESCRIPTION: &str = "Accounts (one per SCIM User), roles granted by rules, the tenant's policy, the review queues, a gap-free change feed and webhooks (see docs/api-v1.md). Every call needs a bearer credential of scope `admin` (tokens of scope `read` or `write` get 403), or the admin console's session cookie (`POST /admin/session`; with it, every state-changing request carries the session's CSRF token in `X-CSRF-Token`). Errors are `{\"status\", \"error\", \"detail\"}`; a failed request changes nothing. Lists answer `{\"items\", \"nextCursor\"}`: the lists of accounts, candidates, removals, groups, an account's timeline and a webhook's deliveries and dead letters are paged by `limit` and `cursor`; the lists of roles, rules and webhooks come whole in one response (`nextCursor` always null). The feed pages by `seq`. Times are RFC 3339 strings in UTC. Also described: `POST /oauth/token`, where SCIM clients get access tokens (RFC 6749 §4.4), and the webhook deliveries this API's subscriptions receive.";
 
 /// The `webhooks` section: what a subscription receives.
 fn webhook_delivery(schemas: &mut Vec<(String, RefOr<Schema>)>) -> utoipa::openapi::path::Paths {

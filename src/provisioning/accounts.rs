@@ -113,7 +113,7 @@ pub(crate) fn role_def(r: &RoleRow) -> RoleDef {
     }
 }
 
-fn user_name(doc: &Doc) -> String {
+pub(crate) fn user_name(doc: &Doc) -> String {
     doc.get("userName")
         .and_then(Value::as_str)
         .unwrap_or_default()
@@ -145,6 +145,21 @@ fn new_account(id: String, scim_id: &str, user_pk: i64, doc: &Doc, now: i64) -> 
         created: now,
         modified: now,
     }
+}
+
+/// The roles of `granted` that `ctx` knows, as an account holds them (by name, then id), and
+/// their entitlements merged.
+pub(crate) fn holding(ctx: &Ctx, granted: &[String]) -> (Vec<RoleRef>, Entitlements) {
+    let mut held: Vec<&RoleDef> = granted.iter().filter_map(|r| ctx.roles.get(r)).collect();
+    held.sort_by(|x, y| x.name.cmp(&y.name).then(x.id.cmp(&y.id)));
+    let roles = held
+        .iter()
+        .map(|r| RoleRef {
+            id: r.id.clone(),
+            name: r.name.clone(),
+        })
+        .collect();
+    (roles, product::merge(&held))
 }
 
 /// The tenant's policy (the default when it set none).
@@ -196,7 +211,7 @@ impl Service {
     }
 
     /// The role ids a user's rules grant (whatever the account's state).
-    fn granted(
+    pub(crate) fn granted(
         &self,
         db: &mut Db<'_>,
         ctx: &Ctx,
@@ -323,21 +338,12 @@ impl Service {
         granted: Vec<String>,
     ) -> Result<AccountRow> {
         let now = j.now;
-        let held: Vec<&RoleDef> = if life.state == State::Active {
-            granted.iter().filter_map(|r| ctx.roles.get(r)).collect()
+        let granted: &[String] = if life.state == State::Active {
+            &granted
         } else {
-            Vec::new()
+            &[]
         };
-        let mut sorted = held.clone();
-        sorted.sort_by(|x, y| x.name.cmp(&y.name).then(x.id.cmp(&y.id)));
-        let roles: Vec<RoleRef> = sorted
-            .iter()
-            .map(|r| RoleRef {
-                id: r.id.clone(),
-                name: r.name.clone(),
-            })
-            .collect();
-        let ents = product::merge(&held);
+        let (roles, ents) = holding(ctx, granted);
         let previous_roles = a.roles.clone();
         let roles_changed = previous_roles != roles || a.entitlements != ents;
         let state_changed = a.state != life.state || a.removal.map(|r| r.reason) != life.removal;
@@ -553,8 +559,8 @@ impl Service {
         Ok(())
     }
 
-    /// Moves an account by an admin's decision (approve, reject, confirm a removal) and
-    /// answers it as the API shows it. An approval grants what the rules give now.
+    /// Moves an account by an admin's decision (approve, reject, confirm or restore a
+    /// flagged removal). Becoming active grants what the rules give now.
     pub(crate) fn decide(
         &self,
         db: &mut Db<'_>,
@@ -562,7 +568,7 @@ impl Service {
         a: AccountRow,
         state: State,
         announce: Announce,
-    ) -> Result<Account> {
+    ) -> Result<AccountRow> {
         let ctx = self.accounts_ctx(db, &j.tenant)?;
         let granted = if state == State::Active {
             let tenant = j.tenant.clone();
@@ -574,7 +580,6 @@ impl Service {
             state,
             removal: None,
         };
-        let a = self.settle(db, &ctx, j, a, false, life, Some(announce), granted)?;
-        self.account_view(db, &a)
+        self.settle(db, &ctx, j, a, false, life, Some(announce), granted)
     }
 }

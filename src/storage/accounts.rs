@@ -8,9 +8,12 @@ use diesel::QueryableByName;
 
 use super::conn::Db;
 use super::dialect::Lock;
+use super::search;
 use super::sql::{select, Bind, Sql};
 use super::{decode_json, Decode, StorageError, StoreResult, TenantId};
 use crate::product::{Entitlements, RemovalReason, RoleRef, State};
+use crate::scim::filter::Cond;
+use crate::scim::schema::Rtype;
 
 /// An account, decoded.
 #[derive(Clone, Debug, PartialEq)]
@@ -135,16 +138,9 @@ pub fn of_user(
 
 /// Accounts of these users (locked), for a membership change that may change their roles.
 pub fn of_users(db: &mut Db<'_>, tenant: &TenantId, pks: &[i64]) -> StoreResult<Vec<AccountRow>> {
-    let mut out = Vec::new();
-    for chunk in pks.chunks(500) {
-        let mut q = accounts(tenant);
-        q.push(" AND a.user_pk IN (")
-            .bind_list(chunk.iter().map(|p| Bind::Int(*p)))
-            .push(") ORDER BY a.id")
-            .push(db.backend().lock(Lock::Delete));
-        out.extend(db.rows::<RawAccount>(&q)?);
-    }
-    Ok(out)
+    let keys: Vec<Bind> = pks.iter().map(|p| Bind::Int(*p)).collect();
+    let tail = format!(" ORDER BY a.id{}", db.backend().lock(Lock::Delete));
+    db.rows_keyed::<RawAccount>(&accounts(tenant), "a.user_pk", &keys, &tail)
 }
 
 /// Every account of the tenant in one of `states`, locked (a role or rule changed).
@@ -161,11 +157,17 @@ pub fn in_states(
     db.rows::<RawAccount>(&q)
 }
 
+/// Accounts whose user is a member of the group bound to `?`.
+const IN_GROUP: &str = " AND a.user_pk IN (SELECT member_pk FROM members WHERE group_pk = ?)";
+
 /// Filters of an account list; `after` is the last id of the previous page.
+#[derive(Default)]
 pub struct AccountQuery<'a> {
     pub state: Option<State>,
     pub role: Option<&'a str>,
     pub group_pk: Option<i64>,
+    /// A SCIM filter the account's user must match (a rule's filter: over the User).
+    pub filter: Option<&'a Cond>,
     pub flagged: bool,
     pub after: Option<&'a str>,
     pub limit: i64,
@@ -186,8 +188,12 @@ pub fn list(
         q.and(sub, [Bind::text(r)]);
     }
     if let Some(g) = f.group_pk {
-        let sub = " AND a.user_pk IN (SELECT member_pk FROM members WHERE group_pk = ?)";
-        q.and(sub, [Bind::Int(g)]);
+        q.and(IN_GROUP, [Bind::Int(g)]);
+    }
+    if let Some(c) = f.filter {
+        q.push(" AND a.user_pk IN (SELECT r.pk FROM resources r WHERE ")
+            .append(search::matching(db, tenant, Rtype::User, Some(c))?)
+            .push(")");
     }
     if f.flagged {
         q.push(" AND a.removal_since IS NOT NULL");
@@ -197,6 +203,13 @@ pub fn list(
     }
     q.and(" ORDER BY a.id LIMIT ?", [Bind::Int(f.limit)]);
     db.rows::<RawAccount>(&q)
+}
+
+/// How many accounts have their user in the group `group_pk`.
+pub fn count_in_group(db: &mut Db<'_>, tenant: &TenantId, group_pk: i64) -> StoreResult<i64> {
+    let mut q = select("COUNT(*) AS n", "accounts a", tenant);
+    q.and(IN_GROUP, [Bind::Int(group_pk)]);
+    db.count(&q)
 }
 
 /// The columns of a row, in `ACCOUNT_COLUMNS` order after `scim_id` (what an update sets).

@@ -12,7 +12,7 @@ use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 
 use super::dialect::{self, Backend};
-use super::sql::{pg_query, sqlite_query, Sql};
+use super::sql::{pg_query, sqlite_query, Bind, Sql};
 use super::{StorageError, StoreResult};
 use crate::config::SqliteSync;
 
@@ -284,6 +284,45 @@ impl<'a> Db<'a> {
         T: QueryableByName<Sqlite> + QueryableByName<Pg> + 'static,
     {
         Ok(self.load(sql)?.into_iter().next())
+    }
+
+    /// The rows of `start` whose `column` is one of `keys`: `start`, then
+    /// ` AND {column} IN (?, ...)`, then `tail`, one statement per `sql::ID_BATCH` keys (the
+    /// order holds within each batch). Reads of many rows by key go through here.
+    pub fn load_keyed<T>(
+        &mut self,
+        start: &Sql,
+        column: &str,
+        keys: &[Bind],
+        tail: &str,
+    ) -> StoreResult<Vec<T>>
+    where
+        T: QueryableByName<Sqlite> + QueryableByName<Pg> + 'static,
+    {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(super::sql::ID_BATCH) {
+            let mut q = start.clone();
+            q.push(&format!(" AND {column} IN ("))
+                .bind_list(chunk.iter().cloned())
+                .push(")")
+                .push(tail);
+            out.extend(self.load::<T>(&q)?);
+        }
+        Ok(out)
+    }
+
+    /// `load_keyed`, each row decoded.
+    pub(crate) fn rows_keyed<R: super::Decode>(
+        &mut self,
+        start: &Sql,
+        column: &str,
+        keys: &[Bind],
+        tail: &str,
+    ) -> StoreResult<Vec<R::Row>> {
+        self.load_keyed::<R>(start, column, keys, tail)?
+            .into_iter()
+            .map(R::decode)
+            .collect()
     }
 
     /// The rows of a query, decoded.

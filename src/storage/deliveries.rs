@@ -121,7 +121,7 @@ impl Status {
         }
     }
 
-    fn parse(s: &str) -> Option<Status> {
+    pub fn parse(s: &str) -> Option<Status> {
         [Status::Pending, Status::Delivered, Status::Dead]
             .into_iter()
             .find(|v| v.as_str() == s)
@@ -258,6 +258,28 @@ pub fn dead_letters(
         [Bind::text(webhook)],
     );
     w.push_to(&mut q, "d.seq");
+    db.rows::<RawDelivery>(&q)
+}
+
+/// A subscription's deliveries, newest event first: those before `before_seq` (all when
+/// None), of `status` when given. Walks the `(webhook_id, seq)` index backwards.
+pub fn recent(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    webhook: &str,
+    status: Option<Status>,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> StoreResult<Vec<DeliveryRow>> {
+    let mut q = select_deliveries(tenant);
+    q.and(" AND d.webhook_id = ?", [Bind::text(webhook)]);
+    if let Some(s) = status {
+        q.and(" AND d.status = ?", [Bind::text(s.as_str())]);
+    }
+    if let Some(b) = before_seq {
+        q.and(" AND d.seq < ?", [Bind::Int(b)]);
+    }
+    q.and(" ORDER BY d.seq DESC LIMIT ?", [Bind::Int(limit)]);
     db.rows::<RawDelivery>(&q)
 }
 
@@ -454,7 +476,7 @@ pub fn claim(
     let mut q = Sql::new(
         "SELECT d.id AS delivery_id, d.webhook_id, d.tenant_id, d.attempts, d.created, w.url, \
          w.secret, f.seq, f.id, f.type AS type_, f.account_id, f.resource_type, f.resource_id, \
-         f.at, f.data FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+         f.at, f.data, f.credential_id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
          JOIN feed f ON f.tenant_id = d.tenant_id AND f.seq = d.seq WHERE d.",
     );
     ids_in(&mut q, &ids);

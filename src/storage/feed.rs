@@ -42,10 +42,14 @@ pub struct FeedRow {
     /// The event's JSON `data`, as written.
     #[diesel(sql_type = Text)]
     pub data: String,
+    /// The credential whose request wrote the event (None: the bootstrap token). Not part
+    /// of the event's wire form; an account's timeline names it.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub credential_id: Option<String>,
 }
 
 const FEED_COLUMNS: &str =
-    "seq, id, type AS type_, account_id, resource_type, resource_id, at, data";
+    "seq, id, type AS type_, account_id, resource_type, resource_id, at, data, credential_id";
 
 #[derive(QueryableByName)]
 struct SeqRow {

@@ -9,9 +9,9 @@ use diesel::QueryableByName;
 
 use super::conn::Db;
 use super::dialect::Lock;
-use super::resources::{lower, RawIdRow, ResourceRow, ID_BATCH, RESOURCE_COLUMNS};
+use super::resources::{lower, RawIdRow, ResourceRow, RESOURCE_COLUMNS};
 use super::search::translate::{sides, Translator};
-use super::sql::{select, Bind, Sql};
+use super::sql::{select, Bind, Sql, ID_BATCH};
 use super::{Decode, StoreResult, TenantId};
 use crate::scim::filter::Cond;
 use crate::scim::resource::RefOut;
@@ -175,4 +175,50 @@ pub fn group_ids_of(db: &mut Db<'_>, user_pk: i64) -> StoreResult<Vec<String>> {
     );
     q.bind(Bind::Int(user_pk));
     Ok(db.load::<IdOnly>(&q)?.into_iter().map(|r| r.id).collect())
+}
+
+/// A SCIM group with how many of its members have an account, and how many of those are
+/// candidates (state `pending`).
+#[derive(Clone, Debug, QueryableByName)]
+pub struct GroupCounts {
+    #[diesel(sql_type = BigInt)]
+    pub pk: i64,
+    /// SCIM id.
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub display_name: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    pub users: i64,
+    #[diesel(sql_type = BigInt)]
+    pub pending: i64,
+}
+
+/// The tenant's groups in creation order, those after key `after`, through the
+/// `(tenant_id, rtype, pk)` index (never a walk over the users); the counts come from the
+/// membership and account indexes (a group's members are counted, never loaded).
+pub fn groups_with_counts(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    after: Option<i64>,
+    limit: i64,
+) -> StoreResult<Vec<GroupCounts>> {
+    let counted = |extra: &str| {
+        format!(
+            "(SELECT COUNT(*) FROM members m JOIN accounts a ON a.user_pk = m.member_pk \
+             WHERE m.group_pk = r.pk{extra})"
+        )
+    };
+    let columns = format!(
+        "r.pk, r.id, r.display_name, {} AS users, {} AS pending",
+        counted(""),
+        counted(" AND a.state = 'pending'")
+    );
+    let mut q = select(&columns, "resources r", tenant);
+    q.push(" AND r.rtype = 'Group'");
+    if let Some(a) = after {
+        q.and(" AND r.pk > ?", [Bind::Int(a)]);
+    }
+    q.and(" ORDER BY r.pk LIMIT ?", [Bind::Int(limit)]);
+    Ok(db.load(&q)?)
 }

@@ -8,7 +8,8 @@
 //! - Tables: `resources` (resources and their attribute values), `members`, `search` (filter,
 //!   sort and page translated to SQL), `feed` (the change feed and per-tenant counters),
 //!   `accounts`, `roles` (policies, roles, rules), `deliveries` (webhook subscriptions and
-//!   their deliveries), `tenancy` (tenants, credentials, keys, server secrets).
+//!   their deliveries), `tenancy` (tenants, credentials, keys, server secrets), `sessions`
+//!   (the admin console's sessions).
 //!
 //! Only this module touches diesel or SQL. Must not depend on `auth`, `provisioning`,
 //! `webhooks`, `http` or `cli`; it knows SCIM attributes (`scim`), the product model
@@ -24,6 +25,7 @@ pub mod members;
 pub mod resources;
 pub mod roles;
 pub mod search;
+pub mod sessions;
 pub mod sql;
 pub mod tenancy;
 

@@ -215,7 +215,7 @@ pub fn get(
         // No id holds U+0000 (and Postgres text cannot carry it): nothing to find.
         return Ok(None);
     }
-    let mut q = select(RESOURCE_COLUMNS, "resources r", tenant);
+    let mut q = resources_of(tenant);
     // Only the unique key (tenant_id, id) can serve this lookup: with a plain `rtype = ?`, a
     // Postgres without fresh statistics (autovacuum off, or a table that just grew) may pick
     // the (tenant_id, rtype, pk) list index and scan every resource of the type for one row.
@@ -230,7 +230,7 @@ pub fn get(
 
 /// A resource by its key (any type), unlocked.
 pub fn get_by_pk(db: &mut Db<'_>, tenant: &TenantId, pk: i64) -> StoreResult<Option<ResourceRow>> {
-    let mut q = select(RESOURCE_COLUMNS, "resources r", tenant);
+    let mut q = resources_of(tenant);
     q.and(" AND r.pk = ?", [Bind::Int(pk)]);
     Ok(db.first(&q)?)
 }
@@ -274,9 +274,6 @@ impl Decode for RawIdRow {
     }
 }
 
-/// Ids per statement when looking many up.
-pub(crate) const ID_BATCH: usize = 500;
-
 /// The resource type stored in a row of `resources`.
 pub(crate) fn rtype_of(pk: i64, name: &str) -> StoreResult<Rtype> {
     Rtype::from_name(name).ok_or_else(|| {
@@ -286,12 +283,32 @@ pub(crate) fn rtype_of(pk: i64, name: &str) -> StoreResult<Rtype> {
 
 /// Looks up which of `ids` exist in this tenant (any resource type).
 pub fn resolve_ids(db: &mut Db<'_>, tenant: &TenantId, ids: &[String]) -> StoreResult<Vec<IdRow>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(ID_BATCH) {
-        let mut q = select("pk, id, rtype", "resources", tenant);
-        q.push(" AND id IN (");
-        q.bind_list(chunk.iter().map(|i| Bind::text(i))).push(")");
-        out.extend(db.rows::<RawIdRow>(&q)?);
-    }
-    Ok(out)
+    let start = select("pk, id, rtype", "resources", tenant);
+    db.rows_keyed::<RawIdRow>(&start, "id", &texts(ids), "")
+}
+
+fn texts(ids: &[String]) -> Vec<Bind> {
+    ids.iter().map(|i| Bind::text(i)).collect()
+}
+
+/// The resources with these keys (any type; missing ones left out), in no order.
+pub fn by_pks(db: &mut Db<'_>, tenant: &TenantId, pks: &[i64]) -> StoreResult<Vec<ResourceRow>> {
+    let keys: Vec<Bind> = pks.iter().map(|p| Bind::Int(*p)).collect();
+    db.load_keyed(&resources_of(tenant), "r.pk", &keys, "")
+}
+
+/// The tenant's users among `ids` (SCIM ids; missing ones left out), through the unique id
+/// index, in no order.
+pub fn users_by_id(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    ids: &[String],
+) -> StoreResult<Vec<ResourceRow>> {
+    let only_users = " AND r.rtype = 'User'";
+    db.load_keyed(&resources_of(tenant), "r.id", &texts(ids), only_users)
+}
+
+/// `SELECT` the columns of a `ResourceRow` from the tenant's `resources r`.
+fn resources_of(tenant: &TenantId) -> Sql {
+    select(RESOURCE_COLUMNS, "resources r", tenant)
 }

@@ -143,6 +143,10 @@ impl Sql {
     }
 }
 
+/// Keys per `IN (...)` list when reading or changing many rows by key: far below the bound
+/// parameter limits of SQLite (32,766) and Postgres (65,535).
+pub(crate) const ID_BATCH: usize = 500;
+
 /// A `WHERE tenant_id = ?` style start: `text` followed by the tenant's bind.
 pub fn scoped(text: &str, tenant: &TenantId) -> Sql {
     let mut q = Sql::new(text);

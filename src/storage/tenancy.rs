@@ -130,6 +130,7 @@ pub fn delete_tenant(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Deleted>
     del(db, "rules")?;
     del(db, "roles")?;
     del(db, "policies")?;
+    del(db, "admin_sessions")?;
     d.credentials += del(db, "tokens")?;
     d.credentials += del(db, "oauth_clients")?;
     del(db, "jwt_keys")?;
@@ -320,6 +321,41 @@ pub fn list(
     let mut q = select(&columns, kind.table(), tenant);
     q.push(" ORDER BY created, id");
     Ok(db.load(&q)?)
+}
+
+/// A stored credential as an account's timeline names it (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialLabel {
+    pub id: String,
+    pub kind: Credential,
+    pub label: Option<String>,
+}
+
+/// The tenant's tokens and OAuth clients among `ids`, with their labels.
+pub fn labels(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    ids: &[String],
+) -> StoreResult<Vec<CredentialLabel>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        label: Option<String>,
+    }
+    let keys: Vec<Bind> = ids.iter().map(|i| Bind::text(i)).collect();
+    let mut out = Vec::new();
+    for kind in [Credential::Token, Credential::Client] {
+        let start = select("id, label", kind.table(), tenant);
+        let rows: Vec<Row> = db.load_keyed(&start, "id", &keys, "")?;
+        out.extend(rows.into_iter().map(|r| CredentialLabel {
+            id: r.id,
+            kind,
+            label: r.label,
+        }));
+    }
+    Ok(out)
 }
 
 pub fn list_tokens(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<CredentialInfo>> {

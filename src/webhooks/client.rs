@@ -367,6 +367,7 @@ mod tests {
                 resource_id: None,
                 at: 0,
                 data: "{}".into(),
+                credential_id: None,
             },
         }
     }

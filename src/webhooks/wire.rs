@@ -174,6 +174,7 @@ mod tests {
             resource_id: None,
             at: 0,
             data: "{broken".into(),
+            credential_id: None,
         };
         let e = Event::from_feed(&row).unwrap_err().to_string();
         assert!(e.contains("feed") && e.contains("ev-1"), "{e}");

@@ -319,3 +319,71 @@ pub fn admin_token(state: &web::Data<AppState>) -> String {
         .expect("create admin token");
     token
 }
+
+/// A `scimitar serve` process (the built binary, started as it is deployed) on a free
+/// loopback port, with the test token as its bootstrap token; killed and reaped when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerProcess {
+    /// Starts the server on `db` with `extra` flags and `RUST_LOG` (its standard error goes
+    /// to `stderr`), and waits until it answers.
+    pub fn start(
+        db: &TestDb,
+        extra: &[&str],
+        rust_log: &str,
+        stderr: std::process::Stdio,
+    ) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_scimitar"))
+            .args(["serve", "--listen", &listen, "--database-url", &db.url])
+            .args(extra)
+            .env("SCIMITAR_BOOTSTRAP_TOKEN", TOKEN)
+            .env("RUST_LOG", rust_log)
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn scimitar");
+        // Owned at once, so it is killed and reaped on every path (Drop).
+        let server = ServerProcess {
+            child,
+            url: format!("http://{listen}"),
+        };
+        let agent = http_agent();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let ready = agent
+                .get(format!("{}/scim/v2/ServiceProviderConfig", server.url))
+                .header("Authorization", format!("Bearer {TOKEN}"))
+                .call()
+                .is_ok_and(|r| r.status() == 200);
+            if ready {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("scimitar did not start");
+    }
+}
+
+/// A blocking HTTP client that returns every status as a response (not an error).
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}

@@ -1,78 +1,28 @@
 //! Several `scimitar serve` processes on one database (the deployment shape on Postgres;
 //! on SQLite, several processes on one file): concurrent membership changes lose nothing.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use serde_json::{json, Value};
 
 use crate::common::*;
 
 struct Server {
-    child: Child,
+    _process: ServerProcess,
     base: String,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn(db: &TestDb) -> Server {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_scimitar"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            &db.url,
-            "--workers",
-            "2",
-        ])
-        .env("SCIMITAR_BOOTSTRAP_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn scimitar");
-    // Owned by `Server` at once, so it is killed and reaped on every path (Drop).
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}/scim/v2"),
-    };
-    let agent = agent();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = agent
-            .get(format!("{}/ServiceProviderConfig", server.base))
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .call()
-        {
-            if r.status() == 200 {
-                return server;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let process = ServerProcess::start(db, &["--workers", "2"], "warn", Stdio::null());
+    let base = format!("{}/scim/v2", process.url);
+    Server {
+        _process: process,
+        base,
     }
-    panic!("scimitar did not start");
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
+    http_agent()
 }
 
 fn send(agent: &ureq::Agent, method: &str, url: &str, body: Option<Value>) -> (u16, Value) {

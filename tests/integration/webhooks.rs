@@ -89,6 +89,24 @@ fn deliveries(state: &web::Data<AppState>, hook: &str, status: &str, error: Opti
     }
 }
 
+/// The `lastError` of a subscription's deliveries, newest first, as its tenant's admin
+/// reads them (`GET /api/v1/webhooks/{id}/deliveries`).
+async fn last_errors<S, B>(app: &S, admin: &str, hook: &str) -> Vec<Value>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let r = api(
+        app,
+        admin,
+        "GET",
+        &format!("/api/v1/webhooks/{hook}/deliveries"),
+        None,
+    )
+    .await;
+    items(&r).iter().map(|d| d["lastError"].clone()).collect()
+}
+
 /// Waits until `done` holds; panics after PATIENCE naming `what`.
 async fn eventually(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + PATIENCE;
@@ -229,6 +247,10 @@ async fn https_receivers_trusted_through_the_ca_file_and_an_untrusted_one_fails_
     .await;
     assert!(untrusted.hits().is_empty(), "{:?}", untrusted.hits());
     assert_eq!(deliveries(&state, &bad_hook, "delivered", None), 0);
+    assert!(last_errors(&app, &bad_admin, &bad_hook)
+        .await
+        .iter()
+        .all(|e| e.is_null() || e == "tls"));
     workers.shutdown();
 
     // Without the CA file, our receiver is not trusted either (the trust came from it).
@@ -397,6 +419,12 @@ async fn the_policy_is_checked_again_at_delivery() {
     }
     workers.shutdown();
     assert!(by_address.hits().is_empty() && by_name.hits().is_empty());
+    for hook in [&hook_a, &hook_n] {
+        assert_eq!(
+            last_errors(&app, &admin, hook).await,
+            vec![json!("refused by destination policy")]
+        );
+    }
 
     // The instance that allows it delivers them.
     let workers = scimitar::server::start_webhooks(&open, &state);
@@ -431,6 +459,10 @@ async fn a_redirect_is_a_failed_attempt_never_followed() {
     })
     .await;
     assert!(target.hits().is_empty(), "the redirect was followed");
+    assert_eq!(
+        last_errors(&app, &admin, &hook).await,
+        vec![json!("http 302")]
+    );
     assert_eq!(deliveries(&state, &hook, "delivered", None), 0);
     workers.shutdown();
 }
@@ -609,6 +641,8 @@ async fn a_panicking_attempt_is_a_failed_attempt_and_the_rest_is_delivered() {
         deliveries(&state, &good, "delivered", None) == 20
     })
     .await;
+    let errors = last_errors(&app, &admin, &bad).await;
+    assert!(errors.contains(&json!("internal error")), "{errors:?}");
     assert!(rx.hits().iter().all(|h| h.path == "/hooks/scimitar"));
     // The threads live on: later deliveries still arrive.
     create_user(&app, "after@example.com").await;

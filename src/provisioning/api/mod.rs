@@ -1,13 +1,16 @@
 //! The `/api/v1` use cases (docs/api-v1.md), by topic: `policy` (the tenant's policy, its
-//! roles and the rules that grant them), `review` (accounts, candidates and removals),
-//! `feed` (the change feed and an account's timeline) and `webhooks` (subscriptions and dead
-//! letters). Each takes typed input and answers typed output (the wire types, serde), runs
-//! in one transaction and needs a credential of scope `admin`.
+//! roles, the rules that grant them and their previews), `review` (accounts, candidates,
+//! removals and the groups they are reviewed by), `profile` (who an account's user is, as
+//! the answers about accounts show it), `feed` (the change feed and an account's timeline)
+//! and `webhooks` (subscriptions, their deliveries and dead letters). Each takes typed input
+//! and answers typed output (the wire types, serde), runs in one transaction and needs a
+//! credential of scope `admin`. The admin console calls these same use cases.
 //!
 //! Shared here: request bodies decoded into their types, list pages and their cursors.
 
 pub mod feed;
 pub mod policy;
+pub mod profile;
 pub mod review;
 pub mod webhooks;
 
@@ -40,6 +43,15 @@ impl<T> Page<T> {
             next_cursor: None,
         }
     }
+
+    /// The same page, its items shown by `show` (all at once, so a page's details can be
+    /// read in one query rather than one per item).
+    pub(crate) fn show<U>(self, show: impl FnOnce(Vec<T>) -> Result<Vec<U>>) -> Result<Page<U>> {
+        Ok(Page {
+            items: show(self.items)?,
+            next_cursor: self.next_cursor,
+        })
+    }
 }
 
 /// What this API shows of a stored row read by id (a `Role`, `Rule` or `Webhook`): the row,
@@ -71,7 +83,8 @@ impl Service {
     }
 }
 
-/// The query of a paged list (`limit`, `cursor`) and, for account lists, its filters.
+/// The query of a paged list (`limit`, `cursor`) and its filters: `state`, `role`, `group`
+/// and `filter` for account lists, `status` for a subscription's deliveries.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ListParams {
     /// Accounts in this state (`pending`, `active`, `suspended`, `removed`).
@@ -80,6 +93,10 @@ pub struct ListParams {
     pub role: Option<String>,
     /// Accounts whose user is a member of this SCIM group (a group id).
     pub group: Option<String>,
+    /// Accounts whose user matches this SCIM filter (a rule's filter).
+    pub filter: Option<String>,
+    /// Deliveries in this status (`pending`, `delivered`, `dead`).
+    pub status: Option<String>,
     /// The previous page's `nextCursor`.
     pub cursor: Option<String>,
     /// 1 to 1000 (default 100).
@@ -134,10 +151,16 @@ pub(crate) mod cursor {
 
     /// A cursor that carries a feed `seq` (0 when absent: the first page).
     pub fn decode_seq(c: Option<&str>, kind: &str) -> Result<i64> {
+        Ok(decode_key(c, kind)?.unwrap_or(0))
+    }
+
+    /// A cursor that carries a number (a `seq` or a key); None when absent (the first page).
+    pub fn decode_key(c: Option<&str>, kind: &str) -> Result<Option<i64>> {
         match c {
-            None | Some("") => Ok(0),
+            None | Some("") => Ok(None),
             Some(c) => decode(c, kind)?
                 .parse::<i64>()
+                .map(Some)
                 .map_err(|_| invalid("this cursor is not one Scimitar issued")),
         }
     }
@@ -159,12 +182,7 @@ pub(crate) fn seq_window(q: &ListParams, kind: &str) -> Result<(SeqWindow, i64)>
 
 /// One page of a list read with one row more than `limit`: the rows of the page, and the
 /// cursor of the next one (made from its last row by `at`) when there is more.
-pub(crate) fn paged<R, T>(
-    mut rows: Vec<R>,
-    limit: i64,
-    at: impl Fn(&R) -> String,
-    view: impl FnMut(&R) -> Result<T>,
-) -> Result<Page<T>> {
+pub(crate) fn cut<R>(mut rows: Vec<R>, limit: i64, at: impl Fn(&R) -> String) -> Page<R> {
     let limit = usize::try_from(limit).unwrap_or(0);
     let more = rows.len() > limit;
     rows.truncate(limit);
@@ -172,8 +190,20 @@ pub(crate) fn paged<R, T>(
         (true, Some(r)) => Some(at(r)),
         _ => None,
     };
-    let items = rows.iter().map(view).collect::<Result<Vec<T>>>()?;
-    Ok(Page { items, next_cursor })
+    Page {
+        items: rows,
+        next_cursor,
+    }
+}
+
+/// `cut`, each row of the page shown by `view`.
+pub(crate) fn paged<R, T>(
+    rows: Vec<R>,
+    limit: i64,
+    at: impl Fn(&R) -> String,
+    view: impl FnMut(&R) -> Result<T>,
+) -> Result<Page<T>> {
+    cut(rows, limit, at).show(|rows| rows.iter().map(view).collect())
 }
 
 impl Service {

@@ -1,6 +1,7 @@
 //! The tenant's provisioning policy, its roles (a name and typed entitlements) and the rules
 //! that grant them (a SCIM filter over the user, or a SCIM group). Changing a role or a rule
-//! recomputes every active account in the same transaction.
+//! recomputes every active account in the same transaction; a rule can be previewed (how
+//! many accounts it would match) before it is saved.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,14 +12,18 @@ use utoipa::{PartialSchema, ToSchema};
 use super::{decode, found, invalid, Shown};
 use crate::auth::Principal;
 use crate::product::{self, Entitlements, EntitlementsSchema, Policy, RoleDef};
-use crate::provisioning::accounts::{policy_of, role_def};
+use crate::provisioning::accounts::{policy_of, role_def, user_name};
 use crate::provisioning::journal::new_id;
-use crate::provisioning::{Error, Result, Service};
+use crate::provisioning::resources::parse_doc;
+use crate::provisioning::{ensure_admin, Error, Result, Service};
+use crate::scim::filter::{parse_filter_with, Syntax};
 use crate::scim::schema::Rtype;
 use crate::scim::time::{format_micros, now_micros};
+use crate::storage::accounts::{self as stored, AccountQuery};
 use crate::storage::conn::{Conn, Db};
 use crate::storage::dialect::Lock;
 use crate::storage::roles::{self, RoleRow, RuleGrant, RuleRow};
+use crate::storage::search::{self, Window};
 use crate::storage::{resources, Keyed, StorageError, StoreResult, TenantId};
 
 /// A named set of entitlements. Names are unique per tenant. When roles grant the same key:
@@ -148,6 +153,68 @@ impl PartialSchema for RuleInput {
 }
 
 impl ToSchema for RuleInput {}
+
+/// The body of `POST /rules/preview`: a rule's body, its `role` (if sent) ignored.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(
+    description = "A rule's body (its `role`, if sent, is ignored, so a rule can be previewed as it will be saved): exactly one of `filter` and `group`."
+)]
+pub struct RulePreviewInput {
+    /// Accepted and ignored.
+    #[schema(value_type = Option<String>)]
+    pub role: Option<Value>,
+    /// SCIM filter over the User (the language of /scim/v2/Users?filter=).
+    pub filter: Option<String>,
+    /// SCIM group id.
+    pub group: Option<String>,
+}
+
+/// What a rule would match now, before it is saved. A filter a rule cannot take is an answer
+/// here, not an error.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RulePreview {
+    /// The rule is good: how many accounts it would match now, and some of their userNames.
+    Valid {
+        #[schema(schema_with = always_true)]
+        valid: bool,
+        /// Accounts the rule would match now.
+        #[schema(minimum = 0)]
+        matches: i64,
+        /// userNames of some of them (at most 5).
+        sample: Vec<String>,
+    },
+    /// The filter is not one a rule takes.
+    Invalid {
+        #[schema(schema_with = always_false)]
+        valid: bool,
+        /// The filter parser's message, or why a rule cannot test what the filter names.
+        detail: String,
+        /// The character the parser stopped at; null when the filter parses but names what
+        /// a rule cannot test.
+        #[schema(required = true, minimum = 0)]
+        position: Option<usize>,
+    },
+}
+
+fn always_true() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([true]))
+}
+
+fn always_false() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([false]))
+}
+
+/// How many users a rule preview names.
+const PREVIEW_SAMPLE: i64 = 5;
+
+const PREVIEW_SHAPE: &str =
+    "a preview is {\"filter\": \"...\"} or {\"group\": \"<SCIM group id>\"} (a `role` is ignored)";
 
 const POLICY_SHAPE: &str =
     "a policy is {\"provisioning\": \"auto\"|\"review\", \"deprovisioning\": \"auto\"|\"notify\"}";
@@ -369,5 +436,90 @@ impl Service {
 
     pub fn delete_rule(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<()> {
         self.delete_grant::<Rule>(conn, p, id, roles::delete_rule)
+    }
+}
+
+impl Service {
+    /// `POST /rules/preview`: how many accounts a rule would match now, with a few of their
+    /// userNames; writes nothing. A filter that does not parse, or names what a rule cannot
+    /// test, is answered as invalid (with the parser's position), not as an error.
+    pub fn preview_rule(&self, conn: &mut Conn, p: &Principal, body: Value) -> Result<RulePreview> {
+        // An invalid filter is answered without a read: check the caller first.
+        ensure_admin(p)?;
+        let input: RulePreviewInput = decode(body, PREVIEW_SHAPE)?;
+        match (input.filter, input.group) {
+            (Some(f), None) => self.preview_filter(conn, p, &f),
+            (None, Some(g)) => self.preview_group(conn, p, &g),
+            _ => Err(invalid(
+                "a preview has exactly one of `filter` (a SCIM filter over the user) and `group` (a SCIM group id)",
+            )),
+        }
+    }
+
+    fn preview_filter(&self, conn: &mut Conn, p: &Principal, text: &str) -> Result<RulePreview> {
+        // The parser again for its position: a rule's filter is parsed as `rule_filter` does.
+        if let Err(e) = parse_filter_with(text, &self.settings.filter_limits, Syntax::LENIENT) {
+            return Ok(RulePreview::Invalid {
+                valid: false,
+                detail: format!("filter {e}"),
+                position: Some(e.pos),
+            });
+        }
+        let cond = match self.rule_filter(text) {
+            Ok(c) => c,
+            Err(Error::Scim(e)) => return Ok(not_testable(e.detail)),
+            Err(Error::Invalid(detail)) => return Ok(not_testable(detail)),
+            Err(other) => return Err(other),
+        };
+        self.admin_read(conn, p, |db| {
+            // The search a `?filter=` runs, counted.
+            let window = Window::Offset {
+                offset: 0,
+                limit: PREVIEW_SAMPLE,
+            };
+            let page =
+                search::search(db, &p.tenant, Rtype::User, Some(&cond), None, &window, true)?;
+            let sample = page
+                .rows
+                .iter()
+                .map(|r| Ok(user_name(&parse_doc(r)?)))
+                .collect::<Result<Vec<String>>>()?;
+            Ok(RulePreview::Valid {
+                valid: true,
+                matches: page.total.unwrap_or(0),
+                sample,
+            })
+        })
+    }
+
+    fn preview_group(&self, conn: &mut Conn, p: &Principal, group: &str) -> Result<RulePreview> {
+        self.admin_read(conn, p, |db| {
+            let g = resources::get(db, &p.tenant, Rtype::Group, group, Lock::None)?
+                .ok_or_else(|| Error::NotFound(format!("Group {group} not found")))?;
+            let matches = stored::count_in_group(db, &p.tenant, g.pk)?;
+            let query = AccountQuery {
+                group_pk: Some(g.pk),
+                limit: PREVIEW_SAMPLE,
+                ..AccountQuery::default()
+            };
+            let sample = stored::list(db, &p.tenant, &query)?
+                .into_iter()
+                .map(|a| a.user_name)
+                .collect();
+            Ok(RulePreview::Valid {
+                valid: true,
+                matches,
+                sample,
+            })
+        })
+    }
+}
+
+/// A filter that parses but names what a rule cannot test.
+fn not_testable(detail: String) -> RulePreview {
+    RulePreview::Invalid {
+        valid: false,
+        detail,
+        position: None,
     }
 }

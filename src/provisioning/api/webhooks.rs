@@ -1,5 +1,6 @@
-//! Webhook subscriptions (a URL, the event types it wants, a Standard Webhooks secret) and
-//! their dead letters (deliveries that ran out of retries), which an admin may replay.
+//! Webhook subscriptions (a URL, the event types it wants, a Standard Webhooks secret), their
+//! recent deliveries, and their dead letters (deliveries that ran out of retries), which an
+//! admin may replay.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -7,7 +8,7 @@ use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::Ref;
 use utoipa::ToSchema;
 
-use super::{cursor, decode, found, invalid, paged, seq_window, ListParams, Page, Shown};
+use super::{cursor, decode, found, invalid, page_limit, paged, ListParams, Page, Shown};
 use crate::auth::Principal;
 use crate::product::PRODUCT_EVENTS;
 use crate::provisioning::journal::new_id;
@@ -16,6 +17,7 @@ use crate::scim::events::SCIM_EVENTS;
 use crate::scim::time::{format_micros, now_micros};
 use crate::storage::conn::Conn;
 use crate::storage::deliveries::{self, DeliveryRow, Status, WebhookRow};
+use crate::storage::feed::SeqWindow;
 use crate::webhooks::{wire, Policy};
 
 /// A subscription (its secret is never shown again).
@@ -55,6 +57,15 @@ pub struct WebhookInput {
     /// Optional `whsec_` + base64 of 24 to 64 random bytes; generated when absent.
     #[schema(value_type = String, pattern = "^whsec_")]
     pub secret: Option<String>,
+}
+
+/// Which of a subscription's deliveries a list shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deliveries {
+    /// `GET /webhooks/{id}/dead-letters`: those that ran out of retries, in feed order.
+    DeadLetters,
+    /// `GET /webhooks/{id}/deliveries`: all (or those of `status`), newest first.
+    Recent,
 }
 
 /// A non-empty list of event types, or `["*"]`.
@@ -224,22 +235,47 @@ impl Service {
         })
     }
 
-    /// A subscription's dead letters, in feed order, paged.
-    pub fn dead_letters(
+    /// A subscription's deliveries, paged: its dead letters in feed order, or its recent
+    /// deliveries newest first (of one `status` when the query names one).
+    pub fn deliveries(
         &self,
         conn: &mut Conn,
         p: &Principal,
         id: &str,
+        which: Deliveries,
         q: &ListParams,
     ) -> Result<Page<Delivery>> {
-        let (window, limit) = seq_window(q, "d")?;
+        let kind = match which {
+            Deliveries::DeadLetters => "d",
+            Deliveries::Recent => "r",
+        };
+        let at = cursor::decode_key(q.cursor.as_deref(), kind)?;
+        let status = match (which, q.status.as_deref()) {
+            (Deliveries::DeadLetters, _) | (Deliveries::Recent, None) => None,
+            (Deliveries::Recent, Some(s)) => Some(Status::parse(s).ok_or_else(|| {
+                invalid(format!(
+                    "unknown delivery status `{s}`: use pending, delivered or dead"
+                ))
+            })?),
+        };
+        let limit = page_limit(q.limit)?;
         self.admin_read(conn, p, |db| {
             found::<Webhook>(db, &p.tenant, id)?;
-            let rows = deliveries::dead_letters(db, &p.tenant, id, window)?;
+            let rows = match which {
+                Deliveries::DeadLetters => {
+                    let after = at.unwrap_or(0);
+                    let window = SeqWindow {
+                        after,
+                        limit: limit + 1,
+                    };
+                    deliveries::dead_letters(db, &p.tenant, id, window)?
+                }
+                Deliveries::Recent => deliveries::recent(db, &p.tenant, id, status, at, limit + 1)?,
+            };
             paged(
                 rows,
                 limit,
-                |r| cursor::encode("d", &r.seq.to_string()),
+                |r| cursor::encode(kind, &r.seq.to_string()),
                 |r| Ok(delivery_view(r)),
             )
         })

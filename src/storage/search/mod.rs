@@ -96,19 +96,7 @@ pub fn search(
     count_total: bool,
 ) -> StoreResult<Page> {
     // The conditions on `resources r`, shared by the count and every plan of the rows.
-    let mut base = Sql::with(
-        "r.tenant_id = ? AND r.rtype = ?",
-        [Bind::tenant(tenant), Bind::text(rt.name())],
-    );
-    if let Some(c) = cond {
-        base.push(" AND ");
-        let counts = grams::gram_counts(db, rt, c)?;
-        let mut t = Translator::new(tenant, rt, db.backend());
-        if let Some(counts) = &counts {
-            t = t.with_gram_counts(counts);
-        }
-        t.translate(c, &mut base);
-    }
+    let base = matching(db, tenant, rt, cond)?;
     let mut wh = Sql::new(" FROM resources r WHERE ");
     wh.append(base.clone());
     let selective = cond.is_some_and(is_selective);
@@ -168,6 +156,32 @@ pub fn search(
         });
     }
     Ok(page)
+}
+
+/// The condition on `resources r` that selects the tenant's resources of type `rt` matching
+/// `cond` (all of them without one): the `WHERE` of a search, and what other tables' lists
+/// test their resource against (accounts by their user: `a.user_pk IN (SELECT r.pk FROM
+/// resources r WHERE ...)`).
+pub fn matching(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    rt: Rtype,
+    cond: Option<&Cond>,
+) -> StoreResult<Sql> {
+    let mut base = Sql::with(
+        "r.tenant_id = ? AND r.rtype = ?",
+        [Bind::tenant(tenant), Bind::text(rt.name())],
+    );
+    if let Some(c) = cond {
+        base.push(" AND ");
+        let counts = grams::gram_counts(db, rt, c)?;
+        let mut t = Translator::new(tenant, rt, db.backend());
+        if let Some(counts) = &counts {
+            t = t.with_gram_counts(counts);
+        }
+        t.translate(c, &mut base);
+    }
+    Ok(base)
 }
 
 /// The SQL expression of a sort key over `resources r`, and whether it is numeric.
