@@ -15,8 +15,6 @@ use scimitar::provisioning::tenancy as admin;
 use scimitar::scim::compat::Compat;
 
 use crate::common::*;
-use crate::tenancy::{tenant_with_token, with};
-use crate::users::urlencode;
 
 const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -60,8 +58,8 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let users = with(app, &t.token, "GET", "/scim/v2/Users?count=1000", None).await;
-    let groups = with(app, &t.token, "GET", "/scim/v2/Groups?count=1000", None).await;
+    let users = request(app, &t.token, "GET", "/scim/v2/Users?count=1000", None).await;
+    let groups = request(app, &t.token, "GET", "/scim/v2/Groups?count=1000", None).await;
     users.expect(200);
     groups.expect(200);
     (users.body, groups.body, scim_events(state, &t.name))
@@ -88,7 +86,7 @@ where
     B: MessageBody,
 {
     let before = holdings(app, state, t).await;
-    let r = with(app, &t.token, method, uri, body).await;
+    let r = request(app, &t.token, method, uri, body).await;
     assert_eq!(r.status.as_u16(), 400, "{why}: {}", r.raw);
     r.expect_error(400, Some(scim_type));
     assert_eq!(
@@ -100,7 +98,7 @@ where
 }
 
 fn ids(r: &Resp) -> Vec<String> {
-    let mut v: Vec<String> = crate::tenancy::ids(r);
+    let mut v: Vec<String> = crate::common::ids(r);
     v.sort();
     v
 }
@@ -256,7 +254,7 @@ async fn entra_group_create_is_refused_when_strict_and_changes_nothing() {
         Ok(())
     })
     .unwrap();
-    let r = with(
+    let r = request(
         &app,
         &lenient.token,
         "POST",
@@ -870,7 +868,7 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let u = with(
+    let u = request(
         app,
         &t.token,
         "POST",
@@ -881,7 +879,7 @@ where
     .await;
     u.expect(201);
     let user = u.body["id"].as_str().unwrap().to_string();
-    let g = with(
+    let g = request(
         app,
         &t.token,
         "POST",
@@ -914,7 +912,7 @@ async fn run_case<S, B>(
         .map(|b| serde_json::from_str(&fill(&b.to_string(), user, group)).expect("JSON"));
     let why = format!("{} on tenant {}", c.tolerance, t.name);
     if accept {
-        let r = with(app, &t.token, c.method, &path, body).await;
+        let r = request(app, &t.token, c.method, &path, body).await;
         assert!(r.status.is_success(), "{why}: {}", r.raw);
     } else {
         let r = refused(app, state, t, c.method, &path, body, c.scim_type, &why).await;

@@ -10,7 +10,6 @@
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::users::urlencode;
 
 const CREATE_USER: &str = include_str!("../fixtures/entra/create_user.json");
 const UPDATE_MULTI: &str = include_str!("../fixtures/entra/update_user_multi_valued.json");
@@ -56,101 +55,6 @@ const ADSCIM_GROUP: &str =
     "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group";
 /// The userName of the tutorial's Create User.
 const TUTORIAL_USER: &str = "Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee";
-
-/// A fixture as JSON, with the documentation's ids swapped for this run's.
-pub fn fixture(text: &str, ids: &[(&str, &str)]) -> Value {
-    let mut s = text.to_string();
-    for (from, to) in ids {
-        s = s.replace(from, to);
-    }
-    serde_json::from_str(&s).expect("fixture is JSON")
-}
-
-/// Server-assigned values a documented response cannot predict: never compared.
-const SERVER_ASSIGNED: &[&str] = &[
-    "/id",
-    "/meta/created",
-    "/meta/lastModified",
-    "/meta/location",
-    "/meta/version",
-];
-
-/// Asserts that `got` answers as the vendor documents: the status, and every attribute of
-/// the documented body (`schemas` included) equal at the same place, except the server's
-/// ids and timestamps (`SERVER_ASSIGNED`, also inside `Resources`) and the JSON pointers in
-/// `skip`, each of which the caller justifies. A documented `null` or `[]` means
-/// unassigned (RFC 7643 §2.5): absent, null or empty in `got` too. Attributes `got` has
-/// beyond the documented ones (`meta.version`, `$ref`, ...) are not compared.
-#[track_caller]
-pub fn assert_documented(got: &Resp, status: u16, documented: &Value, skip: &[&str]) {
-    got.expect(status);
-    let mut errors = Vec::new();
-    walk(
-        Some(&got.body),
-        documented,
-        String::new(),
-        skip,
-        &mut errors,
-    );
-    assert!(
-        errors.is_empty(),
-        "differs from the documented response:\n  {}\ngot: {}",
-        errors.join("\n  "),
-        got.raw
-    );
-}
-
-fn walk(got: Option<&Value>, doc: &Value, ptr: String, skip: &[&str], errors: &mut Vec<String>) {
-    // Server-assigned values are skipped at the top level and in every listed resource.
-    let in_list = ptr
-        .strip_prefix("/Resources/")
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(_, inner)| format!("/{inner}"));
-    let assigned = SERVER_ASSIGNED.contains(&ptr.as_str())
-        || in_list.is_some_and(|p| SERVER_ASSIGNED.contains(&p.as_str()));
-    if assigned || skip.contains(&ptr.as_str()) {
-        return;
-    }
-    let unassigned = |v: &Value| match v {
-        Value::Null => true,
-        Value::Array(a) => a.is_empty(),
-        _ => false,
-    };
-    match (doc, got) {
-        (d, g) if unassigned(d) => {
-            if !g.is_none_or(unassigned) {
-                errors.push(format!(
-                    "{ptr}: documented unassigned, got {}",
-                    g.unwrap_or(&Value::Null)
-                ));
-            }
-        }
-        (Value::Object(d), Some(Value::Object(g))) => {
-            for (k, v) in d {
-                walk(g.get(k), v, format!("{ptr}/{k}"), skip, errors);
-            }
-        }
-        (Value::Array(d), Some(Value::Array(g))) if d.len() == g.len() => {
-            for (i, v) in d.iter().enumerate() {
-                walk(g.get(i), v, format!("{ptr}/{i}"), skip, errors);
-            }
-        }
-        (d, g) if g == Some(d) => {}
-        (d, g) => errors.push(format!(
-            "{ptr}: documented {d}, got {}",
-            g.map(Value::to_string).unwrap_or_else(|| "nothing".into())
-        )),
-    }
-}
-
-/// The kinds of the events recorded for one resource, oldest first.
-pub fn kinds(state: &actix_web::web::Data<scimitar::http::AppState>, id: &str) -> Vec<String> {
-    events(state)
-        .into_iter()
-        .filter(|(r, _)| r == id)
-        .map(|(_, k)| k)
-        .collect()
-}
 
 fn filter_uri(endpoint: &str, filter: &str) -> String {
     format!("/scim/v2/{endpoint}?filter={}", urlencode(filter))

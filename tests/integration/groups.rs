@@ -1,7 +1,6 @@
 use serde_json::json;
 
 use crate::common::*;
-use crate::users::urlencode;
 
 #[actix_web::test]
 async fn group_members_carry_value_display_type_and_ref() {

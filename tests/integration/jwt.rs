@@ -13,7 +13,6 @@ use scimitar::provisioning::tenancy as admin;
 use scimitar::storage;
 
 use crate::common::*;
-use crate::tenancy::{user, with};
 
 const ISS: &str = "https://idp.example.com/tenant-1/";
 const AUD: &str = "scimitar-test";
@@ -95,7 +94,7 @@ async fn setup() -> (
 async fn a_valid_external_jwt_acts_for_its_tenant() {
     let (app, state, _db) = setup().await;
     let token = rsa(Algorithm::RS256, &claims());
-    let r = with(
+    let r = request(
         &app,
         &token,
         "POST",
@@ -121,7 +120,7 @@ async fn a_valid_external_jwt_acts_for_its_tenant() {
         with_claim("nbf", json!(now() + 20)),
         with_claim("nbf", Value::Null),
     ] {
-        with(
+        request(
             &app,
             &rsa(Algorithm::RS256, &c),
             "GET",
@@ -268,7 +267,7 @@ async fn every_rejection_case_is_401() {
         ("unknown crit extension", sign_with_crit(&rsa_key)),
     ];
     for (name, token) in cases {
-        let r = with(&app, &token, "GET", "/scim/v2/Users", None).await;
+        let r = request(&app, &token, "GET", "/scim/v2/Users", None).await;
         assert_eq!(r.status.as_u16(), 401, "{name}: {}", r.raw);
         r.expect_error(401, None);
         assert_eq!(
@@ -277,7 +276,7 @@ async fn every_rejection_case_is_401() {
             "{name}"
         );
         // Nothing changes either.
-        let w = with(
+        let w = request(
             &app,
             &token,
             "POST",
@@ -287,10 +286,10 @@ async fn every_rejection_case_is_401() {
         .await;
         assert_eq!(w.status.as_u16(), 401, "{name}");
     }
-    with(&app, &good, "GET", "/scim/v2/Users", None)
+    request(&app, &good, "GET", "/scim/v2/Users", None)
         .await
         .expect(200);
-    let r = with(&app, &good, "GET", "/scim/v2/Users", None).await;
+    let r = request(&app, &good, "GET", "/scim/v2/Users", None).await;
     assert_eq!(r.body["totalResults"], 0);
 }
 
@@ -308,7 +307,7 @@ async fn jwks_keys_are_chosen_by_kid_and_pinned() {
     let rsa_key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
     let ec = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
     // RSA key (no alg in the JWKS, pinned to RS256 at configuration), EC key (ES256).
-    with(
+    request(
         &app,
         &sign(Algorithm::RS256, &rsa_key, Some("rsa-1"), &c),
         "GET",
@@ -317,7 +316,7 @@ async fn jwks_keys_are_chosen_by_kid_and_pinned() {
     )
     .await
     .expect(200);
-    with(
+    request(
         &app,
         &sign(Algorithm::ES256, &ec, Some("ec-1"), &c),
         "GET",
@@ -326,7 +325,7 @@ async fn jwks_keys_are_chosen_by_kid_and_pinned() {
     )
     .await
     .expect(200);
-    with(
+    request(
         &app,
         &sign(Algorithm::RS256, &rsa_key, None, &c),
         "GET",
@@ -362,7 +361,7 @@ async fn jwks_keys_are_chosen_by_kid_and_pinned() {
             sign(Algorithm::ES256, &ec, Some("ec-1"), &claims()),
         ),
     ] {
-        let r = with(&app, &token, "GET", "/scim/v2/Users", None).await;
+        let r = request(&app, &token, "GET", "/scim/v2/Users", None).await;
         assert_eq!(r.status.as_u16(), 401, "{name}");
     }
 }
@@ -398,10 +397,10 @@ async fn issuer_configuration_rules() {
     )
     .unwrap();
     let t = rsa(Algorithm::RS256, &with_claim("aud", json!("third-aud")));
-    with(&app, &t, "GET", "/scim/v2/Users", None)
+    request(&app, &t, "GET", "/scim/v2/Users", None)
         .await
         .expect(200);
-    with(
+    request(
         &app,
         &t,
         "POST",
@@ -415,7 +414,7 @@ async fn issuer_configuration_rules() {
         Algorithm::RS256,
         &with_claim("aud", json!([AUD, "third-aud"])),
     );
-    with(&app, &both, "GET", "/scim/v2/Users", None)
+    request(&app, &both, "GET", "/scim/v2/Users", None)
         .await
         .expect(401);
     // Our own issuer name, no keys, unknown tenant.
@@ -434,7 +433,7 @@ async fn issuer_configuration_rules() {
     assert!(e.to_string().contains("no tenant named `ghost`"));
     // Removing the issuer ends its tokens.
     assert!(admin::remove_jwt_issuer(&mut conn, "ext").unwrap());
-    with(
+    request(
         &app,
         &rsa(Algorithm::RS256, &claims()),
         "GET",

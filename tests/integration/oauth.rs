@@ -17,7 +17,6 @@ use scimitar::storage;
 use scimitar::storage::sql::{Bind, Sql};
 
 use crate::common::*;
-use crate::tenancy::{tenant_with_token, user, with};
 
 fn client(state: &web::Data<AppState>, tenant: &str, scope: Scope) -> (String, String) {
     let mut conn = state.service.pool.get().unwrap();
@@ -107,7 +106,7 @@ async fn client_credentials_issue_a_token_the_scim_endpoints_accept() {
     assert_eq!(r.status, 200, "{}", r.raw);
 
     // The token works on SCIM, in the client's tenant, and events name the client.
-    let r = with(
+    let r = request(
         &app,
         &token,
         "POST",
@@ -219,13 +218,13 @@ async fn revoked_clients_and_read_clients() {
     let (app, state) = app_with(args(&db)).await;
     let (id, secret) = client(&state, "acme", Scope::Write);
     let token = token_for(&app, &id, &secret).await;
-    with(&app, &token, "GET", "/scim/v2/Users", None)
+    request(&app, &token, "GET", "/scim/v2/Users", None)
         .await
         .expect(200);
     let mut conn = state.service.pool.get().unwrap();
     assert_eq!(admin::revoke_client(&mut conn, &id).unwrap(), "acme");
     // Its access token stops at once, and it gets no new one.
-    let r = with(&app, &token, "GET", "/scim/v2/Users", None).await;
+    let r = request(&app, &token, "GET", "/scim/v2/Users", None).await;
     r.expect_error(401, None);
     assert!(r
         .header("www-authenticate")
@@ -240,10 +239,10 @@ async fn revoked_clients_and_read_clients() {
 
     let (rid, rsecret) = client(&state, "acme", Scope::Read);
     let read = token_for(&app, &rid, &rsecret).await;
-    with(&app, &read, "GET", "/scim/v2/Users", None)
+    request(&app, &read, "GET", "/scim/v2/Users", None)
         .await
         .expect(200);
-    with(
+    request(
         &app,
         &read,
         "POST",
@@ -257,7 +256,7 @@ async fn revoked_clients_and_read_clients() {
     let (did, dsecret) = client(&state, "doomed", Scope::Write);
     let doomed = token_for(&app, &did, &dsecret).await;
     admin::delete_tenant(&mut conn, "doomed").unwrap();
-    with(&app, &doomed, "GET", "/scim/v2/Users", None)
+    request(&app, &doomed, "GET", "/scim/v2/Users", None)
         .await
         .expect(401);
 }
@@ -314,18 +313,18 @@ async fn forged_tampered_and_expired_access_tokens_are_refused() {
         .map_err(|e| e.to_string())
         .unwrap()
         .access_token;
-    with(&app, &skewed, "GET", "/scim/v2/Users", None)
+    request(&app, &skewed, "GET", "/scim/v2/Users", None)
         .await
         .expect(200);
     for bad in [&forged, &unsigned, &unknown_kid, &old, &future] {
-        let r = with(&app, bad, "GET", "/scim/v2/Users", None).await;
+        let r = request(&app, bad, "GET", "/scim/v2/Users", None).await;
         r.expect_error(401, None);
         assert!(r
             .header("www-authenticate")
             .unwrap()
             .contains("invalid_token"));
     }
-    with(&app, &token, "GET", "/scim/v2/Users", None)
+    request(&app, &token, "GET", "/scim/v2/Users", None)
         .await
         .expect(200);
 }
@@ -348,10 +347,10 @@ async fn rotated_keys_verify_until_their_tokens_expire() {
         "new tokens use the new key"
     );
     // The old key still verifies the tokens it signed.
-    with(&app, &before, "GET", "/scim/v2/Users", None)
+    request(&app, &before, "GET", "/scim/v2/Users", None)
         .await
         .expect(200);
-    with(&app, &after, "GET", "/scim/v2/Users", None)
+    request(&app, &after, "GET", "/scim/v2/Users", None)
         .await
         .expect(200);
 
@@ -362,10 +361,10 @@ async fn rotated_keys_verify_until_their_tokens_expire() {
         .push(" WHERE kid = ")
         .bind(Bind::Text(old_kid.clone()));
     conn.db().execute(&q).unwrap();
-    with(&app, &before, "GET", "/scim/v2/Users", None)
+    request(&app, &before, "GET", "/scim/v2/Users", None)
         .await
         .expect(401);
-    with(&app, &after, "GET", "/scim/v2/Users", None)
+    request(&app, &after, "GET", "/scim/v2/Users", None)
         .await
         .expect(200);
     // The next rotation prunes it.
@@ -386,11 +385,11 @@ async fn token_endpoint_is_rate_limited_per_client() {
     let (app, state) = app_with(a).await;
     let (id, secret) = client(&state, "acme", Scope::Write);
     let token = token_for(&app, &id, &secret).await;
-    with(&app, &token, "GET", "/scim/v2/Users", None)
+    request(&app, &token, "GET", "/scim/v2/Users", None)
         .await
         .expect(200);
     // The client's bucket is shared by the endpoint and its tokens.
-    let r = with(&app, &token, "GET", "/scim/v2/Users", None).await;
+    let r = request(&app, &token, "GET", "/scim/v2/Users", None).await;
     r.expect_error(429, None);
     assert!(r.header("retry-after").is_some());
     let r = send(
@@ -402,7 +401,7 @@ async fn token_endpoint_is_rate_limited_per_client() {
     assert!(r.header("retry-after").is_some());
     // Others are unaffected.
     let t = tenant_with_token(&state, "acme", Scope::Read);
-    with(&app, &t, "GET", "/scim/v2/Users", None)
+    request(&app, &t, "GET", "/scim/v2/Users", None)
         .await
         .expect(200);
 }

@@ -7,7 +7,6 @@
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::entra::{assert_documented, fixture, kinds};
 
 const CREATE_USER: &str = include_str!("../fixtures/okta/create_user.json");
 const UPDATE_USER: &str = include_str!("../fixtures/okta/update_user.json");

@@ -12,7 +12,6 @@ use scimitar::scim::filter::{parse_filter, Limits};
 use scimitar::scim::schema::{Registry, Rtype};
 
 use crate::common::*;
-use crate::users::urlencode;
 
 async fn seed_people<S, B>(app: &S, names: &[(&str, Option<&str>)]) -> Vec<String>
 where

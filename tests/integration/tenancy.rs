@@ -5,84 +5,13 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
-use actix_web::test::TestRequest;
-use actix_web::web;
 use serde_json::{json, Value};
 
 use scimitar::auth::Scope;
-use scimitar::http::AppState;
 use scimitar::provisioning::tenancy as admin;
 use scimitar::storage;
 
 use crate::common::*;
-
-/// Creates a tenant and a token for it (through the admin operations the CLI uses).
-pub fn tenant_with_token(state: &web::Data<AppState>, name: &str, scope: Scope) -> String {
-    let mut conn = state.service.pool.get().unwrap();
-    if storage::tenancy::find_tenant(&mut conn.db(), &name.into())
-        .unwrap()
-        .is_none()
-    {
-        admin::create_tenant(&mut conn, name).unwrap();
-    }
-    let (_, token, _) = admin::create_token(&mut conn, name, Some("test"), scope, None).unwrap();
-    token
-}
-
-/// A request with `token` as the bearer credential and an optional JSON body.
-pub fn as_(token: &str, method: &str, uri: &str, body: Option<&Value>) -> TestRequest {
-    let m = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut r = TestRequest::default()
-        .method(m)
-        .uri(uri)
-        .insert_header(("Authorization", format!("Bearer {token}")));
-    if let Some(b) = body {
-        r = r
-            .insert_header(("Content-Type", "application/scim+json"))
-            .set_payload(b.to_string());
-    }
-    r
-}
-
-pub async fn with<S, B>(app: &S, token: &str, method: &str, uri: &str, body: Option<Value>) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    send(app, as_(token, method, uri, body.as_ref())).await
-}
-
-pub fn user(name: &str, external_id: &str, email: &str) -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": name,
-        "externalId": external_id,
-        "displayName": format!("{name} ({external_id})"),
-        "emails": [{"value": email, "type": "work", "primary": true}],
-        "active": true
-    })
-}
-
-pub fn group(name: &str, members: &[&str]) -> Value {
-    let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-        "displayName": name,
-        "members": members
-    })
-}
-
-/// The ids of a ListResponse.
-pub fn ids(r: &Resp) -> Vec<String> {
-    r.body["Resources"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x["id"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Asserts two answers are the same once `foreign` and `missing` (the ids in them) are
 /// blanked: a foreign id must be indistinguishable from a nonexistent one.
@@ -106,7 +35,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     let b = tenant_with_token(&state, "tenant-b", Scope::Write);
 
     // The same userName in both tenants.
-    let bu = with(
+    let bu = request(
         &app,
         &b,
         "POST",
@@ -116,7 +45,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     .await;
     bu.expect(201);
     let b_user = bu.body["id"].as_str().unwrap().to_string();
-    let bg = with(
+    let bg = request(
         &app,
         &b,
         "POST",
@@ -126,7 +55,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     .await;
     bg.expect(201);
     let b_group = bg.body["id"].as_str().unwrap().to_string();
-    let au = with(
+    let au = request(
         &app,
         &a,
         "POST",
@@ -136,7 +65,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     .await;
     au.expect(201);
     let a_user = au.body["id"].as_str().unwrap().to_string();
-    let ag = with(
+    let ag = request(
         &app,
         &a,
         "POST",
@@ -183,7 +112,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
             ("DELETE", String::new(), None),
         ];
         for (method, query, body) in cases {
-            let f = with(
+            let f = request(
                 &app,
                 &a,
                 method,
@@ -191,7 +120,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
                 body.clone(),
             )
             .await;
-            let m = with(
+            let m = request(
                 &app,
                 &a,
                 method,
@@ -244,7 +173,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         list("?filter=active%20eq%20true%20or%20externalId%20eq%20%22ext-b%22"),
     ];
     for uri in &only_a_user {
-        let r = with(&app, &a, "GET", uri, None).await;
+        let r = request(&app, &a, "GET", uri, None).await;
         r.expect(200);
         assert_eq!(ids(&r), vec![a_user.clone()], "{uri}");
         assert_eq!(r.body["totalResults"], 1, "{uri}");
@@ -258,7 +187,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         format!("/scim/v2/Groups?filter=id%20eq%20%22{b_group}%22"),
     ];
     for uri in &nothing {
-        let r = with(&app, &a, "GET", uri, None).await;
+        let r = request(&app, &a, "GET", uri, None).await;
         r.expect(200);
         assert_eq!(r.body["totalResults"], 0, "{uri}: {}", r.raw);
         assert!(
@@ -266,7 +195,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
             "{uri}"
         );
     }
-    let r = with(
+    let r = request(
         &app,
         &a,
         "GET",
@@ -275,7 +204,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     )
     .await;
     assert_eq!(ids(&r), vec![a_group.clone()]);
-    let r = with(&app, &a, "GET", &format!("/scim/v2/Groups/{a_group}"), None).await;
+    let r = request(&app, &a, "GET", &format!("/scim/v2/Groups/{a_group}"), None).await;
     assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
     assert!(!r.raw.contains(&b_user));
     for page in [
@@ -283,7 +212,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         "?startIndex=2&count=10",
         "?startIndex=1&count=1",
     ] {
-        let r = with(&app, &a, "GET", &list(page), None).await;
+        let r = request(&app, &a, "GET", &list(page), None).await;
         assert_eq!(r.body["totalResults"], 1, "{page}");
         assert!(!r.raw.contains(&b_user), "{page}");
     }
@@ -296,7 +225,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         }
         b
     };
-    let r = with(
+    let r = request(
         &app,
         &a,
         "POST",
@@ -306,7 +235,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     .await;
     r.expect(200);
     assert_eq!(ids(&r), vec![a_user.clone()]);
-    let r = with(
+    let r = request(
         &app,
         &a,
         "POST",
@@ -315,11 +244,11 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     )
     .await;
     assert_eq!(r.body["totalResults"], 0);
-    let r = with(&app, &a, "POST", "/scim/v2/.search", Some(search(None))).await;
+    let r = request(&app, &a, "POST", "/scim/v2/.search", Some(search(None))).await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 2);
     assert_eq!(ids(&r), vec![a_user.clone(), a_group.clone()]);
-    let r = with(
+    let r = request(
         &app,
         &a,
         "POST",
@@ -330,10 +259,10 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     assert!(!r.raw.contains(&b_user) && !r.raw.contains(&b_group));
 
     // Cursor paging: A's pages hold A's resources; B's cursor is no use to A.
-    let r = with(&app, &a, "GET", "/scim/v2/Users?cursor=&count=1", None).await;
+    let r = request(&app, &a, "GET", "/scim/v2/Users?cursor=&count=1", None).await;
     r.expect(200);
     assert_eq!(ids(&r), vec![a_user.clone()]);
-    with(
+    request(
         &app,
         &b,
         "POST",
@@ -342,13 +271,13 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     )
     .await
     .expect(201);
-    let rb = with(&app, &b, "GET", "/scim/v2/Users?cursor=&count=1", None).await;
+    let rb = request(&app, &b, "GET", "/scim/v2/Users?cursor=&count=1", None).await;
     rb.expect(200);
     let b_cursor = rb.body["nextCursor"]
         .as_str()
         .expect("B has a second page")
         .to_string();
-    let r = with(
+    let r = request(
         &app,
         &a,
         "GET",
@@ -380,8 +309,8 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
             patch_body(json!([{"op": "add", "path": "members", "value": [{"value": missing}]}])),
         ),
     ] {
-        let f = with(&app, &a, method, &uri, Some(f_body)).await;
-        let m = with(&app, &a, method, &uri, Some(m_body)).await;
+        let f = request(&app, &a, method, &uri, Some(f_body)).await;
+        let m = request(&app, &a, method, &uri, Some(m_body)).await;
         f.expect_error(400, Some("invalidValue"));
         same_answer(&f, &m, &b_user, &missing);
     }
@@ -389,7 +318,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     let remove = |id: &str| {
         patch_body(json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]))
     };
-    let f = with(
+    let f = request(
         &app,
         &a,
         "PATCH",
@@ -397,7 +326,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         Some(remove(&b_user)),
     )
     .await;
-    let m = with(
+    let m = request(
         &app,
         &a,
         "PATCH",
@@ -408,11 +337,11 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     same_answer(&f, &m, &b_user, &missing);
 
     // B's resources are untouched and its events only its own.
-    let r = with(&app, &b, "GET", &format!("/scim/v2/Users/{b_user}"), None).await;
+    let r = request(&app, &b, "GET", &format!("/scim/v2/Users/{b_user}"), None).await;
     r.expect(200);
     assert_eq!(r.header("etag").as_deref(), Some("W/\"1\""));
     assert_eq!(r.body["displayName"], "same@example.com (ext-b)");
-    let r = with(&app, &b, "GET", &format!("/scim/v2/Groups/{b_group}"), None).await;
+    let r = request(&app, &b, "GET", &format!("/scim/v2/Groups/{b_group}"), None).await;
     assert_eq!(r.header("etag").as_deref(), Some("W/\"1\""));
     assert_eq!(r.body["members"][0]["value"], b_user.as_str());
     let b_events = scim_events(&state, "tenant-b");
@@ -429,7 +358,7 @@ async fn user_names_are_unique_per_tenant_only() {
     let a = tenant_with_token(&state, "a", Scope::Write);
     let b = tenant_with_token(&state, "b", Scope::Write);
     for t in [&a, &b, &TOKEN.to_string()] {
-        with(
+        request(
             &app,
             t,
             "POST",
@@ -440,7 +369,7 @@ async fn user_names_are_unique_per_tenant_only() {
         .expect(201);
     }
     // Within a tenant it is unique, case-insensitively.
-    with(
+    request(
         &app,
         &a,
         "POST",
@@ -451,7 +380,7 @@ async fn user_names_are_unique_per_tenant_only() {
     .expect_error(409, Some("uniqueness"));
     // Groups with the same name too, and each tenant sees one of each.
     for t in [&a, &b] {
-        with(
+        request(
             &app,
             t,
             "POST",
@@ -460,9 +389,9 @@ async fn user_names_are_unique_per_tenant_only() {
         )
         .await
         .expect(201);
-        let r = with(&app, t, "GET", "/scim/v2/Users", None).await;
+        let r = request(&app, t, "GET", "/scim/v2/Users", None).await;
         assert_eq!(r.body["totalResults"], 1);
-        let r = with(&app, t, "GET", "/scim/v2/Groups", None).await;
+        let r = request(&app, t, "GET", "/scim/v2/Groups", None).await;
         assert_eq!(r.body["totalResults"], 1);
     }
 }
@@ -473,7 +402,7 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
     let (app, state) = app_with(args(&db)).await;
     let a = tenant_with_token(&state, "a", Scope::Write);
     let b = tenant_with_token(&state, "b", Scope::Write);
-    let ua = with(
+    let ua = request(
         &app,
         &a,
         "POST",
@@ -482,7 +411,7 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
     )
     .await;
     let ua = ua.body["id"].as_str().unwrap().to_string();
-    with(
+    request(
         &app,
         &a,
         "POST",
@@ -491,7 +420,7 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
     )
     .await
     .expect(201);
-    with(
+    request(
         &app,
         &b,
         "POST",
@@ -518,15 +447,15 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
         .is_empty());
     drop(conn);
 
-    with(&app, &a, "GET", "/scim/v2/Users", None)
+    request(&app, &a, "GET", "/scim/v2/Users", None)
         .await
         .expect(401);
-    let r = with(&app, &b, "GET", "/scim/v2/Users", None).await;
+    let r = request(&app, &b, "GET", "/scim/v2/Users", None).await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 1);
     // A tenant of the same name starts empty.
     let a2 = tenant_with_token(&state, "a", Scope::Write);
-    let r = with(&app, &a2, "GET", "/scim/v2/Users", None).await;
+    let r = request(&app, &a2, "GET", "/scim/v2/Users", None).await;
     assert_eq!(r.body["totalResults"], 0);
 }
 
@@ -545,9 +474,9 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
         S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
         B: MessageBody,
     {
-        let all = with(app, token, "GET", &format!("/scim/v2/{rt}?count=1"), None).await;
+        let all = request(app, token, "GET", &format!("/scim/v2/{rt}?count=1"), None).await;
         all.expect(200);
-        let counted = with(
+        let counted = request(
             app,
             token,
             "GET",
@@ -563,7 +492,7 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     }
     let mut users = Vec::new();
     for i in 0..3 {
-        let r = with(
+        let r = request(
             &app,
             &a,
             "POST",
@@ -578,7 +507,7 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
         r.expect(201);
         users.push(r.body["id"].as_str().unwrap().to_string());
     }
-    with(
+    request(
         &app,
         &b,
         "POST",
@@ -603,7 +532,7 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     ops.push(json!({"method": "POST", "path": "/Groups", "bulkId": "g",
                     "data": group("Counted", &[&users[0]])}));
     ops.push(json!({"method": "DELETE", "path": "/Users/00000000-0000-0000-0000-000000000000"}));
-    let r = with(
+    let r = request(
         &app,
         &a,
         "POST",
@@ -619,7 +548,7 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     assert_eq!(totals(&app, &a, "Groups").await, (1, 1));
 
     // Deletes, and a second delete of the same user (404, nothing counted).
-    with(
+    request(
         &app,
         &a,
         "DELETE",
@@ -628,7 +557,7 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     )
     .await
     .expect(204);
-    with(
+    request(
         &app,
         &a,
         "DELETE",

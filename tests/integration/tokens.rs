@@ -11,7 +11,6 @@ use scimitar::scim::time::now_micros;
 use scimitar::storage;
 
 use crate::common::*;
-use crate::tenancy::{as_, tenant_with_token, user, with};
 
 #[actix_web::test]
 async fn token_lifecycle_create_use_revoke_expire() {
@@ -25,7 +24,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
     assert_eq!(expires, None);
 
     // Use: it works, and `token list` shows when (never the secret or its hash).
-    let r = with(
+    let r = request(
         &app,
         &token,
         "POST",
@@ -48,7 +47,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
 
     // Revoke: refused from the next request on, and the refusal changes nothing.
     assert_eq!(admin::revoke_token(&mut conn, &id).unwrap(), "acme");
-    let r = with(
+    let r = request(
         &app,
         &token,
         "POST",
@@ -61,15 +60,15 @@ async fn token_lifecycle_create_use_revoke_expire() {
         r.header("www-authenticate").as_deref(),
         Some("Bearer realm=\"scimitar\", error=\"invalid_token\"")
     );
-    with(&app, &token, "GET", "/scim/v2/Users", None)
+    request(&app, &token, "GET", "/scim/v2/Users", None)
         .await
         .expect(401);
     assert!(admin::revoke_token(&mut conn, "no-such-id")
         .unwrap_err()
         .to_string()
         .contains("no token"));
-    let fresh = crate::tenancy::tenant_with_token(&state, "acme", Scope::Read);
-    let r = with(&app, &fresh, "GET", "/scim/v2/Users", None).await;
+    let fresh = tenant_with_token(&state, "acme", Scope::Read);
+    let r = request(&app, &fresh, "GET", "/scim/v2/Users", None).await;
     assert_eq!(
         r.body["totalResults"], 1,
         "the revoked token's request created nothing"
@@ -82,7 +81,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
             auth::create_token(db, &"acme".into(), None, Scope::Write, Some(now - 1), now)
         })
         .unwrap();
-    let r = with(&app, &expired, "GET", "/scim/v2/Users", None).await;
+    let r = request(&app, &expired, "GET", "/scim/v2/Users", None).await;
     r.expect_error(401, None);
     assert!(r
         .header("www-authenticate")
@@ -97,7 +96,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
     )
     .unwrap();
     assert!(exp.unwrap() > now);
-    with(&app, &later, "GET", "/scim/v2/Users", None)
+    request(&app, &later, "GET", "/scim/v2/Users", None)
         .await
         .expect(200);
 
@@ -152,11 +151,11 @@ async fn read_tokens_may_only_get_and_search() {
         "/scim/v2/ServiceProviderConfig".into(),
         "/scim/v2/Schemas".into(),
     ] {
-        with(&app, &read, "GET", &uri, None).await.expect(200);
+        request(&app, &read, "GET", &uri, None).await.expect(200);
     }
     let search = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "userName pr"});
     for uri in ["/scim/v2/Users/.search", "/scim/v2/.search"] {
-        let r = with(&app, &read, "POST", uri, Some(search.clone())).await;
+        let r = request(&app, &read, "POST", uri, Some(search.clone())).await;
         r.expect(200);
         assert_eq!(r.body["totalResults"], 1);
     }
@@ -182,7 +181,7 @@ async fn read_tokens_may_only_get_and_search() {
         ("PATCH", format!("/scim/v2/Users/{id}"), Some(patch)),
         ("DELETE", format!("/scim/v2/Users/{id}"), None),
     ] {
-        let r = with(&app, &read, method, &uri, body).await;
+        let r = request(&app, &read, method, &uri, body).await;
         r.expect_error(403, None);
     }
     let r = call(&app, "GET", &format!("/scim/v2/Users/{id}"), None).await;
@@ -216,7 +215,7 @@ async fn rate_limit_is_per_credential_with_429_and_retry_after() {
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=20).contains(&retry), "{retry}");
     // Another credential has its own budget; the limited request created nothing.
-    let r = with(&app, &other, "GET", "/scim/v2/Users", None).await;
+    let r = request(&app, &other, "GET", "/scim/v2/Users", None).await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 0);
 }
@@ -248,7 +247,7 @@ async fn dialect_tolerances_are_per_tenant() {
     // Entra ID's capitalised op and string boolean.
     let entra = patch_body(json!([{"op": "Replace", "path": "active", "value": "False"}]));
     for (token, status) in [(&lenient, 200), (&strict, 400), (&TOKEN.to_string(), 400)] {
-        let r = with(
+        let r = request(
             &app,
             token,
             "POST",
@@ -258,7 +257,7 @@ async fn dialect_tolerances_are_per_tenant() {
         .await;
         r.expect(201);
         let id = r.body["id"].as_str().unwrap();
-        let r = with(
+        let r = request(
             &app,
             token,
             "PATCH",
@@ -273,9 +272,9 @@ async fn dialect_tolerances_are_per_tenant() {
         s.set("op_case_insensitive", false)
     })
     .unwrap();
-    let r = with(&app, &lenient, "GET", "/scim/v2/Users", None).await;
+    let r = request(&app, &lenient, "GET", "/scim/v2/Users", None).await;
     let id = r.body["Resources"][0]["id"].as_str().unwrap().to_string();
-    with(
+    request(
         &app,
         &lenient,
         "PATCH",

@@ -1,0 +1,298 @@
+//! Bad input to the account side of `/api/v1` (docs/api-v1.md): refused with its JSON error,
+//! and nothing changed.
+
+use actix_web::test;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+// ---------------------------------------------------------------------------------------
+// Bad input changes nothing
+
+#[actix_web::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let admin = admin_token(&state);
+    let nobody = uuid::Uuid::new_v4().to_string();
+
+    // Credentials: none, SCIM write, admin.
+    let r = request(&app, "", "GET", "/api/v1/accounts", None).await;
+    api_error(&r, 401, "unauthorized");
+    let r = request(&app, "not-a-token", "GET", "/api/v1/roles", None).await;
+    api_error(&r, 401, "unauthorized");
+    let r = request(&app, TOKEN, "GET", "/api/v1/accounts", None).await;
+    api_error(&r, 403, "forbidden");
+    let r = request(
+        &app,
+        TOKEN,
+        "POST",
+        "/api/v1/roles",
+        Some(json!({"name": "sneaky", "entitlements": {}})),
+    )
+    .await;
+    api_error(&r, 403, "forbidden");
+    let r = request(
+        &app,
+        TOKEN,
+        "PUT",
+        "/api/v1/policy",
+        Some(json!({"provisioning": "review", "deprovisioning": "notify"})),
+    )
+    .await;
+    api_error(&r, 403, "forbidden");
+    // An admin token reads SCIM but does not write it.
+    let r = send(
+        &app,
+        test::TestRequest::post()
+            .uri("/scim/v2/Users")
+            .insert_header(("Authorization", format!("Bearer {admin}")))
+            .insert_header(("Content-Type", "application/scim+json"))
+            .set_payload(okta_user("mallory@example.com", "X", "Y").to_string()),
+    )
+    .await;
+    r.expect(403);
+    let r = send(
+        &app,
+        test::TestRequest::get()
+            .uri("/scim/v2/Users")
+            .insert_header(("Authorization", format!("Bearer {admin}"))),
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(r.body["totalResults"], 0);
+
+    // Policy.
+    for bad in [
+        json!({"provisioning": "manual", "deprovisioning": "auto"}),
+        json!({"provisioning": "auto", "deprovisioning": "never"}),
+        json!({"provisioning": "review"}),
+        json!({"provisioning": "review", "deprovisioning": "auto", "extra": 1}),
+        json!("review"),
+    ] {
+        let r = request(&app, &admin, "PUT", "/api/v1/policy", Some(bad)).await;
+        api_error(&r, 400, "bad_request");
+    }
+
+    // Roles.
+    let role = create_role(&app, &admin, "base", json!({"seats": 1, "tier": "gold"})).await;
+    for (path, method) in [
+        (format!("/api/v1/roles/{nobody}"), "GET"),
+        (format!("/api/v1/roles/{nobody}"), "DELETE"),
+    ] {
+        let r = request(&app, &admin, method, &path, None).await;
+        api_error(&r, 404, "not_found");
+    }
+    let r = request(
+        &app,
+        &admin,
+        "PUT",
+        &format!("/api/v1/roles/{nobody}"),
+        Some(json!({"name": "x", "entitlements": {}})),
+    )
+    .await;
+    api_error(&r, 404, "not_found");
+    for (body, status, code) in [
+        (json!({"name": "base", "entitlements": {}}), 409, "conflict"),
+        (
+            json!({"name": "other", "entitlements": {"seats": true}}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"name": "other", "entitlements": {"tier": 3}}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"name": "other", "entitlements": {"x": {"nested": 1}}}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"name": "other", "entitlements": {"x": [1]}}),
+            400,
+            "bad_request",
+        ),
+        (json!({"name": "", "entitlements": {}}), 400, "bad_request"),
+        (json!({"entitlements": {}}), 400, "bad_request"),
+        (
+            json!({"name": "other", "colour": "red"}),
+            400,
+            "bad_request",
+        ),
+    ] {
+        let r = request(&app, &admin, "POST", "/api/v1/roles", Some(body.clone())).await;
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.raw);
+        api_error(&r, status, code);
+    }
+    let r = request(
+        &app,
+        &admin,
+        "PUT",
+        &format!("/api/v1/roles/{role}"),
+        Some(json!({"name": "base", "entitlements": {"seats": "many"}})),
+    )
+    .await;
+    // The only role: a type of its own may change.
+    ok(&r, 200);
+    let r = request(
+        &app,
+        &admin,
+        "PUT",
+        &format!("/api/v1/roles/{role}"),
+        Some(json!({"name": "base", "entitlements": {"seats": 1, "tier": "gold"}})),
+    )
+    .await;
+    ok(&r, 200);
+
+    // Rules.
+    for (path, method) in [
+        (format!("/api/v1/rules/{nobody}"), "GET"),
+        (format!("/api/v1/rules/{nobody}"), "DELETE"),
+    ] {
+        let r = request(&app, &admin, method, &path, None).await;
+        api_error(&r, 404, "not_found");
+    }
+    let r = request(
+        &app,
+        &admin,
+        "PUT",
+        &format!("/api/v1/rules/{nobody}"),
+        Some(json!({"role": role, "filter": "userName pr"})),
+    )
+    .await;
+    api_error(&r, 404, "not_found");
+    let r = request(
+        &app,
+        &admin,
+        "POST",
+        "/api/v1/rules",
+        Some(json!({"role": role, "filter": "title co \"Manager\" and (department eq"})),
+    )
+    .await;
+    let detail = api_error(&r, 400, "bad_request");
+    assert!(detail.contains("position"), "names the position: {detail}");
+    let r = request(
+        &app,
+        &admin,
+        "POST",
+        "/api/v1/rules",
+        Some(json!({"role": role, "filter": "userName eq"})),
+    )
+    .await;
+    let detail = api_error(&r, 400, "bad_request");
+    assert!(
+        detail.contains("position 11"),
+        "names the position: {detail}"
+    );
+    let r = request(
+        &app,
+        &admin,
+        "POST",
+        "/api/v1/rules",
+        Some(json!({"role": role, "filter": "shoeSize gt 40"})),
+    )
+    .await;
+    api_error(&r, 400, "bad_request");
+    let r = request(
+        &app,
+        &admin,
+        "POST",
+        "/api/v1/rules",
+        Some(json!({"role": nobody, "filter": "userName pr"})),
+    )
+    .await;
+    api_error(&r, 404, "not_found");
+    let r = request(
+        &app,
+        &admin,
+        "POST",
+        "/api/v1/rules",
+        Some(json!({"role": role, "group": nobody})),
+    )
+    .await;
+    api_error(&r, 404, "not_found");
+    for body in [
+        json!({"role": role}),
+        json!({"role": role, "filter": "userName pr", "group": nobody}),
+        json!({"filter": "userName pr"}),
+        json!({"role": role, "filter": 7}),
+    ] {
+        let r = request(&app, &admin, "POST", "/api/v1/rules", Some(body.clone())).await;
+        assert_eq!(r.status.as_u16(), 400, "{body}: {}", r.raw);
+        api_error(&r, 400, "bad_request");
+    }
+
+    // Accounts and queues.
+    for (method, path) in [
+        ("GET", format!("/api/v1/accounts/{nobody}")),
+        ("GET", format!("/api/v1/accounts/{nobody}/timeline")),
+        ("POST", format!("/api/v1/candidates/{nobody}/approve")),
+        ("POST", format!("/api/v1/candidates/{nobody}/reject")),
+        ("POST", format!("/api/v1/removals/{nobody}/confirm")),
+        ("GET", format!("/api/v1/accounts?role={nobody}")),
+        ("GET", format!("/api/v1/accounts?group={nobody}")),
+        ("GET", format!("/api/v1/webhooks/{nobody}")),
+        ("DELETE", format!("/api/v1/webhooks/{nobody}")),
+        ("POST", format!("/api/v1/dead-letters/{nobody}/replay")),
+        ("GET", "/api/v1/no-such-thing".to_string()),
+    ] {
+        let r = request(&app, &admin, method, &path, None).await;
+        assert_eq!(r.status.as_u16(), 404, "{method} {path}: {}", r.raw);
+        api_error(&r, 404, "not_found");
+    }
+    for path in [
+        "/api/v1/accounts?state=frozen",
+        "/api/v1/accounts?limit=0",
+        "/api/v1/accounts?cursor=!!!",
+        "/api/v1/accounts?cursor=bm9wZQ",
+    ] {
+        let r = request(&app, &admin, "GET", path, None).await;
+        assert_eq!(r.status.as_u16(), 400, "{path}: {}", r.raw);
+        api_error(&r, 400, "bad_request");
+    }
+
+    // Webhooks.
+    for body in [
+        json!({"url": "ftp://x", "events": ["*"]}),
+        json!({"url": "https://hooks.example.com/x", "events": ["account.exploded"]}),
+        json!({"url": "https://hooks.example.com/x", "events": []}),
+        json!({"url": "https://hooks.example.com/x"}),
+        json!({"events": ["*"]}),
+        json!({"url": "https://hooks.example.com/x", "events": ["*"], "secret": "hunter2"}),
+        json!({"url": "https://hooks.example.com/x", "events": ["*"], "colour": "red"}),
+    ] {
+        let r = request(&app, &admin, "POST", "/api/v1/webhooks", Some(body.clone())).await;
+        assert_eq!(r.status.as_u16(), 400, "{body}: {}", r.raw);
+        api_error(&r, 400, "bad_request");
+    }
+
+    // None of it changed anything.
+    let r = request(&app, &admin, "GET", "/api/v1/policy", None).await;
+    assert_eq!(
+        ok(&r, 200),
+        &json!({"provisioning": "auto", "deprovisioning": "auto"})
+    );
+    let r = request(&app, &admin, "GET", "/api/v1/roles", None).await;
+    let roles = items(&r);
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0]["id"], role.as_str());
+    assert_eq!(roles[0]["name"], "base");
+    assert_eq!(
+        roles[0]["entitlements"],
+        json!({"seats": 1, "tier": "gold"})
+    );
+    for list in [
+        "/api/v1/rules",
+        "/api/v1/webhooks",
+        "/api/v1/accounts",
+        "/api/v1/candidates",
+        "/api/v1/removals",
+    ] {
+        let r = request(&app, &admin, "GET", list, None).await;
+        assert_eq!(items(&r), Vec::<Value>::new(), "{list}");
+    }
+    let r = request(&app, &admin, "GET", "/api/v1/events", None).await;
+    assert_eq!(ok(&r, 200), &json!({"items": [], "next": 0}));
+}
