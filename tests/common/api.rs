@@ -5,7 +5,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{json, Value};
 
-use super::{request, Resp};
+use super::{get, post, put, Resp};
 
 /// Asserts a success of `/api/v1`: the status and, with a body, `application/json`.
 #[track_caller]
@@ -65,14 +65,14 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let r = request(app, admin, "GET", "/api/v1/accounts?limit=1000", None).await;
+    let r = get(app, admin, "/api/v1/accounts?limit=1000").await;
     let found = items(&r)
         .into_iter()
         .find(|a| a["scimId"] == scim_id)
         .unwrap_or_else(|| panic!("no account for user {scim_id}: {}", r.raw));
     // The same through the single-account endpoint (which adds the whole SCIM `user`).
     let id = found["id"].as_str().unwrap().to_string();
-    let one = request(app, admin, "GET", &format!("/api/v1/accounts/{id}"), None).await;
+    let one = get(app, admin, &format!("/api/v1/accounts/{id}")).await;
     let mut one = ok(&one, 200).clone();
     assert!(one.as_object_mut().unwrap().remove("user").is_some());
     assert_eq!(one, found);
@@ -84,7 +84,7 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let r = request(app, admin, "GET", &format!("/api/v1/accounts/{id}"), None).await;
+    let r = get(app, admin, &format!("/api/v1/accounts/{id}")).await;
     // As the other account answers, without the SCIM `user` only this one adds.
     let mut one = ok(&r, 200).clone();
     assert!(one.as_object_mut().unwrap().remove("user").is_some());
@@ -97,14 +97,7 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let r = request(
-        app,
-        admin,
-        "GET",
-        &format!("/api/v1/webhooks/{hook}/dead-letters"),
-        None,
-    )
-    .await;
+    let r = get(app, admin, &format!("/api/v1/webhooks/{hook}/dead-letters")).await;
     items(&r)
 }
 
@@ -114,7 +107,7 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let r = request(app, admin, "GET", "/api/v1/events?limit=1000", None).await;
+    let r = get(app, admin, "/api/v1/events?limit=1000").await;
     items(&r)
 }
 
@@ -130,10 +123,9 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let r = request(
+    let r = post(
         app,
         admin,
-        "POST",
         "/api/v1/roles",
         Some(json!({"name": name, "entitlements": ents})),
     )
@@ -149,7 +141,7 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let r = request(app, admin, "POST", "/api/v1/rules", Some(rule.clone())).await;
+    let r = post(app, admin, "/api/v1/rules", Some(rule.clone())).await;
     let body = ok(&r, 201);
     for (k, v) in rule.as_object().unwrap() {
         assert_eq!(&body[k], v, "rule attribute {k}: {}", r.raw);
@@ -163,9 +155,9 @@ where
     B: MessageBody,
 {
     let policy = json!({"provisioning": provisioning, "deprovisioning": deprovisioning});
-    let r = request(app, admin, "PUT", "/api/v1/policy", Some(policy.clone())).await;
+    let r = put(app, admin, "/api/v1/policy", policy.clone()).await;
     assert_eq!(ok(&r, 200), &policy);
-    let r = request(app, admin, "GET", "/api/v1/policy", None).await;
+    let r = get(app, admin, "/api/v1/policy").await;
     assert_eq!(ok(&r, 200), &policy);
 }
 
@@ -185,7 +177,7 @@ where
     if let Some(s) = secret {
         body["secret"] = json!(s);
     }
-    let r = request(app, admin, "POST", "/api/v1/webhooks", Some(body)).await;
+    let r = post(app, admin, "/api/v1/webhooks", Some(body)).await;
     let b = ok(&r, 201);
     assert_eq!(b["url"], url);
     assert_eq!(b["events"], json!(events));
@@ -196,9 +188,9 @@ where
     }
     let id = b["id"].as_str().expect("webhook id").to_string();
     // Never shown again.
-    let r = request(app, admin, "GET", &format!("/api/v1/webhooks/{id}"), None).await;
+    let r = get(app, admin, &format!("/api/v1/webhooks/{id}")).await;
     assert!(ok(&r, 200).get("secret").is_none(), "{}", r.raw);
-    let r = request(app, admin, "GET", "/api/v1/webhooks", None).await;
+    let r = get(app, admin, "/api/v1/webhooks").await;
     let listed = items(&r);
     assert!(listed.iter().any(|w| w["id"] == id.as_str()));
     assert!(

@@ -44,3 +44,39 @@ where
 {
     send(app, as_(token, method, uri, body.as_ref())).await
 }
+
+/// `request` of a GET.
+pub async fn get<S, B>(app: &S, token: &str, uri: &str) -> Resp
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    request(app, token, "GET", uri, None).await
+}
+
+/// `request` of a DELETE.
+pub async fn delete<S, B>(app: &S, token: &str, uri: &str) -> Resp
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    request(app, token, "DELETE", uri, None).await
+}
+
+/// `request` of a POST.
+pub async fn post<S, B>(app: &S, token: &str, uri: &str, body: Option<Value>) -> Resp
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    request(app, token, "POST", uri, body).await
+}
+
+/// `request` of a PUT.
+pub async fn put<S, B>(app: &S, token: &str, uri: &str, body: Value) -> Resp
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    request(app, token, "PUT", uri, Some(body)).await
+}

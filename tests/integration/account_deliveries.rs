@@ -206,10 +206,9 @@ async fn failing_deliveries_become_dead_letters_and_replay() {
     // The receiver is fixed; the dead letter is replayed and delivered.
     rx.answer(200);
     let id = d["id"].as_str().unwrap();
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         &format!("/api/v1/dead-letters/{id}/replay"),
         None,
     )
@@ -229,10 +228,9 @@ async fn failing_deliveries_become_dead_letters_and_replay() {
     loop {
         if dead_letters(&app, &admin, &hook).await.is_empty() {
             // Delivered now: not a dead letter, so it cannot be replayed.
-            let r = request(
+            let r = post(
                 &app,
                 &admin,
-                "POST",
                 &format!("/api/v1/dead-letters/{id}/replay"),
                 None,
             )
@@ -245,21 +243,18 @@ async fn failing_deliveries_become_dead_letters_and_replay() {
         assert!(Instant::now() < deadline, "the replay never settled");
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         &format!("/api/v1/dead-letters/{}/replay", uuid::Uuid::new_v4()),
         None,
     )
     .await;
     api_error(&r, 404, "not_found");
-    let r = request(
+    let r = get(
         &app,
         &admin,
-        "GET",
         &format!("/api/v1/webhooks/{}/dead-letters", uuid::Uuid::new_v4()),
-        None,
     )
     .await;
     api_error(&r, 404, "not_found");

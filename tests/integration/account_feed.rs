@@ -18,7 +18,7 @@ async fn feed_is_gap_free_and_long_polls() {
     let admin = admin_token(&state);
     let app = std::rc::Rc::new(app);
 
-    let r = request(&*app, &admin, "GET", "/api/v1/events", None).await;
+    let r = get(&*app, &admin, "/api/v1/events").await;
     assert_eq!(ok(&r, 200), &json!({"items": [], "next": 0}));
 
     let mut users = Vec::new();
@@ -62,20 +62,13 @@ async fn feed_is_gap_free_and_long_polls() {
     assert!(create["data"]["jti"].is_string());
 
     // `after` gives only later events; `limit` pages.
-    let r = request(&*app, &admin, "GET", "/api/v1/events?after=4", None).await;
+    let r = get(&*app, &admin, "/api/v1/events?after=4").await;
     assert_eq!(items(&r), all[4..].to_vec());
     assert_eq!(r.body["next"], json!(n));
-    let r = request(&*app, &admin, "GET", "/api/v1/events?after=2&limit=3", None).await;
+    let r = get(&*app, &admin, "/api/v1/events?after=2&limit=3").await;
     assert_eq!(items(&r), all[2..5].to_vec());
     assert_eq!(r.body["next"], 5);
-    let r = request(
-        &*app,
-        &admin,
-        "GET",
-        &format!("/api/v1/events?after={n}"),
-        None,
-    )
-    .await;
+    let r = get(&*app, &admin, &format!("/api/v1/events?after={n}")).await;
     assert_eq!(ok(&r, 200), &json!({"items": [], "next": n}));
 
     // A long-poll returns as soon as a change lands from another task.
@@ -85,14 +78,7 @@ async fn feed_is_gap_free_and_long_polls() {
         scim_create(&*writer, entra_user("ivy@example.com", "R&D", "Researcher")).await
     });
     let started = Instant::now();
-    let r = request(
-        &*app,
-        &admin,
-        "GET",
-        &format!("/api/v1/events?after={n}&wait=2"),
-        None,
-    )
-    .await;
+    let r = get(&*app, &admin, &format!("/api/v1/events?after={n}&wait=2")).await;
     let took = started.elapsed();
     let got = items(&r);
     let ivy = change.await.expect("the change ran");
@@ -111,14 +97,7 @@ async fn feed_is_gap_free_and_long_polls() {
 
     // Nothing happening: empty after the wait.
     let started = Instant::now();
-    let r = request(
-        &*app,
-        &admin,
-        "GET",
-        &format!("/api/v1/events?after={m}&wait=1"),
-        None,
-    )
-    .await;
+    let r = get(&*app, &admin, &format!("/api/v1/events?after={m}&wait=1")).await;
     let took = started.elapsed();
     assert_eq!(ok(&r, 200), &json!({"items": [], "next": m}));
     assert!(
@@ -145,12 +124,10 @@ async fn feed_is_gap_free_and_long_polls() {
     let deadline = Instant::now() + PATIENCE;
     while after < total {
         assert!(Instant::now() < deadline, "the reader is stuck at {after}");
-        let r = request(
+        let r = get(
             &*app,
             &admin,
-            "GET",
             &format!("/api/v1/events?after={after}&wait=1"),
-            None,
         )
         .await;
         for e in items(&r) {
@@ -169,14 +146,14 @@ async fn feed_is_gap_free_and_long_polls() {
     assert_eq!(i64::try_from(all.len()).unwrap(), total);
 
     // Account pages follow their cursor to the end, in id order, without repeats.
-    let r = request(&*app, &admin, "GET", "/api/v1/accounts?limit=1000", None).await;
+    let r = get(&*app, &admin, "/api/v1/accounts?limit=1000").await;
     let every: Vec<Value> = items(&r);
     assert_eq!(every.len(), 12);
     assert_eq!(r.body["nextCursor"], Value::Null);
     let mut paged = Vec::new();
     let mut uri = "/api/v1/accounts?limit=5".to_string();
     loop {
-        let r = request(&*app, &admin, "GET", &uri, None).await;
+        let r = get(&*app, &admin, &uri).await;
         let page = items(&r);
         assert!(page.len() <= 5);
         paged.extend(page);
@@ -194,27 +171,20 @@ async fn feed_is_gap_free_and_long_polls() {
     // A timeline pages by cursor too.
     let acc = every[0]["id"].as_str().unwrap();
     let tl_uri = format!("/api/v1/accounts/{acc}/timeline");
-    let r = request(&*app, &admin, "GET", &tl_uri, None).await;
+    let r = get(&*app, &admin, &tl_uri).await;
     let whole = items(&r);
     assert!(whole.len() >= 2);
-    let r = request(&*app, &admin, "GET", &format!("{tl_uri}?limit=1"), None).await;
+    let r = get(&*app, &admin, &format!("{tl_uri}?limit=1")).await;
     let first = items(&r);
     let c = r.body["nextCursor"]
         .as_str()
         .expect("a next page")
         .to_string();
-    let r = request(
-        &*app,
-        &admin,
-        "GET",
-        &format!("{tl_uri}?limit=1000&cursor={c}"),
-        None,
-    )
-    .await;
+    let r = get(&*app, &admin, &format!("{tl_uri}?limit=1000&cursor={c}")).await;
     let mut rest = items(&r);
     rest.insert(0, first[0].clone());
     assert_eq!(rest, whole);
-    let r = request(&*app, &admin, "GET", &format!("{tl_uri}?cursor={c}x"), None).await;
+    let r = get(&*app, &admin, &format!("{tl_uri}?cursor={c}x")).await;
     api_error(&r, 400, "bad_request");
 
     for bad in [
@@ -225,7 +195,7 @@ async fn feed_is_gap_free_and_long_polls() {
         "limit=1001",
         "after=x",
     ] {
-        let r = request(&*app, &admin, "GET", &format!("/api/v1/events?{bad}"), None).await;
+        let r = get(&*app, &admin, &format!("/api/v1/events?{bad}")).await;
         api_error(&r, 400, "bad_request");
     }
 }

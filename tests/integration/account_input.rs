@@ -17,27 +17,25 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let nobody = uuid::Uuid::new_v4().to_string();
 
     // Credentials: none, SCIM write, admin.
-    let r = request(&app, "", "GET", "/api/v1/accounts", None).await;
+    let r = get(&app, "", "/api/v1/accounts").await;
     api_error(&r, 401, "unauthorized");
-    let r = request(&app, "not-a-token", "GET", "/api/v1/roles", None).await;
+    let r = get(&app, "not-a-token", "/api/v1/roles").await;
     api_error(&r, 401, "unauthorized");
-    let r = request(&app, TOKEN, "GET", "/api/v1/accounts", None).await;
+    let r = get(&app, TOKEN, "/api/v1/accounts").await;
     api_error(&r, 403, "forbidden");
-    let r = request(
+    let r = post(
         &app,
         TOKEN,
-        "POST",
         "/api/v1/roles",
         Some(json!({"name": "sneaky", "entitlements": {}})),
     )
     .await;
     api_error(&r, 403, "forbidden");
-    let r = request(
+    let r = put(
         &app,
         TOKEN,
-        "PUT",
         "/api/v1/policy",
-        Some(json!({"provisioning": "review", "deprovisioning": "notify"})),
+        json!({"provisioning": "review", "deprovisioning": "notify"}),
     )
     .await;
     api_error(&r, 403, "forbidden");
@@ -70,7 +68,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         json!({"provisioning": "review", "deprovisioning": "auto", "extra": 1}),
         json!("review"),
     ] {
-        let r = request(&app, &admin, "PUT", "/api/v1/policy", Some(bad)).await;
+        let r = put(&app, &admin, "/api/v1/policy", bad).await;
         api_error(&r, 400, "bad_request");
     }
 
@@ -83,12 +81,11 @@ async fn bad_input_is_refused_and_changes_nothing() {
         let r = request(&app, &admin, method, &path, None).await;
         api_error(&r, 404, "not_found");
     }
-    let r = request(
+    let r = put(
         &app,
         &admin,
-        "PUT",
         &format!("/api/v1/roles/{nobody}"),
-        Some(json!({"name": "x", "entitlements": {}})),
+        json!({"name": "x", "entitlements": {}}),
     )
     .await;
     api_error(&r, 404, "not_found");
@@ -122,26 +119,24 @@ async fn bad_input_is_refused_and_changes_nothing() {
             "bad_request",
         ),
     ] {
-        let r = request(&app, &admin, "POST", "/api/v1/roles", Some(body.clone())).await;
+        let r = post(&app, &admin, "/api/v1/roles", Some(body.clone())).await;
         assert_eq!(r.status.as_u16(), status, "{body}: {}", r.raw);
         api_error(&r, status, code);
     }
-    let r = request(
+    let r = put(
         &app,
         &admin,
-        "PUT",
         &format!("/api/v1/roles/{role}"),
-        Some(json!({"name": "base", "entitlements": {"seats": "many"}})),
+        json!({"name": "base", "entitlements": {"seats": "many"}}),
     )
     .await;
     // The only role: a type of its own may change.
     ok(&r, 200);
-    let r = request(
+    let r = put(
         &app,
         &admin,
-        "PUT",
         &format!("/api/v1/roles/{role}"),
-        Some(json!({"name": "base", "entitlements": {"seats": 1, "tier": "gold"}})),
+        json!({"name": "base", "entitlements": {"seats": 1, "tier": "gold"}}),
     )
     .await;
     ok(&r, 200);
@@ -154,29 +149,26 @@ async fn bad_input_is_refused_and_changes_nothing() {
         let r = request(&app, &admin, method, &path, None).await;
         api_error(&r, 404, "not_found");
     }
-    let r = request(
+    let r = put(
         &app,
         &admin,
-        "PUT",
         &format!("/api/v1/rules/{nobody}"),
-        Some(json!({"role": role, "filter": "userName pr"})),
+        json!({"role": role, "filter": "userName pr"}),
     )
     .await;
     api_error(&r, 404, "not_found");
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/rules",
         Some(json!({"role": role, "filter": "title co \"Manager\" and (department eq"})),
     )
     .await;
     let detail = api_error(&r, 400, "bad_request");
     assert!(detail.contains("position"), "names the position: {detail}");
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/rules",
         Some(json!({"role": role, "filter": "userName eq"})),
     )
@@ -186,28 +178,25 @@ async fn bad_input_is_refused_and_changes_nothing() {
         detail.contains("position 11"),
         "names the position: {detail}"
     );
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/rules",
         Some(json!({"role": role, "filter": "shoeSize gt 40"})),
     )
     .await;
     api_error(&r, 400, "bad_request");
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/rules",
         Some(json!({"role": nobody, "filter": "userName pr"})),
     )
     .await;
     api_error(&r, 404, "not_found");
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/rules",
         Some(json!({"role": role, "group": nobody})),
     )
@@ -219,7 +208,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         json!({"filter": "userName pr"}),
         json!({"role": role, "filter": 7}),
     ] {
-        let r = request(&app, &admin, "POST", "/api/v1/rules", Some(body.clone())).await;
+        let r = post(&app, &admin, "/api/v1/rules", Some(body.clone())).await;
         assert_eq!(r.status.as_u16(), 400, "{body}: {}", r.raw);
         api_error(&r, 400, "bad_request");
     }
@@ -248,7 +237,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         "/api/v1/accounts?cursor=!!!",
         "/api/v1/accounts?cursor=bm9wZQ",
     ] {
-        let r = request(&app, &admin, "GET", path, None).await;
+        let r = get(&app, &admin, path).await;
         assert_eq!(r.status.as_u16(), 400, "{path}: {}", r.raw);
         api_error(&r, 400, "bad_request");
     }
@@ -263,18 +252,18 @@ async fn bad_input_is_refused_and_changes_nothing() {
         json!({"url": "https://hooks.example.com/x", "events": ["*"], "secret": "hunter2"}),
         json!({"url": "https://hooks.example.com/x", "events": ["*"], "colour": "red"}),
     ] {
-        let r = request(&app, &admin, "POST", "/api/v1/webhooks", Some(body.clone())).await;
+        let r = post(&app, &admin, "/api/v1/webhooks", Some(body.clone())).await;
         assert_eq!(r.status.as_u16(), 400, "{body}: {}", r.raw);
         api_error(&r, 400, "bad_request");
     }
 
     // None of it changed anything.
-    let r = request(&app, &admin, "GET", "/api/v1/policy", None).await;
+    let r = get(&app, &admin, "/api/v1/policy").await;
     assert_eq!(
         ok(&r, 200),
         &json!({"provisioning": "auto", "deprovisioning": "auto"})
     );
-    let r = request(&app, &admin, "GET", "/api/v1/roles", None).await;
+    let r = get(&app, &admin, "/api/v1/roles").await;
     let roles = items(&r);
     assert_eq!(roles.len(), 1);
     assert_eq!(roles[0]["id"], role.as_str());
@@ -290,9 +279,9 @@ async fn bad_input_is_refused_and_changes_nothing() {
         "/api/v1/candidates",
         "/api/v1/removals",
     ] {
-        let r = request(&app, &admin, "GET", list, None).await;
+        let r = get(&app, &admin, list).await;
         assert_eq!(items(&r), Vec::<Value>::new(), "{list}");
     }
-    let r = request(&app, &admin, "GET", "/api/v1/events", None).await;
+    let r = get(&app, &admin, "/api/v1/events").await;
     assert_eq!(ok(&r, 200), &json!({"items": [], "next": 0}));
 }

@@ -41,19 +41,17 @@ async fn lifecycle_edges_conflicts_and_recomputation() {
     assert_eq!(c["removalPending"], Value::Null);
 
     // Reject: removed; rejecting again is a conflict.
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         &format!("/api/v1/candidates/{ina_acc}/reject"),
         None,
     )
     .await;
     assert_eq!(ok(&r, 200)["state"], "removed");
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         &format!("/api/v1/candidates/{ina_acc}/reject"),
         None,
     )
@@ -101,12 +99,11 @@ async fn lifecycle_edges_conflicts_and_recomputation() {
     );
 
     // Replacing a role recomputes the accounts holding it.
-    let r = request(
+    let r = put(
         &app,
         &admin,
-        "PUT",
         &format!("/api/v1/roles/{zeta}"),
-        Some(json!({"name": "zeta", "entitlements": {"seats": 9, "sso": false, "tier": "bronze"}})),
+        json!({"name": "zeta", "entitlements": {"seats": 9, "sso": false, "tier": "bronze"}}),
     )
     .await;
     ok(&r, 200);
@@ -125,14 +122,7 @@ async fn lifecycle_edges_conflicts_and_recomputation() {
     );
 
     // Deleting a rule, then a role, recomputes too; the role's rules go with it.
-    let r = request(
-        &app,
-        &admin,
-        "DELETE",
-        &format!("/api/v1/rules/{zeta_rule}"),
-        None,
-    )
-    .await;
+    let r = delete(&app, &admin, &format!("/api/v1/rules/{zeta_rule}")).await;
     assert_eq!(r.status.as_u16(), 204, "{}", r.raw);
     let now = get_account(&app, &admin, &acc_id).await;
     assert_eq!(now["roles"], json!([{"id": alpha, "name": "alpha"}]));
@@ -140,21 +130,14 @@ async fn lifecycle_edges_conflicts_and_recomputation() {
         now["entitlements"],
         json!({"seats": 2, "sso": false, "tier": "gold"})
     );
-    let r = request(
-        &app,
-        &admin,
-        "DELETE",
-        &format!("/api/v1/roles/{alpha}"),
-        None,
-    )
-    .await;
+    let r = delete(&app, &admin, &format!("/api/v1/roles/{alpha}")).await;
     assert_eq!(r.status.as_u16(), 204, "{}", r.raw);
     let now = get_account(&app, &admin, &acc_id).await;
     assert_eq!(now["roles"], json!([]));
     assert_eq!(now["entitlements"], json!({}));
-    let r = request(&app, &admin, "GET", "/api/v1/rules", None).await;
+    let r = get(&app, &admin, "/api/v1/rules").await;
     assert_eq!(items(&r), Vec::<Value>::new());
-    let r = request(&app, &admin, "GET", &format!("/api/v1/roles/{alpha}"), None).await;
+    let r = get(&app, &admin, &format!("/api/v1/roles/{alpha}")).await;
     api_error(&r, 404, "not_found");
 
     // A group rule follows membership both ways (Entra's Add and Remove of members).
@@ -165,14 +148,7 @@ async fn lifecycle_edges_conflicts_and_recomputation() {
     let now = get_account(&app, &admin, &acc_id).await;
     assert_eq!(now["roles"], json!([{"id": pager, "name": "pager"}]));
     assert_eq!(now["groups"], json!([{"id": gid, "displayName": "Pager"}]));
-    let r = request(
-        &app,
-        &admin,
-        "GET",
-        &format!("/api/v1/accounts?role={pager}"),
-        None,
-    )
-    .await;
+    let r = get(&app, &admin, &format!("/api/v1/accounts?role={pager}")).await;
     assert_eq!(items(&r).len(), 1);
     scim_patch(
         &app,
@@ -188,22 +164,8 @@ async fn lifecycle_edges_conflicts_and_recomputation() {
 
     // Deleting a webhook.
     let (hook, _) = subscribe(&app, &admin, "https://hooks.example.com/x", &["*"], None).await;
-    let r = request(
-        &app,
-        &admin,
-        "DELETE",
-        &format!("/api/v1/webhooks/{hook}"),
-        None,
-    )
-    .await;
+    let r = delete(&app, &admin, &format!("/api/v1/webhooks/{hook}")).await;
     assert_eq!(r.status.as_u16(), 204, "{}", r.raw);
-    let r = request(
-        &app,
-        &admin,
-        "GET",
-        &format!("/api/v1/webhooks/{hook}"),
-        None,
-    )
-    .await;
+    let r = get(&app, &admin, &format!("/api/v1/webhooks/{hook}")).await;
     api_error(&r, 404, "not_found");
 }

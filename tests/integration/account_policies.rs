@@ -19,7 +19,7 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     let rx = Receiver::start(200);
     let workers = scimitar::server::start_webhooks(&a, &state);
 
-    let r = request(&app, &admin, "GET", "/api/v1/policy", None).await;
+    let r = get(&app, &admin, "/api/v1/policy").await;
     assert_eq!(
         ok(&r, 200),
         &json!({"provisioning": "auto", "deprovisioning": "auto"})
@@ -53,7 +53,7 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
         json!({"role": staff, "filter": format!("{ENTERPRISE}:department eq \"Finance\"")}),
     )
     .await;
-    let r = request(&app, &admin, "GET", "/api/v1/rules", None).await;
+    let r = get(&app, &admin, "/api/v1/rules").await;
     assert_eq!(items(&r).len(), 2);
     let (hook, secret) = subscribe(&app, &admin, &rx.url, &["account.activated"], None).await;
 
@@ -79,7 +79,7 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
         .as_str()
         .unwrap()
         .to_string();
-    let r = request(&app, &admin, "GET", "/api/v1/candidates", None).await;
+    let r = get(&app, &admin, "/api/v1/candidates").await;
     let cands = items(&r);
     let mut ids: Vec<&str> = cands.iter().map(|c| c["id"].as_str().unwrap()).collect();
     ids.sort_unstable();
@@ -96,10 +96,9 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     assert!(pending.iter().any(|e| e["accountId"] == ada_acc.as_str()));
 
     // Approval: both Finance roles; the highest limit and `true` win.
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         &format!("/api/v1/candidates/{ada_acc}/approve"),
         None,
     )
@@ -116,18 +115,11 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
         json!({"card.monthly_limit": 5000, "card.enabled": true})
     );
     assert_eq!(get_account(&app, &admin, &ada_acc).await, approved);
-    let r = request(&app, &admin, "GET", "/api/v1/candidates", None).await;
+    let r = get(&app, &admin, "/api/v1/candidates").await;
     let left: Vec<Value> = items(&r);
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["id"], bob_acc.as_str());
-    let r = request(
-        &app,
-        &admin,
-        "GET",
-        &format!("/api/v1/accounts?role={manager}"),
-        None,
-    )
-    .await;
+    let r = get(&app, &admin, &format!("/api/v1/accounts?role={manager}")).await;
     let holders = items(&r);
     assert_eq!(holders.len(), 1);
     assert_eq!(holders[0]["id"], ada_acc.as_str());
@@ -156,10 +148,9 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     );
 
     // Approving again: not a candidate any more.
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         &format!("/api/v1/candidates/{ada_acc}/approve"),
         None,
     )
@@ -168,10 +159,9 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     assert_eq!(get_account(&app, &admin, &ada_acc).await, approved);
 
     // Bob matches no rule: active, nothing granted.
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         &format!("/api/v1/candidates/{bob_acc}/approve"),
         None,
     )
@@ -268,14 +258,7 @@ async fn auto_policy_okta_deactivation_suspends_in_the_same_transaction() {
     assert_eq!(ev_in_feed, &ev);
 
     // The timeline: every event of the account, oldest first.
-    let r = request(
-        &app,
-        &admin,
-        "GET",
-        &format!("/api/v1/accounts/{acc_id}/timeline"),
-        None,
-    )
-    .await;
+    let r = get(&app, &admin, &format!("/api/v1/accounts/{acc_id}/timeline")).await;
     let mut tl = items(&r);
     assert!(tl.iter().all(|e| e["accountId"] == acc_id.as_str()));
     // The timeline adds the credential behind each event; the rest is the feed's.
@@ -346,14 +329,7 @@ async fn cohort_approval_by_group_approves_exactly_its_pending_members() {
     members.push(&veteran);
     entra_add_members(&app, &gid, &members).await;
 
-    let r = request(
-        &app,
-        &admin,
-        "GET",
-        &format!("/api/v1/accounts?group={gid}"),
-        None,
-    )
-    .await;
+    let r = get(&app, &admin, &format!("/api/v1/accounts?group={gid}")).await;
     assert_eq!(items(&r).len(), 4);
     // The veteran got the group's role from the membership change; the hires wait.
     let vet = account_of(&app, &admin, &veteran).await;
@@ -362,13 +338,12 @@ async fn cohort_approval_by_group_approves_exactly_its_pending_members() {
         vet["roles"],
         json!([{"id": onboarding, "name": "new-hire"}])
     );
-    let r = request(&app, &admin, "GET", "/api/v1/candidates", None).await;
+    let r = get(&app, &admin, "/api/v1/candidates").await;
     assert_eq!(items(&r).len(), 4);
 
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/candidates/approve",
         Some(json!({"group": gid})),
     )
@@ -394,19 +369,18 @@ async fn cohort_approval_by_group_approves_exactly_its_pending_members() {
             json!([{"id": gid, "displayName": "New hires 2026-12"}])
         );
     }
-    let r = request(&app, &admin, "GET", "/api/v1/candidates", None).await;
+    let r = get(&app, &admin, "/api/v1/candidates").await;
     let left = items(&r);
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["scimId"], outsider.as_str());
     assert_eq!(account_of(&app, &admin, &veteran).await, vet);
-    let r = request(&app, &admin, "GET", "/api/v1/accounts?state=active", None).await;
+    let r = get(&app, &admin, "/api/v1/accounts?state=active").await;
     assert_eq!(items(&r).len(), 4);
 
     // Nobody left to approve in the group.
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/candidates/approve",
         Some(json!({"group": gid})),
     )
@@ -414,19 +388,17 @@ async fn cohort_approval_by_group_approves_exactly_its_pending_members() {
     assert_eq!(ok(&r, 200)["approved"], json!([]));
 
     let before = feed(&app, &admin).await;
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/candidates/approve",
         Some(json!({"group": uuid::Uuid::new_v4().to_string()})),
     )
     .await;
     api_error(&r, 404, "not_found");
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/candidates/approve",
         Some(json!({"members": [outsider]})),
     )
@@ -475,7 +447,7 @@ async fn notify_policy_flags_removals_until_confirmed() {
         entra_active(false),
     )
     .await;
-    let r = call(&app, "GET", &format!("/scim/v2/Users/{carol}"), None).await;
+    let r = get(&app, TOKEN, &format!("/scim/v2/Users/{carol}")).await;
     r.expect(200);
     assert_eq!(r.body["active"], false);
     let c = get_account(&app, &admin, &carol_acc).await;
@@ -486,7 +458,7 @@ async fn notify_policy_flags_removals_until_confirmed() {
         .is_some_and(|s| s.ends_with('Z')));
     assert_eq!(c["roles"], vpn_roles);
     assert_eq!(c["entitlements"], json!({"vpn.enabled": true}));
-    let r = request(&app, &admin, "GET", "/api/v1/removals", None).await;
+    let r = get(&app, &admin, "/api/v1/removals").await;
     let flagged = items(&r);
     assert_eq!(flagged.len(), 1);
     assert_eq!(flagged[0]["id"], carol_acc.as_str());
@@ -499,16 +471,16 @@ async fn notify_policy_flags_removals_until_confirmed() {
         .any(|e| e["type"] == "account.suspended" && e["accountId"] == carol_acc.as_str()));
 
     let confirm = |id: &str| format!("/api/v1/removals/{id}/confirm");
-    let r = request(&app, &admin, "POST", &confirm(&carol_acc), None).await;
+    let r = post(&app, &admin, &confirm(&carol_acc), None).await;
     let c = ok(&r, 200).clone();
     assert_eq!(c["state"], "suspended");
     assert_eq!(c["roles"], json!([]));
     assert_eq!(c["entitlements"], json!({}));
     assert_eq!(c["removalPending"], Value::Null);
     assert_eq!(get_account(&app, &admin, &carol_acc).await, c);
-    let r = request(&app, &admin, "GET", "/api/v1/removals", None).await;
+    let r = get(&app, &admin, "/api/v1/removals").await;
     assert_eq!(items(&r), Vec::<Value>::new());
-    let r = request(&app, &admin, "POST", &confirm(&carol_acc), None).await;
+    let r = post(&app, &admin, &confirm(&carol_acc), None).await;
     api_error(&r, 409, "conflict");
     assert_eq!(get_account(&app, &admin, &carol_acc).await, c);
     assert!(feed(&app, &admin)
@@ -517,29 +489,27 @@ async fn notify_policy_flags_removals_until_confirmed() {
         .any(|e| e["type"] == "account.suspended" && e["accountId"] == carol_acc.as_str()));
 
     // Entra deletes Dave: flagged with reason `deleted`; confirmed, removed.
-    let r = call(&app, "DELETE", &format!("/scim/v2/Users/{dave}"), None).await;
+    let r = delete(&app, TOKEN, &format!("/scim/v2/Users/{dave}")).await;
     r.expect(204);
     let d = get_account(&app, &admin, &dave_acc).await;
     assert_eq!(d["state"], "active", "{d}");
     assert_eq!(d["removalPending"]["reason"], "deleted");
     assert_eq!(d["roles"], vpn_roles);
-    let r = request(&app, &admin, "GET", "/api/v1/removals", None).await;
+    let r = get(&app, &admin, "/api/v1/removals").await;
     let flagged = items(&r);
     assert_eq!(flagged.len(), 1);
     assert_eq!(flagged[0]["id"], dave_acc.as_str());
-    let r = request(&app, &admin, "POST", &confirm(&dave_acc), None).await;
+    let r = post(&app, &admin, &confirm(&dave_acc), None).await;
     let d = ok(&r, 200).clone();
     assert_eq!(d["state"], "removed");
     assert_eq!(d["roles"], json!([]));
     assert_eq!(d["removalPending"], Value::Null);
-    let r = request(&app, &admin, "POST", &confirm(&dave_acc), None).await;
+    let r = post(&app, &admin, &confirm(&dave_acc), None).await;
     api_error(&r, 409, "conflict");
-    let r = request(
+    let r = get(
         &app,
         &admin,
-        "GET",
         &format!("/api/v1/accounts/{dave_acc}/timeline"),
-        None,
     )
     .await;
     let got = types(&items(&r));
@@ -564,8 +534,8 @@ async fn notify_policy_flags_removals_until_confirmed() {
     assert_eq!(e["state"], "active");
     assert_eq!(e["removalPending"], Value::Null);
     assert_eq!(e["roles"], vpn_roles);
-    let r = request(&app, &admin, "GET", "/api/v1/removals", None).await;
+    let r = get(&app, &admin, "/api/v1/removals").await;
     assert_eq!(items(&r), Vec::<Value>::new());
-    let r = request(&app, &admin, "POST", &confirm(&eve_acc), None).await;
+    let r = post(&app, &admin, &confirm(&eve_acc), None).await;
     api_error(&r, 409, "conflict");
 }

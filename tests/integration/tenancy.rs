@@ -35,44 +35,28 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     let b = tenant_with_token(&state, "tenant-b", Scope::Write);
 
     // The same userName in both tenants.
-    let bu = request(
+    let bu = post(
         &app,
         &b,
-        "POST",
         "/scim/v2/Users",
         Some(user("same@example.com", "ext-b", "b-only@b.example")),
     )
     .await;
     bu.expect(201);
     let b_user = bu.body["id"].as_str().unwrap().to_string();
-    let bg = request(
-        &app,
-        &b,
-        "POST",
-        "/scim/v2/Groups",
-        Some(group("Team", &[&b_user])),
-    )
-    .await;
+    let bg = post(&app, &b, "/scim/v2/Groups", Some(group("Team", &[&b_user]))).await;
     bg.expect(201);
     let b_group = bg.body["id"].as_str().unwrap().to_string();
-    let au = request(
+    let au = post(
         &app,
         &a,
-        "POST",
         "/scim/v2/Users",
         Some(user("same@example.com", "ext-a", "a@a.example")),
     )
     .await;
     au.expect(201);
     let a_user = au.body["id"].as_str().unwrap().to_string();
-    let ag = request(
-        &app,
-        &a,
-        "POST",
-        "/scim/v2/Groups",
-        Some(group("Team", &[&a_user])),
-    )
-    .await;
+    let ag = post(&app, &a, "/scim/v2/Groups", Some(group("Team", &[&a_user]))).await;
     ag.expect(201);
     let a_group = ag.body["id"].as_str().unwrap().to_string();
 
@@ -173,7 +157,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         list("?filter=active%20eq%20true%20or%20externalId%20eq%20%22ext-b%22"),
     ];
     for uri in &only_a_user {
-        let r = request(&app, &a, "GET", uri, None).await;
+        let r = get(&app, &a, uri).await;
         r.expect(200);
         assert_eq!(ids(&r), vec![a_user.clone()], "{uri}");
         assert_eq!(r.body["totalResults"], 1, "{uri}");
@@ -187,7 +171,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         format!("/scim/v2/Groups?filter=id%20eq%20%22{b_group}%22"),
     ];
     for uri in &nothing {
-        let r = request(&app, &a, "GET", uri, None).await;
+        let r = get(&app, &a, uri).await;
         r.expect(200);
         assert_eq!(r.body["totalResults"], 0, "{uri}: {}", r.raw);
         assert!(
@@ -195,16 +179,14 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
             "{uri}"
         );
     }
-    let r = request(
+    let r = get(
         &app,
         &a,
-        "GET",
         "/scim/v2/Groups?filter=displayName%20eq%20%22Team%22",
-        None,
     )
     .await;
     assert_eq!(ids(&r), vec![a_group.clone()]);
-    let r = request(&app, &a, "GET", &format!("/scim/v2/Groups/{a_group}"), None).await;
+    let r = get(&app, &a, &format!("/scim/v2/Groups/{a_group}")).await;
     assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
     assert!(!r.raw.contains(&b_user));
     for page in [
@@ -212,7 +194,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         "?startIndex=2&count=10",
         "?startIndex=1&count=1",
     ] {
-        let r = request(&app, &a, "GET", &list(page), None).await;
+        let r = get(&app, &a, &list(page)).await;
         assert_eq!(r.body["totalResults"], 1, "{page}");
         assert!(!r.raw.contains(&b_user), "{page}");
     }
@@ -225,33 +207,30 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         }
         b
     };
-    let r = request(
+    let r = post(
         &app,
         &a,
-        "POST",
         "/scim/v2/Users/.search",
         Some(search(Some("userName eq \"same@example.com\""))),
     )
     .await;
     r.expect(200);
     assert_eq!(ids(&r), vec![a_user.clone()]);
-    let r = request(
+    let r = post(
         &app,
         &a,
-        "POST",
         "/scim/v2/Users/.search",
         Some(search(Some(&format!("id eq \"{b_user}\"")))),
     )
     .await;
     assert_eq!(r.body["totalResults"], 0);
-    let r = request(&app, &a, "POST", "/scim/v2/.search", Some(search(None))).await;
+    let r = post(&app, &a, "/scim/v2/.search", Some(search(None))).await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 2);
     assert_eq!(ids(&r), vec![a_user.clone(), a_group.clone()]);
-    let r = request(
+    let r = post(
         &app,
         &a,
-        "POST",
         "/scim/v2/.search",
         Some(search(Some("displayName pr"))),
     )
@@ -259,30 +238,27 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     assert!(!r.raw.contains(&b_user) && !r.raw.contains(&b_group));
 
     // Cursor paging: A's pages hold A's resources; B's cursor is no use to A.
-    let r = request(&app, &a, "GET", "/scim/v2/Users?cursor=&count=1", None).await;
+    let r = get(&app, &a, "/scim/v2/Users?cursor=&count=1").await;
     r.expect(200);
     assert_eq!(ids(&r), vec![a_user.clone()]);
-    request(
+    post(
         &app,
         &b,
-        "POST",
         "/scim/v2/Users",
         Some(user("second@example.com", "ext-b2", "b2@b.example")),
     )
     .await
     .expect(201);
-    let rb = request(&app, &b, "GET", "/scim/v2/Users?cursor=&count=1", None).await;
+    let rb = get(&app, &b, "/scim/v2/Users?cursor=&count=1").await;
     rb.expect(200);
     let b_cursor = rb.body["nextCursor"]
         .as_str()
         .expect("B has a second page")
         .to_string();
-    let r = request(
+    let r = get(
         &app,
         &a,
-        "GET",
         &format!("/scim/v2/Users?count=1&cursor={b_cursor}"),
-        None,
     )
     .await;
     r.expect(400);
@@ -337,11 +313,11 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     same_answer(&f, &m, &b_user, &missing);
 
     // B's resources are untouched and its events only its own.
-    let r = request(&app, &b, "GET", &format!("/scim/v2/Users/{b_user}"), None).await;
+    let r = get(&app, &b, &format!("/scim/v2/Users/{b_user}")).await;
     r.expect(200);
     assert_eq!(r.header("etag").as_deref(), Some("W/\"1\""));
     assert_eq!(r.body["displayName"], "same@example.com (ext-b)");
-    let r = request(&app, &b, "GET", &format!("/scim/v2/Groups/{b_group}"), None).await;
+    let r = get(&app, &b, &format!("/scim/v2/Groups/{b_group}")).await;
     assert_eq!(r.header("etag").as_deref(), Some("W/\"1\""));
     assert_eq!(r.body["members"][0]["value"], b_user.as_str());
     let b_events = scim_events(&state, "tenant-b");
@@ -358,10 +334,9 @@ async fn user_names_are_unique_per_tenant_only() {
     let a = tenant_with_token(&state, "a", Scope::Write);
     let b = tenant_with_token(&state, "b", Scope::Write);
     for t in [&a, &b, &TOKEN.to_string()] {
-        request(
+        post(
             &app,
             t,
-            "POST",
             "/scim/v2/Users",
             Some(user("bjensen@example.com", "e", "bj@example.com")),
         )
@@ -369,10 +344,9 @@ async fn user_names_are_unique_per_tenant_only() {
         .expect(201);
     }
     // Within a tenant it is unique, case-insensitively.
-    request(
+    post(
         &app,
         &a,
-        "POST",
         "/scim/v2/Users",
         Some(user("BJensen@example.com", "e", "bj@example.com")),
     )
@@ -380,18 +354,12 @@ async fn user_names_are_unique_per_tenant_only() {
     .expect_error(409, Some("uniqueness"));
     // Groups with the same name too, and each tenant sees one of each.
     for t in [&a, &b] {
-        request(
-            &app,
-            t,
-            "POST",
-            "/scim/v2/Groups",
-            Some(group("Finance", &[])),
-        )
-        .await
-        .expect(201);
-        let r = request(&app, t, "GET", "/scim/v2/Users", None).await;
+        post(&app, t, "/scim/v2/Groups", Some(group("Finance", &[])))
+            .await
+            .expect(201);
+        let r = get(&app, t, "/scim/v2/Users").await;
         assert_eq!(r.body["totalResults"], 1);
-        let r = request(&app, t, "GET", "/scim/v2/Groups", None).await;
+        let r = get(&app, t, "/scim/v2/Groups").await;
         assert_eq!(r.body["totalResults"], 1);
     }
 }
@@ -402,28 +370,20 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
     let (app, state) = app_with(args(&db)).await;
     let a = tenant_with_token(&state, "a", Scope::Write);
     let b = tenant_with_token(&state, "b", Scope::Write);
-    let ua = request(
+    let ua = post(
         &app,
         &a,
-        "POST",
         "/scim/v2/Users",
         Some(user("u@a", "1", "u@a.example")),
     )
     .await;
     let ua = ua.body["id"].as_str().unwrap().to_string();
-    request(
-        &app,
-        &a,
-        "POST",
-        "/scim/v2/Groups",
-        Some(group("G", &[&ua])),
-    )
-    .await
-    .expect(201);
-    request(
+    post(&app, &a, "/scim/v2/Groups", Some(group("G", &[&ua])))
+        .await
+        .expect(201);
+    post(
         &app,
         &b,
-        "POST",
         "/scim/v2/Users",
         Some(user("u@b", "1", "u@b.example")),
     )
@@ -447,15 +407,13 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
         .is_empty());
     drop(conn);
 
-    request(&app, &a, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(401);
-    let r = request(&app, &b, "GET", "/scim/v2/Users", None).await;
+    get(&app, &a, "/scim/v2/Users").await.expect(401);
+    let r = get(&app, &b, "/scim/v2/Users").await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 1);
     // A tenant of the same name starts empty.
     let a2 = tenant_with_token(&state, "a", Scope::Write);
-    let r = request(&app, &a2, "GET", "/scim/v2/Users", None).await;
+    let r = get(&app, &a2, "/scim/v2/Users").await;
     assert_eq!(r.body["totalResults"], 0);
 }
 
@@ -474,16 +432,9 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
         S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
         B: MessageBody,
     {
-        let all = request(app, token, "GET", &format!("/scim/v2/{rt}?count=1"), None).await;
+        let all = get(app, token, &format!("/scim/v2/{rt}?count=1")).await;
         all.expect(200);
-        let counted = request(
-            app,
-            token,
-            "GET",
-            &format!("/scim/v2/{rt}?count=1&filter=id%20pr"),
-            None,
-        )
-        .await;
+        let counted = get(app, token, &format!("/scim/v2/{rt}?count=1&filter=id%20pr")).await;
         counted.expect(200);
         (
             all.body["totalResults"].as_i64().unwrap(),
@@ -492,10 +443,9 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     }
     let mut users = Vec::new();
     for i in 0..3 {
-        let r = request(
+        let r = post(
             &app,
             &a,
-            "POST",
             "/scim/v2/Users",
             Some(user(
                 &format!("c{i}@a.example"),
@@ -507,10 +457,9 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
         r.expect(201);
         users.push(r.body["id"].as_str().unwrap().to_string());
     }
-    request(
+    post(
         &app,
         &b,
-        "POST",
         "/scim/v2/Users",
         Some(user("only@b.example", "xb", "b@b.example")),
     )
@@ -532,10 +481,9 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     ops.push(json!({"method": "POST", "path": "/Groups", "bulkId": "g",
                     "data": group("Counted", &[&users[0]])}));
     ops.push(json!({"method": "DELETE", "path": "/Users/00000000-0000-0000-0000-000000000000"}));
-    let r = request(
+    let r = post(
         &app,
         &a,
-        "POST",
         "/scim/v2/Bulk",
         Some(
             json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
@@ -548,24 +496,12 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     assert_eq!(totals(&app, &a, "Groups").await, (1, 1));
 
     // Deletes, and a second delete of the same user (404, nothing counted).
-    request(
-        &app,
-        &a,
-        "DELETE",
-        &format!("/scim/v2/Users/{}", users[1]),
-        None,
-    )
-    .await
-    .expect(204);
-    request(
-        &app,
-        &a,
-        "DELETE",
-        &format!("/scim/v2/Users/{}", users[1]),
-        None,
-    )
-    .await
-    .expect(404);
+    delete(&app, &a, &format!("/scim/v2/Users/{}", users[1]))
+        .await
+        .expect(204);
+    delete(&app, &a, &format!("/scim/v2/Users/{}", users[1]))
+        .await
+        .expect(404);
     assert_eq!(totals(&app, &a, "Users").await, (6, 6));
     assert_eq!(totals(&app, &b, "Users").await, (1, 1));
 

@@ -91,14 +91,7 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let r = request(
-        app,
-        admin,
-        "GET",
-        &format!("/api/v1/webhooks/{hook}/deliveries"),
-        None,
-    )
-    .await;
+    let r = get(app, admin, &format!("/api/v1/webhooks/{hook}/deliveries")).await;
     items(&r).iter().map(|d| d["lastError"].clone()).collect()
 }
 
@@ -337,10 +330,9 @@ async fn every_refused_destination_is_a_400_naming_the_flag() {
         ("http://255.255.255.255/", "broadcast"),
         ("http://192.0.2.1/", "reserved"),
     ] {
-        let r = request(
+        let r = post(
             &app,
             &admin,
-            "POST",
             "/api/v1/webhooks",
             Some(json!({"url": url, "events": ["*"]})),
         )
@@ -359,10 +351,9 @@ async fn every_refused_destination_is_a_400_naming_the_flag() {
         ("https://hooks.example.com/x#frag", "fragment"),
         ("not a url", "not a valid URL"),
     ] {
-        let r = request(
+        let r = post(
             &app,
             &admin,
-            "POST",
             "/api/v1/webhooks",
             Some(json!({"url": url, "events": ["*"]})),
         )
@@ -370,13 +361,12 @@ async fn every_refused_destination_is_a_400_naming_the_flag() {
         let detail = api_error(&r, 400, "bad_request");
         assert!(detail.contains(says), "{url}: {detail}");
     }
-    let r = request(&app, &admin, "GET", "/api/v1/webhooks", None).await;
+    let r = get(&app, &admin, "/api/v1/webhooks").await;
     assert_eq!(items(&r), Vec::<Value>::new());
     // A public host is fine; its URL is stored normalised.
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/webhooks",
         Some(json!({"url": "HTTPS://Hooks.Example.COM/scim", "events": ["*"]})),
     )
@@ -724,35 +714,21 @@ async fn a_tenant_has_at_most_the_subscriptions_the_server_allows() {
     let body = |n: usize| json!({"url": format!("https://hooks{n}.example.com/"), "events": ["*"]});
     let mut ids = Vec::new();
     for n in 0..2 {
-        let r = request(&app, &admin, "POST", "/api/v1/webhooks", Some(body(n))).await;
+        let r = post(&app, &admin, "/api/v1/webhooks", Some(body(n))).await;
         ids.push(ok(&r, 201)["id"].as_str().unwrap().to_string());
     }
-    let r = request(&app, &admin, "POST", "/api/v1/webhooks", Some(body(3))).await;
+    let r = post(&app, &admin, "/api/v1/webhooks", Some(body(3))).await;
     let detail = api_error(&r, 409, "conflict");
     assert!(detail.contains("--webhook-max-subscriptions"), "{detail}");
-    let r = request(&app, &admin, "GET", "/api/v1/webhooks", None).await;
+    let r = get(&app, &admin, "/api/v1/webhooks").await;
     assert_eq!(items(&r).len(), 2);
     // Another tenant has its own allowance.
-    let r = request(
-        &app,
-        &other_admin,
-        "POST",
-        "/api/v1/webhooks",
-        Some(body(4)),
-    )
-    .await;
+    let r = post(&app, &other_admin, "/api/v1/webhooks", Some(body(4))).await;
     ok(&r, 201);
     // One deleted, one more fits.
-    let r = request(
-        &app,
-        &admin,
-        "DELETE",
-        &format!("/api/v1/webhooks/{}", ids[0]),
-        None,
-    )
-    .await;
+    let r = delete(&app, &admin, &format!("/api/v1/webhooks/{}", ids[0])).await;
     ok(&r, 204);
-    let r = request(&app, &admin, "POST", "/api/v1/webhooks", Some(body(5))).await;
+    let r = post(&app, &admin, "/api/v1/webhooks", Some(body(5))).await;
     ok(&r, 201);
 }
 
@@ -769,10 +745,9 @@ async fn only_commits_that_queued_deliveries_wake_delivery() {
     }
     assert_eq!(hub.wakeups(), before, "no subscription, no wake-up");
     let admin = admin_token(&state);
-    let r = request(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/webhooks",
         Some(json!({"url": "https://hooks.example.com/", "events": [CREATE]})),
     )
