@@ -6,6 +6,9 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
+const BAD: (u16, &str) = (400, "bad_request");
+const NOT_FOUND: (u16, &str) = (404, "not_found");
+
 // ---------------------------------------------------------------------------------------
 // Bad input changes nothing
 
@@ -89,35 +92,24 @@ async fn bad_input_is_refused_and_changes_nothing() {
     )
     .await;
     api_error(&r, 404, "not_found");
-    for (body, status, code) in [
-        (json!({"name": "base", "entitlements": {}}), 409, "conflict"),
+    for (body, (status, code)) in [
+        (
+            json!({"name": "base", "entitlements": {}}),
+            (409, "conflict"),
+        ),
         (
             json!({"name": "other", "entitlements": {"seats": true}}),
-            400,
-            "bad_request",
+            BAD,
         ),
-        (
-            json!({"name": "other", "entitlements": {"tier": 3}}),
-            400,
-            "bad_request",
-        ),
+        (json!({"name": "other", "entitlements": {"tier": 3}}), BAD),
         (
             json!({"name": "other", "entitlements": {"x": {"nested": 1}}}),
-            400,
-            "bad_request",
+            BAD,
         ),
-        (
-            json!({"name": "other", "entitlements": {"x": [1]}}),
-            400,
-            "bad_request",
-        ),
-        (json!({"name": "", "entitlements": {}}), 400, "bad_request"),
-        (json!({"entitlements": {}}), 400, "bad_request"),
-        (
-            json!({"name": "other", "colour": "red"}),
-            400,
-            "bad_request",
-        ),
+        (json!({"name": "other", "entitlements": {"x": [1]}}), BAD),
+        (json!({"name": "", "entitlements": {}}), BAD),
+        (json!({"entitlements": {}}), BAD),
+        (json!({"name": "other", "colour": "red"}), BAD),
     ] {
         let r = post(&app, &admin, "/api/v1/roles", Some(body.clone())).await;
         assert_eq!(r.status.as_u16(), status, "{body}: {}", r.raw);
@@ -157,60 +149,40 @@ async fn bad_input_is_refused_and_changes_nothing() {
     )
     .await;
     api_error(&r, 404, "not_found");
-    let r = post(
-        &app,
-        &admin,
-        "/api/v1/rules",
-        Some(json!({"role": role, "filter": "title co \"Manager\" and (department eq"})),
-    )
-    .await;
-    let detail = api_error(&r, 400, "bad_request");
-    assert!(detail.contains("position"), "names the position: {detail}");
-    let r = post(
-        &app,
-        &admin,
-        "/api/v1/rules",
-        Some(json!({"role": role, "filter": "userName eq"})),
-    )
-    .await;
-    let detail = api_error(&r, 400, "bad_request");
-    assert!(
-        detail.contains("position 11"),
-        "names the position: {detail}"
-    );
-    let r = post(
-        &app,
-        &admin,
-        "/api/v1/rules",
-        Some(json!({"role": role, "filter": "shoeSize gt 40"})),
-    )
-    .await;
-    api_error(&r, 400, "bad_request");
-    let r = post(
-        &app,
-        &admin,
-        "/api/v1/rules",
-        Some(json!({"role": nobody, "filter": "userName pr"})),
-    )
-    .await;
-    api_error(&r, 404, "not_found");
-    let r = post(
-        &app,
-        &admin,
-        "/api/v1/rules",
-        Some(json!({"role": role, "group": nobody})),
-    )
-    .await;
-    api_error(&r, 404, "not_found");
-    for body in [
-        json!({"role": role}),
-        json!({"role": role, "filter": "userName pr", "group": nobody}),
-        json!({"filter": "userName pr"}),
-        json!({"role": role, "filter": 7}),
+    // Bad rules: the answer, and what its detail must name.
+    for (body, (status, code), names) in [
+        (
+            json!({"role": role, "filter": "title co \"Manager\" and (department eq"}),
+            BAD,
+            Some("position"),
+        ),
+        (
+            json!({"role": role, "filter": "userName eq"}),
+            BAD,
+            Some("position 11"),
+        ),
+        (json!({"role": role, "filter": "shoeSize gt 40"}), BAD, None),
+        (
+            json!({"role": nobody, "filter": "userName pr"}),
+            NOT_FOUND,
+            None,
+        ),
+        (json!({"role": role, "group": nobody}), NOT_FOUND, None),
+        (json!({"role": role}), BAD, None),
+        (
+            json!({"role": role, "filter": "userName pr", "group": nobody}),
+            BAD,
+            None,
+        ),
+        (json!({"filter": "userName pr"}), BAD, None),
+        (json!({"role": role, "filter": 7}), BAD, None),
     ] {
         let r = post(&app, &admin, "/api/v1/rules", Some(body.clone())).await;
-        assert_eq!(r.status.as_u16(), 400, "{body}: {}", r.raw);
-        api_error(&r, 400, "bad_request");
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.raw);
+        let detail = api_error(&r, status, code);
+        if let Some(names) = names {
+            assert!(detail.contains(names), "{body}: names {names}: {detail}");
+        }
     }
 
     // Accounts and queues.
