@@ -4,8 +4,16 @@
 
 mod common;
 
-#[path = "integration/accounts.rs"]
-mod accounts;
+#[path = "integration/account_deliveries.rs"]
+mod account_deliveries;
+#[path = "integration/account_feed.rs"]
+mod account_feed;
+#[path = "integration/account_input.rs"]
+mod account_input;
+#[path = "integration/account_lifecycle.rs"]
+mod account_lifecycle;
+#[path = "integration/account_policies.rs"]
+mod account_policies;
 #[path = "integration/bulk.rs"]
 mod bulk;
 

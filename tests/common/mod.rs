@@ -4,6 +4,15 @@
 
 #![allow(dead_code)]
 
+mod api;
+mod idp;
+mod receiver;
+mod request;
+mod tenants;
+
+#[allow(unused_imports)]
+pub use {api::*, idp::*, receiver::*, request::*, tenants::*};
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::HeaderMap;
@@ -215,13 +224,7 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let mut r = req(method, uri);
-    if let Some(b) = body {
-        r = r
-            .insert_header(("Content-Type", "application/scim+json"))
-            .set_payload(b.to_string());
-    }
-    send(app, r).await
+    request(app, TOKEN, method, uri, body).await
 }
 
 /// POSTs `body` to `path`, expects 201, returns the new resource's id.

@@ -68,24 +68,24 @@ async fn rfc_example_post_put_patch_delete() {
     );
     let alice = id_from_location(&ops[0]);
     assert_eq!(
-        call(&app, "GET", &format!("/scim/v2/Users/{alice}"), None)
+        get(&app, TOKEN, &format!("/scim/v2/Users/{alice}"))
             .await
             .body["userName"],
         "Alice"
     );
     assert_eq!(
-        call(&app, "GET", &format!("/scim/v2/Users/{put_id}"), None)
+        get(&app, TOKEN, &format!("/scim/v2/Users/{put_id}"))
             .await
             .body["userName"],
         "Bob"
     );
     assert_eq!(
-        call(&app, "GET", &format!("/scim/v2/Users/{patch_id}"), None)
+        get(&app, TOKEN, &format!("/scim/v2/Users/{patch_id}"))
             .await
             .body["userName"],
         "Dave"
     );
-    call(&app, "GET", &format!("/scim/v2/Users/{del_id}"), None)
+    get(&app, TOKEN, &format!("/scim/v2/Users/{del_id}"))
         .await
         .expect(404);
     // Events exactly as single requests write them.
@@ -128,7 +128,7 @@ async fn bulk_id_references_resolve_in_either_order() {
         id_from_location(&ops[1]),
         id_from_location(&ops[2]),
     );
-    let g = call(&app, "GET", &format!("/scim/v2/Groups/{gid}"), None).await;
+    let g = get(&app, TOKEN, &format!("/scim/v2/Groups/{gid}")).await;
     assert_eq!(g.body["displayName"], "Guides");
     let mut members: Vec<&str> = g.body["members"]
         .as_array()
@@ -140,7 +140,7 @@ async fn bulk_id_references_resolve_in_either_order() {
     let mut want = vec![alice.as_str(), boss.as_str()];
     want.sort();
     assert_eq!(members, want);
-    let a = call(&app, "GET", &format!("/scim/v2/Users/{alice}"), None).await;
+    let a = get(&app, TOKEN, &format!("/scim/v2/Users/{alice}")).await;
     assert_eq!(
         a.body["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"]["value"],
         boss.as_str()
@@ -196,11 +196,11 @@ async fn circular_and_unresolvable_references_fail_only_those_operations() {
     );
     // Only the two users were created.
     assert_eq!(
-        call(&app, "GET", "/scim/v2/Groups", None).await.body["totalResults"],
+        get(&app, TOKEN, "/scim/v2/Groups").await.body["totalResults"],
         0
     );
     assert_eq!(
-        call(&app, "GET", "/scim/v2/Users", None).await.body["totalResults"],
+        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
         2
     );
 }
@@ -225,7 +225,7 @@ async fn fail_on_errors_stops_processing() {
     // Stopped after the second error: x2 was never attempted and is not listed.
     assert_eq!(statuses(&r), ["409", "201", "409"]);
     assert_eq!(
-        call(&app, "GET", "/scim/v2/Users", None).await.body["totalResults"],
+        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
         2
     );
     let mut body = bulk(json!([user("e", "y")]));
@@ -260,10 +260,10 @@ async fn limits_are_413_before_anything_is_applied() {
         .await
         .expect(413);
     assert_eq!(
-        call(&app, "GET", "/scim/v2/Users", None).await.body["totalResults"],
+        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
         0
     );
-    let spc = call(&app, "GET", "/scim/v2/ServiceProviderConfig", None).await;
+    let spc = get(&app, TOKEN, "/scim/v2/ServiceProviderConfig").await;
     assert_eq!(
         spc.body["bulk"],
         json!({"supported": true, "maxOperations": 3, "maxPayloadSize": 4096})
@@ -289,7 +289,7 @@ async fn bad_requests_and_bad_operations() {
     )
     .await
     .expect_error(400, Some("invalidSyntax"));
-    call(&app, "GET", "/scim/v2/Bulk", None).await.expect(405);
+    get(&app, TOKEN, "/scim/v2/Bulk").await.expect(405);
     let id = create_user(&app, "v").await;
     let r = call(
         &app,
@@ -321,7 +321,7 @@ async fn bad_requests_and_bad_operations() {
     assert_eq!(ops[3]["response"]["scimType"], "invalidValue");
     assert_eq!(ops[6]["response"]["scimType"], "invalidValue");
     // The stale PATCH changed nothing.
-    assert!(call(&app, "GET", &format!("/scim/v2/Users/{id}"), None)
+    assert!(get(&app, TOKEN, &format!("/scim/v2/Users/{id}"))
         .await
         .body
         .get("title")

@@ -10,7 +10,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use crate::common::*;
-use crate::tenancy::with;
 
 fn scimitar(db: &TestDb, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_scimitar"))
@@ -121,21 +120,16 @@ async fn admin_commands_work_while_the_server_runs() {
     let read = read.trim().to_string();
 
     // The server accepts them at once: created by another process on the same database.
-    with(
+    post(
         &app,
         &token,
-        "POST",
         "/scim/v2/Users",
-        Some(crate::tenancy::user("cli@acme", "c", "cli@acme.example")),
+        Some(user("cli@acme", "c", "cli@acme.example")),
     )
     .await
     .expect(201);
-    with(&app, &read, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
-    with(&app, &read, "DELETE", "/scim/v2/Users/x", None)
-        .await
-        .expect(403);
+    get(&app, &read, "/scim/v2/Users").await.expect(200);
+    delete(&app, &read, "/scim/v2/Users/x").await.expect(403);
 
     let tokens = ok(&scimitar(&db, &["token", "list", "--tenant", "acme"]));
     assert!(tokens.starts_with("ID"), "{tokens}");
@@ -152,9 +146,7 @@ async fn admin_commands_work_while_the_server_runs() {
         .unwrap()
         .to_string();
     ok(&scimitar(&db, &["token", "revoke", &id]));
-    with(&app, &token, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(401);
+    get(&app, &token, "/scim/v2/Users").await.expect(401);
     assert!(ok(&scimitar(&db, &["token", "list", "--tenant", "acme"])).contains("revoked"));
     fails(
         &scimitar(&db, &["token", "revoke", "no-such"]),
@@ -183,7 +175,7 @@ async fn admin_commands_work_while_the_server_runs() {
     .await;
     assert_eq!(r.status, 200, "{}", r.raw);
     let access = r.body["access_token"].as_str().unwrap().to_string();
-    let r = with(&app, &access, "GET", "/scim/v2/Users", None).await;
+    let r = get(&app, &access, "/scim/v2/Users").await;
     assert_eq!(r.body["totalResults"], 1);
     assert!(ok(&scimitar(&db, &["client", "list", "--tenant", "acme"])).contains(&client_id));
 
@@ -191,9 +183,7 @@ async fn admin_commands_work_while_the_server_runs() {
     let kid = ok(&scimitar(&db, &["keys", "rotate"]));
     assert_eq!(kid.lines().count(), 1);
     assert!(ok(&scimitar(&db, &["keys", "list"])).contains(kid.trim()));
-    with(&app, &access, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
+    get(&app, &access, "/scim/v2/Users").await.expect(200);
 
     // Dialect settings and the external issuer.
     ok(&scimitar(&db, &["tenant", "set", "acme", "--strict"]));
@@ -296,21 +286,15 @@ async fn admin_commands_work_while_the_server_runs() {
     // Delete: without --yes nothing changes.
     fails(&scimitar(&db, &["tenant", "delete", "acme"]), "--yes");
     assert!(ok(&scimitar(&db, &["tenant", "list"])).contains("acme "));
-    with(&app, &access, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
+    get(&app, &access, "/scim/v2/Users").await.expect(200);
     fails(
         &scimitar(&db, &["tenant", "delete", "nope", "--yes"]),
         "no tenant named `nope`",
     );
     ok(&scimitar(&db, &["tenant", "delete", "acme", "--yes"]));
     assert!(!ok(&scimitar(&db, &["tenant", "list"])).contains("acme "));
-    with(&app, &access, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(401);
-    with(&app, &read, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(401);
+    get(&app, &access, "/scim/v2/Users").await.expect(401);
+    get(&app, &read, "/scim/v2/Users").await.expect(401);
 }
 
 /// Kills and reaps the server however the test ends.

@@ -8,12 +8,7 @@ use serde_json::{json, Value};
 use scimitar::auth::Scope;
 use scimitar::provisioning::tenancy as admin;
 
-use crate::accounts::{
-    account_of, api, api_error, create_role, create_rule, entra_add_members, entra_group,
-    entra_user, items, ok, okta_active, put_policy, scim_create, scim_patch, subscribe, ENTERPRISE,
-};
 use crate::common::*;
-use crate::users::urlencode;
 
 const DEPT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department";
 
@@ -57,7 +52,7 @@ async fn candidates_say_who_they_are_and_what_they_would_get() {
     let bob = scim_create(&app, entra_user("bob@example.com", "Sales", "Rep")).await;
     entra_add_members(&app, &group, &[&ada]).await;
 
-    let r = api(&app, &admin, "GET", "/api/v1/candidates", None).await;
+    let r = get(&app, &admin, "/api/v1/candidates").await;
     let list = items(&r);
     assert_eq!(list.len(), 3, "{}", r.raw);
     let a = list.iter().find(|c| c["scimId"] == ada.as_str()).unwrap();
@@ -87,12 +82,12 @@ async fn candidates_say_who_they_are_and_what_they_would_get() {
     assert_eq!(approved["entitlements"], a["wouldGet"]["entitlements"]);
 
     // Other lists carry the profile, not wouldGet; one account also carries its SCIM user.
-    let r = api(&app, &admin, "GET", "/api/v1/accounts", None).await;
+    let r = get(&app, &admin, "/api/v1/accounts").await;
     for acc in items(&r) {
         assert!(acc["profile"].is_object(), "{acc}");
         assert!(acc.get("wouldGet").is_none(), "{acc}");
     }
-    let r = api(&app, &admin, "GET", &format!("/api/v1/accounts/{id}"), None).await;
+    let r = get(&app, &admin, &format!("/api/v1/accounts/{id}")).await;
     let one = ok(&r, 200);
     assert_eq!(one["user"]["id"], ada.as_str());
     assert_eq!(one["user"]["userName"], "ada@example.com");
@@ -101,7 +96,7 @@ async fn candidates_say_who_they_are_and_what_they_would_get() {
     assert_eq!(one["profile"]["department"], "Finance");
 
     // A deleted user's account keeps its history but has no profile or user.
-    let r = call(&app, "DELETE", &format!("/scim/v2/Users/{bob}"), None).await;
+    let r = delete(&app, TOKEN, &format!("/scim/v2/Users/{bob}")).await;
     r.expect(204);
     let gone = account_of(&app, &admin, &bob).await;
     assert!(gone["profile"].is_null(), "{gone}");
@@ -135,16 +130,9 @@ async fn accounts_are_searched_with_a_scim_filter() {
         v
     };
     let q = |f: &str| format!("/api/v1/accounts?filter={}", urlencode(f));
-    let r = api(
-        &app,
-        &admin,
-        "GET",
-        &q(&format!("{DEPT} eq \"Finance\"")),
-        None,
-    )
-    .await;
+    let r = get(&app, &admin, &q(&format!("{DEPT} eq \"Finance\""))).await;
     assert_eq!(names(&r), ["f1@example.com", "f2@example.com"]);
-    let r = api(&app, &admin, "GET", &q("title eq \"Manager\""), None).await;
+    let r = get(&app, &admin, &q("title eq \"Manager\"")).await;
     assert_eq!(names(&r), ["f2@example.com", "s1@example.com"]);
     // With the other filters, and paged.
     let r = admin_get(
@@ -175,12 +163,12 @@ async fn accounts_are_searched_with_a_scim_filter() {
     assert_eq!(items(&r).len(), 0);
 
     // Bad filters are explained; group membership is the `group` parameter's job.
-    let r = api(&app, &admin, "GET", &q("title eq"), None).await;
+    let r = get(&app, &admin, &q("title eq")).await;
     let detail = api_error(&r, 400, "bad_request");
     assert!(detail.contains("at position"), "{detail}");
-    let r = api(&app, &admin, "GET", &q("nosuch eq \"x\""), None).await;
+    let r = get(&app, &admin, &q("nosuch eq \"x\"")).await;
     api_error(&r, 400, "bad_request");
-    let r = api(&app, &admin, "GET", &q("groups.value eq \"x\""), None).await;
+    let r = get(&app, &admin, &q("groups.value eq \"x\"")).await;
     let detail = api_error(&r, 400, "bad_request");
     assert!(detail.contains("group"), "{detail}");
 }
@@ -196,7 +184,7 @@ where
     B: actix_web::body::MessageBody,
 {
     let path = format!("/api/v1/candidates/{account}/approve");
-    api(app, admin, "POST", &path, None).await
+    post(app, admin, &path, None).await
 }
 
 /// `GET` an `/api/v1` path with an admin token.
@@ -209,7 +197,7 @@ where
     >,
     B: actix_web::body::MessageBody,
 {
-    api(app, admin, "GET", path, None).await
+    get(app, admin, path).await
 }
 
 #[actix_web::test]
@@ -230,8 +218,8 @@ async fn rule_previews_count_matches_and_explain_bad_filters() {
     }
     let group = entra_group(&app, "Pilots").await;
     entra_add_members(&app, &group, &[&ids[0], &ids[6]]).await;
-    let feed_before = api(&app, &admin, "GET", "/api/v1/events?limit=1000", None).await;
-    let preview = |body: Value| api(&app, &admin, "POST", "/api/v1/rules/preview", Some(body));
+    let feed_before = get(&app, &admin, "/api/v1/events?limit=1000").await;
+    let preview = |body: Value| post(&app, &admin, "/api/v1/rules/preview", Some(body));
 
     let r = preview(json!({"filter": format!("{DEPT} eq \"Finance\"")})).await;
     let p = ok(&r, 200);
@@ -287,19 +275,18 @@ async fn rule_previews_count_matches_and_explain_bad_filters() {
     }
     let r = preview(json!({"group": "no-such-group"})).await;
     api_error(&r, 404, "not_found");
-    let r = api(
+    let r = post(
         &app,
         TOKEN,
-        "POST",
         "/api/v1/rules/preview",
         Some(json!({"filter": "a pr"})),
     )
     .await;
     api_error(&r, 403, "forbidden");
     // A preview writes nothing.
-    let r = api(&app, &admin, "GET", "/api/v1/rules", None).await;
+    let r = get(&app, &admin, "/api/v1/rules").await;
     assert!(items(&r).is_empty());
-    let feed_after = api(&app, &admin, "GET", "/api/v1/events?limit=1000", None).await;
+    let feed_after = get(&app, &admin, "/api/v1/events?limit=1000").await;
     assert_eq!(feed_before.body, feed_after.body);
 }
 
@@ -330,10 +317,9 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
     assert_eq!(flagged["removalPending"]["reason"], "deactivated");
     let id = flagged["id"].as_str().unwrap().to_string();
 
-    let r = api(
+    let r = post(
         &app,
         &admin,
-        "POST",
         &format!("/api/v1/removals/{id}/restore"),
         None,
     )
@@ -344,7 +330,7 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
     assert_eq!(a["roles"][0]["name"], "finance");
     assert_eq!(a["entitlements"], json!({"card.enabled": true}));
     assert_eq!(a["profile"]["active"], false, "the IdP still says inactive");
-    let r = api(&app, &admin, "GET", "/api/v1/removals", None).await;
+    let r = get(&app, &admin, "/api/v1/removals").await;
     assert!(items(&r).is_empty());
     // Announced (and queued for the subscription that asked for it).
     let r = admin_get(&app, &admin, &format!("/api/v1/accounts/{id}/timeline")).await;
@@ -357,21 +343,19 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
     assert_eq!(queued[0]["type"], "account.restored");
 
     // Twice is a conflict; so is a deleted user's account (confirm it instead).
-    let r = api(
+    let r = post(
         &app,
         &admin,
-        "POST",
         &format!("/api/v1/removals/{id}/restore"),
         None,
     )
     .await;
     api_error(&r, 409, "conflict");
-    let r = call(&app, "DELETE", &format!("/scim/v2/Users/{ada}"), None).await;
+    let r = delete(&app, TOKEN, &format!("/scim/v2/Users/{ada}")).await;
     r.expect(204);
-    let r = api(
+    let r = post(
         &app,
         &admin,
-        "POST",
         &format!("/api/v1/removals/{id}/restore"),
         None,
     )
@@ -382,7 +366,7 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
         account_of(&app, &admin, &ada).await["removalPending"]["reason"],
         "deleted"
     );
-    let r = api(&app, &admin, "POST", "/api/v1/removals/nope/restore", None).await;
+    let r = post(&app, &admin, "/api/v1/removals/nope/restore", None).await;
     api_error(&r, 404, "not_found");
 }
 
@@ -403,10 +387,9 @@ async fn the_timeline_names_the_credential_behind_each_event() {
         .unwrap()
     };
     put_policy(&app, &admin, "review", "auto").await;
-    let r = api(
+    let r = post(
         &app,
         &scim.1,
-        "POST",
         "/scim/v2/Users",
         Some(entra_user("ada@example.com", "Finance", "Analyst")),
     )
@@ -449,7 +432,7 @@ async fn the_timeline_names_the_credential_behind_each_event() {
     assert_eq!(approved["credential"]["kind"], "token");
     assert_eq!(approved["credential"]["label"], "admin");
     // Webhooks and the feed are unchanged: no credential there.
-    let r = api(&app, &admin, "GET", "/api/v1/events", None).await;
+    let r = get(&app, &admin, "/api/v1/events").await;
     assert!(items(&r).iter().all(|e| e.get("credential").is_none()));
 }
 
@@ -473,7 +456,7 @@ async fn a_subscription_lists_its_recent_deliveries_and_groups_their_candidates(
     }
     // Newest first, paged; this app runs no delivery workers, so all are pending.
     let path = format!("/api/v1/webhooks/{hook}/deliveries");
-    let r = api(&app, &admin, "GET", &format!("{path}?limit=2"), None).await;
+    let r = get(&app, &admin, &format!("{path}?limit=2")).await;
     let first = items(&r);
     assert_eq!(first.len(), 2);
     assert!(first[0]["seq"].as_i64() > first[1]["seq"].as_i64());
@@ -486,22 +469,15 @@ async fn a_subscription_lists_its_recent_deliveries_and_groups_their_candidates(
     assert_eq!(rest.len(), 1);
     assert!(rest[0]["seq"].as_i64() < first[1]["seq"].as_i64());
     assert!(r.body["nextCursor"].is_null());
-    let r = api(&app, &admin, "GET", &format!("{path}?status=dead"), None).await;
+    let r = get(&app, &admin, &format!("{path}?status=dead")).await;
     assert!(items(&r).is_empty());
-    let r = api(&app, &admin, "GET", &format!("{path}?status=pending"), None).await;
+    let r = get(&app, &admin, &format!("{path}?status=pending")).await;
     assert_eq!(items(&r).len(), 3);
-    let r = api(&app, &admin, "GET", &format!("{path}?status=lost"), None).await;
+    let r = get(&app, &admin, &format!("{path}?status=lost")).await;
     api_error(&r, 400, "bad_request");
-    let r = api(&app, &admin, "GET", &format!("{path}?cursor=bogus"), None).await;
+    let r = get(&app, &admin, &format!("{path}?cursor=bogus")).await;
     api_error(&r, 400, "bad_request");
-    let r = api(
-        &app,
-        &admin,
-        "GET",
-        "/api/v1/webhooks/nope/deliveries",
-        None,
-    )
-    .await;
+    let r = get(&app, &admin, "/api/v1/webhooks/nope/deliveries").await;
     api_error(&r, 404, "not_found");
 
     // Groups: users with an account, and how many of them wait for review.
@@ -512,7 +488,7 @@ async fn a_subscription_lists_its_recent_deliveries_and_groups_their_candidates(
     let acc = account_of(&app, &admin, &users[2]).await;
     let r = approve(&app, &admin, acc["id"].as_str().unwrap()).await;
     ok(&r, 200);
-    let r = api(&app, &admin, "GET", "/api/v1/groups?limit=1", None).await;
+    let r = get(&app, &admin, "/api/v1/groups?limit=1").await;
     let page1 = items(&r);
     assert_eq!(
         page1,

@@ -15,8 +15,6 @@ use scimitar::provisioning::tenancy as admin;
 use scimitar::scim::compat::Compat;
 
 use crate::common::*;
-use crate::tenancy::{tenant_with_token, with};
-use crate::users::urlencode;
 
 const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -60,8 +58,8 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let users = with(app, &t.token, "GET", "/scim/v2/Users?count=1000", None).await;
-    let groups = with(app, &t.token, "GET", "/scim/v2/Groups?count=1000", None).await;
+    let users = get(app, &t.token, "/scim/v2/Users?count=1000").await;
+    let groups = get(app, &t.token, "/scim/v2/Groups?count=1000").await;
     users.expect(200);
     groups.expect(200);
     (users.body, groups.body, scim_events(state, &t.name))
@@ -88,7 +86,7 @@ where
     B: MessageBody,
 {
     let before = holdings(app, state, t).await;
-    let r = with(app, &t.token, method, uri, body).await;
+    let r = request(app, &t.token, method, uri, body).await;
     assert_eq!(r.status.as_u16(), 400, "{why}: {}", r.raw);
     r.expect_error(400, Some(scim_type));
     assert_eq!(
@@ -100,7 +98,7 @@ where
 }
 
 fn ids(r: &Resp) -> Vec<String> {
-    let mut v: Vec<String> = crate::tenancy::ids(r);
+    let mut v: Vec<String> = crate::common::ids(r);
     v.sort();
     v
 }
@@ -136,10 +134,10 @@ async fn entra_group_create_is_201_and_the_undeclared_uri_is_never_echoed() {
     assert_eq!(r.body["externalId"], "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159");
     let id = r.body["id"].as_str().unwrap().to_string();
     // Read back every way: by id, in a list, by filter, by .search at the root.
-    let got = call(&app, "GET", &format!("/scim/v2/Groups/{id}"), None).await;
+    let got = get(&app, TOKEN, &format!("/scim/v2/Groups/{id}")).await;
     assert_eq!(got.body["schemas"], json!([CORE_GROUP]));
     assert_eq!(got.body, r.body);
-    let list = call(&app, "GET", "/scim/v2/Groups", None).await;
+    let list = get(&app, TOKEN, "/scim/v2/Groups").await;
     assert_eq!(list.body["Resources"][0]["schemas"], json!([CORE_GROUP]));
     let search = call(
         &app,
@@ -156,11 +154,10 @@ async fn entra_group_create_is_201_and_the_undeclared_uri_is_never_echoed() {
         assert!(!body.contains(ADSCIM_GROUP), "echoed: {body}");
     }
     // Nothing to find by it either: it is not one of the group's schemas.
-    let f = call(
+    let f = get(
         &app,
-        "GET",
+        TOKEN,
         &filtered("Groups", &format!("schemas eq \"{ADSCIM_GROUP}\"")),
-        None,
     )
     .await;
     assert_eq!(f.body["totalResults"], 0);
@@ -256,14 +253,7 @@ async fn entra_group_create_is_refused_when_strict_and_changes_nothing() {
         Ok(())
     })
     .unwrap();
-    let r = with(
-        &app,
-        &lenient.token,
-        "POST",
-        "/scim/v2/Groups",
-        Some(entra_group()),
-    )
-    .await;
+    let r = post(&app, &lenient.token, "/scim/v2/Groups", Some(entra_group())).await;
     r.expect(201);
     assert_eq!(r.body["schemas"], json!([CORE_GROUP]));
     // And the default tenant still refuses; the lenient tenant's group is not visible to it.
@@ -294,22 +284,21 @@ async fn a_negative_count_is_read_as_zero() {
         for n in ["a", "b", "c"] {
             create_user(&app, &format!("{n}@example.com")).await;
         }
-        let zero = call(&app, "GET", "/scim/v2/Users?count=0", None).await;
+        let zero = get(&app, TOKEN, "/scim/v2/Users?count=0").await;
         zero.expect(200);
         assert_eq!(zero.body["totalResults"], 3);
         assert_eq!(zero.body["itemsPerPage"], 0);
         for count in ["-1", "-100", "-9223372036854775808"] {
-            let r = call(&app, "GET", &format!("/scim/v2/Users?count={count}"), None).await;
+            let r = get(&app, TOKEN, &format!("/scim/v2/Users?count={count}")).await;
             assert_eq!(r.status.as_u16(), 200, "count={count}: {}", r.raw);
             assert_eq!(r.body, zero.body, "count={count} answers as count=0");
-            let f = call(
+            let f = get(
                 &app,
-                "GET",
+                TOKEN,
                 &format!(
                     "/scim/v2/Users?count={count}&filter={}",
                     urlencode("userName sw \"a\"")
                 ),
-                None,
             )
             .await;
             assert_eq!(f.body["totalResults"], 1);
@@ -325,13 +314,13 @@ async fn a_negative_count_is_read_as_zero() {
         assert_eq!(root.body["itemsPerPage"], 0);
         assert_eq!(root.body["totalResults"], 3);
         // Cursor paging: an empty first page, as for count=0.
-        let c = call(&app, "GET", "/scim/v2/Users?cursor=&count=-1", None).await;
+        let c = get(&app, TOKEN, "/scim/v2/Users?cursor=&count=-1").await;
         c.expect(200);
         assert_eq!(c.body["itemsPerPage"], 0);
-        let c0 = call(&app, "GET", "/scim/v2/Users?cursor=&count=0", None).await;
+        let c0 = get(&app, TOKEN, "/scim/v2/Users?cursor=&count=0").await;
         assert_eq!(c.body, c0.body);
         // Still an integer, though.
-        call(&app, "GET", "/scim/v2/Users?count=-x", None)
+        get(&app, TOKEN, "/scim/v2/Users?count=-x")
             .await
             .expect_error(400, Some("invalidValue"));
     }
@@ -432,15 +421,13 @@ async fn filters_on_schemas_in_sql() {
         ),
     ];
     for (filter, want) in &cases {
-        let r = call(&app, "GET", &users(filter), None).await;
+        let r = get(&app, TOKEN, &users(filter)).await;
         r.expect(200);
         assert_eq!(ids(&r), *want, "filter {filter}");
         assert_eq!(r.body["totalResults"], want.len(), "filter {filter}");
     }
     // Every matching user lists the extension when read, and no other does.
-    for r in call(&app, "GET", "/scim/v2/Users?count=1000", None)
-        .await
-        .body["Resources"]
+    for r in get(&app, TOKEN, "/scim/v2/Users?count=1000").await.body["Resources"]
         .as_array()
         .unwrap()
     {
@@ -455,11 +442,10 @@ async fn filters_on_schemas_in_sql() {
         );
     }
     // Cursor pages and .search answer the same.
-    let c = call(
+    let c = get(
         &app,
-        "GET",
+        TOKEN,
         &format!("{}&cursor=", users(&format!("schemas eq \"{ENTERPRISE}\""))),
-        None,
     )
     .await;
     assert_eq!(ids(&c), with_ext);
@@ -477,19 +463,17 @@ async fn filters_on_schemas_in_sql() {
 
     // Groups: their core schema, never the User extension; at the root, a way to ask for
     // one type.
-    let g = call(
+    let g = get(
         &app,
-        "GET",
+        TOKEN,
         &filtered("Groups", &format!("schemas eq \"{CORE_GROUP}\"")),
-        None,
     )
     .await;
     assert_eq!(ids(&g), vec![group.clone()]);
-    let g = call(
+    let g = get(
         &app,
-        "GET",
+        TOKEN,
         &filtered("Groups", &format!("schemas eq \"{ENTERPRISE}\"")),
-        None,
     )
     .await;
     assert_eq!(g.body["totalResults"], 0);
@@ -537,13 +521,7 @@ async fn filters_on_schemas_in_sql() {
     )
     .await
     .expect(200);
-    let r = call(
-        &app,
-        "GET",
-        &users(&format!("schemas eq \"{ENTERPRISE}\"")),
-        None,
-    )
-    .await;
+    let r = get(&app, TOKEN, &users(&format!("schemas eq \"{ENTERPRISE}\""))).await;
     assert_eq!(ids(&r), sorted(&[&plain, &manager_only]));
 
     // What cannot be asked.
@@ -555,7 +533,7 @@ async fn filters_on_schemas_in_sql() {
         (users("emails[schemas eq \"x\"]"), "invalidFilter"),
         ("/scim/v2/Users?sortBy=schemas".to_string(), "invalidValue"),
     ] {
-        let r = call(&app, "GET", &uri, None).await;
+        let r = get(&app, TOKEN, &uri).await;
         r.expect_error(400, Some(scim_type));
     }
 }
@@ -870,10 +848,9 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let u = with(
+    let u = post(
         app,
         &t.token,
-        "POST",
         "/scim/v2/Users",
         Some(json!({"schemas": [CORE_USER], "userName": "u@example.com",
                     "emails": [{"value": "u@example.com", "type": "work"}]})),
@@ -881,10 +858,9 @@ where
     .await;
     u.expect(201);
     let user = u.body["id"].as_str().unwrap().to_string();
-    let g = with(
+    let g = post(
         app,
         &t.token,
-        "POST",
         "/scim/v2/Groups",
         Some(json!({"schemas": [CORE_GROUP], "displayName": "g", "members": [{"value": user}]})),
     )
@@ -914,7 +890,7 @@ async fn run_case<S, B>(
         .map(|b| serde_json::from_str(&fill(&b.to_string(), user, group)).expect("JSON"));
     let why = format!("{} on tenant {}", c.tolerance, t.name);
     if accept {
-        let r = with(app, &t.token, c.method, &path, body).await;
+        let r = request(app, &t.token, c.method, &path, body).await;
         assert!(r.status.is_success(), "{why}: {}", r.raw);
     } else {
         let r = refused(app, state, t, c.method, &path, body, c.scim_type, &why).await;
@@ -982,25 +958,23 @@ async fn the_rfc_filter_form_works_under_strict() {
                "emails": [{"value": "u@example.com", "type": "work"}]}),
     )
     .await;
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         &filtered(
             "Users",
             "emails[type eq \"work\" and value eq \"u@example.com\"]",
         ),
-        None,
     )
     .await;
     assert_eq!(ids(&r), vec![id]);
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         &filtered(
             "Users",
             "emails[type eq \"work\"].value eq \"u@example.com\"",
         ),
-        None,
     )
     .await;
     r.expect_error(400, Some("invalidFilter"));

@@ -5,7 +5,7 @@ use crate::common::*;
 #[actix_web::test]
 async fn service_provider_config_advertises_features() {
     let (app, _db) = app().await;
-    let r = call(&app, "GET", "/scim/v2/ServiceProviderConfig", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/ServiceProviderConfig").await;
     r.expect(200);
     assert_eq!(
         r.header("content-type").as_deref(),
@@ -24,7 +24,7 @@ async fn service_provider_config_advertises_features() {
 #[actix_web::test]
 async fn resource_types_and_schemas_are_served() {
     let (app, _db) = app().await;
-    let r = call(&app, "GET", "/scim/v2/ResourceTypes", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/ResourceTypes").await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 2);
     let names: Vec<&str> = r.body["Resources"]
@@ -34,18 +34,18 @@ async fn resource_types_and_schemas_are_served() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["User", "Group"]);
-    let u = call(&app, "GET", "/scim/v2/ResourceTypes/User", None).await;
+    let u = get(&app, TOKEN, "/scim/v2/ResourceTypes/User").await;
     u.expect(200);
     assert_eq!(u.body["endpoint"], "/Users");
     assert_eq!(
         u.body["meta"]["location"],
         "http://scim.test/scim/v2/ResourceTypes/User"
     );
-    call(&app, "GET", "/scim/v2/ResourceTypes/Robot", None)
+    get(&app, TOKEN, "/scim/v2/ResourceTypes/Robot")
         .await
         .expect(404);
 
-    let s = call(&app, "GET", "/scim/v2/Schemas", None).await;
+    let s = get(&app, TOKEN, "/scim/v2/Schemas").await;
     s.expect(200);
     let ids: Vec<&str> = s.body["Resources"]
         .as_array()
@@ -55,11 +55,10 @@ async fn resource_types_and_schemas_are_served() {
         .collect();
     assert!(ids.contains(&"urn:ietf:params:scim:schemas:core:2.0:User"));
     assert!(ids.contains(&"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
-    let one = call(
+    let one = get(
         &app,
-        "GET",
+        TOKEN,
         "/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group",
-        None,
     )
     .await;
     one.expect(200);
@@ -69,7 +68,7 @@ async fn resource_types_and_schemas_are_served() {
         .unwrap()
         .iter()
         .any(|a| a["name"] == "members"));
-    call(&app, "GET", "/scim/v2/Schemas/urn:nope", None)
+    get(&app, TOKEN, "/scim/v2/Schemas/urn:nope")
         .await
         .expect(404);
 }
@@ -92,7 +91,7 @@ async fn discovery_needs_a_token_and_rejects_writes() {
             call(&app, m, path, None).await.expect(405);
         }
     }
-    let r = call(&app, "GET", "/scim/v2/Schemas", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/Schemas").await;
     assert!(r.body["Resources"]
         .as_array()
         .is_some_and(|a| a.iter().all(|s| s["attributes"].is_array())));

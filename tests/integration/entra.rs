@@ -10,7 +10,6 @@
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::users::urlencode;
 
 const CREATE_USER: &str = include_str!("../fixtures/entra/create_user.json");
 const UPDATE_MULTI: &str = include_str!("../fixtures/entra/update_user_multi_valued.json");
@@ -57,101 +56,6 @@ const ADSCIM_GROUP: &str =
 /// The userName of the tutorial's Create User.
 const TUTORIAL_USER: &str = "Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee";
 
-/// A fixture as JSON, with the documentation's ids swapped for this run's.
-pub fn fixture(text: &str, ids: &[(&str, &str)]) -> Value {
-    let mut s = text.to_string();
-    for (from, to) in ids {
-        s = s.replace(from, to);
-    }
-    serde_json::from_str(&s).expect("fixture is JSON")
-}
-
-/// Server-assigned values a documented response cannot predict: never compared.
-const SERVER_ASSIGNED: &[&str] = &[
-    "/id",
-    "/meta/created",
-    "/meta/lastModified",
-    "/meta/location",
-    "/meta/version",
-];
-
-/// Asserts that `got` answers as the vendor documents: the status, and every attribute of
-/// the documented body (`schemas` included) equal at the same place, except the server's
-/// ids and timestamps (`SERVER_ASSIGNED`, also inside `Resources`) and the JSON pointers in
-/// `skip`, each of which the caller justifies. A documented `null` or `[]` means
-/// unassigned (RFC 7643 §2.5): absent, null or empty in `got` too. Attributes `got` has
-/// beyond the documented ones (`meta.version`, `$ref`, ...) are not compared.
-#[track_caller]
-pub fn assert_documented(got: &Resp, status: u16, documented: &Value, skip: &[&str]) {
-    got.expect(status);
-    let mut errors = Vec::new();
-    walk(
-        Some(&got.body),
-        documented,
-        String::new(),
-        skip,
-        &mut errors,
-    );
-    assert!(
-        errors.is_empty(),
-        "differs from the documented response:\n  {}\ngot: {}",
-        errors.join("\n  "),
-        got.raw
-    );
-}
-
-fn walk(got: Option<&Value>, doc: &Value, ptr: String, skip: &[&str], errors: &mut Vec<String>) {
-    // Server-assigned values are skipped at the top level and in every listed resource.
-    let in_list = ptr
-        .strip_prefix("/Resources/")
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(_, inner)| format!("/{inner}"));
-    let assigned = SERVER_ASSIGNED.contains(&ptr.as_str())
-        || in_list.is_some_and(|p| SERVER_ASSIGNED.contains(&p.as_str()));
-    if assigned || skip.contains(&ptr.as_str()) {
-        return;
-    }
-    let unassigned = |v: &Value| match v {
-        Value::Null => true,
-        Value::Array(a) => a.is_empty(),
-        _ => false,
-    };
-    match (doc, got) {
-        (d, g) if unassigned(d) => {
-            if !g.is_none_or(unassigned) {
-                errors.push(format!(
-                    "{ptr}: documented unassigned, got {}",
-                    g.unwrap_or(&Value::Null)
-                ));
-            }
-        }
-        (Value::Object(d), Some(Value::Object(g))) => {
-            for (k, v) in d {
-                walk(g.get(k), v, format!("{ptr}/{k}"), skip, errors);
-            }
-        }
-        (Value::Array(d), Some(Value::Array(g))) if d.len() == g.len() => {
-            for (i, v) in d.iter().enumerate() {
-                walk(g.get(i), v, format!("{ptr}/{i}"), skip, errors);
-            }
-        }
-        (d, g) if g == Some(d) => {}
-        (d, g) => errors.push(format!(
-            "{ptr}: documented {d}, got {}",
-            g.map(Value::to_string).unwrap_or_else(|| "nothing".into())
-        )),
-    }
-}
-
-/// The kinds of the events recorded for one resource, oldest first.
-pub fn kinds(state: &actix_web::web::Data<scimitar::http::AppState>, id: &str) -> Vec<String> {
-    events(state)
-        .into_iter()
-        .filter(|(r, _)| r == id)
-        .map(|(_, k)| k)
-        .collect()
-}
-
 fn filter_uri(endpoint: &str, filter: &str) -> String {
     format!("/scim/v2/{endpoint}?filter={}", urlencode(filter))
 }
@@ -170,11 +74,10 @@ async fn entra_user_lifecycle() {
         "non-existent user",
         user_name,
     ] {
-        let r = call(
+        let r = get(
             &app,
-            "GET",
+            TOKEN,
             &filter_uri("Users", &format!("userName eq \"{probe}\"")),
-            None,
         )
         .await;
         // The example's itemsPerPage is 20, its page size; RFC 7644 §3.4.2 makes it the
@@ -202,11 +105,10 @@ async fn entra_user_lifecycle() {
     // Get User by query: the documented request, then by userName (case-insensitive) and by
     // externalId, the two matching attributes the tutorial names, and the work email a
     // uniqueness rule may use. The example's externalId is another user's.
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         &filter_uri("Users", &format!("userName eq \"{user_name}\"")),
-        None,
     )
     .await;
     assert_documented(
@@ -221,7 +123,7 @@ async fn entra_user_lifecycle() {
         format!("externalId eq \"{external_id}\""),
         "emails[type eq \"work\"].value eq \"Test_User_11bb11bb-cc22-dd33-ee44-55ff55ff55ff@testuser.com\"".into(),
     ] {
-        let r = call(&app, "GET", &filter_uri("Users", &filter), None).await;
+        let r = get(&app, TOKEN, &filter_uri("Users", &filter)).await;
         r.expect(200);
         assert_eq!(r.body["totalResults"], 1, "{filter}");
         assert_eq!(r.body["Resources"][0]["id"], id.as_str(), "{filter}");
@@ -229,10 +131,10 @@ async fn entra_user_lifecycle() {
 
     // Get User (the example's externalId is another user's), and a user that does not
     // exist (only the status matters, the tutorial says; the detail is ours).
-    let r = call(&app, "GET", &path, None).await;
+    let r = get(&app, TOKEN, &path).await;
     assert_documented(&r, 200, &fixture(RESP_GET_USER, &[]), &["/externalId"]);
     assert_eq!(r.body["externalId"], external_id);
-    let r = call(&app, "GET", "/scim/v2/Users/5171a35d82074e068ce2", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/Users/5171a35d82074e068ce2").await;
     assert_documented(&r, 404, &fixture(RESP_NOT_FOUND, &[]), &["/detail"]);
 
     // Update User [Multi-valued properties]: "Replace", the work email by value path.
@@ -251,19 +153,17 @@ async fn entra_user_lifecycle() {
     r.expect(200);
     let new_name = "5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com";
     assert_eq!(r.body["userName"], new_name);
-    let f = call(
+    let f = get(
         &app,
-        "GET",
+        TOKEN,
         &filter_uri("Users", &format!("userName eq \"{new_name}\"")),
-        None,
     )
     .await;
     assert_eq!(f.body["totalResults"], 1);
-    let f = call(
+    let f = get(
         &app,
-        "GET",
+        TOKEN,
         &filter_uri("Users", &format!("userName eq \"{user_name}\"")),
-        None,
     )
     .await;
     assert_eq!(f.body["totalResults"], 0);
@@ -324,9 +224,9 @@ async fn entra_user_lifecycle() {
     let r = call(&app, "PATCH", &path, Some(fixture(DISABLE_USER, &[]))).await;
     r.expect(200);
     assert_eq!(r.body["active"], false);
-    let r = call(&app, "GET", &path, None).await;
+    let r = get(&app, TOKEN, &path).await;
     assert_eq!(r.body["active"], false, "a disabled user is still returned");
-    let f = call(&app, "GET", &filter_uri("Users", "active eq false"), None).await;
+    let f = get(&app, TOKEN, &filter_uri("Users", "active eq false")).await;
     assert_eq!(f.body["totalResults"], 1);
     // Re-enable.
     let r = call(&app, "PATCH", &path, Some(fixture(ENABLE_USER, &[]))).await;
@@ -334,13 +234,12 @@ async fn entra_user_lifecycle() {
     assert_eq!(r.body["active"], true);
 
     // Delete User.
-    call(&app, "DELETE", &path, None).await.expect(204);
-    call(&app, "GET", &path, None).await.expect_error(404, None);
-    let f = call(
+    delete(&app, TOKEN, &path).await.expect(204);
+    get(&app, TOKEN, &path).await.expect_error(404, None);
+    let f = get(
         &app,
-        "GET",
+        TOKEN,
         &filter_uri("Users", &format!("userName eq \"{new_name}\"")),
-        None,
     )
     .await;
     assert_eq!(f.body["totalResults"], 0);
@@ -378,7 +277,7 @@ async fn entra_group_lifecycle() {
     };
 
     // Get Group by displayName, before and after Create Group.
-    let r = call(&app, "GET", &by_name("displayName"), None).await;
+    let r = get(&app, TOKEN, &by_name("displayName")).await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 0);
     // Create Group, exactly as the tutorial prints it: its second schema URI is declared by
@@ -402,18 +301,12 @@ async fn entra_group_lifecycle() {
     assert!(!r.raw.contains(ADSCIM_GROUP));
     // Get Group (members excluded, as Entra asks); the example's externalId is another
     // group's.
-    let r = call(
-        &app,
-        "GET",
-        &format!("{path}?excludedAttributes=members"),
-        None,
-    )
-    .await;
+    let r = get(&app, TOKEN, &format!("{path}?excludedAttributes=members")).await;
     assert_documented(&r, 200, &fixture(RESP_GET_GROUP, &[]), &["/externalId"]);
     assert_eq!(r.body["externalId"], "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159");
     // Get Group by displayName (the example's externalId is another group's, its
     // itemsPerPage its page size).
-    let r = call(&app, "GET", &by_name("displayName"), None).await;
+    let r = get(&app, TOKEN, &by_name("displayName")).await;
     assert_documented(
         &r,
         200,
@@ -422,7 +315,7 @@ async fn entra_group_lifecycle() {
     );
     assert_eq!(r.body["Resources"][0]["id"], gid.as_str());
     assert!(r.body["Resources"][0].get("members").is_none());
-    let r = call(&app, "GET", &path, None).await;
+    let r = get(&app, TOKEN, &path).await;
     assert_eq!(
         r.body["schemas"],
         json!(["urn:ietf:params:scim:schemas:core:2.0:Group"])
@@ -441,7 +334,7 @@ async fn entra_group_lifecycle() {
         r.expect(204);
         assert!(r.raw.is_empty());
     }
-    let r = call(&app, "GET", &path, None).await;
+    let r = get(&app, TOKEN, &path).await;
     r.expect(200);
     let members: Vec<&str> = r.body["members"]
         .as_array()
@@ -456,16 +349,10 @@ async fn entra_group_lifecycle() {
         "Groups",
         &format!("id eq \"{gid}\" and members[value eq \"{alice}\"]"),
     );
-    let r = call(
-        &app,
-        "GET",
-        &format!("{check}&excludedAttributes=members"),
-        None,
-    )
-    .await;
+    let r = get(&app, TOKEN, &format!("{check}&excludedAttributes=members")).await;
     assert_eq!(r.body["totalResults"], 1);
     // Adding a member again changes nothing.
-    let before = call(&app, "GET", &path, None).await.body["meta"]["version"].clone();
+    let before = get(&app, TOKEN, &path).await.body["meta"]["version"].clone();
     call(
         &app,
         "PATCH",
@@ -474,7 +361,7 @@ async fn entra_group_lifecycle() {
     )
     .await
     .expect(204);
-    let after = call(&app, "GET", &path, None).await.body["meta"]["version"].clone();
+    let after = get(&app, TOKEN, &path).await.body["meta"]["version"].clone();
     assert_eq!(before, after);
 
     // Update Group [Remove Members]: path "members" with a value list removes those only.
@@ -486,10 +373,10 @@ async fn entra_group_lifecycle() {
     )
     .await
     .expect(204);
-    let r = call(&app, "GET", &path, None).await;
+    let r = get(&app, TOKEN, &path).await;
     assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
     assert_eq!(r.body["members"][0]["value"], bob.as_str());
-    let r = call(&app, "GET", &check, None).await;
+    let r = get(&app, TOKEN, &check).await;
     assert_eq!(r.body["totalResults"], 0);
     // The RFC form, `members[value eq "id"]`.
     call(
@@ -503,7 +390,7 @@ async fn entra_group_lifecycle() {
     )
     .await
     .expect(204);
-    let r = call(&app, "GET", &path, None).await;
+    let r = get(&app, TOKEN, &path).await;
     assert!(r.body.get("members").is_none(), "{}", r.raw);
     // Removing a member that is not there succeeds and changes nothing.
     call(
@@ -520,17 +407,11 @@ async fn entra_group_lifecycle() {
         .await
         .expect(204);
     let new_name = "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName";
-    let r = call(
-        &app,
-        "GET",
-        &format!("{path}?excludedAttributes=members"),
-        None,
-    )
-    .await;
+    let r = get(&app, TOKEN, &format!("{path}?excludedAttributes=members")).await;
     r.expect(200);
     assert_eq!(r.body["displayName"], new_name);
     assert_eq!(
-        call(&app, "GET", &by_name(new_name), None).await.body["totalResults"],
+        get(&app, TOKEN, &by_name(new_name)).await.body["totalResults"],
         1
     );
 
@@ -543,17 +424,17 @@ async fn entra_group_lifecycle() {
     )
     .await
     .expect(204);
-    call(&app, "DELETE", &format!("/scim/v2/Users/{alice}"), None)
+    delete(&app, TOKEN, &format!("/scim/v2/Users/{alice}"))
         .await
         .expect(204);
-    let r = call(&app, "GET", &path, None).await;
+    let r = get(&app, TOKEN, &path).await;
     assert!(r.body.get("members").is_none(), "{}", r.raw);
 
     // Delete Group.
-    call(&app, "DELETE", &path, None).await.expect(204);
-    call(&app, "GET", &path, None).await.expect_error(404, None);
+    delete(&app, TOKEN, &path).await.expect(204);
+    get(&app, TOKEN, &path).await.expect_error(404, None);
     assert_eq!(
-        call(&app, "GET", &by_name(new_name), None).await.body["totalResults"],
+        get(&app, TOKEN, &by_name(new_name)).await.body["totalResults"],
         0
     );
 
@@ -632,19 +513,18 @@ async fn entra_tutorial_user_updates() {
         let path = create_tutorial_user(&app).await;
         let r = call(&app, "PATCH", &path, Some(fixture(request, &[]))).await;
         assert_documented(&r, 200, &fixture(response, &[]), skip);
-        let read = call(&app, "GET", &path, None).await;
+        let read = get(&app, TOKEN, &path).await;
         assert_eq!(read.body, r.body, "{name}: the answer is what is stored");
         // Delete User: 204 No Content, then gone (and no longer matched).
-        let d = call(&app, "DELETE", &path, None).await;
+        let d = delete(&app, TOKEN, &path).await;
         d.expect(204);
         assert!(d.raw.is_empty());
-        call(&app, "GET", &path, None).await.expect_error(404, None);
+        get(&app, TOKEN, &path).await.expect_error(404, None);
     }
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         &filter_uri("Users", &format!("userName eq \"{TUTORIAL_USER}\"")),
-        None,
     )
     .await;
     assert_eq!(r.body["totalResults"], 0);
@@ -735,7 +615,7 @@ async fn entra_known_issues_samples_with_and_without_the_compliance_flag() {
     )
     .await
     .expect(204);
-    let g = call(&app, "GET", &gpath, None).await;
+    let g = get(&app, TOKEN, &gpath).await;
     assert_eq!(g.body["members"].as_array().unwrap().len(), 1);
     assert_eq!(g.body["members"][0]["value"], other.as_str());
     call(
@@ -749,7 +629,7 @@ async fn entra_known_issues_samples_with_and_without_the_compliance_flag() {
     )
     .await
     .expect(204);
-    let g = call(&app, "GET", &gpath, None).await;
+    let g = get(&app, TOKEN, &gpath).await;
     assert!(g.body.get("members").is_none(), "{}", g.raw);
 }
 
@@ -763,7 +643,7 @@ async fn entra_schema_discovery() {
     // Group `displayName` has `"required": false`; Scimitar requires it (RFC 7643 §4.2,
     // "REQUIRED").
     let (app, _db) = app().await;
-    let r = call(&app, "GET", "/scim/v2/Schemas", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/Schemas").await;
     r.expect(200);
     assert_eq!(
         r.body["schemas"],
@@ -849,11 +729,10 @@ async fn entra_tutorial_sample_code_examples() {
 
     // Example 1: `filter=externalId eq jyoung`, an unquoted string: invalidFilter, and the
     // detail says to quote it; quoted, it is the query the provisioning service sends.
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         "/scim/v2/Users?filter=externalId%20eq%20jyoung",
-        None,
     )
     .await;
     r.expect_error(400, Some("invalidFilter"));
@@ -862,11 +741,10 @@ async fn entra_tutorial_sample_code_examples() {
         "{}",
         r.raw
     );
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         &filter_uri("Users", "externalId eq \"jyoung\""),
-        None,
     )
     .await;
     assert_eq!(r.body["totalResults"], 0);
@@ -889,7 +767,7 @@ async fn entra_tutorial_sample_code_examples() {
         r.raw
     );
     assert_eq!(
-        call(&app, "GET", "/scim/v2/Users", None).await.body["totalResults"],
+        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
         0
     );
     // The same user as the provisioning service sends it (enterprise attributes under their
@@ -911,7 +789,7 @@ async fn entra_tutorial_sample_code_examples() {
     let path = format!("/scim/v2/Users/{}", r.body["id"].as_str().unwrap());
 
     // Example 3: query the current state of a user.
-    let got = call(&app, "GET", &path, None).await;
+    let got = get(&app, TOKEN, &path).await;
     got.expect(200);
     assert_eq!(got.body["userName"], "jyoung@testuser.com");
 
@@ -930,7 +808,7 @@ async fn entra_tutorial_sample_code_examples() {
     )
     .await;
     r.expect_error(400, Some("invalidPath"));
-    assert_eq!(call(&app, "GET", &path, None).await.body, got.body);
+    assert_eq!(get(&app, TOKEN, &path).await.body, got.body);
     let r = call(
         &app,
         "PATCH",
@@ -945,8 +823,8 @@ async fn entra_tutorial_sample_code_examples() {
     assert_eq!(r.body[ENTERPRISE]["manager"]["value"], boss.as_str());
 
     // Example 6: deprovision a user.
-    call(&app, "DELETE", &path, None).await.expect(204);
-    call(&app, "GET", &path, None).await.expect_error(404, None);
+    delete(&app, TOKEN, &path).await.expect(204);
+    get(&app, TOKEN, &path).await.expect_error(404, None);
 }
 
 #[test]

@@ -34,17 +34,13 @@ async fn missing_or_wrong_token_is_401_with_challenge() {
 #[actix_web::test]
 async fn unknown_routes_and_methods_are_scim_errors() {
     let (app, _db) = app().await;
-    call(&app, "GET", "/scim/v2/Widgets", None)
-        .await
-        .expect(404);
-    call(&app, "GET", "/nowhere", None).await.expect(404);
-    call(&app, "DELETE", "/scim/v2/Users", None)
-        .await
-        .expect(405);
+    get(&app, TOKEN, "/scim/v2/Widgets").await.expect(404);
+    get(&app, TOKEN, "/nowhere").await.expect(404);
+    delete(&app, TOKEN, "/scim/v2/Users").await.expect(405);
     call(&app, "POST", "/scim/v2/Users/abc", Some(json!({})))
         .await
         .expect(405);
-    call(&app, "GET", "/scim/v2/Users/does-not-exist", None)
+    get(&app, TOKEN, "/scim/v2/Users/does-not-exist")
         .await
         .expect(404);
 }
@@ -89,7 +85,7 @@ async fn malformed_bodies_are_invalid_syntax_and_change_nothing() {
     .await;
     ok.expect(201);
     assert_eq!(
-        call(&app, "GET", "/scim/v2/Users", None).await.body["totalResults"],
+        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
         1
     );
 }
@@ -111,7 +107,7 @@ async fn schema_violations_are_invalid_value() {
         r.expect_error(400, Some("invalidValue"));
     }
     assert_eq!(
-        call(&app, "GET", "/scim/v2/Users", None).await.body["totalResults"],
+        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
         0
     );
     let g = call(
@@ -127,40 +123,25 @@ async fn schema_violations_are_invalid_value() {
 #[actix_web::test]
 async fn bad_list_parameters() {
     let (app, _db) = app().await;
-    call(&app, "GET", "/scim/v2/Users?filter=userName%20eq", None)
+    get(&app, TOKEN, "/scim/v2/Users?filter=userName%20eq")
         .await
         .expect_error(400, Some("invalidFilter"));
-    call(&app, "GET", "/scim/v2/Users?filter=shoeSize%20eq%201", None)
+    get(&app, TOKEN, "/scim/v2/Users?filter=shoeSize%20eq%201")
         .await
         .expect_error(400, Some("invalidFilter"));
-    call(
-        &app,
-        "GET",
-        "/scim/v2/Users?filter=active%20gt%20true",
-        None,
-    )
-    .await
-    .expect_error(400, Some("invalidFilter"));
-    call(
-        &app,
-        "GET",
-        "/scim/v2/Users?filter=name%20eq%20%22x%22",
-        None,
-    )
-    .await
-    .expect_error(400, Some("invalidFilter"));
-    call(
-        &app,
-        "GET",
-        "/scim/v2/Users?filter=password%20eq%20%22x%22",
-        None,
-    )
-    .await
-    .expect_error(400, Some("invalidFilter"));
-    call(&app, "GET", "/scim/v2/Users?count=ten", None)
+    get(&app, TOKEN, "/scim/v2/Users?filter=active%20gt%20true")
+        .await
+        .expect_error(400, Some("invalidFilter"));
+    get(&app, TOKEN, "/scim/v2/Users?filter=name%20eq%20%22x%22")
+        .await
+        .expect_error(400, Some("invalidFilter"));
+    get(&app, TOKEN, "/scim/v2/Users?filter=password%20eq%20%22x%22")
+        .await
+        .expect_error(400, Some("invalidFilter"));
+    get(&app, TOKEN, "/scim/v2/Users?count=ten")
         .await
         .expect_error(400, Some("invalidValue"));
-    call(&app, "GET", "/scim/v2/Users?startIndex=x", None)
+    get(&app, TOKEN, "/scim/v2/Users?startIndex=x")
         .await
         .expect_error(400, Some("invalidValue"));
     let deep = format!(
@@ -168,7 +149,7 @@ async fn bad_list_parameters() {
         "(".repeat(5000),
         ")".repeat(5000)
     );
-    call(&app, "GET", &deep, None)
+    get(&app, TOKEN, &deep)
         .await
         .expect_error(400, Some("invalidFilter"));
 }
@@ -184,7 +165,7 @@ async fn oversized_bodies_are_413() {
         .await
         .expect(413);
     assert_eq!(
-        call(&app, "GET", "/scim/v2/Users", None).await.body["totalResults"],
+        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
         0
     );
 }
@@ -257,7 +238,7 @@ async fn patch_errors() {
     )
     .await;
     r.expect_error(400, Some("invalidValue"));
-    let g = call(&app, "GET", &path, None).await;
+    let g = get(&app, TOKEN, &path).await;
     assert!(g.body.get("title").is_none());
     assert_eq!(g.body["meta"]["version"], "W/\"1\"");
 }
@@ -377,25 +358,21 @@ async fn nul_characters_and_oversized_strings_are_invalid_value() {
     )
     .await;
     r.expect_error(400, Some("invalidValue"));
-    call(
+    get(
         &app,
-        "GET",
+        TOKEN,
         "/scim/v2/Users?filter=userName%20eq%20%22%5Cu0000%22",
-        None,
     )
     .await
     .expect_error(400, Some("invalidFilter"));
-    call(
+    get(
         &app,
-        "GET",
+        TOKEN,
         "/scim/v2/Users?filter=userName%20eq%20%22a%00%22",
-        None,
     )
     .await
     .expect_error(400, Some("invalidValue"));
-    call(&app, "GET", "/scim/v2/Users/a%00b", None)
-        .await
-        .expect(404);
+    get(&app, TOKEN, "/scim/v2/Users/a%00b").await.expect(404);
     let r = call(
         &app,
         "POST",
@@ -417,7 +394,7 @@ async fn nul_characters_and_oversized_strings_are_invalid_value() {
     .await;
     r.expect(201);
     assert_eq!(
-        call(&app, "GET", "/scim/v2/Users", None).await.body["totalResults"],
+        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
         1
     );
 }

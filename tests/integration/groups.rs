@@ -1,7 +1,6 @@
 use serde_json::json;
 
 use crate::common::*;
-use crate::users::urlencode;
 
 #[actix_web::test]
 async fn group_members_carry_value_display_type_and_ref() {
@@ -35,51 +34,47 @@ async fn group_members_carry_value_display_type_and_ref() {
     );
 
     // User.groups is derived.
-    let u = call(&app, "GET", &format!("/scim/v2/Users/{alice}"), None).await;
+    let u = get(&app, TOKEN, &format!("/scim/v2/Users/{alice}")).await;
     assert_eq!(u.body["groups"][0]["value"], gid.as_str());
     assert_eq!(u.body["groups"][0]["display"], "Tour Guides");
     // excludedAttributes=members leaves them out.
-    let x = call(
+    let x = get(
         &app,
-        "GET",
+        TOKEN,
         &format!("/scim/v2/Groups/{gid}?excludedAttributes=members"),
-        None,
     )
     .await;
     x.expect(200);
     assert!(x.body.get("members").is_none());
     assert_eq!(x.body["displayName"], "Tour Guides");
     // Filter groups by displayName, users by groups.value, groups by members.value.
-    let f = call(
+    let f = get(
         &app,
-        "GET",
+        TOKEN,
         &format!(
             "/scim/v2/Groups?filter={}",
             urlencode("displayName eq \"tour guides\"")
         ),
-        None,
     )
     .await;
     assert_eq!(f.body["totalResults"], 1);
-    let f = call(
+    let f = get(
         &app,
-        "GET",
+        TOKEN,
         &format!(
             "/scim/v2/Users?filter={}",
             urlencode(&format!("groups.value eq \"{gid}\""))
         ),
-        None,
     )
     .await;
     assert_eq!(f.body["totalResults"], 1);
-    let f = call(
+    let f = get(
         &app,
-        "GET",
+        TOKEN,
         &format!(
             "/scim/v2/Groups?filter={}",
             urlencode(&format!("members[value eq \"{alice}\"]"))
         ),
-        None,
     )
     .await;
     assert_eq!(f.body["totalResults"], 1);
@@ -101,7 +96,7 @@ async fn unknown_member_rejects_the_whole_request() {
     .await;
     r.expect_error(400, Some("invalidValue"));
     assert!(r.body["detail"].as_str().unwrap().contains("no-such-id"));
-    let l = call(&app, "GET", "/scim/v2/Groups", None).await;
+    let l = get(&app, TOKEN, "/scim/v2/Groups").await;
     assert_eq!(l.body["totalResults"], 0, "nothing was created");
     // A wrong type is rejected too.
     let r = call(
@@ -127,7 +122,7 @@ async fn unknown_member_rejects_the_whole_request() {
     )
     .await;
     p.expect_error(400, Some("invalidValue"));
-    let g = call(&app, "GET", &format!("/scim/v2/Groups/{gid}"), None).await;
+    let g = get(&app, TOKEN, &format!("/scim/v2/Groups/{gid}")).await;
     assert_eq!(g.body["members"].as_array().unwrap().len(), 1);
     assert_eq!(g.body["meta"]["version"], "W/\"1\"");
 }
@@ -168,7 +163,7 @@ async fn patch_members_add_remove_replace_and_versions() {
     )
     .await;
     r.expect(204);
-    let g = call(&app, "GET", &path, None).await;
+    let g = get(&app, TOKEN, &path).await;
     assert_eq!(members(&g.body), sorted(vec![&a, &b]));
     assert_eq!(g.body["meta"]["version"], "W/\"2\"");
     // Adding an existing member changes nothing (no new version).
@@ -183,7 +178,7 @@ async fn patch_members_add_remove_replace_and_versions() {
     .await
     .expect(204);
     assert_eq!(
-        call(&app, "GET", &path, None).await.body["meta"]["version"],
+        get(&app, TOKEN, &path).await.body["meta"]["version"],
         "W/\"2\""
     );
     // Remove by value filter.
@@ -198,7 +193,7 @@ async fn patch_members_add_remove_replace_and_versions() {
     .await
     .expect(204);
     assert_eq!(
-        members(&call(&app, "GET", &path, None).await.body),
+        members(&get(&app, TOKEN, &path).await.body),
         vec![b.clone()]
     );
     // Entra ID style: remove with path members and a value list.
@@ -212,7 +207,7 @@ async fn patch_members_add_remove_replace_and_versions() {
     )
     .await
     .expect(204);
-    assert!(members(&call(&app, "GET", &path, None).await.body).is_empty());
+    assert!(members(&get(&app, TOKEN, &path).await.body).is_empty());
     // Replace the whole list; asking for attributes gives 200 with the projection.
     let r = call(
         &app,
@@ -236,7 +231,7 @@ async fn patch_members_add_remove_replace_and_versions() {
     )
     .await;
     r.expect(204);
-    let g = call(&app, "GET", &path, None).await;
+    let g = get(&app, TOKEN, &path).await;
     assert_eq!(g.body["displayName"], "Renamed");
     assert_eq!(members(&g.body), sorted(vec![&a, &c]));
     // Remove all.
@@ -248,11 +243,7 @@ async fn patch_members_add_remove_replace_and_versions() {
     )
     .await
     .expect(204);
-    assert!(call(&app, "GET", &path, None)
-        .await
-        .body
-        .get("members")
-        .is_none());
+    assert!(get(&app, TOKEN, &path).await.body.get("members").is_none());
 }
 
 #[actix_web::test]
@@ -263,22 +254,22 @@ async fn deleting_a_member_removes_it_from_every_group() {
     let b = create_user(&app, "b").await;
     let g1 = create_group(&app, "G1", &[&a, &b]).await;
     let g2 = create_group(&app, "G2", &[&a, &g1]).await;
-    call(&app, "DELETE", &format!("/scim/v2/Users/{a}"), None)
+    delete(&app, TOKEN, &format!("/scim/v2/Users/{a}"))
         .await
         .expect(204);
-    let r1 = call(&app, "GET", &format!("/scim/v2/Groups/{g1}"), None).await;
+    let r1 = get(&app, TOKEN, &format!("/scim/v2/Groups/{g1}")).await;
     assert_eq!(r1.body["members"].as_array().unwrap().len(), 1);
     assert_eq!(
         r1.body["meta"]["version"], "W/\"2\"",
         "membership change bumps the version"
     );
-    let r2 = call(&app, "GET", &format!("/scim/v2/Groups/{g2}"), None).await;
+    let r2 = get(&app, TOKEN, &format!("/scim/v2/Groups/{g2}")).await;
     assert_eq!(r2.body["members"][0]["value"], g1.as_str());
     // Deleting a group removes it from its parent group too.
-    call(&app, "DELETE", &format!("/scim/v2/Groups/{g1}"), None)
+    delete(&app, TOKEN, &format!("/scim/v2/Groups/{g1}"))
         .await
         .expect(204);
-    let r2 = call(&app, "GET", &format!("/scim/v2/Groups/{g2}"), None).await;
+    let r2 = get(&app, TOKEN, &format!("/scim/v2/Groups/{g2}")).await;
     assert!(r2.body.get("members").is_none());
     let ev = events(&state);
     assert!(ev.contains(&(g1.clone(), "patch:full".into())));
@@ -339,7 +330,7 @@ async fn more_members_than_the_limit_is_413_and_changes_nothing() {
     .await;
     r.expect(413);
     assert!(r.body["detail"].as_str().unwrap().contains("the most is 2"));
-    let g = call(&app, "GET", &format!("/scim/v2/Groups/{gid}"), None).await;
+    let g = get(&app, TOKEN, &format!("/scim/v2/Groups/{gid}")).await;
     assert_eq!(g.body["members"].as_array().unwrap().len(), 1);
     let r = call(
         &app,
@@ -360,11 +351,10 @@ async fn members_value_ne_means_no_member_equals() {
     create_group(&app, "without-a", &[&b]).await;
     create_group(&app, "empty", &[]).await;
     let f = urlencode(&format!("members.value ne \"{a}\""));
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         &format!("/scim/v2/Groups?filter={f}&sortBy=displayName"),
-        None,
     )
     .await;
     let names: Vec<&str> = r.body["Resources"]

@@ -13,7 +13,6 @@ use scimitar::provisioning::tenancy as admin;
 use scimitar::storage;
 
 use crate::common::*;
-use crate::tenancy::{user, with};
 
 const ISS: &str = "https://idp.example.com/tenant-1/";
 const AUD: &str = "scimitar-test";
@@ -95,10 +94,9 @@ async fn setup() -> (
 async fn a_valid_external_jwt_acts_for_its_tenant() {
     let (app, state, _db) = setup().await;
     let token = rsa(Algorithm::RS256, &claims());
-    let r = with(
+    let r = post(
         &app,
         &token,
-        "POST",
         "/scim/v2/Users",
         Some(user("j@ext", "1", "j@ext.example")),
     )
@@ -109,7 +107,7 @@ async fn a_valid_external_jwt_acts_for_its_tenant() {
         storage::feed::event_credentials(&mut conn.db(), &"ext".into()).unwrap(),
         vec![Some(format!("{ISS}|entra-provisioning"))]
     );
-    let r = call(&app, "GET", "/scim/v2/Users", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/Users").await;
     assert_eq!(
         r.body["totalResults"], 0,
         "nothing leaked into the default tenant"
@@ -121,15 +119,9 @@ async fn a_valid_external_jwt_acts_for_its_tenant() {
         with_claim("nbf", json!(now() + 20)),
         with_claim("nbf", Value::Null),
     ] {
-        with(
-            &app,
-            &rsa(Algorithm::RS256, &c),
-            "GET",
-            "/scim/v2/Users",
-            None,
-        )
-        .await
-        .expect(200);
+        get(&app, &rsa(Algorithm::RS256, &c), "/scim/v2/Users")
+            .await
+            .expect(200);
     }
 }
 
@@ -268,7 +260,7 @@ async fn every_rejection_case_is_401() {
         ("unknown crit extension", sign_with_crit(&rsa_key)),
     ];
     for (name, token) in cases {
-        let r = with(&app, &token, "GET", "/scim/v2/Users", None).await;
+        let r = get(&app, &token, "/scim/v2/Users").await;
         assert_eq!(r.status.as_u16(), 401, "{name}: {}", r.raw);
         r.expect_error(401, None);
         assert_eq!(
@@ -277,20 +269,17 @@ async fn every_rejection_case_is_401() {
             "{name}"
         );
         // Nothing changes either.
-        let w = with(
+        let w = post(
             &app,
             &token,
-            "POST",
             "/scim/v2/Users",
             Some(user("x@ext", "x", "x@ext.example")),
         )
         .await;
         assert_eq!(w.status.as_u16(), 401, "{name}");
     }
-    with(&app, &good, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
-    let r = with(&app, &good, "GET", "/scim/v2/Users", None).await;
+    get(&app, &good, "/scim/v2/Users").await.expect(200);
+    let r = get(&app, &good, "/scim/v2/Users").await;
     assert_eq!(r.body["totalResults"], 0);
 }
 
@@ -308,30 +297,24 @@ async fn jwks_keys_are_chosen_by_kid_and_pinned() {
     let rsa_key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
     let ec = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
     // RSA key (no alg in the JWKS, pinned to RS256 at configuration), EC key (ES256).
-    with(
+    get(
         &app,
         &sign(Algorithm::RS256, &rsa_key, Some("rsa-1"), &c),
-        "GET",
         "/scim/v2/Users",
-        None,
     )
     .await
     .expect(200);
-    with(
+    get(
         &app,
         &sign(Algorithm::ES256, &ec, Some("ec-1"), &c),
-        "GET",
         "/scim/v2/Users",
-        None,
     )
     .await
     .expect(200);
-    with(
+    get(
         &app,
         &sign(Algorithm::RS256, &rsa_key, None, &c),
-        "GET",
         "/scim/v2/Users",
-        None,
     )
     .await
     .expect(200);
@@ -362,7 +345,7 @@ async fn jwks_keys_are_chosen_by_kid_and_pinned() {
             sign(Algorithm::ES256, &ec, Some("ec-1"), &claims()),
         ),
     ] {
-        let r = with(&app, &token, "GET", "/scim/v2/Users", None).await;
+        let r = get(&app, &token, "/scim/v2/Users").await;
         assert_eq!(r.status.as_u16(), 401, "{name}");
     }
 }
@@ -398,13 +381,10 @@ async fn issuer_configuration_rules() {
     )
     .unwrap();
     let t = rsa(Algorithm::RS256, &with_claim("aud", json!("third-aud")));
-    with(&app, &t, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
-    with(
+    get(&app, &t, "/scim/v2/Users").await.expect(200);
+    post(
         &app,
         &t,
-        "POST",
         "/scim/v2/Users",
         Some(user("t@third", "t", "t@third.example")),
     )
@@ -415,9 +395,7 @@ async fn issuer_configuration_rules() {
         Algorithm::RS256,
         &with_claim("aud", json!([AUD, "third-aud"])),
     );
-    with(&app, &both, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(401);
+    get(&app, &both, "/scim/v2/Users").await.expect(401);
     // Our own issuer name, no keys, unknown tenant.
     assert!(admin::set_jwt_issuer(
         &mut conn,
@@ -434,13 +412,7 @@ async fn issuer_configuration_rules() {
     assert!(e.to_string().contains("no tenant named `ghost`"));
     // Removing the issuer ends its tokens.
     assert!(admin::remove_jwt_issuer(&mut conn, "ext").unwrap());
-    with(
-        &app,
-        &rsa(Algorithm::RS256, &claims()),
-        "GET",
-        "/scim/v2/Users",
-        None,
-    )
-    .await
-    .expect(401);
+    get(&app, &rsa(Algorithm::RS256, &claims()), "/scim/v2/Users")
+        .await
+        .expect(401);
 }

@@ -17,7 +17,6 @@ use scimitar::storage;
 use scimitar::storage::sql::{Bind, Sql};
 
 use crate::common::*;
-use crate::tenancy::{tenant_with_token, user, with};
 
 fn client(state: &web::Data<AppState>, tenant: &str, scope: Scope) -> (String, String) {
     let mut conn = state.service.pool.get().unwrap();
@@ -107,10 +106,9 @@ async fn client_credentials_issue_a_token_the_scim_endpoints_accept() {
     assert_eq!(r.status, 200, "{}", r.raw);
 
     // The token works on SCIM, in the client's tenant, and events name the client.
-    let r = with(
+    let r = post(
         &app,
         &token,
-        "POST",
         "/scim/v2/Users",
         Some(user("o@acme", "1", "o@acme.example")),
     )
@@ -121,7 +119,7 @@ async fn client_credentials_issue_a_token_the_scim_endpoints_accept() {
         storage::feed::event_credentials(&mut conn.db(), &"acme".into()).unwrap(),
         vec![Some(id.clone())]
     );
-    let r = call(&app, "GET", "/scim/v2/Users", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/Users").await;
     assert_eq!(
         r.body["totalResults"], 0,
         "the default tenant sees nothing of acme"
@@ -219,13 +217,11 @@ async fn revoked_clients_and_read_clients() {
     let (app, state) = app_with(args(&db)).await;
     let (id, secret) = client(&state, "acme", Scope::Write);
     let token = token_for(&app, &id, &secret).await;
-    with(&app, &token, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
+    get(&app, &token, "/scim/v2/Users").await.expect(200);
     let mut conn = state.service.pool.get().unwrap();
     assert_eq!(admin::revoke_client(&mut conn, &id).unwrap(), "acme");
     // Its access token stops at once, and it gets no new one.
-    let r = with(&app, &token, "GET", "/scim/v2/Users", None).await;
+    let r = get(&app, &token, "/scim/v2/Users").await;
     r.expect_error(401, None);
     assert!(r
         .header("www-authenticate")
@@ -240,13 +236,10 @@ async fn revoked_clients_and_read_clients() {
 
     let (rid, rsecret) = client(&state, "acme", Scope::Read);
     let read = token_for(&app, &rid, &rsecret).await;
-    with(&app, &read, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
-    with(
+    get(&app, &read, "/scim/v2/Users").await.expect(200);
+    post(
         &app,
         &read,
-        "POST",
         "/scim/v2/Users",
         Some(user("r@acme", "r", "r@acme.example")),
     )
@@ -257,9 +250,7 @@ async fn revoked_clients_and_read_clients() {
     let (did, dsecret) = client(&state, "doomed", Scope::Write);
     let doomed = token_for(&app, &did, &dsecret).await;
     admin::delete_tenant(&mut conn, "doomed").unwrap();
-    with(&app, &doomed, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(401);
+    get(&app, &doomed, "/scim/v2/Users").await.expect(401);
 }
 
 #[actix_web::test]
@@ -314,20 +305,16 @@ async fn forged_tampered_and_expired_access_tokens_are_refused() {
         .map_err(|e| e.to_string())
         .unwrap()
         .access_token;
-    with(&app, &skewed, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
+    get(&app, &skewed, "/scim/v2/Users").await.expect(200);
     for bad in [&forged, &unsigned, &unknown_kid, &old, &future] {
-        let r = with(&app, bad, "GET", "/scim/v2/Users", None).await;
+        let r = get(&app, bad, "/scim/v2/Users").await;
         r.expect_error(401, None);
         assert!(r
             .header("www-authenticate")
             .unwrap()
             .contains("invalid_token"));
     }
-    with(&app, &token, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
+    get(&app, &token, "/scim/v2/Users").await.expect(200);
 }
 
 #[actix_web::test]
@@ -348,12 +335,8 @@ async fn rotated_keys_verify_until_their_tokens_expire() {
         "new tokens use the new key"
     );
     // The old key still verifies the tokens it signed.
-    with(&app, &before, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
-    with(&app, &after, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
+    get(&app, &before, "/scim/v2/Users").await.expect(200);
+    get(&app, &after, "/scim/v2/Users").await.expect(200);
 
     // Once its tokens could all have expired, the old key verifies nothing.
     let long_ago = now_micros() - (oauth::RETIRED_KEY_GRACE_SECS + 1) * 1_000_000;
@@ -362,12 +345,8 @@ async fn rotated_keys_verify_until_their_tokens_expire() {
         .push(" WHERE kid = ")
         .bind(Bind::Text(old_kid.clone()));
     conn.db().execute(&q).unwrap();
-    with(&app, &before, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(401);
-    with(&app, &after, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
+    get(&app, &before, "/scim/v2/Users").await.expect(401);
+    get(&app, &after, "/scim/v2/Users").await.expect(200);
     // The next rotation prunes it.
     admin::rotate_keys(&mut conn).unwrap();
     assert!(storage::tenancy::signing_key(&mut conn.db(), &old_kid)
@@ -386,11 +365,9 @@ async fn token_endpoint_is_rate_limited_per_client() {
     let (app, state) = app_with(a).await;
     let (id, secret) = client(&state, "acme", Scope::Write);
     let token = token_for(&app, &id, &secret).await;
-    with(&app, &token, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
+    get(&app, &token, "/scim/v2/Users").await.expect(200);
     // The client's bucket is shared by the endpoint and its tokens.
-    let r = with(&app, &token, "GET", "/scim/v2/Users", None).await;
+    let r = get(&app, &token, "/scim/v2/Users").await;
     r.expect_error(429, None);
     assert!(r.header("retry-after").is_some());
     let r = send(
@@ -402,7 +379,5 @@ async fn token_endpoint_is_rate_limited_per_client() {
     assert!(r.header("retry-after").is_some());
     // Others are unaffected.
     let t = tenant_with_token(&state, "acme", Scope::Read);
-    with(&app, &t, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
+    get(&app, &t, "/scim/v2/Users").await.expect(200);
 }

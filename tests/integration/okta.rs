@@ -7,7 +7,6 @@
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::entra::{assert_documented, fixture, kinds};
 
 const CREATE_USER: &str = include_str!("../fixtures/okta/create_user.json");
 const UPDATE_USER: &str = include_str!("../fixtures/okta/update_user.json");
@@ -71,7 +70,7 @@ async fn okta_user_lifecycle() {
 
     // Determine if the User already exists: an empty ListResponse (the reference also
     // allows a 404 error instead; Scimitar answers the list, as RFC 7644 §3.4.2 says).
-    let r = call(&app, "GET", LOOKUP, None).await;
+    let r = get(&app, TOKEN, LOOKUP).await;
     assert_documented(&r, 200, &fixture(RESP_LOOKUP, &[]), &[]);
     assert_eq!(
         r.body,
@@ -110,13 +109,13 @@ async fn okta_user_lifecycle() {
     dup.expect_error(409, Some("uniqueness"));
 
     // The lookup now finds it; the import pages through all users.
-    let r = call(&app, "GET", LOOKUP, None).await;
+    let r = get(&app, TOKEN, LOOKUP).await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 1);
     assert_eq!(r.body["itemsPerPage"], 1);
     assert_eq!(r.body["Resources"][0]["id"], id.as_str());
     assert_no_password(&r.body);
-    let r = call(&app, "GET", "/scim/v2/Users?startIndex=1&count=100", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/Users?startIndex=1&count=100").await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 1);
     assert_eq!(r.body["Resources"][0]["id"], id.as_str());
@@ -126,7 +125,7 @@ async fn okta_user_lifecycle() {
     // state no documented request produces (an empty `middleName`, an email `display`; the
     // second also the givenName "Another" that only the PUT sends): those fields are left
     // out, the rest must match.
-    let r = call(&app, "GET", &path, None).await;
+    let r = get(&app, TOKEN, &path).await;
     assert_documented(
         &r,
         200,
@@ -179,13 +178,10 @@ async fn okta_user_lifecycle() {
     .await;
     r.expect(200);
     assert_eq!(r.body["active"], false);
-    let r = call(&app, "GET", &path, None).await;
+    let r = get(&app, TOKEN, &path).await;
     assert_eq!(r.body["active"], false);
     // Still found by the lookup: deactivation is not deletion.
-    assert_eq!(
-        call(&app, "GET", LOOKUP, None).await.body["totalResults"],
-        1
-    );
+    assert_eq!(get(&app, TOKEN, LOOKUP).await.body["totalResults"], 1);
 
     assert_eq!(
         kinds(&state, &id),
@@ -247,7 +243,7 @@ async fn okta_group_push() {
     )
     .await
     .expect(204);
-    let r = call(&app, "GET", &format!("/scim/v2/Groups/{empty}"), None).await;
+    let r = get(&app, TOKEN, &format!("/scim/v2/Groups/{empty}")).await;
     assert_documented(
         &r,
         200,
@@ -273,7 +269,7 @@ async fn okta_group_push() {
         r.body["members"][0]["display"], "test.user@okta.local",
         "the display Okta sent"
     );
-    let u = call(&app, "GET", &format!("/scim/v2/Users/{test_user}"), None).await;
+    let u = get(&app, TOKEN, &format!("/scim/v2/Users/{test_user}")).await;
     assert_eq!(u.body["groups"][0]["value"], gid.as_str());
 
     // Update a specific Group name: Okta sends it, carrying the group's own id, with every
@@ -281,11 +277,11 @@ async fn okta_group_push() {
     let rename = |name: &str| fixture(RENAME_GROUP, &[(DOC_GROUP, &gid), ("Test SCIMv2", name)]);
     let r = call(&app, "PATCH", &path, Some(rename("Test SCIMv2"))).await;
     r.expect(204);
-    let g = call(&app, "GET", &path, None).await;
+    let g = get(&app, TOKEN, &path).await;
     assert_eq!(g.body["meta"]["version"], "W/\"1\"");
     let r = call(&app, "PATCH", &path, Some(rename("Test SCIMv20"))).await;
     r.expect(204);
-    let g = call(&app, "GET", &path, None).await;
+    let g = get(&app, TOKEN, &path).await;
     assert_eq!(g.body["displayName"], "Test SCIMv20");
     assert_eq!(member_ids(&g.body), [test_user.as_str()]);
 
@@ -301,9 +297,9 @@ async fn okta_group_push() {
     )
     .await;
     r.expect(204);
-    let g = call(&app, "GET", &path, None).await;
+    let g = get(&app, TOKEN, &path).await;
     assert_eq!(member_ids(&g.body), [other.as_str()]);
-    let u = call(&app, "GET", &format!("/scim/v2/Users/{test_user}"), None).await;
+    let u = get(&app, TOKEN, &format!("/scim/v2/Users/{test_user}")).await;
     assert!(u.body.get("groups").is_none(), "{}", u.raw);
 
     // The full push: replace with the complete member list.
@@ -318,7 +314,7 @@ async fn okta_group_push() {
     )
     .await;
     r.expect(204);
-    let g = call(&app, "GET", &path, None).await;
+    let g = get(&app, TOKEN, &path).await;
     let mut ids = member_ids(&g.body);
     ids.sort();
     let mut want = vec![test_user.clone(), other.clone()];
@@ -349,30 +345,24 @@ async fn okta_group_push() {
     )
     .await;
     assert_documented(&r, 200, &fixture(RESP_UPDATE_GROUP, &[]), &[]);
-    let g = call(&app, "GET", &path, None).await;
+    let g = get(&app, TOKEN, &path).await;
     assert_eq!(member_ids(&g.body), [other.as_str()]);
 
     // Retrieve the group without its members, and the groups page by page.
-    let r = call(
-        &app,
-        "GET",
-        &format!("{path}?excludedAttributes=members"),
-        None,
-    )
-    .await;
+    let r = get(&app, TOKEN, &format!("{path}?excludedAttributes=members")).await;
     r.expect(200);
     assert_eq!(r.body["id"], gid.as_str());
     assert_eq!(r.body["displayName"], "Test SCIMv20");
     assert!(r.body.get("members").is_none(), "{}", r.raw);
     assert_eq!(r.body["meta"]["resourceType"], "Group");
-    let r = call(&app, "GET", "/scim/v2/Groups?startIndex=1&count=100", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/Groups?startIndex=1&count=100").await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 3);
 
     // Delete a specific Group (unlink pushed group, "delete the group in the target app").
-    call(&app, "DELETE", &path, None).await.expect(204);
-    call(&app, "GET", &path, None).await.expect_error(404, None);
-    let u = call(&app, "GET", &format!("/scim/v2/Users/{other}"), None).await;
+    delete(&app, TOKEN, &path).await.expect(204);
+    get(&app, TOKEN, &path).await.expect_error(404, None);
+    let u = get(&app, TOKEN, &format!("/scim/v2/Users/{other}")).await;
     assert!(u.body.get("groups").is_none(), "{}", u.raw);
 
     assert_eq!(

@@ -12,7 +12,6 @@ use scimitar::scim::filter::{parse_filter, Limits};
 use scimitar::scim::schema::{Registry, Rtype};
 
 use crate::common::*;
-use crate::users::urlencode;
 
 async fn seed_people<S, B>(app: &S, names: &[(&str, Option<&str>)]) -> Vec<String>
 where
@@ -57,25 +56,23 @@ async fn sort_by_singular_sub_and_multi_valued_attributes() {
         ],
     )
     .await;
-    let r = call(&app, "GET", "/scim/v2/Users?sortBy=userName", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/Users?sortBy=userName").await;
     r.expect(200);
     assert_eq!(user_names(&r.body), ["a", "b", "c", "d"]);
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         "/scim/v2/Users?sortBy=userName&sortOrder=descending",
-        None,
     )
     .await;
     assert_eq!(user_names(&r.body), ["d", "c", "b", "a"]);
     // Case-insensitive (caseExact false), ties broken by creation order, missing last.
-    let r = call(&app, "GET", "/scim/v2/Users?sortBy=name.familyName", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/Users?sortBy=name.familyName").await;
     assert_eq!(user_names(&r.body), ["a", "b", "d", "c"]);
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         "/scim/v2/Users?sortBy=name.familyName&sortOrder=DESCENDING",
-        None,
     )
     .await;
     assert_eq!(user_names(&r.body), ["c", "d", "b", "a"]);
@@ -96,40 +93,33 @@ async fn sort_by_singular_sub_and_multi_valued_attributes() {
         .await
         .expect(201);
     }
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         &format!(
             "/scim/v2/Users?sortBy=emails&filter={}",
             urlencode("emails pr")
         ),
-        None,
     )
     .await;
     assert_eq!(user_names(&r.body), ["e1", "e2"]);
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         "/scim/v2/Users?sortBy=meta.created&sortOrder=descending&count=1",
-        None,
     )
     .await;
     assert_eq!(user_names(&r.body), ["e2"]);
     // Bad sort requests.
-    call(&app, "GET", "/scim/v2/Users?sortBy=nope", None)
+    get(&app, TOKEN, "/scim/v2/Users?sortBy=nope")
         .await
         .expect_error(400, Some("invalidValue"));
-    call(&app, "GET", "/scim/v2/Users?sortBy=name", None)
+    get(&app, TOKEN, "/scim/v2/Users?sortBy=name")
         .await
         .expect_error(400, Some("invalidValue"));
-    call(
-        &app,
-        "GET",
-        "/scim/v2/Users?sortBy=userName&sortOrder=up",
-        None,
-    )
-    .await
-    .expect_error(400, Some("invalidValue"));
+    get(&app, TOKEN, "/scim/v2/Users?sortBy=userName&sortOrder=up")
+        .await
+        .expect_error(400, Some("invalidValue"));
 }
 
 /// Walks every cursor page of `path` forward and returns the userNames in order.
@@ -146,11 +136,10 @@ where
     let mut cursor = String::new();
     let mut seen = Vec::new();
     for _ in 0..1000 {
-        let r = call(
+        let r = get(
             app,
-            "GET",
+            TOKEN,
             &format!("{path}{sep}count={count}&cursor={}", urlencode(&cursor)),
-            None,
         )
         .await;
         r.expect(200);
@@ -188,44 +177,41 @@ async fn cursor_pages_forward_and_back_without_repeats() {
     assert_eq!(sorted.len(), 23);
     assert_eq!(sorted.iter().collect::<BTreeSet<_>>().len(), 23);
     // Forward two pages, then back one: the first page again.
-    let p1 = call(&app, "GET", "/scim/v2/Users?count=5&cursor=", None).await;
+    let p1 = get(&app, TOKEN, "/scim/v2/Users?count=5&cursor=").await;
     assert!(p1.body.get("previousCursor").is_none());
     assert!(
         p1.body.get("totalResults").is_none(),
         "no COUNT(*) per cursor page"
     );
-    let p2 = call(
+    let p2 = get(
         &app,
-        "GET",
+        TOKEN,
         &format!(
             "/scim/v2/Users?count=5&cursor={}",
             urlencode(p1.body["nextCursor"].as_str().unwrap())
         ),
-        None,
     )
     .await;
     assert_eq!(user_names(&p2.body), names[5..10]);
-    let back = call(
+    let back = get(
         &app,
-        "GET",
+        TOKEN,
         &format!(
             "/scim/v2/Users?count=5&cursor={}",
             urlencode(p2.body["previousCursor"].as_str().unwrap())
         ),
-        None,
     )
     .await;
     assert_eq!(user_names(&back.body), names[0..5]);
     assert!(back.body.get("previousCursor").is_none());
     // The last page has no nextCursor.
-    let f = call(
+    let f = get(
         &app,
-        "GET",
+        TOKEN,
         &format!(
             "/scim/v2/Users?count=50&cursor=&filter={}",
             urlencode("userName sw \"u1\"")
         ),
-        None,
     )
     .await;
     assert_eq!(user_names(&f.body).len(), 10);
@@ -316,11 +302,10 @@ async fn singular_sort_pages_the_same_by_cursor_index_and_backwards() {
             let mut pages: Vec<(Vec<String>, Option<String>)> = Vec::new();
             let mut cursor = String::new();
             loop {
-                let r = call(
+                let r = get(
                     &app,
-                    "GET",
+                    TOKEN,
                     &format!("{path}&count={count}&cursor={}", urlencode(&cursor)),
-                    None,
                 )
                 .await;
                 r.expect(200);
@@ -339,11 +324,10 @@ async fn singular_sort_pages_the_same_by_cursor_index_and_backwards() {
                     .1
                     .clone()
                     .unwrap_or_else(|| panic!("{what}: page {i} has no previousCursor"));
-                let r = call(
+                let r = get(
                     &app,
-                    "GET",
+                    TOKEN,
                     &format!("{path}&count={count}&cursor={}", urlencode(&prev)),
-                    None,
                 )
                 .await;
                 r.expect(200);
@@ -383,11 +367,10 @@ where
     B: actix_web::body::MessageBody,
 {
     for start in 1..=want.len() + 1 {
-        let r = call(
+        let r = get(
             app,
-            "GET",
+            TOKEN,
             &format!("{path}&count={count}&startIndex={start}"),
-            None,
         )
         .await;
         r.expect(200);
@@ -416,11 +399,10 @@ async fn cursor_walk_under_concurrent_inserts_sees_no_one_twice() {
     let mut seen = Vec::new();
     let mut inserted = 0;
     loop {
-        let r = call(
+        let r = get(
             &app,
-            "GET",
+            TOKEN,
             &format!("/scim/v2/Users?count=3&cursor={}", urlencode(&cursor)),
-            None,
         )
         .await;
         seen.extend(user_names(&r.body));
@@ -448,25 +430,23 @@ async fn cursor_walk_under_concurrent_inserts_sees_no_one_twice() {
 async fn bad_cursors() {
     let (app, _db) = app().await;
     seed_people(&app, &[("a", None), ("b", None), ("c", None)]).await;
-    let p1 = call(&app, "GET", "/scim/v2/Users?count=1&cursor=", None).await;
+    let p1 = get(&app, TOKEN, "/scim/v2/Users?count=1&cursor=").await;
     let next = p1.body["nextCursor"].as_str().unwrap().to_string();
     // Another query (filter or sort) cannot continue it.
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         &format!(
             "/scim/v2/Users?count=1&sortBy=userName&cursor={}",
             urlencode(&next)
         ),
-        None,
     )
     .await;
     r.expect_error(400, Some("invalidCursor"));
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         &format!("/scim/v2/Groups?count=1&cursor={}", urlencode(&next)),
-        None,
     )
     .await;
     r.expect_error(400, Some("invalidCursor"));
@@ -474,26 +454,24 @@ async fn bad_cursors() {
     let mut chars: Vec<char> = next.chars().collect();
     chars[3] = if chars[3] == 'A' { 'B' } else { 'A' };
     let tampered: String = chars.into_iter().collect();
-    call(
+    get(
         &app,
-        "GET",
+        TOKEN,
         &format!("/scim/v2/Users?count=1&cursor={}", urlencode(&tampered)),
-        None,
     )
     .await
     .expect_error(400, Some("invalidCursor"));
-    call(&app, "GET", "/scim/v2/Users?cursor=not-a-cursor", None)
+    get(&app, TOKEN, "/scim/v2/Users?cursor=not-a-cursor")
         .await
         .expect_error(400, Some("invalidCursor"));
-    call(&app, "GET", "/scim/v2/Users?cursor=&startIndex=2", None)
+    get(&app, TOKEN, "/scim/v2/Users?cursor=&startIndex=2")
         .await
         .expect_error(400, Some("invalidValue"));
     // The same cursor still works for its own query.
-    let r = call(
+    let r = get(
         &app,
-        "GET",
+        TOKEN,
         &format!("/scim/v2/Users?count=1&cursor={}", urlencode(&next)),
-        None,
     )
     .await;
     assert_eq!(user_names(&r.body), ["b"]);
@@ -683,7 +661,7 @@ async fn differential_sql_matches_in_memory_evaluation() {
         .await
         .expect(201);
     }
-    let all = call(&app, "GET", "/scim/v2/Users?count=1000", None).await;
+    let all = get(&app, TOKEN, "/scim/v2/Users?count=1000").await;
     let resources = all.body["Resources"].as_array().unwrap().clone();
     assert_eq!(resources.len(), 60);
     let mut nonempty = 0;
@@ -695,11 +673,10 @@ async fn differential_sql_matches_in_memory_evaluation() {
             Ok(c) => c,
             Err(e) => {
                 // Invalid for the schema (e.g. `gt` on a boolean): the server must say so too.
-                let r = call(
+                let r = get(
                     &app,
-                    "GET",
+                    TOKEN,
                     &format!("/scim/v2/Users?filter={}", urlencode(&text)),
-                    None,
                 )
                 .await;
                 r.expect_error(400, Some("invalidFilter"));
@@ -712,14 +689,13 @@ async fn differential_sql_matches_in_memory_evaluation() {
             .filter(|r| query::matches(&cond, r))
             .map(|r| r["id"].as_str().unwrap().to_string())
             .collect();
-        let r = call(
+        let r = get(
             &app,
-            "GET",
+            TOKEN,
             &format!(
                 "/scim/v2/Users?count=1000&attributes=id&filter={}",
                 urlencode(&text)
             ),
-            None,
         )
         .await;
         r.expect(200);

@@ -21,7 +21,6 @@ use scimitar::provisioning::tenancy as admin;
 use scimitar::scim::time::now_micros;
 use scimitar::storage::sql::{Bind, Sql};
 
-use crate::accounts::api_error;
 use crate::common::*;
 
 /// A signed-in browser: the cookie's value and the CSRF token.
@@ -436,7 +435,7 @@ async fn sign_out_ends_the_session_everywhere() {
 async fn deleting_a_tenant_ends_its_sessions_only() {
     let db = TestDb::new();
     let (app, state) = app_with(args(&db)).await;
-    let acme = crate::tenancy::tenant_with_token(&state, "acme", Scope::Admin);
+    let acme = tenant_with_token(&state, "acme", Scope::Admin);
     let (_, default_admin) = token(&state, Scope::Admin, None);
     let gone = sign_in(&app, json!({"token": acme})).await;
     let kept = sign_in(&app, json!({"token": default_admin})).await;

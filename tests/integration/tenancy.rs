@@ -5,84 +5,13 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
-use actix_web::test::TestRequest;
-use actix_web::web;
 use serde_json::{json, Value};
 
 use scimitar::auth::Scope;
-use scimitar::http::AppState;
 use scimitar::provisioning::tenancy as admin;
 use scimitar::storage;
 
 use crate::common::*;
-
-/// Creates a tenant and a token for it (through the admin operations the CLI uses).
-pub fn tenant_with_token(state: &web::Data<AppState>, name: &str, scope: Scope) -> String {
-    let mut conn = state.service.pool.get().unwrap();
-    if storage::tenancy::find_tenant(&mut conn.db(), &name.into())
-        .unwrap()
-        .is_none()
-    {
-        admin::create_tenant(&mut conn, name).unwrap();
-    }
-    let (_, token, _) = admin::create_token(&mut conn, name, Some("test"), scope, None).unwrap();
-    token
-}
-
-/// A request with `token` as the bearer credential and an optional JSON body.
-pub fn as_(token: &str, method: &str, uri: &str, body: Option<&Value>) -> TestRequest {
-    let m = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut r = TestRequest::default()
-        .method(m)
-        .uri(uri)
-        .insert_header(("Authorization", format!("Bearer {token}")));
-    if let Some(b) = body {
-        r = r
-            .insert_header(("Content-Type", "application/scim+json"))
-            .set_payload(b.to_string());
-    }
-    r
-}
-
-pub async fn with<S, B>(app: &S, token: &str, method: &str, uri: &str, body: Option<Value>) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    send(app, as_(token, method, uri, body.as_ref())).await
-}
-
-pub fn user(name: &str, external_id: &str, email: &str) -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": name,
-        "externalId": external_id,
-        "displayName": format!("{name} ({external_id})"),
-        "emails": [{"value": email, "type": "work", "primary": true}],
-        "active": true
-    })
-}
-
-pub fn group(name: &str, members: &[&str]) -> Value {
-    let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-        "displayName": name,
-        "members": members
-    })
-}
-
-/// The ids of a ListResponse.
-pub fn ids(r: &Resp) -> Vec<String> {
-    r.body["Resources"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x["id"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Asserts two answers are the same once `foreign` and `missing` (the ids in them) are
 /// blanked: a foreign id must be indistinguishable from a nonexistent one.
@@ -106,44 +35,28 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     let b = tenant_with_token(&state, "tenant-b", Scope::Write);
 
     // The same userName in both tenants.
-    let bu = with(
+    let bu = post(
         &app,
         &b,
-        "POST",
         "/scim/v2/Users",
         Some(user("same@example.com", "ext-b", "b-only@b.example")),
     )
     .await;
     bu.expect(201);
     let b_user = bu.body["id"].as_str().unwrap().to_string();
-    let bg = with(
-        &app,
-        &b,
-        "POST",
-        "/scim/v2/Groups",
-        Some(group("Team", &[&b_user])),
-    )
-    .await;
+    let bg = post(&app, &b, "/scim/v2/Groups", Some(group("Team", &[&b_user]))).await;
     bg.expect(201);
     let b_group = bg.body["id"].as_str().unwrap().to_string();
-    let au = with(
+    let au = post(
         &app,
         &a,
-        "POST",
         "/scim/v2/Users",
         Some(user("same@example.com", "ext-a", "a@a.example")),
     )
     .await;
     au.expect(201);
     let a_user = au.body["id"].as_str().unwrap().to_string();
-    let ag = with(
-        &app,
-        &a,
-        "POST",
-        "/scim/v2/Groups",
-        Some(group("Team", &[&a_user])),
-    )
-    .await;
+    let ag = post(&app, &a, "/scim/v2/Groups", Some(group("Team", &[&a_user]))).await;
     ag.expect(201);
     let a_group = ag.body["id"].as_str().unwrap().to_string();
 
@@ -183,7 +96,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
             ("DELETE", String::new(), None),
         ];
         for (method, query, body) in cases {
-            let f = with(
+            let f = request(
                 &app,
                 &a,
                 method,
@@ -191,7 +104,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
                 body.clone(),
             )
             .await;
-            let m = with(
+            let m = request(
                 &app,
                 &a,
                 method,
@@ -244,7 +157,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         list("?filter=active%20eq%20true%20or%20externalId%20eq%20%22ext-b%22"),
     ];
     for uri in &only_a_user {
-        let r = with(&app, &a, "GET", uri, None).await;
+        let r = get(&app, &a, uri).await;
         r.expect(200);
         assert_eq!(ids(&r), vec![a_user.clone()], "{uri}");
         assert_eq!(r.body["totalResults"], 1, "{uri}");
@@ -258,7 +171,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         format!("/scim/v2/Groups?filter=id%20eq%20%22{b_group}%22"),
     ];
     for uri in &nothing {
-        let r = with(&app, &a, "GET", uri, None).await;
+        let r = get(&app, &a, uri).await;
         r.expect(200);
         assert_eq!(r.body["totalResults"], 0, "{uri}: {}", r.raw);
         assert!(
@@ -266,16 +179,14 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
             "{uri}"
         );
     }
-    let r = with(
+    let r = get(
         &app,
         &a,
-        "GET",
         "/scim/v2/Groups?filter=displayName%20eq%20%22Team%22",
-        None,
     )
     .await;
     assert_eq!(ids(&r), vec![a_group.clone()]);
-    let r = with(&app, &a, "GET", &format!("/scim/v2/Groups/{a_group}"), None).await;
+    let r = get(&app, &a, &format!("/scim/v2/Groups/{a_group}")).await;
     assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
     assert!(!r.raw.contains(&b_user));
     for page in [
@@ -283,7 +194,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         "?startIndex=2&count=10",
         "?startIndex=1&count=1",
     ] {
-        let r = with(&app, &a, "GET", &list(page), None).await;
+        let r = get(&app, &a, &list(page)).await;
         assert_eq!(r.body["totalResults"], 1, "{page}");
         assert!(!r.raw.contains(&b_user), "{page}");
     }
@@ -296,33 +207,30 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         }
         b
     };
-    let r = with(
+    let r = post(
         &app,
         &a,
-        "POST",
         "/scim/v2/Users/.search",
         Some(search(Some("userName eq \"same@example.com\""))),
     )
     .await;
     r.expect(200);
     assert_eq!(ids(&r), vec![a_user.clone()]);
-    let r = with(
+    let r = post(
         &app,
         &a,
-        "POST",
         "/scim/v2/Users/.search",
         Some(search(Some(&format!("id eq \"{b_user}\"")))),
     )
     .await;
     assert_eq!(r.body["totalResults"], 0);
-    let r = with(&app, &a, "POST", "/scim/v2/.search", Some(search(None))).await;
+    let r = post(&app, &a, "/scim/v2/.search", Some(search(None))).await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 2);
     assert_eq!(ids(&r), vec![a_user.clone(), a_group.clone()]);
-    let r = with(
+    let r = post(
         &app,
         &a,
-        "POST",
         "/scim/v2/.search",
         Some(search(Some("displayName pr"))),
     )
@@ -330,30 +238,27 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     assert!(!r.raw.contains(&b_user) && !r.raw.contains(&b_group));
 
     // Cursor paging: A's pages hold A's resources; B's cursor is no use to A.
-    let r = with(&app, &a, "GET", "/scim/v2/Users?cursor=&count=1", None).await;
+    let r = get(&app, &a, "/scim/v2/Users?cursor=&count=1").await;
     r.expect(200);
     assert_eq!(ids(&r), vec![a_user.clone()]);
-    with(
+    post(
         &app,
         &b,
-        "POST",
         "/scim/v2/Users",
         Some(user("second@example.com", "ext-b2", "b2@b.example")),
     )
     .await
     .expect(201);
-    let rb = with(&app, &b, "GET", "/scim/v2/Users?cursor=&count=1", None).await;
+    let rb = get(&app, &b, "/scim/v2/Users?cursor=&count=1").await;
     rb.expect(200);
     let b_cursor = rb.body["nextCursor"]
         .as_str()
         .expect("B has a second page")
         .to_string();
-    let r = with(
+    let r = get(
         &app,
         &a,
-        "GET",
         &format!("/scim/v2/Users?count=1&cursor={b_cursor}"),
-        None,
     )
     .await;
     r.expect(400);
@@ -380,8 +285,8 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
             patch_body(json!([{"op": "add", "path": "members", "value": [{"value": missing}]}])),
         ),
     ] {
-        let f = with(&app, &a, method, &uri, Some(f_body)).await;
-        let m = with(&app, &a, method, &uri, Some(m_body)).await;
+        let f = request(&app, &a, method, &uri, Some(f_body)).await;
+        let m = request(&app, &a, method, &uri, Some(m_body)).await;
         f.expect_error(400, Some("invalidValue"));
         same_answer(&f, &m, &b_user, &missing);
     }
@@ -389,7 +294,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     let remove = |id: &str| {
         patch_body(json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]))
     };
-    let f = with(
+    let f = request(
         &app,
         &a,
         "PATCH",
@@ -397,7 +302,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         Some(remove(&b_user)),
     )
     .await;
-    let m = with(
+    let m = request(
         &app,
         &a,
         "PATCH",
@@ -408,11 +313,11 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     same_answer(&f, &m, &b_user, &missing);
 
     // B's resources are untouched and its events only its own.
-    let r = with(&app, &b, "GET", &format!("/scim/v2/Users/{b_user}"), None).await;
+    let r = get(&app, &b, &format!("/scim/v2/Users/{b_user}")).await;
     r.expect(200);
     assert_eq!(r.header("etag").as_deref(), Some("W/\"1\""));
     assert_eq!(r.body["displayName"], "same@example.com (ext-b)");
-    let r = with(&app, &b, "GET", &format!("/scim/v2/Groups/{b_group}"), None).await;
+    let r = get(&app, &b, &format!("/scim/v2/Groups/{b_group}")).await;
     assert_eq!(r.header("etag").as_deref(), Some("W/\"1\""));
     assert_eq!(r.body["members"][0]["value"], b_user.as_str());
     let b_events = scim_events(&state, "tenant-b");
@@ -429,10 +334,9 @@ async fn user_names_are_unique_per_tenant_only() {
     let a = tenant_with_token(&state, "a", Scope::Write);
     let b = tenant_with_token(&state, "b", Scope::Write);
     for t in [&a, &b, &TOKEN.to_string()] {
-        with(
+        post(
             &app,
             t,
-            "POST",
             "/scim/v2/Users",
             Some(user("bjensen@example.com", "e", "bj@example.com")),
         )
@@ -440,10 +344,9 @@ async fn user_names_are_unique_per_tenant_only() {
         .expect(201);
     }
     // Within a tenant it is unique, case-insensitively.
-    with(
+    post(
         &app,
         &a,
-        "POST",
         "/scim/v2/Users",
         Some(user("BJensen@example.com", "e", "bj@example.com")),
     )
@@ -451,18 +354,12 @@ async fn user_names_are_unique_per_tenant_only() {
     .expect_error(409, Some("uniqueness"));
     // Groups with the same name too, and each tenant sees one of each.
     for t in [&a, &b] {
-        with(
-            &app,
-            t,
-            "POST",
-            "/scim/v2/Groups",
-            Some(group("Finance", &[])),
-        )
-        .await
-        .expect(201);
-        let r = with(&app, t, "GET", "/scim/v2/Users", None).await;
+        post(&app, t, "/scim/v2/Groups", Some(group("Finance", &[])))
+            .await
+            .expect(201);
+        let r = get(&app, t, "/scim/v2/Users").await;
         assert_eq!(r.body["totalResults"], 1);
-        let r = with(&app, t, "GET", "/scim/v2/Groups", None).await;
+        let r = get(&app, t, "/scim/v2/Groups").await;
         assert_eq!(r.body["totalResults"], 1);
     }
 }
@@ -473,28 +370,20 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
     let (app, state) = app_with(args(&db)).await;
     let a = tenant_with_token(&state, "a", Scope::Write);
     let b = tenant_with_token(&state, "b", Scope::Write);
-    let ua = with(
+    let ua = post(
         &app,
         &a,
-        "POST",
         "/scim/v2/Users",
         Some(user("u@a", "1", "u@a.example")),
     )
     .await;
     let ua = ua.body["id"].as_str().unwrap().to_string();
-    with(
-        &app,
-        &a,
-        "POST",
-        "/scim/v2/Groups",
-        Some(group("G", &[&ua])),
-    )
-    .await
-    .expect(201);
-    with(
+    post(&app, &a, "/scim/v2/Groups", Some(group("G", &[&ua])))
+        .await
+        .expect(201);
+    post(
         &app,
         &b,
-        "POST",
         "/scim/v2/Users",
         Some(user("u@b", "1", "u@b.example")),
     )
@@ -518,15 +407,13 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
         .is_empty());
     drop(conn);
 
-    with(&app, &a, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(401);
-    let r = with(&app, &b, "GET", "/scim/v2/Users", None).await;
+    get(&app, &a, "/scim/v2/Users").await.expect(401);
+    let r = get(&app, &b, "/scim/v2/Users").await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 1);
     // A tenant of the same name starts empty.
     let a2 = tenant_with_token(&state, "a", Scope::Write);
-    let r = with(&app, &a2, "GET", "/scim/v2/Users", None).await;
+    let r = get(&app, &a2, "/scim/v2/Users").await;
     assert_eq!(r.body["totalResults"], 0);
 }
 
@@ -545,16 +432,9 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
         S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
         B: MessageBody,
     {
-        let all = with(app, token, "GET", &format!("/scim/v2/{rt}?count=1"), None).await;
+        let all = get(app, token, &format!("/scim/v2/{rt}?count=1")).await;
         all.expect(200);
-        let counted = with(
-            app,
-            token,
-            "GET",
-            &format!("/scim/v2/{rt}?count=1&filter=id%20pr"),
-            None,
-        )
-        .await;
+        let counted = get(app, token, &format!("/scim/v2/{rt}?count=1&filter=id%20pr")).await;
         counted.expect(200);
         (
             all.body["totalResults"].as_i64().unwrap(),
@@ -563,10 +443,9 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     }
     let mut users = Vec::new();
     for i in 0..3 {
-        let r = with(
+        let r = post(
             &app,
             &a,
-            "POST",
             "/scim/v2/Users",
             Some(user(
                 &format!("c{i}@a.example"),
@@ -578,10 +457,9 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
         r.expect(201);
         users.push(r.body["id"].as_str().unwrap().to_string());
     }
-    with(
+    post(
         &app,
         &b,
-        "POST",
         "/scim/v2/Users",
         Some(user("only@b.example", "xb", "b@b.example")),
     )
@@ -603,10 +481,9 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     ops.push(json!({"method": "POST", "path": "/Groups", "bulkId": "g",
                     "data": group("Counted", &[&users[0]])}));
     ops.push(json!({"method": "DELETE", "path": "/Users/00000000-0000-0000-0000-000000000000"}));
-    let r = with(
+    let r = post(
         &app,
         &a,
-        "POST",
         "/scim/v2/Bulk",
         Some(
             json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
@@ -619,24 +496,12 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     assert_eq!(totals(&app, &a, "Groups").await, (1, 1));
 
     // Deletes, and a second delete of the same user (404, nothing counted).
-    with(
-        &app,
-        &a,
-        "DELETE",
-        &format!("/scim/v2/Users/{}", users[1]),
-        None,
-    )
-    .await
-    .expect(204);
-    with(
-        &app,
-        &a,
-        "DELETE",
-        &format!("/scim/v2/Users/{}", users[1]),
-        None,
-    )
-    .await
-    .expect(404);
+    delete(&app, &a, &format!("/scim/v2/Users/{}", users[1]))
+        .await
+        .expect(204);
+    delete(&app, &a, &format!("/scim/v2/Users/{}", users[1]))
+        .await
+        .expect(404);
     assert_eq!(totals(&app, &a, "Users").await, (6, 6));
     assert_eq!(totals(&app, &b, "Users").await, (1, 1));
 

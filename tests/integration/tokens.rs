@@ -11,7 +11,6 @@ use scimitar::scim::time::now_micros;
 use scimitar::storage;
 
 use crate::common::*;
-use crate::tenancy::{as_, tenant_with_token, user, with};
 
 #[actix_web::test]
 async fn token_lifecycle_create_use_revoke_expire() {
@@ -25,10 +24,9 @@ async fn token_lifecycle_create_use_revoke_expire() {
     assert_eq!(expires, None);
 
     // Use: it works, and `token list` shows when (never the secret or its hash).
-    let r = with(
+    let r = post(
         &app,
         &token,
-        "POST",
         "/scim/v2/Users",
         Some(user("u@acme", "1", "u@acme.example")),
     )
@@ -48,10 +46,9 @@ async fn token_lifecycle_create_use_revoke_expire() {
 
     // Revoke: refused from the next request on, and the refusal changes nothing.
     assert_eq!(admin::revoke_token(&mut conn, &id).unwrap(), "acme");
-    let r = with(
+    let r = post(
         &app,
         &token,
-        "POST",
         "/scim/v2/Users",
         Some(user("v@acme", "2", "v@acme.example")),
     )
@@ -61,15 +58,13 @@ async fn token_lifecycle_create_use_revoke_expire() {
         r.header("www-authenticate").as_deref(),
         Some("Bearer realm=\"scimitar\", error=\"invalid_token\"")
     );
-    with(&app, &token, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(401);
+    get(&app, &token, "/scim/v2/Users").await.expect(401);
     assert!(admin::revoke_token(&mut conn, "no-such-id")
         .unwrap_err()
         .to_string()
         .contains("no token"));
-    let fresh = crate::tenancy::tenant_with_token(&state, "acme", Scope::Read);
-    let r = with(&app, &fresh, "GET", "/scim/v2/Users", None).await;
+    let fresh = tenant_with_token(&state, "acme", Scope::Read);
+    let r = get(&app, &fresh, "/scim/v2/Users").await;
     assert_eq!(
         r.body["totalResults"], 1,
         "the revoked token's request created nothing"
@@ -82,7 +77,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
             auth::create_token(db, &"acme".into(), None, Scope::Write, Some(now - 1), now)
         })
         .unwrap();
-    let r = with(&app, &expired, "GET", "/scim/v2/Users", None).await;
+    let r = get(&app, &expired, "/scim/v2/Users").await;
     r.expect_error(401, None);
     assert!(r
         .header("www-authenticate")
@@ -97,9 +92,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
     )
     .unwrap();
     assert!(exp.unwrap() > now);
-    with(&app, &later, "GET", "/scim/v2/Users", None)
-        .await
-        .expect(200);
+    get(&app, &later, "/scim/v2/Users").await.expect(200);
 
     // Unknown tenant.
     let e = admin::create_token(&mut conn, "nope", None, Scope::Write, None).unwrap_err();
@@ -152,11 +145,11 @@ async fn read_tokens_may_only_get_and_search() {
         "/scim/v2/ServiceProviderConfig".into(),
         "/scim/v2/Schemas".into(),
     ] {
-        with(&app, &read, "GET", &uri, None).await.expect(200);
+        get(&app, &read, &uri).await.expect(200);
     }
     let search = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "userName pr"});
     for uri in ["/scim/v2/Users/.search", "/scim/v2/.search"] {
-        let r = with(&app, &read, "POST", uri, Some(search.clone())).await;
+        let r = post(&app, &read, uri, Some(search.clone())).await;
         r.expect(200);
         assert_eq!(r.body["totalResults"], 1);
     }
@@ -182,16 +175,16 @@ async fn read_tokens_may_only_get_and_search() {
         ("PATCH", format!("/scim/v2/Users/{id}"), Some(patch)),
         ("DELETE", format!("/scim/v2/Users/{id}"), None),
     ] {
-        let r = with(&app, &read, method, &uri, body).await;
+        let r = request(&app, &read, method, &uri, body).await;
         r.expect_error(403, None);
     }
-    let r = call(&app, "GET", &format!("/scim/v2/Users/{id}"), None).await;
+    let r = get(&app, TOKEN, &format!("/scim/v2/Users/{id}")).await;
     assert_eq!(
         r.header("etag").as_deref(),
         Some("W/\"1\""),
         "nothing changed"
     );
-    let r = call(&app, "GET", "/scim/v2/Users", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/Users").await;
     assert_eq!(r.body["totalResults"], 1);
 }
 
@@ -203,7 +196,7 @@ async fn rate_limit_is_per_credential_with_429_and_retry_after() {
     let (app, state) = app_with(a).await;
     let other = tenant_with_token(&state, "default", Scope::Write);
     for _ in 0..3 {
-        call(&app, "GET", "/scim/v2/Users", None).await.expect(200);
+        get(&app, TOKEN, "/scim/v2/Users").await.expect(200);
     }
     let r = call(
         &app,
@@ -216,7 +209,7 @@ async fn rate_limit_is_per_credential_with_429_and_retry_after() {
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=20).contains(&retry), "{retry}");
     // Another credential has its own budget; the limited request created nothing.
-    let r = with(&app, &other, "GET", "/scim/v2/Users", None).await;
+    let r = get(&app, &other, "/scim/v2/Users").await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 0);
 }
@@ -225,7 +218,7 @@ async fn rate_limit_is_per_credential_with_429_and_retry_after() {
 async fn rate_limit_is_off_by_default() {
     let (app, _db) = app().await;
     for _ in 0..50 {
-        call(&app, "GET", "/scim/v2/ServiceProviderConfig", None)
+        get(&app, TOKEN, "/scim/v2/ServiceProviderConfig")
             .await
             .expect(200);
     }
@@ -248,17 +241,16 @@ async fn dialect_tolerances_are_per_tenant() {
     // Entra ID's capitalised op and string boolean.
     let entra = patch_body(json!([{"op": "Replace", "path": "active", "value": "False"}]));
     for (token, status) in [(&lenient, 200), (&strict, 400), (&TOKEN.to_string(), 400)] {
-        let r = with(
+        let r = post(
             &app,
             token,
-            "POST",
             "/scim/v2/Users",
             Some(user("e@example.com", "e", "e@example.com")),
         )
         .await;
         r.expect(201);
         let id = r.body["id"].as_str().unwrap();
-        let r = with(
+        let r = request(
             &app,
             token,
             "PATCH",
@@ -273,9 +265,9 @@ async fn dialect_tolerances_are_per_tenant() {
         s.set("op_case_insensitive", false)
     })
     .unwrap();
-    let r = with(&app, &lenient, "GET", "/scim/v2/Users", None).await;
+    let r = get(&app, &lenient, "/scim/v2/Users").await;
     let id = r.body["Resources"][0]["id"].as_str().unwrap().to_string();
-    with(
+    request(
         &app,
         &lenient,
         "PATCH",
@@ -294,7 +286,7 @@ async fn the_body_limit_is_advertised_and_enforced() {
     let mut a = args(&db);
     a.max_body_bytes = 2048;
     let (app, _) = app_with(a).await;
-    let r = call(&app, "GET", "/scim/v2/ServiceProviderConfig", None).await;
+    let r = get(&app, TOKEN, "/scim/v2/ServiceProviderConfig").await;
     r.expect(200);
     assert_eq!(r.body["bulk"]["maxPayloadSize"], 2048);
     let big = user(&"x".repeat(3000), "b", "b@example.com");

@@ -49,7 +49,7 @@ async fn create_get_replace_delete_a_user() {
         "Tour Operations"
     );
 
-    let g = call(&app, "GET", &format!("/scim/v2/Users/{id}"), None).await;
+    let g = get(&app, TOKEN, &format!("/scim/v2/Users/{id}")).await;
     g.expect(200);
     assert_eq!(g.body, r.body);
 
@@ -80,13 +80,13 @@ async fn create_get_replace_delete_a_user() {
     assert_eq!(put.body["meta"]["version"], "W/\"2\"");
     assert_eq!(put.header("etag").as_deref(), Some("W/\"2\""));
 
-    call(&app, "DELETE", &format!("/scim/v2/Users/{id}"), None)
+    delete(&app, TOKEN, &format!("/scim/v2/Users/{id}"))
         .await
         .expect(204);
-    call(&app, "GET", &format!("/scim/v2/Users/{id}"), None)
+    get(&app, TOKEN, &format!("/scim/v2/Users/{id}"))
         .await
         .expect(404);
-    call(&app, "DELETE", &format!("/scim/v2/Users/{id}"), None)
+    delete(&app, TOKEN, &format!("/scim/v2/Users/{id}"))
         .await
         .expect(404);
 }
@@ -103,7 +103,7 @@ async fn user_name_is_unique_case_insensitively_but_stored_as_sent() {
     )
     .await;
     dup.expect_error(409, Some("uniqueness"));
-    let r = call(&app, "GET", &format!("/scim/v2/Users/{id}"), None).await;
+    let r = get(&app, TOKEN, &format!("/scim/v2/Users/{id}")).await;
     assert_eq!(r.body["userName"], "Alice.Smith");
     // Renaming another user onto a taken name is a conflict too, and changes nothing.
     let other = create_user(&app, "bob").await;
@@ -115,7 +115,7 @@ async fn user_name_is_unique_case_insensitively_but_stored_as_sent() {
     )
     .await;
     put.expect_error(409, Some("uniqueness"));
-    let b = call(&app, "GET", &format!("/scim/v2/Users/{other}"), None).await;
+    let b = get(&app, TOKEN, &format!("/scim/v2/Users/{other}")).await;
     assert_eq!(b.body["userName"], "bob");
     assert_eq!(b.body["meta"]["version"], "W/\"1\"");
 }
@@ -157,7 +157,7 @@ async fn list_filters_by_core_columns_and_pages() {
         ids.push(r.body["id"].as_str().unwrap().to_string());
     }
     let q = |f: &str| format!("/scim/v2/Users?filter={}", urlencode(f));
-    let r = call(&app, "GET", &q("userName eq \"USER3\""), None).await;
+    let r = get(&app, TOKEN, &q("userName eq \"USER3\"")).await;
     r.expect(200);
     assert_eq!(
         r.body["schemas"][0],
@@ -167,67 +167,61 @@ async fn list_filters_by_core_columns_and_pages() {
     assert_eq!(r.body["Resources"][0]["id"], ids[3].as_str());
     // externalId is caseExact.
     assert_eq!(
-        call(&app, "GET", &q("externalId eq \"EXT2\""), None)
-            .await
-            .body["totalResults"],
+        get(&app, TOKEN, &q("externalId eq \"EXT2\"")).await.body["totalResults"],
         1
     );
     assert_eq!(
-        call(&app, "GET", &q("externalId eq \"ext2\""), None)
-            .await
-            .body["totalResults"],
+        get(&app, TOKEN, &q("externalId eq \"ext2\"")).await.body["totalResults"],
         0
     );
     assert_eq!(
-        call(&app, "GET", &q("displayName eq \"user number 4\""), None)
+        get(&app, TOKEN, &q("displayName eq \"user number 4\""))
             .await
             .body["totalResults"],
         1
     );
     assert_eq!(
-        call(&app, "GET", &q(&format!("id eq \"{}\"", ids[1])), None)
+        get(&app, TOKEN, &q(&format!("id eq \"{}\"", ids[1])))
             .await
             .body["totalResults"],
         1
     );
-    let both = call(
+    let both = get(
         &app,
-        "GET",
+        TOKEN,
         &q("userName eq \"user1\" and externalId eq \"EXT1\""),
-        None,
     )
     .await;
     assert_eq!(both.body["totalResults"], 1);
-    let none = call(
+    let none = get(
         &app,
-        "GET",
+        TOKEN,
         &q("userName eq \"user1\" and externalId eq \"EXT2\""),
-        None,
     )
     .await;
     assert_eq!(none.body["totalResults"], 0);
     assert_eq!(none.body["Resources"], json!([]));
 
     // Paging: 1-based startIndex, count, count=0 gives only the total.
-    let p = call(&app, "GET", "/scim/v2/Users?startIndex=2&count=2", None).await;
+    let p = get(&app, TOKEN, "/scim/v2/Users?startIndex=2&count=2").await;
     p.expect(200);
     assert_eq!(p.body["totalResults"], 5);
     assert_eq!(p.body["startIndex"], 2);
     assert_eq!(p.body["itemsPerPage"], 2);
     assert_eq!(p.body["Resources"][0]["id"], ids[1].as_str());
     assert_eq!(p.body["Resources"][1]["id"], ids[2].as_str());
-    let z = call(&app, "GET", "/scim/v2/Users?count=0", None).await;
+    let z = get(&app, TOKEN, "/scim/v2/Users?count=0").await;
     assert_eq!(z.body["totalResults"], 5);
     assert_eq!(z.body["itemsPerPage"], 0);
-    let past = call(&app, "GET", "/scim/v2/Users?startIndex=50", None).await;
+    let past = get(&app, TOKEN, "/scim/v2/Users?startIndex=50").await;
     assert_eq!(past.body["itemsPerPage"], 0);
-    let zero = call(&app, "GET", "/scim/v2/Users?startIndex=0&count=1", None).await;
+    let zero = get(&app, TOKEN, "/scim/v2/Users?startIndex=0&count=1").await;
     assert_eq!(
         zero.body["startIndex"], 1,
         "startIndex below 1 is read as 1"
     );
     // Parameter names are matched case-insensitively.
-    let ci = call(&app, "GET", "/scim/v2/Users?STARTINDEX=5&Count=1", None).await;
+    let ci = get(&app, TOKEN, "/scim/v2/Users?STARTINDEX=5&Count=1").await;
     assert_eq!(ci.body["Resources"][0]["id"], ids[4].as_str());
 }
 
@@ -258,7 +252,7 @@ async fn filters_reach_every_attribute_through_sql() {
         ("emails.value co \"%\"", 0),
     ];
     for (f, n) in cases {
-        let r = call(&app, "GET", &q(f), None).await;
+        let r = get(&app, TOKEN, &q(f)).await;
         r.expect(200);
         assert_eq!(r.body["totalResults"], n, "filter {f}: {}", r.raw);
     }
@@ -282,11 +276,10 @@ async fn projection_on_get_list_and_post() {
         "schemas, id, userName: {}",
         r.raw
     );
-    let g = call(
+    let g = get(
         &app,
-        "GET",
+        TOKEN,
         &format!("/scim/v2/Users/{id}?excludedAttributes=emails,name.givenName"),
-        None,
     )
     .await;
     assert!(g.body.get("emails").is_none());
@@ -295,12 +288,12 @@ async fn projection_on_get_list_and_post() {
         json!({"familyName": "Jensen", "formatted": "Ms. Barbara J Jensen III"})
     );
     assert_eq!(g.body["id"], id.as_str());
-    let l = call(&app, "GET", "/scim/v2/Users?attributes=emails.value", None).await;
+    let l = get(&app, TOKEN, "/scim/v2/Users?attributes=emails.value").await;
     assert_eq!(
         l.body["Resources"][0]["emails"],
         json!([{"value": "bjensen@example.com"}, {"value": "babs@jensen.org"}])
     );
-    call(&app, "GET", "/scim/v2/Users?attributes=bogus", None)
+    get(&app, TOKEN, "/scim/v2/Users?attributes=bogus")
         .await
         .expect_error(400, Some("invalidValue"));
 }
@@ -334,11 +327,10 @@ async fn patch_user_simple_sub_attribute_and_deactivate() {
     assert_eq!(p.body["active"], false);
     assert_eq!(p.header("etag").as_deref(), Some("W/\"2\""));
     // A deactivated user stays readable and filterable.
-    let f = call(
+    let f = get(
         &app,
-        "GET",
+        TOKEN,
         &format!("/scim/v2/Users?filter={}", urlencode("active eq false")),
-        None,
     )
     .await;
     assert_eq!(f.body["totalResults"], 1);
@@ -355,14 +347,13 @@ async fn patch_user_simple_sub_attribute_and_deactivate() {
     p2.expect(200);
     assert_eq!(p2.body["active"], true);
     // The old work email no longer matches; the new one does.
-    let q = call(
+    let q = get(
         &app,
-        "GET",
+        TOKEN,
         &format!(
             "/scim/v2/Users?filter={}",
             urlencode("emails.value eq \"barb@example.com\"")
         ),
-        None,
     )
     .await;
     assert_eq!(q.body["totalResults"], 1);
@@ -415,7 +406,7 @@ async fn every_change_writes_an_event_in_its_transaction() {
     )
     .await
     .expect(400);
-    call(&app, "DELETE", &path, None).await.expect(204);
+    delete(&app, TOKEN, &path).await.expect(204);
     let kinds: Vec<String> = events(&state)
         .into_iter()
         .filter(|(r, _)| *r == id)
@@ -434,17 +425,4 @@ async fn every_change_writes_an_event_in_its_transaction() {
             "delete"
         ]
     );
-}
-
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }

@@ -25,12 +25,7 @@ use scimitar::config::ServeArgs;
 use scimitar::http::AppState;
 use scimitar::storage::sql::{Bind, Sql};
 
-use crate::accounts::{
-    api, api_error, hook_args, items, ok, okta_user, scim_create, subscribe, verify, Hit, Receiver,
-    PATIENCE,
-};
 use crate::common::*;
-use crate::tenancy::{as_, tenant_with_token};
 
 const CREATE: &str = "urn:ietf:params:scim:event:prov:create:full";
 
@@ -96,14 +91,7 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let r = api(
-        app,
-        admin,
-        "GET",
-        &format!("/api/v1/webhooks/{hook}/deliveries"),
-        None,
-    )
-    .await;
+    let r = get(app, admin, &format!("/api/v1/webhooks/{hook}/deliveries")).await;
     items(&r).iter().map(|d| d["lastError"].clone()).collect()
 }
 
@@ -163,16 +151,15 @@ impl Ca {
         }
     }
 
-    /// A server certificate for `localhost` and 127.0.0.1, with its key.
-    fn identity(&self) -> native_tls::Identity {
+    /// A server certificate for `localhost` and 127.0.0.1 and its key, as PEM.
+    fn identity(&self) -> (String, String) {
         let key = KeyPair::generate().expect("leaf key");
         let mut p = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .expect("leaf params");
         p.distinguished_name.push(DnType::CommonName, "localhost");
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = p.signed_by(&key, &self.issuer).expect("signed leaf");
-        native_tls::Identity::from_pkcs8(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
-            .expect("identity")
+        (cert.pem(), key.serialize_pem())
     }
 }
 
@@ -192,7 +179,10 @@ async fn https_receivers_trusted_through_the_ca_file_and_an_untrusted_one_fails_
     let workers = scimitar::server::start_webhooks(&a, &state);
 
     // Tenant "good": an https receiver whose certificate our CA signed.
-    let trusted = Receiver::start_tls(200, ours.identity());
+    let trusted = {
+        let (cert, key) = ours.identity();
+        Receiver::start_tls(200, &cert, &key)
+    };
     assert!(
         trusted.url.starts_with("https://localhost:"),
         "{}",
@@ -210,7 +200,10 @@ async fn https_receivers_trusted_through_the_ca_file_and_an_untrusted_one_fails_
 
     // Tenant "bad": an https receiver whose CA nobody trusts.
     let stranger = Ca::new("Somebody else's CA");
-    let untrusted = Receiver::start_tls(200, stranger.identity());
+    let untrusted = {
+        let (cert, key) = stranger.identity();
+        Receiver::start_tls(200, &cert, &key)
+    };
     let (bad_scim, bad_admin) = tenant(&state, "bad");
     let (bad_hook, _) = subscribe(&app, &bad_admin, &untrusted.url, &[CREATE], None).await;
 
@@ -337,10 +330,9 @@ async fn every_refused_destination_is_a_400_naming_the_flag() {
         ("http://255.255.255.255/", "broadcast"),
         ("http://192.0.2.1/", "reserved"),
     ] {
-        let r = api(
+        let r = post(
             &app,
             &admin,
-            "POST",
             "/api/v1/webhooks",
             Some(json!({"url": url, "events": ["*"]})),
         )
@@ -359,10 +351,9 @@ async fn every_refused_destination_is_a_400_naming_the_flag() {
         ("https://hooks.example.com/x#frag", "fragment"),
         ("not a url", "not a valid URL"),
     ] {
-        let r = api(
+        let r = post(
             &app,
             &admin,
-            "POST",
             "/api/v1/webhooks",
             Some(json!({"url": url, "events": ["*"]})),
         )
@@ -370,13 +361,12 @@ async fn every_refused_destination_is_a_400_naming_the_flag() {
         let detail = api_error(&r, 400, "bad_request");
         assert!(detail.contains(says), "{url}: {detail}");
     }
-    let r = api(&app, &admin, "GET", "/api/v1/webhooks", None).await;
+    let r = get(&app, &admin, "/api/v1/webhooks").await;
     assert_eq!(items(&r), Vec::<Value>::new());
     // A public host is fine; its URL is stored normalised.
-    let r = api(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/webhooks",
         Some(json!({"url": "HTTPS://Hooks.Example.COM/scim", "events": ["*"]})),
     )
@@ -724,35 +714,21 @@ async fn a_tenant_has_at_most_the_subscriptions_the_server_allows() {
     let body = |n: usize| json!({"url": format!("https://hooks{n}.example.com/"), "events": ["*"]});
     let mut ids = Vec::new();
     for n in 0..2 {
-        let r = api(&app, &admin, "POST", "/api/v1/webhooks", Some(body(n))).await;
+        let r = post(&app, &admin, "/api/v1/webhooks", Some(body(n))).await;
         ids.push(ok(&r, 201)["id"].as_str().unwrap().to_string());
     }
-    let r = api(&app, &admin, "POST", "/api/v1/webhooks", Some(body(3))).await;
+    let r = post(&app, &admin, "/api/v1/webhooks", Some(body(3))).await;
     let detail = api_error(&r, 409, "conflict");
     assert!(detail.contains("--webhook-max-subscriptions"), "{detail}");
-    let r = api(&app, &admin, "GET", "/api/v1/webhooks", None).await;
+    let r = get(&app, &admin, "/api/v1/webhooks").await;
     assert_eq!(items(&r).len(), 2);
     // Another tenant has its own allowance.
-    let r = api(
-        &app,
-        &other_admin,
-        "POST",
-        "/api/v1/webhooks",
-        Some(body(4)),
-    )
-    .await;
+    let r = post(&app, &other_admin, "/api/v1/webhooks", Some(body(4))).await;
     ok(&r, 201);
     // One deleted, one more fits.
-    let r = api(
-        &app,
-        &admin,
-        "DELETE",
-        &format!("/api/v1/webhooks/{}", ids[0]),
-        None,
-    )
-    .await;
+    let r = delete(&app, &admin, &format!("/api/v1/webhooks/{}", ids[0])).await;
     ok(&r, 204);
-    let r = api(&app, &admin, "POST", "/api/v1/webhooks", Some(body(5))).await;
+    let r = post(&app, &admin, "/api/v1/webhooks", Some(body(5))).await;
     ok(&r, 201);
 }
 
@@ -769,10 +745,9 @@ async fn only_commits_that_queued_deliveries_wake_delivery() {
     }
     assert_eq!(hub.wakeups(), before, "no subscription, no wake-up");
     let admin = admin_token(&state);
-    let r = api(
+    let r = post(
         &app,
         &admin,
-        "POST",
         "/api/v1/webhooks",
         Some(json!({"url": "https://hooks.example.com/", "events": [CREATE]})),
     )

@@ -1,0 +1,71 @@
+//! Tenants and their credentials, and the plain SCIM bodies and list reading the tenancy
+//! stories share.
+
+use actix_web::web;
+use serde_json::{json, Value};
+
+use scimitar::auth::Scope;
+use scimitar::http::AppState;
+use scimitar::provisioning::tenancy as admin;
+use scimitar::storage;
+
+use super::Resp;
+
+/// Creates a tenant and a token for it (through the admin operations the CLI uses).
+pub fn tenant_with_token(state: &web::Data<AppState>, name: &str, scope: Scope) -> String {
+    let mut conn = state.service.pool.get().unwrap();
+    if storage::tenancy::find_tenant(&mut conn.db(), &name.into())
+        .unwrap()
+        .is_none()
+    {
+        admin::create_tenant(&mut conn, name).unwrap();
+    }
+    let (_, token, _) = admin::create_token(&mut conn, name, Some("test"), scope, None).unwrap();
+    token
+}
+
+pub fn user(name: &str, external_id: &str, email: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "externalId": external_id,
+        "displayName": format!("{name} ({external_id})"),
+        "emails": [{"value": email, "type": "work", "primary": true}],
+        "active": true
+    })
+}
+
+pub fn group(name: &str, members: &[&str]) -> Value {
+    let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": name,
+        "members": members
+    })
+}
+
+/// The ids of a ListResponse.
+pub fn ids(r: &Resp) -> Vec<String> {
+    r.body["Resources"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `s` percent-encoded for a query string.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

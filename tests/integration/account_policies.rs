@@ -1,0 +1,541 @@
+//! The account policies (docs/api-v1.md), as Entra ID and Okta drive them over SCIM and an
+//! operator over `/api/v1`: review (approval, by cohort), auto (an Okta deactivation
+//! suspends in the same transaction) and notify (flagged removals until confirmed), with
+//! roles granted by filter and group rules and their entitlements merged.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+// ---------------------------------------------------------------------------------------
+// Review policy, roles by filter rules, merged entitlements, signed webhook
+
+#[actix_web::test]
+async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
+    let db = TestDb::new();
+    let a = hook_args(&db);
+    let (app, state) = app_with(a.clone()).await;
+    let admin = admin_token(&state);
+    let rx = Receiver::start(200);
+    let workers = scimitar::server::start_webhooks(&a, &state);
+
+    let r = get(&app, &admin, "/api/v1/policy").await;
+    assert_eq!(
+        ok(&r, 200),
+        &json!({"provisioning": "auto", "deprovisioning": "auto"})
+    );
+    put_policy(&app, &admin, "review", "auto").await;
+
+    let manager = create_role(
+        &app,
+        &admin,
+        "finance-manager",
+        json!({"card.monthly_limit": 5000, "card.enabled": true}),
+    )
+    .await;
+    let staff = create_role(
+        &app,
+        &admin,
+        "finance-staff",
+        json!({"card.monthly_limit": 1000, "card.enabled": false}),
+    )
+    .await;
+    create_rule(
+        &app,
+        &admin,
+        json!({"role": manager, "filter": format!(
+            "{ENTERPRISE}:department eq \"Finance\" and title co \"Manager\"")}),
+    )
+    .await;
+    create_rule(
+        &app,
+        &admin,
+        json!({"role": staff, "filter": format!("{ENTERPRISE}:department eq \"Finance\"")}),
+    )
+    .await;
+    let r = get(&app, &admin, "/api/v1/rules").await;
+    assert_eq!(items(&r).len(), 2);
+    let (hook, secret) = subscribe(&app, &admin, &rx.url, &["account.activated"], None).await;
+
+    // Entra creates the users: candidates, no roles yet.
+    let ada = scim_create(
+        &app,
+        entra_user("ada@example.com", "Finance", "Finance Manager"),
+    )
+    .await;
+    let bob = scim_create(
+        &app,
+        entra_user("bob@example.com", "Sales", "Sales Manager"),
+    )
+    .await;
+    let acc = account_of(&app, &admin, &ada).await;
+    assert_eq!(acc["state"], "pending", "{acc}");
+    assert_eq!(acc["userName"], "ada@example.com");
+    assert_eq!(acc["roles"], json!([]));
+    assert_eq!(acc["entitlements"], json!({}));
+    assert_eq!(acc["removalPending"], Value::Null);
+    let ada_acc = acc["id"].as_str().unwrap().to_string();
+    let bob_acc = account_of(&app, &admin, &bob).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = get(&app, &admin, "/api/v1/candidates").await;
+    let cands = items(&r);
+    let mut ids: Vec<&str> = cands.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    let mut want = vec![ada_acc.as_str(), bob_acc.as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    assert!(cands.iter().all(|c| c["state"] == "pending"));
+    let pending: Vec<Value> = feed(&app, &admin)
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "account.pending")
+        .collect();
+    assert_eq!(pending.len(), 2);
+    assert!(pending.iter().any(|e| e["accountId"] == ada_acc.as_str()));
+
+    // Approval: both Finance roles; the highest limit and `true` win.
+    let r = post(
+        &app,
+        &admin,
+        &format!("/api/v1/candidates/{ada_acc}/approve"),
+        None,
+    )
+    .await;
+    let approved = ok(&r, 200).clone();
+    assert_eq!(approved["state"], "active");
+    assert_eq!(approved["scimId"], ada.as_str());
+    assert_eq!(
+        approved["roles"],
+        json!([{"id": manager, "name": "finance-manager"}, {"id": staff, "name": "finance-staff"}])
+    );
+    assert_eq!(
+        approved["entitlements"],
+        json!({"card.monthly_limit": 5000, "card.enabled": true})
+    );
+    assert_eq!(get_account(&app, &admin, &ada_acc).await, approved);
+    let r = get(&app, &admin, "/api/v1/candidates").await;
+    let left: Vec<Value> = items(&r);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["id"], bob_acc.as_str());
+    let r = get(&app, &admin, &format!("/api/v1/accounts?role={manager}")).await;
+    let holders = items(&r);
+    assert_eq!(holders.len(), 1);
+    assert_eq!(holders[0]["id"], ada_acc.as_str());
+
+    // The product hears of it through a signed webhook.
+    let hits = rx
+        .until("account.activated of ada", |h| h.iter().any(Hit::ok))
+        .await;
+    for h in &hits {
+        verify(h, &secret);
+    }
+    let ev = hits.iter().find(|h| h.ok()).unwrap().event();
+    assert_eq!(ev["type"], "account.activated");
+    assert_eq!(ev["accountId"], ada_acc.as_str());
+    assert_eq!(ev["resourceType"], "User");
+    assert_eq!(ev["resourceId"], ada.as_str());
+    assert_eq!(ev["data"]["account"]["state"], "active");
+    assert_eq!(
+        ev["data"]["account"]["entitlements"],
+        json!({"card.monthly_limit": 5000, "card.enabled": true})
+    );
+    let in_feed = feed(&app, &admin).await;
+    assert!(
+        in_feed.contains(&ev),
+        "the delivery is the feed event: {ev}"
+    );
+
+    // Approving again: not a candidate any more.
+    let r = post(
+        &app,
+        &admin,
+        &format!("/api/v1/candidates/{ada_acc}/approve"),
+        None,
+    )
+    .await;
+    api_error(&r, 409, "conflict");
+    assert_eq!(get_account(&app, &admin, &ada_acc).await, approved);
+
+    // Bob matches no rule: active, nothing granted.
+    let r = post(
+        &app,
+        &admin,
+        &format!("/api/v1/candidates/{bob_acc}/approve"),
+        None,
+    )
+    .await;
+    let b = ok(&r, 200);
+    assert_eq!(b["state"], "active");
+    assert_eq!(b["roles"], json!([]));
+    assert_eq!(b["entitlements"], json!({}));
+    let hits = rx
+        .until("account.activated of bob", |h| {
+            h.iter()
+                .any(|h| h.ok() && h.event()["accountId"] == bob_acc.as_str())
+        })
+        .await;
+    for h in &hits {
+        verify(h, &secret);
+        assert_eq!(
+            h.event()["type"],
+            "account.activated",
+            "only subscribed types"
+        );
+    }
+    assert_eq!(dead_letters(&app, &admin, &hook).await, Vec::<Value>::new());
+    workers.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// Auto policy, Okta deactivation in the same transaction
+
+#[actix_web::test]
+async fn auto_policy_okta_deactivation_suspends_in_the_same_transaction() {
+    let db = TestDb::new();
+    let a = hook_args(&db);
+    let (app, state) = app_with(a.clone()).await;
+    let admin = admin_token(&state);
+    let rx = Receiver::start(200);
+    let workers = scimitar::server::start_webhooks(&a, &state);
+
+    let eng = create_role(&app, &admin, "engineer", json!({"repo.write": true})).await;
+    create_rule(
+        &app,
+        &admin,
+        json!({"role": eng, "filter": format!("{ENTERPRISE}:department eq \"Engineering\"")}),
+    )
+    .await;
+    let (_, secret) = subscribe(&app, &admin, &rx.url, &["account.suspended"], None).await;
+
+    let user = scim_create(
+        &app,
+        okta_user("grace@example.com", "Engineering", "Engineer"),
+    )
+    .await;
+    let acc = account_of(&app, &admin, &user).await;
+    assert_eq!(acc["state"], "active");
+    assert_eq!(acc["roles"], json!([{"id": eng, "name": "engineer"}]));
+    assert_eq!(acc["entitlements"], json!({"repo.write": true}));
+    let acc_id = acc["id"].as_str().unwrap().to_string();
+
+    // Okta deactivates: the account is suspended by the time the PATCH answers.
+    let path = format!("/scim/v2/Users/{user}");
+    let r = scim_patch(&app, &path, okta_active(false)).await;
+    if r.status.as_u16() == 200 {
+        assert_eq!(r.body["active"], false);
+    }
+    let now = get_account(&app, &admin, &acc_id).await;
+    assert_eq!(now["state"], "suspended", "{now}");
+    assert_eq!(now["roles"], json!([]));
+    assert_eq!(now["entitlements"], json!({}));
+    assert_eq!(now["removalPending"], Value::Null);
+
+    let hits = rx
+        .until("account.suspended", |h| h.iter().any(Hit::ok))
+        .await;
+    for h in &hits {
+        verify(h, &secret);
+    }
+    let ev = hits.iter().find(|h| h.ok()).unwrap().event();
+    assert_eq!(ev["type"], "account.suspended");
+    assert_eq!(ev["accountId"], acc_id.as_str());
+    assert_eq!(ev["data"]["account"]["state"], "suspended");
+    assert_eq!(ev["data"]["account"]["roles"], json!([]));
+
+    // The feed: the SCIM deactivation and the product's suspension, in that order.
+    let all = feed(&app, &admin).await;
+    let seq_of = |t: &str| {
+        all.iter()
+            .find(|e| e["type"] == t && e["accountId"] == acc_id.as_str())
+            .and_then(|e| e["seq"].as_i64())
+            .unwrap_or_else(|| panic!("no {t} in the feed: {all:#?}"))
+    };
+    let deactivate = format!("{PROV}deactivate");
+    assert!(seq_of(&deactivate) < seq_of("account.suspended"));
+    let ev_in_feed = all.iter().find(|e| e["id"] == ev["id"]).expect("in feed");
+    assert_eq!(ev_in_feed, &ev);
+
+    // The timeline: every event of the account, oldest first.
+    let r = get(&app, &admin, &format!("/api/v1/accounts/{acc_id}/timeline")).await;
+    let mut tl = items(&r);
+    assert!(tl.iter().all(|e| e["accountId"] == acc_id.as_str()));
+    // The timeline adds the credential behind each event; the rest is the feed's.
+    for e in &mut tl {
+        assert!(e.as_object_mut().unwrap().remove("credential").is_some());
+    }
+    let seqs: Vec<i64> = tl.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let want = [
+        format!("{PROV}create:full"),
+        "account.activated".to_string(),
+        format!("{PROV}patch:full"),
+        deactivate.clone(),
+        "account.suspended".to_string(),
+    ];
+    let got = types(&tl);
+    let mut it = got.iter();
+    for w in &want {
+        assert!(it.any(|g| g == w), "timeline lacks {w} in order: {got:?}");
+    }
+    let feed_of_acc: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["accountId"] == acc_id.as_str())
+        .collect();
+    assert_eq!(tl.iter().collect::<Vec<_>>(), feed_of_acc);
+
+    // Okta reactivates: active again with its role (auto provisioning).
+    scim_patch(&app, &path, okta_active(true)).await;
+    let back = get_account(&app, &admin, &acc_id).await;
+    assert_eq!(back["state"], "active");
+    assert_eq!(back["roles"], json!([{"id": eng, "name": "engineer"}]));
+    workers.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// Approving a cohort by SCIM group
+
+#[actix_web::test]
+async fn cohort_approval_by_group_approves_exactly_its_pending_members() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let admin = admin_token(&state);
+
+    // Already on board before the review policy.
+    let veteran = scim_create(
+        &app,
+        entra_user("vera@example.com", "Engineering", "Engineer"),
+    )
+    .await;
+    assert_eq!(account_of(&app, &admin, &veteran).await["state"], "active");
+    put_policy(&app, &admin, "review", "auto").await;
+    let mut hires = Vec::new();
+    for n in ["nia", "omar", "pia"] {
+        hires.push(
+            scim_create(
+                &app,
+                entra_user(&format!("{n}@example.com"), "Engineering", "Engineer"),
+            )
+            .await,
+        );
+    }
+    let outsider = scim_create(&app, entra_user("quinn@example.com", "Sales", "Rep")).await;
+
+    let gid = entra_group(&app, "New hires 2026-12").await;
+    let onboarding = create_role(&app, &admin, "new-hire", json!({"onboarding": true})).await;
+    create_rule(&app, &admin, json!({"role": onboarding, "group": gid})).await;
+    let mut members: Vec<&str> = hires.iter().map(String::as_str).collect();
+    members.push(&veteran);
+    entra_add_members(&app, &gid, &members).await;
+
+    let r = get(&app, &admin, &format!("/api/v1/accounts?group={gid}")).await;
+    assert_eq!(items(&r).len(), 4);
+    // The veteran got the group's role from the membership change; the hires wait.
+    let vet = account_of(&app, &admin, &veteran).await;
+    assert_eq!(vet["state"], "active");
+    assert_eq!(
+        vet["roles"],
+        json!([{"id": onboarding, "name": "new-hire"}])
+    );
+    let r = get(&app, &admin, "/api/v1/candidates").await;
+    assert_eq!(items(&r).len(), 4);
+
+    let r = post(
+        &app,
+        &admin,
+        "/api/v1/candidates/approve",
+        Some(json!({"group": gid})),
+    )
+    .await;
+    let approved = ok(&r, 200)["approved"]
+        .as_array()
+        .expect("approved")
+        .clone();
+    let mut got: Vec<&str> = approved
+        .iter()
+        .map(|a| a["scimId"].as_str().unwrap())
+        .collect();
+    got.sort_unstable();
+    let mut want: Vec<&str> = hires.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(got, want, "exactly the pending members");
+    for a in &approved {
+        assert_eq!(a["state"], "active");
+        assert_eq!(a["roles"], json!([{"id": onboarding, "name": "new-hire"}]));
+        assert_eq!(a["entitlements"], json!({"onboarding": true}));
+        assert_eq!(
+            a["groups"],
+            json!([{"id": gid, "displayName": "New hires 2026-12"}])
+        );
+    }
+    let r = get(&app, &admin, "/api/v1/candidates").await;
+    let left = items(&r);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["scimId"], outsider.as_str());
+    assert_eq!(account_of(&app, &admin, &veteran).await, vet);
+    let r = get(&app, &admin, "/api/v1/accounts?state=active").await;
+    assert_eq!(items(&r).len(), 4);
+
+    // Nobody left to approve in the group.
+    let r = post(
+        &app,
+        &admin,
+        "/api/v1/candidates/approve",
+        Some(json!({"group": gid})),
+    )
+    .await;
+    assert_eq!(ok(&r, 200)["approved"], json!([]));
+
+    let before = feed(&app, &admin).await;
+    let r = post(
+        &app,
+        &admin,
+        "/api/v1/candidates/approve",
+        Some(json!({"group": uuid::Uuid::new_v4().to_string()})),
+    )
+    .await;
+    api_error(&r, 404, "not_found");
+    let r = post(
+        &app,
+        &admin,
+        "/api/v1/candidates/approve",
+        Some(json!({"members": [outsider]})),
+    )
+    .await;
+    api_error(&r, 400, "bad_request");
+    assert_eq!(feed(&app, &admin).await, before);
+    assert_eq!(
+        account_of(&app, &admin, &outsider).await["state"],
+        "pending"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Notify policy: flagged removals and their confirmation
+
+#[actix_web::test]
+async fn notify_policy_flags_removals_until_confirmed() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let admin = admin_token(&state);
+    put_policy(&app, &admin, "auto", "notify").await;
+    let vpn = create_role(&app, &admin, "vpn", json!({"vpn.enabled": true})).await;
+    create_rule(&app, &admin, json!({"role": vpn, "filter": "userName pr"})).await;
+    let vpn_roles = json!([{"id": vpn, "name": "vpn"}]);
+
+    let carol = scim_create(&app, entra_user("carol@example.com", "Ops", "SRE")).await;
+    let dave = scim_create(&app, entra_user("dave@example.com", "Ops", "SRE")).await;
+    let eve = scim_create(&app, entra_user("eve@example.com", "Ops", "SRE")).await;
+    let carol_acc = account_of(&app, &admin, &carol).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dave_acc = account_of(&app, &admin, &dave).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let eve_acc = account_of(&app, &admin, &eve).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Entra disables Carol ("False"): flagged, access kept.
+    scim_patch(
+        &app,
+        &format!("/scim/v2/Users/{carol}"),
+        entra_active(false),
+    )
+    .await;
+    let r = get(&app, TOKEN, &format!("/scim/v2/Users/{carol}")).await;
+    r.expect(200);
+    assert_eq!(r.body["active"], false);
+    let c = get_account(&app, &admin, &carol_acc).await;
+    assert_eq!(c["state"], "active", "{c}");
+    assert_eq!(c["removalPending"]["reason"], "deactivated");
+    assert!(c["removalPending"]["since"]
+        .as_str()
+        .is_some_and(|s| s.ends_with('Z')));
+    assert_eq!(c["roles"], vpn_roles);
+    assert_eq!(c["entitlements"], json!({"vpn.enabled": true}));
+    let r = get(&app, &admin, "/api/v1/removals").await;
+    let flagged = items(&r);
+    assert_eq!(flagged.len(), 1);
+    assert_eq!(flagged[0]["id"], carol_acc.as_str());
+    let all = feed(&app, &admin).await;
+    assert!(all
+        .iter()
+        .any(|e| e["type"] == "account.removal_pending" && e["accountId"] == carol_acc.as_str()));
+    assert!(!all
+        .iter()
+        .any(|e| e["type"] == "account.suspended" && e["accountId"] == carol_acc.as_str()));
+
+    let confirm = |id: &str| format!("/api/v1/removals/{id}/confirm");
+    let r = post(&app, &admin, &confirm(&carol_acc), None).await;
+    let c = ok(&r, 200).clone();
+    assert_eq!(c["state"], "suspended");
+    assert_eq!(c["roles"], json!([]));
+    assert_eq!(c["entitlements"], json!({}));
+    assert_eq!(c["removalPending"], Value::Null);
+    assert_eq!(get_account(&app, &admin, &carol_acc).await, c);
+    let r = get(&app, &admin, "/api/v1/removals").await;
+    assert_eq!(items(&r), Vec::<Value>::new());
+    let r = post(&app, &admin, &confirm(&carol_acc), None).await;
+    api_error(&r, 409, "conflict");
+    assert_eq!(get_account(&app, &admin, &carol_acc).await, c);
+    assert!(feed(&app, &admin)
+        .await
+        .iter()
+        .any(|e| e["type"] == "account.suspended" && e["accountId"] == carol_acc.as_str()));
+
+    // Entra deletes Dave: flagged with reason `deleted`; confirmed, removed.
+    let r = delete(&app, TOKEN, &format!("/scim/v2/Users/{dave}")).await;
+    r.expect(204);
+    let d = get_account(&app, &admin, &dave_acc).await;
+    assert_eq!(d["state"], "active", "{d}");
+    assert_eq!(d["removalPending"]["reason"], "deleted");
+    assert_eq!(d["roles"], vpn_roles);
+    let r = get(&app, &admin, "/api/v1/removals").await;
+    let flagged = items(&r);
+    assert_eq!(flagged.len(), 1);
+    assert_eq!(flagged[0]["id"], dave_acc.as_str());
+    let r = post(&app, &admin, &confirm(&dave_acc), None).await;
+    let d = ok(&r, 200).clone();
+    assert_eq!(d["state"], "removed");
+    assert_eq!(d["roles"], json!([]));
+    assert_eq!(d["removalPending"], Value::Null);
+    let r = post(&app, &admin, &confirm(&dave_acc), None).await;
+    api_error(&r, 409, "conflict");
+    let r = get(
+        &app,
+        &admin,
+        &format!("/api/v1/accounts/{dave_acc}/timeline"),
+    )
+    .await;
+    let got = types(&items(&r));
+    let want = [
+        format!("{PROV}delete"),
+        "account.removal_pending".to_string(),
+        "account.removed".to_string(),
+    ];
+    let mut it = got.iter();
+    for w in &want {
+        assert!(it.any(|g| g == w), "timeline lacks {w} in order: {got:?}");
+    }
+
+    // Eve is disabled and enabled again before anyone confirms: the flag goes.
+    scim_patch(&app, &format!("/scim/v2/Users/{eve}"), entra_active(false)).await;
+    assert_eq!(
+        get_account(&app, &admin, &eve_acc).await["removalPending"]["reason"],
+        "deactivated"
+    );
+    scim_patch(&app, &format!("/scim/v2/Users/{eve}"), entra_active(true)).await;
+    let e = get_account(&app, &admin, &eve_acc).await;
+    assert_eq!(e["state"], "active");
+    assert_eq!(e["removalPending"], Value::Null);
+    assert_eq!(e["roles"], vpn_roles);
+    let r = get(&app, &admin, "/api/v1/removals").await;
+    assert_eq!(items(&r), Vec::<Value>::new());
+    let r = post(&app, &admin, &confirm(&eve_acc), None).await;
+    api_error(&r, 409, "conflict");
+}
