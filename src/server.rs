@@ -20,10 +20,12 @@ use crate::webhooks;
 /// plus a newly generated token to show once when none existed.
 pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), String> {
     let registry = Registry::load()?;
-    let pool = storage::conn::open(
+    let pool = storage::conn::open_with(
         &args.db.database_url,
         args.db.sqlite_synchronous,
         args.db.db_pool_size,
+        (args.db_statement_timeout_ms > 0)
+            .then(|| Duration::from_millis(args.db_statement_timeout_ms)),
     )
     .map_err(|e| e.to_string())?;
     let mut conn = pool
@@ -59,6 +61,10 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             max_operations: args.bulk_max_operations,
         },
         max_webhooks: args.webhooks.webhook_max_subscriptions,
+        caps: crate::provisioning::Caps {
+            max_values_per_attribute: args.max_values_per_attribute,
+            max_resource_bytes: args.max_resource_bytes,
+        },
         ..Settings::default()
     };
     let state = AppState {
@@ -76,6 +82,10 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             .map(|l| Arc::new(http::ratelimit::RateLimiter::new(l))),
         session_cookies: http::front::SessionCookies::for_base_url(&args.base_url()),
         sign_in: http::session::SignInGuard::new(&args.base_url(), args.admin_sign_in_limit),
+        admission: Arc::new(http::admission::Admission::new(
+            args.tenant_max_concurrency
+                .unwrap_or(args.db.db_pool_size as usize / 2),
+        )),
     };
     Ok((state, generated))
 }
@@ -135,7 +145,10 @@ pub async fn serve(args: ServeArgs, state: AppState) -> std::io::Result<()> {
             .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms"))
             .configure(http::configure(state.clone()))
     })
-    .shutdown_timeout(30);
+    .shutdown_timeout(30)
+    // A client that closes its side has gone: its request is dropped, which cancels its
+    // statement (`http::front`).
+    .h1_allow_half_closed(false);
     if let Some(w) = args.workers {
         server = server.workers(w);
     }
