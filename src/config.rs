@@ -310,6 +310,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SCIMITAR_MAX_RESOURCE_BYTES", default_value_t = 262_144)]
     pub max_resource_bytes: usize,
 
+    /// How often, in seconds, tables changed by more than 10 % since their last analyze are
+    /// analyzed in the background (Postgres `ANALYZE`, SQLite `PRAGMA optimize`); 0: never.
+    #[arg(long, env = "SCIMITAR_DB_ANALYZE_EVERY_SECS", default_value_t = 30)]
+    pub db_analyze_every_secs: u64,
+
     /// The most requests of one tenant that run at once; more wait a little, then 429 for that
     /// tenant only [default: half of --db-pool-size, at least 1].
     #[arg(long, env = "SCIMITAR_TENANT_MAX_CONCURRENCY")]

@@ -135,10 +135,39 @@ pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> webhooks::Workers {
     )
 }
 
+/// Starts the thread that keeps the planner's statistics fresh
+/// (`storage::conn::refresh_statistics`, every `--db-analyze-every-secs`); it ends with the
+/// process.
+pub fn start_statistics(args: &ServeArgs, state: &AppState) {
+    if args.db_analyze_every_secs == 0 {
+        return;
+    }
+    let every = Duration::from_secs(args.db_analyze_every_secs);
+    let pool = state.service.pool.clone();
+    let spawned = std::thread::Builder::new()
+        .name("statistics".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let done = pool
+                .get()
+                .map_err(StorageError::from)
+                .and_then(|mut c| storage::conn::refresh_statistics(&mut c.db()));
+            match done {
+                Ok(t) if !t.is_empty() => log::info!("statistics refreshed: {}", t.join(", ")),
+                Ok(_) => {}
+                Err(e) => log::warn!("statistics not refreshed: {e}"),
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("statistics thread not started: {e}");
+    }
+}
+
 /// Serves until SIGTERM/SIGINT; in-flight requests get up to 30 s to finish. Webhook
 /// deliveries run beside it, on their own threads.
 pub async fn serve(args: ServeArgs, state: AppState) -> std::io::Result<()> {
     let workers = start_webhooks(&args, &state);
+    start_statistics(&args, &state);
     let state = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()

@@ -520,6 +520,28 @@ pub fn analyze(db: &mut Db<'_>) -> StoreResult<()> {
     Ok(())
 }
 
+/// Keeps the planner's statistics fresh (run by a background thread, `server`): Postgres
+/// `ANALYZE`s every table changed by more than 10 % since its last analyze (autovacuum may be
+/// off, or not yet there after a big import); SQLite runs `PRAGMA optimize`. Returns the
+/// tables analyzed.
+pub fn refresh_statistics(db: &mut Db<'_>) -> StoreResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let backend = db.backend();
+    let Some(q) = backend.stale_tables() else {
+        db.execute(&Sql::new(&backend.refresh_statistics(None)))?;
+        return Ok(Vec::new());
+    };
+    let stale: Vec<Name> = db.load(&Sql::new(q))?;
+    for t in &stale {
+        db.execute(&Sql::new(&backend.refresh_statistics(Some(&t.name))))?;
+    }
+    Ok(stale.into_iter().map(|t| t.name).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

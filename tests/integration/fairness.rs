@@ -430,3 +430,27 @@ async fn a_busy_tenant_past_its_share_gets_429_and_another_tenant_does_not() {
         assert_eq!(q.await.unwrap().as_u16(), 200);
     }
 }
+
+/// Tables changed by more than 10 % since their last analyze are analyzed (Postgres; SQLite
+/// runs `PRAGMA optimize`).
+#[actix_web::test]
+async fn statistics_are_refreshed_after_a_table_changed_by_a_tenth() {
+    let db = TestDb::new();
+    let (_app, state) = app_with(args(&db)).await;
+    seed_users(&db, 2000);
+    let mut conn = state.service.pool.get().unwrap();
+    let first = scimitar::storage::conn::refresh_statistics(&mut conn.db()).unwrap();
+    if db.is_postgres() {
+        assert!(first.iter().any(|t| t == "resources"), "{first:?}");
+        let analyzed = side(&db)
+            .db()
+            .count(&Sql::new(
+                "SELECT COUNT(*) AS n FROM pg_stats WHERE schemaname = current_schema() \
+                 AND tablename = 'resources'",
+            ))
+            .unwrap();
+        assert!(analyzed > 0, "resources has no statistics");
+    } else {
+        assert!(first.is_empty());
+    }
+}
