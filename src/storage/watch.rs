@@ -59,7 +59,7 @@ impl Watch {
             Some(t) => now_nanos().saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
             None => NO_DEADLINE,
         };
-        self.deadline.store(d.min(NO_DEADLINE), Ordering::SeqCst);
+        self.deadline.store(d, Ordering::SeqCst);
     }
 
     /// The statement ended.
