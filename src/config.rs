@@ -288,6 +288,38 @@ pub struct ServeArgs {
     )]
     pub max_members_per_request: usize,
 
+    /// The longest one database statement may run, in ms (0: no limit). A list or search
+    /// that runs out answers 400 tooMany; a write, 503 with Retry-After (it changes nothing).
+    #[arg(
+        long,
+        env = "SCIMITAR_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 15_000
+    )]
+    pub db_statement_timeout_ms: u64,
+
+    /// The most values one multi-valued attribute of a stored resource may hold (group
+    /// `members` have --max-members-per-request); above it 400 invalidValue.
+    #[arg(
+        long,
+        env = "SCIMITAR_MAX_VALUES_PER_ATTRIBUTE",
+        default_value_t = 1000
+    )]
+    pub max_values_per_attribute: usize,
+
+    /// The most bytes one stored resource's JSON may take; above it 413.
+    #[arg(long, env = "SCIMITAR_MAX_RESOURCE_BYTES", default_value_t = 262_144)]
+    pub max_resource_bytes: usize,
+
+    /// How often, in seconds, tables changed by more than 10 % since their last analyze are
+    /// analyzed in the background (Postgres `ANALYZE`, SQLite `PRAGMA optimize`); 0: never.
+    #[arg(long, env = "SCIMITAR_DB_ANALYZE_EVERY_SECS", default_value_t = 30)]
+    pub db_analyze_every_secs: u64,
+
+    /// The most requests of one tenant that run at once; more wait a little, then 429 for that
+    /// tenant only [default: half of --db-pool-size, at least 1].
+    #[arg(long, env = "SCIMITAR_TENANT_MAX_CONCURRENCY")]
+    pub tenant_max_concurrency: Option<usize>,
+
     /// Turn off every client-dialect tolerance (for conformance testing); see README.
     #[arg(long, env = "SCIMITAR_STRICT")]
     pub strict: bool,

@@ -20,10 +20,12 @@ use crate::webhooks;
 /// plus a newly generated token to show once when none existed.
 pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), String> {
     let registry = Registry::load()?;
-    let pool = storage::conn::open(
+    let pool = storage::conn::open_with(
         &args.db.database_url,
         args.db.sqlite_synchronous,
         args.db.db_pool_size,
+        (args.db_statement_timeout_ms > 0)
+            .then(|| Duration::from_millis(args.db_statement_timeout_ms)),
     )
     .map_err(|e| e.to_string())?;
     let mut conn = pool
@@ -59,6 +61,10 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             max_operations: args.bulk_max_operations,
         },
         max_webhooks: args.webhooks.webhook_max_subscriptions,
+        caps: crate::provisioning::Caps {
+            max_values_per_attribute: args.max_values_per_attribute,
+            max_resource_bytes: args.max_resource_bytes,
+        },
         ..Settings::default()
     };
     let state = AppState {
@@ -76,6 +82,10 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             .map(|l| Arc::new(http::ratelimit::RateLimiter::new(l))),
         session_cookies: http::front::SessionCookies::for_base_url(&args.base_url()),
         sign_in: http::session::SignInGuard::new(&args.base_url(), args.admin_sign_in_limit),
+        admission: Arc::new(http::admission::Admission::new(
+            args.tenant_max_concurrency
+                .unwrap_or(args.db.db_pool_size as usize / 2),
+        )),
     };
     Ok((state, generated))
 }
@@ -125,17 +135,49 @@ pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> webhooks::Workers {
     )
 }
 
+/// Starts the thread that keeps the planner's statistics fresh
+/// (`storage::conn::refresh_statistics`, every `--db-analyze-every-secs`); it ends with the
+/// process.
+pub fn start_statistics(args: &ServeArgs, state: &AppState) {
+    if args.db_analyze_every_secs == 0 {
+        return;
+    }
+    let every = Duration::from_secs(args.db_analyze_every_secs);
+    let pool = state.service.pool.clone();
+    let spawned = std::thread::Builder::new()
+        .name("statistics".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let done = pool
+                .get()
+                .map_err(StorageError::from)
+                .and_then(|mut c| storage::conn::refresh_statistics(&mut c.db()));
+            match done {
+                Ok(t) if !t.is_empty() => log::info!("statistics refreshed: {}", t.join(", ")),
+                Ok(_) => {}
+                Err(e) => log::warn!("statistics not refreshed: {e}"),
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("statistics thread not started: {e}");
+    }
+}
+
 /// Serves until SIGTERM/SIGINT; in-flight requests get up to 30 s to finish. Webhook
 /// deliveries run beside it, on their own threads.
 pub async fn serve(args: ServeArgs, state: AppState) -> std::io::Result<()> {
     let workers = start_webhooks(&args, &state);
+    start_statistics(&args, &state);
     let state = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms"))
             .configure(http::configure(state.clone()))
     })
-    .shutdown_timeout(30);
+    .shutdown_timeout(30)
+    // A client that closes its side has gone: its request is dropped, which cancels its
+    // statement (`http::front`).
+    .h1_allow_half_closed(false);
     if let Some(w) = args.workers {
         server = server.workers(w);
     }

@@ -29,6 +29,8 @@ mod discovery;
 mod entra;
 #[path = "integration/errors.rs"]
 mod errors;
+#[path = "integration/fairness.rs"]
+mod fairness;
 #[path = "integration/groups.rs"]
 mod groups;
 #[path = "integration/jwt.rs"]

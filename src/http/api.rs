@@ -481,19 +481,21 @@ fn by_id_listing<T: Serialize + Send + 'static>(
 /// arrives. This process's commits wake it at once; other instances' within a second.
 async fn events(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Reply {
     let params = Params::from_request(&req);
-    // Registered before the first look, so a commit between a look and the wait still wakes.
-    let signal = state.service.signal.clone();
-    let mut notified = Box::pin(signal.notified());
-    notified.as_mut().enable();
-    let (p, after, limit, wait, mut feed) = enter(&state, a.0, Access::Admin, move |s, c, p| {
-        let params = params?;
-        let after = feed::check_after(params.int("after")?)?;
-        let limit = page_limit(params.int("limit")?)?;
-        let wait = feed::check_wait(params.int("wait")?)?;
-        let feed = s.events(c, p, after, limit)?;
-        Ok((p.clone(), after, limit, wait, feed))
-    })
-    .await?;
+    // Registered before the first look, so a commit between a look and the wait still wakes;
+    // on the tenant's own channel, so other tenants' commits do not.
+    let (p, after, limit, wait, mut feed, channel, mut notified) =
+        enter(&state, a.0, Access::Admin, move |s, c, p| {
+            let params = params?;
+            let after = feed::check_after(params.int("after")?)?;
+            let limit = page_limit(params.int("limit")?)?;
+            let wait = feed::check_wait(params.int("wait")?)?;
+            let channel = s.signal.channel(&p.tenant);
+            let mut notified = Box::pin(channel.clone().notified_owned());
+            notified.as_mut().enable();
+            let feed = s.events(c, p, after, limit)?;
+            Ok((p.clone(), after, limit, wait, feed, channel, notified))
+        })
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(wait);
     loop {
         let now = Instant::now();
@@ -502,7 +504,7 @@ async fn events(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Reply
         }
         let nap = (deadline - now).min(Duration::from_secs(1));
         let _ = tokio::time::timeout(nap, notified.as_mut()).await;
-        notified = Box::pin(signal.notified());
+        notified = Box::pin(channel.clone().notified_owned());
         notified.as_mut().enable();
         let p = p.clone();
         feed = hop(&state, move |s, c| Ok(s.events(c, &p, after, limit)?)).await?;

@@ -13,6 +13,9 @@ use crate::scim::schema::ERROR_SCHEMA;
 
 pub const SCIM_JSON: &str = "application/scim+json";
 
+/// `Retry-After` (seconds) of a request that ran past the statement deadline.
+pub const DEADLINE_RETRY_AFTER: u64 = 2;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -120,6 +123,27 @@ impl From<Error> for ApiError {
                 "the change conflicts with an existing resource",
             ),
             Error::Storage(s @ (S::Pool(_) | S::Connect(_))) => ApiError::unavailable(&s),
+            // A write (or a read other than a list) that ran past the statement deadline:
+            // rolled back, so the client may retry it as it is. Lists answer 400 tooMany
+            // (`provisioning::list`).
+            Error::Storage(S::Deadline) => {
+                log::warn!("a statement ran past the statement deadline; answered 503");
+                ApiError {
+                    retry_after: Some(DEADLINE_RETRY_AFTER),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        None,
+                        "the request took longer than the server allows \
+                         (--db-statement-timeout-ms) and changed nothing; retry later",
+                    )
+                }
+            }
+            // Its client went away: nobody reads this answer.
+            Error::Storage(S::Cancelled) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "the request was cancelled",
+            ),
             // A row that does not decode (`Corrupt`) is ours: logged with the row, never sent.
             Error::Storage(s) => ApiError::internal(&s),
         }

@@ -14,12 +14,14 @@
 //! connection, in the same hop, and a state change must carry the session's CSRF token.
 
 use std::future::{ready, Ready};
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest};
 
+use super::admission;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::session::{self, Session};
@@ -28,6 +30,7 @@ use crate::provisioning::{self, Service};
 use crate::scim::compat::Compat;
 use crate::scim::time::now_micros;
 use crate::storage::conn::Conn;
+use crate::storage::watch::Cancel;
 use crate::storage::{StorageError, TenantId};
 
 /// The bearer credential of a request, as sent (checked in `enter`). No credential is 401
@@ -177,6 +180,9 @@ pub fn rate_key(tenant: &TenantId, credential: Option<&str>) -> String {
 /// Why the front door turned a request away, or what its use case answered instead.
 enum Refused {
     TooMany(u64),
+    /// The tenant runs its share of requests (`--tenant-max-concurrency`) and its queue is
+    /// full or the wait ran out.
+    TenantBusy(usize),
     NotAdmin,
     /// The session cookie names no live session.
     NoSession,
@@ -207,6 +213,18 @@ impl From<Refused> for ApiError {
     fn from(r: Refused) -> ApiError {
         match r {
             Refused::TooMany(retry_after) => ApiError::too_many_requests(retry_after),
+            Refused::TenantBusy(max) => ApiError {
+                retry_after: Some(admission::RETRY_AFTER),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    None,
+                    format!(
+                        "this tenant already runs {max} requests at once \
+                         (--tenant-max-concurrency) and more are waiting; retry after {} s",
+                        admission::RETRY_AFTER
+                    ),
+                )
+            },
             Refused::NotAdmin => ApiError::new(
                 StatusCode::FORBIDDEN,
                 None,
@@ -286,8 +304,12 @@ where
     let bootstrap = state.bootstrap_hash.clone();
     let limiter = state.rate_limiter.clone();
     let caller = caller.into();
+    let cancel = OnGone::new();
+    let hold = cancel.hold();
+    let admission = state.admission.clone();
     let outcome = web::block(move || -> Result<T, Refused> {
         let mut conn = svc.conn()?;
+        let attached = hold.attach(&conn);
         let compat = svc.settings.compat;
         let now = now_micros();
         let p = match &caller {
@@ -308,11 +330,62 @@ where
         if access == Access::Admin && p.scope != Scope::Admin {
             return Err(Refused::NotAdmin);
         }
+        // The tenant's share: past it, wait for a slot without holding a connection.
+        let (_slot, mut conn, _attached) = match admission.try_admit(&p.tenant) {
+            Some(slot) => (slot, conn, attached),
+            None => {
+                drop(attached);
+                drop(conn);
+                let slot = admission
+                    .admit(&p.tenant, admission::QUEUE_WAIT)
+                    .ok_or(Refused::TenantBusy(admission.max()))?;
+                let conn = svc.conn()?;
+                let attached = hold.attach(&conn);
+                (slot, conn, attached)
+            }
+        };
         Ok(f(&svc, &mut conn, &p)?)
     })
     .await
     .map_err(|e| ApiError::internal(&e))?;
+    cancel.done();
     outcome.map_err(ApiError::from)
+}
+
+/// Cancels a request's statement when its future is dropped before the blocking hop ended:
+/// actix drops it when the client goes away. The hop's thread cannot be stopped, but its
+/// statement can (`storage::watch::Cancel`), and its later statements fail at once, so its
+/// connection goes back to the pool.
+struct OnGone(Option<Arc<Cancel>>);
+
+impl OnGone {
+    fn new() -> OnGone {
+        OnGone(Some(Arc::default()))
+    }
+
+    /// The hop's side of it.
+    fn hold(&self) -> Arc<Cancel> {
+        self.0.clone().unwrap_or_default()
+    }
+
+    /// The hop ended: nothing to cancel.
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for OnGone {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            // Off the executor: on Postgres the cancel is sent over a new connection.
+            let spawned = std::thread::Builder::new()
+                .name("cancel".into())
+                .spawn(move || c.fire());
+            if let Err(e) = spawned {
+                log::warn!("cannot cancel the statement of a gone client: {e}");
+            }
+        }
+    }
 }
 
 /// A blocking hop without `enter`'s credential check: a pooled connection and `f` on it. For
@@ -325,7 +398,15 @@ where
     F: FnOnce(&Service, &mut Conn) -> Result<T, ApiError> + Send + 'static,
 {
     let svc = state.service.clone();
-    web::block(move || f(&svc, &mut *svc.conn()?))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+    let cancel = OnGone::new();
+    let hold = cancel.hold();
+    let out = web::block(move || {
+        let mut conn = svc.conn()?;
+        let _attached = hold.attach(&conn);
+        f(&svc, &mut conn)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
+    cancel.done();
+    out
 }

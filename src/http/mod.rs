@@ -11,6 +11,7 @@
 //!   and query parameters; `error`: every error to its status, in one table; `ratelimit`:
 //!   per-credential token buckets.
 
+pub mod admission;
 pub mod api;
 pub mod console;
 pub mod discovery;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub session_cookies: front::SessionCookies,
     /// Who may sign in to the admin console, how often.
     pub sign_in: session::SignInGuard,
+    /// How many requests of one tenant run at once (`--tenant-max-concurrency`).
+    pub admission: std::sync::Arc<admission::Admission>,
 }
 
 /// The routes. `main` and the tests both build the app with this.

@@ -3,7 +3,8 @@
 //! signal raised after the commit that wakes whoever waits for new events (long-polls,
 //! delivery workers). SCIM changes are journaled as RFC 9967 Security Event Tokens.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Weak};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -62,22 +63,50 @@ pub struct SetEvent {
     pub data: Option<Value>,
 }
 
-/// Raised after every commit that appended to a feed: wakes this process's long-polls at
-/// once (other instances' commits are found by polling). Delivery has its own wake-up,
-/// rung only by commits that queued deliveries (`webhooks::Hub::queued`).
+/// Raised after every commit that appended to a feed: wakes this process's long-polls of
+/// that commit's tenant at once, and no other tenant's (other instances' commits are found by
+/// polling). Delivery has its own wake-up, rung only by commits that queued deliveries
+/// (`webhooks::Hub::queued`).
 #[derive(Default)]
 pub struct Signal {
-    notify: tokio::sync::Notify,
+    /// One channel per tenant with waiters; a channel nobody holds any more is dropped.
+    channels: std::sync::Mutex<HashMap<TenantId, Weak<tokio::sync::Notify>>>,
 }
 
 impl Signal {
-    pub fn raise(&self) {
-        self.notify.notify_waiters();
+    /// Wakes the waiters of `tenant`'s channel.
+    pub fn raise(&self, tenant: &TenantId) {
+        let notify = self.lock().get(tenant).and_then(Weak::upgrade);
+        if let Some(n) = notify {
+            n.notify_waiters();
+        }
     }
 
-    /// For async waiters (long-polls): create it before looking, await it after.
-    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.notify.notified()
+    /// `tenant`'s channel. For async waiters (long-polls): take `notified_owned()` of it and
+    /// `enable` it before looking, await it after.
+    pub fn channel(&self, tenant: &TenantId) -> Arc<tokio::sync::Notify> {
+        let mut channels = self.lock();
+        if let Some(n) = channels.get(tenant).and_then(Weak::upgrade) {
+            return n;
+        }
+        channels.retain(|_, w| w.strong_count() > 0);
+        let n = Arc::new(tokio::sync::Notify::new());
+        channels.insert(tenant.clone(), Arc::downgrade(&n));
+        n
+    }
+
+    /// How many tenants have a channel with waiters (tests).
+    pub fn channels(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Weak<tokio::sync::Notify>>> {
+        self.channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -228,5 +257,36 @@ impl Journal {
         }
         deliveries::queue(db, &self.tenant, &queued, self.now)?;
         Ok(!queued.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod signal_tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    #[test]
+    fn a_commit_wakes_its_own_tenants_waiters_only() {
+        let signal = Signal::default();
+        let (a, b) = (TenantId::from("a"), TenantId::from("b"));
+        let mut on_a = Box::pin(signal.channel(&a).notified_owned());
+        let mut on_b = Box::pin(signal.channel(&b).notified_owned());
+        on_a.as_mut().enable();
+        on_b.as_mut().enable();
+        assert_eq!(signal.channels(), 2);
+        signal.raise(&a);
+        assert!(
+            on_b.as_mut().now_or_never().is_none(),
+            "b woke on a's commit"
+        );
+        assert!(on_a.as_mut().now_or_never().is_some());
+        signal.raise(&b);
+        assert!(on_b.as_mut().now_or_never().is_some());
+        drop((on_a, on_b));
+        assert_eq!(
+            signal.channels(),
+            0,
+            "channels nobody waits on are not kept"
+        );
     }
 }

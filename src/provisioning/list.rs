@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::cursor::{self, Direction, Position};
 use super::{Error, Result, Service};
 use crate::auth::Principal;
-use crate::scim::error::ScimError;
+use crate::scim::error::{ScimError, ScimType};
 use crate::scim::filter::{self, Cond, Sort};
 use crate::scim::projection::Projection;
 use crate::scim::schema::{Rtype, LIST_RESPONSE};
@@ -16,7 +16,22 @@ use crate::storage::conn::{Conn, Db};
 use crate::storage::members;
 use crate::storage::resources::ResourceRow;
 use crate::storage::search::{self, Window};
-use crate::storage::TenantId;
+use crate::storage::{StorageError, TenantId};
+
+/// A list or search that ran past the statement deadline: 400 tooMany (RFC 7644 §3.12: "the
+/// specified filter yields many more results than the server is willing to calculate").
+fn too_long(e: Error) -> Error {
+    match e {
+        Error::Storage(StorageError::Deadline) => ScimError::new(
+            ScimType::TooMany,
+            "the query took longer than the server allows (--db-statement-timeout-ms); narrow \
+             the filter (an `eq` or `sw` on userName, externalId or emails.value, or a longer \
+             `co` substring) or ask for a smaller page",
+        )
+        .into(),
+        other => other,
+    }
+}
 
 /// A list or search request (RFC 7644 §3.4.2, §3.4.3).
 #[derive(Clone, Debug, Default)]
@@ -128,28 +143,32 @@ impl Service {
             .min(self.settings.max_page_size)
             .max(0);
         if let (Some(cursor), [plan]) = (&q.cursor, plans.as_slice()) {
-            return conn.read_tx(|db| self.cursor_page(db, p, plan, cursor, count));
+            return conn
+                .read_tx(|db| self.cursor_page(db, p, plan, cursor, count))
+                .map_err(too_long);
         }
         // RFC 7644 §3.4.2.4: startIndex below 1 is read as 1; count is capped by the server.
         let start = q.start_index.unwrap_or(1).max(1);
-        let (total, outputs) = conn.read_tx(|db| {
-            let mut total = 0;
-            let mut outputs = Vec::new();
-            // The types are concatenated in order; the page is a window over them.
-            let mut skip = start - 1;
-            for plan in &plans {
-                let window = Window::Offset {
-                    offset: skip,
-                    limit: count - outputs.len() as i64,
-                };
-                let page = plan.search(db, &p.tenant, &window, true)?;
-                let t = page.total.unwrap_or(0);
-                total += t;
-                skip = (skip - t).max(0);
-                outputs.extend(self.render_rows(db, plan, &page.rows)?);
-            }
-            Ok::<_, Error>((total, outputs))
-        })?;
+        let (total, outputs) = conn
+            .read_tx(|db| {
+                let mut total = 0;
+                let mut outputs = Vec::new();
+                // The types are concatenated in order; the page is a window over them.
+                let mut skip = start - 1;
+                for plan in &plans {
+                    let window = Window::Offset {
+                        offset: skip,
+                        limit: count - outputs.len() as i64,
+                    };
+                    let page = plan.search(db, &p.tenant, &window, true)?;
+                    let t = page.total.unwrap_or(0);
+                    total += t;
+                    skip = (skip - t).max(0);
+                    outputs.extend(self.render_rows(db, plan, &page.rows)?);
+                }
+                Ok::<_, Error>((total, outputs))
+            })
+            .map_err(too_long)?;
         Ok(json!({
             "schemas": [LIST_RESPONSE],
             "totalResults": total,

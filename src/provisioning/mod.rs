@@ -54,6 +54,27 @@ pub struct Settings {
     pub bulk: bulk::BulkLimits,
     /// The most webhook subscriptions a tenant may have (`--webhook-max-subscriptions`).
     pub max_webhooks: usize,
+    /// What one stored resource may hold.
+    pub caps: Caps,
+}
+
+/// What one stored resource may hold (see `resources`): above, its write is refused.
+#[derive(Clone, Copy, Debug)]
+pub struct Caps {
+    /// Values of one multi-valued attribute (`--max-values-per-attribute`); group `members`
+    /// have their own limit.
+    pub max_values_per_attribute: usize,
+    /// Bytes of its stored JSON (`--max-resource-bytes`).
+    pub max_resource_bytes: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Caps {
+        Caps {
+            max_values_per_attribute: 1000,
+            max_resource_bytes: 262_144,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -70,6 +91,7 @@ impl Default for Settings {
                 max_operations: 1000,
             },
             max_webhooks: 20,
+            caps: Caps::default(),
         }
     }
 }
@@ -168,7 +190,7 @@ impl Service {
             let queued = j.flush(db)?;
             Ok::<(T, bool), Error>((out, queued))
         })?;
-        self.signal.raise();
+        self.signal.raise(&p.tenant);
         if queued {
             self.webhooks.queued(&p.tenant);
         }

@@ -111,8 +111,40 @@ pub(crate) fn parse_doc(row: &ResourceRow) -> Result<Doc> {
         .map_err(|e| StorageError::corrupt("resources", row.pk, format!("column doc: {e}")))?)
 }
 
-fn to_json(doc: &Doc) -> Result<String> {
-    serde_json::to_string(doc).map_err(|e| Error::Storage(StorageError::Backend(Box::new(e))))
+/// A document as stored, within the caps of one stored resource: at most
+/// `max_values_per_attribute` values in any multi-valued attribute (group `members` are kept
+/// apart, under `--max-members-per-request`) and `max_resource_bytes` of JSON. Checked before
+/// anything is written, so a refused write changes nothing.
+fn to_json(doc: &Doc, caps: &super::Caps) -> Result<String> {
+    fn over(doc: &Doc, max: usize) -> Option<(String, usize)> {
+        doc.iter().find_map(|(name, v)| match v {
+            Value::Array(a) if a.len() > max && name != "members" => Some((name.clone(), a.len())),
+            // An extension's attributes, under its URN.
+            Value::Object(o) if name.starts_with("urn:") => {
+                over(o, max).map(|(n, len)| (format!("{name}:{n}"), len))
+            }
+            _ => None,
+        })
+    }
+    if let Some((name, len)) = over(doc, caps.max_values_per_attribute) {
+        return Err(ScimError::invalid_value(format!(
+            "`{name}` would hold {len} values; the most one attribute may hold is {} \
+             (--max-values-per-attribute)",
+            caps.max_values_per_attribute
+        ))
+        .into());
+    }
+    let json = serde_json::to_string(doc)
+        .map_err(|e| Error::Storage(StorageError::Backend(Box::new(e))))?;
+    if json.len() > caps.max_resource_bytes {
+        return Err(Error::TooLarge(format!(
+            "the resource would take {} bytes stored; the most is {} \
+             (--max-resource-bytes)",
+            json.len(),
+            caps.max_resource_bytes
+        )));
+    }
+    Ok(json)
 }
 
 impl Service {
@@ -353,7 +385,7 @@ impl Service {
     ) -> Result<Output> {
         let n = resource::normalize(&self.registry, rt, body, &p.compat)?;
         let ix = index::index(&self.registry, rt, &n.doc);
-        let doc_json = to_json(&n.doc)?;
+        let doc_json = to_json(&n.doc, &self.settings.caps)?;
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_micros();
         let member_pks = match &n.members {
@@ -407,7 +439,7 @@ impl Service {
         for body in bodies {
             let n = resource::normalize(&self.registry, Rtype::User, body, &p.compat)?;
             let ix = index::index(&self.registry, Rtype::User, &n.doc);
-            let json = to_json(&n.doc)?;
+            let json = to_json(&n.doc, &self.settings.caps)?;
             prepared.push((uuid::Uuid::new_v4().to_string(), ix, json, n.doc));
         }
         let writes: Vec<ResourceWrite<'_>> = prepared
@@ -477,7 +509,7 @@ impl Service {
         let ix = index::index(&self.registry, rt, &n.doc);
         let w = ResourceWrite {
             indexed: &ix,
-            doc: &to_json(&n.doc)?,
+            doc: &to_json(&n.doc, &self.settings.caps)?,
             now,
         };
         let mut watched = None;
@@ -559,7 +591,7 @@ impl Service {
             let ix = index::index(&self.registry, rt, &patched.doc);
             let w = ResourceWrite {
                 indexed: &ix,
-                doc: &to_json(&patched.doc)?,
+                doc: &to_json(&patched.doc, &self.settings.caps)?,
                 now,
             };
             version = resources::update(db, &p.tenant, row.pk, row.version, &w)

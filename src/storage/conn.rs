@@ -4,6 +4,8 @@
 //! inside a transaction, is broken and the pool replaces it.
 
 use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Duration;
 
 use diesel::pg::{Pg, PgConnection};
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
@@ -13,6 +15,7 @@ use diesel::{Connection, QueryableByName, RunQueryDsl};
 
 use super::dialect::{self, Backend};
 use super::sql::{pg_query, sqlite_query, Bind, Sql};
+use super::watch::{self, Stop, Target, Watch};
 use super::{StorageError, StoreResult};
 use crate::config::SqliteSync;
 
@@ -60,6 +63,12 @@ pub struct Conn {
     inner: Inner,
     /// Set when a statement found the connection dead (see `Manager::has_broken`).
     broken: Cell<bool>,
+    /// The statement deadline (`--db-statement-timeout-ms`; None: none).
+    timeout: Option<Duration>,
+    /// Postgres: where to send a cancel for this connection's statements (see `watch`).
+    pg_target: Option<Arc<(String, i32)>>,
+    /// Declared last so it is dropped after the connection, whose SQLite handlers point to it.
+    watch: Arc<Watch>,
 }
 
 enum Inner {
@@ -73,7 +82,48 @@ pub type WriterLock = std::sync::Arc<std::sync::Mutex<()>>;
 /// A borrowed connection: what every storage function works on.
 pub struct Db<'a> {
     inner: DbInner<'a>,
+    s: Shared<'a>,
+}
+
+/// What a borrowed connection shares with its `Conn`.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
     broken: &'a Cell<bool>,
+    watch: &'a Watch,
+    timeout: Option<Duration>,
+}
+
+/// The message of the error a statement stopped by its deadline fails with (see `stopped`).
+pub(super) const DEADLINE: &str = "scimitar: statement deadline exceeded";
+/// The message of the error a statement of a cancelled request fails with.
+pub(super) const CANCELLED: &str = "scimitar: statement cancelled";
+
+fn marker(m: &str) -> DieselError {
+    DieselError::DatabaseError(DatabaseErrorKind::Unknown, Box::new(m.to_string()))
+}
+
+/// A database error of a statement the watch stopped, or that Postgres stopped for its
+/// `statement_timeout` or a cancel request, as one of the two markers that
+/// `StorageError::from` names `Deadline` and `Cancelled`; any other error as it is.
+fn stopped(watch: &Watch, e: DieselError) -> DieselError {
+    let DieselError::DatabaseError(_, info) = &e else {
+        return e;
+    };
+    let why = watch.stopped().or_else(|| {
+        let m = info.message();
+        if m.starts_with("canceling statement due to statement timeout") {
+            Some(Stop::Deadline)
+        } else if m.starts_with("canceling statement due to user request") {
+            Some(Stop::Cancelled)
+        } else {
+            None
+        }
+    });
+    match why {
+        Some(Stop::Deadline) => marker(DEADLINE),
+        Some(Stop::Cancelled) => marker(CANCELLED),
+        None => e,
+    }
 }
 
 enum DbInner<'a> {
@@ -93,39 +143,72 @@ fn connection_lost(e: &DieselError) -> bool {
 }
 
 impl Conn {
+    /// A connection without statement deadline (admin commands, migrations, tests).
     pub fn establish(url: &DbUrl, sync: SqliteSync) -> Result<Conn, diesel::ConnectionError> {
-        Conn::establish_with(url, sync, WriterLock::default())
+        Conn::establish_with(url, sync, WriterLock::default(), None)
     }
 
     fn establish_with(
         url: &DbUrl,
         sync: SqliteSync,
         writer: WriterLock,
+        timeout: Option<Duration>,
     ) -> Result<Conn, diesel::ConnectionError> {
-        let inner = match url.backend {
+        let watch = Arc::new(Watch::default());
+        let setup = diesel::ConnectionError::CouldntSetupConfiguration;
+        let (inner, pg_target) = match url.backend {
             Backend::Sqlite => {
-                let mut c = SqliteConnection::establish(&url.target)?;
-                dialect::setup_sqlite(&mut c, sync)
-                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-                Inner::Sqlite(c, writer)
+                let c = watch::open_sqlite(&watch, || {
+                    let mut c = SqliteConnection::establish(&url.target)?;
+                    dialect::setup_sqlite(&mut c, sync).map_err(setup)?;
+                    Ok::<_, diesel::ConnectionError>(c)
+                })?;
+                (Inner::Sqlite(c, writer), None)
             }
-            Backend::Postgres => Inner::Pg(PgConnection::establish(&url.target)?),
+            Backend::Postgres => {
+                let mut c = PgConnection::establish(&url.target)?;
+                if let Some(t) = timeout {
+                    let ms = t.as_millis().max(1);
+                    diesel::sql_query(format!("SET statement_timeout = {ms}"))
+                        .execute(&mut c)
+                        .map_err(setup)?;
+                }
+                let pid = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                    "pg_backend_pid()",
+                ))
+                .get_result::<i32>(&mut c)
+                .map_err(setup)?;
+                (Inner::Pg(c), Some(Arc::new((url.target.clone(), pid))))
+            }
         };
         Ok(Conn {
             inner,
             broken: Cell::new(false),
+            timeout,
+            pg_target,
+            watch,
         })
     }
 
+    /// What `watch::Cancel` needs to stop this connection's statements from another thread.
+    pub(super) fn target(&self) -> Target {
+        Target {
+            watch: self.watch.clone(),
+            pg: self.pg_target.clone(),
+        }
+    }
+
     pub fn db(&mut self) -> Db<'_> {
+        let s = Shared {
+            broken: &self.broken,
+            watch: &self.watch,
+            timeout: self.timeout,
+        };
         let inner = match &mut self.inner {
             Inner::Sqlite(c, _) => DbInner::Sqlite(c),
             Inner::Pg(c) => DbInner::Pg(c),
         };
-        Db {
-            inner,
-            broken: &self.broken,
-        }
+        Db { inner, s }
     }
 
     /// A write transaction. On SQLite it is `BEGIN IMMEDIATE`, so it takes the write lock
@@ -134,18 +217,27 @@ impl Conn {
     where
         E: From<StorageError>,
     {
-        let broken = &self.broken;
+        let s = Shared {
+            broken: &self.broken,
+            watch: &self.watch,
+            timeout: self.timeout,
+        };
         let r = match &mut self.inner {
             Inner::Sqlite(c, writer) => {
                 // A poisoned lock only means another writer panicked; the data is SQLite's.
                 let _guard = writer
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                c.immediate_transaction(|c| f(&mut Db::sqlite(c, broken)).map_err(TxError::App))
+                // The deadline covers the wait for another process's write lock (`BEGIN
+                // IMMEDIATE`); each statement then arms it anew.
+                s.watch.arm(s.timeout);
+                let r = c.immediate_transaction(|c| f(&mut Db::sqlite(c, s)).map_err(TxError::App));
+                s.watch.disarm();
+                r
             }
-            Inner::Pg(c) => c.transaction(|c| f(&mut Db::pg(c, broken)).map_err(TxError::App)),
+            Inner::Pg(c) => c.transaction(|c| f(&mut Db::pg(c, s)).map_err(TxError::App)),
         };
-        r.map_err(|e| e.into_app(broken))
+        r.map_err(|e| e.into_app(s))
     }
 
     /// A read transaction: one consistent snapshot (a list's count and its page agree).
@@ -153,18 +245,22 @@ impl Conn {
     where
         E: From<StorageError>,
     {
-        let broken = &self.broken;
+        let s = Shared {
+            broken: &self.broken,
+            watch: &self.watch,
+            timeout: self.timeout,
+        };
         let r = match &mut self.inner {
             Inner::Sqlite(c, _) => {
-                c.transaction(|c| f(&mut Db::sqlite(c, broken)).map_err(TxError::App))
+                c.transaction(|c| f(&mut Db::sqlite(c, s)).map_err(TxError::App))
             }
             Inner::Pg(c) => c
                 .build_transaction()
                 .read_only()
                 .repeatable_read()
-                .run(|c| f(&mut Db::pg(c, broken)).map_err(TxError::App)),
+                .run(|c| f(&mut Db::pg(c, s)).map_err(TxError::App)),
         };
-        r.map_err(|e| e.into_app(broken))
+        r.map_err(|e| e.into_app(s))
     }
 
     /// Whether the pool must drop this connection: a statement found it dead, or it is left
@@ -191,31 +287,31 @@ impl<E> From<DieselError> for TxError<E> {
 }
 
 impl<E: From<StorageError>> TxError<E> {
-    fn into_app(self, broken: &Cell<bool>) -> E {
+    fn into_app(self, s: Shared<'_>) -> E {
         match self {
             TxError::App(e) => e,
             TxError::Db(e) => {
                 if connection_lost(&e) {
-                    broken.set(true);
+                    s.broken.set(true);
                 }
-                E::from(StorageError::from(e))
+                E::from(StorageError::from(stopped(s.watch, e)))
             }
         }
     }
 }
 
 impl<'a> Db<'a> {
-    fn sqlite(c: &'a mut SqliteConnection, broken: &'a Cell<bool>) -> Db<'a> {
+    fn sqlite(c: &'a mut SqliteConnection, s: Shared<'a>) -> Db<'a> {
         Db {
             inner: DbInner::Sqlite(c),
-            broken,
+            s,
         }
     }
 
-    fn pg(c: &'a mut PgConnection, broken: &'a Cell<bool>) -> Db<'a> {
+    fn pg(c: &'a mut PgConnection, s: Shared<'a>) -> Db<'a> {
         Db {
             inner: DbInner::Pg(c),
-            broken,
+            s,
         }
     }
 
@@ -232,24 +328,23 @@ impl<'a> Db<'a> {
     where
         E: From<StorageError>,
     {
-        let broken = self.broken;
+        let s = self.s;
         let r = match &mut self.inner {
-            DbInner::Sqlite(c) => {
-                c.transaction(|c| f(&mut Db::sqlite(c, broken)).map_err(TxError::App))
-            }
-            DbInner::Pg(c) => c.transaction(|c| f(&mut Db::pg(c, broken)).map_err(TxError::App)),
+            DbInner::Sqlite(c) => c.transaction(|c| f(&mut Db::sqlite(c, s)).map_err(TxError::App)),
+            DbInner::Pg(c) => c.transaction(|c| f(&mut Db::pg(c, s)).map_err(TxError::App)),
         };
-        r.map_err(|e| e.into_app(broken))
+        r.map_err(|e| e.into_app(s))
     }
 
-    /// Notes a lost connection before handing the error on.
+    /// Notes a lost connection, and names a stopped statement (`stopped`), before handing
+    /// the error on.
     fn check<T>(&self, r: diesel::QueryResult<T>) -> diesel::QueryResult<T> {
-        if let Err(e) = &r {
-            if connection_lost(e) {
-                self.broken.set(true);
+        r.map_err(|e| {
+            if connection_lost(&e) {
+                self.s.broken.set(true);
             }
-        }
-        r
+            stopped(self.s.watch, e)
+        })
     }
 
     pub fn execute(&mut self, sql: &Sql) -> diesel::QueryResult<usize> {
@@ -266,16 +361,22 @@ impl<'a> Db<'a> {
         self.run(|c| sqlite_query(sql).load(c), |c| pg_query(sql).load(c))
     }
 
-    /// Runs a statement on the backend this is (SQLite or Postgres), noting a lost connection.
+    /// Runs a statement on the backend this is (SQLite or Postgres) under the statement
+    /// deadline, noting a lost connection. A cancelled request's statements fail at once.
     fn run<T>(
         &mut self,
         sqlite: impl FnOnce(&mut SqliteConnection) -> diesel::QueryResult<T>,
         pg: impl FnOnce(&mut PgConnection) -> diesel::QueryResult<T>,
     ) -> diesel::QueryResult<T> {
+        if self.s.watch.is_cancelled() {
+            return Err(marker(CANCELLED));
+        }
+        self.s.watch.arm(self.s.timeout);
         let r = match &mut self.inner {
             DbInner::Sqlite(c) => sqlite(c),
             DbInner::Pg(c) => pg(c),
         };
+        self.s.watch.disarm();
         self.check(r)
     }
 
@@ -349,6 +450,7 @@ pub struct Manager {
     url: DbUrl,
     sync: SqliteSync,
     writer: WriterLock,
+    timeout: Option<Duration>,
 }
 
 impl ManageConnection for Manager {
@@ -356,7 +458,7 @@ impl ManageConnection for Manager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<Conn, r2d2::Error> {
-        Conn::establish_with(&self.url, self.sync, self.writer.clone())
+        Conn::establish_with(&self.url, self.sync, self.writer.clone(), self.timeout)
             .map_err(r2d2::Error::ConnectionError)
     }
 
@@ -377,8 +479,20 @@ impl ManageConnection for Manager {
 pub type Pool = r2d2::Pool<Manager>;
 pub type PooledConn = r2d2::PooledConnection<Manager>;
 
-/// Opens the database: migrations (see `dialect`), then the pool.
+/// Opens the database: migrations (see `dialect`), then the pool, without statement
+/// deadline (admin commands).
 pub fn open(url: &str, sync: SqliteSync, pool_size: u32) -> Result<Pool, StorageError> {
+    open_with(url, sync, pool_size, None)
+}
+
+/// `open`, every statement of the pool's connections stopped after `statement_timeout`
+/// (`--db-statement-timeout-ms`; see `watch`).
+pub fn open_with(
+    url: &str,
+    sync: SqliteSync,
+    pool_size: u32,
+    statement_timeout: Option<Duration>,
+) -> Result<Pool, StorageError> {
     let url = DbUrl::parse(url)?;
     let mut conn = Conn::establish(&url, sync).map_err(|e| StorageError::Connect(e.to_string()))?;
     match &mut conn.inner {
@@ -394,6 +508,7 @@ pub fn open(url: &str, sync: SqliteSync, pool_size: u32) -> Result<Pool, Storage
             url,
             sync,
             writer: WriterLock::default(),
+            timeout: statement_timeout,
         })
         .map_err(|e| StorageError::Connect(e.to_string()))
 }
@@ -403,6 +518,28 @@ pub fn open(url: &str, sync: SqliteSync, pool_size: u32) -> Result<Pool, Storage
 pub fn analyze(db: &mut Db<'_>) -> StoreResult<()> {
     db.execute(&Sql::new(db.backend().analyze()))?;
     Ok(())
+}
+
+/// Keeps the planner's statistics fresh (run by a background thread, `server`): Postgres
+/// `ANALYZE`s every table changed by more than 10 % since its last analyze (autovacuum may be
+/// off, or not yet there after a big import); SQLite runs `PRAGMA optimize`. Returns the
+/// tables analyzed.
+pub fn refresh_statistics(db: &mut Db<'_>) -> StoreResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let backend = db.backend();
+    let Some(q) = backend.stale_tables() else {
+        db.execute(&Sql::new(&backend.refresh_statistics(None)))?;
+        return Ok(Vec::new());
+    };
+    let stale: Vec<Name> = db.load(&Sql::new(q))?;
+    for t in &stale {
+        db.execute(&Sql::new(&backend.refresh_statistics(Some(&t.name))))?;
+    }
+    Ok(stale.into_iter().map(|t| t.name).collect())
 }
 
 #[cfg(test)]

@@ -94,6 +94,29 @@ impl Backend {
         }
     }
 
+    /// The tables of the current schema whose rows changed by more than 10 % (and 50 rows)
+    /// since their last analyze, as `name` rows (Postgres; SQLite's `PRAGMA optimize` decides
+    /// on its own, so none).
+    pub fn stale_tables(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                "SELECT relname AS name FROM pg_stat_user_tables \
+                 WHERE schemaname = current_schema() \
+                 AND n_mod_since_analyze > GREATEST(50, 0.1 * n_live_tup)",
+            ),
+        }
+    }
+
+    /// Refreshes the statistics of a changed table (`stale_tables`), or, on SQLite, of every
+    /// table that needs it (`PRAGMA optimize`: those never analyzed or much changed).
+    pub fn refresh_statistics(self, table: Option<&str>) -> String {
+        match (self, table) {
+            (Backend::Postgres, Some(t)) => format!("ANALYZE \"{}\"", t.replace('"', "\"\"")),
+            _ => "PRAGMA optimize".to_string(),
+        }
+    }
+
     /// The FROM and WHERE of the resources that have a value at the sort path, for walking the
     /// value index in order (`search::order`). `col` is `val` or `num`; `base` the conditions
     /// on `resources r`.

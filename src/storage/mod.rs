@@ -28,6 +28,7 @@ pub mod search;
 pub mod sessions;
 pub mod sql;
 pub mod tenancy;
+pub mod watch;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
@@ -97,6 +98,13 @@ pub enum StorageError {
         id: String,
         detail: String,
     },
+    /// A statement ran past `--db-statement-timeout-ms` and was stopped (a list or search:
+    /// 400 tooMany; anything else: 503 with Retry-After). Its transaction changed nothing.
+    #[error("a statement ran past the statement deadline")]
+    Deadline,
+    /// The request's statement was stopped because its client went away.
+    #[error("the request was cancelled")]
+    Cancelled,
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("no database connection available: {0}")]
@@ -175,6 +183,16 @@ impl From<DieselError> for StorageError {
             }
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 StorageError::Conflict(info.constraint_name().unwrap_or(info.message()).to_string())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if info.message() == conn::DEADLINE =>
+            {
+                StorageError::Deadline
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if info.message() == conn::CANCELLED =>
+            {
+                StorageError::Cancelled
             }
             // The connection died under the statement (a server restart): the pool drops it
             // (see `conn::Manager::has_broken`) and the client may retry at once.

@@ -2,6 +2,8 @@
 //! operation's target and changing the whole attribute, an extension, or a sub-attribute.
 //! Value-filtered paths are `filtered`'s; membership changes are `members`'.
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 
 use super::{OpKind, Operation, Patched};
@@ -364,6 +366,38 @@ fn apply_extension_object(
     Ok(())
 }
 
+/// A value as text with every object's keys sorted: equal for values `==` calls equal.
+pub(super) fn canonical(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(o) => {
+                let mut keys: Vec<&String> = o.keys().collect();
+                keys.sort();
+                out.push('{');
+                for k in keys {
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&o[k.as_str()], out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for x in a {
+                    write(x, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
+}
+
 /// add/replace/remove on a whole attribute.
 pub(super) fn whole_attr(
     op: OpKind,
@@ -391,13 +425,16 @@ pub(super) fn whole_attr(
         // Add to a multi-valued attribute appends values not already present (RFC 7644 §3.5.2.1).
         (OpKind::Add, true, _, Some(Value::Array(mut items))) => {
             // Compare before clearing `primary`: re-adding the current primary value must
-            // change nothing, not append a second copy of it.
+            // change nothing, not append a second copy of it. Looked up by a canonical form
+            // (object keys sorted, as `Value`'s equality ignores their order), so adding n
+            // values onto m costs n + m, not n * m.
+            let present: HashSet<String> = items.iter().map(canonical).collect();
             let added: Vec<Value> = new
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|v| !items.contains(v))
+                .filter(|v| !present.contains(&canonical(v)))
                 .collect();
             if added.iter().any(is_primary) {
                 items.iter_mut().for_each(clear_primary);

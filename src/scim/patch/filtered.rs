@@ -87,9 +87,13 @@ pub(super) fn filtered(
     match (op, sub) {
         (OpKind::Remove, None) => {
             // Removing values that are not there succeeds with no change.
+            let mut hit = vec![false; items.len()];
+            for &i in &hits {
+                hit[i] = true;
+            }
             let mut i = 0;
             items.retain(|_| {
-                let keep = !hits.contains(&i);
+                let keep = !hit[i];
                 i += 1;
                 keep
             });

@@ -1,0 +1,300 @@
+//! Statement deadlines and cancellation. Every pooled connection has a `Watch`: the running
+//! statement's deadline (`--db-statement-timeout-ms`) and whether the request it serves was
+//! cancelled (its client went away). Postgres enforces the deadline itself
+//! (`statement_timeout`, set per connection by `conn`) and is cancelled by a cancel request
+//! from a side connection (`pg_cancel_backend` of the connection's backend); SQLite is
+//! stopped by its progress handler, and by its busy handler while it waits for a lock, both
+//! installed here on every connection this process opens. A stopped statement fails with an
+//! error that `conn` turns into `StorageError::Deadline` or `StorageError::Cancelled`.
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use diesel::pg::PgConnection;
+use diesel::{Connection, RunQueryDsl};
+use libsqlite3_sys as ffi;
+
+/// Why a statement was stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// It ran past the statement deadline.
+    Deadline,
+    /// Its request was cancelled (the client went away).
+    Cancelled,
+}
+
+/// Armed with no deadline (the statement may be cancelled, never timed out).
+const NO_DEADLINE: u64 = u64::MAX;
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_nanos() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// One connection's watch (see the module comment). Shared by pointer with the connection's
+/// SQLite handlers (it outlives the connection: `conn::Conn` drops it last) and by `Arc`
+/// with the `Cancel` of the request the connection serves.
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// 0: no statement runs under the watch; `NO_DEADLINE`; else the deadline in
+    /// nanoseconds since `epoch()`.
+    deadline: AtomicU64,
+    cancelled: AtomicBool,
+    /// What stopped the last statement: 0 nothing, 1 the deadline, 2 a cancel.
+    stopped: AtomicU8,
+}
+
+impl Watch {
+    /// A statement starts: it may run for `timeout` (None: as long as it takes).
+    pub(super) fn arm(&self, timeout: Option<Duration>) {
+        self.stopped.store(0, Ordering::SeqCst);
+        let d = match timeout {
+            Some(t) => now_nanos().saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
+            None => NO_DEADLINE,
+        };
+        self.deadline.store(d, Ordering::SeqCst);
+    }
+
+    /// The statement ended.
+    pub(super) fn disarm(&self) {
+        self.deadline.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether the running statement must stop now (asked by SQLite's handlers); notes why.
+    fn must_stop(&self) -> bool {
+        let d = self.deadline.load(Ordering::Relaxed);
+        if d == 0 {
+            return false;
+        }
+        if self.cancelled.load(Ordering::Relaxed) {
+            self.stopped.store(2, Ordering::SeqCst);
+            return true;
+        }
+        if d != NO_DEADLINE && now_nanos() >= d {
+            self.stopped.store(1, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    /// Whether the request this connection serves was cancelled: its next statements fail at
+    /// once.
+    pub(super) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// What stopped the last statement, if the watch did (SQLite).
+    pub(super) fn stopped(&self) -> Option<Stop> {
+        match self.stopped.load(Ordering::SeqCst) {
+            1 => Some(Stop::Deadline),
+            2 => Some(Stop::Cancelled),
+            _ => None,
+        }
+    }
+
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    fn reset(&self) {
+        self.cancelled.store(false, Ordering::SeqCst);
+        self.stopped.store(0, Ordering::SeqCst);
+    }
+}
+
+/// What another thread needs to stop a connection's statements.
+#[derive(Clone)]
+pub(super) struct Target {
+    pub(super) watch: Arc<Watch>,
+    /// Postgres: the URL to open a side connection on, and the connection's backend pid.
+    pub(super) pg: Option<Arc<(String, i32)>>,
+}
+
+impl Target {
+    /// Stops the statement running now, and every later one until `Watch::reset`.
+    fn stop(&self) {
+        self.watch.cancel();
+        if let Some(pg) = &self.pg {
+            let (url, pid) = &**pg;
+            let sent = PgConnection::establish(url)
+                .map_err(|e| e.to_string())
+                .and_then(|mut c| {
+                    diesel::sql_query(format!("SELECT pg_cancel_backend({pid})"))
+                        .execute(&mut c)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = sent {
+                log::warn!("could not cancel the statement of a gone client: {e}");
+            }
+        }
+    }
+}
+
+/// A request's hold on the connection it runs on, so that its statements can be stopped from
+/// another thread when its client goes away (`http::front`). `attach` when the connection is
+/// checked out, drop the returned guard before it goes back to the pool.
+#[derive(Default)]
+pub struct Cancel {
+    state: Mutex<CancelState>,
+}
+
+#[derive(Default)]
+struct CancelState {
+    fired: bool,
+    on: Option<Target>,
+}
+
+impl Cancel {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CancelState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From now until the guard drops, `fire` stops `conn`'s statements.
+    pub fn attach<'a>(&'a self, conn: &super::conn::Conn) -> Attached<'a> {
+        let target = conn.target();
+        let mut s = self.lock();
+        if s.fired {
+            target.watch.cancel();
+        }
+        s.on = Some(target);
+        Attached(self)
+    }
+
+    /// Stops the attached connection's statements (and later ones, until the guard drops);
+    /// a connection attached later starts cancelled. Blocks on Postgres (a side connection
+    /// sends the cancel): call it off the async executor.
+    pub fn fire(&self) {
+        // Held while the cancel is sent, so the connection cannot go back to the pool (and
+        // serve another request) before its backend got it.
+        let mut s = self.lock();
+        s.fired = true;
+        if let Some(t) = &s.on {
+            t.stop();
+        }
+    }
+}
+
+/// See `Cancel::attach`.
+pub struct Attached<'a>(&'a Cancel);
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.lock().on.take() {
+            t.watch.reset();
+        }
+    }
+}
+
+// --- SQLite: the handlers, installed on every connection the process opens ---
+
+thread_local! {
+    /// The last SQLite connection opened on this thread (set by `note_opened`).
+    static OPENED: Cell<*mut ffi::sqlite3> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+unsafe extern "C" fn note_opened(
+    db: *mut ffi::sqlite3,
+    _err: *mut *mut c_char,
+    _api: *const ffi::sqlite3_api_routines,
+) -> c_int {
+    OPENED.with(|c| c.set(db));
+    ffi::SQLITE_OK
+}
+
+/// How long a statement waits for a lock another process holds (as `busy_timeout` did).
+const BUSY_TIMEOUT_MS: u64 = 10_000;
+/// SQLite's own busy-wait steps, in ms (the last one repeats).
+const BUSY_STEPS: [u64; 12] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
+
+unsafe extern "C" fn on_busy(arg: *mut c_void, count: c_int) -> c_int {
+    // SAFETY: `arg` is the `Watch` of the connection (see `install`), alive while it is.
+    let watch = unsafe { &*(arg as *const Watch) };
+    if watch.must_stop() {
+        return 0;
+    }
+    let n = usize::try_from(count).unwrap_or(0);
+    let waited: u64 =
+        BUSY_STEPS.iter().take(n).sum::<u64>() + 100 * (n.saturating_sub(BUSY_STEPS.len()) as u64);
+    if waited >= BUSY_TIMEOUT_MS {
+        return 0;
+    }
+    let step = BUSY_STEPS.get(n).copied().unwrap_or(100);
+    std::thread::sleep(Duration::from_millis(step));
+    1
+}
+
+unsafe extern "C" fn on_progress(arg: *mut c_void) -> c_int {
+    // SAFETY: as in `on_busy`.
+    let watch = unsafe { &*(arg as *const Watch) };
+    c_int::from(watch.must_stop())
+}
+
+/// Virtual machine steps between two looks at the watch (a few microseconds of work).
+const PROGRESS_STEPS: c_int = 1000;
+
+/// Opens a SQLite connection with `open` and puts it under `watch`: its progress handler and
+/// busy handler stop its statements when the watch says so. `watch` must outlive the
+/// connection.
+pub(super) fn open_sqlite<C, E>(
+    watch: &Arc<Watch>,
+    open: impl FnOnce() -> Result<C, E>,
+) -> Result<C, E> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        // SAFETY: registers a function SQLite calls on each new connection, on its thread.
+        unsafe { ffi::sqlite3_auto_extension(Some(note_opened)) };
+    });
+    OPENED.with(|c| c.set(std::ptr::null_mut()));
+    let conn = open()?;
+    let db = OPENED.with(|c| c.replace(std::ptr::null_mut()));
+    if db.is_null() {
+        // Never expected (the auto extension runs inside the open on this thread); without
+        // the handlers the connection still works, only without deadlines.
+        log::warn!("SQLite connection opened without its statement watch");
+        return Ok(conn);
+    }
+    let arg = Arc::as_ptr(watch) as *mut c_void;
+    // SAFETY: `db` is the connection just opened (still open, owned by `conn`); `arg` points
+    // to the watch, which the caller keeps alive longer than the connection.
+    unsafe {
+        ffi::sqlite3_progress_handler(db, PROGRESS_STEPS, Some(on_progress), arg);
+        ffi::sqlite3_busy_handler(db, Some(on_busy), arg);
+    }
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_armed_watch_stops_at_its_deadline_or_a_cancel_only() {
+        let w = Watch::default();
+        assert!(!w.must_stop(), "unarmed");
+        w.arm(Some(Duration::from_secs(60)));
+        assert!(!w.must_stop());
+        w.arm(Some(Duration::ZERO));
+        assert!(w.must_stop());
+        assert_eq!(w.stopped(), Some(Stop::Deadline));
+        w.arm(None);
+        assert!(!w.must_stop());
+        w.cancel();
+        assert!(w.must_stop());
+        assert_eq!(w.stopped(), Some(Stop::Cancelled));
+        w.disarm();
+        assert!(
+            !w.must_stop(),
+            "a cancel stops statements only while one runs"
+        );
+        w.reset();
+        w.arm(None);
+        assert!(!w.must_stop());
+    }
+}

@@ -1,0 +1,456 @@
+//! One tenant, one query or one client never slows the server for everyone (issue 13):
+//! statement deadlines, cancellation of a gone client's statement, caps on what one write
+//! may store, per-tenant admission and per-tenant wake-ups. Both backends.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::*;
+use scimitar::config::SqliteSync;
+use scimitar::storage::conn::{Conn, DbUrl};
+use scimitar::storage::sql::Sql;
+
+/// A connection of the test's own to the test database (outside the server's pool).
+fn side(db: &TestDb) -> Conn {
+    Conn::establish(&DbUrl::parse(&db.url).unwrap(), SqliteSync::Normal).expect("side conn")
+}
+
+/// `n` users of the default tenant written straight into `resources` (no attribute values),
+/// so a filter that scans them all is slow on both backends.
+fn seed_users(db: &TestDb, n: u32) {
+    let mut c = side(db);
+    let q = if db.is_postgres() {
+        format!(
+            "INSERT INTO resources (tenant_id, id, rtype, user_name, user_name_ci, display_name, \
+             display_ci, doc, version, created, modified) \
+             SELECT 'default', 'seed-' || i, 'User', 'seed' || i, 'seed' || i, 'Seed ' || i, \
+             'seed ' || i, '{{}}', 1, 0, 0 FROM generate_series(1, {n}) AS i"
+        )
+    } else {
+        format!(
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) \
+             INSERT INTO resources (tenant_id, id, rtype, user_name, user_name_ci, display_name, \
+             display_ci, doc, version, created, modified) \
+             SELECT 'default', 'seed-' || i, 'User', 'seed' || i, 'seed' || i, 'Seed ' || i, \
+             'seed ' || i, '{{}}', 1, 0, 0 FROM s"
+        )
+    };
+    c.db().execute(&Sql::new(&q)).expect("seed users");
+}
+
+/// A valid filter that scans every user a hundred times (two-character `co` operands use no
+/// trigram index).
+fn runaway_filter() -> String {
+    let terms: Vec<String> = (0..100)
+        .map(|i| {
+            let a = (b'a' + (i % 26) as u8) as char;
+            let b = (b'a' + (i / 26) as u8) as char;
+            let attr = if i % 2 == 0 {
+                "userName"
+            } else {
+                "displayName"
+            };
+            format!("{attr} co \"{a}{b}\"")
+        })
+        .collect();
+    terms.join(" or ")
+}
+
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Holds the write lock other writers wait for: on SQLite `BEGIN IMMEDIATE`, on Postgres an
+/// `ACCESS EXCLUSIVE` lock on `resources` (reads of it wait too). Released by `release`.
+fn hold_writes(db: &TestDb) -> Conn {
+    let mut c = side(db);
+    if db.is_postgres() {
+        c.db().execute(&Sql::new("BEGIN")).unwrap();
+        c.db()
+            .execute(&Sql::new("LOCK TABLE resources IN ACCESS EXCLUSIVE MODE"))
+            .unwrap();
+    } else {
+        c.db().execute(&Sql::new("BEGIN IMMEDIATE")).unwrap();
+    }
+    c
+}
+
+fn release(mut c: Conn) {
+    c.db().execute(&Sql::new("ROLLBACK")).unwrap();
+}
+
+fn user(name: &str) -> serde_json::Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+    })
+}
+
+#[actix_web::test]
+async fn a_filter_past_the_deadline_is_400_too_many_and_the_pool_recovers() {
+    let db = TestDb::new();
+    let mut a = args(&db);
+    // One connection: the one the runaway query ran on must serve the next request.
+    a.db.db_pool_size = 1;
+    a.db_statement_timeout_ms = 200;
+    let (app, _) = app_with(a).await;
+    create_user(&app, "alice").await;
+    seed_users(&db, 300_000);
+    let started = Instant::now();
+    let r = call(
+        &app,
+        "GET",
+        &format!(
+            "/scim/v2/Users?count=5&filter={}",
+            encode(&runaway_filter())
+        ),
+        None,
+    )
+    .await;
+    eprintln!("runaway filter answered in {:?}", started.elapsed());
+    r.expect_error(400, Some("tooMany"));
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(detail.contains("narrow"), "{detail}");
+    for db_text in [
+        "canceling",
+        "interrupt",
+        "statement_timeout",
+        "locked",
+        "SQL",
+    ] {
+        assert!(!detail.contains(db_text), "database text in {detail}");
+    }
+    // The same search as POST /.search is a list too.
+    let r = call(
+        &app,
+        "POST",
+        "/scim/v2/Users/.search",
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": runaway_filter(),
+            "count": 5
+        })),
+    )
+    .await;
+    r.expect_error(400, Some("tooMany"));
+    // The pool's one connection is healthy.
+    let r = call(
+        &app,
+        "GET",
+        "/scim/v2/Users?filter=userName%20eq%20%22alice%22",
+        None,
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(r.body["totalResults"], 1);
+    create_user(&app, "bob").await;
+}
+
+#[actix_web::test]
+async fn a_write_past_the_deadline_is_503_with_retry_after_and_changes_nothing() {
+    let db = TestDb::new();
+    let mut a = args(&db);
+    a.db.db_pool_size = 1;
+    a.db_statement_timeout_ms = 300;
+    let (app, _) = app_with(a).await;
+    create_user(&app, "alice").await;
+    let lock = hold_writes(&db);
+    let r = call(&app, "POST", "/scim/v2/Users", Some(user("bob"))).await;
+    r.expect(503);
+    assert!(r
+        .header("retry-after")
+        .is_some_and(|s| s.parse::<u64>().is_ok()));
+    assert!(r.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("changed nothing"));
+    release(lock);
+    let r = call(
+        &app,
+        "GET",
+        "/scim/v2/Users?filter=userName%20eq%20%22bob%22",
+        None,
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(r.body["totalResults"], 0, "the timed-out write left a user");
+    // And the one connection serves the same write now.
+    create_user(&app, "bob").await;
+}
+
+/// Sends `POST /scim/v2/Users` over a raw socket and returns the socket, without reading.
+fn start_post(base: &str, name: &str) -> TcpStream {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let body = user(name).to_string();
+    write!(
+        s,
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    s
+}
+
+/// The server's statements on `resources` that are running now (Postgres), seen from a
+/// connection outside any transaction (so not from a snapshot).
+fn running_inserts(db: &TestDb) -> i64 {
+    let mut c = side(db);
+    c.db()
+        .count(&Sql::new(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE state = 'active' \
+             AND query LIKE 'INSERT INTO resources%' AND pid <> pg_backend_pid()",
+        ))
+        .unwrap()
+}
+
+#[test]
+fn a_client_that_disconnects_has_its_statement_cancelled() {
+    let db = TestDb::new();
+    // One connection, and a deadline far away: only the cancel can free it in time.
+    let server = ServerProcess::start(
+        &db,
+        &["--db-pool-size", "1", "--db-statement-timeout-ms", "120000"],
+        "warn",
+        Stdio::null(),
+    );
+    let lock = hold_writes(&db);
+    let mut stream = start_post(&server.url, "gone");
+    // Wait until the write is blocked inside its statement.
+    if db.is_postgres() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while running_inserts(&db) == 0 {
+            assert!(Instant::now() < deadline, "the write never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    } else {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stream.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(stream.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the write answered before the client left"
+    );
+    let gone = Instant::now();
+    stream.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(stream);
+    if db.is_postgres() {
+        // pg_stat_activity: the statement is gone while the lock it waited for is still held.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while running_inserts(&db) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the gone client's statement still runs"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("statement gone {:?} after the client", gone.elapsed());
+    }
+    // The pool's one connection serves another request while the lock is still held
+    // (without the cancel it would wait for the lock: 10 s on SQLite, 120 s on Postgres).
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let r = agent
+        .get(format!("{}/scim/v2/ServiceProviderConfig", server.url))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()
+        .expect("the pool's connection is back");
+    assert_eq!(r.status(), 200);
+    eprintln!("connection back {:?} after the client left", gone.elapsed());
+    release(lock);
+    let mut r = agent
+        .get(format!(
+            "{}/scim/v2/Users?filter=userName%20eq%20%22gone%22",
+            server.url
+        ))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    let body: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(
+        body["totalResults"], 0,
+        "the cancelled write created the user"
+    );
+}
+
+fn emails(n: usize, tag: &str) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| json!({"value": format!("{tag}{i}@example.com"), "type": "work"}))
+        .collect()
+}
+
+#[actix_web::test]
+async fn each_cap_answers_its_error_and_changes_nothing() {
+    let db = TestDb::new();
+    let mut a = args(&db);
+    a.max_values_per_attribute = 10;
+    a.max_resource_bytes = 4096;
+    let (app, state) = app_with(a).await;
+    let before = events(&state).len();
+
+    // Too many values of one attribute: POST, PUT and PATCH.
+    let mut body = user("many");
+    body["emails"] = json!(emails(11, "m"));
+    let r = call(&app, "POST", "/scim/v2/Users", Some(body)).await;
+    r.expect_error(400, Some("invalidValue"));
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("emails") && detail.contains("10"),
+        "{detail}"
+    );
+    assert!(detail.contains("--max-values-per-attribute"), "{detail}");
+
+    let mut body = user("few");
+    body["emails"] = json!(emails(10, "f"));
+    let id = post_id(&app, "/scim/v2/Users", body.clone()).await;
+    let stored = call(&app, "GET", &format!("/scim/v2/Users/{id}"), None).await;
+    stored.expect(200);
+    let r = call(
+        &app,
+        "PATCH",
+        &format!("/scim/v2/Users/{id}"),
+        Some(patch_body(json!([
+            {"op": "add", "path": "emails", "value": [{"value": "one-more@example.com"}]}
+        ]))),
+    )
+    .await;
+    r.expect_error(400, Some("invalidValue"));
+    // Re-adding values it holds (object keys in another order) adds nothing, so it is in.
+    let r = call(
+        &app,
+        "PATCH",
+        &format!("/scim/v2/Users/{id}"),
+        Some(patch_body(json!([
+            {"op": "add", "path": "emails", "value": [{"type": "work", "value": "f0@example.com"}]}
+        ]))),
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(r.body["emails"].as_array().unwrap().len(), 10);
+    body["emails"] = json!(emails(11, "g"));
+    let r = call(&app, "PUT", &format!("/scim/v2/Users/{id}"), Some(body)).await;
+    r.expect_error(400, Some("invalidValue"));
+
+    // Too many bytes stored.
+    let mut big = user("big");
+    for attr in ["displayName", "nickName", "title"] {
+        big[attr] = json!("x".repeat(2000));
+    }
+    let r = call(&app, "POST", "/scim/v2/Users", Some(big.clone())).await;
+    r.expect(413);
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("4096") && detail.contains("--max-resource-bytes"),
+        "{detail}"
+    );
+    let r = call(
+        &app,
+        "PATCH",
+        &format!("/scim/v2/Users/{id}"),
+        Some(patch_body(json!([
+            {"op": "replace", "path": "displayName", "value": "y".repeat(2000)},
+            {"op": "replace", "path": "nickName", "value": "y".repeat(2000)},
+            {"op": "replace", "path": "title", "value": "y".repeat(2000)}
+        ]))),
+    )
+    .await;
+    r.expect(413);
+
+    // Nothing changed: no new user, the stored one as it was, no event but its creation.
+    let r = call(&app, "GET", "/scim/v2/Users", None).await;
+    assert_eq!(r.body["totalResults"], 1);
+    let now = call(&app, "GET", &format!("/scim/v2/Users/{id}"), None).await;
+    assert_eq!(now.body, stored.body);
+    assert_eq!(events(&state).len(), before + 1);
+}
+
+#[actix_web::test]
+async fn a_busy_tenant_past_its_share_gets_429_and_another_tenant_does_not() {
+    let db = TestDb::new();
+    let mut a = args(&db);
+    a.tenant_max_concurrency = Some(1);
+    a.db_statement_timeout_ms = 60_000;
+    let (app, state) = app_with(a).await;
+    let app = std::rc::Rc::new(app);
+    let other = crate::tenancy::tenant_with_token(&state, "other", scimitar::auth::Scope::Write);
+    let spc = |token: &str| {
+        actix_web::test::TestRequest::get()
+            .uri("/scim/v2/ServiceProviderConfig")
+            .insert_header(("Authorization", format!("Bearer {token}")))
+    };
+    // The other tenant's credential is used once before (its first use writes `last_used`).
+    send(&*app, spc(&other)).await.expect(200);
+
+    // The default tenant's one slot is held by a write that waits for a lock.
+    let lock = hold_writes(&db);
+    let w = app.clone();
+    let stuck = actix_web::rt::spawn(async move {
+        call(&*w, "POST", "/scim/v2/Users", Some(user("stuck")))
+            .await
+            .status
+    });
+    let tenant = scimitar::storage::TenantId::from("default");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state.admission.running(&tenant) < 1 {
+        assert!(Instant::now() < deadline, "the write never started");
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Its queue (4 per slot) fills up.
+    let queued: Vec<_> = (0..4)
+        .map(|_| {
+            let w = app.clone();
+            actix_web::rt::spawn(async move { send(&*w, spc(TOKEN)).await.status })
+        })
+        .collect();
+    while state.admission.waiting(&tenant) < 4 {
+        assert!(Instant::now() < deadline, "the queue never filled");
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Past it: 429 with Retry-After, for this tenant only.
+    let r = send(&*app, spc(TOKEN)).await;
+    r.expect(429);
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    assert!(r.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("--tenant-max-concurrency"));
+    send(&*app, spc(&other)).await.expect(200);
+    release(lock);
+    assert_eq!(stuck.await.unwrap().as_u16(), 201);
+    for q in queued {
+        assert_eq!(q.await.unwrap().as_u16(), 200);
+    }
+}
+
+/// Tables changed by more than 10 % since their last analyze are analyzed (Postgres; SQLite
+/// runs `PRAGMA optimize`).
+#[actix_web::test]
+async fn statistics_are_refreshed_after_a_table_changed_by_a_tenth() {
+    let db = TestDb::new();
+    let (_app, state) = app_with(args(&db)).await;
+    seed_users(&db, 2000);
+    let mut conn = state.service.pool.get().unwrap();
+    let first = scimitar::storage::conn::refresh_statistics(&mut conn.db()).unwrap();
+    if db.is_postgres() {
+        assert!(first.iter().any(|t| t == "resources"), "{first:?}");
+        let analyzed = side(&db)
+            .db()
+            .count(&Sql::new(
+                "SELECT COUNT(*) AS n FROM pg_stats WHERE schemaname = current_schema() \
+                 AND tablename = 'resources'",
+            ))
+            .unwrap();
+        assert!(analyzed > 0, "resources has no statistics");
+    } else {
+        assert!(first.is_empty());
+    }
+}
