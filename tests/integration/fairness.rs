@@ -381,7 +381,7 @@ async fn a_busy_tenant_past_its_share_gets_429_and_another_tenant_does_not() {
     a.db_statement_timeout_ms = 60_000;
     let (app, state) = app_with(a).await;
     let app = std::rc::Rc::new(app);
-    let other = crate::tenancy::tenant_with_token(&state, "other", scimitar::auth::Scope::Write);
+    let other = tenant_with_token(&state, "other", scimitar::auth::Scope::Write);
     let spc = |token: &str| {
         actix_web::test::TestRequest::get()
             .uri("/scim/v2/ServiceProviderConfig")
