@@ -43,3 +43,5 @@ mod tokens;
 mod users;
 #[path = "integration/webhooks.rs"]
 mod webhooks;
+#[path = "integration/writer.rs"]
+mod writer;

@@ -4,7 +4,9 @@
 //! inside a transaction, is broken and the pool replaces it.
 
 use std::cell::Cell;
+use std::sync::{Arc, Condvar, Mutex};
 
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::pg::{Pg, PgConnection};
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -60,6 +62,8 @@ pub struct Conn {
     inner: Inner,
     /// Set when a statement found the connection dead (see `Manager::has_broken`).
     broken: Cell<bool>,
+    /// The writer lock, held from `begin` to `commit`/`rollback` of a batch (SQLite).
+    held: Option<Held>,
 }
 
 enum Inner {
@@ -68,7 +72,71 @@ enum Inner {
 }
 
 /// The in-process SQLite writer lock (see `Conn`).
-pub type WriterLock = std::sync::Arc<std::sync::Mutex<()>>;
+pub type WriterLock = Arc<Gate>;
+
+/// A lock whose guard is owned (`Held`), not borrowed: a batch of writes
+/// (`provisioning::writer`) keeps it from its `begin` to its `commit` while the requests it
+/// serves take turns on other threads.
+#[derive(Default)]
+pub struct Gate {
+    taken: Mutex<bool>,
+    freed: Condvar,
+}
+
+/// The writer lock, held until dropped.
+pub struct Held(Arc<Gate>);
+
+impl Gate {
+    fn hold(self: &Arc<Self>) -> Held {
+        // A poisoned lock only means another writer panicked; the flag is still right.
+        let mut taken = self
+            .taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *taken {
+            taken = self
+                .freed
+                .wait(taken)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *taken = true;
+        Held(self.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut taken = self
+            .0
+            .taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *taken = false;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Opens connections of the pool's database outside the pool, sharing its SQLite writer
+/// lock: the batch writer's own (see `provisioning::writer`).
+#[derive(Clone)]
+pub struct Connector {
+    url: DbUrl,
+    sync: SqliteSync,
+    writer: WriterLock,
+}
+
+impl Connector {
+    pub fn connect(&self) -> Result<Conn, StorageError> {
+        Conn::establish_with(&self.url, self.sync, self.writer.clone())
+            .map_err(|e| StorageError::Connect(e.to_string()))
+    }
+
+    /// Whether the database has a single writer (SQLite), so that every write of it queues
+    /// in one line, whatever its tenant.
+    pub fn single_writer(&self) -> bool {
+        self.url.backend == Backend::Sqlite
+    }
+}
 
 /// A borrowed connection: what every storage function works on.
 pub struct Db<'a> {
@@ -114,6 +182,7 @@ impl Conn {
         Ok(Conn {
             inner,
             broken: Cell::new(false),
+            held: None,
         })
     }
 
@@ -138,14 +207,103 @@ impl Conn {
         let r = match &mut self.inner {
             Inner::Sqlite(c, writer) => {
                 // A poisoned lock only means another writer panicked; the data is SQLite's.
-                let _guard = writer
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _held = writer.hold();
                 c.immediate_transaction(|c| f(&mut Db::sqlite(c, broken)).map_err(TxError::App))
             }
             Inner::Pg(c) => c.transaction(|c| f(&mut Db::pg(c, broken)).map_err(TxError::App)),
         };
         r.map_err(|e| e.into_app(broken))
+    }
+
+    /// Opens a write transaction that outlives this call (a batch of requests' writes, each
+    /// in its own savepoint, see `provisioning::writer`); `commit` or `rollback` ends it. On
+    /// SQLite it holds the writer lock until then.
+    pub fn begin(&mut self) -> Result<(), StorageError> {
+        let r = match &mut self.inner {
+            Inner::Sqlite(c, writer) => {
+                let held = writer.hold();
+                let r = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE");
+                if r.is_ok() {
+                    self.held = Some(held);
+                }
+                r
+            }
+            Inner::Pg(c) => AnsiTransactionManager::begin_transaction(c),
+        };
+        self.finish(r)
+    }
+
+    /// Commits the transaction `begin` opened. On failure it is rolled back.
+    pub fn commit(&mut self) -> Result<(), StorageError> {
+        let r = match &mut self.inner {
+            Inner::Sqlite(c, _) => AnsiTransactionManager::commit_transaction(c),
+            Inner::Pg(c) => AnsiTransactionManager::commit_transaction(c),
+        };
+        let r = match r {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // diesel rolls back when COMMIT fails; whatever it could not is ended here.
+                let _ = self.rollback_all();
+                Err(e)
+            }
+        };
+        self.held = None;
+        self.finish(r)
+    }
+
+    /// Rolls back the transaction `begin` opened.
+    pub fn rollback(&mut self) -> Result<(), StorageError> {
+        let r = match &mut self.inner {
+            Inner::Sqlite(c, _) => AnsiTransactionManager::rollback_transaction(c),
+            Inner::Pg(c) => AnsiTransactionManager::rollback_transaction(c),
+        };
+        self.held = None;
+        self.finish(r)
+    }
+
+    /// Rolls back whatever transaction is still open (savepoints included) and lets go of the
+    /// writer lock; a connection that cannot is marked broken.
+    pub fn rollback_all(&mut self) -> Result<(), StorageError> {
+        let mut r = Ok(());
+        for _ in 0..64 {
+            let depth = match &mut self.inner {
+                Inner::Sqlite(c, _) => {
+                    AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+                }
+                Inner::Pg(c) => {
+                    AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+                }
+            };
+            r = match depth {
+                Ok(None) => break,
+                Ok(Some(_)) => match &mut self.inner {
+                    Inner::Sqlite(c, _) => AnsiTransactionManager::rollback_transaction(c),
+                    Inner::Pg(c) => AnsiTransactionManager::rollback_transaction(c),
+                },
+                Err(e) => Err(e),
+            };
+            if r.is_err() {
+                self.broken.set(true);
+                break;
+            }
+        }
+        self.held = None;
+        self.finish(r)
+    }
+
+    fn finish(&self, r: diesel::QueryResult<()>) -> Result<(), StorageError> {
+        r.map_err(|e| {
+            if connection_lost(&e) {
+                self.broken.set(true);
+            }
+            StorageError::from(e)
+        })
+    }
+
+    /// Whether this connection can no longer be used (a statement found it dead, or a
+    /// transaction could not be ended).
+    pub fn is_unusable(&mut self) -> bool {
+        self.is_broken()
     }
 
     /// A read transaction: one consistent snapshot (a list's count and its page agree).
@@ -379,6 +537,15 @@ pub type PooledConn = r2d2::PooledConnection<Manager>;
 
 /// Opens the database: migrations (see `dialect`), then the pool.
 pub fn open(url: &str, sync: SqliteSync, pool_size: u32) -> Result<Pool, StorageError> {
+    Ok(open_with_connector(url, sync, pool_size)?.0)
+}
+
+/// `open`, and a connector for connections outside the pool that share its writer lock.
+pub fn open_with_connector(
+    url: &str,
+    sync: SqliteSync,
+    pool_size: u32,
+) -> Result<(Pool, Connector), StorageError> {
     let url = DbUrl::parse(url)?;
     let mut conn = Conn::establish(&url, sync).map_err(|e| StorageError::Connect(e.to_string()))?;
     match &mut conn.inner {
@@ -386,16 +553,18 @@ pub fn open(url: &str, sync: SqliteSync, pool_size: u32) -> Result<Pool, Storage
         Inner::Pg(c) => dialect::migrate_postgres(c)?,
     }
     drop(conn);
-    r2d2::Pool::builder()
+    let writer = WriterLock::default();
+    let pool = r2d2::Pool::builder()
         .max_size(pool_size)
         .test_on_check_out(false)
         .connection_timeout(std::time::Duration::from_secs(10))
         .build(Manager {
-            url,
+            url: url.clone(),
             sync,
-            writer: WriterLock::default(),
+            writer: writer.clone(),
         })
-        .map_err(|e| StorageError::Connect(e.to_string()))
+        .map_err(|e| StorageError::Connect(e.to_string()))?;
+    Ok((pool, Connector { url, sync, writer }))
 }
 
 /// Refreshes the planner's statistics (after a bulk load; autovacuum/`PRAGMA optimize` do it
