@@ -129,7 +129,7 @@ impl Outcome {
         let mut r = lock(&self.result);
         loop {
             if let Some(r) = r.as_ref() {
-                return r.as_ref().map(|_| ()).map_err(|e| replay(e));
+                return r.as_ref().map(|_| ()).map_err(replay);
             }
             r = self
                 .ended
