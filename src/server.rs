@@ -20,7 +20,7 @@ use crate::webhooks;
 /// plus a newly generated token to show once when none existed.
 pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), String> {
     let registry = Registry::load()?;
-    let pool = storage::conn::open_with(
+    let (pool, connector) = storage::conn::open_with_connector(
         &args.db.database_url,
         args.db.sqlite_synchronous,
         args.db.db_pool_size,
@@ -74,6 +74,10 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             settings: Arc::new(settings),
             signal: Arc::default(),
             webhooks: Arc::new(webhook_hub(&args.webhooks)?),
+            writer: Arc::new(crate::provisioning::writer::Writer::new(
+                connector,
+                (args.db.db_pool_size / 2).max(1) as usize,
+            )),
         },
         bootstrap_hash: args.bootstrap_token.as_deref().map(auth::hash_secret),
         max_body_bytes: args.max_body_bytes,

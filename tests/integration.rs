@@ -53,3 +53,5 @@ mod tokens;
 mod users;
 #[path = "integration/webhooks.rs"]
 mod webhooks;
+#[path = "integration/writer.rs"]
+mod writer;

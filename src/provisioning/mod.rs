@@ -9,8 +9,10 @@
 //! - `api`: the `/api/v1` use cases by topic, with their wire types;
 //! - `tenancy`: the operator's use cases (tenants, credentials, keys), for the CLI.
 //!
-//! Every write goes through `Service::write`: one transaction, its journal flushed last,
-//! then the signal. It is the one seam where writes could be grouped into shared commits.
+//! - `writer`: group commit; the writes that arrive together share one transaction.
+//!
+//! Every write goes through `Service::write`: its own savepoint in a batch (`writer`), its
+//! journal flushed with the batch's, answered after the batch commits, then the signal.
 
 pub mod accounts;
 pub mod api;
@@ -20,6 +22,7 @@ pub mod journal;
 pub mod list;
 pub mod resources;
 pub mod tenancy;
+pub mod writer;
 
 use std::sync::Arc;
 
@@ -144,6 +147,8 @@ pub struct Service {
     /// The destination policy subscriptions are checked against, and the wake-up of
     /// delivery after a commit that queued deliveries.
     pub webhooks: Arc<Hub>,
+    /// Group commit: the batches every write runs in.
+    pub writer: Arc<writer::Writer>,
 }
 
 pub(crate) fn ensure_write(p: &Principal) -> Result<()> {
@@ -174,27 +179,18 @@ impl Service {
         Journal::new(p, &self.settings.base_url, now_micros())
     }
 
-    /// Runs a change in one write transaction with its journal, appended to the feed last
-    /// (the feed counter is the last lock a transaction takes), then wakes the feed's
-    /// waiters, and delivery when the journal queued deliveries. Every SCIM and `/api/v1`
-    /// write passes through here.
+    /// Runs a change in its own savepoint of a batch of writes (`writer`: group commit),
+    /// its journal appended to the feed with the batch's (the feed counter is the last lock
+    /// a transaction takes); answers once the batch has committed, then wakes the feed's
+    /// waiters, and delivery when a journal queued deliveries. Every SCIM and `/api/v1`
+    /// write passes through here; `conn` is used only when no batch connection is free.
     pub fn write<T>(
         &self,
         conn: &mut Conn,
         p: &Principal,
         f: impl FnOnce(&mut Db<'_>, &mut Journal) -> Result<T>,
     ) -> Result<T> {
-        let (out, queued) = conn.write_tx(|db| {
-            let mut j = self.journal(p);
-            let out = f(db, &mut j)?;
-            let queued = j.flush(db)?;
-            Ok::<(T, bool), Error>((out, queued))
-        })?;
-        self.signal.raise(&p.tenant);
-        if queued {
-            self.webhooks.queued(&p.tenant);
-        }
-        Ok(out)
+        self.writer.write(self, conn, self.journal(p), f)
     }
 
     /// Runs a read in one consistent snapshot.

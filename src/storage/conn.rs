@@ -4,9 +4,10 @@
 //! inside a transaction, is broken and the pool replaces it.
 
 use std::cell::Cell;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::pg::{Pg, PgConnection};
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -67,6 +68,8 @@ pub struct Conn {
     timeout: Option<Duration>,
     /// Postgres: where to send a cancel for this connection's statements (see `watch`).
     pg_target: Option<Arc<(String, i32)>>,
+    /// The writer lock, held from `begin` to `commit`/`rollback` of a batch (SQLite).
+    held: Option<Held>,
     /// Declared last so it is dropped after the connection, whose SQLite handlers point to it.
     watch: Arc<Watch>,
 }
@@ -77,7 +80,73 @@ enum Inner {
 }
 
 /// The in-process SQLite writer lock (see `Conn`).
-pub type WriterLock = std::sync::Arc<std::sync::Mutex<()>>;
+pub type WriterLock = Arc<Gate>;
+
+/// A lock whose guard is owned (`Held`), not borrowed: a batch of writes
+/// (`provisioning::writer`) keeps it from its `begin` to its `commit` while the requests it
+/// serves take turns on other threads.
+#[derive(Default)]
+pub struct Gate {
+    taken: Mutex<bool>,
+    freed: Condvar,
+}
+
+/// The writer lock, held until dropped.
+pub struct Held(Arc<Gate>);
+
+impl Gate {
+    fn hold(self: &Arc<Self>) -> Held {
+        // A poisoned lock only means another writer panicked; the flag is still right.
+        let mut taken = self
+            .taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *taken {
+            taken = self
+                .freed
+                .wait(taken)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *taken = true;
+        Held(self.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut taken = self
+            .0
+            .taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *taken = false;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Opens connections of the pool's database outside the pool, sharing its SQLite writer
+/// lock: the batch writer's own (see `provisioning::writer`).
+#[derive(Clone)]
+pub struct Connector {
+    url: DbUrl,
+    sync: SqliteSync,
+    writer: WriterLock,
+    timeout: Option<Duration>,
+}
+
+impl Connector {
+    pub fn connect(&self) -> Result<Conn, StorageError> {
+        Conn::establish_with(&self.url, self.sync, self.writer.clone(), self.timeout)
+            .map_err(|e| StorageError::Connect(e.to_string()))
+    }
+
+    /// Whether the database has a single writer (SQLite), so that every write of it queues
+    /// in one line, whatever its tenant.
+    pub fn single_writer(&self) -> bool {
+        self.url.backend == Backend::Sqlite
+    }
+}
+
 
 /// A borrowed connection: what every storage function works on.
 pub struct Db<'a> {
@@ -186,6 +255,7 @@ impl Conn {
             broken: Cell::new(false),
             timeout,
             pg_target,
+            held: None,
             watch,
         })
     }
@@ -225,9 +295,7 @@ impl Conn {
         let r = match &mut self.inner {
             Inner::Sqlite(c, writer) => {
                 // A poisoned lock only means another writer panicked; the data is SQLite's.
-                let _guard = writer
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _held = writer.hold();
                 // The deadline covers the wait for another process's write lock (`BEGIN
                 // IMMEDIATE`); each statement then arms it anew.
                 s.watch.arm(s.timeout);
@@ -238,6 +306,97 @@ impl Conn {
             Inner::Pg(c) => c.transaction(|c| f(&mut Db::pg(c, s)).map_err(TxError::App)),
         };
         r.map_err(|e| e.into_app(s))
+    }
+
+    /// Opens a write transaction that outlives this call (a batch of requests' writes, each
+    /// in its own savepoint, see `provisioning::writer`); `commit` or `rollback` ends it. On
+    /// SQLite it holds the writer lock until then.
+    pub fn begin(&mut self) -> Result<(), StorageError> {
+        let r = match &mut self.inner {
+            Inner::Sqlite(c, writer) => {
+                let held = writer.hold();
+                let r = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE");
+                if r.is_ok() {
+                    self.held = Some(held);
+                }
+                r
+            }
+            Inner::Pg(c) => AnsiTransactionManager::begin_transaction(c),
+        };
+        self.finish(r)
+    }
+
+    /// Commits the transaction `begin` opened. On failure it is rolled back.
+    pub fn commit(&mut self) -> Result<(), StorageError> {
+        let r = match &mut self.inner {
+            Inner::Sqlite(c, _) => AnsiTransactionManager::commit_transaction(c),
+            Inner::Pg(c) => AnsiTransactionManager::commit_transaction(c),
+        };
+        let r = match r {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // diesel rolls back when COMMIT fails; whatever it could not is ended here.
+                let _ = self.rollback_all();
+                Err(e)
+            }
+        };
+        self.held = None;
+        self.finish(r)
+    }
+
+    /// Rolls back the transaction `begin` opened.
+    pub fn rollback(&mut self) -> Result<(), StorageError> {
+        let r = match &mut self.inner {
+            Inner::Sqlite(c, _) => AnsiTransactionManager::rollback_transaction(c),
+            Inner::Pg(c) => AnsiTransactionManager::rollback_transaction(c),
+        };
+        self.held = None;
+        self.finish(r)
+    }
+
+    /// Rolls back whatever transaction is still open (savepoints included) and lets go of the
+    /// writer lock; a connection that cannot is marked broken.
+    pub fn rollback_all(&mut self) -> Result<(), StorageError> {
+        let mut r = Ok(());
+        for _ in 0..64 {
+            let depth = match &mut self.inner {
+                Inner::Sqlite(c, _) => {
+                    AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+                }
+                Inner::Pg(c) => {
+                    AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+                }
+            };
+            r = match depth {
+                Ok(None) => break,
+                Ok(Some(_)) => match &mut self.inner {
+                    Inner::Sqlite(c, _) => AnsiTransactionManager::rollback_transaction(c),
+                    Inner::Pg(c) => AnsiTransactionManager::rollback_transaction(c),
+                },
+                Err(e) => Err(e),
+            };
+            if r.is_err() {
+                self.broken.set(true);
+                break;
+            }
+        }
+        self.held = None;
+        self.finish(r)
+    }
+
+    fn finish(&self, r: diesel::QueryResult<()>) -> Result<(), StorageError> {
+        r.map_err(|e| {
+            if connection_lost(&e) {
+                self.broken.set(true);
+            }
+            StorageError::from(stopped(&self.watch, e))
+        })
+    }
+
+    /// Whether this connection can no longer be used (a statement found it dead, or a
+    /// transaction could not be ended).
+    pub fn is_unusable(&mut self) -> bool {
+        self.is_broken()
     }
 
     /// A read transaction: one consistent snapshot (a list's count and its page agree).
@@ -493,6 +652,17 @@ pub fn open_with(
     pool_size: u32,
     statement_timeout: Option<Duration>,
 ) -> Result<Pool, StorageError> {
+    Ok(open_with_connector(url, sync, pool_size, statement_timeout)?.0)
+}
+
+/// `open_with`, and a connector for connections outside the pool that share its writer lock
+/// and its statement deadline (the batch writer's, `provisioning::writer`).
+pub fn open_with_connector(
+    url: &str,
+    sync: SqliteSync,
+    pool_size: u32,
+    statement_timeout: Option<Duration>,
+) -> Result<(Pool, Connector), StorageError> {
     let url = DbUrl::parse(url)?;
     let mut conn = Conn::establish(&url, sync).map_err(|e| StorageError::Connect(e.to_string()))?;
     match &mut conn.inner {
@@ -500,17 +670,27 @@ pub fn open_with(
         Inner::Pg(c) => dialect::migrate_postgres(c)?,
     }
     drop(conn);
-    r2d2::Pool::builder()
+    let writer = WriterLock::default();
+    let pool = r2d2::Pool::builder()
         .max_size(pool_size)
         .test_on_check_out(false)
         .connection_timeout(std::time::Duration::from_secs(10))
         .build(Manager {
-            url,
+            url: url.clone(),
             sync,
-            writer: WriterLock::default(),
+            writer: writer.clone(),
             timeout: statement_timeout,
         })
-        .map_err(|e| StorageError::Connect(e.to_string()))
+        .map_err(|e| StorageError::Connect(e.to_string()))?;
+    Ok((
+        pool,
+        Connector {
+            url,
+            sync,
+            writer,
+            timeout: statement_timeout,
+        },
+    ))
 }
 
 /// Refreshes the planner's statistics (after a bulk load; autovacuum/`PRAGMA optimize` do it

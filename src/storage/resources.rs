@@ -2,9 +2,9 @@
 //! queries need) and `attr_values` (one row per filterable value). Each function is scoped to
 //! a tenant; the caller owns the transaction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Double, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
@@ -160,13 +160,91 @@ pub fn update(
         .push(", version = version + 1, modified = ")
         .bind(Bind::Int(w.now));
     versioned(db, q, tenant, pk, expected)?;
-    db.execute(&Sql::with(
-        "DELETE FROM attr_values WHERE res_pk = ?",
+    replace_values(db, tenant, pk, &ix.values)?;
+    Ok(expected + 1)
+}
+
+#[derive(QueryableByName)]
+struct StoredValue {
+    #[diesel(sql_type = Text)]
+    path: String,
+    #[diesel(sql_type = Integer)]
+    elem: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    val: Option<String>,
+    #[diesel(sql_type = Nullable<Double>)]
+    num: Option<f64>,
+}
+
+/// One value of a path, comparable (the number by its bits: a stored double reads back
+/// exactly as written).
+type ValueKey<'a> = (i32, Option<&'a str>, Option<u64>);
+
+/// Values by path, each path's sorted.
+fn by_path<'a>(
+    values: impl Iterator<Item = (&'a str, ValueKey<'a>)>,
+) -> BTreeMap<&'a str, Vec<ValueKey<'a>>> {
+    let mut out: BTreeMap<&str, Vec<ValueKey<'_>>> = BTreeMap::new();
+    for (path, key) in values {
+        out.entry(path).or_default().push(key);
+    }
+    for v in out.values_mut() {
+        v.sort_unstable();
+    }
+    out
+}
+
+/// Makes a resource's attribute values `new`, rewriting only the paths whose values changed
+/// (a PATCH of `title` rewrites one row and its trigram entries, not all of them).
+fn replace_values(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    pk: i64,
+    new: &[IndexValue],
+) -> StoreResult<()> {
+    let old: Vec<StoredValue> = db.load(&Sql::with(
+        "SELECT path, elem, val, num FROM attr_values WHERE res_pk = ?",
         [Bind::Int(pk)],
     ))?;
-    let values: Vec<(i64, &IndexValue)> = ix.values.iter().map(|v| (pk, v)).collect();
-    insert_values(db, tenant, &values)?;
-    Ok(expected + 1)
+    let old_by = by_path(old.iter().map(|v| {
+        (
+            v.path.as_str(),
+            (v.elem, v.val.as_deref(), v.num.map(f64::to_bits)),
+        )
+    }));
+    let new_by = by_path(new.iter().map(|v| {
+        (
+            v.path.as_str(),
+            (v.elem, v.val.as_deref(), v.num.map(f64::to_bits)),
+        )
+    }));
+    let changed: Vec<&str> = old_by
+        .keys()
+        .chain(new_by.keys())
+        .filter(|p| old_by.get(*p) != new_by.get(*p))
+        .copied()
+        .collect::<std::collections::BTreeSet<&str>>()
+        .into_iter()
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let gone: Vec<Bind> = changed
+        .iter()
+        .filter(|p| old_by.contains_key(*p))
+        .map(|p| Bind::text(p))
+        .collect();
+    if !gone.is_empty() {
+        let mut q = Sql::with("DELETE FROM attr_values WHERE res_pk = ?", [Bind::Int(pk)]);
+        q.push(" AND path IN (").bind_list(gone).push(")");
+        db.execute(&q)?;
+    }
+    let values: Vec<(i64, &IndexValue)> = new
+        .iter()
+        .filter(|v| changed.binary_search(&v.path.as_str()).is_ok())
+        .map(|v| (pk, v))
+        .collect();
+    insert_values(db, tenant, &values)
 }
 
 /// Bumps the version of a resource whose membership changed (ETags change on every
