@@ -1,8 +1,8 @@
 //! The front door of every authenticated request: one blocking hop, one pooled connection.
 //! On it the credential is resolved to a principal (tenant, credential id, scope), the
 //! credential's rate limit is checked, then the use case runs on the same connection. This is
-//! where a request's tenant becomes known: per-tenant admission and request spans belong
-//! here.
+//! where a request's tenant becomes known: per-tenant admission belongs here, and the
+//! request's span and log line (`observe`) learn the tenant and credential id from here.
 //!
 //! What can be checked without the database is checked before the hop: a request without a
 //! credential is 401 at once, and its body is read (size, type, JSON) by its extractor.
@@ -286,32 +286,41 @@ where
     let bootstrap = state.bootstrap_hash.clone();
     let limiter = state.rate_limiter.clone();
     let caller = caller.into();
-    let outcome = web::block(move || -> Result<T, Refused> {
-        let mut conn = svc.conn()?;
-        let compat = svc.settings.compat;
-        let now = now_micros();
-        let p = match &caller {
-            Caller::Bearer(b) => {
-                auth::authenticate(&mut conn, bootstrap.as_deref(), compat, &b.0, now)?
+    let (who, outcome) = web::block(move || {
+        // Who the caller is, once known: for the request's span, log line and metrics.
+        let mut who = None;
+        let outcome = (|| -> Result<T, Refused> {
+            let mut conn = svc.conn()?;
+            let compat = svc.settings.compat;
+            let now = now_micros();
+            let p = match &caller {
+                Caller::Bearer(b) => {
+                    auth::authenticate(&mut conn, bootstrap.as_deref(), compat, &b.0, now)?
+                }
+                Caller::Session(c) => {
+                    open_session(&mut conn, compat, c, now)?
+                        .ok_or(Refused::NoSession)?
+                        .principal
+                }
+            };
+            who = Some((p.tenant.as_str().to_string(), p.credential.clone()));
+            if let Some(limiter) = &limiter {
+                limiter
+                    .check(&rate_key(&p.tenant, p.credential.as_deref()))
+                    .map_err(Refused::TooMany)?;
             }
-            Caller::Session(c) => {
-                open_session(&mut conn, compat, c, now)?
-                    .ok_or(Refused::NoSession)?
-                    .principal
+            if access == Access::Admin && p.scope != Scope::Admin {
+                return Err(Refused::NotAdmin);
             }
-        };
-        if let Some(limiter) = &limiter {
-            limiter
-                .check(&rate_key(&p.tenant, p.credential.as_deref()))
-                .map_err(Refused::TooMany)?;
-        }
-        if access == Access::Admin && p.scope != Scope::Admin {
-            return Err(Refused::NotAdmin);
-        }
-        Ok(f(&svc, &mut conn, &p)?)
+            Ok(f(&svc, &mut conn, &p)?)
+        })();
+        (who, outcome)
     })
     .await
     .map_err(|e| ApiError::internal(&e))?;
+    if let Some((tenant, credential)) = &who {
+        super::observe::identified(tenant, credential.as_deref());
+    }
     outcome.map_err(ApiError::from)
 }
 

@@ -7,7 +7,8 @@
 //! - `journal`: the feed events of a transaction and the signal raised after its commit;
 //! - `accounts`: the account of each SCIM user, decided inside the SCIM transactions;
 //! - `api`: the `/api/v1` use cases by topic, with their wire types;
-//! - `tenancy`: the operator's use cases (tenants, credentials, keys), for the CLI.
+//! - `tenancy`: the operator's use cases (tenants, credentials, keys), for the CLI;
+//! - `ops`: readiness and the metrics scrape.
 //!
 //! Every write goes through `Service::write`: one transaction, its journal flushed last,
 //! then the signal. It is the one seam where writes could be grouped into shared commits.
@@ -18,12 +19,14 @@ pub mod bulk;
 pub mod cursor;
 pub mod journal;
 pub mod list;
+pub mod ops;
 pub mod resources;
 pub mod tenancy;
 
 use std::sync::Arc;
 
 use crate::auth::{AuthError, Principal, Scope};
+use crate::metrics::Metrics;
 use crate::scim::compat::Compat;
 use crate::scim::error::ScimError;
 use crate::scim::filter::{parse_filter_with, Filter, Limits, Syntax};
@@ -122,6 +125,9 @@ pub struct Service {
     /// The destination policy subscriptions are checked against, and the wake-up of
     /// delivery after a commit that queued deliveries.
     pub webhooks: Arc<Hub>,
+    /// The process's metrics (`crate::metrics`: its named methods are the registration
+    /// points).
+    pub metrics: Arc<Metrics>,
 }
 
 pub(crate) fn ensure_write(p: &Principal) -> Result<()> {
@@ -144,6 +150,7 @@ impl Service {
     /// A connection from the pool: the front door takes one per request, and the request's
     /// authentication and use case share it.
     pub fn conn(&self) -> std::result::Result<PooledConn, StorageError> {
+        let _waiting = self.metrics.pool_wait();
         Ok(self.pool.get()?)
     }
 
@@ -162,12 +169,14 @@ impl Service {
         p: &Principal,
         f: impl FnOnce(&mut Db<'_>, &mut Journal) -> Result<T>,
     ) -> Result<T> {
+        let started = std::time::Instant::now();
         let (out, queued) = conn.write_tx(|db| {
             let mut j = self.journal(p);
             let out = f(db, &mut j)?;
             let queued = j.flush(db)?;
             Ok::<(T, bool), Error>((out, queued))
         })?;
+        self.metrics.observe_write(1, started.elapsed());
         self.signal.raise();
         if queued {
             self.webhooks.queued(&p.tenant);
