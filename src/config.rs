@@ -82,6 +82,18 @@ pub enum Command {
     /// Manage the keys that sign access tokens from POST /oauth/token.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Copy a SQLite database, consistently, while servers keep writing to it (SQLite's
+    /// online backup API). Postgres: use pg_dump.
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where the copy goes: a new file (an existing one is never overwritten).
+    #[arg(long, value_name = "PATH")]
+    pub to: std::path::PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Subcommand)]

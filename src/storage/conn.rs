@@ -182,6 +182,12 @@ impl Conn {
     }
 }
 
+/// The file of a `sqlite://PATH` URL; None for Postgres (whose backups are `pg_dump`'s).
+pub fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, StorageError> {
+    let url = DbUrl::parse(url)?;
+    Ok((url.backend == Backend::Sqlite).then(|| url.target.into()))
+}
+
 /// What a readiness probe found (`probe`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Probe {

@@ -465,3 +465,78 @@ fn metrics_on_a_separate_address() {
         .unwrap();
     assert_eq!(r.status(), 404, "SCIM is not served there");
 }
+
+fn scimitar_backup(database_url: &str, to: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_scimitar"));
+    c.args(["backup", "--to"])
+        .arg(to)
+        .args(["--database-url", database_url])
+        .env_remove("SCIMITAR_DATABASE_URL");
+    c
+}
+
+/// `scimitar backup` while the server holds the database open and keeps writing: the copy
+/// opens and serves every user acknowledged before the backup started. On Postgres the
+/// command says to use pg_dump and changes nothing.
+#[actix_web::test]
+async fn backup_copies_every_acknowledged_write() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    if db.is_postgres() {
+        let out = scimitar_backup(&db.url, &copy).output().unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
+        assert!(!copy.exists());
+        return;
+    }
+    let (app, _state) = app_with(args(&db)).await;
+    const BEFORE: usize = 300;
+    for i in 0..BEFORE {
+        create_user(&app, &format!("before-{i}")).await;
+    }
+    // The backup runs while this server keeps writing.
+    let running = scimitar_backup(&db.url, &copy)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for i in 0..50 {
+        create_user(&app, &format!("during-{i}")).await;
+    }
+    let out = running.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("backed up"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no progress bar off a terminal");
+    assert!(!dir.path().join("copy.db.partial").exists());
+
+    let mut a = args(&db);
+    a.db.database_url = format!("sqlite://{}", copy.display());
+    let (restored, _state) = app_with(a).await;
+    let r = call(
+        &restored,
+        "GET",
+        "/scim/v2/Users?filter=userName%20sw%20%22before-%22&count=1000&attributes=userName",
+        None,
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(r.body["totalResults"], BEFORE, "{}", r.raw);
+    let mut names: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    let mut expected: Vec<String> = (0..BEFORE).map(|i| format!("before-{i}")).collect();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    assert_eq!(send(&restored, get("/readyz")).await.status, 200);
+
+    // An existing file is never overwritten.
+    let out = scimitar_backup(&db.url, &copy).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}
