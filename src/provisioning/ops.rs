@@ -12,7 +12,8 @@ use super::Service;
 use crate::metrics::{DeliveryGauges, PoolGauges, TenantGauges};
 use crate::scim::time::now_micros;
 use crate::storage::conn;
-use crate::storage::deliveries::{self, FeedHead, StatusCount};
+use crate::storage::deliveries::{self, StatusCount};
+use crate::storage::feed::{self, FeedHead};
 use crate::storage::StorageError;
 
 /// One readiness check's outcome: `ok`, or what failed in a few words (never database text).
@@ -113,10 +114,7 @@ impl Service {
         let now = now_micros();
         let mut conn = self.pool.get_timeout(Duration::from_secs(2))?;
         let (counts, heads) = conn.read_tx(|db| {
-            Ok::<_, StorageError>((
-                deliveries::status_counts(db, now)?,
-                deliveries::feed_heads(db)?,
-            ))
+            Ok::<_, StorageError>((deliveries::status_counts(db, now)?, feed::feed_heads(db)?))
         })?;
         Ok(delivery_gauges(&counts, &heads, now))
     }
