@@ -153,10 +153,9 @@ pub fn filter(text: &str) -> String {
                         "pr" => Expect::Operator,
                         _ => Expect::Value,
                     };
-                } else if LITERALS.contains(&lower.as_str()) {
-                    out.push_str(&word);
-                    expect = Expect::Operator;
-                } else if expect == Expect::Attribute && is_attribute_path(&word) {
+                } else if LITERALS.contains(&lower.as_str())
+                    || (expect == Expect::Attribute && is_attribute_path(&word))
+                {
                     out.push_str(&word);
                     expect = Expect::Operator;
                 } else {

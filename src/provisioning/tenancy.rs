@@ -236,21 +236,6 @@ pub fn jwt_issuer(conn: &mut Conn, tenant: &str) -> Result<Option<(IssuerRow, Ve
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tenant_names() {
-        for ok in ["acme", "Acme-2", "a.b_c", "0"] {
-            assert!(check_tenant_name(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "-x", "a b", "a/b", "é", &"x".repeat(65)] {
-            assert!(check_tenant_name(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 /// `scimitar backup --to PATH`: a consistent copy of the SQLite database at `database_url`
 /// through SQLite's online backup API, safe while servers write; `progress(copied, total)`
 /// in pages. Returns the pages copied. Postgres has its own tools (`pg_dump`).
@@ -266,4 +251,19 @@ pub fn backup(
         ));
     };
     Ok(crate::storage::backup::sqlite_backup(&file, to, progress)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_names() {
+        for ok in ["acme", "Acme-2", "a.b_c", "0"] {
+            assert!(check_tenant_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "a b", "a/b", "é", &"x".repeat(65)] {
+            assert!(check_tenant_name(bad).is_err(), "{bad}");
+        }
+    }
 }
