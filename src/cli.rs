@@ -10,7 +10,7 @@ use crate::auth::external;
 use crate::auth::tenant::TenantSettings;
 use crate::auth::{self, oauth, Scope};
 use crate::config::{
-    ClientCommand, Command, DbArgs, JwtArgs, KeysCommand, TenantCommand, TokenCommand,
+    BackupArgs, ClientCommand, Command, DbArgs, JwtArgs, KeysCommand, TenantCommand, TokenCommand,
 };
 use crate::provisioning::{self, tenancy};
 use crate::scim::time::{format_micros, now_micros};
@@ -150,8 +150,36 @@ pub fn run(command: Command) -> Result<()> {
         Command::Token(c) => token(c),
         Command::Client(c) => client(c),
         Command::Keys(c) => keys(c),
+        Command::Backup(a) => backup(a),
         Command::Serve(_) | Command::Migrate(_) => Err(usage("not an admin command")),
     }
+}
+
+/// A spinner on standard error while long work runs; it draws nothing when standard error
+/// is not a terminal (indicatif's own check), so scripts and logs stay clean.
+fn spinner(message: String) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// `scimitar backup --to PATH`: a progress bar in pages on a terminal, one line at the end.
+fn backup(a: BackupArgs) -> Result<()> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} pages ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message("backing up");
+    let pages = tenancy::backup(&a.db.database_url, &a.to, &mut |copied, total| {
+        bar.set_length(total);
+        bar.set_position(copied);
+    });
+    bar.finish_and_clear();
+    let pages = pages?;
+    eprintln!("backed up {pages} pages to {}", a.to.display());
+    Ok(())
 }
 
 fn tenant(c: TenantCommand) -> Result<()> {
@@ -200,7 +228,13 @@ fn tenant(c: TenantCommand) -> Result<()> {
                      nothing was changed. Re-run with --yes to delete it"
                 )));
             }
-            let d = tenancy::delete_tenant(&mut conn, &name)?;
+            let bar = spinner(format!("deleting tenant `{name}`"));
+            let d = tenancy::delete_tenant_with(&mut conn, &name, &mut |table| {
+                bar.set_message(format!("deleting tenant `{name}`: {table} done"));
+                bar.inc(1);
+            });
+            bar.finish_and_clear();
+            let d = d?;
             eprintln!(
                 "deleted tenant `{name}`: {} resources, {} events, {} credentials",
                 d.resources, d.events, d.credentials

@@ -43,6 +43,16 @@ impl FromStr for RateLimit {
     }
 }
 
+/// How log lines are written to standard error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "scimitar",
@@ -72,6 +82,18 @@ pub enum Command {
     /// Manage the keys that sign access tokens from POST /oauth/token.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Copy a SQLite database, consistently, while servers keep writing to it (SQLite's
+    /// online backup API). Postgres: use pg_dump.
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where the copy goes: a new file (an existing one is never overwritten).
+    #[arg(long, value_name = "PATH")]
+    pub to: std::path::PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -344,6 +366,33 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub webhooks: WebhookArgs,
+
+    #[command(flatten)]
+    pub ops: OpsArgs,
+}
+
+/// Logs and metrics.
+#[derive(Clone, Debug, Args)]
+pub struct OpsArgs {
+    /// Log lines as `text` or `json` (one object per line); RUST_LOG sets the levels
+    /// (default `info`; the access log's target is `scimitar::access`).
+    #[arg(long, env = "SCIMITAR_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log request targets verbatim, query values included (filter values, userNames,
+    /// emails). For local debugging only: the log then holds personal data.
+    #[arg(long, env = "SCIMITAR_LOG_UNREDACTED")]
+    pub log_unredacted: bool,
+
+    /// Serve /metrics (and /healthz, /readyz) on this separate address instead of the main
+    /// one [default: /metrics on the main address].
+    #[arg(long, env = "SCIMITAR_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Keep request and delivery metrics per tenant (one series per tenant: mind the
+    /// cardinality with many tenants; tenant names become visible to whoever reads /metrics).
+    #[arg(long, env = "SCIMITAR_METRICS_PER_TENANT")]
+    pub metrics_per_tenant: bool,
 }
 
 /// Webhook delivery: concurrency, the destination policy, trust, timeouts, the retry

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod errors;
 pub mod http;
+pub mod metrics;
 pub mod product;
 pub mod provisioning;
 pub mod scim;

@@ -5,13 +5,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use scimitar::config::{Cli, Command, ServeArgs};
+use scimitar::config::{Cli, Command, LogFormat, ServeArgs};
 use scimitar::errors::chain;
 use scimitar::{cli, server, storage};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Cli::parse();
+    let format = match &args.command {
+        Some(Command::Serve(a)) => a.ops.log_format,
+        None => ServeArgs::from_env().ops.log_format,
+        Some(_) => LogFormat::Text,
+    };
+    server::init_logging(format);
     let result: Result<(), Box<dyn Error>> = match args.command {
         None => serve(ServeArgs::from_env()),
         Some(Command::Serve(a)) => serve(a),

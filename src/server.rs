@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::{web, App, HttpServer};
 
 use crate::auth;
-use crate::config::{ServeArgs, WebhookArgs};
+use crate::config::{LogFormat, ServeArgs, WebhookArgs};
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use crate::provisioning::{Service, Settings};
 use crate::scim::compat::Compat;
 use crate::scim::schema::Registry;
@@ -78,6 +79,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
                 connector,
                 (args.db.db_pool_size / 2).max(1) as usize,
             )),
+            metrics: Arc::new(Metrics::new(args.ops.metrics_per_tenant)),
         },
         bootstrap_hash: args.bootstrap_token.as_deref().map(auth::hash_secret),
         max_body_bytes: args.max_body_bytes,
@@ -90,6 +92,11 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             args.tenant_max_concurrency
                 .unwrap_or(args.db.db_pool_size as usize / 2),
         )),
+        ops: http::ops::Ops {
+            log_unredacted: args.ops.log_unredacted,
+            metrics_here: args.ops.metrics_listen.is_none(),
+            probing: Arc::default(),
+        },
     };
     Ok((state, generated))
 }
@@ -168,20 +175,18 @@ pub fn start_statistics(args: &ServeArgs, state: &AppState) {
 }
 
 /// Serves until SIGTERM/SIGINT; in-flight requests get up to 30 s to finish. Webhook
-/// deliveries run beside it, on their own threads.
+/// deliveries run beside it, on their own threads; with `--metrics-listen`, the metrics and
+/// probes on their own address too.
 pub async fn serve(args: ServeArgs, state: AppState) -> std::io::Result<()> {
     let workers = start_webhooks(&args, &state);
     start_statistics(&args, &state);
     let state = web::Data::new(state);
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms"))
-            .configure(http::configure(state.clone()))
-    })
-    .shutdown_timeout(30)
-    // A client that closes its side has gone: its request is dropped, which cancels its
-    // statement (`http::front`).
-    .h1_allow_half_closed(false);
+    let main_state = state.clone();
+    let mut server = HttpServer::new(move || http::app(main_state.clone()))
+        .shutdown_timeout(30)
+        // A client that closes its side has gone: its request is dropped, which cancels its
+        // statement (`http::front`).
+        .h1_allow_half_closed(false);
     if let Some(w) = args.workers {
         server = server.workers(w);
     }
@@ -190,7 +195,48 @@ pub async fn serve(args: ServeArgs, state: AppState) -> std::io::Result<()> {
         args.listen,
         args.base_url()
     );
-    let result = server.bind(args.listen)?.run().await;
+    let main = server.bind(args.listen)?.run();
+    let result = match args.ops.metrics_listen {
+        None => main.await,
+        Some(addr) => {
+            let management = HttpServer::new(move || {
+                App::new()
+                    .wrap(actix_web::middleware::from_fn(http::observe::observe))
+                    .configure(http::ops::management(state.clone()))
+            })
+            .workers(1)
+            .shutdown_timeout(5)
+            .bind(addr)?
+            .run();
+            log::info!("metrics and probes on http://{addr}");
+            let (a, b) = futures_util::future::join(main, management).await;
+            a.and(b)
+        }
+    };
     workers.shutdown();
     result
+}
+
+/// Log lines to standard error, as `--log-format` says, at the levels RUST_LOG sets (default
+/// `info`); records of the `log` crate (the rest of the code base) go the same way.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or collector gets plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("scimitar: logging is already set up: {e}");
+    }
 }

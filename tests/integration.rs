@@ -39,6 +39,8 @@ mod jwt;
 mod oauth;
 #[path = "integration/okta.rs"]
 mod okta;
+#[path = "integration/ops.rs"]
+mod ops;
 #[path = "integration/processes.rs"]
 mod processes;
 #[path = "integration/query.rs"]

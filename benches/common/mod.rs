@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, HttpServer};
 use serde_json::{json, Value};
 
 use scimitar::config::ServeArgs;
@@ -68,7 +68,7 @@ pub fn start_server_with(
     let pool = state.service.pool.clone();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            HttpServer::new(move || App::new().configure(http::configure(state.clone())))
+            HttpServer::new(move || http::app(state.clone()))
                 .listen(listener)
                 .expect("listen")
                 .run()

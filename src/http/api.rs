@@ -497,6 +497,8 @@ async fn events(state: web::Data<AppState>, a: Admin, req: HttpRequest) -> Reply
         })
         .await?;
     let deadline = Instant::now() + Duration::from_secs(wait);
+    // Counted in `scimitar_feed_long_poll_waiters` until it answers.
+    let _waiting = (wait > 0 && feed.items.is_empty()).then(|| state.service.metrics.waiting());
     loop {
         let now = Instant::now();
         if !feed.items.is_empty() || now >= deadline {

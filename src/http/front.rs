@@ -1,8 +1,8 @@
 //! The front door of every authenticated request: one blocking hop, one pooled connection.
 //! On it the credential is resolved to a principal (tenant, credential id, scope), the
 //! credential's rate limit is checked, then the use case runs on the same connection. This is
-//! where a request's tenant becomes known: per-tenant admission and request spans belong
-//! here.
+//! where a request's tenant becomes known: per-tenant admission belongs here, and the
+//! request's span and log line (`observe`) learn the tenant and credential id from here.
 //!
 //! What can be checked without the database is checked before the hop: a request without a
 //! credential is 401 at once, and its body is read (size, type, JSON) by its extractor.
@@ -307,48 +307,57 @@ where
     let cancel = OnGone::new();
     let hold = cancel.hold();
     let admission = state.admission.clone();
-    let outcome = web::block(move || -> Result<T, Refused> {
-        let mut conn = svc.conn()?;
-        let attached = hold.attach(&conn);
-        let compat = svc.settings.compat;
-        let now = now_micros();
-        let p = match &caller {
-            Caller::Bearer(b) => {
-                auth::authenticate(&mut conn, bootstrap.as_deref(), compat, &b.0, now)?
+    let (who, outcome) = web::block(move || {
+        // Who the caller is, once known: for the request's span, log line and metrics.
+        let mut who = None;
+        let outcome = (|| -> Result<T, Refused> {
+            let mut conn = svc.conn()?;
+            let attached = hold.attach(&conn);
+            let compat = svc.settings.compat;
+            let now = now_micros();
+            let p = match &caller {
+                Caller::Bearer(b) => {
+                    auth::authenticate(&mut conn, bootstrap.as_deref(), compat, &b.0, now)?
+                }
+                Caller::Session(c) => {
+                    open_session(&mut conn, compat, c, now)?
+                        .ok_or(Refused::NoSession)?
+                        .principal
+                }
+            };
+            who = Some((p.tenant.as_str().to_string(), p.credential.clone()));
+            if let Some(limiter) = &limiter {
+                limiter
+                    .check(&rate_key(&p.tenant, p.credential.as_deref()))
+                    .map_err(Refused::TooMany)?;
             }
-            Caller::Session(c) => {
-                open_session(&mut conn, compat, c, now)?
-                    .ok_or(Refused::NoSession)?
-                    .principal
+            if access == Access::Admin && p.scope != Scope::Admin {
+                return Err(Refused::NotAdmin);
             }
-        };
-        if let Some(limiter) = &limiter {
-            limiter
-                .check(&rate_key(&p.tenant, p.credential.as_deref()))
-                .map_err(Refused::TooMany)?;
-        }
-        if access == Access::Admin && p.scope != Scope::Admin {
-            return Err(Refused::NotAdmin);
-        }
-        // The tenant's share: past it, wait for a slot without holding a connection.
-        let (_slot, mut conn, _attached) = match admission.try_admit(&p.tenant) {
-            Some(slot) => (slot, conn, attached),
-            None => {
-                drop(attached);
-                drop(conn);
-                let slot = admission
-                    .admit(&p.tenant, admission::QUEUE_WAIT)
-                    .ok_or(Refused::TenantBusy(admission.max()))?;
-                let conn = svc.conn()?;
-                let attached = hold.attach(&conn);
-                (slot, conn, attached)
-            }
-        };
-        Ok(f(&svc, &mut conn, &p)?)
+            // The tenant's share: past it, wait for a slot without holding a connection.
+            let (_slot, mut conn, _attached) = match admission.try_admit(&p.tenant) {
+                Some(slot) => (slot, conn, attached),
+                None => {
+                    drop(attached);
+                    drop(conn);
+                    let slot = admission
+                        .admit(&p.tenant, admission::QUEUE_WAIT)
+                        .ok_or(Refused::TenantBusy(admission.max()))?;
+                    let conn = svc.conn()?;
+                    let attached = hold.attach(&conn);
+                    (slot, conn, attached)
+                }
+            };
+            Ok(f(&svc, &mut conn, &p)?)
+        })();
+        (who, outcome)
     })
     .await
     .map_err(|e| ApiError::internal(&e))?;
     cancel.done();
+    if let Some((tenant, credential)) = &who {
+        super::observe::identified(tenant, credential.as_deref());
+    }
     outcome.map_err(ApiError::from)
 }
 

@@ -7,6 +7,8 @@
 //! - `scim`: `/scim/v2` resources, lists, searches and bulk; `discovery`: its RFC 7644 §4
 //!   endpoints; `api`: `/api/v1`; `oauth`: `/oauth/token`; `console`: the admin console at
 //!   `/admin` (embedded assets) and `session`: its sign-in and sign-out;
+//! - `ops`: `/healthz`, `/readyz`, `/metrics`; `observe`: the outermost middleware (request
+//!   ids, spans, the access log with `redact`ed targets, request metrics);
 //! - `front`: the front door (bearer credentials and console sessions); `extract`: bodies
 //!   and query parameters; `error`: every error to its status, in one table; `ratelimit`:
 //!   per-credential token buckets.
@@ -19,13 +21,18 @@ pub mod error;
 pub mod extract;
 pub mod front;
 pub mod oauth;
+pub mod observe;
 pub mod openapi;
+pub mod ops;
 pub mod ratelimit;
+pub mod redact;
 pub mod scim;
 pub mod session;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
+use actix_web::{middleware, web, App, HttpRequest, HttpResponse, Resource, Route};
 
 use crate::provisioning::Service;
 
@@ -45,6 +52,26 @@ pub struct AppState {
     pub sign_in: session::SignInGuard,
     /// How many requests of one tenant run at once (`--tenant-max-concurrency`).
     pub admission: std::sync::Arc<admission::Admission>,
+    /// Logging and metrics settings, and the readiness probe's state.
+    pub ops: ops::Ops,
+}
+
+/// The application: every route (`configure`) behind the `observe` middleware. `main`, the
+/// tests and the benches all serve this.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .wrap(middleware::from_fn(observe::observe))
+        .configure(configure(state))
 }
 
 /// The routes. `main` and the tests both build the app with this.
@@ -82,7 +109,9 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     web::delete().to(scim::delete),
                 ],
             ));
+        let metrics_here = state.ops.metrics_here;
         cfg.app_data(state)
+            .configure(|cfg| ops::routes(cfg, metrics_here))
             .service(resource("/oauth/token", [web::post().to(oauth::token)]))
             .service(web::scope("/api/v1").configure(api::configure))
             .service(console::scope())

@@ -7,7 +7,8 @@
 //! - `journal`: the feed events of a transaction and the signal raised after its commit;
 //! - `accounts`: the account of each SCIM user, decided inside the SCIM transactions;
 //! - `api`: the `/api/v1` use cases by topic, with their wire types;
-//! - `tenancy`: the operator's use cases (tenants, credentials, keys), for the CLI.
+//! - `tenancy`: the operator's use cases (tenants, credentials, keys), for the CLI;
+//! - `ops`: readiness and the metrics scrape.
 //!
 //! - `writer`: group commit; the writes that arrive together share one transaction.
 //!
@@ -20,6 +21,7 @@ pub mod bulk;
 pub mod cursor;
 pub mod journal;
 pub mod list;
+pub mod ops;
 pub mod resources;
 pub mod tenancy;
 pub mod writer;
@@ -27,6 +29,7 @@ pub mod writer;
 use std::sync::Arc;
 
 use crate::auth::{AuthError, Principal, Scope};
+use crate::metrics::Metrics;
 use crate::scim::compat::Compat;
 use crate::scim::error::ScimError;
 use crate::scim::filter::{parse_filter_with, Filter, Limits, Syntax};
@@ -149,6 +152,9 @@ pub struct Service {
     pub webhooks: Arc<Hub>,
     /// Group commit: the batches every write runs in.
     pub writer: Arc<writer::Writer>,
+    /// The process's metrics (`crate::metrics`: its named methods are the registration
+    /// points).
+    pub metrics: Arc<Metrics>,
 }
 
 pub(crate) fn ensure_write(p: &Principal) -> Result<()> {
@@ -171,6 +177,7 @@ impl Service {
     /// A connection from the pool: the front door takes one per request, and the request's
     /// authentication and use case share it.
     pub fn conn(&self) -> std::result::Result<PooledConn, StorageError> {
+        let _waiting = self.metrics.pool_wait();
         Ok(self.pool.get()?)
     }
 

@@ -74,9 +74,19 @@ pub fn require_tenant(conn: &mut Conn, name: &str) -> Result<()> {
 }
 
 pub fn delete_tenant(conn: &mut Conn, name: &str) -> Result<Deleted> {
+    delete_tenant_with(conn, name, &mut |_| {})
+}
+
+/// `delete_tenant`, calling `step(table)` as each of its tables is done (one
+/// transaction all the same: nothing is deleted unless everything is).
+pub fn delete_tenant_with(
+    conn: &mut Conn,
+    name: &str,
+    step: &mut dyn FnMut(&str),
+) -> Result<Deleted> {
     conn.write_tx(|db| {
         let tenant = existing(db, name)?;
-        Ok(tenancy::delete_tenant(db, &tenant)?)
+        Ok(tenancy::delete_tenant_with(db, &tenant, step)?)
     })
 }
 
@@ -224,6 +234,23 @@ pub fn jwt_issuer(conn: &mut Conn, tenant: &str) -> Result<Option<(IssuerRow, Ve
         None => Ok(None),
         Some(i) => Ok(Some((i, tenancy::jwt_keys(&mut db, &tenant)?))),
     }
+}
+
+/// `scimitar backup --to PATH`: a consistent copy of the SQLite database at `database_url`
+/// through SQLite's online backup API, safe while servers write; `progress(copied, total)`
+/// in pages. Returns the pages copied. Postgres has its own tools (`pg_dump`).
+pub fn backup(
+    database_url: &str,
+    to: &std::path::Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64> {
+    let Some(file) = crate::storage::conn::sqlite_file(database_url)? else {
+        return Err(Error::Invalid(
+            "`backup` copies SQLite databases; back up Postgres with pg_dump (see docs/deploying.md)"
+                .into(),
+        ));
+    };
+    Ok(crate::storage::backup::sqlite_backup(&file, to, progress)?)
 }
 
 #[cfg(test)]

@@ -101,6 +101,8 @@ struct State {
 }
 
 struct Batch {
+    /// When its BEGIN ran (the commit latency metric runs from here to the end of COMMIT).
+    begun: std::time::Instant,
     /// The journals of the changes that held, in the order they ran.
     journals: Vec<Journal>,
     ran: usize,
@@ -302,6 +304,7 @@ impl Writer {
                     }
                 };
                 lock(&group.state).batch = Some(Batch {
+                    begun: std::time::Instant::now(),
                     journals: Vec::new(),
                     ran: 0,
                     outcome: Arc::default(),
@@ -362,6 +365,7 @@ impl Writer {
                 stats.changes += batch.ran as u64;
                 stats.last = batch.ran;
                 drop(stats);
+                svc.metrics.observe_write(batch.ran, batch.begun.elapsed());
                 batch.outcome.set(Ok(()));
                 closed
             }
@@ -405,11 +409,13 @@ fn alone<T>(
     f: impl FnOnce(&mut Db<'_>, &mut Journal) -> Result<T>,
 ) -> Result<T> {
     let tenant = journal.tenant.clone();
+    let begun = std::time::Instant::now();
     let (out, queued) = own.write_tx(|db| {
         let out = f(db, &mut journal)?;
         let queued = journal.flush(db)?;
         Ok::<(T, bool), Error>((out, queued))
     })?;
+    svc.metrics.observe_write(1, begun.elapsed());
     svc.signal.raise(&tenant);
     if queued {
         svc.webhooks.queued(&tenant);

@@ -70,6 +70,8 @@ pub struct Conn {
     pg_target: Option<Arc<(String, i32)>>,
     /// The writer lock, held from `begin` to `commit`/`rollback` of a batch (SQLite).
     held: Option<Held>,
+    /// SQLite: the database file, as its URL names it (readiness looks at it).
+    file: Option<std::path::PathBuf>,
     /// Declared last so it is dropped after the connection, whose SQLite handlers point to it.
     watch: Arc<Watch>,
 }
@@ -146,7 +148,6 @@ impl Connector {
         self.url.backend == Backend::Sqlite
     }
 }
-
 
 /// A borrowed connection: what every storage function works on.
 pub struct Db<'a> {
@@ -250,12 +251,14 @@ impl Conn {
                 (Inner::Pg(c), Some(Arc::new((url.target.clone(), pid))))
             }
         };
+        let file = (url.backend == Backend::Sqlite).then(|| url.target.clone().into());
         Ok(Conn {
             inner,
             broken: Cell::new(false),
             timeout,
             pg_target,
             held: None,
+            file,
             watch,
         })
     }
@@ -430,6 +433,69 @@ impl Conn {
                 Inner::Sqlite(c, _) => R2D2Connection::is_broken(c),
                 Inner::Pg(c) => R2D2Connection::is_broken(c),
             }
+    }
+}
+
+/// The file of a `sqlite://PATH` URL; None for Postgres (whose backups are `pg_dump`'s).
+pub fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, StorageError> {
+    let url = DbUrl::parse(url)?;
+    Ok((url.backend == Backend::Sqlite).then(|| url.target.into()))
+}
+
+/// What a readiness probe found (`probe`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// Migrations of this binary the database lacks (0: current; a newer binary's
+    /// migrations applied by another instance are not counted).
+    pub pending_migrations: usize,
+}
+
+/// Why a readiness probe failed, in words fit for an unauthenticated answer (no database
+/// text: the details go to the log).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no pooled connection within {0:?}")]
+    NoConnection(std::time::Duration),
+    #[error("the database did not answer a query")]
+    Query,
+    #[error("the database file is missing, not a file, or read-only")]
+    File,
+}
+
+/// Readiness: a pooled connection within `timeout`, and on it the migrations table read (a
+/// query that touches the database, which `SELECT 1` does not on SQLite). For SQLite also
+/// that the file is still at its path and writable: open connections keep serving a file
+/// that was deleted or replaced, and what they write is lost. Only `stat` is used on it:
+/// opening and closing the file from this process would drop SQLite's POSIX locks.
+pub fn probe(pool: &Pool, timeout: std::time::Duration) -> Result<Probe, ProbeError> {
+    let mut pooled = pool.get_timeout(timeout).map_err(|e| {
+        log::warn!("readiness: no pooled connection: {e}");
+        ProbeError::NoConnection(timeout)
+    })?;
+    let conn: &mut Conn = &mut pooled;
+    if let Some(file) = &conn.file {
+        let ok = std::fs::metadata(file).is_ok_and(|m| m.is_file() && !m.permissions().readonly());
+        if !ok {
+            log::warn!(
+                "readiness: {} is missing, not a file or read-only",
+                file.display()
+            );
+            return Err(ProbeError::File);
+        }
+    }
+    let broken = &conn.broken;
+    let pending = match &mut conn.inner {
+        Inner::Sqlite(c, _) => dialect::pending_sqlite(c),
+        Inner::Pg(c) => dialect::pending_postgres(c),
+    };
+    match pending {
+        Ok(pending_migrations) => Ok(Probe { pending_migrations }),
+        Err(e) => {
+            log::warn!("readiness: the database did not answer: {e}");
+            // A connection that failed its probe is not trusted again.
+            broken.set(true);
+            Err(ProbeError::Query)
+        }
     }
 }
 

@@ -623,3 +623,38 @@ pub fn prune(db: &mut Db<'_>, before: i64, limit: i64) -> StoreResult<usize> {
     }
     Ok(n)
 }
+
+// ---------------------------------------------------------------------------------------
+// Operations: what the metrics scrape reads (across tenants)
+
+/// A tenant's deliveries in one status, at one moment.
+#[derive(QueryableByName, Clone, Debug, PartialEq, Eq)]
+pub struct StatusCount {
+    #[diesel(sql_type = Text)]
+    pub tenant_id: String,
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = BigInt)]
+    pub n: i64,
+    /// Claimed and still leased (an attempt under way somewhere).
+    #[diesel(sql_type = BigInt)]
+    pub in_flight: i64,
+    /// The earliest `created` among them.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub oldest: Option<i64>,
+    /// The lowest feed sequence number among them.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub first_seq: Option<i64>,
+}
+
+/// Deliveries counted by tenant and status (one pass over the table; settled rows are
+/// pruned after the retention, so it stays as large as a retention's worth of deliveries).
+pub fn status_counts(db: &mut Db<'_>, now: i64) -> StoreResult<Vec<StatusCount>> {
+    Ok(db.load::<StatusCount>(&Sql::with(
+        "SELECT tenant_id, status, COUNT(*) AS n, \
+         COUNT(CASE WHEN lease_until > ? THEN 1 END) AS in_flight, \
+         MIN(created) AS oldest, MIN(seq) AS first_seq \
+         FROM deliveries GROUP BY tenant_id, status",
+        [Bind::Int(now)],
+    ))?)
+}

@@ -243,3 +243,18 @@ pub fn migrate_postgres(c: &mut PgConnection) -> StoreResult<()> {
     c.batch_execute("SELECT pg_advisory_unlock(7365626901)")?;
     res
 }
+
+/// How many of this binary's SQLite migrations the database lacks (readiness). Reads the
+/// migrations table, so it also finds a database file that cannot be read.
+pub fn pending_sqlite(c: &mut SqliteConnection) -> StoreResult<usize> {
+    c.pending_migrations(SQLITE_MIGRATIONS)
+        .map(|m| m.len())
+        .map_err(|e| StorageError::Migration(e.to_string()))
+}
+
+/// `pending_sqlite` for Postgres.
+pub fn pending_postgres(c: &mut PgConnection) -> StoreResult<usize> {
+    c.pending_migrations(POSTGRES_MIGRATIONS)
+        .map(|m| m.len())
+        .map_err(|e| StorageError::Migration(e.to_string()))
+}

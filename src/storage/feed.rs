@@ -251,3 +251,17 @@ pub fn event_credentials(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Vec<
         .map(|r| r.credential_id)
         .collect())
 }
+
+/// A tenant's feed head: the sequence number of its newest event.
+#[derive(QueryableByName, Clone, Debug, PartialEq, Eq)]
+pub struct FeedHead {
+    #[diesel(sql_type = Text)]
+    pub tenant_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub last_seq: i64,
+}
+
+/// Every tenant's feed head.
+pub fn feed_heads(db: &mut Db<'_>) -> StoreResult<Vec<FeedHead>> {
+    Ok(db.load::<FeedHead>(&Sql::new("SELECT tenant_id, last_seq FROM feed_heads"))?)
+}

@@ -16,6 +16,7 @@
 //! (`product`) and the configuration's value types (`config`).
 
 pub mod accounts;
+pub mod backup;
 pub mod conn;
 pub mod deliveries;
 pub mod dialect;

@@ -110,12 +110,23 @@ pub struct Deleted {
 /// foreign key to `tenants` (values, members, the feed, deliveries) are cleared explicitly; the rest also
 /// cascade, but explicit deletes keep the order (children first) visible.
 pub fn delete_tenant(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Deleted> {
-    let del = |db: &mut Db<'_>, table: &str| -> StoreResult<usize> {
+    delete_tenant_with(db, tenant, &mut |_| {})
+}
+
+/// `delete_tenant`, calling `step(table)` as each table is done.
+pub fn delete_tenant_with(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    step: &mut dyn FnMut(&str),
+) -> StoreResult<Deleted> {
+    let mut del = |db: &mut Db<'_>, table: &str| -> StoreResult<usize> {
         let q = Sql::with(
             &format!("DELETE FROM {table} WHERE tenant_id = ?"),
             [Bind::tenant(tenant)],
         );
-        Ok(db.execute(&q)?)
+        let n = db.execute(&q)?;
+        step(table);
+        Ok(n)
     };
     let mut d = Deleted::default();
     del(db, "members")?;

@@ -20,7 +20,7 @@ mod supervise;
 pub mod wire;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -130,6 +130,10 @@ pub struct Hub {
     listeners: Mutex<Vec<Listener>>,
     /// How many commits queued deliveries (each one a wake-up).
     wakeups: AtomicU64,
+    /// This process's delivery threads: how many `start` runs (0: delivery is off here),
+    /// and how many are alive (the supervisor counts them).
+    expected: AtomicUsize,
+    running: Arc<AtomicUsize>,
 }
 
 struct Listener {
@@ -145,7 +149,19 @@ impl Hub {
             trust,
             listeners: Mutex::new(Vec::new()),
             wakeups: AtomicU64::new(0),
+            expected: AtomicUsize::new(0),
+            running: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// This process's delivery threads: (expected, running). (0, 0) when delivery was not
+    /// started here (`--webhook-concurrency 0`); running falls short of expected while a
+    /// dead thread waits for its replacement, and to 0 at shutdown.
+    pub fn threads(&self) -> (usize, usize) {
+        (
+            self.expected.load(Ordering::SeqCst),
+            self.running.load(Ordering::SeqCst),
+        )
     }
 
     /// How many commits of this process queued deliveries so far.
@@ -268,7 +284,8 @@ pub fn start(pool: Pool, hub: Arc<Hub>, settings: Settings) -> Workers {
             dispatch::attempts(&client, &job_rx, &inbox, &finished)
         }));
     }
-    let supervisor = supervise::start(threads, stop.clone());
+    hub.expected.store(threads.len(), Ordering::SeqCst);
+    let supervisor = supervise::start(threads, stop.clone(), hub.running.clone());
     Workers {
         stop,
         inbox: Some(inbox),

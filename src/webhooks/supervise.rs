@@ -3,7 +3,7 @@
 //! thread running the same body, after a pause that grows while replacements keep dying
 //! young. Depends on nothing of the crate.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,11 +25,12 @@ impl Body {
 }
 
 /// Tells the supervisor that thread `0` ended, however it ended (dropped while unwinding
-/// too).
-struct Ended(usize, Sender<usize>);
+/// too), and takes it off the count of running threads (`2`).
+struct Ended(usize, Sender<usize>, Arc<AtomicUsize>);
 
 impl Drop for Ended {
     fn drop(&mut self) {
+        self.2.fetch_sub(1, Ordering::SeqCst);
         let _ = self.1.send(self.0);
     }
 }
@@ -49,8 +50,12 @@ struct Slot {
     respawn_at: Option<Instant>,
 }
 
-fn spawn(i: usize, slot: &mut Slot, ended: &Sender<usize>) -> bool {
-    let (run, guard) = (slot.body.run.clone(), Ended(i, ended.clone()));
+fn spawn(i: usize, slot: &mut Slot, ended: &Sender<usize>, running: &Arc<AtomicUsize>) -> bool {
+    running.fetch_add(1, Ordering::SeqCst);
+    let (run, guard) = (
+        slot.body.run.clone(),
+        Ended(i, ended.clone(), running.clone()),
+    );
     match std::thread::Builder::new()
         .name(slot.body.name.clone())
         .spawn(move || {
@@ -71,16 +76,21 @@ fn spawn(i: usize, slot: &mut Slot, ended: &Sender<usize>) -> bool {
 }
 
 /// Starts every body on its own thread and a supervisor thread that keeps them running
-/// until `stop` is set; the supervisor ends once they all have.
-pub fn start(bodies: Vec<Body>, stop: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
+/// until `stop` is set; the supervisor ends once they all have. `running` counts the
+/// bodies' threads alive at any moment (readiness and metrics read it).
+pub fn start(
+    bodies: Vec<Body>,
+    stop: Arc<AtomicBool>,
+    running: Arc<AtomicUsize>,
+) -> Option<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("webhooks-supervisor".into())
-        .spawn(move || supervise(bodies, &stop))
+        .spawn(move || supervise(bodies, &stop, &running))
         .map_err(|e| log::error!("cannot start the webhook supervisor: {e}"))
         .ok()
 }
 
-fn supervise(bodies: Vec<Body>, stop: &AtomicBool) {
+fn supervise(bodies: Vec<Body>, stop: &AtomicBool, running: &Arc<AtomicUsize>) {
     let (ended, rx) = mpsc::channel();
     let now = Instant::now();
     let mut slots: Vec<Slot> = bodies
@@ -100,7 +110,7 @@ fn supervise(bodies: Vec<Body>, stop: &AtomicBool) {
             let due = slot.respawn_at.is_some_and(|at| at <= now);
             if stopping {
                 slot.respawn_at = None;
-            } else if due && !spawn(i, slot, &ended) {
+            } else if due && !spawn(i, slot, &ended, running) {
                 slot.respawn_at = Some(now + LONGEST_PAUSE);
             }
         }
@@ -174,14 +184,24 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
-        let sup = start(vec![body, steady], stop.clone()).unwrap();
+        let running = Arc::new(AtomicUsize::new(0));
+        let sup = start(vec![body, steady], stop.clone(), running.clone()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while runs.load(Ordering::SeqCst) < 3 {
             assert!(Instant::now() < deadline, "the thread was not replaced");
             std::thread::sleep(Duration::from_millis(10));
         }
+        while running.load(Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < deadline, "the thread was not replaced");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         stop.store(true, Ordering::SeqCst);
         sup.join().unwrap();
+        assert_eq!(
+            running.load(Ordering::SeqCst),
+            0,
+            "every thread counted out"
+        );
         assert_eq!(runs.load(Ordering::SeqCst), 3, "replaced twice, then kept");
         assert_eq!(
             calm.load(Ordering::SeqCst),

@@ -17,7 +17,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
-use actix_web::{test, web, App};
+use actix_web::{test, web};
 use serde_json::Value;
 
 use scimitar::config::ServeArgs;
@@ -116,7 +116,7 @@ pub async fn app_with(
     web::Data<AppState>,
 ) {
     let data = state(&args);
-    let app = test::init_service(App::new().configure(http::configure(data.clone()))).await;
+    let app = test::init_service(http::app(data.clone())).await;
     (app, data)
 }
 

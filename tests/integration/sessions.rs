@@ -714,9 +714,9 @@ fn no_credential_or_session_reaches_the_log() {
     log.reopen().unwrap().read_to_string(&mut text).unwrap();
     // The log is there and names the requests (so the check below can fail)...
     for line in [
-        "\"POST /admin/session HTTP/1.1\" 200",
-        "\"GET /api/v1/accounts HTTP/1.1\" 200",
-        "\"POST /admin/session HTTP/1.1\" 401",
+        "method=POST route=/admin/session uri=/admin/session status=200",
+        "method=GET route=/api/v1/accounts uri=/api/v1/accounts status=200",
+        "method=POST route=/admin/session uri=/admin/session status=401",
     ] {
         assert!(text.contains(line), "no `{line}` in the log:\n{text}");
     }
