@@ -288,7 +288,11 @@ impl Writer {
                         return alone(svc, own, journal, f);
                     }
                     Some(Err(e)) => Err(e),
-                    Some(Ok(mut c)) => match c.begin() {
+                    Some(Ok(mut c)) => match {
+                        // A gone client's cancel also ends the wait for the write lock.
+                        let _lent = own.lend_cancel(&c);
+                        c.begin()
+                    } {
                         Ok(()) => Ok(c),
                         Err(e) => {
                             self.release(c);
@@ -313,7 +317,10 @@ impl Writer {
             }
         };
         let mut j = journal;
+        // A cancel of the request (its client gone) stops its change on the batch connection.
+        let lent = own.lend_cancel(&conn);
         let ran = panic::catch_unwind(AssertUnwindSafe(|| conn.db().savepoint(|db| f(db, &mut j))));
+        drop(lent);
         let result = match ran {
             Ok(r) => r,
             Err(p) => {

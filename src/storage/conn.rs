@@ -263,6 +263,12 @@ impl Conn {
         })
     }
 
+    /// Until the guard drops, a cancel of this connection's request (`watch::Cancel`) stops
+    /// `on`'s statements too: the request's write runs there (`provisioning::writer`).
+    pub fn lend_cancel(&self, on: &Conn) -> watch::LentGuard {
+        watch::lend(&self.watch, on.target())
+    }
+
     /// What `watch::Cancel` needs to stop this connection's statements from another thread.
     pub(super) fn target(&self) -> Target {
         Target {
@@ -318,7 +324,10 @@ impl Conn {
         let r = match &mut self.inner {
             Inner::Sqlite(c, writer) => {
                 let held = writer.hold();
+                // The deadline covers the wait for another process's write lock.
+                self.watch.arm(self.timeout);
                 let r = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE");
+                self.watch.disarm();
                 if r.is_ok() {
                     self.held = Some(held);
                 }

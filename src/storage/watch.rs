@@ -49,6 +49,19 @@ pub struct Watch {
     cancelled: AtomicBool,
     /// What stopped the last statement: 0 nothing, 1 the deadline, 2 a cancel.
     stopped: AtomicU8,
+    /// Where this connection's request runs its write meanwhile (`conn::Conn::lend_cancel`):
+    /// a cancel of this connection stops that one's statements too.
+    lent: Lent,
+}
+
+/// The connection a request's write runs on while it is lent (see `Watch::lent`).
+#[derive(Default)]
+struct Lent(Mutex<Option<Target>>);
+
+impl std::fmt::Debug for Lent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lent")
+    }
 }
 
 impl Watch {
@@ -121,6 +134,17 @@ impl Target {
     /// Stops the statement running now, and every later one until `Watch::reset`.
     fn stop(&self) {
         self.watch.cancel();
+        // Held while the lent connection is stopped, so that its borrower cannot give it
+        // back (and run another request's statement on it) before the cancel landed.
+        let lent = self
+            .watch
+            .lent
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = &*lent {
+            t.stop();
+        }
         if let Some(pg) = &self.pg {
             let (url, pid) = &**pg;
             let sent = PgConnection::establish(url)
@@ -133,6 +157,30 @@ impl Target {
             if let Err(e) = sent {
                 log::warn!("could not cancel the statement of a gone client: {e}");
             }
+        }
+    }
+}
+
+/// A request's write running on another connection than its own (the batch writer's): until
+/// the guard drops, a cancel of `own` stops `on`'s statements too. When it drops, `on` is
+/// usable again for the next request's write.
+pub(super) fn lend(own: &Arc<Watch>, on: Target) -> LentGuard {
+    let mut lent = own.lent.0.lock().unwrap_or_else(PoisonError::into_inner);
+    if own.is_cancelled() {
+        on.watch.cancel();
+    }
+    *lent = Some(on);
+    LentGuard(own.clone())
+}
+
+/// See `lend`.
+pub struct LentGuard(Arc<Watch>);
+
+impl Drop for LentGuard {
+    fn drop(&mut self) {
+        let mut lent = self.0.lent.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = lent.take() {
+            t.watch.reset();
         }
     }
 }

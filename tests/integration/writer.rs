@@ -57,6 +57,8 @@ async fn a_batch_answers_each_write_as_if_it_ran_alone() {
     let mut a = args(&db);
     // Every request of the batch holds a pooled connection while it waits its turn.
     a.db.db_pool_size = 12;
+    // All seven of one tenant run at once (admission would hold some back).
+    a.tenant_max_concurrency = Some(12);
     let (app, data) = app_with(a).await;
     create_user(&app, "taken").await;
     let alice = create_user(&app, "alice").await;
@@ -172,6 +174,7 @@ async fn sixteen_concurrent_writers_keep_the_feed_gap_free_and_in_order() {
     let db = TestDb::new();
     let mut a = args(&db);
     a.db.db_pool_size = 24;
+    a.tenant_max_concurrency = Some(24);
     let (app, data) = app_with(a).await;
     let pool = data.service.pool.clone();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
