@@ -288,11 +288,7 @@ impl Writer {
                         return alone(svc, own, journal, f);
                     }
                     Some(Err(e)) => Err(e),
-                    Some(Ok(mut c)) => match {
-                        // A gone client's cancel also ends the wait for the write lock.
-                        let _lent = own.lend_cancel(&c);
-                        c.begin()
-                    } {
+                    Some(Ok(mut c)) => match begin_lent(own, &mut c) {
                         Ok(()) => Ok(c),
                         Err(e) => {
                             self.release(c);
@@ -405,6 +401,13 @@ impl Writer {
         drop(st);
         group.turn.notify_one();
     }
+}
+
+/// Opens a batch on `c`; a gone client's cancel (`own`'s) also ends its wait for the write
+/// lock.
+fn begin_lent(own: &Conn, c: &mut Conn) -> std::result::Result<(), StorageError> {
+    let _lent = own.lend_cancel(c);
+    c.begin()
 }
 
 /// A write on the request's own connection, in a transaction of its own (no batch
