@@ -41,6 +41,7 @@ pub struct Metrics {
     deliveries: IntGaugeVec,
     deliveries_in_flight: IntGauge,
     oldest_pending: IntGauge,
+    deliveries_retrying: IntGauge,
     feed_head_lag: IntGauge,
     tenant_deliveries: IntGaugeVec,
     tenant_feed_head_lag: IntGaugeVec,
@@ -54,6 +55,8 @@ pub struct DeliveryGauges {
     pub pending: i64,
     /// Pending deliveries whose attempt is under way (claimed, lease not yet expired).
     pub in_flight: i64,
+    /// Pending deliveries whose last attempt failed (waiting for their next try).
+    pub retrying: i64,
     pub delivered: i64,
     pub dead: i64,
     /// Seconds since the oldest pending delivery was queued (0 when none is pending).
@@ -210,6 +213,11 @@ impl Metrics {
                 "scimitar_webhook_deliveries_in_flight",
                 "Pending deliveries whose attempt is under way (by any instance)",
             ),
+            deliveries_retrying: gauge(
+                &r,
+                "scimitar_webhook_deliveries_retrying",
+                "Pending webhook deliveries whose last attempt failed, waiting for their next try",
+            ),
             oldest_pending: gauge(
                 &r,
                 "scimitar_webhook_oldest_pending_seconds",
@@ -325,6 +333,7 @@ impl Metrics {
             self.deliveries.with_label_values(&[status]).set(n);
         }
         self.deliveries_in_flight.set(d.in_flight);
+        self.deliveries_retrying.set(d.retrying);
         self.oldest_pending.set(d.oldest_pending_secs);
         self.feed_head_lag.set(d.feed_head_lag);
         if self.per_tenant {

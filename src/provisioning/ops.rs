@@ -138,6 +138,7 @@ pub fn delivery_gauges(
             "pending" => {
                 all.pending += c.n;
                 all.in_flight += c.in_flight;
+                all.retrying += c.retrying;
                 t.pending += c.n;
                 oldest = match (oldest, c.oldest) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -173,6 +174,7 @@ mod tests {
             status: status.into(),
             n,
             in_flight: 1,
+            retrying: n - 1,
             oldest: Some(oldest),
             first_seq: Some(first_seq),
         }
@@ -202,6 +204,7 @@ mod tests {
             DeliveryGauges {
                 pending: 4,
                 in_flight: 2,
+                retrying: 2,
                 delivered: 7,
                 dead: 2,
                 oldest_pending_secs: 10,

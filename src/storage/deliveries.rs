@@ -639,6 +639,9 @@ pub struct StatusCount {
     /// Claimed and still leased (an attempt under way somewhere).
     #[diesel(sql_type = BigInt)]
     pub in_flight: i64,
+    /// Attempted and failed at least once (waiting for their next try, when pending).
+    #[diesel(sql_type = BigInt)]
+    pub retrying: i64,
     /// The earliest `created` among them.
     #[diesel(sql_type = Nullable<BigInt>)]
     pub oldest: Option<i64>,
@@ -653,6 +656,7 @@ pub fn status_counts(db: &mut Db<'_>, now: i64) -> StoreResult<Vec<StatusCount>>
     Ok(db.load::<StatusCount>(&Sql::with(
         "SELECT tenant_id, status, COUNT(*) AS n, \
          COUNT(CASE WHEN lease_until > ? THEN 1 END) AS in_flight, \
+         COUNT(CASE WHEN attempts > 0 THEN 1 END) AS retrying, \
          MIN(created) AS oldest, MIN(seq) AS first_seq \
          FROM deliveries GROUP BY tenant_id, status",
         [Bind::Int(now)],

@@ -270,6 +270,10 @@ async fn metrics_parse_and_the_request_counter_moves() {
         sample(&after, "scimitar_webhook_oldest_pending_seconds", &[]),
         Some(0.0)
     );
+    assert_eq!(
+        sample(&after, "scimitar_webhook_deliveries_retrying", &[]),
+        Some(0.0)
+    );
     // No tenant without --metrics-per-tenant.
     assert!(after
         .samples
