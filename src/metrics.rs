@@ -256,11 +256,6 @@ impl Metrics {
         }
     }
 
-    /// Whether series per tenant are kept (`--metrics-per-tenant`).
-    pub fn per_tenant(&self) -> bool {
-        self.per_tenant
-    }
-
     /// One answered request. `route` is the matched template (never the path itself),
     /// `tenant` is known once the front door let the request in.
     pub fn observe_request(

@@ -68,6 +68,9 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
         },
         ..Settings::default()
     };
+    // Half the pool: the batch writer's most connections (Postgres) and a tenant's default
+    // share of concurrent requests.
+    let half_pool = (args.db.db_pool_size as usize / 2).max(1);
     let state = AppState {
         service: Service {
             pool,
@@ -76,8 +79,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             signal: Arc::default(),
             webhooks: Arc::new(webhook_hub(&args.webhooks)?),
             writer: Arc::new(crate::provisioning::writer::Writer::new(
-                connector,
-                (args.db.db_pool_size / 2).max(1) as usize,
+                connector, half_pool,
             )),
             metrics: Arc::new(Metrics::new(args.ops.metrics_per_tenant)),
         },
@@ -89,8 +91,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
         session_cookies: http::front::SessionCookies::for_base_url(&args.base_url()),
         sign_in: http::session::SignInGuard::new(&args.base_url(), args.admin_sign_in_limit),
         admission: Arc::new(http::admission::Admission::new(
-            args.tenant_max_concurrency
-                .unwrap_or(args.db.db_pool_size as usize / 2),
+            args.tenant_max_concurrency.unwrap_or(half_pool),
         )),
         ops: http::ops::Ops {
             log_unredacted: args.ops.log_unredacted,

@@ -122,14 +122,19 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let a = &self.admission;
         let mut s = a.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only a tenant's own waiters can take its slot: no wake-up when it has none.
+        let mut wake = false;
         if let Some(c) = s.get_mut(&self.tenant) {
             c.running = c.running.saturating_sub(1);
+            wake = c.waiting > 0;
             if c.running == 0 && c.waiting == 0 {
                 s.remove(&self.tenant);
             }
         }
         drop(s);
-        a.freed.notify_all();
+        if wake {
+            a.freed.notify_all();
+        }
     }
 }
 

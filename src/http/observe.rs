@@ -83,6 +83,22 @@ fn is_probe(route: &str) -> bool {
     matches!(route, "/healthz" | "/readyz" | "/metrics")
 }
 
+/// The method as a metric label and log field: the standard ones by name, any other (a
+/// client may send any token) as `OTHER`, so that clients cannot mint new series.
+fn method_label(m: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// The middleware (`actix_web::middleware::from_fn(observe)`).
 pub async fn observe(
     req: ServiceRequest,
@@ -93,7 +109,7 @@ pub async fn observe(
     let route = req
         .match_pattern()
         .map_or_else(|| "unmatched".to_string(), |p| route_label(&p));
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let unredacted = state.as_ref().is_some_and(|s| s.ops.log_unredacted);
     let target = if unredacted {
@@ -127,7 +143,7 @@ pub async fn observe(
     if let Some(s) = &state {
         s.service.metrics.observe_request(
             &route,
-            &method,
+            method,
             status.as_u16(),
             tenant.as_deref(),
             elapsed,

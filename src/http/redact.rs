@@ -26,22 +26,23 @@ pub fn target(path: &str, query: &str) -> String {
     if query.is_empty() {
         return path.to_string();
     }
-    let params: Vec<String> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = decode(raw_key);
+    let params: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(key, value)| {
             if HARMLESS.iter().any(|h| h.eq_ignore_ascii_case(&key)) {
-                format!("{key}={}", decode(raw_value))
+                format!("{key}={value}")
             } else if key.eq_ignore_ascii_case("filter") {
-                format!("{key}={}", filter(&decode(raw_value)))
+                format!("{key}={}", filter(&value))
             } else {
                 format!("{}={HIDDEN}", redact_key(&key))
             }
         })
         .collect();
+    // A client's control characters (a decoded `%0A`, say) never reach the log line, where
+    // they could forge another one.
     format!("{path}?{}", params.join("&"))
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// A parameter's name is logged only when it looks like one (a name made of data is hidden).
@@ -55,36 +56,6 @@ fn redact_key(key: &str) -> &str {
         key
     } else {
         HIDDEN
-    }
-}
-
-/// Percent-decoding (`+` as a space), lossy: a log line, not a parser.
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len()
-                && bytes[i + 1].is_ascii_hexdigit()
-                && bytes[i + 2].is_ascii_hexdigit() =>
-            {
-                out.push(hex(bytes[i + 1]) << 4 | hex(bytes[i + 2]));
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        b'a'..=b'f' => b - b'a' + 10,
-        _ => b.to_ascii_lowercase().wrapping_sub(b'a').wrapping_add(10),
     }
 }
 

@@ -114,7 +114,8 @@ pub(crate) fn parse_doc(row: &ResourceRow) -> Result<Doc> {
 /// A document as stored, within the caps of one stored resource: at most
 /// `max_values_per_attribute` values in any multi-valued attribute (group `members` are kept
 /// apart, under `--max-members-per-request`) and `max_resource_bytes` of JSON. Checked before
-/// anything is written, so a refused write changes nothing.
+/// the resource row is written (a PATCH's membership rows come first and roll back with the
+/// change's savepoint), so a refused write changes nothing.
 fn to_json(doc: &Doc, caps: &super::Caps) -> Result<String> {
     fn over(doc: &Doc, max: usize) -> Option<(String, usize)> {
         doc.iter().find_map(|(name, v)| match v {

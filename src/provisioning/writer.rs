@@ -151,6 +151,8 @@ fn replay(e: &Arc<StorageError>) -> StorageError {
         StorageError::MissingReference => StorageError::MissingReference,
         StorageError::Pool(s) => StorageError::Pool(s.clone()),
         StorageError::Connect(s) => StorageError::Connect(s.clone()),
+        // Rolled back whole, changing nothing: the client may retry (503, `Retry-After`).
+        StorageError::Deadline => StorageError::Deadline,
         _ => StorageError::Backend(Box::new(BatchFailed(e.clone()))),
     }
 }
@@ -159,15 +161,14 @@ fn replay(e: &Arc<StorageError>) -> StorageError {
 #[error("the batch this write was part of did not commit")]
 struct BatchFailed(#[source] Arc<StorageError>);
 
-/// Restores a group when a change panics on its connection: the batch is rolled back, every
-/// change of it fails, the group is free again (then the panic goes on).
-fn abandon(group: &Group, mut conn: Conn, writer: &Writer) {
+/// Restores a group when a change leaves its batch unusable (it panicked, or SQLite stopped
+/// its statement, see `write`): the batch is rolled back, every other change of it fails
+/// with `why`, the group is free again.
+fn abandon(group: &Group, mut conn: Conn, writer: &Writer, why: StorageError) {
     let _ = conn.rollback_all();
     let mut st = lock(&group.state);
     if let Some(batch) = st.batch.take() {
-        batch.outcome.set(Err(Arc::new(StorageError::Backend(
-            "a write of the batch panicked".into(),
-        ))));
+        batch.outcome.set(Err(Arc::new(why)));
     }
     st.running = false;
     drop(st);
@@ -247,7 +248,7 @@ impl Writer {
     }
 
     fn release(&self, mut conn: Conn) {
-        let unusable = conn.is_unusable();
+        let unusable = conn.is_broken();
         let mut conns = lock(&self.conns);
         if unusable {
             conns.open -= 1;
@@ -320,10 +321,26 @@ impl Writer {
         let result = match ran {
             Ok(r) => r,
             Err(p) => {
-                abandon(&group, conn, self);
+                let why = StorageError::Backend("a write of the batch panicked".into());
+                abandon(&group, conn, self, why);
                 panic::resume_unwind(p);
             }
         };
+        // SQLite ends a statement it interrupts (deadline, gone client) by rolling back the
+        // whole transaction, not only the change's savepoint, unless the statement kept a
+        // statement journal: the batch may be gone. It is rolled back on purpose then, and
+        // the batch's other changes answer 503 (nothing written, retry). A Postgres batch
+        // survives a stopped statement: its savepoint rolls back that change alone.
+        let stopped = matches!(
+            &result,
+            Err(Error::Storage(
+                StorageError::Deadline | StorageError::Cancelled
+            ))
+        );
+        if stopped && !self.per_tenant {
+            abandon(&group, conn, self, StorageError::Deadline);
+            return result;
+        }
 
         let mut st = lock(&group.state);
         let state = &mut *st;

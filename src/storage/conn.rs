@@ -248,7 +248,11 @@ impl Conn {
                 ))
                 .get_result::<i32>(&mut c)
                 .map_err(setup)?;
-                (Inner::Pg(c), Some(Arc::new((url.target.clone(), pid))))
+                // The cancel's side connection gives up after 2 s: a cancel is sent when the
+                // database is slow, and its sender holds the request's connection meanwhile.
+                let sep = if url.target.contains('?') { '&' } else { '?' };
+                let side = format!("{}{sep}connect_timeout=2", url.target);
+                (Inner::Pg(c), Some(Arc::new((side, pid))))
             }
         };
         let file = (url.backend == Backend::Sqlite).then(|| url.target.clone().into());
@@ -405,12 +409,6 @@ impl Conn {
         })
     }
 
-    /// Whether this connection can no longer be used (a statement found it dead, or a
-    /// transaction could not be ended).
-    pub fn is_unusable(&mut self) -> bool {
-        self.is_broken()
-    }
-
     /// A read transaction: one consistent snapshot (a list's count and its page agree).
     pub fn read_tx<T, E>(&mut self, f: impl FnOnce(&mut Db<'_>) -> Result<T, E>) -> Result<T, E>
     where
@@ -436,7 +434,7 @@ impl Conn {
 
     /// Whether the pool must drop this connection: a statement found it dead, or it is left
     /// inside a transaction or with its transaction manager in error (diesel's own test).
-    fn is_broken(&mut self) -> bool {
+    pub fn is_broken(&mut self) -> bool {
         self.broken.get()
             || match &mut self.inner {
                 Inner::Sqlite(c, _) => R2D2Connection::is_broken(c),
