@@ -179,6 +179,20 @@ mod tests {
     }
 
     #[test]
+    fn a_clients_control_characters_never_reach_the_log_line() {
+        // A decoded newline would start a forged line in the text log.
+        let logged = target(
+            "/scim/v2/Users",
+            "count=1%0Ascimitar%3A%3Aaccess%20forged&sortBy=userName%0D%09x",
+        );
+        assert!(!logged.chars().any(char::is_control), "{logged}");
+        assert_eq!(
+            logged,
+            "/scim/v2/Users?count=1 scimitar::access forged&sortBy=userName  x"
+        );
+    }
+
+    #[test]
     fn query_strings_keep_only_harmless_values() {
         assert_eq!(
             target(
