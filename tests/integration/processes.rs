@@ -1,7 +1,8 @@
 //! Several `scimitar serve` processes on one database (the deployment shape on Postgres;
 //! on SQLite, several processes on one file): concurrent membership changes lose nothing, 16
 //! writers through two servers keep one gap-free feed, and a server killed (SIGKILL) under
-//! batched load loses no write it acknowledged.
+//! batched load loses no write it acknowledged; the first substring search after a restart
+//! answers as a warm one does.
 
 use std::process::Stdio;
 
@@ -268,4 +269,66 @@ fn two_servers_sixteen_writers_keep_one_gap_free_feed() {
     let (status, users) = send(&agent(), "GET", &format!("{}/Users?count=1", a.base), None);
     assert_eq!(status, 200);
     assert_eq!(users["totalResults"], 16 * EACH);
+}
+
+/// Substring searches choose which trigrams to read from counts the process keeps (SQLite):
+/// the first search after start (nothing counted yet), a warm one, and the first after a
+/// restart answer the same rows.
+#[test]
+fn first_substring_search_after_a_restart_matches_a_warm_one() {
+    let db = TestDb::new();
+    let server = spawn(&db);
+    let client = agent();
+    let mut want = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let domain = if i % 3 == 0 {
+            "alias.example.org"
+        } else {
+            "home.test"
+        };
+        let mut body = new_user(format!("s{i}"));
+        body["emails"] = json!([{"value": format!("p{i}@{domain}"), "type": "work"}]);
+        let (status, u) = send(
+            &client,
+            "POST",
+            &format!("{}/Users", server.base),
+            Some(body),
+        );
+        assert_eq!(status, 201, "{u}");
+        if i % 3 == 0 {
+            want.insert(u["id"].as_str().unwrap().to_string());
+        }
+    }
+    let search = |base: &str, operand: &str| {
+        let filter: String = url::form_urlencoded::byte_serialize(
+            format!("emails.value co \"{operand}\"").as_bytes(),
+        )
+        .collect();
+        let (status, body) = send(
+            &client,
+            "GET",
+            &format!("{base}/Users?count=100&attributes=id&filter={filter}"),
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+        body["Resources"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| r["id"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let cold: std::collections::BTreeSet<String> = search(&server.base, "@alias.ex");
+    assert_eq!(cold, want, "first search after start");
+    let warm: std::collections::BTreeSet<String> = search(&server.base, "@alias.ex");
+    assert_eq!(warm, want, "warm search");
+    drop(server);
+    let again = spawn(&db);
+    let restarted: std::collections::BTreeSet<String> = search(&again.base, "@alias.ex");
+    assert_eq!(restarted, want, "first search after a restart");
+    // A substring no value holds (its trigrams counted as absent) matches nothing, cold or warm.
+    assert!(search(&again.base, "@aliaz").is_empty());
+    assert!(search(&again.base, "@aliaz").is_empty());
 }

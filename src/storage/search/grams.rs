@@ -104,16 +104,22 @@ struct GramRow {
 /// search reads (the LIKE re-check keeps results exact), so a stale one costs time, never a
 /// wrong answer.
 const GRAM_COUNT_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// Rows counted per trigram at most. Only the rarest trigrams matter: one held by this many
+/// rows or more is "common", and which common one is read makes no difference worth reading
+/// its whole row list for (a trigram in every email, such as `@ex`, has millions).
+const GRAM_COUNT_SAMPLE: i64 = 1000;
 /// At most this many cached counts (a few MB); the cache starts over beyond it.
 const GRAM_COUNT_CAP: usize = 200_000;
 
 type GramCache = std::sync::Mutex<HashMap<String, (i64, std::time::Instant)>>;
 
-/// How many indexed values hold each trigram of the filter's substring searches, so the
-/// search reads only the rarest (None where the backend has no trigram table). Counting a
-/// trigram reads its whole row list from the index vocabulary (migration 000006), as costly
-/// as searching it: counts are cached in the process for GRAM_COUNT_TTL (shared by every
-/// database the process opens; they are only a heuristic).
+/// How many indexed values hold each trigram of the filter's substring searches, up to
+/// GRAM_COUNT_SAMPLE, so the search reads only the rarest (None where the backend has no
+/// trigram table). Counting stops at the sample size, so the first substring search after
+/// start costs about what a warm one does (counting a whole row list through the index
+/// vocabulary, as before, cost as much as a search of it: seconds at a million users under
+/// load). Counts are cached in the process for GRAM_COUNT_TTL (shared by every database the
+/// process opens; they are only a heuristic: the LIKE re-check keeps results exact).
 pub(super) fn gram_counts(
     db: &mut Db<'_>,
     rt: Rtype,
@@ -143,9 +149,19 @@ pub(super) fn gram_counts(
         }
     }
     if !missing.is_empty() {
-        let mut q = Sql::new("SELECT term, doc FROM attr_values_trgm_vocab WHERE term IN (");
-        q.bind_list(missing.iter().cloned().map(Bind::Text))
-            .push(")");
+        // One statement: each trigram's rows counted up to GRAM_COUNT_SAMPLE (FTS5 reads a
+        // trigram's row list lazily, so the LIMIT bounds the work).
+        let mut q = Sql::new("");
+        for (i, g) in missing.iter().enumerate() {
+            if i > 0 {
+                q.push(" UNION ALL ");
+            }
+            q.push("SELECT ")
+                .bind(Bind::Text(g.clone()))
+                .push(" AS term, (SELECT count(*) FROM (SELECT rowid FROM attr_values_trgm WHERE attr_values_trgm MATCH ")
+                .bind(Bind::Text(format!("\"{}\"", g.replace('"', "\"\""))))
+                .push(&format!(" LIMIT {GRAM_COUNT_SAMPLE})) AS doc"));
+        }
         let rows: Vec<GramRow> = db.load(&q)?;
         // Only trigrams the index holds are cached: one it lacks is cheap to look up again,
         // and a cached zero (say, counted on another database of this process, or before a
@@ -155,8 +171,10 @@ pub(super) fn gram_counts(
             c.clear();
         }
         for r in rows {
-            c.insert(r.term.clone(), (r.doc, now));
-            counts.insert(r.term, r.doc);
+            if r.doc > 0 {
+                c.insert(r.term.clone(), (r.doc, now));
+                counts.insert(r.term, r.doc);
+            }
         }
     }
     Ok(Some(counts))
