@@ -57,6 +57,8 @@ struct Row {
 }
 
 type Request = Arc<dyn Fn(&ureq::Agent, usize) -> bool + Send + Sync>;
+/// A query: its name, its request, its targets (as in `Row`).
+type Query = (String, Request, Option<(f64, f64)>, Option<f64>);
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -115,7 +117,7 @@ fn main() {
         "Smith", "Jensen", "Garcia", "Nguyen", "Okafor", "Muller", "Rossi", "Kowalski", "Tanaka",
         "Silva",
     ];
-    let mut queries: Vec<(String, Request, Option<(f64, f64)>, Option<f64>)> = vec![
+    let mut queries: Vec<Query> = vec![
         (
             "userName eq".into(),
             filter(
