@@ -38,10 +38,26 @@ fn enc(s: &str) -> String {
     out
 }
 
+/// Answers other than 200, by status (or transport error), over the whole run.
+static FAILURES: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 fn get_ok(ag: &ureq::Agent, url: &str) -> Option<serde_json::Value> {
+    let failed = |what: String| {
+        *FAILURES.lock().unwrap().entry(what).or_default() += 1;
+        None
+    };
     match ag.get(url).header("Authorization", &auth()).call() {
         Ok(mut r) if r.status() == 200 => r.body_mut().read_json().ok(),
-        _ => None,
+        Ok(mut r) => {
+            let body: serde_json::Value = r.body_mut().read_json().unwrap_or_default();
+            failed(format!(
+                "{} {}",
+                r.status().as_u16(),
+                body["scimType"].as_str().unwrap_or_default()
+            ))
+        }
+        Err(e) => failed(format!("transport: {e}")),
     }
 }
 
@@ -310,5 +326,10 @@ fn main() {
                 met(share >= t)
             )),
         );
+    }
+    let failures = FAILURES.lock().unwrap();
+    if !failures.is_empty() {
+        println!();
+        println!("answers other than 200: {failures:?}");
     }
 }
