@@ -78,6 +78,32 @@ impl Backend {
         }
     }
 
+    /// The opening and closing of a test that `r.pk` is among the keys a subquery selects.
+    /// When the subquery `drives` the query (a selective conjunct of a filter's top level),
+    /// Postgres reads it once (an InitPlan: `ARRAY(...)`) and fetches the resources through
+    /// the primary key, whatever its statistics say: with none, it would otherwise join every
+    /// resource of the tenant against every match (see `search::translate`). SQLite plans
+    /// `IN (...)` on the rowid the same way with or without ANALYZE.
+    pub fn keys_in(self, drives: bool) -> (&'static str, &'static str) {
+        match (self, drives) {
+            (Backend::Postgres, true) => ("r.pk = ANY(ARRAY(", "))"),
+            _ => ("r.pk IN (", ")"),
+        }
+    }
+
+    /// The tenant and type test of `resources r` (binds: tenant, type). When the query is
+    /// driven from a filter's keys (`keys_in`), Postgres must not use the (tenant_id, rtype)
+    /// indexes instead of the primary key: never analyzed, it estimates a tenant's resources
+    /// at a row or two and prefers them, then tests every resource against the key array
+    /// (a linear search per row). Written as expressions, the tests are checked on the
+    /// fetched rows only.
+    pub fn resource_scope(self, driven: bool) -> &'static str {
+        match (self, driven) {
+            (Backend::Postgres, true) => "r.tenant_id || '' = ? AND r.rtype || '' = ?",
+            _ => "r.tenant_id = ? AND r.rtype = ?",
+        }
+    }
+
     /// Whether substring searches (`co`, `ew`) on attribute values go through SQLite's FTS5
     /// trigram index (migration 000004). Postgres needs nothing in the SQL: its planner uses
     /// the pg_trgm GIN index for the LIKE itself.

@@ -19,12 +19,11 @@ use super::feed;
 use super::resources::{ResourceRow, RESOURCE_COLUMNS};
 use super::sql::{Bind, Sql};
 use super::{StoreResult, TenantId};
-use crate::scim::filter::CompOp;
-use crate::scim::filter::{Cond, Field, Kind, Operand, Sort, SortKey};
+use crate::scim::filter::{Cond, Field, Kind, Sort, SortKey};
 use crate::scim::schema::Rtype;
 use columns::column_of;
 use order::ValueOrder;
-use translate::Translator;
+use translate::{is_selective, Translator};
 
 /// A sort key value, as read with a row and carried in cursors.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -168,20 +167,28 @@ pub fn matching(
     rt: Rtype,
     cond: Option<&Cond>,
 ) -> StoreResult<Sql> {
-    let mut base = Sql::with(
-        "r.tenant_id = ? AND r.rtype = ?",
-        [Bind::tenant(tenant), Bind::text(rt.name())],
-    );
-    if let Some(c) = cond {
-        base.push(" AND ");
-        let counts = grams::gram_counts(db, rt, c)?;
-        let mut t = Translator::new(tenant, rt, db.backend());
-        if let Some(counts) = &counts {
-            t = t.with_gram_counts(counts);
-        }
-        t.translate(c, &mut base);
+    let Some(c) = cond else {
+        return Ok(scope(db, tenant, rt, false));
+    };
+    let counts = grams::gram_counts(db, rt, c)?;
+    let mut t = Translator::new(tenant, rt, db.backend());
+    if let Some(counts) = &counts {
+        t = t.with_gram_counts(counts);
     }
+    let mut filter = Sql::new("");
+    t.translate(c, &mut filter);
+    let mut base = scope(db, tenant, rt, t.drove());
+    base.push(" AND ").append(filter);
     Ok(base)
+}
+
+/// The tenant and type test of `resources r`, written for a query driven from a filter's
+/// keys when `driven` (`Backend::resource_scope`).
+fn scope(db: &Db<'_>, tenant: &TenantId, rt: Rtype, driven: bool) -> Sql {
+    Sql::with(
+        db.backend().resource_scope(driven),
+        [Bind::tenant(tenant), Bind::text(rt.name())],
+    )
 }
 
 /// The SQL expression of a sort key over `resources r`, and whether it is numeric.
@@ -263,20 +270,6 @@ fn keyset_cond(expr: Option<&Sql>, key0: &SortValue, pk0: i64, greater: bool) ->
     }
     q.push(")");
     q
-}
-
-/// Does the filter certainly select few rows, through an index (an equality, prefix or
-/// substring on a string)? Then reading its matches beats scanning in order.
-fn is_selective(cond: &Cond) -> bool {
-    match cond {
-        Cond::Cmp(_, CompOp::Eq | CompOp::Sw | CompOp::Co | CompOp::Ew, Operand::Str(s)) => {
-            !s.is_empty()
-        }
-        Cond::And(a, b) => is_selective(a) || is_selective(b),
-        Cond::Or(a, b) => is_selective(a) && is_selective(b),
-        Cond::Elem { inner, .. } => is_selective(inner),
-        _ => false,
-    }
 }
 
 /// The columns of a row read without a sort key.

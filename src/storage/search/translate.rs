@@ -1,7 +1,19 @@
 //! Validated filters (`scim::filter::Cond`) to SQL, for both backends, with bound parameters
 //! only. Attributes with a column of their own (`columns`) are compared directly; the others
-//! through `pk IN (SELECT res_pk FROM attr_values ...)`, which both planners drive from the
-//! index on (tenant_id, path, val|num); value paths correlate sub-attributes of one element.
+//! through `pk IN (SELECT res_pk FROM attr_values ...)`, driven from the index on
+//! (tenant_id, path, val|num); value paths correlate sub-attributes of one element.
+//!
+//! Plans do not depend on fresh statistics. A selective conjunct of the top level (an
+//! equality, prefix or substring on `attr_values`, a value path, a membership) is the
+//! driving side of the query: its matching keys are read once and the resources fetched by
+//! pk (`Backend::keys_in`: on Postgres `r.pk = ANY(ARRAY(...))`, an InitPlan run once, then a
+//! lookup of the primary key), and the tenant and type are then checked on those rows only
+//! (`Backend::resource_scope`). Without statistics (a database right after a big import, or
+//! one with autovacuum off), Postgres estimates a tenant's resources at a row or two and
+//! otherwise picks a nested loop of every resource against every match of the subquery:
+//! 8.3 s instead of 32 ms for `emails.value co "12"` at 20,000 users, minutes at 10,000 users
+//! with more values. Under `OR` and `NOT` the subqueries stay `IN (...)`: Postgres answers
+//! those with a hashed subplan, linear whatever it estimates.
 //!
 //! Every fragment is a never-NULL boolean, so `NOT` behaves as in the in-memory evaluator:
 //! an absent attribute matches `ne` and `not (...)` (RFC 7644 §3.4.2.2).
@@ -42,6 +54,11 @@ pub struct Translator<'a> {
     backend: Backend,
     aliases: usize,
     grams: Option<&'a GramCounts>,
+    /// The condition being translated is a selective conjunct of the top level: its key
+    /// subquery may drive the query (see the module comment).
+    top: bool,
+    /// Some conjunct of the top level drives the query from its keys.
+    drove: bool,
 }
 
 impl<'a> Translator<'a> {
@@ -52,6 +69,8 @@ impl<'a> Translator<'a> {
             backend,
             aliases: 0,
             grams: None,
+            top: false,
+            drove: false,
         }
     }
 
@@ -63,7 +82,39 @@ impl<'a> Translator<'a> {
 
     /// Appends `cond` as a boolean SQL expression over `resources r`.
     pub fn translate(&mut self, cond: &Cond, out: &mut Sql) {
+        self.conjunct(cond, out);
+    }
+
+    /// Whether the translated condition drives the query from the keys of one of its
+    /// conjuncts: then the tenant and type of `resources r` are tested on the fetched rows
+    /// (`Backend::resource_scope`).
+    pub fn drove(&self) -> bool {
+        self.drove
+    }
+
+    /// A conjunct of the top level: a selective one may drive the query.
+    fn conjunct(&mut self, cond: &Cond, out: &mut Sql) {
+        if let Cond::And(a, b) = cond {
+            out.push("(");
+            self.conjunct(a, out);
+            out.push(" AND ");
+            self.conjunct(b, out);
+            out.push(")");
+            return;
+        }
+        self.top = is_selective(cond);
         self.cond(cond, Ctx::Resource, out);
+        self.top = false;
+    }
+
+    /// Opens the test that `r.pk` is among the keys of the subquery that follows, and
+    /// returns its closing text: the driving form in a selective conjunct of the top level.
+    fn open_keys(&mut self, out: &mut Sql) -> &'static str {
+        let drives = std::mem::take(&mut self.top);
+        self.drove |= drives;
+        let (open, close) = self.backend.keys_in(drives);
+        out.push(open);
+        close
     }
 
     /// Appends an element-relative condition (`members[...]`'s inside) evaluated on the
@@ -84,6 +135,12 @@ impl<'a> Translator<'a> {
     }
 
     fn cond(&mut self, cond: &Cond, ctx: Ctx<'_>, out: &mut Sql) {
+        if matches!(cond, Cond::Not(_) | Cond::And(..) | Cond::Or(..))
+            || matches!(cond, Cond::Cmp(_, CompOp::Ne, _))
+        {
+            // Under NOT or OR a key subquery is tested per row (a hashed subplan), never drives.
+            self.top = false;
+        }
         match cond {
             Cond::Not(c) => {
                 out.push("(NOT ");
@@ -164,8 +221,9 @@ impl<'a> Translator<'a> {
         match set {
             ElemSet::Values(path) => {
                 let e = self.alias("e");
+                let close = self.open_keys(out);
                 out.push(&format!(
-                    "r.pk IN (SELECT {e}.res_pk FROM attr_values {e} WHERE {e}.tenant_id = "
+                    "SELECT {e}.res_pk FROM attr_values {e} WHERE {e}.tenant_id = "
                 ));
                 out.bind(Bind::tenant(self.tenant));
                 match split_driver(inner) {
@@ -204,19 +262,24 @@ impl<'a> Translator<'a> {
                         self.cond(inner, Ctx::Element(&e), out);
                     }
                 }
-                out.push(")");
+                out.push(close);
             }
             ElemSet::Refs => {
                 let (m, u) = (self.alias("m"), self.alias("u"));
                 // On a Group the references are its members; on a User, its groups.
                 let (this, other) = sides(self.rt);
+                let close = self.open_keys(out);
+                // The referenced resource's tenant lets `members[value eq "id"]` start from
+                // the (tenant_id, id) index rather than from every membership.
                 out.push(&format!(
-                    "r.pk IN (SELECT {m}.{this} FROM members {m} JOIN resources {u} ON {u}.pk = {m}.{other} WHERE {m}.tenant_id = "
+                    "SELECT {m}.{this} FROM members {m} JOIN resources {u} ON {u}.pk = {m}.{other} AND {u}.tenant_id = "
                 ));
+                out.bind(Bind::tenant(self.tenant));
+                out.push(&format!(" WHERE {m}.tenant_id = "));
                 out.bind(Bind::tenant(self.tenant));
                 out.push(" AND ");
                 self.cond(inner, Ctx::Ref(&m, &u), out);
-                out.push(")");
+                out.push(close);
             }
         }
     }
@@ -253,12 +316,14 @@ impl<'a> Translator<'a> {
         out: &mut Sql,
     ) {
         let v = self.alias("v");
+        let mut close = ")";
         match trigram_operand(cmp).filter(|_| self.backend.has_trigram_table()) {
             Some(sub) => {
                 // Substring search on SQLite: start from the trigram index (CROSS JOIN fixes
                 // the join order), then check tenant, path and the exact LIKE on each hit.
+                close = self.open_keys(out);
                 out.push(&format!(
-                    "r.pk IN (SELECT {v}.res_pk FROM attr_values_trgm CROSS JOIN attr_values {v} \
+                    "SELECT {v}.res_pk FROM attr_values_trgm CROSS JOIN attr_values {v} \
                      ON {v}.id = attr_values_trgm.rowid WHERE attr_values_trgm MATCH "
                 ));
                 out.bind(Bind::Text(trigram_query(sub, self.grams)));
@@ -283,8 +348,9 @@ impl<'a> Translator<'a> {
             }
             None => {
                 // A selective test (equality, prefix, substring) drives from its index.
+                close = self.open_keys(out);
                 out.push(&format!(
-                    "r.pk IN (SELECT {v}.res_pk FROM attr_values {v} WHERE {v}.tenant_id = "
+                    "SELECT {v}.res_pk FROM attr_values {v} WHERE {v}.tenant_id = "
                 ));
                 out.bind(Bind::tenant(self.tenant));
                 out.push(&format!(" AND {v}.path = "));
@@ -292,7 +358,7 @@ impl<'a> Translator<'a> {
                 value_test(&v, kind, cmp, self.backend, self.grams, out);
             }
         }
-        out.push(")");
+        out.push(close);
     }
 
     fn ref_test(
@@ -496,6 +562,20 @@ fn column_test(col: &str, text: bool, cmp: Option<(CompOp, &Operand)>, out: &mut
         Some((op, operand)) => push_cmp(col, op, operand, out),
     }
     out.push(")");
+}
+
+/// Does the filter certainly select few rows, through an index (an equality, prefix or
+/// substring on a string)? Then reading its matches beats scanning in order.
+pub(crate) fn is_selective(cond: &Cond) -> bool {
+    match cond {
+        Cond::Cmp(_, CompOp::Eq | CompOp::Sw | CompOp::Co | CompOp::Ew, Operand::Str(s)) => {
+            !s.is_empty()
+        }
+        Cond::And(a, b) => is_selective(a) || is_selective(b),
+        Cond::Or(a, b) => is_selective(a) && is_selective(b),
+        Cond::Elem { inner, .. } => is_selective(inner),
+        _ => false,
+    }
 }
 
 /// Is this comparison likely to select few rows from an index (a string equality, prefix or
