@@ -774,7 +774,7 @@ pub fn analyze(db: &mut Db<'_>) -> StoreResult<()> {
 }
 
 /// Keeps the planner's statistics fresh (run by a background thread, `server`): Postgres
-/// `ANALYZE`s every table changed by more than 10 % since its last analyze (autovacuum may be
+/// `VACUUM (ANALYZE)`s every table changed by more than 10 % since its last analyze (autovacuum may be
 /// off, or not yet there after a big import); SQLite runs `PRAGMA optimize`. Returns the
 /// tables analyzed.
 pub fn refresh_statistics(db: &mut Db<'_>) -> StoreResult<Vec<String>> {

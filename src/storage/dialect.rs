@@ -136,9 +136,14 @@ impl Backend {
 
     /// Refreshes the statistics of a changed table (`stale_tables`), or, on SQLite, of every
     /// table that needs it (`PRAGMA optimize`: those never analyzed or much changed).
+    /// Postgres: `VACUUM (ANALYZE)`, what autovacuum does after many inserts (version 13
+    /// on): without the visibility map it sets, an index-only scan reads the heap for every
+    /// row (page 5,000 of 100 by index took 435 ms at 1M users instead of about 60).
     pub fn refresh_statistics(self, table: Option<&str>) -> String {
         match (self, table) {
-            (Backend::Postgres, Some(t)) => format!("ANALYZE \"{}\"", t.replace('"', "\"\"")),
+            (Backend::Postgres, Some(t)) => {
+                format!("VACUUM (ANALYZE) \"{}\"", t.replace('"', "\"\""))
+            }
             _ => "PRAGMA optimize".to_string(),
         }
     }

@@ -431,8 +431,8 @@ async fn a_busy_tenant_past_its_share_gets_429_and_another_tenant_does_not() {
     }
 }
 
-/// Tables changed by more than 10 % since their last analyze are analyzed (Postgres; SQLite
-/// runs `PRAGMA optimize`).
+/// Tables changed by more than 10 % since their last analyze are vacuumed and analyzed
+/// (Postgres; SQLite runs `PRAGMA optimize`).
 #[actix_web::test]
 async fn statistics_are_refreshed_after_a_table_changed_by_a_tenth() {
     let db = TestDb::new();
@@ -450,6 +450,17 @@ async fn statistics_are_refreshed_after_a_table_changed_by_a_tenth() {
             ))
             .unwrap();
         assert!(analyzed > 0, "resources has no statistics");
+        let vacuumed = side(&db)
+            .db()
+            .count(&Sql::new(
+                "SELECT COUNT(*) AS n FROM pg_stat_user_tables WHERE schemaname = current_schema() \
+                 AND relname = 'resources' AND last_vacuum IS NOT NULL",
+            ))
+            .unwrap();
+        assert_eq!(
+            vacuumed, 1,
+            "resources was not vacuumed (no visibility map)"
+        );
     } else {
         assert!(first.is_empty());
     }
