@@ -30,6 +30,22 @@ use scimitar::storage::{self, TenantId};
 
 pub const TOKEN: &str = "test-token";
 
+/// The app under test as the helpers take it: an actix service of test requests, its
+/// response body type named once here instead of a `Service` bound at every helper.
+pub trait TestApp:
+    Service<actix_http::Request, Response = ServiceResponse<Self::Body>, Error = actix_web::Error>
+{
+    type Body: MessageBody;
+}
+
+impl<S, B> TestApp for S
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    type Body = B;
+}
+
 /// A database for one test, removed when dropped.
 pub struct TestDb {
     pub url: String,
@@ -105,29 +121,13 @@ pub fn state(args: &ServeArgs) -> web::Data<AppState> {
 }
 
 /// The app and its database; keep the returned `TestDb` alive for the test.
-pub async fn app_with(
-    args: ServeArgs,
-) -> (
-    impl Service<
-        actix_http::Request,
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-    >,
-    web::Data<AppState>,
-) {
+pub async fn app_with(args: ServeArgs) -> (impl TestApp, web::Data<AppState>) {
     let data = state(&args);
     let app = test::init_service(http::app(data.clone())).await;
     (app, data)
 }
 
-pub async fn app() -> (
-    impl Service<
-        actix_http::Request,
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-    >,
-    TestDb,
-) {
+pub async fn app() -> (impl TestApp, TestDb) {
     let db = TestDb::new();
     let (app, _) = app_with(args(&db)).await;
     (app, db)
@@ -196,11 +196,7 @@ pub fn req(method: &str, uri: &str) -> test::TestRequest {
         .insert_header(("Authorization", format!("Bearer {TOKEN}")))
 }
 
-pub async fn send<S, B>(app: &S, r: test::TestRequest) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn send<S: TestApp>(app: &S, r: test::TestRequest) -> Resp {
     let resp = test::call_service(app, r.to_request()).await;
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -219,31 +215,19 @@ where
     }
 }
 
-pub async fn call<S, B>(app: &S, method: &str, uri: &str, body: Option<Value>) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn call<S: TestApp>(app: &S, method: &str, uri: &str, body: Option<Value>) -> Resp {
     request(app, TOKEN, method, uri, body).await
 }
 
 /// POSTs `body` to `path`, expects 201, returns the new resource's id.
-pub async fn post_id<S, B>(app: &S, path: &str, body: Value) -> String
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn post_id<S: TestApp>(app: &S, path: &str, body: Value) -> String {
     let r = call(app, "POST", path, Some(body)).await;
     r.expect(201);
     r.body["id"].as_str().expect("id").to_string()
 }
 
 /// Creates a user and returns its id.
-pub async fn create_user<S, B>(app: &S, user_name: &str) -> String
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn create_user<S: TestApp>(app: &S, user_name: &str) -> String {
     post_id(
         app,
         "/scim/v2/Users",
@@ -257,11 +241,7 @@ where
     .await
 }
 
-pub async fn create_group<S, B>(app: &S, name: &str, members: &[&str]) -> String
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn create_group<S: TestApp>(app: &S, name: &str, members: &[&str]) -> String {
     let members: Vec<Value> = members
         .iter()
         .map(|m| serde_json::json!({"value": m}))

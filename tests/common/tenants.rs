@@ -9,7 +9,7 @@ use scimitar::http::AppState;
 use scimitar::provisioning::tenancy as admin;
 use scimitar::storage;
 
-use super::Resp;
+use super::{Resp, TestApp};
 
 /// Creates a tenant and a token for it (through the admin operations the CLI uses).
 pub fn tenant_with_token(state: &web::Data<AppState>, name: &str, scope: Scope) -> String {
@@ -68,4 +68,21 @@ pub fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+/// POSTs `user(name, external_id, email)` to `/scim/v2/Users` as `token`.
+pub async fn post_user<S: TestApp>(
+    app: &S,
+    token: &str,
+    name: &str,
+    external_id: &str,
+    email: &str,
+) -> Resp {
+    super::post(
+        app,
+        token,
+        "/scim/v2/Users",
+        Some(user(name, external_id, email)),
+    )
+    .await
 }

@@ -120,14 +120,9 @@ async fn admin_commands_work_while_the_server_runs() {
     let read = read.trim().to_string();
 
     // The server accepts them at once: created by another process on the same database.
-    post(
-        &app,
-        &token,
-        "/scim/v2/Users",
-        Some(user("cli@acme", "c", "cli@acme.example")),
-    )
-    .await
-    .expect(201);
+    post_user(&app, &token, "cli@acme", "c", "cli@acme.example")
+        .await
+        .expect(201);
     get(&app, &read, "/scim/v2/Users").await.expect(200);
     delete(&app, &read, "/scim/v2/Users/x").await.expect(403);
 

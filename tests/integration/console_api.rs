@@ -174,29 +174,13 @@ async fn accounts_are_searched_with_a_scim_filter() {
 }
 
 /// Approves a candidate.
-async fn approve<S, B>(app: &S, admin: &str, account: &str) -> Resp
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn approve<S: TestApp>(app: &S, admin: &str, account: &str) -> Resp {
     let path = format!("/api/v1/candidates/{account}/approve");
     post(app, admin, &path, None).await
 }
 
 /// `GET` an `/api/v1` path with an admin token.
-async fn admin_get<S, B>(app: &S, admin: &str, path: &str) -> Resp
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn admin_get<S: TestApp>(app: &S, admin: &str, path: &str) -> Resp {
     get(app, admin, path).await
 }
 

@@ -6,8 +6,6 @@
 //! is followed by the proof that it changed nothing: the tenant's resources (with their
 //! versions) and its feed are as before.
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{json, Value};
 
 use scimitar::auth::Scope;
@@ -49,15 +47,11 @@ impl Tenant {
 
 /// Everything a tenant holds and has recorded: its users and groups as listed (ids,
 /// attributes, versions) and its feed.
-async fn holdings<S, B>(
+async fn holdings<S: TestApp>(
     app: &S,
     state: &actix_web::web::Data<scimitar::http::AppState>,
     t: &Tenant,
-) -> (Value, Value, Vec<(String, String)>)
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+) -> (Value, Value, Vec<(String, String)>) {
     let users = get(app, &t.token, "/scim/v2/Users?count=1000").await;
     let groups = get(app, &t.token, "/scim/v2/Groups?count=1000").await;
     users.expect(200);
@@ -71,7 +65,7 @@ where
     clippy::too_many_arguments,
     reason = "a request, its expected refusal and the tenant whose holdings it must not change"
 )]
-async fn refused<S, B>(
+async fn refused<S: TestApp>(
     app: &S,
     state: &actix_web::web::Data<scimitar::http::AppState>,
     t: &Tenant,
@@ -80,11 +74,7 @@ async fn refused<S, B>(
     body: Option<Value>,
     scim_type: &str,
     why: &str,
-) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+) -> Resp {
     let before = holdings(app, state, t).await;
     let r = request(app, &t.token, method, uri, body).await;
     assert_eq!(r.status.as_u16(), 400, "{why}: {}", r.raw);
@@ -843,11 +833,7 @@ fn fill(text: &str, user: &str, group: &str) -> String {
     text.replace("{user}", user).replace("{group}", group)
 }
 
-async fn setup<S, B>(app: &S, t: &Tenant) -> (String, String)
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+async fn setup<S: TestApp>(app: &S, t: &Tenant) -> (String, String) {
     let u = post(
         app,
         &t.token,
@@ -872,17 +858,14 @@ where
 /// Sends case `c` as tenant `t`, with `user` and `group` filled in. Accepted: any 2xx.
 /// Refused: the case's scimType, nothing changed, and the detail names the tolerance that
 /// would have accepted the request.
-async fn run_case<S, B>(
+async fn run_case<S: TestApp>(
     app: &S,
     state: &actix_web::web::Data<scimitar::http::AppState>,
     c: &Case,
     t: &Tenant,
     (user, group): (&str, &str),
     accept: bool,
-) where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+) {
     let path = fill(c.path, user, group);
     let body = c
         .body

@@ -456,15 +456,7 @@ async fn entra_group_lifecycle() {
 }
 
 /// Creates the tutorial's user (Create User, 201) and returns its path.
-async fn create_tutorial_user<S, B>(app: &S) -> String
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn create_tutorial_user<S: TestApp>(app: &S) -> String {
     let id = post_id(app, "/scim/v2/Users", fixture(CREATE_USER, &[])).await;
     format!("/scim/v2/Users/{id}")
 }

@@ -61,11 +61,7 @@ fn with_claim(name: &str, value: Value) -> Value {
 /// An app with tenant `ext` trusting ISS/AUD with the RSA public key pinned to RS256, and
 /// tenant `jwks` trusting another issuer through the JWKS fixture.
 async fn setup() -> (
-    impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-        Error = actix_web::Error,
-    >,
+    impl TestApp,
     actix_web::web::Data<scimitar::http::AppState>,
     TestDb,
 ) {
@@ -94,13 +90,7 @@ async fn setup() -> (
 async fn a_valid_external_jwt_acts_for_its_tenant() {
     let (app, state, _db) = setup().await;
     let token = rsa(Algorithm::RS256, &claims());
-    let r = post(
-        &app,
-        &token,
-        "/scim/v2/Users",
-        Some(user("j@ext", "1", "j@ext.example")),
-    )
-    .await;
+    let r = post_user(&app, &token, "j@ext", "1", "j@ext.example").await;
     r.expect(201);
     let mut conn = state.service.pool.get().unwrap();
     assert_eq!(
@@ -269,13 +259,7 @@ async fn every_rejection_case_is_401() {
             "{name}"
         );
         // Nothing changes either.
-        let w = post(
-            &app,
-            &token,
-            "/scim/v2/Users",
-            Some(user("x@ext", "x", "x@ext.example")),
-        )
-        .await;
+        let w = post_user(&app, &token, "x@ext", "x", "x@ext.example").await;
         assert_eq!(w.status.as_u16(), 401, "{name}");
     }
     get(&app, &good, "/scim/v2/Users").await.expect(200);
@@ -382,14 +366,9 @@ async fn issuer_configuration_rules() {
     .unwrap();
     let t = rsa(Algorithm::RS256, &with_claim("aud", json!("third-aud")));
     get(&app, &t, "/scim/v2/Users").await.expect(200);
-    post(
-        &app,
-        &t,
-        "/scim/v2/Users",
-        Some(user("t@third", "t", "t@third.example")),
-    )
-    .await
-    .expect_error(403, None);
+    post_user(&app, &t, "t@third", "t", "t@third.example")
+        .await
+        .expect_error(403, None);
     // A token naming both audiences cannot say whose it is.
     let both = rsa(
         Algorithm::RS256,

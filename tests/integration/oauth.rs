@@ -1,8 +1,6 @@
 //! OAuth 2.0 client credentials (RFC 6749 §4.4): POST /oauth/token, its §5.2 errors, the
 //! access tokens on the SCIM endpoints, revocation, expiry and signing-key rotation.
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::TestRequest;
 use actix_web::web;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -40,11 +38,7 @@ fn form(body: &str) -> TestRequest {
         .set_payload(body.to_string())
 }
 
-async fn token_for<S, B>(app: &S, id: &str, secret: &str) -> String
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+async fn token_for<S: TestApp>(app: &S, id: &str, secret: &str) -> String {
     let r = send(
         app,
         form("grant_type=client_credentials").insert_header(("Authorization", basic(id, secret))),
@@ -106,13 +100,7 @@ async fn client_credentials_issue_a_token_the_scim_endpoints_accept() {
     assert_eq!(r.status, 200, "{}", r.raw);
 
     // The token works on SCIM, in the client's tenant, and events name the client.
-    let r = post(
-        &app,
-        &token,
-        "/scim/v2/Users",
-        Some(user("o@acme", "1", "o@acme.example")),
-    )
-    .await;
+    let r = post_user(&app, &token, "o@acme", "1", "o@acme.example").await;
     r.expect(201);
     let mut conn = state.service.pool.get().unwrap();
     assert_eq!(
@@ -237,14 +225,9 @@ async fn revoked_clients_and_read_clients() {
     let (rid, rsecret) = client(&state, "acme", Scope::Read);
     let read = token_for(&app, &rid, &rsecret).await;
     get(&app, &read, "/scim/v2/Users").await.expect(200);
-    post(
-        &app,
-        &read,
-        "/scim/v2/Users",
-        Some(user("r@acme", "r", "r@acme.example")),
-    )
-    .await
-    .expect_error(403, None);
+    post_user(&app, &read, "r@acme", "r", "r@acme.example")
+        .await
+        .expect_error(403, None);
 
     // Deleting the tenant ends its clients' tokens too.
     let (did, dsecret) = client(&state, "doomed", Scope::Write);

@@ -96,15 +96,7 @@ impl Relay {
     }
 }
 
-async fn ready_status<S, B>(app: &S) -> Resp
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn ready_status<S: TestApp>(app: &S) -> Resp {
     send(app, get("/readyz")).await
 }
 
@@ -191,15 +183,7 @@ fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
 }
 
-async fn scrape<S, B>(app: &S) -> prometheus_parse::Scrape
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn scrape<S: TestApp>(app: &S) -> prometheus_parse::Scrape {
     let r = send(app, get("/metrics")).await;
     assert_eq!(r.status, 200, "{}", r.raw);
     assert!(r

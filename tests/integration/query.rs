@@ -13,15 +13,7 @@ use scimitar::scim::schema::{Registry, Rtype};
 
 use crate::common::*;
 
-async fn seed_people<S, B>(app: &S, names: &[(&str, Option<&str>)]) -> Vec<String>
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn seed_people<S: TestApp>(app: &S, names: &[(&str, Option<&str>)]) -> Vec<String> {
     let mut ids = Vec::new();
     for (user, family) in names {
         let mut body =
@@ -123,15 +115,7 @@ async fn sort_by_singular_sub_and_multi_valued_attributes() {
 }
 
 /// Walks every cursor page of `path` forward and returns the userNames in order.
-async fn walk<S, B>(app: &S, path: &str, count: usize) -> Vec<String>
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn walk<S: TestApp>(app: &S, path: &str, count: usize) -> Vec<String> {
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut cursor = String::new();
     let mut seen = Vec::new();
@@ -357,15 +341,7 @@ async fn singular_sort_pages_the_same_by_cursor_index_and_backwards() {
 
 /// Reads `path` by index pages of `count` from every startIndex (and one past the end): each
 /// page holds its slice of `want`, and totalResults is the whole length.
-async fn index_pages<S, B>(app: &S, path: &str, count: usize, want: &[String])
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn index_pages<S: TestApp>(app: &S, path: &str, count: usize, want: &[String]) {
     for start in 1..=want.len() + 1 {
         let r = get(
             app,

@@ -7,8 +7,6 @@
 use std::io::Read;
 use std::process::Stdio;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::TestRequest;
 use actix_web::web;
 use serde_json::{json, Value};
@@ -59,11 +57,7 @@ fn cookie_value(set_cookie: &str, name: &str) -> String {
     v.trim().to_string()
 }
 
-async fn sign_in<S, B>(app: &S, body: Value) -> Browser
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+async fn sign_in<S: TestApp>(app: &S, body: Value) -> Browser {
     let r = send(app, sign_in_request(body)).await;
     assert_eq!(r.status, 200, "{}", r.raw);
     Browser {

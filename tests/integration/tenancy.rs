@@ -3,8 +3,6 @@
 //! another tenant's id answers exactly as a nonexistent one does. The same userName exists in
 //! both. Helpers here are shared by the other tenancy test modules.
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{json, Value};
 
 use scimitar::auth::Scope;
@@ -35,25 +33,13 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     let b = tenant_with_token(&state, "tenant-b", Scope::Write);
 
     // The same userName in both tenants.
-    let bu = post(
-        &app,
-        &b,
-        "/scim/v2/Users",
-        Some(user("same@example.com", "ext-b", "b-only@b.example")),
-    )
-    .await;
+    let bu = post_user(&app, &b, "same@example.com", "ext-b", "b-only@b.example").await;
     bu.expect(201);
     let b_user = bu.body["id"].as_str().unwrap().to_string();
     let bg = post(&app, &b, "/scim/v2/Groups", Some(group("Team", &[&b_user]))).await;
     bg.expect(201);
     let b_group = bg.body["id"].as_str().unwrap().to_string();
-    let au = post(
-        &app,
-        &a,
-        "/scim/v2/Users",
-        Some(user("same@example.com", "ext-a", "a@a.example")),
-    )
-    .await;
+    let au = post_user(&app, &a, "same@example.com", "ext-a", "a@a.example").await;
     au.expect(201);
     let a_user = au.body["id"].as_str().unwrap().to_string();
     let ag = post(&app, &a, "/scim/v2/Groups", Some(group("Team", &[&a_user]))).await;
@@ -241,14 +227,9 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     let r = get(&app, &a, "/scim/v2/Users?cursor=&count=1").await;
     r.expect(200);
     assert_eq!(ids(&r), vec![a_user.clone()]);
-    post(
-        &app,
-        &b,
-        "/scim/v2/Users",
-        Some(user("second@example.com", "ext-b2", "b2@b.example")),
-    )
-    .await
-    .expect(201);
+    post_user(&app, &b, "second@example.com", "ext-b2", "b2@b.example")
+        .await
+        .expect(201);
     let rb = get(&app, &b, "/scim/v2/Users?cursor=&count=1").await;
     rb.expect(200);
     let b_cursor = rb.body["nextCursor"]
@@ -334,24 +315,14 @@ async fn user_names_are_unique_per_tenant_only() {
     let a = tenant_with_token(&state, "a", Scope::Write);
     let b = tenant_with_token(&state, "b", Scope::Write);
     for t in [&a, &b, &TOKEN.to_string()] {
-        post(
-            &app,
-            t,
-            "/scim/v2/Users",
-            Some(user("bjensen@example.com", "e", "bj@example.com")),
-        )
-        .await
-        .expect(201);
+        post_user(&app, t, "bjensen@example.com", "e", "bj@example.com")
+            .await
+            .expect(201);
     }
     // Within a tenant it is unique, case-insensitively.
-    post(
-        &app,
-        &a,
-        "/scim/v2/Users",
-        Some(user("BJensen@example.com", "e", "bj@example.com")),
-    )
-    .await
-    .expect_error(409, Some("uniqueness"));
+    post_user(&app, &a, "BJensen@example.com", "e", "bj@example.com")
+        .await
+        .expect_error(409, Some("uniqueness"));
     // Groups with the same name too, and each tenant sees one of each.
     for t in [&a, &b] {
         post(&app, t, "/scim/v2/Groups", Some(group("Finance", &[])))
@@ -370,25 +341,14 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
     let (app, state) = app_with(args(&db)).await;
     let a = tenant_with_token(&state, "a", Scope::Write);
     let b = tenant_with_token(&state, "b", Scope::Write);
-    let ua = post(
-        &app,
-        &a,
-        "/scim/v2/Users",
-        Some(user("u@a", "1", "u@a.example")),
-    )
-    .await;
+    let ua = post_user(&app, &a, "u@a", "1", "u@a.example").await;
     let ua = ua.body["id"].as_str().unwrap().to_string();
     post(&app, &a, "/scim/v2/Groups", Some(group("G", &[&ua])))
         .await
         .expect(201);
-    post(
-        &app,
-        &b,
-        "/scim/v2/Users",
-        Some(user("u@b", "1", "u@b.example")),
-    )
-    .await
-    .expect(201);
+    post_user(&app, &b, "u@b", "1", "u@b.example")
+        .await
+        .expect(201);
 
     let mut conn = state.service.pool.get().unwrap();
     let d = admin::delete_tenant(&mut conn, "a").unwrap();
@@ -427,11 +387,7 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     let (app, state) = app_with(args(&db)).await;
     let a = tenant_with_token(&state, "count-a", Scope::Write);
     let b = tenant_with_token(&state, "count-b", Scope::Write);
-    async fn totals<S, B>(app: &S, token: &str, rt: &str) -> (i64, i64)
-    where
-        S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-        B: MessageBody,
-    {
+    async fn totals<S: TestApp>(app: &S, token: &str, rt: &str) -> (i64, i64) {
         let all = get(app, token, &format!("/scim/v2/{rt}?count=1")).await;
         all.expect(200);
         let counted = get(app, token, &format!("/scim/v2/{rt}?count=1&filter=id%20pr")).await;
@@ -457,14 +413,9 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
         r.expect(201);
         users.push(r.body["id"].as_str().unwrap().to_string());
     }
-    post(
-        &app,
-        &b,
-        "/scim/v2/Users",
-        Some(user("only@b.example", "xb", "b@b.example")),
-    )
-    .await
-    .expect(201);
+    post_user(&app, &b, "only@b.example", "xb", "b@b.example")
+        .await
+        .expect(201);
     assert_eq!(totals(&app, &a, "Users").await, (3, 3));
     assert_eq!(totals(&app, &b, "Users").await, (1, 1));
 

@@ -24,13 +24,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
     assert_eq!(expires, None);
 
     // Use: it works, and `token list` shows when (never the secret or its hash).
-    let r = post(
-        &app,
-        &token,
-        "/scim/v2/Users",
-        Some(user("u@acme", "1", "u@acme.example")),
-    )
-    .await;
+    let r = post_user(&app, &token, "u@acme", "1", "u@acme.example").await;
     r.expect(201);
     let listed = storage::tenancy::list_tokens(&mut conn.db(), &"acme".into()).unwrap();
     assert_eq!(listed.len(), 1);
@@ -46,13 +40,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
 
     // Revoke: refused from the next request on, and the refusal changes nothing.
     assert_eq!(admin::revoke_token(&mut conn, &id).unwrap(), "acme");
-    let r = post(
-        &app,
-        &token,
-        "/scim/v2/Users",
-        Some(user("v@acme", "2", "v@acme.example")),
-    )
-    .await;
+    let r = post_user(&app, &token, "v@acme", "2", "v@acme.example").await;
     r.expect_error(401, None);
     assert_eq!(
         r.header("www-authenticate").as_deref(),
@@ -241,13 +229,7 @@ async fn dialect_tolerances_are_per_tenant() {
     // Entra ID's capitalised op and string boolean.
     let entra = patch_body(json!([{"op": "Replace", "path": "active", "value": "False"}]));
     for (token, status) in [(&lenient, 200), (&strict, 400), (&TOKEN.to_string(), 400)] {
-        let r = post(
-            &app,
-            token,
-            "/scim/v2/Users",
-            Some(user("e@example.com", "e", "e@example.com")),
-        )
-        .await;
+        let r = post_user(&app, token, "e@example.com", "e", "e@example.com").await;
         r.expect(201);
         let id = r.body["id"].as_str().unwrap();
         let r = request(

@@ -10,8 +10,6 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
 use actix_web::web;
 use base64::Engine;
 use rcgen::{
@@ -86,11 +84,7 @@ fn deliveries(state: &web::Data<AppState>, hook: &str, status: &str, error: Opti
 
 /// The `lastError` of a subscription's deliveries, newest first, as its tenant's admin
 /// reads them (`GET /api/v1/webhooks/{id}/deliveries`).
-async fn last_errors<S, B>(app: &S, admin: &str, hook: &str) -> Vec<Value>
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+async fn last_errors<S: TestApp>(app: &S, admin: &str, hook: &str) -> Vec<Value> {
     let r = get(app, admin, &format!("/api/v1/webhooks/{hook}/deliveries")).await;
     items(&r).iter().map(|d| d["lastError"].clone()).collect()
 }
@@ -105,11 +99,7 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
 }
 
 /// Creates a user in the tenant of `token` through SCIM.
-async fn create_user_as<S, B>(app: &S, token: &str, user_name: &str) -> String
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+async fn create_user_as<S: TestApp>(app: &S, token: &str, user_name: &str) -> String {
     let body = okta_user(user_name, "Ops", "Engineer");
     let r = send(app, as_(token, "POST", "/scim/v2/Users", Some(&body))).await;
     r.expect(201);
