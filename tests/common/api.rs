@@ -57,6 +57,11 @@ pub fn items(r: &Resp) -> Vec<Value> {
         .clone()
 }
 
+/// POSTs the `/api/v1` action at `path` (approve, reject, restore, replay: no body).
+pub async fn action<S: TestApp>(app: &S, admin: &str, path: &str) -> Resp {
+    post(app, admin, path, None).await
+}
+
 /// The account of a SCIM user (looked up in `GET /api/v1/accounts`).
 pub async fn account_of<S: TestApp>(app: &S, admin: &str, scim_id: &str) -> Value {
     let r = get(app, admin, "/api/v1/accounts?limit=1000").await;

@@ -56,6 +56,20 @@ pub fn ids(r: &Resp) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The string `field` of every element of the array `list`, in order; panics when `list`
+/// is not an array or an element has no such string.
+pub fn strs<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|x| {
+            x[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string {field} in {x}"))
+        })
+        .collect()
+}
+
 /// `s` percent-encoded for a query string.
 pub fn urlencode(s: &str) -> String {
     let mut out = String::new();

@@ -41,19 +41,17 @@ async fn lifecycle_edges_conflicts_and_recomputation() {
     assert_eq!(c["removalPending"], Value::Null);
 
     // Reject: removed; rejecting again is a conflict.
-    let r = post(
+    let r = action(
         &app,
         &admin,
         &format!("/api/v1/candidates/{ina_acc}/reject"),
-        None,
     )
     .await;
     assert_eq!(ok(&r, 200)["state"], "removed");
-    let r = post(
+    let r = action(
         &app,
         &admin,
         &format!("/api/v1/candidates/{ina_acc}/reject"),
-        None,
     )
     .await;
     api_error(&r, 409, "conflict");

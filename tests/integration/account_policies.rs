@@ -96,11 +96,10 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     assert!(pending.iter().any(|e| e["accountId"] == ada_acc.as_str()));
 
     // Approval: both Finance roles; the highest limit and `true` win.
-    let r = post(
+    let r = action(
         &app,
         &admin,
         &format!("/api/v1/candidates/{ada_acc}/approve"),
-        None,
     )
     .await;
     let approved = ok(&r, 200).clone();
@@ -148,22 +147,20 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     );
 
     // Approving again: not a candidate any more.
-    let r = post(
+    let r = action(
         &app,
         &admin,
         &format!("/api/v1/candidates/{ada_acc}/approve"),
-        None,
     )
     .await;
     api_error(&r, 409, "conflict");
     assert_eq!(get_account(&app, &admin, &ada_acc).await, approved);
 
     // Bob matches no rule: active, nothing granted.
-    let r = post(
+    let r = action(
         &app,
         &admin,
         &format!("/api/v1/candidates/{bob_acc}/approve"),
-        None,
     )
     .await;
     let b = ok(&r, 200);

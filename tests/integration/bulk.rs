@@ -130,12 +130,7 @@ async fn bulk_id_references_resolve_in_either_order() {
     );
     let g = get(&app, TOKEN, &format!("/scim/v2/Groups/{gid}")).await;
     assert_eq!(g.body["displayName"], "Guides");
-    let mut members: Vec<&str> = g.body["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["value"].as_str().unwrap())
-        .collect();
+    let mut members: Vec<&str> = strs(&g.body["members"], "value");
     members.sort();
     let mut want = vec![alice.as_str(), boss.as_str()];
     want.sort();

@@ -301,13 +301,7 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
     assert_eq!(flagged["removalPending"]["reason"], "deactivated");
     let id = flagged["id"].as_str().unwrap().to_string();
 
-    let r = post(
-        &app,
-        &admin,
-        &format!("/api/v1/removals/{id}/restore"),
-        None,
-    )
-    .await;
+    let r = action(&app, &admin, &format!("/api/v1/removals/{id}/restore")).await;
     let a = ok(&r, 200);
     assert_eq!(a["state"], "active");
     assert!(a["removalPending"].is_null());
@@ -327,23 +321,11 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
     assert_eq!(queued[0]["type"], "account.restored");
 
     // Twice is a conflict; so is a deleted user's account (confirm it instead).
-    let r = post(
-        &app,
-        &admin,
-        &format!("/api/v1/removals/{id}/restore"),
-        None,
-    )
-    .await;
+    let r = action(&app, &admin, &format!("/api/v1/removals/{id}/restore")).await;
     api_error(&r, 409, "conflict");
     let r = delete(&app, TOKEN, &format!("/scim/v2/Users/{ada}")).await;
     r.expect(204);
-    let r = post(
-        &app,
-        &admin,
-        &format!("/api/v1/removals/{id}/restore"),
-        None,
-    )
-    .await;
+    let r = action(&app, &admin, &format!("/api/v1/removals/{id}/restore")).await;
     let detail = api_error(&r, 409, "conflict");
     assert!(detail.contains("deleted"), "{detail}");
     assert_eq!(

@@ -336,12 +336,7 @@ async fn entra_group_lifecycle() {
     }
     let r = get(&app, TOKEN, &path).await;
     r.expect(200);
-    let members: Vec<&str> = r.body["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .map(|m| m["value"].as_str().unwrap())
-        .collect();
+    let members: Vec<&str> = strs(&r.body["members"], "value");
     assert_eq!(members, [alice.as_str(), bob.as_str()]);
     assert_eq!(r.body["members"][0]["type"], "User");
     // The reference check Entra makes on members: is this user in this group?

@@ -357,11 +357,6 @@ async fn members_value_ne_means_no_member_equals() {
         &format!("/scim/v2/Groups?filter={f}&sortBy=displayName"),
     )
     .await;
-    let names: Vec<&str> = r.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["displayName"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = strs(&r.body["Resources"], "displayName");
     assert_eq!(names, ["empty", "without-a"]);
 }

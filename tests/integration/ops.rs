@@ -511,12 +511,7 @@ async fn backup_copies_every_acknowledged_write() {
     .await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], BEFORE, "{}", r.raw);
-    let mut names: Vec<&str> = r.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap())
-        .collect();
+    let mut names: Vec<&str> = strs(&r.body["Resources"], "userName");
     names.sort_unstable();
     let mut expected: Vec<String> = (0..BEFORE).map(|i| format!("before-{i}")).collect();
     expected.sort_unstable();

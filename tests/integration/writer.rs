@@ -117,12 +117,7 @@ async fn a_batch_answers_each_write_as_if_it_ran_alone() {
     let groups = call(&app, "GET", "/scim/v2/Groups", None).await;
     assert_eq!(groups.body["totalResults"], 0);
     let users = call(&app, "GET", "/scim/v2/Users?sortBy=userName", None).await;
-    let names: Vec<&str> = users.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = strs(&users.body["Resources"], "userName");
     assert_eq!(names, ["alice", "new-1", "new-2", "taken"]);
     let a = call(&app, "GET", &format!("/scim/v2/Users/{alice}"), None).await;
     assert_eq!(a.body["title"], "Boss");
