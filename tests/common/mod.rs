@@ -127,6 +127,22 @@ pub async fn app_with(args: ServeArgs) -> (impl TestApp, web::Data<AppState>) {
     (app, data)
 }
 
+/// The app on a fresh database, its state, and the database (keep it alive for the test).
+pub async fn app_state() -> (TestDb, impl TestApp, web::Data<AppState>) {
+    app_where(|_| {}).await
+}
+
+/// `app_state` with `change` made to the serve arguments first.
+pub async fn app_where(
+    change: impl FnOnce(&mut ServeArgs),
+) -> (TestDb, impl TestApp, web::Data<AppState>) {
+    let db = TestDb::new();
+    let mut a = args(&db);
+    change(&mut a);
+    let (app, state) = app_with(a).await;
+    (db, app, state)
+}
+
 pub async fn app() -> (impl TestApp, TestDb) {
     let db = TestDb::new();
     let (app, _) = app_with(args(&db)).await;

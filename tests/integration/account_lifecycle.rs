@@ -10,8 +10,7 @@ use crate::common::*;
 
 #[actix_web::test]
 async fn lifecycle_edges_conflicts_and_recomputation() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     put_policy(&app, &admin, "review", "notify").await;
 

@@ -295,8 +295,7 @@ async fn auto_policy_okta_deactivation_suspends_in_the_same_transaction() {
 
 #[actix_web::test]
 async fn cohort_approval_by_group_approves_exactly_its_pending_members() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
 
     // Already on board before the review policy.
@@ -413,8 +412,7 @@ async fn cohort_approval_by_group_approves_exactly_its_pending_members() {
 
 #[actix_web::test]
 async fn notify_policy_flags_removals_until_confirmed() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     put_policy(&app, &admin, "auto", "notify").await;
     let vpn = create_role(&app, &admin, "vpn", json!({"vpn.enabled": true})).await;

@@ -43,8 +43,7 @@ fn fails(o: &Output, message: &str) {
 
 #[actix_web::test]
 async fn admin_commands_work_while_the_server_runs() {
-    let db = TestDb::new();
-    let (app, _state) = app_with(args(&db)).await;
+    let (db, app, _state) = app_state().await;
 
     // Tenants.
     ok(&scimitar(&db, &["tenant", "create", "acme"]));

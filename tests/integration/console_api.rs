@@ -14,8 +14,7 @@ const DEPT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:d
 
 #[actix_web::test]
 async fn candidates_say_who_they_are_and_what_they_would_get() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     let fin = create_role(
         &app,
@@ -111,8 +110,7 @@ async fn candidates_say_who_they_are_and_what_they_would_get() {
 
 #[actix_web::test]
 async fn accounts_are_searched_with_a_scim_filter() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     for (u, d, t) in [
         ("f1@example.com", "Finance", "Analyst"),
@@ -186,8 +184,7 @@ async fn admin_get<S: TestApp>(app: &S, admin: &str, path: &str) -> Resp {
 
 #[actix_web::test]
 async fn rule_previews_count_matches_and_explain_bad_filters() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     let mut ids = Vec::new();
     for i in 0..7 {
@@ -276,8 +273,7 @@ async fn rule_previews_count_matches_and_explain_bad_filters() {
 
 #[actix_web::test]
 async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     let fin = create_role(&app, &admin, "finance", json!({"card.enabled": true})).await;
     create_rule(
@@ -338,8 +334,7 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
 
 #[actix_web::test]
 async fn the_timeline_names_the_credential_behind_each_event() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     let scim = {
         let mut conn = state.service.pool.get().unwrap();
@@ -404,8 +399,7 @@ async fn the_timeline_names_the_credential_behind_each_event() {
 
 #[actix_web::test]
 async fn a_subscription_lists_its_recent_deliveries_and_groups_their_candidates() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     put_policy(&app, &admin, "review", "auto").await;
     let (hook, _) = subscribe(

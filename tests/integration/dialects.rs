@@ -115,8 +115,7 @@ fn entra_group() -> Value {
 
 #[actix_web::test]
 async fn entra_group_create_is_201_and_the_undeclared_uri_is_never_echoed() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let r = call(&app, "POST", "/scim/v2/Groups", Some(entra_group())).await;
     r.expect(201);
     assert_eq!(r.body["schemas"], json!([CORE_GROUP]));
@@ -214,10 +213,7 @@ async fn entra_group_create_is_201_and_the_undeclared_uri_is_never_echoed() {
 #[actix_web::test]
 async fn entra_group_create_is_refused_when_strict_and_changes_nothing() {
     // `--strict`: 400 naming the URI, nothing created.
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.strict = true;
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) = app_where(|a| a.strict = true).await;
     let t = Tenant::default_tenant();
     let r = refused(
         &app,
@@ -321,8 +317,7 @@ async fn a_negative_count_is_read_as_zero() {
 
 #[actix_web::test]
 async fn filters_on_schemas_in_sql() {
-    let db = TestDb::new();
-    let (app, _) = app_with(args(&db)).await;
+    let (_db, app, _) = app_state().await;
     // ext: carries enterprise attributes; plain: does not; listed: lists the extension in
     // `schemas` but carries none of its attributes (so its `schemas` is the core one only).
     let ext = post_id(
@@ -534,10 +529,7 @@ async fn filters_on_schemas_in_sql() {
 #[actix_web::test]
 async fn removing_a_required_attribute_is_mutability_and_changes_nothing() {
     for strict in [false, true] {
-        let db = TestDb::new();
-        let mut a = args(&db);
-        a.strict = strict;
-        let (app, state) = app_with(a).await;
+        let (_db, app, state) = app_where(|a| a.strict = strict).await;
         let t = Tenant::default_tenant();
         let user = create_user(&app, "bjensen@example.com").await;
         let group = create_group(&app, "Tour Guides", &[&user]).await;
@@ -596,8 +588,7 @@ async fn removing_a_required_attribute_is_mutability_and_changes_nothing() {
 
 #[actix_web::test]
 async fn a_value_filter_that_matches_nothing_is_no_target() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let t = Tenant::default_tenant();
     let id = post_id(
         &app,
@@ -887,8 +878,7 @@ async fn every_tolerance_is_switched_off_by_strict_and_by_the_tenant_dialect() {
     // Lenient server: each case succeeds on a tenant that follows the server, and is refused
     // (changing nothing) on a tenant with only that tolerance off and on a tenant whose
     // dialect is strict.
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let mut conn = state.service.pool.get().unwrap();
     let strict = Tenant::new(&state, "strict-tenant");
     admin::update_settings(&mut conn, &strict.name, |s| {
@@ -912,10 +902,7 @@ async fn every_tolerance_is_switched_off_by_strict_and_by_the_tenant_dialect() {
 
 #[actix_web::test]
 async fn every_tolerance_is_off_under_strict_unless_a_tenant_turns_it_on() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.strict = true;
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) = app_where(|a| a.strict = true).await;
     let mut conn = state.service.pool.get().unwrap();
     for (i, c) in cases().iter().enumerate() {
         let strict = Tenant::new(&state, &format!("strict-{i}"));
@@ -930,10 +917,7 @@ async fn every_tolerance_is_off_under_strict_unless_a_tenant_turns_it_on() {
 
 #[actix_web::test]
 async fn the_rfc_filter_form_works_under_strict() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.strict = true;
-    let (app, _) = app_with(a).await;
+    let (_db, app, _) = app_where(|a| a.strict = true).await;
     let id = post_id(
         &app,
         "/scim/v2/Users",

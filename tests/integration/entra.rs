@@ -62,8 +62,7 @@ fn filter_uri(endpoint: &str, filter: &str) -> String {
 
 #[actix_web::test]
 async fn entra_user_lifecycle() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let user_name = TUTORIAL_USER;
     let external_id = "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef";
 
@@ -265,8 +264,7 @@ async fn entra_user_lifecycle() {
 
 #[actix_web::test]
 async fn entra_group_lifecycle() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let alice = create_user(&app, "alice@testuser.com").await;
     let bob = create_user(&app, "bob@testuser.com").await;
     let by_name = |name: &str| {
@@ -462,8 +460,7 @@ async fn entra_tutorial_user_updates() {
     // (the examples are independent: Update User [Single-valued] shows the original email
     // again), so each is replayed on a fresh copy of that user, which Delete User then
     // removes.
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let cases: [(&str, &str, &str, &[&str]); 3] = [
         // The example's externalId is another user's; its `name.formatted` is recomputed
         // from the new familyName, where Scimitar keeps what the client sent (Microsoft's own

@@ -156,10 +156,7 @@ async fn bad_list_parameters() {
 
 #[actix_web::test]
 async fn oversized_bodies_are_413() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.max_body_bytes = 1024;
-    let (app, _) = app_with(a).await;
+    let (_db, app, _) = app_where(|a| a.max_body_bytes = 1024).await;
     let big = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x".repeat(2000)});
     call(&app, "POST", "/scim/v2/Users", Some(big))
         .await

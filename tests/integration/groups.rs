@@ -248,8 +248,7 @@ async fn patch_members_add_remove_replace_and_versions() {
 
 #[actix_web::test]
 async fn deleting_a_member_removes_it_from_every_group() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let a = create_user(&app, "a").await;
     let b = create_user(&app, "b").await;
     let g1 = create_group(&app, "G1", &[&a, &b]).await;
@@ -308,10 +307,7 @@ async fn group_put_replaces_members() {
 
 #[actix_web::test]
 async fn more_members_than_the_limit_is_413_and_changes_nothing() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.max_members_per_request = 2;
-    let (app, _) = app_with(a).await;
+    let (_db, app, _) = app_where(|a| a.max_members_per_request = 2).await;
     let ids = [
         create_user(&app, "m1").await,
         create_user(&app, "m2").await,

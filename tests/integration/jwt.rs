@@ -65,8 +65,7 @@ async fn setup() -> (
     actix_web::web::Data<scimitar::http::AppState>,
     TestDb,
 ) {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (db, app, state) = app_state().await;
     let mut conn = state.service.pool.get().unwrap();
     admin::create_tenant(&mut conn, "ext").unwrap();
     let pem = external::parse_pem(RSA_PUBLIC, "RS256", None).unwrap();

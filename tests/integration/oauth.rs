@@ -67,8 +67,7 @@ fn oauth_error(r: &Resp, status: u16, code: &str) {
 
 #[actix_web::test]
 async fn client_credentials_issue_a_token_the_scim_endpoints_accept() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let (id, secret) = client(&state, "acme", Scope::Write);
     assert!(secret.starts_with("scimitar_"));
 
@@ -119,8 +118,7 @@ async fn client_credentials_issue_a_token_the_scim_endpoints_accept() {
 
 #[actix_web::test]
 async fn token_endpoint_errors_follow_rfc_6749() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let (id, secret) = client(&state, "acme", Scope::Write);
 
     // Wrong secret and unknown client: the same 401 invalid_client with a Basic challenge.
@@ -201,8 +199,7 @@ async fn token_endpoint_errors_follow_rfc_6749() {
 
 #[actix_web::test]
 async fn revoked_clients_and_read_clients() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let (id, secret) = client(&state, "acme", Scope::Write);
     let token = token_for(&app, &id, &secret).await;
     get(&app, &token, "/scim/v2/Users").await.expect(200);
@@ -238,8 +235,7 @@ async fn revoked_clients_and_read_clients() {
 
 #[actix_web::test]
 async fn forged_tampered_and_expired_access_tokens_are_refused() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let (id, secret) = client(&state, "acme", Scope::Write);
     let (_other_id, _) = client(&state, "other", Scope::Write);
     let token = token_for(&app, &id, &secret).await;
@@ -302,8 +298,7 @@ async fn forged_tampered_and_expired_access_tokens_are_refused() {
 
 #[actix_web::test]
 async fn rotated_keys_verify_until_their_tokens_expire() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let (id, secret) = client(&state, "acme", Scope::Write);
     let before = token_for(&app, &id, &secret).await;
     let old_kid = jwt_part(&before, 0)["kid"].as_str().unwrap().to_string();
@@ -342,10 +337,7 @@ async fn rotated_keys_verify_until_their_tokens_expire() {
 
 #[actix_web::test]
 async fn token_endpoint_is_rate_limited_per_client() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.rate_limit = Some("2/minute".parse().unwrap());
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) = app_where(|a| a.rate_limit = Some("2/minute".parse().unwrap())).await;
     let (id, secret) = client(&state, "acme", Scope::Write);
     let token = token_for(&app, &id, &secret).await;
     get(&app, &token, "/scim/v2/Users").await.expect(200);

@@ -65,8 +65,7 @@ fn member_ids(group: &Value) -> Vec<String> {
 
 #[actix_web::test]
 async fn okta_user_lifecycle() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
 
     // Determine if the User already exists: an empty ListResponse (the reference also
     // allows a 404 error instead; Scimitar answers the list, as RFC 7644 §3.4.2 says).
@@ -197,8 +196,7 @@ async fn okta_user_lifecycle() {
 
 #[actix_web::test]
 async fn okta_group_push() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let test_user = call(
         &app,
         "POST",

@@ -269,11 +269,11 @@ async fn metrics_parse_and_the_request_counter_moves() {
 /// deliveries show in the delivery gauges and the feed head lag.
 #[actix_web::test]
 async fn per_tenant_metrics_and_delivery_gauges() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.ops.metrics_per_tenant = true;
-    a.webhooks.webhook_allowed_hosts = "*".into();
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) = app_where(|a| {
+        a.ops.metrics_per_tenant = true;
+        a.webhooks.webhook_allowed_hosts = "*".into();
+    })
+    .await;
     let admin = admin_token(&state);
     let r = send(
         &app,

@@ -27,8 +27,7 @@ fn same_answer(foreign: &Resp, missing: &Resp, foreign_id: &str, missing_id: &st
 
 #[actix_web::test]
 async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let a = tenant_with_token(&state, "tenant-a", Scope::Write);
     let b = tenant_with_token(&state, "tenant-b", Scope::Write);
 
@@ -310,8 +309,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
 
 #[actix_web::test]
 async fn user_names_are_unique_per_tenant_only() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let a = tenant_with_token(&state, "a", Scope::Write);
     let b = tenant_with_token(&state, "b", Scope::Write);
     for t in [&a, &b, &TOKEN.to_string()] {
@@ -337,8 +335,7 @@ async fn user_names_are_unique_per_tenant_only() {
 
 #[actix_web::test]
 async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let a = tenant_with_token(&state, "a", Scope::Write);
     let b = tenant_with_token(&state, "b", Scope::Write);
     let ua = post_user(&app, &a, "u@a", "1", "u@a.example").await;
@@ -383,8 +380,7 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
 /// partly fail, deletes, a delete of an unknown id, and a tenant's deletion.
 #[actix_web::test]
 async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let a = tenant_with_token(&state, "count-a", Scope::Write);
     let b = tenant_with_token(&state, "count-b", Scope::Write);
     async fn totals<S: TestApp>(app: &S, token: &str, rt: &str) -> (i64, i64) {

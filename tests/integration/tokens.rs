@@ -14,8 +14,7 @@ use crate::common::*;
 
 #[actix_web::test]
 async fn token_lifecycle_create_use_revoke_expire() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let mut conn = state.service.pool.get().unwrap();
     admin::create_tenant(&mut conn, "acme").unwrap();
     let (id, token, expires) =
@@ -122,8 +121,7 @@ async fn bad_credentials_are_401_and_say_only_that() {
 
 #[actix_web::test]
 async fn read_tokens_may_only_get_and_search() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let id = create_user(&app, "existing@example.com").await;
     let read = tenant_with_token(&state, "default", Scope::Read);
     for uri in [
@@ -178,10 +176,7 @@ async fn read_tokens_may_only_get_and_search() {
 
 #[actix_web::test]
 async fn rate_limit_is_per_credential_with_429_and_retry_after() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.rate_limit = Some("3/minute".parse().unwrap());
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) = app_where(|a| a.rate_limit = Some("3/minute".parse().unwrap())).await;
     let other = tenant_with_token(&state, "default", Scope::Write);
     for _ in 0..3 {
         get(&app, TOKEN, "/scim/v2/Users").await.expect(200);
@@ -264,10 +259,7 @@ async fn dialect_tolerances_are_per_tenant() {
 
 #[actix_web::test]
 async fn the_body_limit_is_advertised_and_enforced() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.max_body_bytes = 2048;
-    let (app, _) = app_with(a).await;
+    let (_db, app, _) = app_where(|a| a.max_body_bytes = 2048).await;
     let r = get(&app, TOKEN, "/scim/v2/ServiceProviderConfig").await;
     r.expect(200);
     assert_eq!(r.body["bulk"]["maxPayloadSize"], 2048);
@@ -279,8 +271,7 @@ async fn the_body_limit_is_advertised_and_enforced() {
 
 #[actix_web::test]
 async fn bootstrap_token_keeps_working_for_the_default_tenant() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     create_user(&app, "boot@example.com").await;
     let mut conn = state.service.pool.get().unwrap();
     assert_eq!(

@@ -122,8 +122,7 @@ async fn user_name_is_unique_case_insensitively_but_stored_as_sent() {
 
 #[actix_web::test]
 async fn concurrent_creates_of_one_user_name_give_one_201_and_409s() {
-    let db = TestDb::new();
-    let (app, _) = app_with(args(&db)).await;
+    let (_db, app, _) = app_state().await;
     let body =
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "race"});
     let futs: Vec<_> = (0..8)
@@ -361,8 +360,7 @@ async fn patch_user_simple_sub_attribute_and_deactivate() {
 
 #[actix_web::test]
 async fn every_change_writes_an_event_in_its_transaction() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let id = create_user(&app, "evented").await;
     let path = format!("/scim/v2/Users/{id}");
     call(

@@ -289,8 +289,7 @@ async fn a_ca_file_that_holds_no_certificate_stops_the_server() {
 /// Every refused form at registration: 400 naming the reason and the flag, nothing stored.
 #[actix_web::test]
 async fn every_refused_destination_is_a_400_naming_the_flag() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await; // the default policy: external
+    let (_db, app, state) = app_state().await; // the default policy: external
     let admin = admin_token(&state);
     let rx = Receiver::start(200);
     for (url, says) in [
@@ -695,10 +694,7 @@ async fn settled_deliveries_are_pruned_after_the_retention() {
 
 #[actix_web::test]
 async fn a_tenant_has_at_most_the_subscriptions_the_server_allows() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.webhooks.webhook_max_subscriptions = 2;
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) = app_where(|a| a.webhooks.webhook_max_subscriptions = 2).await;
     let admin = admin_token(&state);
     let (_, other_admin) = tenant(&state, "other");
     let body = |n: usize| json!({"url": format!("https://hooks{n}.example.com/"), "events": ["*"]});
@@ -726,8 +722,7 @@ async fn a_tenant_has_at_most_the_subscriptions_the_server_allows() {
 /// costs it nothing.
 #[actix_web::test]
 async fn only_commits_that_queued_deliveries_wake_delivery() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let hub = state.service.webhooks.clone();
     let before = hub.wakeups();
     for i in 0..5 {
