@@ -30,6 +30,20 @@ use scimitar::storage::{self, TenantId};
 
 pub const TOKEN: &str = "test-token";
 
+/// `NAME = "dir/file"` declares `const NAME: &str`, the text of `tests/fixtures/dir/file`
+/// (read at build time), for each pair.
+macro_rules! fixtures {
+    ($($name:ident = $file:literal),* $(,)?) => {
+        $(const $name: &str = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/",
+            $file
+        ));)*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use fixtures;
+
 /// The app under test as the helpers take it: an actix service of test requests, its
 /// response body type named once here instead of a `Service` bound at every helper.
 pub trait TestApp:

@@ -20,7 +20,9 @@ const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:
 const ADSCIM_GROUP: &str =
     "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group";
 /// The tutorial's Create Group, verbatim (tests/fixtures/entra/create_group.json).
-const ENTRA_CREATE_GROUP: &str = include_str!("../fixtures/entra/create_group.json");
+fixtures! {
+    ENTRA_CREATE_GROUP = "entra/create_group.json",
+}
 
 /// A tenant and its credential.
 struct Tenant {

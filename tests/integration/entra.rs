@@ -11,43 +11,40 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const CREATE_USER: &str = include_str!("../fixtures/entra/create_user.json");
-const UPDATE_MULTI: &str = include_str!("../fixtures/entra/update_user_multi_valued.json");
-const UPDATE_SINGLE: &str = include_str!("../fixtures/entra/update_user_single_valued.json");
-const DISABLE_TUTORIAL: &str = include_str!("../fixtures/entra/disable_user_tutorial.json");
-const ADD_SINGLE: &str = include_str!("../fixtures/entra/add_single_value_attribute.json");
-const ADD_SINGLE_COMPLIANT: &str =
-    include_str!("../fixtures/entra/add_single_value_attribute_compliant.json");
-const REPLACE_MANY: &str = include_str!("../fixtures/entra/replace_multiple_attributes.json");
-const REPLACE_NO_PATH: &str =
-    include_str!("../fixtures/entra/replace_multiple_attributes_no_path.json");
-const UPDATE_MANAGER: &str = include_str!("../fixtures/entra/update_manager.json");
-const DISABLE_USER: &str = include_str!("../fixtures/entra/disable_user.json");
-const DISABLE_COMPLIANT: &str = include_str!("../fixtures/entra/disable_user_compliant.json");
-const ENABLE_USER: &str = include_str!("../fixtures/entra/enable_user.json");
-const CREATE_GROUP: &str = include_str!("../fixtures/entra/create_group.json");
-const RENAME_GROUP: &str = include_str!("../fixtures/entra/update_group_non_member.json");
-const ADD_MEMBERS: &str = include_str!("../fixtures/entra/update_group_add_members.json");
-const REMOVE_MEMBERS: &str = include_str!("../fixtures/entra/update_group_remove_members.json");
-const REMOVE_MEMBER_LIST: &str = include_str!("../fixtures/entra/remove_member_by_value_list.json");
-const REMOVE_MEMBER_FILTER: &str = include_str!("../fixtures/entra/remove_member_by_filter.json");
-const EXAMPLE2_USER: &str = include_str!("../fixtures/entra/example2_provision_user.json");
-const EXAMPLE5_MANAGER: &str = include_str!("../fixtures/entra/example5_update_manager.json");
+fixtures! {
+    CREATE_USER = "entra/create_user.json",
+    UPDATE_MULTI = "entra/update_user_multi_valued.json",
+    UPDATE_SINGLE = "entra/update_user_single_valued.json",
+    DISABLE_TUTORIAL = "entra/disable_user_tutorial.json",
+    ADD_SINGLE = "entra/add_single_value_attribute.json",
+    ADD_SINGLE_COMPLIANT = "entra/add_single_value_attribute_compliant.json",
+    REPLACE_MANY = "entra/replace_multiple_attributes.json",
+    REPLACE_NO_PATH = "entra/replace_multiple_attributes_no_path.json",
+    UPDATE_MANAGER = "entra/update_manager.json",
+    DISABLE_USER = "entra/disable_user.json",
+    DISABLE_COMPLIANT = "entra/disable_user_compliant.json",
+    ENABLE_USER = "entra/enable_user.json",
+    CREATE_GROUP = "entra/create_group.json",
+    RENAME_GROUP = "entra/update_group_non_member.json",
+    ADD_MEMBERS = "entra/update_group_add_members.json",
+    REMOVE_MEMBERS = "entra/update_group_remove_members.json",
+    REMOVE_MEMBER_LIST = "entra/remove_member_by_value_list.json",
+    REMOVE_MEMBER_FILTER = "entra/remove_member_by_filter.json",
+    EXAMPLE2_USER = "entra/example2_provision_user.json",
+    EXAMPLE5_MANAGER = "entra/example5_update_manager.json",
 
-const RESP_CREATE_USER: &str = include_str!("../fixtures/entra/responses/create_user.json");
-const RESP_GET_USER: &str = include_str!("../fixtures/entra/responses/get_user.json");
-const RESP_NOT_FOUND: &str = include_str!("../fixtures/entra/responses/get_user_not_found.json");
-const RESP_BY_QUERY: &str = include_str!("../fixtures/entra/responses/get_user_by_query.json");
-const RESP_ZERO: &str =
-    include_str!("../fixtures/entra/responses/get_user_by_query_zero_results.json");
-const RESP_MULTI: &str = include_str!("../fixtures/entra/responses/update_user_multi_valued.json");
-const RESP_SINGLE: &str =
-    include_str!("../fixtures/entra/responses/update_user_single_valued.json");
-const RESP_DISABLE: &str = include_str!("../fixtures/entra/responses/disable_user.json");
-const RESP_CREATE_GROUP: &str = include_str!("../fixtures/entra/responses/create_group.json");
-const RESP_GET_GROUP: &str = include_str!("../fixtures/entra/responses/get_group.json");
-const RESP_GROUP_BY_NAME: &str =
-    include_str!("../fixtures/entra/responses/get_group_by_display_name.json");
+    RESP_CREATE_USER = "entra/responses/create_user.json",
+    RESP_GET_USER = "entra/responses/get_user.json",
+    RESP_NOT_FOUND = "entra/responses/get_user_not_found.json",
+    RESP_BY_QUERY = "entra/responses/get_user_by_query.json",
+    RESP_ZERO = "entra/responses/get_user_by_query_zero_results.json",
+    RESP_MULTI = "entra/responses/update_user_multi_valued.json",
+    RESP_SINGLE = "entra/responses/update_user_single_valued.json",
+    RESP_DISABLE = "entra/responses/disable_user.json",
+    RESP_CREATE_GROUP = "entra/responses/create_group.json",
+    RESP_GET_GROUP = "entra/responses/get_group.json",
+    RESP_GROUP_BY_NAME = "entra/responses/get_group_by_display_name.json",
+}
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 /// The non-core schema URI in the tutorial's Create Group request.

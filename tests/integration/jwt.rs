@@ -16,11 +16,13 @@ use crate::common::*;
 
 const ISS: &str = "https://idp.example.com/tenant-1/";
 const AUD: &str = "scimitar-test";
-const RSA_PRIVATE: &str = include_str!("../fixtures/jwt/rsa-private.pem");
-const RSA_PUBLIC: &str = include_str!("../fixtures/jwt/rsa-public.pem");
-const OTHER_RSA_PRIVATE: &str = include_str!("../fixtures/jwt/other-rsa-private.pem");
-const EC_PRIVATE: &str = include_str!("../fixtures/jwt/ec-private.pem");
-const JWKS: &str = include_str!("../fixtures/jwt/jwks.json");
+fixtures! {
+    RSA_PRIVATE = "jwt/rsa-private.pem",
+    RSA_PUBLIC = "jwt/rsa-public.pem",
+    OTHER_RSA_PRIVATE = "jwt/other-rsa-private.pem",
+    EC_PRIVATE = "jwt/ec-private.pem",
+    JWKS = "jwt/jwks.json",
+}
 
 fn now() -> i64 {
     std::time::SystemTime::now()
