@@ -33,8 +33,8 @@ pub const TOKEN: &str = "test-token";
 /// `NAME = "dir/file"` declares `const NAME: &str`, the text of `tests/fixtures/dir/file`
 /// (read at build time), for each pair.
 macro_rules! fixtures {
-    ($($name:ident = $file:literal),* $(,)?) => {
-        $(const $name: &str = include_str!(concat!(
+    ($($(#[$doc:meta])* $name:ident = $file:literal),* $(,)?) => {
+        $($(#[$doc])* const $name: &str = include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/",
             $file

@@ -19,8 +19,8 @@ const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const ADSCIM_GROUP: &str =
     "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group";
-/// The tutorial's Create Group, verbatim (tests/fixtures/entra/create_group.json).
 fixtures! {
+    /// The tutorial's Create Group, verbatim (tests/fixtures/entra/create_group.json).
     ENTRA_CREATE_GROUP = "entra/create_group.json",
 }
 
