@@ -204,6 +204,18 @@ impl Resp {
         self
     }
 
+    /// `expect_error` for a row of a case table: a wrong status or scimType names `case`.
+    #[track_caller]
+    pub fn expect_case(&self, case: &str, status: u16, scim_type: Option<&str>) -> &Resp {
+        assert_eq!(
+            (self.status.as_u16(), self.body["scimType"].as_str()),
+            (status, scim_type),
+            "{case}: body: {}",
+            self.raw
+        );
+        self.expect_error(status, scim_type)
+    }
+
     #[track_caller]
     pub fn expect_error(&self, status: u16, scim_type: Option<&str>) -> &Resp {
         self.expect(status);

@@ -70,6 +70,18 @@ pub fn strs<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// `/scim/v2/{endpoint}?filter=...`, the filter percent-encoded.
+pub fn filter_uri(endpoint: &str, filter: &str) -> String {
+    format!("/scim/v2/{endpoint}?filter={}", urlencode(filter))
+}
+
+/// The `totalResults` of a list GET of `uri` (with the test token), which must be 200.
+pub async fn total<S: TestApp>(app: &S, uri: &str) -> Value {
+    let r = super::get(app, super::TOKEN, uri).await;
+    r.expect(200);
+    r.body["totalResults"].clone()
+}
+
 /// `s` percent-encoded for a query string.
 pub fn urlencode(s: &str) -> String {
     let mut out = String::new();

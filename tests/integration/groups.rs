@@ -48,36 +48,30 @@ async fn group_members_carry_value_display_type_and_ref() {
     assert!(x.body.get("members").is_none());
     assert_eq!(x.body["displayName"], "Tour Guides");
     // Filter groups by displayName, users by groups.value, groups by members.value.
-    let f = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Groups?filter={}",
-            urlencode("displayName eq \"tour guides\"")
-        ),
-    )
-    .await;
-    assert_eq!(f.body["totalResults"], 1);
-    let f = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Users?filter={}",
-            urlencode(&format!("groups.value eq \"{gid}\""))
-        ),
-    )
-    .await;
-    assert_eq!(f.body["totalResults"], 1);
-    let f = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Groups?filter={}",
-            urlencode(&format!("members[value eq \"{alice}\"]"))
-        ),
-    )
-    .await;
-    assert_eq!(f.body["totalResults"], 1);
+    assert_eq!(
+        total(
+            &app,
+            &filter_uri("Groups", "displayName eq \"tour guides\"")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        total(
+            &app,
+            &filter_uri("Users", &format!("groups.value eq \"{gid}\""))
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        total(
+            &app,
+            &filter_uri("Groups", &format!("members[value eq \"{alice}\"]"))
+        )
+        .await,
+        1
+    );
 }
 
 #[actix_web::test]
@@ -96,8 +90,11 @@ async fn unknown_member_rejects_the_whole_request() {
     .await;
     r.expect_error(400, Some("invalidValue"));
     assert!(r.body["detail"].as_str().unwrap().contains("no-such-id"));
-    let l = get(&app, TOKEN, "/scim/v2/Groups").await;
-    assert_eq!(l.body["totalResults"], 0, "nothing was created");
+    assert_eq!(
+        total(&app, "/scim/v2/Groups").await,
+        0,
+        "nothing was created"
+    );
     // A wrong type is rejected too.
     let r = call(
         &app,

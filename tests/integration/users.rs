@@ -346,16 +346,14 @@ async fn patch_user_simple_sub_attribute_and_deactivate() {
     p2.expect(200);
     assert_eq!(p2.body["active"], true);
     // The old work email no longer matches; the new one does.
-    let q = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Users?filter={}",
-            urlencode("emails.value eq \"barb@example.com\"")
-        ),
-    )
-    .await;
-    assert_eq!(q.body["totalResults"], 1);
+    assert_eq!(
+        total(
+            &app,
+            &filter_uri("Users", "emails.value eq \"barb@example.com\"")
+        )
+        .await,
+        1
+    );
 }
 
 #[actix_web::test]
