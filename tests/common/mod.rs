@@ -319,6 +319,11 @@ pub fn events(state: &web::Data<AppState>) -> Vec<(String, String)> {
     scim_events(state, "default")
 }
 
+/// PATCHes `path` with the operations `ops` (a PatchOp message around them).
+pub async fn patch<S: TestApp>(app: &S, path: &str, ops: Value) -> Resp {
+    call(app, "PATCH", path, Some(patch_body(ops))).await
+}
+
 pub fn patch_body(ops: Value) -> Value {
     serde_json::json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],

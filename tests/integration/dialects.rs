@@ -491,11 +491,10 @@ async fn filters_on_schemas_in_sql() {
     assert_eq!(root.body["totalResults"], 5);
 
     // The derived value follows every write: the extension removed by PATCH, added by PUT.
-    call(
+    patch(
         &app,
-        "PATCH",
         &format!("/scim/v2/Users/{ext}"),
-        Some(patch_body(json!([{"op": "remove", "path": ENTERPRISE}]))),
+        json!([{"op": "remove", "path": ENTERPRISE}]),
     )
     .await
     .expect(200);
@@ -576,11 +575,10 @@ async fn removing_a_required_attribute_is_mutability_and_changes_nothing() {
             assert!(detail.contains("is required"), "{detail}");
         }
         // Removing an optional attribute still works.
-        call(
+        patch(
             &app,
-            "PATCH",
             &format!("/scim/v2/Users/{user}"),
-            Some(patch_body(json!([{"op": "remove", "path": "displayName"}]))),
+            json!([{"op": "remove", "path": "displayName"}]),
         )
         .await
         .expect(200);
@@ -640,14 +638,11 @@ async fn a_value_filter_that_matches_nothing_is_no_target() {
             .contains("matches the filter"));
     }
     // The Entra ID tolerance: a canonical type creates the value.
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "Replace", "path": "emails[type eq \"work\"].value",
+        json!([{"op": "Replace", "path": "emails[type eq \"work\"].value",
                                  "value": "joy@work.example"}]),
-        )),
     )
     .await;
     r.expect(200);
@@ -657,14 +652,11 @@ async fn a_value_filter_that_matches_nothing_is_no_target() {
                {"type": "work", "value": "joy@work.example"}])
     );
     // It exists now, so the same request replaces it.
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "replace", "path": "emails[type eq \"work\"].value",
+        json!([{"op": "replace", "path": "emails[type eq \"work\"].value",
                                  "value": "young@work.example"}]),
-        )),
     )
     .await;
     assert_eq!(r.body["emails"][1]["value"], "young@work.example");
@@ -711,12 +703,11 @@ async fn a_value_filter_that_matches_nothing_is_always_no_target_when_strict() {
         }
     }
     // The RFC way to add a work email works.
-    call(
+    patch(
         &app,
-        "PATCH",
         &format!("/scim/v2/Users/{id}"),
-        Some(patch_body(json!([{"op": "add", "path": "emails",
-                                 "value": [{"type": "work", "value": "joy@work.example"}]}]))),
+        json!([{"op": "add", "path": "emails",
+                                 "value": [{"type": "work", "value": "joy@work.example"}]}]),
     )
     .await
     .expect(200);

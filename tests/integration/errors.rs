@@ -221,12 +221,7 @@ async fn patch_errors() {
         r.expect_error(400, Some(scim_type));
     }
     // All-or-nothing: a valid first op is not applied when the second fails.
-    let r = call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(json!([{"op": "add", "path": "title", "value": "x"}, {"op": "add", "path": "active", "value": 3}]))),
-    )
+    let r = patch(&app, &path, json!([{"op": "add", "path": "title", "value": "x"}, {"op": "add", "path": "active", "value": 3}]))
     .await;
     r.expect_error(400, Some("invalidValue"));
     let g = get(&app, TOKEN, &path).await;

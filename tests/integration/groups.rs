@@ -109,13 +109,10 @@ async fn unknown_member_rejects_the_whole_request() {
     r.expect_error(400, Some("invalidValue"));
     // And in PATCH: nothing is added.
     let gid = create_group(&app, "G", &[&alice]).await;
-    let p = call(
+    let p = patch(
         &app,
-        "PATCH",
         &format!("/scim/v2/Groups/{gid}"),
-        Some(patch_body(
-            json!([{"op": "add", "path": "members", "value": [{"value": "ghost"}]}]),
-        )),
+        json!([{"op": "add", "path": "members", "value": [{"value": "ghost"}]}]),
     )
     .await;
     p.expect_error(400, Some("invalidValue"));
@@ -150,13 +147,10 @@ async fn patch_members_add_remove_replace_and_versions() {
     };
 
     // Add answers 204 by default and bumps the version.
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "add", "path": "members", "value": [{"value": b}, {"value": a}]}]),
-        )),
+        json!([{"op": "add", "path": "members", "value": [{"value": b}, {"value": a}]}]),
     )
     .await;
     r.expect(204);
@@ -164,13 +158,10 @@ async fn patch_members_add_remove_replace_and_versions() {
     assert_eq!(members(&g.body), sorted(vec![&a, &b]));
     assert_eq!(g.body["meta"]["version"], "W/\"2\"");
     // Adding an existing member changes nothing (no new version).
-    call(
+    patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "add", "path": "members", "value": [{"value": b}]}]),
-        )),
+        json!([{"op": "add", "path": "members", "value": [{"value": b}]}]),
     )
     .await
     .expect(204);
@@ -179,13 +170,10 @@ async fn patch_members_add_remove_replace_and_versions() {
         "W/\"2\""
     );
     // Remove by value filter.
-    call(
+    patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "remove", "path": format!("members[value eq \"{a}\"]")}]),
-        )),
+        json!([{"op": "remove", "path": format!("members[value eq \"{a}\"]")}]),
     )
     .await
     .expect(204);
@@ -194,37 +182,28 @@ async fn patch_members_add_remove_replace_and_versions() {
         vec![b.clone()]
     );
     // Entra ID style: remove with path members and a value list.
-    call(
+    patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "Remove", "path": "members", "value": [{"value": b}]}]),
-        )),
+        json!([{"op": "Remove", "path": "members", "value": [{"value": b}]}]),
     )
     .await
     .expect(204);
     assert!(members(&get(&app, TOKEN, &path).await.body).is_empty());
     // Replace the whole list; asking for attributes gives 200 with the projection.
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &format!("{path}?attributes=members"),
-        Some(patch_body(
-            json!([{"op": "replace", "path": "members", "value": [{"value": a}, {"value": c}]}]),
-        )),
+        json!([{"op": "replace", "path": "members", "value": [{"value": a}, {"value": c}]}]),
     )
     .await;
     r.expect(200);
     assert_eq!(members(&r.body), sorted(vec![&a, &c]));
     // Rename without touching members.
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "replace", "value": {"id": gid, "displayName": "Renamed"}}]),
-        )),
+        json!([{"op": "replace", "value": {"id": gid, "displayName": "Renamed"}}]),
     )
     .await;
     r.expect(204);
@@ -232,14 +211,9 @@ async fn patch_members_add_remove_replace_and_versions() {
     assert_eq!(g.body["displayName"], "Renamed");
     assert_eq!(members(&g.body), sorted(vec![&a, &c]));
     // Remove all.
-    call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(json!([{"op": "remove", "path": "members"}]))),
-    )
-    .await
-    .expect(204);
+    patch(&app, &path, json!([{"op": "remove", "path": "members"}]))
+        .await
+        .expect(204);
     assert!(get(&app, TOKEN, &path).await.body.get("members").is_none());
 }
 
@@ -290,13 +264,10 @@ async fn group_put_replaces_members() {
     assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
     assert_eq!(r.body["members"][0]["value"], b.as_str());
     // Self-membership is rejected.
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &format!("/scim/v2/Groups/{gid}"),
-        Some(patch_body(
-            json!([{"op": "add", "path": "members", "value": [{"value": gid}]}]),
-        )),
+        json!([{"op": "add", "path": "members", "value": [{"value": gid}]}]),
     )
     .await;
     r.expect_error(400, Some("invalidValue"));
@@ -312,13 +283,10 @@ async fn more_members_than_the_limit_is_413_and_changes_nothing() {
     ];
     let gid = create_group(&app, "G", &[&ids[0]]).await;
     let three: Vec<serde_json::Value> = ids.iter().map(|i| json!({"value": i})).collect();
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &format!("/scim/v2/Groups/{gid}"),
-        Some(patch_body(
-            json!([{"op": "add", "path": "members", "value": three}]),
-        )),
+        json!([{"op": "add", "path": "members", "value": three}]),
     )
     .await;
     r.expect(413);

@@ -304,18 +304,13 @@ async fn patch_user_simple_sub_attribute_and_deactivate() {
     let r = call(&app, "POST", "/scim/v2/Users", Some(full_user())).await;
     let id = r.body["id"].as_str().unwrap().to_string();
     let path = format!("/scim/v2/Users/{id}");
-    let p = call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(json!([
+    let p = patch(&app, &path, json!([
             {"op": "replace", "path": "name.givenName", "value": "Barb"},
             {"op": "add", "path": "nickName", "value": "BJ"},
             {"op": "remove", "path": "title"},
             {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "barb@example.com"},
             {"op": "replace", "value": {"active": false}}
-        ]))),
-    )
+        ]))
     .await;
     p.expect(200);
     assert_eq!(p.body["name"]["givenName"], "Barb");
@@ -334,13 +329,10 @@ async fn patch_user_simple_sub_attribute_and_deactivate() {
     .await;
     assert_eq!(f.body["totalResults"], 1);
     // Reactivate.
-    let p2 = call(
+    let p2 = patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "Replace", "path": "active", "value": "True"}]),
-        )),
+        json!([{"op": "Replace", "path": "active", "value": "True"}]),
     )
     .await;
     p2.expect(200);
@@ -361,47 +353,22 @@ async fn every_change_writes_an_event_in_its_transaction() {
     let (_db, app, state) = app_state().await;
     let id = create_user(&app, "evented").await;
     let path = format!("/scim/v2/Users/{id}");
-    call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(
-            json!([{"op": "replace", "path": "title", "value": "x"}]),
-        )),
-    )
-    .await
-    .expect(200);
-    call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(
-            json!([{"op": "replace", "path": "active", "value": false}]),
-        )),
-    )
-    .await
-    .expect(200);
-    call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(
-            json!([{"op": "replace", "path": "active", "value": true}]),
-        )),
-    )
-    .await
-    .expect(200);
-    // A rejected request writes nothing.
-    call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(
-            json!([{"op": "replace", "path": "active", "value": 7}]),
-        )),
-    )
-    .await
-    .expect(400);
+    for (attr, value, status) in [
+        ("title", json!("x"), 200),
+        ("active", json!(false), 200),
+        ("active", json!(true), 200),
+        // A rejected request writes nothing.
+        ("active", json!(7), 400),
+    ] {
+        let r = patch(
+            &app,
+            &path,
+            json!([{"op": "replace", "path": attr, "value": value}]),
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), status, "{attr} = {value}: {}", r.raw);
+        r.expect(status);
+    }
     delete(&app, TOKEN, &path).await.expect(204);
     let kinds: Vec<String> = events(&state)
         .into_iter()
