@@ -204,6 +204,20 @@ impl Resp {
         self
     }
 
+    /// A 401 whose `WWW-Authenticate` names `invalid_token` (RFC 6750 §3.1).
+    #[track_caller]
+    pub fn expect_invalid_token(&self) -> &Resp {
+        self.expect_error(401, None);
+        let challenge = self.header("www-authenticate");
+        assert!(
+            challenge
+                .as_deref()
+                .is_some_and(|c| c.contains("invalid_token")),
+            "WWW-Authenticate: {challenge:?}"
+        );
+        self
+    }
+
     /// `expect_error` for a row of a case table: a wrong status or scimType names `case`.
     #[track_caller]
     pub fn expect_case(&self, case: &str, status: u16, scim_type: Option<&str>) -> &Resp {
@@ -255,6 +269,17 @@ pub async fn send<S: TestApp>(app: &S, r: test::TestRequest) -> Resp {
         body,
         raw,
     }
+}
+
+/// GETs `uri` with this `Authorization` header (a scheme and credential as the test writes it).
+pub async fn get_authorized<S: TestApp>(app: &S, uri: &str, authorization: &str) -> Resp {
+    send(
+        app,
+        test::TestRequest::get()
+            .uri(uri)
+            .insert_header(("Authorization", authorization)),
+    )
+    .await
 }
 
 pub async fn call<S: TestApp>(app: &S, method: &str, uri: &str, body: Option<Value>) -> Resp {

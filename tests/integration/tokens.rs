@@ -2,7 +2,6 @@
 //! credentials, per-credential rate limits, per-tenant dialect settings, the body limit in
 //! ServiceProviderConfig, and the credential each event records.
 
-use actix_web::test::TestRequest;
 use serde_json::json;
 
 use scimitar::auth::{self, Scope};
@@ -65,11 +64,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
         })
         .unwrap();
     let r = get(&app, &expired, "/scim/v2/Users").await;
-    r.expect_error(401, None);
-    assert!(r
-        .header("www-authenticate")
-        .unwrap()
-        .contains("invalid_token"));
+    r.expect_invalid_token();
     let (_, later, exp) = admin::create_token(
         &mut conn,
         "acme",
@@ -97,13 +92,7 @@ async fn bad_credentials_are_401_and_say_only_that() {
         "eyJhbGciOiJIUzI1NiJ9.e30.AAAA",
         "eyJhbGciOiJub25lIn0.eyJpc3MiOiJzY2ltaXRhciJ9.",
     ] {
-        let r = send(
-            &app,
-            TestRequest::get()
-                .uri("/scim/v2/Users")
-                .insert_header(("Authorization", format!("Bearer {credential}"))),
-        )
-        .await;
+        let r = get_authorized(&app, "/scim/v2/Users", &format!("Bearer {credential}")).await;
         r.expect_error(401, None);
         assert_eq!(
             r.header("www-authenticate").as_deref(),
