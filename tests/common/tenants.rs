@@ -82,6 +82,11 @@ pub async fn total<S: TestApp>(app: &S, uri: &str) -> Value {
     r.body["totalResults"].clone()
 }
 
+/// `total` of `endpoint` filtered by `filter`.
+pub async fn matching<S: TestApp>(app: &S, endpoint: &str, filter: &str) -> Value {
+    total(app, &filter_uri(endpoint, filter)).await
+}
+
 /// `s` percent-encoded for a query string.
 pub fn urlencode(s: &str) -> String {
     let mut out = String::new();

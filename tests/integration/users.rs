@@ -339,11 +339,7 @@ async fn patch_user_simple_sub_attribute_and_deactivate() {
     assert_eq!(p2.body["active"], true);
     // The old work email no longer matches; the new one does.
     assert_eq!(
-        total(
-            &app,
-            &filter_uri("Users", "emails.value eq \"barb@example.com\"")
-        )
-        .await,
+        matching(&app, "Users", "emails.value eq \"barb@example.com\"").await,
         1
     );
 }
