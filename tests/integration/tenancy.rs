@@ -81,52 +81,22 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
             ("DELETE", String::new(), None),
         ];
         for (method, query, body) in cases {
-            let f = request(
-                &app,
-                &a,
-                method,
-                &format!("/scim/v2/{kind}/{foreign}{query}"),
-                body.clone(),
-            )
-            .await;
-            let m = request(
-                &app,
-                &a,
-                method,
-                &format!("/scim/v2/{kind}/{missing}{query}"),
-                body,
-            )
-            .await;
+            let at = |id: &str| format!("/scim/v2/{kind}/{id}{query}");
+            let f = request(&app, &a, method, &at(foreign), body.clone()).await;
+            let m = request(&app, &a, method, &at(&missing), body).await;
             f.expect(404);
             same_answer(&f, &m, foreign, &missing);
         }
         // Conditional requests too.
-        let f = send(
-            &app,
-            as_(&a, "GET", &format!("/scim/v2/{kind}/{foreign}"), None)
-                .insert_header(("If-None-Match", "W/\"1\"")),
-        )
-        .await;
-        let m = send(
-            &app,
-            as_(&a, "GET", &format!("/scim/v2/{kind}/{missing}"), None)
-                .insert_header(("If-None-Match", "W/\"1\"")),
-        )
-        .await;
-        same_answer(&f, &m, foreign, &missing);
-        let f = send(
-            &app,
-            as_(&a, "DELETE", &format!("/scim/v2/{kind}/{foreign}"), None)
-                .insert_header(("If-Match", "W/\"1\"")),
-        )
-        .await;
-        let m = send(
-            &app,
-            as_(&a, "DELETE", &format!("/scim/v2/{kind}/{missing}"), None)
-                .insert_header(("If-Match", "W/\"1\"")),
-        )
-        .await;
-        same_answer(&f, &m, foreign, &missing);
+        for (method, header) in [("GET", "If-None-Match"), ("DELETE", "If-Match")] {
+            let conditional = |id: &str| {
+                as_(&a, method, &format!("/scim/v2/{kind}/{id}"), None)
+                    .insert_header((header, "W/\"1\""))
+            };
+            let f = send(&app, conditional(foreign)).await;
+            let m = send(&app, conditional(&missing)).await;
+            same_answer(&f, &m, foreign, &missing);
+        }
     }
 
     // Lists, filters, paging, sorting: only A's resources, whatever the filter names.
