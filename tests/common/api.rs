@@ -119,6 +119,18 @@ pub async fn create_role<S: TestApp>(app: &S, admin: &str, name: &str, ents: Val
     body["id"].as_str().expect("role id").to_string()
 }
 
+/// `create_role` of a card role: a monthly limit and whether the card is enabled.
+pub async fn card_role<S: TestApp>(
+    app: &S,
+    admin: &str,
+    name: &str,
+    monthly_limit: i64,
+    enabled: bool,
+) -> String {
+    let ents = json!({"card.monthly_limit": monthly_limit, "card.enabled": enabled});
+    create_role(app, admin, name, ents).await
+}
+
 pub async fn create_rule<S: TestApp>(app: &S, admin: &str, rule: Value) -> String {
     let r = post(app, admin, "/api/v1/rules", Some(rule.clone())).await;
     let body = ok(&r, 201);

@@ -26,20 +26,8 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     );
     put_policy(&app, &admin, "review", "auto").await;
 
-    let manager = create_role(
-        &app,
-        &admin,
-        "finance-manager",
-        json!({"card.monthly_limit": 5000, "card.enabled": true}),
-    )
-    .await;
-    let staff = create_role(
-        &app,
-        &admin,
-        "finance-staff",
-        json!({"card.monthly_limit": 1000, "card.enabled": false}),
-    )
-    .await;
+    let manager = card_role(&app, &admin, "finance-manager", 5000, true).await;
+    let staff = card_role(&app, &admin, "finance-staff", 1000, false).await;
     create_rule(
         &app,
         &admin,

@@ -16,20 +16,8 @@ const DEPT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:d
 async fn candidates_say_who_they_are_and_what_they_would_get() {
     let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
-    let fin = create_role(
-        &app,
-        &admin,
-        "finance-manager",
-        json!({"card.monthly_limit": 5000, "card.enabled": true}),
-    )
-    .await;
-    let cards = create_role(
-        &app,
-        &admin,
-        "cards",
-        json!({"card.monthly_limit": 250, "card.enabled": false}),
-    )
-    .await;
+    let fin = card_role(&app, &admin, "finance-manager", 5000, true).await;
+    let cards = card_role(&app, &admin, "cards", 250, false).await;
     create_rule(
         &app,
         &admin,
