@@ -10,7 +10,8 @@ use crate::auth::external;
 use crate::auth::tenant::TenantSettings;
 use crate::auth::{self, oauth, Scope};
 use crate::config::{
-    BackupArgs, ClientCommand, Command, DbArgs, JwtArgs, KeysCommand, TenantCommand, TokenCommand,
+    BackupArgs, ClientCommand, Command, CredentialCommand, DbArgs, JwtArgs, KeysCommand,
+    TenantCommand, TokenCommand,
 };
 use crate::provisioning::{self, tenancy};
 use crate::scim::time::{format_micros, now_micros};
@@ -347,6 +348,14 @@ fn jwt(args: JwtArgs) -> Result<()> {
     Ok(())
 }
 
+/// `token list|revoke` and `client list|revoke`.
+fn manage(c: CredentialCommand, kind: Credential) -> Result<()> {
+    match c {
+        CredentialCommand::List { tenant, db } => list(&db, kind, &tenant),
+        CredentialCommand::Revoke { id, db } => revoke(&db, kind, &id),
+    }
+}
+
 /// `token revoke` and `client revoke`.
 fn revoke(db: &DbArgs, kind: Credential, id: &str) -> Result<()> {
     let tenant = tenancy::revoke(&mut *open(db)?, kind, id)?;
@@ -412,8 +421,7 @@ fn token(c: TokenCommand) -> Result<()> {
             );
             println!("{token}");
         }
-        TokenCommand::List { tenant, db } => list(&db, Credential::Token, &tenant)?,
-        TokenCommand::Revoke { id, db } => revoke(&db, Credential::Token, &id)?,
+        TokenCommand::Manage(m) => manage(m, Credential::Token)?,
     }
     Ok(())
 }
@@ -433,8 +441,7 @@ fn client(c: ClientCommand) -> Result<()> {
             );
             println!("{id}\n{secret}");
         }
-        ClientCommand::List { tenant, db } => list(&db, Credential::Client, &tenant)?,
-        ClientCommand::Revoke { id, db } => revoke(&db, Credential::Client, &id)?,
+        ClientCommand::Manage(m) => manage(m, Credential::Client)?,
     }
     Ok(())
 }

@@ -191,19 +191,8 @@ pub enum TokenCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// List a tenant's tokens (never their secrets).
-    List {
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        db: DbArgs,
-    },
-    /// Revoke a token by id; it is refused from the next request on.
-    Revoke {
-        id: String,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    #[command(flatten)]
+    Manage(CredentialCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,14 +208,21 @@ pub enum ClientCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// List a tenant's OAuth clients.
+    #[command(flatten)]
+    Manage(CredentialCommand),
+}
+
+/// `list` and `revoke`, the same for tokens and OAuth clients.
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// List a tenant's credentials of this kind (never their secrets).
     List {
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Revoke a client; its access tokens are refused from the next request on.
+    /// Revoke one by id; it (and a client's access tokens) is refused from the next request on.
     Revoke {
         id: String,
         #[command(flatten)]

@@ -37,6 +37,15 @@ impl ScimType {
     }
 }
 
+/// `name: Kind` defines `ScimError::name(detail)`, a `ScimType::Kind` error.
+macro_rules! shorthands {
+    ($($name:ident: $kind:ident),* $(,)?) => {
+        $(pub fn $name(detail: impl Into<String>) -> ScimError {
+            ScimError::new(ScimType::$kind, detail)
+        })*
+    };
+}
+
 /// A client's request broke a SCIM rule. Always a 4xx; the detail goes to the client as is.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{detail}")]
@@ -52,23 +61,13 @@ impl ScimError {
             detail: detail.into(),
         }
     }
-    pub fn invalid_value(detail: impl Into<String>) -> ScimError {
-        ScimError::new(ScimType::InvalidValue, detail)
-    }
-    pub fn invalid_syntax(detail: impl Into<String>) -> ScimError {
-        ScimError::new(ScimType::InvalidSyntax, detail)
-    }
-    pub fn invalid_filter(detail: impl Into<String>) -> ScimError {
-        ScimError::new(ScimType::InvalidFilter, detail)
-    }
-    pub fn invalid_path(detail: impl Into<String>) -> ScimError {
-        ScimError::new(ScimType::InvalidPath, detail)
-    }
-    pub fn mutability(detail: impl Into<String>) -> ScimError {
-        ScimError::new(ScimType::Mutability, detail)
-    }
-    pub fn no_target(detail: impl Into<String>) -> ScimError {
-        ScimError::new(ScimType::NoTarget, detail)
+    shorthands! {
+        invalid_value: InvalidValue,
+        invalid_syntax: InvalidSyntax,
+        invalid_filter: InvalidFilter,
+        invalid_path: InvalidPath,
+        mutability: Mutability,
+        no_target: NoTarget,
     }
 }
 

@@ -162,13 +162,9 @@ impl Rtype {
         }
     }
     pub fn from_name(name: &str) -> Option<Rtype> {
-        if name.eq_ignore_ascii_case("User") {
-            Some(Rtype::User)
-        } else if name.eq_ignore_ascii_case("Group") {
-            Some(Rtype::Group)
-        } else {
-            None
-        }
+        [Rtype::User, Rtype::Group]
+            .into_iter()
+            .find(|rt| name.eq_ignore_ascii_case(rt.name()))
     }
 }
 

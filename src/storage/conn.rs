@@ -281,13 +281,19 @@ impl Conn {
         }
     }
 
-    pub fn db(&mut self) -> Db<'_> {
+    /// The connection, and what every `Db` on it shares, borrowed apart.
+    fn split(&mut self) -> (&mut Inner, Shared<'_>) {
         let s = Shared {
             broken: &self.broken,
             watch: &self.watch,
             timeout: self.timeout,
         };
-        let inner = match &mut self.inner {
+        (&mut self.inner, s)
+    }
+
+    pub fn db(&mut self) -> Db<'_> {
+        let (inner, s) = self.split();
+        let inner = match inner {
             Inner::Sqlite(c, _) => DbInner::Sqlite(c),
             Inner::Pg(c) => DbInner::Pg(c),
         };
@@ -296,29 +302,11 @@ impl Conn {
 
     /// A write transaction. On SQLite it is `BEGIN IMMEDIATE`, so it takes the write lock
     /// up front and never fails half-way with SQLITE_BUSY when upgrading a read.
-    pub fn write_tx<T, E>(&mut self, f: impl FnOnce(&mut Db<'_>) -> Result<T, E>) -> Result<T, E>
-    where
-        E: From<StorageError>,
-    {
-        let s = Shared {
-            broken: &self.broken,
-            watch: &self.watch,
-            timeout: self.timeout,
-        };
-        let r = match &mut self.inner {
-            Inner::Sqlite(c, writer) => {
-                // A poisoned lock only means another writer panicked; the data is SQLite's.
-                let _held = writer.hold();
-                // The deadline covers the wait for another process's write lock (`BEGIN
-                // IMMEDIATE`); each statement then arms it anew.
-                s.watch.arm(s.timeout);
-                let r = c.immediate_transaction(|c| f(&mut Db::sqlite(c, s)).map_err(TxError::App));
-                s.watch.disarm();
-                r
-            }
-            Inner::Pg(c) => c.transaction(|c| f(&mut Db::pg(c, s)).map_err(TxError::App)),
-        };
-        r.map_err(|e| e.into_app(s))
+    pub fn write_tx<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&mut Db<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.tx(true, f)
     }
 
     /// Opens a write transaction that outlives this call (a batch of requests' writes, each
@@ -410,24 +398,39 @@ impl Conn {
     }
 
     /// A read transaction: one consistent snapshot (a list's count and its page agree).
-    pub fn read_tx<T, E>(&mut self, f: impl FnOnce(&mut Db<'_>) -> Result<T, E>) -> Result<T, E>
-    where
-        E: From<StorageError>,
-    {
-        let s = Shared {
-            broken: &self.broken,
-            watch: &self.watch,
-            timeout: self.timeout,
-        };
-        let r = match &mut self.inner {
-            Inner::Sqlite(c, _) => {
-                c.transaction(|c| f(&mut Db::sqlite(c, s)).map_err(TxError::App))
+    pub fn read_tx<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&mut Db<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.tx(false, f)
+    }
+
+    /// `write_tx` (`write`) or `read_tx`.
+    fn tx<T, E: From<StorageError>>(
+        &mut self,
+        write: bool,
+        f: impl FnOnce(&mut Db<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let (inner, s) = self.split();
+        let f = |db: &mut Db<'_>| f(db).map_err(TxError::App);
+        let r = match (inner, write) {
+            (Inner::Sqlite(c, writer), true) => {
+                // A poisoned lock only means another writer panicked; the data is SQLite's.
+                let _held = writer.hold();
+                // The deadline covers the wait for another process's write lock (`BEGIN
+                // IMMEDIATE`); each statement then arms it anew.
+                s.watch.arm(s.timeout);
+                let r = c.immediate_transaction(|c| f(&mut Db::sqlite(c, s)));
+                s.watch.disarm();
+                r
             }
-            Inner::Pg(c) => c
+            (Inner::Sqlite(c, _), false) => c.transaction(|c| f(&mut Db::sqlite(c, s))),
+            (Inner::Pg(c), true) => c.transaction(|c| f(&mut Db::pg(c, s))),
+            (Inner::Pg(c), false) => c
                 .build_transaction()
                 .read_only()
                 .repeatable_read()
-                .run(|c| f(&mut Db::pg(c, s)).map_err(TxError::App)),
+                .run(|c| f(&mut Db::pg(c, s))),
         };
         r.map_err(|e| e.into_app(s))
     }

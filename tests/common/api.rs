@@ -1,11 +1,9 @@
 //! `/api/v1` as the tests call it: its success and error shapes, and the steps many stories
 //! share (roles, rules, the policy, subscriptions, accounts, the feed).
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{json, Value};
 
-use super::{get, post, put, Resp};
+use super::{get, post, put, Resp, TestApp};
 
 /// Asserts a success of `/api/v1`: the status and, with a body, `application/json`.
 #[track_caller]
@@ -59,12 +57,13 @@ pub fn items(r: &Resp) -> Vec<Value> {
         .clone()
 }
 
+/// POSTs the `/api/v1` action at `path` (approve, reject, restore, replay: no body).
+pub async fn action<S: TestApp>(app: &S, admin: &str, path: &str) -> Resp {
+    post(app, admin, path, None).await
+}
+
 /// The account of a SCIM user (looked up in `GET /api/v1/accounts`).
-pub async fn account_of<S, B>(app: &S, admin: &str, scim_id: &str) -> Value
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn account_of<S: TestApp>(app: &S, admin: &str, scim_id: &str) -> Value {
     let r = get(app, admin, "/api/v1/accounts?limit=1000").await;
     let found = items(&r)
         .into_iter()
@@ -79,11 +78,7 @@ where
     found
 }
 
-pub async fn get_account<S, B>(app: &S, admin: &str, id: &str) -> Value
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn get_account<S: TestApp>(app: &S, admin: &str, id: &str) -> Value {
     let r = get(app, admin, &format!("/api/v1/accounts/{id}")).await;
     // As the other account answers, without the SCIM `user` only this one adds.
     let mut one = ok(&r, 200).clone();
@@ -92,21 +87,13 @@ where
 }
 
 /// A webhook's dead letters (the first page).
-pub async fn dead_letters<S, B>(app: &S, admin: &str, hook: &str) -> Vec<Value>
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn dead_letters<S: TestApp>(app: &S, admin: &str, hook: &str) -> Vec<Value> {
     let r = get(app, admin, &format!("/api/v1/webhooks/{hook}/dead-letters")).await;
     items(&r)
 }
 
 /// Every event of the feed (from seq 1).
-pub async fn feed<S, B>(app: &S, admin: &str) -> Vec<Value>
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn feed<S: TestApp>(app: &S, admin: &str) -> Vec<Value> {
     let r = get(app, admin, "/api/v1/events?limit=1000").await;
     items(&r)
 }
@@ -118,11 +105,7 @@ pub fn types(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
-pub async fn create_role<S, B>(app: &S, admin: &str, name: &str, ents: Value) -> String
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn create_role<S: TestApp>(app: &S, admin: &str, name: &str, ents: Value) -> String {
     let r = post(
         app,
         admin,
@@ -136,11 +119,19 @@ where
     body["id"].as_str().expect("role id").to_string()
 }
 
-pub async fn create_rule<S, B>(app: &S, admin: &str, rule: Value) -> String
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+/// `create_role` of a card role: a monthly limit and whether the card is enabled.
+pub async fn card_role<S: TestApp>(
+    app: &S,
+    admin: &str,
+    name: &str,
+    monthly_limit: i64,
+    enabled: bool,
+) -> String {
+    let ents = json!({"card.monthly_limit": monthly_limit, "card.enabled": enabled});
+    create_role(app, admin, name, ents).await
+}
+
+pub async fn create_rule<S: TestApp>(app: &S, admin: &str, rule: Value) -> String {
     let r = post(app, admin, "/api/v1/rules", Some(rule.clone())).await;
     let body = ok(&r, 201);
     for (k, v) in rule.as_object().unwrap() {
@@ -149,11 +140,12 @@ where
     body["id"].as_str().expect("rule id").to_string()
 }
 
-pub async fn put_policy<S, B>(app: &S, admin: &str, provisioning: &str, deprovisioning: &str)
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn put_policy<S: TestApp>(
+    app: &S,
+    admin: &str,
+    provisioning: &str,
+    deprovisioning: &str,
+) {
     let policy = json!({"provisioning": provisioning, "deprovisioning": deprovisioning});
     let r = put(app, admin, "/api/v1/policy", policy.clone()).await;
     assert_eq!(ok(&r, 200), &policy);
@@ -162,17 +154,13 @@ where
 }
 
 /// Subscribes `url` to `events`; returns (subscription id, secret).
-pub async fn subscribe<S, B>(
+pub async fn subscribe<S: TestApp>(
     app: &S,
     admin: &str,
     url: &str,
     events: &[&str],
     secret: Option<&str>,
-) -> (String, String)
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+) -> (String, String) {
     let mut body = json!({"url": url, "events": events});
     if let Some(s) = secret {
         body["secret"] = json!(s);

@@ -1,11 +1,9 @@
 //! What identity providers send: users and groups as Microsoft Entra ID and Okta create
 //! them, their (de)activations, and the SCIM calls that carry them.
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{json, Value};
 
-use super::{call, events, patch_body, post_id, Resp};
+use super::{call, events, patch_body, post_id, Resp, TestApp};
 
 pub const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -60,19 +58,11 @@ pub fn entra_active(active: bool) -> Value {
 }
 
 /// Creates a SCIM user (with the SCIM write token) and returns its id.
-pub async fn scim_create<S, B>(app: &S, body: Value) -> String
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn scim_create<S: TestApp>(app: &S, body: Value) -> String {
     post_id(app, "/scim/v2/Users", body).await
 }
 
-pub async fn scim_patch<S, B>(app: &S, path: &str, body: Value) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn scim_patch<S: TestApp>(app: &S, path: &str, body: Value) -> Resp {
     let r = call(app, "PATCH", path, Some(body)).await;
     // Okta and Entra both get the resource back (or 204): either way a success.
     assert!(
@@ -85,11 +75,7 @@ where
 }
 
 /// An Entra-style group: created empty, then members added with a PATCH `Add`.
-pub async fn entra_group<S, B>(app: &S, name: &str) -> String
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn entra_group<S: TestApp>(app: &S, name: &str) -> String {
     post_id(
         app,
         "/scim/v2/Groups",
@@ -103,11 +89,7 @@ where
     .await
 }
 
-pub async fn entra_add_members<S, B>(app: &S, group: &str, members: &[&str])
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn entra_add_members<S: TestApp>(app: &S, group: &str, members: &[&str]) {
     let value: Vec<Value> = members
         .iter()
         .map(|m| json!({"$ref": null, "value": m}))

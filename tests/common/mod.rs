@@ -30,6 +30,36 @@ use scimitar::storage::{self, TenantId};
 
 pub const TOKEN: &str = "test-token";
 
+/// `NAME = "dir/file"` declares `const NAME: &str`, the text of `tests/fixtures/dir/file`
+/// (read at build time), for each pair.
+macro_rules! fixtures {
+    ($($(#[$doc:meta])* $name:ident = $file:literal),* $(,)?) => {
+        $($(#[$doc])* const $name: &str = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/",
+            $file
+        ));)*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use fixtures;
+
+/// The app under test as the helpers take it: an actix service of test requests, its
+/// response body type named once here instead of a `Service` bound at every helper.
+pub trait TestApp:
+    Service<actix_http::Request, Response = ServiceResponse<Self::Body>, Error = actix_web::Error>
+{
+    type Body: MessageBody;
+}
+
+impl<S, B> TestApp for S
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    type Body = B;
+}
+
 /// A database for one test, removed when dropped.
 pub struct TestDb {
     pub url: String,
@@ -105,29 +135,29 @@ pub fn state(args: &ServeArgs) -> web::Data<AppState> {
 }
 
 /// The app and its database; keep the returned `TestDb` alive for the test.
-pub async fn app_with(
-    args: ServeArgs,
-) -> (
-    impl Service<
-        actix_http::Request,
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-    >,
-    web::Data<AppState>,
-) {
+pub async fn app_with(args: ServeArgs) -> (impl TestApp, web::Data<AppState>) {
     let data = state(&args);
     let app = test::init_service(http::app(data.clone())).await;
     (app, data)
 }
 
-pub async fn app() -> (
-    impl Service<
-        actix_http::Request,
-        Response = ServiceResponse<impl MessageBody>,
-        Error = actix_web::Error,
-    >,
-    TestDb,
-) {
+/// The app on a fresh database, its state, and the database (keep it alive for the test).
+pub async fn app_state() -> (TestDb, impl TestApp, web::Data<AppState>) {
+    app_where(|_| {}).await
+}
+
+/// `app_state` with `change` made to the serve arguments first.
+pub async fn app_where(
+    change: impl FnOnce(&mut ServeArgs),
+) -> (TestDb, impl TestApp, web::Data<AppState>) {
+    let db = TestDb::new();
+    let mut a = args(&db);
+    change(&mut a);
+    let (app, state) = app_with(a).await;
+    (db, app, state)
+}
+
+pub async fn app() -> (impl TestApp, TestDb) {
     let db = TestDb::new();
     let (app, _) = app_with(args(&db)).await;
     (app, db)
@@ -174,6 +204,32 @@ impl Resp {
         self
     }
 
+    /// A 401 whose `WWW-Authenticate` names `invalid_token` (RFC 6750 §3.1).
+    #[track_caller]
+    pub fn expect_invalid_token(&self) -> &Resp {
+        self.expect_error(401, None);
+        let challenge = self.header("www-authenticate");
+        assert!(
+            challenge
+                .as_deref()
+                .is_some_and(|c| c.contains("invalid_token")),
+            "WWW-Authenticate: {challenge:?}"
+        );
+        self
+    }
+
+    /// `expect_error` for a row of a case table: a wrong status or scimType names `case`.
+    #[track_caller]
+    pub fn expect_case(&self, case: &str, status: u16, scim_type: Option<&str>) -> &Resp {
+        assert_eq!(
+            (self.status.as_u16(), self.body["scimType"].as_str()),
+            (status, scim_type),
+            "{case}: body: {}",
+            self.raw
+        );
+        self.expect_error(status, scim_type)
+    }
+
     #[track_caller]
     pub fn expect_error(&self, status: u16, scim_type: Option<&str>) -> &Resp {
         self.expect(status);
@@ -196,11 +252,7 @@ pub fn req(method: &str, uri: &str) -> test::TestRequest {
         .insert_header(("Authorization", format!("Bearer {TOKEN}")))
 }
 
-pub async fn send<S, B>(app: &S, r: test::TestRequest) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn send<S: TestApp>(app: &S, r: test::TestRequest) -> Resp {
     let resp = test::call_service(app, r.to_request()).await;
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -219,31 +271,30 @@ where
     }
 }
 
-pub async fn call<S, B>(app: &S, method: &str, uri: &str, body: Option<Value>) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+/// GETs `uri` with this `Authorization` header (a scheme and credential as the test writes it).
+pub async fn get_authorized<S: TestApp>(app: &S, uri: &str, authorization: &str) -> Resp {
+    send(
+        app,
+        test::TestRequest::get()
+            .uri(uri)
+            .insert_header(("Authorization", authorization)),
+    )
+    .await
+}
+
+pub async fn call<S: TestApp>(app: &S, method: &str, uri: &str, body: Option<Value>) -> Resp {
     request(app, TOKEN, method, uri, body).await
 }
 
 /// POSTs `body` to `path`, expects 201, returns the new resource's id.
-pub async fn post_id<S, B>(app: &S, path: &str, body: Value) -> String
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn post_id<S: TestApp>(app: &S, path: &str, body: Value) -> String {
     let r = call(app, "POST", path, Some(body)).await;
     r.expect(201);
     r.body["id"].as_str().expect("id").to_string()
 }
 
 /// Creates a user and returns its id.
-pub async fn create_user<S, B>(app: &S, user_name: &str) -> String
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn create_user<S: TestApp>(app: &S, user_name: &str) -> String {
     post_id(
         app,
         "/scim/v2/Users",
@@ -257,11 +308,7 @@ where
     .await
 }
 
-pub async fn create_group<S, B>(app: &S, name: &str, members: &[&str]) -> String
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn create_group<S: TestApp>(app: &S, name: &str, members: &[&str]) -> String {
     let members: Vec<Value> = members
         .iter()
         .map(|m| serde_json::json!({"value": m}))
@@ -295,6 +342,11 @@ pub fn scim_events(state: &web::Data<AppState>, tenant: &str) -> Vec<(String, St
 /// `scim_events` of the default tenant.
 pub fn events(state: &web::Data<AppState>) -> Vec<(String, String)> {
     scim_events(state, "default")
+}
+
+/// PATCHes `path` with the operations `ops` (a PatchOp message around them).
+pub async fn patch<S: TestApp>(app: &S, path: &str, ops: Value) -> Resp {
+    call(app, "PATCH", path, Some(patch_body(ops))).await
 }
 
 pub fn patch_body(ops: Value) -> Value {

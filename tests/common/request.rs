@@ -3,12 +3,10 @@
 //! JSON). The body's type follows the endpoint: `application/json` on `/api/v1`,
 //! `application/scim+json` elsewhere.
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::TestRequest;
 use serde_json::Value;
 
-use super::{send, Resp};
+use super::{send, Resp, TestApp};
 
 /// The request `request` sends, for a caller that adds to it before `send`.
 pub fn as_(token: &str, method: &str, uri: &str, body: Option<&Value>) -> TestRequest {
@@ -31,52 +29,32 @@ pub fn as_(token: &str, method: &str, uri: &str, body: Option<&Value>) -> TestRe
 }
 
 /// Sends `method uri` with `token` and `body`; the status and JSON of the answer.
-pub async fn request<S, B>(
+pub async fn request<S: TestApp>(
     app: &S,
     token: &str,
     method: &str,
     uri: &str,
     body: Option<Value>,
-) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+) -> Resp {
     send(app, as_(token, method, uri, body.as_ref())).await
 }
 
 /// `request` of a GET.
-pub async fn get<S, B>(app: &S, token: &str, uri: &str) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn get<S: TestApp>(app: &S, token: &str, uri: &str) -> Resp {
     request(app, token, "GET", uri, None).await
 }
 
 /// `request` of a DELETE.
-pub async fn delete<S, B>(app: &S, token: &str, uri: &str) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn delete<S: TestApp>(app: &S, token: &str, uri: &str) -> Resp {
     request(app, token, "DELETE", uri, None).await
 }
 
 /// `request` of a POST.
-pub async fn post<S, B>(app: &S, token: &str, uri: &str, body: Option<Value>) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn post<S: TestApp>(app: &S, token: &str, uri: &str, body: Option<Value>) -> Resp {
     request(app, token, "POST", uri, body).await
 }
 
 /// `request` of a PUT.
-pub async fn put<S, B>(app: &S, token: &str, uri: &str, body: Value) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+pub async fn put<S: TestApp>(app: &S, token: &str, uri: &str, body: Value) -> Resp {
     request(app, token, "PUT", uri, Some(body)).await
 }

@@ -9,7 +9,7 @@ use scimitar::http::AppState;
 use scimitar::provisioning::tenancy as admin;
 use scimitar::storage;
 
-use super::Resp;
+use super::{Resp, TestApp};
 
 /// Creates a tenant and a token for it (through the admin operations the CLI uses).
 pub fn tenant_with_token(state: &web::Data<AppState>, name: &str, scope: Scope) -> String {
@@ -56,6 +56,37 @@ pub fn ids(r: &Resp) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The string `field` of every element of the array `list`, in order; panics when `list`
+/// is not an array or an element has no such string.
+pub fn strs<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|x| {
+            x[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string {field} in {x}"))
+        })
+        .collect()
+}
+
+/// `/scim/v2/{endpoint}?filter=...`, the filter percent-encoded.
+pub fn filter_uri(endpoint: &str, filter: &str) -> String {
+    format!("/scim/v2/{endpoint}?filter={}", urlencode(filter))
+}
+
+/// The `totalResults` of a list GET of `uri` (with the test token), which must be 200.
+pub async fn total<S: TestApp>(app: &S, uri: &str) -> Value {
+    let r = super::get(app, super::TOKEN, uri).await;
+    r.expect(200);
+    r.body["totalResults"].clone()
+}
+
+/// `total` of `endpoint` filtered by `filter`.
+pub async fn matching<S: TestApp>(app: &S, endpoint: &str, filter: &str) -> Value {
+    total(app, &filter_uri(endpoint, filter)).await
+}
+
 /// `s` percent-encoded for a query string.
 pub fn urlencode(s: &str) -> String {
     let mut out = String::new();
@@ -68,4 +99,21 @@ pub fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+/// POSTs `user(name, external_id, email)` to `/scim/v2/Users` as `token`.
+pub async fn post_user<S: TestApp>(
+    app: &S,
+    token: &str,
+    name: &str,
+    external_id: &str,
+    email: &str,
+) -> Resp {
+    super::post(
+        app,
+        token,
+        "/scim/v2/Users",
+        Some(user(name, external_id, email)),
+    )
+    .await
 }

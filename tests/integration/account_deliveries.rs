@@ -206,13 +206,7 @@ async fn failing_deliveries_become_dead_letters_and_replay() {
     // The receiver is fixed; the dead letter is replayed and delivered.
     rx.answer(200);
     let id = d["id"].as_str().unwrap();
-    let r = post(
-        &app,
-        &admin,
-        &format!("/api/v1/dead-letters/{id}/replay"),
-        None,
-    )
-    .await;
+    let r = action(&app, &admin, &format!("/api/v1/dead-letters/{id}/replay")).await;
     let re = ok(&r, 200);
     assert_eq!(re["id"], id);
     assert_eq!(re["status"], "pending");
@@ -228,13 +222,7 @@ async fn failing_deliveries_become_dead_letters_and_replay() {
     loop {
         if dead_letters(&app, &admin, &hook).await.is_empty() {
             // Delivered now: not a dead letter, so it cannot be replayed.
-            let r = post(
-                &app,
-                &admin,
-                &format!("/api/v1/dead-letters/{id}/replay"),
-                None,
-            )
-            .await;
+            let r = action(&app, &admin, &format!("/api/v1/dead-letters/{id}/replay")).await;
             if r.status.as_u16() == 409 {
                 api_error(&r, 409, "conflict");
                 break;
@@ -243,11 +231,10 @@ async fn failing_deliveries_become_dead_letters_and_replay() {
         assert!(Instant::now() < deadline, "the replay never settled");
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
-    let r = post(
+    let r = action(
         &app,
         &admin,
         &format!("/api/v1/dead-letters/{}/replay", uuid::Uuid::new_v4()),
-        None,
     )
     .await;
     api_error(&r, 404, "not_found");

@@ -13,8 +13,7 @@ use crate::common::*;
 
 #[actix_web::test]
 async fn feed_is_gap_free_and_long_polls() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     let app = std::rc::Rc::new(app);
 

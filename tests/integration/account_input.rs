@@ -14,8 +14,7 @@ const NOT_FOUND: (u16, &str) = (404, "not_found");
 
 #[actix_web::test]
 async fn bad_input_is_refused_and_changes_nothing() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     let nobody = uuid::Uuid::new_v4().to_string();
 

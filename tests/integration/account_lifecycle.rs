@@ -10,8 +10,7 @@ use crate::common::*;
 
 #[actix_web::test]
 async fn lifecycle_edges_conflicts_and_recomputation() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     put_policy(&app, &admin, "review", "notify").await;
 
@@ -41,19 +40,17 @@ async fn lifecycle_edges_conflicts_and_recomputation() {
     assert_eq!(c["removalPending"], Value::Null);
 
     // Reject: removed; rejecting again is a conflict.
-    let r = post(
+    let r = action(
         &app,
         &admin,
         &format!("/api/v1/candidates/{ina_acc}/reject"),
-        None,
     )
     .await;
     assert_eq!(ok(&r, 200)["state"], "removed");
-    let r = post(
+    let r = action(
         &app,
         &admin,
         &format!("/api/v1/candidates/{ina_acc}/reject"),
-        None,
     )
     .await;
     api_error(&r, 409, "conflict");

@@ -26,20 +26,8 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     );
     put_policy(&app, &admin, "review", "auto").await;
 
-    let manager = create_role(
-        &app,
-        &admin,
-        "finance-manager",
-        json!({"card.monthly_limit": 5000, "card.enabled": true}),
-    )
-    .await;
-    let staff = create_role(
-        &app,
-        &admin,
-        "finance-staff",
-        json!({"card.monthly_limit": 1000, "card.enabled": false}),
-    )
-    .await;
+    let manager = card_role(&app, &admin, "finance-manager", 5000, true).await;
+    let staff = card_role(&app, &admin, "finance-staff", 1000, false).await;
     create_rule(
         &app,
         &admin,
@@ -96,11 +84,10 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     assert!(pending.iter().any(|e| e["accountId"] == ada_acc.as_str()));
 
     // Approval: both Finance roles; the highest limit and `true` win.
-    let r = post(
+    let r = action(
         &app,
         &admin,
         &format!("/api/v1/candidates/{ada_acc}/approve"),
-        None,
     )
     .await;
     let approved = ok(&r, 200).clone();
@@ -148,22 +135,20 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     );
 
     // Approving again: not a candidate any more.
-    let r = post(
+    let r = action(
         &app,
         &admin,
         &format!("/api/v1/candidates/{ada_acc}/approve"),
-        None,
     )
     .await;
     api_error(&r, 409, "conflict");
     assert_eq!(get_account(&app, &admin, &ada_acc).await, approved);
 
     // Bob matches no rule: active, nothing granted.
-    let r = post(
+    let r = action(
         &app,
         &admin,
         &format!("/api/v1/candidates/{bob_acc}/approve"),
-        None,
     )
     .await;
     let b = ok(&r, 200);
@@ -298,8 +283,7 @@ async fn auto_policy_okta_deactivation_suspends_in_the_same_transaction() {
 
 #[actix_web::test]
 async fn cohort_approval_by_group_approves_exactly_its_pending_members() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
 
     // Already on board before the review policy.
@@ -416,8 +400,7 @@ async fn cohort_approval_by_group_approves_exactly_its_pending_members() {
 
 #[actix_web::test]
 async fn notify_policy_flags_removals_until_confirmed() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     put_policy(&app, &admin, "auto", "notify").await;
     let vpn = create_role(&app, &admin, "vpn", json!({"vpn.enabled": true})).await;

@@ -30,8 +30,7 @@ fn id_from_location(op: &Value) -> String {
 
 #[actix_web::test]
 async fn rfc_example_post_put_patch_delete() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let put_id = create_user(&app, "Jim").await;
     let patch_id = create_user(&app, "Kim").await;
     let del_id = create_user(&app, "Tim").await;
@@ -130,12 +129,7 @@ async fn bulk_id_references_resolve_in_either_order() {
     );
     let g = get(&app, TOKEN, &format!("/scim/v2/Groups/{gid}")).await;
     assert_eq!(g.body["displayName"], "Guides");
-    let mut members: Vec<&str> = g.body["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["value"].as_str().unwrap())
-        .collect();
+    let mut members: Vec<&str> = strs(&g.body["members"], "value");
     members.sort();
     let mut want = vec![alice.as_str(), boss.as_str()];
     want.sort();
@@ -237,11 +231,11 @@ async fn fail_on_errors_stops_processing() {
 
 #[actix_web::test]
 async fn limits_are_413_before_anything_is_applied() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.bulk_max_operations = 3;
-    a.max_body_bytes = 4096;
-    let (app, _) = app_with(a).await;
+    let (_db, app, _) = app_where(|a| {
+        a.bulk_max_operations = 3;
+        a.max_body_bytes = 4096;
+    })
+    .await;
     let user = |n: usize| {
         json!({"method": "POST", "path": "/Users", "bulkId": format!("u{n}"),
         "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("u{n}")}})

@@ -43,8 +43,7 @@ fn fails(o: &Output, message: &str) {
 
 #[actix_web::test]
 async fn admin_commands_work_while_the_server_runs() {
-    let db = TestDb::new();
-    let (app, _state) = app_with(args(&db)).await;
+    let (db, app, _state) = app_state().await;
 
     // Tenants.
     ok(&scimitar(&db, &["tenant", "create", "acme"]));
@@ -120,14 +119,9 @@ async fn admin_commands_work_while_the_server_runs() {
     let read = read.trim().to_string();
 
     // The server accepts them at once: created by another process on the same database.
-    post(
-        &app,
-        &token,
-        "/scim/v2/Users",
-        Some(user("cli@acme", "c", "cli@acme.example")),
-    )
-    .await
-    .expect(201);
+    post_user(&app, &token, "cli@acme", "c", "cli@acme.example")
+        .await
+        .expect(201);
     get(&app, &read, "/scim/v2/Users").await.expect(200);
     delete(&app, &read, "/scim/v2/Users/x").await.expect(403);
 
@@ -204,9 +198,9 @@ async fn admin_commands_work_while_the_server_runs() {
         "/tests/fixtures/jwt/rsa-public.pem"
     );
     let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/jwks.json");
-    ok(&scimitar(
-        &db,
-        &[
+    // `tenant jwt acme` with the issuer and audience, and `key` (its key and algorithm).
+    let trust = |key: &[&str]| {
+        let mut a = vec![
             "tenant",
             "jwt",
             "acme",
@@ -214,69 +208,19 @@ async fn admin_commands_work_while_the_server_runs() {
             "https://idp.example/",
             "--audience",
             "scim",
-            "--pem",
-            pem,
-            "--alg",
-            "RS256",
-        ],
-    ));
+        ];
+        a.extend_from_slice(key);
+        scimitar(&db, &a)
+    };
+    ok(&trust(&["--pem", pem, "--alg", "RS256"]));
     let shown = ok(&scimitar(&db, &["tenant", "jwt", "acme"]));
     assert!(
         shown.contains("issuer: https://idp.example/") && shown.contains("pem RS256"),
         "{shown}"
     );
-    fails(
-        &scimitar(
-            &db,
-            &[
-                "tenant",
-                "jwt",
-                "acme",
-                "--issuer",
-                "https://idp.example/",
-                "--audience",
-                "scim",
-                "--jwks",
-                jwks,
-            ],
-        ),
-        "names no `alg`",
-    );
-    ok(&scimitar(
-        &db,
-        &[
-            "tenant",
-            "jwt",
-            "acme",
-            "--issuer",
-            "https://idp.example/",
-            "--audience",
-            "scim",
-            "--jwks",
-            jwks,
-            "--alg",
-            "RS256",
-        ],
-    ));
-    fails(
-        &scimitar(
-            &db,
-            &[
-                "tenant",
-                "jwt",
-                "acme",
-                "--issuer",
-                "https://idp.example/",
-                "--audience",
-                "scim",
-                "--pem",
-                pem,
-                "--alg",
-                "HS256",
-            ],
-        ),
-        "not accepted",
-    );
+    fails(&trust(&["--jwks", jwks]), "names no `alg`");
+    ok(&trust(&["--jwks", jwks, "--alg", "RS256"]));
+    fails(&trust(&["--pem", pem, "--alg", "HS256"]), "not accepted");
     ok(&scimitar(&db, &["tenant", "jwt", "acme", "--remove"]));
     fails(
         &scimitar(&db, &["tenant", "jwt", "nope"]),

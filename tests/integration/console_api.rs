@@ -14,23 +14,10 @@ const DEPT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:d
 
 #[actix_web::test]
 async fn candidates_say_who_they_are_and_what_they_would_get() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
-    let fin = create_role(
-        &app,
-        &admin,
-        "finance-manager",
-        json!({"card.monthly_limit": 5000, "card.enabled": true}),
-    )
-    .await;
-    let cards = create_role(
-        &app,
-        &admin,
-        "cards",
-        json!({"card.monthly_limit": 250, "card.enabled": false}),
-    )
-    .await;
+    let fin = card_role(&app, &admin, "finance-manager", 5000, true).await;
+    let cards = card_role(&app, &admin, "cards", 250, false).await;
     create_rule(
         &app,
         &admin,
@@ -111,8 +98,7 @@ async fn candidates_say_who_they_are_and_what_they_would_get() {
 
 #[actix_web::test]
 async fn accounts_are_searched_with_a_scim_filter() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     for (u, d, t) in [
         ("f1@example.com", "Finance", "Analyst"),
@@ -174,36 +160,19 @@ async fn accounts_are_searched_with_a_scim_filter() {
 }
 
 /// Approves a candidate.
-async fn approve<S, B>(app: &S, admin: &str, account: &str) -> Resp
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn approve<S: TestApp>(app: &S, admin: &str, account: &str) -> Resp {
     let path = format!("/api/v1/candidates/{account}/approve");
     post(app, admin, &path, None).await
 }
 
 /// `GET` an `/api/v1` path with an admin token.
-async fn admin_get<S, B>(app: &S, admin: &str, path: &str) -> Resp
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn admin_get<S: TestApp>(app: &S, admin: &str, path: &str) -> Resp {
     get(app, admin, path).await
 }
 
 #[actix_web::test]
 async fn rule_previews_count_matches_and_explain_bad_filters() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     let mut ids = Vec::new();
     for i in 0..7 {
@@ -292,8 +261,7 @@ async fn rule_previews_count_matches_and_explain_bad_filters() {
 
 #[actix_web::test]
 async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     let fin = create_role(&app, &admin, "finance", json!({"card.enabled": true})).await;
     create_rule(
@@ -317,13 +285,7 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
     assert_eq!(flagged["removalPending"]["reason"], "deactivated");
     let id = flagged["id"].as_str().unwrap().to_string();
 
-    let r = post(
-        &app,
-        &admin,
-        &format!("/api/v1/removals/{id}/restore"),
-        None,
-    )
-    .await;
+    let r = action(&app, &admin, &format!("/api/v1/removals/{id}/restore")).await;
     let a = ok(&r, 200);
     assert_eq!(a["state"], "active");
     assert!(a["removalPending"].is_null());
@@ -343,23 +305,11 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
     assert_eq!(queued[0]["type"], "account.restored");
 
     // Twice is a conflict; so is a deleted user's account (confirm it instead).
-    let r = post(
-        &app,
-        &admin,
-        &format!("/api/v1/removals/{id}/restore"),
-        None,
-    )
-    .await;
+    let r = action(&app, &admin, &format!("/api/v1/removals/{id}/restore")).await;
     api_error(&r, 409, "conflict");
     let r = delete(&app, TOKEN, &format!("/scim/v2/Users/{ada}")).await;
     r.expect(204);
-    let r = post(
-        &app,
-        &admin,
-        &format!("/api/v1/removals/{id}/restore"),
-        None,
-    )
-    .await;
+    let r = action(&app, &admin, &format!("/api/v1/removals/{id}/restore")).await;
     let detail = api_error(&r, 409, "conflict");
     assert!(detail.contains("deleted"), "{detail}");
     assert_eq!(
@@ -372,8 +322,7 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
 
 #[actix_web::test]
 async fn the_timeline_names_the_credential_behind_each_event() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     let scim = {
         let mut conn = state.service.pool.get().unwrap();
@@ -438,8 +387,7 @@ async fn the_timeline_names_the_credential_behind_each_event() {
 
 #[actix_web::test]
 async fn a_subscription_lists_its_recent_deliveries_and_groups_their_candidates() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     put_policy(&app, &admin, "review", "auto").await;
     let (hook, _) = subscribe(

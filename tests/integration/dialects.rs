@@ -6,8 +6,6 @@
 //! is followed by the proof that it changed nothing: the tenant's resources (with their
 //! versions) and its feed are as before.
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{json, Value};
 
 use scimitar::auth::Scope;
@@ -21,8 +19,10 @@ const CORE_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const ADSCIM_GROUP: &str =
     "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group";
-/// The tutorial's Create Group, verbatim (tests/fixtures/entra/create_group.json).
-const ENTRA_CREATE_GROUP: &str = include_str!("../fixtures/entra/create_group.json");
+fixtures! {
+    /// The tutorial's Create Group, verbatim (tests/fixtures/entra/create_group.json).
+    ENTRA_CREATE_GROUP = "entra/create_group.json",
+}
 
 /// A tenant and its credential.
 struct Tenant {
@@ -49,15 +49,11 @@ impl Tenant {
 
 /// Everything a tenant holds and has recorded: its users and groups as listed (ids,
 /// attributes, versions) and its feed.
-async fn holdings<S, B>(
+async fn holdings<S: TestApp>(
     app: &S,
     state: &actix_web::web::Data<scimitar::http::AppState>,
     t: &Tenant,
-) -> (Value, Value, Vec<(String, String)>)
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+) -> (Value, Value, Vec<(String, String)>) {
     let users = get(app, &t.token, "/scim/v2/Users?count=1000").await;
     let groups = get(app, &t.token, "/scim/v2/Groups?count=1000").await;
     users.expect(200);
@@ -71,7 +67,7 @@ where
     clippy::too_many_arguments,
     reason = "a request, its expected refusal and the tenant whose holdings it must not change"
 )]
-async fn refused<S, B>(
+async fn refused<S: TestApp>(
     app: &S,
     state: &actix_web::web::Data<scimitar::http::AppState>,
     t: &Tenant,
@@ -80,11 +76,7 @@ async fn refused<S, B>(
     body: Option<Value>,
     scim_type: &str,
     why: &str,
-) -> Resp
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+) -> Resp {
     let before = holdings(app, state, t).await;
     let r = request(app, &t.token, method, uri, body).await;
     assert_eq!(r.status.as_u16(), 400, "{why}: {}", r.raw);
@@ -125,8 +117,7 @@ fn entra_group() -> Value {
 
 #[actix_web::test]
 async fn entra_group_create_is_201_and_the_undeclared_uri_is_never_echoed() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let r = call(&app, "POST", "/scim/v2/Groups", Some(entra_group())).await;
     r.expect(201);
     assert_eq!(r.body["schemas"], json!([CORE_GROUP]));
@@ -154,13 +145,14 @@ async fn entra_group_create_is_201_and_the_undeclared_uri_is_never_echoed() {
         assert!(!body.contains(ADSCIM_GROUP), "echoed: {body}");
     }
     // Nothing to find by it either: it is not one of the group's schemas.
-    let f = get(
-        &app,
-        TOKEN,
-        &filtered("Groups", &format!("schemas eq \"{ADSCIM_GROUP}\"")),
-    )
-    .await;
-    assert_eq!(f.body["totalResults"], 0);
+    assert_eq!(
+        total(
+            &app,
+            &filtered("Groups", &format!("schemas eq \"{ADSCIM_GROUP}\""))
+        )
+        .await,
+        0
+    );
     // A PUT carrying it is accepted the same way.
     let put = call(
         &app,
@@ -224,10 +216,7 @@ async fn entra_group_create_is_201_and_the_undeclared_uri_is_never_echoed() {
 #[actix_web::test]
 async fn entra_group_create_is_refused_when_strict_and_changes_nothing() {
     // `--strict`: 400 naming the URI, nothing created.
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.strict = true;
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) = app_where(|a| a.strict = true).await;
     let t = Tenant::default_tenant();
     let r = refused(
         &app,
@@ -331,8 +320,7 @@ async fn a_negative_count_is_read_as_zero() {
 
 #[actix_web::test]
 async fn filters_on_schemas_in_sql() {
-    let db = TestDb::new();
-    let (app, _) = app_with(args(&db)).await;
+    let (_db, app, _) = app_state().await;
     // ext: carries enterprise attributes; plain: does not; listed: lists the extension in
     // `schemas` but carries none of its attributes (so its `schemas` is the core one only).
     let ext = post_id(
@@ -470,13 +458,14 @@ async fn filters_on_schemas_in_sql() {
     )
     .await;
     assert_eq!(ids(&g), vec![group.clone()]);
-    let g = get(
-        &app,
-        TOKEN,
-        &filtered("Groups", &format!("schemas eq \"{ENTERPRISE}\"")),
-    )
-    .await;
-    assert_eq!(g.body["totalResults"], 0);
+    assert_eq!(
+        total(
+            &app,
+            &filtered("Groups", &format!("schemas eq \"{ENTERPRISE}\""))
+        )
+        .await,
+        0
+    );
     let root = call(
         &app,
         "POST",
@@ -502,11 +491,10 @@ async fn filters_on_schemas_in_sql() {
     assert_eq!(root.body["totalResults"], 5);
 
     // The derived value follows every write: the extension removed by PATCH, added by PUT.
-    call(
+    patch(
         &app,
-        "PATCH",
         &format!("/scim/v2/Users/{ext}"),
-        Some(patch_body(json!([{"op": "remove", "path": ENTERPRISE}]))),
+        json!([{"op": "remove", "path": ENTERPRISE}]),
     )
     .await
     .expect(200);
@@ -544,10 +532,7 @@ async fn filters_on_schemas_in_sql() {
 #[actix_web::test]
 async fn removing_a_required_attribute_is_mutability_and_changes_nothing() {
     for strict in [false, true] {
-        let db = TestDb::new();
-        let mut a = args(&db);
-        a.strict = strict;
-        let (app, state) = app_with(a).await;
+        let (_db, app, state) = app_where(|a| a.strict = strict).await;
         let t = Tenant::default_tenant();
         let user = create_user(&app, "bjensen@example.com").await;
         let group = create_group(&app, "Tour Guides", &[&user]).await;
@@ -590,11 +575,10 @@ async fn removing_a_required_attribute_is_mutability_and_changes_nothing() {
             assert!(detail.contains("is required"), "{detail}");
         }
         // Removing an optional attribute still works.
-        call(
+        patch(
             &app,
-            "PATCH",
             &format!("/scim/v2/Users/{user}"),
-            Some(patch_body(json!([{"op": "remove", "path": "displayName"}]))),
+            json!([{"op": "remove", "path": "displayName"}]),
         )
         .await
         .expect(200);
@@ -606,8 +590,7 @@ async fn removing_a_required_attribute_is_mutability_and_changes_nothing() {
 
 #[actix_web::test]
 async fn a_value_filter_that_matches_nothing_is_no_target() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let t = Tenant::default_tenant();
     let id = post_id(
         &app,
@@ -655,14 +638,11 @@ async fn a_value_filter_that_matches_nothing_is_no_target() {
             .contains("matches the filter"));
     }
     // The Entra ID tolerance: a canonical type creates the value.
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "Replace", "path": "emails[type eq \"work\"].value",
+        json!([{"op": "Replace", "path": "emails[type eq \"work\"].value",
                                  "value": "joy@work.example"}]),
-        )),
     )
     .await;
     r.expect(200);
@@ -672,14 +652,11 @@ async fn a_value_filter_that_matches_nothing_is_no_target() {
                {"type": "work", "value": "joy@work.example"}])
     );
     // It exists now, so the same request replaces it.
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "replace", "path": "emails[type eq \"work\"].value",
+        json!([{"op": "replace", "path": "emails[type eq \"work\"].value",
                                  "value": "young@work.example"}]),
-        )),
     )
     .await;
     assert_eq!(r.body["emails"][1]["value"], "young@work.example");
@@ -726,12 +703,11 @@ async fn a_value_filter_that_matches_nothing_is_always_no_target_when_strict() {
         }
     }
     // The RFC way to add a work email works.
-    call(
+    patch(
         &app,
-        "PATCH",
         &format!("/scim/v2/Users/{id}"),
-        Some(patch_body(json!([{"op": "add", "path": "emails",
-                                 "value": [{"type": "work", "value": "joy@work.example"}]}]))),
+        json!([{"op": "add", "path": "emails",
+                                 "value": [{"type": "work", "value": "joy@work.example"}]}]),
     )
     .await
     .expect(200);
@@ -843,11 +819,7 @@ fn fill(text: &str, user: &str, group: &str) -> String {
     text.replace("{user}", user).replace("{group}", group)
 }
 
-async fn setup<S, B>(app: &S, t: &Tenant) -> (String, String)
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+async fn setup<S: TestApp>(app: &S, t: &Tenant) -> (String, String) {
     let u = post(
         app,
         &t.token,
@@ -872,17 +844,14 @@ where
 /// Sends case `c` as tenant `t`, with `user` and `group` filled in. Accepted: any 2xx.
 /// Refused: the case's scimType, nothing changed, and the detail names the tolerance that
 /// would have accepted the request.
-async fn run_case<S, B>(
+async fn run_case<S: TestApp>(
     app: &S,
     state: &actix_web::web::Data<scimitar::http::AppState>,
     c: &Case,
     t: &Tenant,
     (user, group): (&str, &str),
     accept: bool,
-) where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+) {
     let path = fill(c.path, user, group);
     let body = c
         .body
@@ -904,8 +873,7 @@ async fn every_tolerance_is_switched_off_by_strict_and_by_the_tenant_dialect() {
     // Lenient server: each case succeeds on a tenant that follows the server, and is refused
     // (changing nothing) on a tenant with only that tolerance off and on a tenant whose
     // dialect is strict.
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let mut conn = state.service.pool.get().unwrap();
     let strict = Tenant::new(&state, "strict-tenant");
     admin::update_settings(&mut conn, &strict.name, |s| {
@@ -929,10 +897,7 @@ async fn every_tolerance_is_switched_off_by_strict_and_by_the_tenant_dialect() {
 
 #[actix_web::test]
 async fn every_tolerance_is_off_under_strict_unless_a_tenant_turns_it_on() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.strict = true;
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) = app_where(|a| a.strict = true).await;
     let mut conn = state.service.pool.get().unwrap();
     for (i, c) in cases().iter().enumerate() {
         let strict = Tenant::new(&state, &format!("strict-{i}"));
@@ -947,10 +912,7 @@ async fn every_tolerance_is_off_under_strict_unless_a_tenant_turns_it_on() {
 
 #[actix_web::test]
 async fn the_rfc_filter_form_works_under_strict() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.strict = true;
-    let (app, _) = app_with(a).await;
+    let (_db, app, _) = app_where(|a| a.strict = true).await;
     let id = post_id(
         &app,
         "/scim/v2/Users",

@@ -27,12 +27,7 @@ async fn resource_types_and_schemas_are_served() {
     let r = get(&app, TOKEN, "/scim/v2/ResourceTypes").await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 2);
-    let names: Vec<&str> = r.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = strs(&r.body["Resources"], "name");
     assert_eq!(names, ["User", "Group"]);
     let u = get(&app, TOKEN, "/scim/v2/ResourceTypes/User").await;
     u.expect(200);
@@ -47,12 +42,7 @@ async fn resource_types_and_schemas_are_served() {
 
     let s = get(&app, TOKEN, "/scim/v2/Schemas").await;
     s.expect(200);
-    let ids: Vec<&str> = s.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = strs(&s.body["Resources"], "id");
     assert!(ids.contains(&"urn:ietf:params:scim:schemas:core:2.0:User"));
     assert!(ids.contains(&"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
     let one = get(

@@ -11,43 +11,40 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const CREATE_USER: &str = include_str!("../fixtures/entra/create_user.json");
-const UPDATE_MULTI: &str = include_str!("../fixtures/entra/update_user_multi_valued.json");
-const UPDATE_SINGLE: &str = include_str!("../fixtures/entra/update_user_single_valued.json");
-const DISABLE_TUTORIAL: &str = include_str!("../fixtures/entra/disable_user_tutorial.json");
-const ADD_SINGLE: &str = include_str!("../fixtures/entra/add_single_value_attribute.json");
-const ADD_SINGLE_COMPLIANT: &str =
-    include_str!("../fixtures/entra/add_single_value_attribute_compliant.json");
-const REPLACE_MANY: &str = include_str!("../fixtures/entra/replace_multiple_attributes.json");
-const REPLACE_NO_PATH: &str =
-    include_str!("../fixtures/entra/replace_multiple_attributes_no_path.json");
-const UPDATE_MANAGER: &str = include_str!("../fixtures/entra/update_manager.json");
-const DISABLE_USER: &str = include_str!("../fixtures/entra/disable_user.json");
-const DISABLE_COMPLIANT: &str = include_str!("../fixtures/entra/disable_user_compliant.json");
-const ENABLE_USER: &str = include_str!("../fixtures/entra/enable_user.json");
-const CREATE_GROUP: &str = include_str!("../fixtures/entra/create_group.json");
-const RENAME_GROUP: &str = include_str!("../fixtures/entra/update_group_non_member.json");
-const ADD_MEMBERS: &str = include_str!("../fixtures/entra/update_group_add_members.json");
-const REMOVE_MEMBERS: &str = include_str!("../fixtures/entra/update_group_remove_members.json");
-const REMOVE_MEMBER_LIST: &str = include_str!("../fixtures/entra/remove_member_by_value_list.json");
-const REMOVE_MEMBER_FILTER: &str = include_str!("../fixtures/entra/remove_member_by_filter.json");
-const EXAMPLE2_USER: &str = include_str!("../fixtures/entra/example2_provision_user.json");
-const EXAMPLE5_MANAGER: &str = include_str!("../fixtures/entra/example5_update_manager.json");
+fixtures! {
+    CREATE_USER = "entra/create_user.json",
+    UPDATE_MULTI = "entra/update_user_multi_valued.json",
+    UPDATE_SINGLE = "entra/update_user_single_valued.json",
+    DISABLE_TUTORIAL = "entra/disable_user_tutorial.json",
+    ADD_SINGLE = "entra/add_single_value_attribute.json",
+    ADD_SINGLE_COMPLIANT = "entra/add_single_value_attribute_compliant.json",
+    REPLACE_MANY = "entra/replace_multiple_attributes.json",
+    REPLACE_NO_PATH = "entra/replace_multiple_attributes_no_path.json",
+    UPDATE_MANAGER = "entra/update_manager.json",
+    DISABLE_USER = "entra/disable_user.json",
+    DISABLE_COMPLIANT = "entra/disable_user_compliant.json",
+    ENABLE_USER = "entra/enable_user.json",
+    CREATE_GROUP = "entra/create_group.json",
+    RENAME_GROUP = "entra/update_group_non_member.json",
+    ADD_MEMBERS = "entra/update_group_add_members.json",
+    REMOVE_MEMBERS = "entra/update_group_remove_members.json",
+    REMOVE_MEMBER_LIST = "entra/remove_member_by_value_list.json",
+    REMOVE_MEMBER_FILTER = "entra/remove_member_by_filter.json",
+    EXAMPLE2_USER = "entra/example2_provision_user.json",
+    EXAMPLE5_MANAGER = "entra/example5_update_manager.json",
 
-const RESP_CREATE_USER: &str = include_str!("../fixtures/entra/responses/create_user.json");
-const RESP_GET_USER: &str = include_str!("../fixtures/entra/responses/get_user.json");
-const RESP_NOT_FOUND: &str = include_str!("../fixtures/entra/responses/get_user_not_found.json");
-const RESP_BY_QUERY: &str = include_str!("../fixtures/entra/responses/get_user_by_query.json");
-const RESP_ZERO: &str =
-    include_str!("../fixtures/entra/responses/get_user_by_query_zero_results.json");
-const RESP_MULTI: &str = include_str!("../fixtures/entra/responses/update_user_multi_valued.json");
-const RESP_SINGLE: &str =
-    include_str!("../fixtures/entra/responses/update_user_single_valued.json");
-const RESP_DISABLE: &str = include_str!("../fixtures/entra/responses/disable_user.json");
-const RESP_CREATE_GROUP: &str = include_str!("../fixtures/entra/responses/create_group.json");
-const RESP_GET_GROUP: &str = include_str!("../fixtures/entra/responses/get_group.json");
-const RESP_GROUP_BY_NAME: &str =
-    include_str!("../fixtures/entra/responses/get_group_by_display_name.json");
+    RESP_CREATE_USER = "entra/responses/create_user.json",
+    RESP_GET_USER = "entra/responses/get_user.json",
+    RESP_NOT_FOUND = "entra/responses/get_user_not_found.json",
+    RESP_BY_QUERY = "entra/responses/get_user_by_query.json",
+    RESP_ZERO = "entra/responses/get_user_by_query_zero_results.json",
+    RESP_MULTI = "entra/responses/update_user_multi_valued.json",
+    RESP_SINGLE = "entra/responses/update_user_single_valued.json",
+    RESP_DISABLE = "entra/responses/disable_user.json",
+    RESP_CREATE_GROUP = "entra/responses/create_group.json",
+    RESP_GET_GROUP = "entra/responses/get_group.json",
+    RESP_GROUP_BY_NAME = "entra/responses/get_group_by_display_name.json",
+}
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 /// The non-core schema URI in the tutorial's Create Group request.
@@ -56,14 +53,9 @@ const ADSCIM_GROUP: &str =
 /// The userName of the tutorial's Create User.
 const TUTORIAL_USER: &str = "Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee";
 
-fn filter_uri(endpoint: &str, filter: &str) -> String {
-    format!("/scim/v2/{endpoint}?filter={}", urlencode(filter))
-}
-
 #[actix_web::test]
 async fn entra_user_lifecycle() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let user_name = TUTORIAL_USER;
     let external_id = "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef";
 
@@ -153,20 +145,14 @@ async fn entra_user_lifecycle() {
     r.expect(200);
     let new_name = "5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com";
     assert_eq!(r.body["userName"], new_name);
-    let f = get(
-        &app,
-        TOKEN,
-        &filter_uri("Users", &format!("userName eq \"{new_name}\"")),
-    )
-    .await;
-    assert_eq!(f.body["totalResults"], 1);
-    let f = get(
-        &app,
-        TOKEN,
-        &filter_uri("Users", &format!("userName eq \"{user_name}\"")),
-    )
-    .await;
-    assert_eq!(f.body["totalResults"], 0);
+    assert_eq!(
+        matching(&app, "Users", &format!("userName eq \"{new_name}\"")).await,
+        1
+    );
+    assert_eq!(
+        matching(&app, "Users", &format!("userName eq \"{user_name}\"")).await,
+        0
+    );
 
     // "Add" of a single-valued string attribute.
     let r = call(&app, "PATCH", &path, Some(fixture(ADD_SINGLE, &[]))).await;
@@ -226,8 +212,7 @@ async fn entra_user_lifecycle() {
     assert_eq!(r.body["active"], false);
     let r = get(&app, TOKEN, &path).await;
     assert_eq!(r.body["active"], false, "a disabled user is still returned");
-    let f = get(&app, TOKEN, &filter_uri("Users", "active eq false")).await;
-    assert_eq!(f.body["totalResults"], 1);
+    assert_eq!(matching(&app, "Users", "active eq false").await, 1);
     // Re-enable.
     let r = call(&app, "PATCH", &path, Some(fixture(ENABLE_USER, &[]))).await;
     r.expect(200);
@@ -236,13 +221,10 @@ async fn entra_user_lifecycle() {
     // Delete User.
     delete(&app, TOKEN, &path).await.expect(204);
     get(&app, TOKEN, &path).await.expect_error(404, None);
-    let f = get(
-        &app,
-        TOKEN,
-        &filter_uri("Users", &format!("userName eq \"{new_name}\"")),
-    )
-    .await;
-    assert_eq!(f.body["totalResults"], 0);
+    assert_eq!(
+        matching(&app, "Users", &format!("userName eq \"{new_name}\"")).await,
+        0
+    );
 
     assert_eq!(
         kinds(&state, &id),
@@ -265,8 +247,7 @@ async fn entra_user_lifecycle() {
 
 #[actix_web::test]
 async fn entra_group_lifecycle() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let alice = create_user(&app, "alice@testuser.com").await;
     let bob = create_user(&app, "bob@testuser.com").await;
     let by_name = |name: &str| {
@@ -336,12 +317,7 @@ async fn entra_group_lifecycle() {
     }
     let r = get(&app, TOKEN, &path).await;
     r.expect(200);
-    let members: Vec<&str> = r.body["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .map(|m| m["value"].as_str().unwrap())
-        .collect();
+    let members: Vec<&str> = strs(&r.body["members"], "value");
     assert_eq!(members, [alice.as_str(), bob.as_str()]);
     assert_eq!(r.body["members"][0]["type"], "User");
     // The reference check Entra makes on members: is this user in this group?
@@ -349,8 +325,10 @@ async fn entra_group_lifecycle() {
         "Groups",
         &format!("id eq \"{gid}\" and members[value eq \"{alice}\"]"),
     );
-    let r = get(&app, TOKEN, &format!("{check}&excludedAttributes=members")).await;
-    assert_eq!(r.body["totalResults"], 1);
+    assert_eq!(
+        total(&app, &format!("{check}&excludedAttributes=members")).await,
+        1
+    );
     // Adding a member again changes nothing.
     let before = get(&app, TOKEN, &path).await.body["meta"]["version"].clone();
     call(
@@ -376,8 +354,7 @@ async fn entra_group_lifecycle() {
     let r = get(&app, TOKEN, &path).await;
     assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
     assert_eq!(r.body["members"][0]["value"], bob.as_str());
-    let r = get(&app, TOKEN, &check).await;
-    assert_eq!(r.body["totalResults"], 0);
+    assert_eq!(total(&app, &check).await, 0);
     // The RFC form, `members[value eq "id"]`.
     call(
         &app,
@@ -456,15 +433,7 @@ async fn entra_group_lifecycle() {
 }
 
 /// Creates the tutorial's user (Create User, 201) and returns its path.
-async fn create_tutorial_user<S, B>(app: &S) -> String
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn create_tutorial_user<S: TestApp>(app: &S) -> String {
     let id = post_id(app, "/scim/v2/Users", fixture(CREATE_USER, &[])).await;
     format!("/scim/v2/Users/{id}")
 }
@@ -475,8 +444,7 @@ async fn entra_tutorial_user_updates() {
     // (the examples are independent: Update User [Single-valued] shows the original email
     // again), so each is replayed on a fresh copy of that user, which Delete User then
     // removes.
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let cases: [(&str, &str, &str, &[&str]); 3] = [
         // The example's externalId is another user's; its `name.formatted` is recomputed
         // from the new familyName, where Scimitar keeps what the client sent (Microsoft's own
@@ -521,13 +489,10 @@ async fn entra_tutorial_user_updates() {
         assert!(d.raw.is_empty());
         get(&app, TOKEN, &path).await.expect_error(404, None);
     }
-    let r = get(
-        &app,
-        TOKEN,
-        &filter_uri("Users", &format!("userName eq \"{TUTORIAL_USER}\"")),
-    )
-    .await;
-    assert_eq!(r.body["totalResults"], 0);
+    assert_eq!(
+        matching(&app, "Users", &format!("userName eq \"{TUTORIAL_USER}\"")).await,
+        0
+    );
     // Disable User is a deactivation in the feed.
     let feed: Vec<String> = events(&state).into_iter().map(|(_, k)| k).collect();
     assert_eq!(feed.iter().filter(|k| *k == "deactivate").count(), 1);
@@ -741,13 +706,7 @@ async fn entra_tutorial_sample_code_examples() {
         "{}",
         r.raw
     );
-    let r = get(
-        &app,
-        TOKEN,
-        &filter_uri("Users", "externalId eq \"jyoung\""),
-    )
-    .await;
-    assert_eq!(r.body["totalResults"], 0);
+    assert_eq!(matching(&app, "Users", "externalId eq \"jyoung\"").await, 0);
 
     // Example 2: its `schemas` names `...:enterprise:2.0User` (a colon short), ignored as an
     // undeclared URI carrying nothing; but it puts the enterprise `department` and `manager`

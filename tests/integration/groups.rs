@@ -48,36 +48,18 @@ async fn group_members_carry_value_display_type_and_ref() {
     assert!(x.body.get("members").is_none());
     assert_eq!(x.body["displayName"], "Tour Guides");
     // Filter groups by displayName, users by groups.value, groups by members.value.
-    let f = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Groups?filter={}",
-            urlencode("displayName eq \"tour guides\"")
-        ),
-    )
-    .await;
-    assert_eq!(f.body["totalResults"], 1);
-    let f = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Users?filter={}",
-            urlencode(&format!("groups.value eq \"{gid}\""))
-        ),
-    )
-    .await;
-    assert_eq!(f.body["totalResults"], 1);
-    let f = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Groups?filter={}",
-            urlencode(&format!("members[value eq \"{alice}\"]"))
-        ),
-    )
-    .await;
-    assert_eq!(f.body["totalResults"], 1);
+    assert_eq!(
+        matching(&app, "Groups", "displayName eq \"tour guides\"").await,
+        1
+    );
+    assert_eq!(
+        matching(&app, "Users", &format!("groups.value eq \"{gid}\"")).await,
+        1
+    );
+    assert_eq!(
+        matching(&app, "Groups", &format!("members[value eq \"{alice}\"]")).await,
+        1
+    );
 }
 
 #[actix_web::test]
@@ -96,8 +78,11 @@ async fn unknown_member_rejects_the_whole_request() {
     .await;
     r.expect_error(400, Some("invalidValue"));
     assert!(r.body["detail"].as_str().unwrap().contains("no-such-id"));
-    let l = get(&app, TOKEN, "/scim/v2/Groups").await;
-    assert_eq!(l.body["totalResults"], 0, "nothing was created");
+    assert_eq!(
+        total(&app, "/scim/v2/Groups").await,
+        0,
+        "nothing was created"
+    );
     // A wrong type is rejected too.
     let r = call(
         &app,
@@ -112,13 +97,10 @@ async fn unknown_member_rejects_the_whole_request() {
     r.expect_error(400, Some("invalidValue"));
     // And in PATCH: nothing is added.
     let gid = create_group(&app, "G", &[&alice]).await;
-    let p = call(
+    let p = patch(
         &app,
-        "PATCH",
         &format!("/scim/v2/Groups/{gid}"),
-        Some(patch_body(
-            json!([{"op": "add", "path": "members", "value": [{"value": "ghost"}]}]),
-        )),
+        json!([{"op": "add", "path": "members", "value": [{"value": "ghost"}]}]),
     )
     .await;
     p.expect_error(400, Some("invalidValue"));
@@ -153,13 +135,10 @@ async fn patch_members_add_remove_replace_and_versions() {
     };
 
     // Add answers 204 by default and bumps the version.
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "add", "path": "members", "value": [{"value": b}, {"value": a}]}]),
-        )),
+        json!([{"op": "add", "path": "members", "value": [{"value": b}, {"value": a}]}]),
     )
     .await;
     r.expect(204);
@@ -167,13 +146,10 @@ async fn patch_members_add_remove_replace_and_versions() {
     assert_eq!(members(&g.body), sorted(vec![&a, &b]));
     assert_eq!(g.body["meta"]["version"], "W/\"2\"");
     // Adding an existing member changes nothing (no new version).
-    call(
+    patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "add", "path": "members", "value": [{"value": b}]}]),
-        )),
+        json!([{"op": "add", "path": "members", "value": [{"value": b}]}]),
     )
     .await
     .expect(204);
@@ -182,13 +158,10 @@ async fn patch_members_add_remove_replace_and_versions() {
         "W/\"2\""
     );
     // Remove by value filter.
-    call(
+    patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "remove", "path": format!("members[value eq \"{a}\"]")}]),
-        )),
+        json!([{"op": "remove", "path": format!("members[value eq \"{a}\"]")}]),
     )
     .await
     .expect(204);
@@ -197,37 +170,28 @@ async fn patch_members_add_remove_replace_and_versions() {
         vec![b.clone()]
     );
     // Entra ID style: remove with path members and a value list.
-    call(
+    patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "Remove", "path": "members", "value": [{"value": b}]}]),
-        )),
+        json!([{"op": "Remove", "path": "members", "value": [{"value": b}]}]),
     )
     .await
     .expect(204);
     assert!(members(&get(&app, TOKEN, &path).await.body).is_empty());
     // Replace the whole list; asking for attributes gives 200 with the projection.
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &format!("{path}?attributes=members"),
-        Some(patch_body(
-            json!([{"op": "replace", "path": "members", "value": [{"value": a}, {"value": c}]}]),
-        )),
+        json!([{"op": "replace", "path": "members", "value": [{"value": a}, {"value": c}]}]),
     )
     .await;
     r.expect(200);
     assert_eq!(members(&r.body), sorted(vec![&a, &c]));
     // Rename without touching members.
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "replace", "value": {"id": gid, "displayName": "Renamed"}}]),
-        )),
+        json!([{"op": "replace", "value": {"id": gid, "displayName": "Renamed"}}]),
     )
     .await;
     r.expect(204);
@@ -235,21 +199,15 @@ async fn patch_members_add_remove_replace_and_versions() {
     assert_eq!(g.body["displayName"], "Renamed");
     assert_eq!(members(&g.body), sorted(vec![&a, &c]));
     // Remove all.
-    call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(json!([{"op": "remove", "path": "members"}]))),
-    )
-    .await
-    .expect(204);
+    patch(&app, &path, json!([{"op": "remove", "path": "members"}]))
+        .await
+        .expect(204);
     assert!(get(&app, TOKEN, &path).await.body.get("members").is_none());
 }
 
 #[actix_web::test]
 async fn deleting_a_member_removes_it_from_every_group() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let a = create_user(&app, "a").await;
     let b = create_user(&app, "b").await;
     let g1 = create_group(&app, "G1", &[&a, &b]).await;
@@ -294,13 +252,10 @@ async fn group_put_replaces_members() {
     assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
     assert_eq!(r.body["members"][0]["value"], b.as_str());
     // Self-membership is rejected.
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &format!("/scim/v2/Groups/{gid}"),
-        Some(patch_body(
-            json!([{"op": "add", "path": "members", "value": [{"value": gid}]}]),
-        )),
+        json!([{"op": "add", "path": "members", "value": [{"value": gid}]}]),
     )
     .await;
     r.expect_error(400, Some("invalidValue"));
@@ -308,10 +263,7 @@ async fn group_put_replaces_members() {
 
 #[actix_web::test]
 async fn more_members_than_the_limit_is_413_and_changes_nothing() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.max_members_per_request = 2;
-    let (app, _) = app_with(a).await;
+    let (_db, app, _) = app_where(|a| a.max_members_per_request = 2).await;
     let ids = [
         create_user(&app, "m1").await,
         create_user(&app, "m2").await,
@@ -319,13 +271,10 @@ async fn more_members_than_the_limit_is_413_and_changes_nothing() {
     ];
     let gid = create_group(&app, "G", &[&ids[0]]).await;
     let three: Vec<serde_json::Value> = ids.iter().map(|i| json!({"value": i})).collect();
-    let r = call(
+    let r = patch(
         &app,
-        "PATCH",
         &format!("/scim/v2/Groups/{gid}"),
-        Some(patch_body(
-            json!([{"op": "add", "path": "members", "value": three}]),
-        )),
+        json!([{"op": "add", "path": "members", "value": three}]),
     )
     .await;
     r.expect(413);
@@ -357,11 +306,6 @@ async fn members_value_ne_means_no_member_equals() {
         &format!("/scim/v2/Groups?filter={f}&sortBy=displayName"),
     )
     .await;
-    let names: Vec<&str> = r.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["displayName"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = strs(&r.body["Resources"], "displayName");
     assert_eq!(names, ["empty", "without-a"]);
 }

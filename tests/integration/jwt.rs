@@ -16,11 +16,13 @@ use crate::common::*;
 
 const ISS: &str = "https://idp.example.com/tenant-1/";
 const AUD: &str = "scimitar-test";
-const RSA_PRIVATE: &str = include_str!("../fixtures/jwt/rsa-private.pem");
-const RSA_PUBLIC: &str = include_str!("../fixtures/jwt/rsa-public.pem");
-const OTHER_RSA_PRIVATE: &str = include_str!("../fixtures/jwt/other-rsa-private.pem");
-const EC_PRIVATE: &str = include_str!("../fixtures/jwt/ec-private.pem");
-const JWKS: &str = include_str!("../fixtures/jwt/jwks.json");
+fixtures! {
+    RSA_PRIVATE = "jwt/rsa-private.pem",
+    RSA_PUBLIC = "jwt/rsa-public.pem",
+    OTHER_RSA_PRIVATE = "jwt/other-rsa-private.pem",
+    EC_PRIVATE = "jwt/ec-private.pem",
+    JWKS = "jwt/jwks.json",
+}
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -61,16 +63,11 @@ fn with_claim(name: &str, value: Value) -> Value {
 /// An app with tenant `ext` trusting ISS/AUD with the RSA public key pinned to RS256, and
 /// tenant `jwks` trusting another issuer through the JWKS fixture.
 async fn setup() -> (
-    impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-        Error = actix_web::Error,
-    >,
+    impl TestApp,
     actix_web::web::Data<scimitar::http::AppState>,
     TestDb,
 ) {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (db, app, state) = app_state().await;
     let mut conn = state.service.pool.get().unwrap();
     admin::create_tenant(&mut conn, "ext").unwrap();
     let pem = external::parse_pem(RSA_PUBLIC, "RS256", None).unwrap();
@@ -94,13 +91,7 @@ async fn setup() -> (
 async fn a_valid_external_jwt_acts_for_its_tenant() {
     let (app, state, _db) = setup().await;
     let token = rsa(Algorithm::RS256, &claims());
-    let r = post(
-        &app,
-        &token,
-        "/scim/v2/Users",
-        Some(user("j@ext", "1", "j@ext.example")),
-    )
-    .await;
+    let r = post_user(&app, &token, "j@ext", "1", "j@ext.example").await;
     r.expect(201);
     let mut conn = state.service.pool.get().unwrap();
     assert_eq!(
@@ -269,13 +260,7 @@ async fn every_rejection_case_is_401() {
             "{name}"
         );
         // Nothing changes either.
-        let w = post(
-            &app,
-            &token,
-            "/scim/v2/Users",
-            Some(user("x@ext", "x", "x@ext.example")),
-        )
-        .await;
+        let w = post_user(&app, &token, "x@ext", "x", "x@ext.example").await;
         assert_eq!(w.status.as_u16(), 401, "{name}");
     }
     get(&app, &good, "/scim/v2/Users").await.expect(200);
@@ -382,14 +367,9 @@ async fn issuer_configuration_rules() {
     .unwrap();
     let t = rsa(Algorithm::RS256, &with_claim("aud", json!("third-aud")));
     get(&app, &t, "/scim/v2/Users").await.expect(200);
-    post(
-        &app,
-        &t,
-        "/scim/v2/Users",
-        Some(user("t@third", "t", "t@third.example")),
-    )
-    .await
-    .expect_error(403, None);
+    post_user(&app, &t, "t@third", "t", "t@third.example")
+        .await
+        .expect_error(403, None);
     // A token naming both audiences cannot say whose it is.
     let both = rsa(
         Algorithm::RS256,

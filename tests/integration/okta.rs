@@ -8,32 +8,30 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const CREATE_USER: &str = include_str!("../fixtures/okta/create_user.json");
-const UPDATE_USER: &str = include_str!("../fixtures/okta/update_user.json");
-const UPDATE_USER_NO_ACTIVE: &str =
-    include_str!("../fixtures/okta/update_user_without_active.json");
-const DEACTIVATE_USER: &str = include_str!("../fixtures/okta/deactivate_user.json");
-const CREATE_GROUP: &str = include_str!("../fixtures/okta/create_group.json");
-const CREATE_GROUP_MEMBERS: &str = include_str!("../fixtures/okta/create_group_with_members.json");
-const RENAME_GROUP: &str = include_str!("../fixtures/okta/update_group_name.json");
-const UPDATE_MEMBERSHIP: &str = include_str!("../fixtures/okta/update_group_membership.json");
-const REPLACE_MEMBERS: &str = include_str!("../fixtures/okta/replace_group_members.json");
-const CREATE_USER_CUSTOM: &str =
-    include_str!("../fixtures/okta/create_user_custom_attributes.json");
+fixtures! {
+    CREATE_USER = "okta/create_user.json",
+    UPDATE_USER = "okta/update_user.json",
+    UPDATE_USER_NO_ACTIVE = "okta/update_user_without_active.json",
+    DEACTIVATE_USER = "okta/deactivate_user.json",
+    CREATE_GROUP = "okta/create_group.json",
+    CREATE_GROUP_MEMBERS = "okta/create_group_with_members.json",
+    RENAME_GROUP = "okta/update_group_name.json",
+    UPDATE_MEMBERSHIP = "okta/update_group_membership.json",
+    REPLACE_MEMBERS = "okta/replace_group_members.json",
+    CREATE_USER_CUSTOM = "okta/create_user_custom_attributes.json",
 
-const RESP_LOOKUP: &str = include_str!("../fixtures/okta/responses/lookup_no_match.json");
-const RESP_CREATE_USER: &str = include_str!("../fixtures/okta/responses/create_user.json");
-const RESP_CREATE_CUSTOM: &str =
-    include_str!("../fixtures/okta/responses/create_user_custom_attributes.json");
-const RESP_CONFLICT: &str = include_str!("../fixtures/okta/responses/create_user_conflict.json");
-const RESP_RETRIEVE_USER: &str = include_str!("../fixtures/okta/responses/retrieve_user.json");
-const RESP_RETRIEVE_BEFORE_PUT: &str =
-    include_str!("../fixtures/okta/responses/retrieve_user_before_put.json");
-const RESP_UPDATE_USER: &str = include_str!("../fixtures/okta/responses/update_user.json");
-const RESP_DEACTIVATE: &str = include_str!("../fixtures/okta/responses/deactivate_user.json");
-const RESP_CREATE_GROUP: &str = include_str!("../fixtures/okta/responses/create_group.json");
-const RESP_RETRIEVE_GROUP: &str = include_str!("../fixtures/okta/responses/retrieve_group.json");
-const RESP_UPDATE_GROUP: &str = include_str!("../fixtures/okta/responses/update_group.json");
+    RESP_LOOKUP = "okta/responses/lookup_no_match.json",
+    RESP_CREATE_USER = "okta/responses/create_user.json",
+    RESP_CREATE_CUSTOM = "okta/responses/create_user_custom_attributes.json",
+    RESP_CONFLICT = "okta/responses/create_user_conflict.json",
+    RESP_RETRIEVE_USER = "okta/responses/retrieve_user.json",
+    RESP_RETRIEVE_BEFORE_PUT = "okta/responses/retrieve_user_before_put.json",
+    RESP_UPDATE_USER = "okta/responses/update_user.json",
+    RESP_DEACTIVATE = "okta/responses/deactivate_user.json",
+    RESP_CREATE_GROUP = "okta/responses/create_group.json",
+    RESP_RETRIEVE_GROUP = "okta/responses/retrieve_group.json",
+    RESP_UPDATE_GROUP = "okta/responses/update_group.json",
+}
 
 /// The ids printed in Okta's examples.
 const DOC_USER: &str = "23a35c27-23d3-4c03-b4c5-6443c09e7173";
@@ -65,8 +63,7 @@ fn member_ids(group: &Value) -> Vec<String> {
 
 #[actix_web::test]
 async fn okta_user_lifecycle() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
 
     // Determine if the User already exists: an empty ListResponse (the reference also
     // allows a 404 error instead; Scimitar answers the list, as RFC 7644 §3.4.2 says).
@@ -197,8 +194,7 @@ async fn okta_user_lifecycle() {
 
 #[actix_web::test]
 async fn okta_group_push() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let test_user = call(
         &app,
         "POST",

@@ -96,15 +96,7 @@ impl Relay {
     }
 }
 
-async fn ready_status<S, B>(app: &S) -> Resp
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn ready_status<S: TestApp>(app: &S) -> Resp {
     send(app, get("/readyz")).await
 }
 
@@ -191,15 +183,7 @@ fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
 }
 
-async fn scrape<S, B>(app: &S) -> prometheus_parse::Scrape
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn scrape<S: TestApp>(app: &S) -> prometheus_parse::Scrape {
     let r = send(app, get("/metrics")).await;
     assert_eq!(r.status, 200, "{}", r.raw);
     assert!(r
@@ -285,11 +269,11 @@ async fn metrics_parse_and_the_request_counter_moves() {
 /// deliveries show in the delivery gauges and the feed head lag.
 #[actix_web::test]
 async fn per_tenant_metrics_and_delivery_gauges() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.ops.metrics_per_tenant = true;
-    a.webhooks.webhook_allowed_hosts = "*".into();
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) = app_where(|a| {
+        a.ops.metrics_per_tenant = true;
+        a.webhooks.webhook_allowed_hosts = "*".into();
+    })
+    .await;
     let admin = admin_token(&state);
     let r = send(
         &app,
@@ -527,12 +511,7 @@ async fn backup_copies_every_acknowledged_write() {
     .await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], BEFORE, "{}", r.raw);
-    let mut names: Vec<&str> = r.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap())
-        .collect();
+    let mut names: Vec<&str> = strs(&r.body["Resources"], "userName");
     names.sort_unstable();
     let mut expected: Vec<String> = (0..BEFORE).map(|i| format!("before-{i}")).collect();
     expected.sort_unstable();

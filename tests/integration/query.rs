@@ -13,15 +13,7 @@ use scimitar::scim::schema::{Registry, Rtype};
 
 use crate::common::*;
 
-async fn seed_people<S, B>(app: &S, names: &[(&str, Option<&str>)]) -> Vec<String>
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn seed_people<S: TestApp>(app: &S, names: &[(&str, Option<&str>)]) -> Vec<String> {
     let mut ids = Vec::new();
     for (user, family) in names {
         let mut body =
@@ -111,27 +103,18 @@ async fn sort_by_singular_sub_and_multi_valued_attributes() {
     .await;
     assert_eq!(user_names(&r.body), ["e2"]);
     // Bad sort requests.
-    get(&app, TOKEN, "/scim/v2/Users?sortBy=nope")
-        .await
-        .expect_error(400, Some("invalidValue"));
-    get(&app, TOKEN, "/scim/v2/Users?sortBy=name")
-        .await
-        .expect_error(400, Some("invalidValue"));
-    get(&app, TOKEN, "/scim/v2/Users?sortBy=userName&sortOrder=up")
-        .await
-        .expect_error(400, Some("invalidValue"));
+    for uri in [
+        "/scim/v2/Users?sortBy=nope",
+        "/scim/v2/Users?sortBy=name",
+        "/scim/v2/Users?sortBy=userName&sortOrder=up",
+    ] {
+        let r = get(&app, TOKEN, uri).await;
+        r.expect_case(uri, 400, Some("invalidValue"));
+    }
 }
 
 /// Walks every cursor page of `path` forward and returns the userNames in order.
-async fn walk<S, B>(app: &S, path: &str, count: usize) -> Vec<String>
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn walk<S: TestApp>(app: &S, path: &str, count: usize) -> Vec<String> {
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut cursor = String::new();
     let mut seen = Vec::new();
@@ -357,15 +340,7 @@ async fn singular_sort_pages_the_same_by_cursor_index_and_backwards() {
 
 /// Reads `path` by index pages of `count` from every startIndex (and one past the end): each
 /// page holds its slice of `want`, and totalResults is the whole length.
-async fn index_pages<S, B>(app: &S, path: &str, count: usize, want: &[String])
-where
-    S: actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-    B: actix_web::body::MessageBody,
-{
+async fn index_pages<S: TestApp>(app: &S, path: &str, count: usize, want: &[String]) {
     for start in 1..=want.len() + 1 {
         let r = get(
             app,
@@ -432,41 +407,44 @@ async fn bad_cursors() {
     seed_people(&app, &[("a", None), ("b", None), ("c", None)]).await;
     let p1 = get(&app, TOKEN, "/scim/v2/Users?count=1&cursor=").await;
     let next = p1.body["nextCursor"].as_str().unwrap().to_string();
-    // Another query (filter or sort) cannot continue it.
-    let r = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Users?count=1&sortBy=userName&cursor={}",
-            urlencode(&next)
-        ),
-    )
-    .await;
-    r.expect_error(400, Some("invalidCursor"));
-    let r = get(
-        &app,
-        TOKEN,
-        &format!("/scim/v2/Groups?count=1&cursor={}", urlencode(&next)),
-    )
-    .await;
-    r.expect_error(400, Some("invalidCursor"));
-    // Tampered or garbage.
     let mut chars: Vec<char> = next.chars().collect();
     chars[3] = if chars[3] == 'A' { 'B' } else { 'A' };
     let tampered: String = chars.into_iter().collect();
-    get(
-        &app,
-        TOKEN,
-        &format!("/scim/v2/Users?count=1&cursor={}", urlencode(&tampered)),
-    )
-    .await
-    .expect_error(400, Some("invalidCursor"));
-    get(&app, TOKEN, "/scim/v2/Users?cursor=not-a-cursor")
-        .await
-        .expect_error(400, Some("invalidCursor"));
-    get(&app, TOKEN, "/scim/v2/Users?cursor=&startIndex=2")
-        .await
-        .expect_error(400, Some("invalidValue"));
+    for (case, uri, scim_type) in [
+        // Another query (filter or sort) cannot continue it.
+        (
+            "another sort",
+            format!(
+                "/scim/v2/Users?count=1&sortBy=userName&cursor={}",
+                urlencode(&next)
+            ),
+            "invalidCursor",
+        ),
+        (
+            "another resource type",
+            format!("/scim/v2/Groups?count=1&cursor={}", urlencode(&next)),
+            "invalidCursor",
+        ),
+        // Tampered or garbage.
+        (
+            "tampered",
+            format!("/scim/v2/Users?count=1&cursor={}", urlencode(&tampered)),
+            "invalidCursor",
+        ),
+        (
+            "garbage",
+            "/scim/v2/Users?cursor=not-a-cursor".into(),
+            "invalidCursor",
+        ),
+        (
+            "with startIndex",
+            "/scim/v2/Users?cursor=&startIndex=2".into(),
+            "invalidValue",
+        ),
+    ] {
+        let r = get(&app, TOKEN, &uri).await;
+        r.expect_case(case, 400, Some(scim_type));
+    }
     // The same cursor still works for its own query.
     let r = get(
         &app,

@@ -7,8 +7,6 @@
 use std::io::Read;
 use std::process::Stdio;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::TestRequest;
 use actix_web::web;
 use serde_json::{json, Value};
@@ -59,11 +57,7 @@ fn cookie_value(set_cookie: &str, name: &str) -> String {
     v.trim().to_string()
 }
 
-async fn sign_in<S, B>(app: &S, body: Value) -> Browser
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+async fn sign_in<S: TestApp>(app: &S, body: Value) -> Browser {
     let r = send(app, sign_in_request(body)).await;
     assert_eq!(r.status, 200, "{}", r.raw);
     Browser {
@@ -111,8 +105,7 @@ fn session_rows(state: &web::Data<AppState>) -> Vec<String> {
 
 #[actix_web::test]
 async fn sign_in_sets_an_http_only_strict_cookie_and_the_api_accepts_it() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let (_, admin_token) = token(&state, Scope::Admin, None);
 
     let r = send(&app, sign_in_request(json!({"token": admin_token}))).await;
@@ -158,10 +151,8 @@ async fn sign_in_sets_an_http_only_strict_cookie_and_the_api_accepts_it() {
 
 #[actix_web::test]
 async fn over_https_the_cookie_is_secure_and_host_prefixed() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.base_url = Some("https://scim.example.com/scim/v2".into());
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) =
+        app_where(|a| a.base_url = Some("https://scim.example.com/scim/v2".into())).await;
     let (_, admin_token) = token(&state, Scope::Admin, None);
     let r = send(&app, sign_in_request(json!({"token": admin_token}))).await;
     assert_eq!(r.status, 200, "{}", r.raw);
@@ -189,8 +180,7 @@ async fn over_https_the_cookie_is_secure_and_host_prefixed() {
 
 #[actix_web::test]
 async fn state_changes_with_the_cookie_need_the_csrf_token() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let (_, admin_token) = token(&state, Scope::Admin, None);
     let b = sign_in(&app, json!({"token": admin_token})).await;
     let body = json!({"provisioning": "review", "deprovisioning": "notify"}).to_string();
@@ -258,10 +248,8 @@ async fn state_changes_with_the_cookie_need_the_csrf_token() {
 
 #[actix_web::test]
 async fn a_wrong_credential_answers_alike_whatever_it_is() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.admin_sign_in_limit = "100/minute".parse().unwrap();
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) =
+        app_where(|a| a.admin_sign_in_limit = "100/minute".parse().unwrap()).await;
     let (revoked_id, revoked) = token(&state, Scope::Admin, None);
     admin::revoke_token(&mut state.service.pool.get().unwrap(), &revoked_id).unwrap();
     let (_, write) = token(&state, Scope::Write, None);
@@ -338,8 +326,7 @@ async fn a_wrong_credential_answers_alike_whatever_it_is() {
 
 #[actix_web::test]
 async fn client_credentials_and_access_tokens_sign_in_too() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let (id, secret) = admin::create_client(
         &mut state.service.pool.get().unwrap(),
         "default",
@@ -392,8 +379,7 @@ async fn client_credentials_and_access_tokens_sign_in_too() {
 
 #[actix_web::test]
 async fn sign_out_ends_the_session_everywhere() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (db, app, state) = app_state().await;
     let (_, admin_token) = token(&state, Scope::Admin, None);
     let b = sign_in(&app, json!({"token": admin_token})).await;
     let other = sign_in(&app, json!({"token": admin_token})).await;
@@ -433,8 +419,7 @@ async fn sign_out_ends_the_session_everywhere() {
 /// sessions stay.
 #[actix_web::test]
 async fn deleting_a_tenant_ends_its_sessions_only() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let acme = tenant_with_token(&state, "acme", Scope::Admin);
     let (_, default_admin) = token(&state, Scope::Admin, None);
     let gone = sign_in(&app, json!({"token": acme})).await;
@@ -451,8 +436,7 @@ async fn deleting_a_tenant_ends_its_sessions_only() {
 
 #[actix_web::test]
 async fn a_revoked_or_expired_credential_ends_its_sessions() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let (id, admin_token) = token(&state, Scope::Admin, None);
     let b = sign_in(&app, json!({"token": admin_token})).await;
     admin::revoke_token(&mut state.service.pool.get().unwrap(), &id).unwrap();
@@ -478,8 +462,7 @@ async fn a_revoked_or_expired_credential_ends_its_sessions() {
 
 #[actix_web::test]
 async fn sessions_expire_absolutely_and_when_idle() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let (_, admin_token) = token(&state, Scope::Admin, None);
     let now = now_micros();
 

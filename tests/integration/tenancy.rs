@@ -3,8 +3,6 @@
 //! another tenant's id answers exactly as a nonexistent one does. The same userName exists in
 //! both. Helpers here are shared by the other tenancy test modules.
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{json, Value};
 
 use scimitar::auth::Scope;
@@ -29,31 +27,18 @@ fn same_answer(foreign: &Resp, missing: &Resp, foreign_id: &str, missing_id: &st
 
 #[actix_web::test]
 async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let a = tenant_with_token(&state, "tenant-a", Scope::Write);
     let b = tenant_with_token(&state, "tenant-b", Scope::Write);
 
     // The same userName in both tenants.
-    let bu = post(
-        &app,
-        &b,
-        "/scim/v2/Users",
-        Some(user("same@example.com", "ext-b", "b-only@b.example")),
-    )
-    .await;
+    let bu = post_user(&app, &b, "same@example.com", "ext-b", "b-only@b.example").await;
     bu.expect(201);
     let b_user = bu.body["id"].as_str().unwrap().to_string();
     let bg = post(&app, &b, "/scim/v2/Groups", Some(group("Team", &[&b_user]))).await;
     bg.expect(201);
     let b_group = bg.body["id"].as_str().unwrap().to_string();
-    let au = post(
-        &app,
-        &a,
-        "/scim/v2/Users",
-        Some(user("same@example.com", "ext-a", "a@a.example")),
-    )
-    .await;
+    let au = post_user(&app, &a, "same@example.com", "ext-a", "a@a.example").await;
     au.expect(201);
     let a_user = au.body["id"].as_str().unwrap().to_string();
     let ag = post(&app, &a, "/scim/v2/Groups", Some(group("Team", &[&a_user]))).await;
@@ -96,52 +81,22 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
             ("DELETE", String::new(), None),
         ];
         for (method, query, body) in cases {
-            let f = request(
-                &app,
-                &a,
-                method,
-                &format!("/scim/v2/{kind}/{foreign}{query}"),
-                body.clone(),
-            )
-            .await;
-            let m = request(
-                &app,
-                &a,
-                method,
-                &format!("/scim/v2/{kind}/{missing}{query}"),
-                body,
-            )
-            .await;
+            let at = |id: &str| format!("/scim/v2/{kind}/{id}{query}");
+            let f = request(&app, &a, method, &at(foreign), body.clone()).await;
+            let m = request(&app, &a, method, &at(&missing), body).await;
             f.expect(404);
             same_answer(&f, &m, foreign, &missing);
         }
         // Conditional requests too.
-        let f = send(
-            &app,
-            as_(&a, "GET", &format!("/scim/v2/{kind}/{foreign}"), None)
-                .insert_header(("If-None-Match", "W/\"1\"")),
-        )
-        .await;
-        let m = send(
-            &app,
-            as_(&a, "GET", &format!("/scim/v2/{kind}/{missing}"), None)
-                .insert_header(("If-None-Match", "W/\"1\"")),
-        )
-        .await;
-        same_answer(&f, &m, foreign, &missing);
-        let f = send(
-            &app,
-            as_(&a, "DELETE", &format!("/scim/v2/{kind}/{foreign}"), None)
-                .insert_header(("If-Match", "W/\"1\"")),
-        )
-        .await;
-        let m = send(
-            &app,
-            as_(&a, "DELETE", &format!("/scim/v2/{kind}/{missing}"), None)
-                .insert_header(("If-Match", "W/\"1\"")),
-        )
-        .await;
-        same_answer(&f, &m, foreign, &missing);
+        for (method, header) in [("GET", "If-None-Match"), ("DELETE", "If-Match")] {
+            let conditional = |id: &str| {
+                as_(&a, method, &format!("/scim/v2/{kind}/{id}"), None)
+                    .insert_header((header, "W/\"1\""))
+            };
+            let f = send(&app, conditional(foreign)).await;
+            let m = send(&app, conditional(&missing)).await;
+            same_answer(&f, &m, foreign, &missing);
+        }
     }
 
     // Lists, filters, paging, sorting: only A's resources, whatever the filter names.
@@ -241,14 +196,9 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     let r = get(&app, &a, "/scim/v2/Users?cursor=&count=1").await;
     r.expect(200);
     assert_eq!(ids(&r), vec![a_user.clone()]);
-    post(
-        &app,
-        &b,
-        "/scim/v2/Users",
-        Some(user("second@example.com", "ext-b2", "b2@b.example")),
-    )
-    .await
-    .expect(201);
+    post_user(&app, &b, "second@example.com", "ext-b2", "b2@b.example")
+        .await
+        .expect(201);
     let rb = get(&app, &b, "/scim/v2/Users?cursor=&count=1").await;
     rb.expect(200);
     let b_cursor = rb.body["nextCursor"]
@@ -329,29 +279,18 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
 
 #[actix_web::test]
 async fn user_names_are_unique_per_tenant_only() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let a = tenant_with_token(&state, "a", Scope::Write);
     let b = tenant_with_token(&state, "b", Scope::Write);
     for t in [&a, &b, &TOKEN.to_string()] {
-        post(
-            &app,
-            t,
-            "/scim/v2/Users",
-            Some(user("bjensen@example.com", "e", "bj@example.com")),
-        )
-        .await
-        .expect(201);
+        post_user(&app, t, "bjensen@example.com", "e", "bj@example.com")
+            .await
+            .expect(201);
     }
     // Within a tenant it is unique, case-insensitively.
-    post(
-        &app,
-        &a,
-        "/scim/v2/Users",
-        Some(user("BJensen@example.com", "e", "bj@example.com")),
-    )
-    .await
-    .expect_error(409, Some("uniqueness"));
+    post_user(&app, &a, "BJensen@example.com", "e", "bj@example.com")
+        .await
+        .expect_error(409, Some("uniqueness"));
     // Groups with the same name too, and each tenant sees one of each.
     for t in [&a, &b] {
         post(&app, t, "/scim/v2/Groups", Some(group("Finance", &[])))
@@ -366,29 +305,17 @@ async fn user_names_are_unique_per_tenant_only() {
 
 #[actix_web::test]
 async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let a = tenant_with_token(&state, "a", Scope::Write);
     let b = tenant_with_token(&state, "b", Scope::Write);
-    let ua = post(
-        &app,
-        &a,
-        "/scim/v2/Users",
-        Some(user("u@a", "1", "u@a.example")),
-    )
-    .await;
+    let ua = post_user(&app, &a, "u@a", "1", "u@a.example").await;
     let ua = ua.body["id"].as_str().unwrap().to_string();
     post(&app, &a, "/scim/v2/Groups", Some(group("G", &[&ua])))
         .await
         .expect(201);
-    post(
-        &app,
-        &b,
-        "/scim/v2/Users",
-        Some(user("u@b", "1", "u@b.example")),
-    )
-    .await
-    .expect(201);
+    post_user(&app, &b, "u@b", "1", "u@b.example")
+        .await
+        .expect(201);
 
     let mut conn = state.service.pool.get().unwrap();
     let d = admin::delete_tenant(&mut conn, "a").unwrap();
@@ -423,15 +350,10 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
 /// partly fail, deletes, a delete of an unknown id, and a tenant's deletion.
 #[actix_web::test]
 async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let a = tenant_with_token(&state, "count-a", Scope::Write);
     let b = tenant_with_token(&state, "count-b", Scope::Write);
-    async fn totals<S, B>(app: &S, token: &str, rt: &str) -> (i64, i64)
-    where
-        S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-        B: MessageBody,
-    {
+    async fn totals<S: TestApp>(app: &S, token: &str, rt: &str) -> (i64, i64) {
         let all = get(app, token, &format!("/scim/v2/{rt}?count=1")).await;
         all.expect(200);
         let counted = get(app, token, &format!("/scim/v2/{rt}?count=1&filter=id%20pr")).await;
@@ -457,14 +379,9 @@ async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
         r.expect(201);
         users.push(r.body["id"].as_str().unwrap().to_string());
     }
-    post(
-        &app,
-        &b,
-        "/scim/v2/Users",
-        Some(user("only@b.example", "xb", "b@b.example")),
-    )
-    .await
-    .expect(201);
+    post_user(&app, &b, "only@b.example", "xb", "b@b.example")
+        .await
+        .expect(201);
     assert_eq!(totals(&app, &a, "Users").await, (3, 3));
     assert_eq!(totals(&app, &b, "Users").await, (1, 1));
 

@@ -2,7 +2,6 @@
 //! credentials, per-credential rate limits, per-tenant dialect settings, the body limit in
 //! ServiceProviderConfig, and the credential each event records.
 
-use actix_web::test::TestRequest;
 use serde_json::json;
 
 use scimitar::auth::{self, Scope};
@@ -14,8 +13,7 @@ use crate::common::*;
 
 #[actix_web::test]
 async fn token_lifecycle_create_use_revoke_expire() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let mut conn = state.service.pool.get().unwrap();
     admin::create_tenant(&mut conn, "acme").unwrap();
     let (id, token, expires) =
@@ -24,13 +22,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
     assert_eq!(expires, None);
 
     // Use: it works, and `token list` shows when (never the secret or its hash).
-    let r = post(
-        &app,
-        &token,
-        "/scim/v2/Users",
-        Some(user("u@acme", "1", "u@acme.example")),
-    )
-    .await;
+    let r = post_user(&app, &token, "u@acme", "1", "u@acme.example").await;
     r.expect(201);
     let listed = storage::tenancy::list_tokens(&mut conn.db(), &"acme".into()).unwrap();
     assert_eq!(listed.len(), 1);
@@ -46,13 +38,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
 
     // Revoke: refused from the next request on, and the refusal changes nothing.
     assert_eq!(admin::revoke_token(&mut conn, &id).unwrap(), "acme");
-    let r = post(
-        &app,
-        &token,
-        "/scim/v2/Users",
-        Some(user("v@acme", "2", "v@acme.example")),
-    )
-    .await;
+    let r = post_user(&app, &token, "v@acme", "2", "v@acme.example").await;
     r.expect_error(401, None);
     assert_eq!(
         r.header("www-authenticate").as_deref(),
@@ -78,11 +64,7 @@ async fn token_lifecycle_create_use_revoke_expire() {
         })
         .unwrap();
     let r = get(&app, &expired, "/scim/v2/Users").await;
-    r.expect_error(401, None);
-    assert!(r
-        .header("www-authenticate")
-        .unwrap()
-        .contains("invalid_token"));
+    r.expect_invalid_token();
     let (_, later, exp) = admin::create_token(
         &mut conn,
         "acme",
@@ -110,13 +92,7 @@ async fn bad_credentials_are_401_and_say_only_that() {
         "eyJhbGciOiJIUzI1NiJ9.e30.AAAA",
         "eyJhbGciOiJub25lIn0.eyJpc3MiOiJzY2ltaXRhciJ9.",
     ] {
-        let r = send(
-            &app,
-            TestRequest::get()
-                .uri("/scim/v2/Users")
-                .insert_header(("Authorization", format!("Bearer {credential}"))),
-        )
-        .await;
+        let r = get_authorized(&app, "/scim/v2/Users", &format!("Bearer {credential}")).await;
         r.expect_error(401, None);
         assert_eq!(
             r.header("www-authenticate").as_deref(),
@@ -134,8 +110,7 @@ async fn bad_credentials_are_401_and_say_only_that() {
 
 #[actix_web::test]
 async fn read_tokens_may_only_get_and_search() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let id = create_user(&app, "existing@example.com").await;
     let read = tenant_with_token(&state, "default", Scope::Read);
     for uri in [
@@ -184,16 +159,12 @@ async fn read_tokens_may_only_get_and_search() {
         Some("W/\"1\""),
         "nothing changed"
     );
-    let r = get(&app, TOKEN, "/scim/v2/Users").await;
-    assert_eq!(r.body["totalResults"], 1);
+    assert_eq!(total(&app, "/scim/v2/Users").await, 1);
 }
 
 #[actix_web::test]
 async fn rate_limit_is_per_credential_with_429_and_retry_after() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.rate_limit = Some("3/minute".parse().unwrap());
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) = app_where(|a| a.rate_limit = Some("3/minute".parse().unwrap())).await;
     let other = tenant_with_token(&state, "default", Scope::Write);
     for _ in 0..3 {
         get(&app, TOKEN, "/scim/v2/Users").await.expect(200);
@@ -241,13 +212,7 @@ async fn dialect_tolerances_are_per_tenant() {
     // Entra ID's capitalised op and string boolean.
     let entra = patch_body(json!([{"op": "Replace", "path": "active", "value": "False"}]));
     for (token, status) in [(&lenient, 200), (&strict, 400), (&TOKEN.to_string(), 400)] {
-        let r = post(
-            &app,
-            token,
-            "/scim/v2/Users",
-            Some(user("e@example.com", "e", "e@example.com")),
-        )
-        .await;
+        let r = post_user(&app, token, "e@example.com", "e", "e@example.com").await;
         r.expect(201);
         let id = r.body["id"].as_str().unwrap();
         let r = request(
@@ -282,10 +247,7 @@ async fn dialect_tolerances_are_per_tenant() {
 
 #[actix_web::test]
 async fn the_body_limit_is_advertised_and_enforced() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.max_body_bytes = 2048;
-    let (app, _) = app_with(a).await;
+    let (_db, app, _) = app_where(|a| a.max_body_bytes = 2048).await;
     let r = get(&app, TOKEN, "/scim/v2/ServiceProviderConfig").await;
     r.expect(200);
     assert_eq!(r.body["bulk"]["maxPayloadSize"], 2048);
@@ -297,8 +259,7 @@ async fn the_body_limit_is_advertised_and_enforced() {
 
 #[actix_web::test]
 async fn bootstrap_token_keeps_working_for_the_default_tenant() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     create_user(&app, "boot@example.com").await;
     let mut conn = state.service.pool.get().unwrap();
     assert_eq!(

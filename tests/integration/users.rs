@@ -122,8 +122,7 @@ async fn user_name_is_unique_case_insensitively_but_stored_as_sent() {
 
 #[actix_web::test]
 async fn concurrent_creates_of_one_user_name_give_one_201_and_409s() {
-    let db = TestDb::new();
-    let (app, _) = app_with(args(&db)).await;
+    let (_db, app, _) = app_state().await;
     let body =
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "race"});
     let futs: Vec<_> = (0..8)
@@ -305,18 +304,13 @@ async fn patch_user_simple_sub_attribute_and_deactivate() {
     let r = call(&app, "POST", "/scim/v2/Users", Some(full_user())).await;
     let id = r.body["id"].as_str().unwrap().to_string();
     let path = format!("/scim/v2/Users/{id}");
-    let p = call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(json!([
+    let p = patch(&app, &path, json!([
             {"op": "replace", "path": "name.givenName", "value": "Barb"},
             {"op": "add", "path": "nickName", "value": "BJ"},
             {"op": "remove", "path": "title"},
             {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "barb@example.com"},
             {"op": "replace", "value": {"active": false}}
-        ]))),
-    )
+        ]))
     .await;
     p.expect(200);
     assert_eq!(p.body["name"]["givenName"], "Barb");
@@ -335,77 +329,42 @@ async fn patch_user_simple_sub_attribute_and_deactivate() {
     .await;
     assert_eq!(f.body["totalResults"], 1);
     // Reactivate.
-    let p2 = call(
+    let p2 = patch(
         &app,
-        "PATCH",
         &path,
-        Some(patch_body(
-            json!([{"op": "Replace", "path": "active", "value": "True"}]),
-        )),
+        json!([{"op": "Replace", "path": "active", "value": "True"}]),
     )
     .await;
     p2.expect(200);
     assert_eq!(p2.body["active"], true);
     // The old work email no longer matches; the new one does.
-    let q = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Users?filter={}",
-            urlencode("emails.value eq \"barb@example.com\"")
-        ),
-    )
-    .await;
-    assert_eq!(q.body["totalResults"], 1);
+    assert_eq!(
+        matching(&app, "Users", "emails.value eq \"barb@example.com\"").await,
+        1
+    );
 }
 
 #[actix_web::test]
 async fn every_change_writes_an_event_in_its_transaction() {
-    let db = TestDb::new();
-    let (app, state) = app_with(args(&db)).await;
+    let (_db, app, state) = app_state().await;
     let id = create_user(&app, "evented").await;
     let path = format!("/scim/v2/Users/{id}");
-    call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(
-            json!([{"op": "replace", "path": "title", "value": "x"}]),
-        )),
-    )
-    .await
-    .expect(200);
-    call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(
-            json!([{"op": "replace", "path": "active", "value": false}]),
-        )),
-    )
-    .await
-    .expect(200);
-    call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(
-            json!([{"op": "replace", "path": "active", "value": true}]),
-        )),
-    )
-    .await
-    .expect(200);
-    // A rejected request writes nothing.
-    call(
-        &app,
-        "PATCH",
-        &path,
-        Some(patch_body(
-            json!([{"op": "replace", "path": "active", "value": 7}]),
-        )),
-    )
-    .await
-    .expect(400);
+    for (attr, value, status) in [
+        ("title", json!("x"), 200),
+        ("active", json!(false), 200),
+        ("active", json!(true), 200),
+        // A rejected request writes nothing.
+        ("active", json!(7), 400),
+    ] {
+        let r = patch(
+            &app,
+            &path,
+            json!([{"op": "replace", "path": attr, "value": value}]),
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), status, "{attr} = {value}: {}", r.raw);
+        r.expect(status);
+    }
     delete(&app, TOKEN, &path).await.expect(204);
     let kinds: Vec<String> = events(&state)
         .into_iter()

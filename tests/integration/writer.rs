@@ -117,12 +117,7 @@ async fn a_batch_answers_each_write_as_if_it_ran_alone() {
     let groups = call(&app, "GET", "/scim/v2/Groups", None).await;
     assert_eq!(groups.body["totalResults"], 0);
     let users = call(&app, "GET", "/scim/v2/Users?sortBy=userName", None).await;
-    let names: Vec<&str> = users.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = strs(&users.body["Resources"], "userName");
     assert_eq!(names, ["alice", "new-1", "new-2", "taken"]);
     let a = call(&app, "GET", &format!("/scim/v2/Users/{alice}"), None).await;
     assert_eq!(a.body["title"], "Boss");
@@ -131,22 +126,14 @@ async fn a_batch_answers_each_write_as_if_it_ran_alone() {
         .await
         .expect(404);
     // A filter on the patched attribute finds the new value only (its index row rewritten).
-    let boss = call(
-        &app,
-        "GET",
-        "/scim/v2/Users?filter=title%20eq%20%22Boss%22",
-        None,
-    )
-    .await;
-    assert_eq!(boss.body["totalResults"], 1);
-    let stale = call(
-        &app,
-        "GET",
-        "/scim/v2/Users?filter=title%20co%20%22Stale%22",
-        None,
-    )
-    .await;
-    assert_eq!(stale.body["totalResults"], 0);
+    assert_eq!(
+        total(&app, "/scim/v2/Users?filter=title%20eq%20%22Boss%22").await,
+        1
+    );
+    assert_eq!(
+        total(&app, "/scim/v2/Users?filter=title%20co%20%22Stale%22").await,
+        0
+    );
 
     // The feed: the held writes' events only, numbered on from before, without a gap.
     let after = seqs(&data);
