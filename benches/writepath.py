@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Drives the write path of a running `scimitar serve` for profiling: N creates of the
-shared/bench user document, N PATCHes (active=false and title, as shared/bench sends), N
+"""Drives the write path of a running `scimitar serve` for profiling: N creates of a user
+document shaped like shared/bench's, N PATCHes (active=false and title, as shared/bench sends), N
 deletes, from C client threads. Prints each phase's ops/s and the server's CPU per op (from
 /proc/PID/stat, when --pid is given). With --callgrind, runs `callgrind_control --dump` after
 each phase and prints the instructions per op of that phase (the server started under
-`valgrind --tool=callgrind`): a figure that does not move with the machine's load.
+`valgrind --tool=callgrind`), in all and inside `Writer::write` (the write itself): the
+latter does not move with the machine's load (the total also counts background threads,
+whose work grows with the phase's wall time).
 
     python3 benches/writepath.py --url http://127.0.0.1:18190/scim/v2 --token T -n 300 \
         [--pid PID] [--callgrind | --perf PREFIX] [-c 1]
@@ -81,6 +83,17 @@ def callgrind_total(pid, label):
             return int(m.group(1)), path
         time.sleep(0.1)
     raise SystemExit(f"no totals in {path}")
+
+
+def in_writer(path):
+    """The instructions of a dump spent inside Writer::write (the write itself: its savepoint,
+    the change, the commit), which background threads and the machine's load do not move."""
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", path], check=True,
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if "scimitar::provisioning::writer::Writer::write [" in line:
+            return int(line.split()[0].replace(",", ""))
+    return 0
 
 
 def main():
@@ -163,7 +176,8 @@ def main():
             line += f"  server CPU {ms:6.2f} ms/op"
         if a.callgrind:
             ir, path = callgrind_total(a.pid, name)
-            line += f"  {ir / a.n / 1e6:8.3f} M instructions/op ({path})"
+            line += (f"  {ir / a.n / 1e6:6.3f} M instructions/op, "
+                     f"{in_writer(path) / a.n / 1e6:6.3f} M in Writer::write ({path})")
         print(line, flush=True)
 
 
