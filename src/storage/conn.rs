@@ -835,6 +835,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_connection_keeps_at_most_max_prepared_texts_and_no_unreusable_one() {
+        let kept = Prepared::default();
+        let nth = |i: usize| Sql::new(&format!("SELECT {i}"));
+        for i in 0..MAX_PREPARED {
+            assert!(kept.keep(&nth(i)), "text {i} is kept");
+        }
+        assert!(kept.keep(&nth(0)), "a kept text stays kept");
+        assert!(
+            !kept.keep(&nth(MAX_PREPARED)),
+            "one more is prepared per use"
+        );
+        let mut long = Sql::new("SELECT 1 WHERE a IN (");
+        long.bind_list((0..100).map(Bind::Int)).push(")");
+        assert!(
+            !Prepared::default().keep(&long),
+            "a long list is never kept"
+        );
+    }
+
+    #[test]
     fn url_scheme_picks_backend() {
         assert_eq!(
             DbUrl::parse("sqlite://x.db").unwrap().backend,

@@ -333,4 +333,27 @@ mod tests {
         assert_eq!(q.text(), "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)");
         assert_eq!(q.binds.len(), 4);
     }
+
+    #[test]
+    fn only_statements_with_short_lists_are_reusable() {
+        let short: Vec<i64> = (0..REUSABLE_LIST as i64).collect();
+        let long: Vec<i64> = (0..=REUSABLE_LIST as i64).collect();
+        let mut q = Sql::with("SELECT 1 WHERE a = ?", [Bind::Int(1)]);
+        assert!(q.reusable());
+        q.push(" AND b IN (")
+            .bind_list(short.iter().map(|n| Bind::Int(*n)));
+        assert!(q.reusable(), "a list of {} keeps it", short.len());
+        let mut q = Sql::new("SELECT 1 WHERE b IN (");
+        q.bind_list(long.iter().map(|n| Bind::Int(*n)));
+        assert!(!q.reusable(), "a list of {} does not", long.len());
+        let mut rows = Sql::new("INSERT INTO t (a) VALUES ");
+        rows.bind_rows(&long, |n| vec![Bind::Int(*n)]);
+        assert!(!rows.reusable(), "nor {} rows", long.len());
+        let mut joined = Sql::new("SELECT 1 WHERE ");
+        joined.append(rows);
+        assert!(
+            !joined.reusable(),
+            "nor a statement that takes such a fragment in"
+        );
+    }
 }
