@@ -262,7 +262,7 @@ where
             out.unsafe_to_cache_prepared();
         }
         // Our SQL never has `?` in literals: each `?` is the place of the next value.
-        let mut pieces = self.sql.text.split('?');
+        let mut pieces = Pieces(Some(&self.sql.text));
         out.push_sql(pieces.next().unwrap_or_default());
         for b in &self.sql.binds {
             match b {
@@ -285,6 +285,26 @@ where
             out.push_sql(piece);
         }
         Ok(())
+    }
+}
+
+/// The text between placeholders: `split('?')`, by bytes (a statement is walked three times
+/// per run, and `str::split`'s char searcher cost half of that).
+struct Pieces<'a>(Option<&'a str>);
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.0.take()?;
+        // `?` is ASCII: its index and the next one are char boundaries.
+        match rest.bytes().position(|b| b == b'?') {
+            Some(i) => {
+                self.0 = Some(&rest[i + 1..]);
+                Some(&rest[..i])
+            }
+            None => Some(rest),
+        }
     }
 }
 
@@ -324,6 +344,15 @@ mod tests {
             select("id", "roles", &t).text(),
             "SELECT id FROM roles WHERE tenant_id = ?"
         );
+    }
+
+    #[test]
+    fn pieces_are_the_text_between_placeholders() {
+        for text in ["", "?", "a", "a?", "?a", "a ? b ?? c", "é?ü?"] {
+            let ours: Vec<&str> = Pieces(Some(text)).collect();
+            let std: Vec<&str> = text.split('?').collect();
+            assert_eq!(ours, std, "{text:?}");
+        }
     }
 
     #[test]
