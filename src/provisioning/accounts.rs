@@ -321,7 +321,8 @@ impl Service {
     }
 
     /// Writes an account's new lifecycle and roles and announces what changed. `granted` is
-    /// what the rules give; only an active account holds roles.
+    /// what the rules give; only an active account holds roles. Says whether it wrote the
+    /// account (nothing changed: it did not).
     #[expect(
         clippy::too_many_arguments,
         reason = "the account, its change and the context"
@@ -336,7 +337,7 @@ impl Service {
         life: Life,
         announce: Option<Announce>,
         granted: Vec<String>,
-    ) -> Result<AccountRow> {
+    ) -> Result<(AccountRow, bool)> {
         let now = j.now;
         let granted: &[String] = if life.state == State::Active {
             &granted
@@ -348,7 +349,7 @@ impl Service {
         let roles_changed = previous_roles != roles || a.entitlements != ents;
         let state_changed = a.state != life.state || a.removal.map(|r| r.reason) != life.removal;
         if !is_new && !roles_changed && !state_changed && announce.is_none() {
-            return Ok(a);
+            return Ok((a, false));
         }
         a.state = life.state;
         a.removal = life.removal.map(|reason| Removal {
@@ -374,7 +375,7 @@ impl Service {
             let data = self.event_data(db, &a, Some(previous_roles))?;
             j.account("account.roles_changed", &a.id, &a.scim_id, &data)?;
         }
-        Ok(a)
+        Ok((a, true))
     }
 
     /// A new SCIM user: its account, in the user's transaction. Journals the SCIM event too
@@ -492,9 +493,11 @@ impl Service {
         // The user is gone: a flagged account keeps the roles it had until confirmed.
         let granted = role_ids(&a);
         a.user_pk = None;
-        // Written even when nothing else changes: the user link is gone.
-        stored::update(db, &j.tenant, &a)?;
-        self.settle(db, &ctx, j, a, false, life, ann, granted)?;
+        let (a, written) = self.settle(db, &ctx, j, a, false, life, ann, granted)?;
+        if !written {
+            // Written even when nothing else changes: the user link is gone.
+            stored::update(db, &j.tenant, &a)?;
+        }
         Ok(())
     }
 
@@ -581,5 +584,6 @@ impl Service {
             removal: None,
         };
         self.settle(db, &ctx, j, a, false, life, Some(announce), granted)
+            .map(|(a, _)| a)
     }
 }

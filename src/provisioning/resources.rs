@@ -687,12 +687,11 @@ impl Service {
     fn delete_in(&self, db: &mut Db<'_>, j: &mut Journal, p: &Principal, t: &Target) -> Result<()> {
         let (rt, id) = (t.rt, t.id.as_str());
         let now = now_micros();
-        let row =
-            resources::get(db, &p.tenant, rt, id, Lock::None)?.ok_or_else(|| not_found(rt, id))?;
         // Lock order on Postgres: the groups it is in (pk order), then the row itself, the
         // same order as a membership change (group, then its members' keys), so a delete and
-        // a PUT of one of its groups cannot deadlock.
-        let groups = members::groups_containing(db, &p.tenant, row.pk)?;
+        // a PUT of one of its groups cannot deadlock. (A resource no group holds, or none of
+        // this id, has no groups; `locked` then finds it, or answers 404.)
+        let groups = members::groups_containing(db, &p.tenant, id)?;
         let row = self.locked(db, p, t, Lock::Delete)?;
         for g in groups {
             resources::touch(db, &p.tenant, g.pk, g.version, now)?;

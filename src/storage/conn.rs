@@ -15,7 +15,7 @@ use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 
 use super::dialect::{self, Backend};
-use super::sql::{pg_query, sqlite_query, Bind, Sql};
+use super::sql::{Bind, Sql, Stmt};
 use super::watch::{self, Stop, Target, Watch};
 use super::{StorageError, StoreResult};
 use crate::config::SqliteSync;
@@ -72,6 +72,8 @@ pub struct Conn {
     held: Option<Held>,
     /// SQLite: the database file, as its URL names it (readiness looks at it).
     file: Option<std::path::PathBuf>,
+    /// The statements it keeps prepared (see `Db::keep_prepared`).
+    prepared: Prepared,
     /// Declared last so it is dropped after the connection, whose SQLite handlers point to it.
     watch: Arc<Watch>,
 }
@@ -161,6 +163,30 @@ struct Shared<'a> {
     broken: &'a Cell<bool>,
     watch: &'a Watch,
     timeout: Option<Duration>,
+    prepared: &'a Prepared,
+}
+
+/// The texts (by hash) of the statements a connection keeps prepared: diesel keeps every
+/// statement it is told to cache for the connection's life, so only `Sql::reusable` ones are,
+/// and at most `MAX_PREPARED` of them (the first met; later texts are prepared per use).
+#[derive(Default)]
+struct Prepared(std::cell::RefCell<std::collections::HashSet<u64>>);
+
+/// Statements a connection keeps prepared at most: the write path's and the front door's
+/// are a few dozen.
+const MAX_PREPARED: usize = 256;
+
+impl Prepared {
+    fn keep(&self, sql: &Sql) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        if !sql.reusable() {
+            return false;
+        }
+        let key = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(sql.text());
+        let mut kept = self.0.borrow_mut();
+        kept.contains(&key) || (kept.len() < MAX_PREPARED && kept.insert(key))
+    }
 }
 
 /// The message of the error a statement stopped by its deadline fails with (see `stopped`).
@@ -263,6 +289,7 @@ impl Conn {
             pg_target,
             held: None,
             file,
+            prepared: Prepared::default(),
             watch,
         })
     }
@@ -287,6 +314,7 @@ impl Conn {
             broken: &self.broken,
             watch: &self.watch,
             timeout: self.timeout,
+            prepared: &self.prepared,
         };
         (&mut self.inner, s)
     }
@@ -583,9 +611,10 @@ impl<'a> Db<'a> {
     }
 
     pub fn execute(&mut self, sql: &Sql) -> diesel::QueryResult<usize> {
+        let keep = self.s.prepared.keep(sql);
         self.run(
-            |c| sqlite_query(sql).execute(c),
-            |c| pg_query(sql).execute(c),
+            |c| Stmt::new(sql, keep).execute(c),
+            |c| Stmt::new(sql, keep).execute(c),
         )
     }
 
@@ -593,7 +622,11 @@ impl<'a> Db<'a> {
     where
         T: QueryableByName<Sqlite> + QueryableByName<Pg> + 'static,
     {
-        self.run(|c| sqlite_query(sql).load(c), |c| pg_query(sql).load(c))
+        let keep = self.s.prepared.keep(sql);
+        self.run(
+            |c| Stmt::new(sql, keep).load(c),
+            |c| Stmt::new(sql, keep).load(c),
+        )
     }
 
     /// Runs a statement on the backend this is (SQLite or Postgres) under the statement
@@ -801,6 +834,26 @@ pub fn refresh_statistics(db: &mut Db<'_>) -> StoreResult<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_keeps_at_most_max_prepared_texts_and_no_unreusable_one() {
+        let kept = Prepared::default();
+        let nth = |i: usize| Sql::new(&format!("SELECT {i}"));
+        for i in 0..MAX_PREPARED {
+            assert!(kept.keep(&nth(i)), "text {i} is kept");
+        }
+        assert!(kept.keep(&nth(0)), "a kept text stays kept");
+        assert!(
+            !kept.keep(&nth(MAX_PREPARED)),
+            "one more is prepared per use"
+        );
+        let mut long = Sql::new("SELECT 1 WHERE a IN (");
+        long.bind_list((0..100).map(Bind::Int)).push(")");
+        assert!(
+            !Prepared::default().keep(&long),
+            "a long list is never kept"
+        );
+    }
 
     #[test]
     fn url_scheme_picks_backend() {

@@ -134,17 +134,22 @@ pub fn refs_of(db: &mut Db<'_>, rt: Rtype, pks: &[i64]) -> StoreResult<HashMap<i
     Ok(out)
 }
 
-/// Version rows of the groups that contain `member_pk`, locked in pk order (so concurrent
-/// deletes and membership changes always lock groups in the same order).
+/// Version rows of the groups that contain the resource `member_id`, locked in pk order (so
+/// concurrent deletes and membership changes always lock groups in the same order).
 pub fn groups_containing(
     db: &mut Db<'_>,
     tenant: &TenantId,
-    member_pk: i64,
+    member_id: &str,
 ) -> StoreResult<Vec<ResourceRow>> {
+    if member_id.contains('\0') {
+        // No id holds U+0000 (and Postgres text cannot carry it): no such member.
+        return Ok(Vec::new());
+    }
     let mut q = select(RESOURCE_COLUMNS, "resources r", tenant);
     q.and(
-        " AND r.pk IN (SELECT group_pk FROM members WHERE member_pk = ?) ORDER BY r.pk",
-        [Bind::Int(member_pk)],
+        " AND r.pk IN (SELECT m.group_pk FROM members m JOIN resources u ON u.pk = m.member_pk \
+         WHERE u.tenant_id = ? AND u.id = ?) ORDER BY r.pk",
+        [Bind::tenant(tenant), Bind::text(member_id)],
     )
     .push(db.backend().lock(Lock::Update));
     Ok(db.load(&q)?)

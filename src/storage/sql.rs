@@ -4,11 +4,13 @@
 
 use diesel::backend::Backend as DieselBackend;
 use diesel::pg::Pg;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, Bool, Double, HasSqlType, Integer, Nullable, Text};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Double, HasSqlType, Integer, Nullable, Text, Untyped,
+};
 use diesel::sqlite::Sqlite;
-use diesel::QueryableByName;
+use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 
 use super::TenantId;
 
@@ -48,17 +50,31 @@ pub enum PgArray {
 }
 
 /// SQL text with `?` placeholders and the values bound to them, in order.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Sql {
     text: String,
     binds: Vec<Bind>,
+    /// Whether its text is one of few that recur, so that a connection may keep it prepared
+    /// (see `Db::run`): false once a list of values of any length is spliced in.
+    reusable: bool,
 }
+
+impl Default for Sql {
+    fn default() -> Sql {
+        Sql::new("")
+    }
+}
+
+/// Rows or values a list may hold for its statement to stay `reusable`: a statement's texts
+/// then differ only in up to this many list lengths.
+const REUSABLE_LIST: usize = 32;
 
 impl Sql {
     pub fn new(text: &str) -> Sql {
         Sql {
             text: text.to_string(),
             binds: Vec::new(),
+            reusable: true,
         }
     }
 
@@ -67,6 +83,7 @@ impl Sql {
         Sql {
             text: text.to_string(),
             binds: values.into(),
+            reusable: true,
         }
     }
 
@@ -94,17 +111,21 @@ impl Sql {
     pub fn append(&mut self, other: Sql) -> &mut Sql {
         self.text.push_str(&other.text);
         self.binds.extend(other.binds);
+        self.reusable &= other.reusable;
         self
     }
 
     /// Appends `?, ?, ?` for each value.
     pub fn bind_list(&mut self, values: impl IntoIterator<Item = Bind>) -> &mut Sql {
+        let mut n = 0;
         for (i, v) in values.into_iter().enumerate() {
             if i > 0 {
                 self.text.push_str(", ");
             }
             self.bind(v);
+            n += 1;
         }
+        self.reusable &= n <= REUSABLE_LIST;
         self
     }
 
@@ -119,6 +140,7 @@ impl Sql {
             self.bind_list(row(item));
             self.text.push(')');
         }
+        self.reusable &= items.len() <= REUSABLE_LIST;
         self
     }
 
@@ -126,20 +148,9 @@ impl Sql {
         &self.text
     }
 
-    /// The text for Postgres: `?` becomes `$1`, `$2`, ... (our SQL never has `?` in literals).
-    pub(super) fn numbered(&self) -> String {
-        let mut out = String::with_capacity(self.text.len() + 16);
-        let mut n = 0;
-        for ch in self.text.chars() {
-            if ch == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(ch);
-            }
-        }
-        out
+    /// Whether a connection may keep this statement prepared (see `reusable`).
+    pub(super) fn reusable(&self) -> bool {
+        self.reusable
     }
 }
 
@@ -180,18 +191,61 @@ pub(crate) struct Count {
     pub n: i64,
 }
 
-/// Binds every value with its SQL type; generic so both backends share it. Array values go
-/// through `arrays`, which only Postgres implements.
-fn bind_all<DB>(
-    mut q: BoxedSqlQuery<'static, DB, SqlQuery>,
-    binds: &[Bind],
-    arrays: impl Fn(
-        BoxedSqlQuery<'static, DB, SqlQuery>,
-        PgArray,
-    ) -> BoxedSqlQuery<'static, DB, SqlQuery>,
-) -> BoxedSqlQuery<'static, DB, SqlQuery>
+/// A statement as diesel runs it: its text and its values, bound by reference (diesel writes
+/// each placeholder: `?` on SQLite, `$1`, `$2`, ... on Postgres). diesel keeps a statement
+/// prepared on its connection, keyed by its text, when `cache` is set (`Db::run` decides);
+/// otherwise it is prepared for this one use, as `diesel::sql_query` always is.
+pub(super) struct Stmt<'a> {
+    sql: &'a Sql,
+    cache: bool,
+}
+
+impl<'a> Stmt<'a> {
+    pub(super) fn new(sql: &'a Sql, cache: bool) -> Stmt<'a> {
+        Stmt { sql, cache }
+    }
+}
+
+impl QueryId for Stmt<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Stmt<'_> {
+    type SqlType = Untyped;
+}
+
+impl<C> RunQueryDsl<C> for Stmt<'_> {}
+
+/// How a backend binds array values: only Postgres has them.
+pub(super) trait BindArrays: DieselBackend + Sized {
+    fn push_array<'b>(out: &mut AstPass<'_, 'b, Self>, a: &'b PgArray) -> QueryResult<()>;
+}
+
+impl BindArrays for Sqlite {
+    fn push_array<'b>(out: &mut AstPass<'_, 'b, Self>, _: &'b PgArray) -> QueryResult<()> {
+        // Arrays are never built for SQLite; one would leave its placeholder unbound (never a
+        // panic).
+        out.push_sql("?");
+        Ok(())
+    }
+}
+
+impl BindArrays for Pg {
+    fn push_array<'b>(out: &mut AstPass<'_, 'b, Self>, a: &'b PgArray) -> QueryResult<()> {
+        match a {
+            PgArray::Int(v) => out.push_bind_param::<Array<BigInt>, _>(v),
+            PgArray::I32(v) => out.push_bind_param::<Array<Integer>, _>(v),
+            PgArray::OptText(v) => out.push_bind_param::<Array<Nullable<Text>>, _>(v),
+            PgArray::OptFloat(v) => out.push_bind_param::<Array<Nullable<Double>>, _>(v),
+        }
+    }
+}
+
+/// Binds every value with its SQL type; generic so both backends share it.
+impl<DB> QueryFragment<DB> for Stmt<'_>
 where
-    DB: DieselBackend
+    DB: BindArrays
         + HasSqlType<Text>
         + HasSqlType<BigInt>
         + HasSqlType<Double>
@@ -203,45 +257,55 @@ where
     bool: ToSql<Bool, DB>,
     i32: ToSql<Integer, DB>,
 {
-    for b in binds {
-        q = match b.clone() {
-            Bind::Text(v) => q.bind::<Text, _>(v),
-            Bind::OptText(v) => q.bind::<Nullable<Text>, _>(v),
-            Bind::Int(v) => q.bind::<BigInt, _>(v),
-            Bind::OptInt(v) => q.bind::<Nullable<BigInt>, _>(v),
-            Bind::Float(v) => q.bind::<Double, _>(v),
-            Bind::OptFloat(v) => q.bind::<Nullable<Double>, _>(v),
-            Bind::Bool(v) => q.bind::<Bool, _>(v),
-            Bind::OptBool(v) => q.bind::<Nullable<Bool>, _>(v),
-            Bind::I32(v) => q.bind::<Integer, _>(v),
-            Bind::PgArray(a) => arrays(q, a),
-        };
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if !self.cache {
+            out.unsafe_to_cache_prepared();
+        }
+        // Our SQL never has `?` in literals: each `?` is the place of the next value.
+        let mut pieces = Pieces(Some(&self.sql.text));
+        out.push_sql(pieces.next().unwrap_or_default());
+        for b in &self.sql.binds {
+            match b {
+                Bind::Text(v) => out.push_bind_param::<Text, _>(v)?,
+                Bind::OptText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
+                Bind::Int(v) => out.push_bind_param::<BigInt, _>(v)?,
+                Bind::OptInt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
+                Bind::Float(v) => out.push_bind_param::<Double, _>(v)?,
+                Bind::OptFloat(v) => out.push_bind_param::<Nullable<Double>, _>(v)?,
+                Bind::Bool(v) => out.push_bind_param::<Bool, _>(v)?,
+                Bind::OptBool(v) => out.push_bind_param::<Nullable<Bool>, _>(v)?,
+                Bind::I32(v) => out.push_bind_param::<Integer, _>(v)?,
+                Bind::PgArray(a) => DB::push_array(&mut out, a)?,
+            }
+            out.push_sql(pieces.next().unwrap_or_default());
+        }
+        // More places than values: left unbound, as the database reports them.
+        for piece in pieces {
+            out.push_sql("?");
+            out.push_sql(piece);
+        }
+        Ok(())
     }
-    q
 }
 
-pub(super) fn sqlite_query(sql: &Sql) -> BoxedSqlQuery<'static, Sqlite, SqlQuery> {
-    // Arrays are never built for SQLite; one would leave a placeholder unbound, which SQLite
-    // reports as an error (never a panic).
-    bind_all(
-        diesel::sql_query(sql.text.clone()).into_boxed::<Sqlite>(),
-        &sql.binds,
-        |q, _| q,
-    )
-}
+/// The text between placeholders: `split('?')`, by bytes (a statement is walked three times
+/// per run, and `str::split`'s char searcher cost half of that).
+struct Pieces<'a>(Option<&'a str>);
 
-pub(super) fn pg_query(sql: &Sql) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
-    use diesel::sql_types::Array;
-    bind_all(
-        diesel::sql_query(sql.numbered()).into_boxed::<Pg>(),
-        &sql.binds,
-        |q, a| match a {
-            PgArray::Int(v) => q.bind::<Array<BigInt>, _>(v),
-            PgArray::I32(v) => q.bind::<Array<Integer>, _>(v),
-            PgArray::OptText(v) => q.bind::<Array<Nullable<Text>>, _>(v),
-            PgArray::OptFloat(v) => q.bind::<Array<Nullable<Double>>, _>(v),
-        },
-    )
+impl<'a> Iterator for Pieces<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.0.take()?;
+        // `?` is ASCII: its index and the next one are char boundaries.
+        match rest.bytes().position(|b| b == b'?') {
+            Some(i) => {
+                self.0 = Some(&rest[i + 1..]);
+                Some(&rest[..i])
+            }
+            None => Some(rest),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -253,7 +317,16 @@ mod tests {
         let mut q = Sql::new("SELECT 1 WHERE a = ");
         q.bind(Bind::Int(1)).push(" AND b IN (");
         q.bind_list([Bind::Int(2), Bind::Int(3)]).push(")");
-        assert_eq!(q.numbered(), "SELECT 1 WHERE a = $1 AND b IN ($2, $3)");
+        let pg = diesel::debug_query::<Pg, _>(&Stmt::new(&q, true)).to_string();
+        assert!(
+            pg.starts_with("SELECT 1 WHERE a = $1 AND b IN ($2, $3) -- binds: [1, 2, 3]"),
+            "{pg}"
+        );
+        let sqlite = diesel::debug_query::<Sqlite, _>(&Stmt::new(&q, true)).to_string();
+        assert!(
+            sqlite.starts_with("SELECT 1 WHERE a = ? AND b IN (?, ?) -- binds: [1, 2, 3]"),
+            "{sqlite}"
+        );
         assert_eq!(q.text(), "SELECT 1 WHERE a = ? AND b IN (?, ?)");
     }
 
@@ -274,10 +347,42 @@ mod tests {
     }
 
     #[test]
+    fn pieces_are_the_text_between_placeholders() {
+        for text in ["", "?", "a", "a?", "?a", "a ? b ?? c", "é?ü?"] {
+            let ours: Vec<&str> = Pieces(Some(text)).collect();
+            let std: Vec<&str> = text.split('?').collect();
+            assert_eq!(ours, std, "{text:?}");
+        }
+    }
+
+    #[test]
     fn rows_of_binds() {
         let mut q = Sql::new("INSERT INTO t (a, b) VALUES ");
         q.bind_rows(&[1, 2], |n| vec![Bind::Int(*n), Bind::Int(n * 10)]);
         assert_eq!(q.text(), "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)");
         assert_eq!(q.binds.len(), 4);
+    }
+
+    #[test]
+    fn only_statements_with_short_lists_are_reusable() {
+        let short: Vec<i64> = (0..REUSABLE_LIST as i64).collect();
+        let long: Vec<i64> = (0..=REUSABLE_LIST as i64).collect();
+        let mut q = Sql::with("SELECT 1 WHERE a = ?", [Bind::Int(1)]);
+        assert!(q.reusable());
+        q.push(" AND b IN (")
+            .bind_list(short.iter().map(|n| Bind::Int(*n)));
+        assert!(q.reusable(), "a list of {} keeps it", short.len());
+        let mut q = Sql::new("SELECT 1 WHERE b IN (");
+        q.bind_list(long.iter().map(|n| Bind::Int(*n)));
+        assert!(!q.reusable(), "a list of {} does not", long.len());
+        let mut rows = Sql::new("INSERT INTO t (a) VALUES ");
+        rows.bind_rows(&long, |n| vec![Bind::Int(*n)]);
+        assert!(!rows.reusable(), "nor {} rows", long.len());
+        let mut joined = Sql::new("SELECT 1 WHERE ");
+        joined.append(rows);
+        assert!(
+            !joined.reusable(),
+            "nor a statement that takes such a fragment in"
+        );
     }
 }
