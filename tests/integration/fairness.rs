@@ -404,14 +404,15 @@ async fn a_busy_tenant_past_its_share_gets_429_and_another_tenant_does_not() {
         assert!(Instant::now() < deadline, "the write never started");
         actix_web::rt::time::sleep(Duration::from_millis(10)).await;
     }
-    // Its queue (4 per slot) fills up.
-    let queued: Vec<_> = (0..4)
+    // Its queue (QUEUE_PER_SLOT per slot) fills up.
+    let full = scimitar::http::admission::QUEUE_PER_SLOT;
+    let queued: Vec<_> = (0..full)
         .map(|_| {
             let w = app.clone();
             actix_web::rt::spawn(async move { send(&*w, spc(TOKEN)).await.status })
         })
         .collect();
-    while state.admission.waiting(&tenant) < 4 {
+    while state.admission.waiting(&tenant) < full {
         assert!(Instant::now() < deadline, "the queue never filled");
         actix_web::rt::time::sleep(Duration::from_millis(10)).await;
     }
