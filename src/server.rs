@@ -90,8 +90,11 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             .map(|l| Arc::new(http::ratelimit::RateLimiter::new(l))),
         session_cookies: http::front::SessionCookies::for_base_url(&args.base_url()),
         sign_in: http::session::SignInGuard::new(&args.base_url(), args.admin_sign_in_limit),
-        admission: Arc::new(http::admission::Admission::new(
+        admission: Arc::new(http::admission::Admission::with_low_priority(
             args.tenant_max_concurrency.unwrap_or(half_pool),
+            args.tenant_low_priority_after,
+            // No more requests run at once than there are connections.
+            args.db.db_pool_size as usize,
         )),
         ops: http::ops::Ops {
             log_unredacted: args.ops.log_unredacted,

@@ -4,8 +4,17 @@
 //! queue (without a database connection) for one of the tenant's requests to end; when the
 //! queue is full or the wait runs out it is answered 429 with `Retry-After`. Other tenants
 //! are not affected. Counted in this process.
+//!
+//! CPU priority: a request admitted while its tenant already runs
+//! `--tenant-low-priority-after` others of its own (a tenant over its fair share) runs its use
+//! case on a low-priority thread (`LowPool`, nice +`LOW_NICE` on Linux), so the cores go first
+//! to tenants with fewer requests in flight; the heavy tenant still gets every idle cycle. An
+//! unprivileged process cannot raise a thread's priority back, so those threads are a pool of
+//! their own, made at start, and never run anything else.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -19,12 +28,18 @@ pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
 pub const QUEUE_PER_SLOT: usize = 16;
 /// `Retry-After` (seconds) of a request its tenant's share turned away.
 pub const RETRY_AFTER: u64 = 1;
+/// How much lower (in nice steps) the low-priority threads run: a thread at nice +10 gets
+/// about a tenth of the CPU time of a thread at nice 0 that wants it too.
+pub const LOW_NICE: i32 = 10;
 
 /// The requests in flight and waiting per tenant.
 pub struct Admission {
     max: usize,
     state: Mutex<HashMap<TenantId, Count>>,
     freed: Condvar,
+    /// A request admitted while its tenant runs this many others runs on `low` (0: never).
+    low_after: usize,
+    low: Option<LowPool>,
 }
 
 #[derive(Default)]
@@ -37,10 +52,35 @@ impl Admission {
     /// At most `max` requests of one tenant at once (at least 1), and `QUEUE_PER_SLOT` times
     /// as many waiting.
     pub fn new(max: usize) -> Admission {
+        Admission::with_low_priority(max, 0, 0)
+    }
+
+    /// `new`, and a request admitted while its tenant runs `after` others of its own (0: never)
+    /// runs on one of `threads` low-priority threads (made here; none: no priority change).
+    pub fn with_low_priority(max: usize, after: usize, threads: usize) -> Admission {
+        let low = (after > 0 && threads > 0)
+            .then(|| LowPool::start(threads))
+            .flatten();
         Admission {
             max: max.max(1),
             state: Mutex::default(),
             freed: Condvar::new(),
+            low_after: after,
+            low,
+        }
+    }
+
+    /// Runs `job` for the request holding `slot` and waits for it (blocking: call it off the
+    /// async executor): on a low-priority thread when its tenant ran `low_after` others as it
+    /// was admitted, else on this thread. Err when the job panicked on the low-priority thread.
+    pub fn run<R, J>(&self, slot: &Slot, job: J) -> Result<R, Lost>
+    where
+        R: Send + 'static,
+        J: FnOnce() -> R + Send + 'static,
+    {
+        match &self.low {
+            Some(low) if self.low_after > 0 && slot.others >= self.low_after => low.run(job),
+            _ => Ok(job()),
         }
     }
 
@@ -66,7 +106,7 @@ impl Admission {
         let c = s.entry(tenant.clone()).or_default();
         (c.running < self.max).then(|| {
             c.running += 1;
-            self.slot(tenant)
+            self.slot(tenant, c.running - 1)
         })
     }
 
@@ -79,7 +119,7 @@ impl Admission {
             let c = s.entry(tenant.clone()).or_default();
             if c.running < self.max {
                 c.running += 1;
-                return Some(self.slot(tenant));
+                return Some(self.slot(tenant, c.running - 1));
             }
             if c.waiting >= self.max * QUEUE_PER_SLOT {
                 return None;
@@ -92,7 +132,7 @@ impl Admission {
             if c.running < self.max {
                 c.waiting -= 1;
                 c.running += 1;
-                return Some(self.slot(tenant));
+                return Some(self.slot(tenant, c.running - 1));
             }
             if now >= until {
                 c.waiting -= 1;
@@ -106,10 +146,11 @@ impl Admission {
         }
     }
 
-    fn slot(self: &Arc<Self>, tenant: &TenantId) -> Slot {
+    fn slot(self: &Arc<Self>, tenant: &TenantId, others: usize) -> Slot {
         Slot {
             admission: self.clone(),
             tenant: tenant.clone(),
+            others,
         }
     }
 }
@@ -118,6 +159,8 @@ impl Admission {
 pub struct Slot {
     admission: Arc<Admission>,
     tenant: TenantId,
+    /// How many other requests of the tenant ran when this one was admitted.
+    others: usize,
 }
 
 impl Drop for Slot {
@@ -138,6 +181,116 @@ impl Drop for Slot {
             a.freed.notify_all();
         }
     }
+}
+
+/// A job given to the low-priority threads ended without an answer (it panicked).
+#[derive(Debug)]
+pub struct Lost;
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a request's job on a low-priority thread ended without an answer")
+    }
+}
+
+impl std::error::Error for Lost {}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The low-priority threads: each lowers its own priority once, at start, then runs jobs.
+struct LowPool {
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+impl LowPool {
+    /// `threads` threads; None (no priority change) when none could be made.
+    fn start(threads: usize) -> Option<LowPool> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut made = 0;
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("low-priority-{i}"))
+                .spawn(move || {
+                    if let Err(e) = lower_priority(LOW_NICE) {
+                        log::warn!("a low-priority thread keeps its priority: {e}");
+                    }
+                    loop {
+                        let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        match job {
+                            // A panic ends the job (its caller sees `Lost`), not the thread.
+                            Ok(job) => drop(catch_unwind(AssertUnwindSafe(job))),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            match spawned {
+                Ok(_) => made += 1,
+                Err(e) => log::warn!("cannot start a low-priority thread: {e}"),
+            }
+        }
+        (made > 0).then(|| LowPool {
+            jobs: Mutex::new(tx),
+        })
+    }
+
+    /// Runs `job` on one of the threads and waits for its answer.
+    fn run<R, J>(&self, job: J) -> Result<R, Lost>
+    where
+        R: Send + 'static,
+        J: FnOnce() -> R + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            // The waiter is there until the answer comes: nothing to do when it is not.
+            let _ = tx.send(job());
+        });
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(job);
+        if let Err(mpsc::SendError(job)) = sent {
+            // No thread left to take it: run it here.
+            job();
+        }
+        rx.recv().map_err(|_| Lost)
+    }
+}
+
+/// Lowers the calling thread's CPU priority by `steps` nice steps (at most to 19).
+#[cfg(target_os = "linux")]
+fn lower_priority(steps: i32) -> std::io::Result<()> {
+    // On Linux a priority is a thread's own: PRIO_PROCESS with a thread id sets that thread.
+    // SAFETY: system calls on the calling thread's id, no memory passed.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+    // SAFETY: as above; errno is this thread's own.
+    unsafe { *libc::__errno_location() = 0 };
+    let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+    if now == -1 && std::io::Error::last_os_error().raw_os_error() != Some(0) {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, (now + steps).min(19)) };
+    if r == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority(_steps: i32) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// The calling thread's nice value (Linux: from /proc/thread-self/stat), for tests.
+#[cfg(target_os = "linux")]
+pub fn thread_nice() -> Option<i32> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // After the command name in parentheses: state is field 3, nice field 19.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(16)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -162,5 +315,57 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         drop(s1);
         assert!(waiter.join().unwrap());
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod low_priority_tests {
+    use super::*;
+
+    /// The nice value `run` ran a job at, for the request holding `slot`.
+    fn nice_of(a: &Admission, slot: &Slot) -> i32 {
+        a.run(slot, thread_nice).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_request_with_others_of_its_tenant_in_flight_runs_at_low_priority() {
+        let here = thread_nice().unwrap();
+        let low = (here + LOW_NICE).min(19);
+        let a = Arc::new(Admission::with_low_priority(4, 1, 2));
+        let (t1, t2) = (TenantId::from("a"), TenantId::from("b"));
+        let first = a.try_admit(&t1).unwrap();
+        let second = a.try_admit(&t1).unwrap();
+        let other = a.try_admit(&t2).unwrap();
+        assert_eq!(nice_of(&a, &first), here);
+        assert_eq!(nice_of(&a, &second), low);
+        // Another tenant's one request keeps its priority.
+        assert_eq!(nice_of(&a, &other), here);
+        // Past the share, a waiter admitted after others ended runs by what it found then.
+        drop(first);
+        let third = a.admit(&t1, Duration::ZERO).unwrap();
+        assert_eq!(nice_of(&a, &third), low);
+        drop((second, third));
+        assert_eq!(nice_of(&a, &a.try_admit(&t1).unwrap()), here);
+    }
+
+    #[test]
+    fn off_runs_everything_at_the_callers_priority() {
+        let here = thread_nice().unwrap();
+        let a = Arc::new(Admission::with_low_priority(4, 0, 2));
+        let t = TenantId::from("a");
+        let slots: Vec<_> = (0..4).map(|_| a.try_admit(&t).unwrap()).collect();
+        for s in &slots {
+            assert_eq!(nice_of(&a, s), here);
+        }
+    }
+
+    #[test]
+    fn a_panicking_job_is_lost_and_the_thread_lives_on() {
+        let a = Arc::new(Admission::with_low_priority(4, 1, 1));
+        let t = TenantId::from("a");
+        let _first = a.try_admit(&t).unwrap();
+        let second = a.try_admit(&t).unwrap();
+        assert!(a.run(&second, || panic!("job")).is_err());
+        assert_eq!(a.run(&second, || 7).unwrap(), 7);
     }
 }

@@ -189,6 +189,8 @@ enum Refused {
     /// A state change with the session cookie lacks the session's CSRF token.
     Csrf,
     UseCase(provisioning::Error),
+    /// The use case ended without an answer on a low-priority thread.
+    Lost(admission::Lost),
 }
 
 impl From<provisioning::Error> for Refused {
@@ -246,6 +248,7 @@ impl From<Refused> for ApiError {
                  session's CSRF token in the X-CSRF-Token header",
             ),
             Refused::UseCase(e) => ApiError::from(e),
+            Refused::Lost(e) => ApiError::internal(&e),
         }
     }
 }
@@ -335,7 +338,7 @@ where
                 return Err(Refused::NotAdmin);
             }
             // The tenant's share: past it, wait for a slot without holding a connection.
-            let (_slot, mut conn, _attached) = match admission.try_admit(&p.tenant) {
+            let (slot, mut conn, _attached) = match admission.try_admit(&p.tenant) {
                 Some(slot) => (slot, conn, attached),
                 None => {
                     drop(attached);
@@ -348,7 +351,11 @@ where
                     (slot, conn, attached)
                 }
             };
-            Ok(f(&svc, &mut conn, &p)?)
+            // Over its share of the cores: at low priority (see `admission`).
+            let svc = svc.clone();
+            Ok(admission
+                .run(&slot, move || f(&svc, &mut conn, &p))
+                .map_err(Refused::Lost)??)
         })();
         (who, outcome)
     })
