@@ -31,7 +31,8 @@ use scimitar::storage::{self, TenantId};
 pub const TOKEN: &str = "test-token";
 
 /// `NAME = "dir/file"` declares `const NAME: &str`, the text of `tests/fixtures/dir/file`
-/// (read at build time), for each pair.
+/// (read at build time), for each pair. (Not every test binary that includes `common` uses it.)
+#[allow(unused_macros)]
 macro_rules! fixtures {
     ($($(#[$doc:meta])* $name:ident = $file:literal),* $(,)?) => {
         $($(#[$doc])* const $name: &str = include_str!(concat!(
