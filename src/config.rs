@@ -338,7 +338,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SCIMITAR_TENANT_MAX_CONCURRENCY")]
     pub tenant_max_concurrency: Option<usize>,
 
-    /// A request admitted while its tenant already runs this many others runs at low CPU
+    /// A read (GET/HEAD) admitted while its tenant already runs this many others runs at low CPU
     /// priority (Linux: nice +10, on a pool of its own), so tenants with fewer requests in
     /// flight get the cores first; 0: off.
     #[arg(long, env = "SCIMITAR_TENANT_LOW_PRIORITY_AFTER", default_value_t = 1)]

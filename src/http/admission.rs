@@ -71,15 +71,20 @@ impl Admission {
     }
 
     /// Runs `job` for the request holding `slot` and waits for it (blocking: call it off the
-    /// async executor): on a low-priority thread when its tenant ran `low_after` others as it
-    /// was admitted, else on this thread. Err when the job panicked on the low-priority thread.
-    pub fn run<R, J>(&self, slot: &Slot, job: J) -> Result<R, Lost>
+    /// async executor): on a low-priority thread when it only `reads` and its tenant ran
+    /// `low_after` others as it was admitted, else on this thread. Writes keep their priority:
+    /// a write may lead a batch or hold SQLite's write lock for other tenants' writes, which
+    /// must not wait for a deprioritised thread. Err when the job panicked on the
+    /// low-priority thread.
+    pub fn run<R, J>(&self, slot: &Slot, reads: bool, job: J) -> Result<R, Lost>
     where
         R: Send + 'static,
         J: FnOnce() -> R + Send + 'static,
     {
         match &self.low {
-            Some(low) if self.low_after > 0 && slot.others >= self.low_after => low.run(job),
+            Some(low) if reads && self.low_after > 0 && slot.others >= self.low_after => {
+                low.run(job)
+            }
             _ => Ok(job()),
         }
     }
@@ -324,7 +329,7 @@ mod low_priority_tests {
 
     /// The nice value `run` ran a job at, for the request holding `slot`.
     fn nice_of(a: &Admission, slot: &Slot) -> i32 {
-        a.run(slot, thread_nice).unwrap().unwrap()
+        a.run(slot, true, thread_nice).unwrap().unwrap()
     }
 
     #[test]
@@ -340,6 +345,8 @@ mod low_priority_tests {
         assert_eq!(nice_of(&a, &second), low);
         // Another tenant's one request keeps its priority.
         assert_eq!(nice_of(&a, &other), here);
+        // A write keeps its priority (it may hold the write lock for other tenants' writes).
+        assert_eq!(a.run(&second, false, thread_nice).unwrap().unwrap(), here);
         // Past the share, a waiter admitted after others ended runs by what it found then.
         drop(first);
         let third = a.admit(&t1, Duration::ZERO).unwrap();
@@ -365,7 +372,7 @@ mod low_priority_tests {
         let t = TenantId::from("a");
         let _first = a.try_admit(&t).unwrap();
         let second = a.try_admit(&t).unwrap();
-        assert!(a.run(&second, || panic!("job")).is_err());
-        assert_eq!(a.run(&second, || 7).unwrap(), 7);
+        assert!(a.run(&second, true, || panic!("job")).is_err());
+        assert_eq!(a.run(&second, true, || 7).unwrap(), 7);
     }
 }

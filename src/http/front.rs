@@ -35,14 +35,24 @@ use crate::storage::{StorageError, TenantId};
 
 /// The bearer credential of a request, as sent (checked in `enter`). No credential is 401
 /// before anything else.
-pub struct Bearer(String);
+pub struct Bearer(String, Reads);
+
+/// Whether the request only reads (GET or HEAD): only such requests may run at low priority
+/// (`admission::Admission::run`).
+#[derive(Clone, Copy)]
+struct Reads(bool);
 
 impl FromRequest for Bearer {
     type Error = ApiError;
     type Future = Ready<Result<Bearer, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(bearer(req).map(Bearer).ok_or(AuthError::Missing.into()))
+        let reads = Reads(matches!(*req.method(), Method::GET | Method::HEAD));
+        ready(
+            bearer(req)
+                .map(|t| Bearer(t, reads))
+                .ok_or(AuthError::Missing.into()),
+        )
     }
 }
 
@@ -146,6 +156,15 @@ impl From<Bearer> for Caller {
 }
 
 impl Caller {
+    /// Whether the request only reads (see `Reads`); a console session's requests are taken
+    /// as writes.
+    fn reads(&self) -> bool {
+        match self {
+            Caller::Bearer(Bearer(_, Reads(r))) => *r,
+            Caller::Session(_) => false,
+        }
+    }
+
     /// The caller of an `/api/v1` request: its `Authorization` header when it has one (the
     /// request is judged by it alone), else the console's session cookie; with neither, 401.
     pub fn of_api(req: &HttpRequest) -> Result<Caller, ApiError> {
@@ -307,6 +326,7 @@ where
     let bootstrap = state.bootstrap_hash.clone();
     let limiter = state.rate_limiter.clone();
     let caller = caller.into();
+    let reads = caller.reads();
     let cancel = OnGone::new();
     let hold = cancel.hold();
     let admission = state.admission.clone();
@@ -354,7 +374,7 @@ where
             // Over its share of the cores: at low priority (see `admission`).
             let svc = svc.clone();
             Ok(admission
-                .run(&slot, move || f(&svc, &mut conn, &p))
+                .run(&slot, reads, move || f(&svc, &mut conn, &p))
                 .map_err(Refused::Lost)??)
         })();
         (who, outcome)
