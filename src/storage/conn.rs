@@ -463,10 +463,13 @@ impl Conn {
         r.map_err(|e| e.into_app(s))
     }
 
-    /// Whether the pool must drop this connection: a statement found it dead, or it is left
-    /// inside a transaction or with its transaction manager in error (diesel's own test).
+    /// Whether the pool must drop this connection: a statement found it dead, a cancel
+    /// request was sent to its backend (Postgres: it could still land on a later statement,
+    /// see `watch::Watch::was_signalled`), or it is left inside a transaction or with its
+    /// transaction manager in error (diesel's own test).
     pub fn is_broken(&mut self) -> bool {
         self.broken.get()
+            || self.watch.was_signalled()
             || match &mut self.inner {
                 Inner::Sqlite(c, _) => R2D2Connection::is_broken(c),
                 Inner::Pg(c) => R2D2Connection::is_broken(c),

@@ -52,6 +52,10 @@ pub struct Watch {
     /// Where this connection's request runs its write meanwhile (`conn::Conn::lend_cancel`):
     /// a cancel of this connection stops that one's statements too.
     lent: Lent,
+    /// Postgres: a cancel request was sent to this connection's backend. The signal may land
+    /// after the statement it meant has ended, on the next statement the connection runs
+    /// (another request's), so the connection is not used again (`conn::Conn::is_broken`).
+    signalled: AtomicBool,
 }
 
 /// The connection a request's write runs on while it is lent (see `Watch::lent`).
@@ -116,6 +120,11 @@ impl Watch {
         self.cancelled.store(true, Ordering::SeqCst);
     }
 
+    /// Whether a Postgres cancel request was ever sent to this connection's backend.
+    pub(super) fn was_signalled(&self) -> bool {
+        self.signalled.load(Ordering::SeqCst)
+    }
+
     fn reset(&self) {
         self.cancelled.store(false, Ordering::SeqCst);
         self.stopped.store(0, Ordering::SeqCst);
@@ -146,6 +155,7 @@ impl Target {
             t.stop();
         }
         if let Some(pg) = &self.pg {
+            self.watch.signalled.store(true, Ordering::SeqCst);
             let (url, pid) = &**pg;
             let sent = PgConnection::establish(url)
                 .map_err(|e| e.to_string())
