@@ -2,7 +2,8 @@
 //! diesel does not expose it): a consistent copy of a live database, taken page by page
 //! while servers keep writing (under WAL a reader blocks no writer). The copy is written to
 //! `PATH.partial` and renamed to `PATH` once complete, so `PATH` is never half a database.
-//! The only unsafe code of the crate, kept to the two handles below.
+//! Its unsafe code is kept to the two handles below (the crate's other unsafe code: SQLite's
+//! progress and busy handlers in `watch`, and the thread priority calls in `http::admission`).
 
 use std::ffi::{c_int, CStr, CString};
 use std::path::{Path, PathBuf};
