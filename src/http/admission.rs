@@ -82,9 +82,8 @@ impl Admission {
         J: FnOnce() -> R + Send + 'static,
     {
         match &self.low {
-            Some(low) if reads && self.low_after > 0 && slot.others >= self.low_after => {
-                low.run(job)
-            }
+            // `low` exists only when `low_after` > 0.
+            Some(low) if reads && slot.others >= self.low_after => low.run(job),
             _ => Ok(job()),
         }
     }
@@ -204,7 +203,7 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// The low-priority threads: each lowers its own priority once, at start, then runs jobs.
 struct LowPool {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl LowPool {
@@ -235,9 +234,7 @@ impl LowPool {
                 Err(e) => log::warn!("cannot start a low-priority thread: {e}"),
             }
         }
-        (made > 0).then(|| LowPool {
-            jobs: Mutex::new(tx),
-        })
+        (made > 0).then_some(LowPool { jobs: tx })
     }
 
     /// Runs `job` on one of the threads and waits for its answer.
@@ -251,12 +248,7 @@ impl LowPool {
             // The waiter is there until the answer comes: nothing to do when it is not.
             let _ = tx.send(job());
         });
-        let sent = self
-            .jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .send(job);
-        if let Err(mpsc::SendError(job)) = sent {
+        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
             // No thread left to take it: run it here.
             job();
         }
