@@ -129,10 +129,6 @@ fn main() {
                 .is_some_and(|v| v["totalResults"].as_i64().unwrap_or(0) > 0)
         })
     };
-    const FAMILIES: &[&str] = &[
-        "Smith", "Jensen", "Garcia", "Nguyen", "Okafor", "Muller", "Rossi", "Kowalski", "Tanaka",
-        "Silva",
-    ];
     let mut queries: Vec<Query> = vec![
         (
             "userName eq".into(),
