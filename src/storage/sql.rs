@@ -148,6 +148,14 @@ impl Sql {
         &self.text
     }
 
+    /// Marks the statement as one a connection must not keep prepared: its text is shaped by
+    /// a client (a filter), so one tenant's many filter shapes would otherwise take every
+    /// slot of each connection's statement cache from the statements all tenants repeat.
+    pub fn not_reusable(&mut self) -> &mut Sql {
+        self.reusable = false;
+        self
+    }
+
     /// Whether a connection may keep this statement prepared (see `reusable`).
     pub(super) fn reusable(&self) -> bool {
         self.reusable
@@ -384,5 +392,10 @@ mod tests {
             !joined.reusable(),
             "nor a statement that takes such a fragment in"
         );
+        let mut filter = Sql::new("r.pk = 1");
+        filter.not_reusable();
+        let mut q = Sql::new("SELECT 1 WHERE ");
+        q.append(filter);
+        assert!(!q.reusable(), "nor one with a client's filter in it");
     }
 }

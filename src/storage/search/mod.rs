@@ -177,6 +177,7 @@ pub fn matching(
     }
     let mut filter = Sql::new("");
     t.translate(c, &mut filter);
+    filter.not_reusable();
     let mut base = scope(db, tenant, rt, t.drove());
     base.push(" AND ").append(filter);
     Ok(base)
