@@ -339,7 +339,7 @@ pub struct ServeArgs {
     pub tenant_max_concurrency: Option<usize>,
 
     /// A read (GET/HEAD) admitted while its tenant already runs this many others runs at low CPU
-    /// priority (Linux: nice +10, on a pool of its own), so tenants with fewer requests in
+    /// priority (Linux: the SCHED_IDLE class, on a pool of its own), so tenants with fewer requests in
     /// flight get the cores first; 0: off.
     #[arg(long, env = "SCIMITAR_TENANT_LOW_PRIORITY_AFTER", default_value_t = 1)]
     pub tenant_low_priority_after: usize,

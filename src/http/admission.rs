@@ -7,10 +7,14 @@
 //!
 //! CPU priority: a request admitted while its tenant already runs
 //! `--tenant-low-priority-after` others of its own (a tenant over its fair share) runs its use
-//! case on a low-priority thread (`LowPool`, nice +`LOW_NICE` on Linux), so the cores go first
-//! to tenants with fewer requests in flight; the heavy tenant still gets every idle cycle. An
-//! unprivileged process cannot raise a thread's priority back, so those threads are a pool of
-//! their own, made at start, and never run anything else.
+//! case on a low-priority thread (`LowPool`: Linux's `SCHED_IDLE` class, or nice +`LOW_NICE`
+//! where that is refused), so the cores go first to tenants with fewer requests in flight; the
+//! heavy tenant still gets every idle cycle. A thread of `SCHED_IDLE` runs only on a core no
+//! other thread wants, and a waking thread of the normal class takes its core at once (a nice
+//! value only shares the core by weight, so a waking request could wait a scheduler slice of
+//! a few milliseconds behind a low-priority one). An unprivileged process cannot raise a
+//! thread's priority back, so those threads are a pool of their own, made at start, and never
+//! run anything else.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -28,8 +32,9 @@ pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
 pub const QUEUE_PER_SLOT: usize = 16;
 /// `Retry-After` (seconds) of a request its tenant's share turned away.
 pub const RETRY_AFTER: u64 = 1;
-/// How much lower (in nice steps) the low-priority threads run: a thread at nice +10 gets
-/// about a tenth of the CPU time of a thread at nice 0 that wants it too.
+/// How much lower (in nice steps) the low-priority threads run where `SCHED_IDLE` is refused:
+/// a thread at nice +10 gets about a tenth of the CPU time of a thread at nice 0 that wants it
+/// too.
 pub const LOW_NICE: i32 = 10;
 
 /// The requests in flight and waiting per tenant.
@@ -256,9 +261,19 @@ impl LowPool {
     }
 }
 
-/// Lowers the calling thread's CPU priority by `steps` nice steps (at most to 19).
+/// Lowers the calling thread's CPU priority: into the `SCHED_IDLE` class, or where that is
+/// refused by `steps` nice steps (at most to 19).
 #[cfg(target_os = "linux")]
 fn lower_priority(steps: i32) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` lives across the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+        return Ok(());
+    }
+    log::debug!(
+        "SCHED_IDLE refused ({}); lowering the nice value",
+        std::io::Error::last_os_error()
+    );
     // On Linux a priority is a thread's own: PRIO_PROCESS with a thread id sets that thread.
     // SAFETY: system calls on the calling thread's id, no memory passed.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
@@ -281,13 +296,14 @@ fn lower_priority(_steps: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The calling thread's nice value (Linux: from /proc/thread-self/stat), for tests.
+/// The calling thread's scheduling class (`libc::SCHED_*`) and nice value (Linux: from
+/// /proc/thread-self/stat), for tests.
 #[cfg(target_os = "linux")]
-pub fn thread_nice() -> Option<i32> {
+pub fn thread_priority() -> Option<(i32, i32)> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    // After the command name in parentheses: state is field 3, nice field 19.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(16)?.parse().ok()
+    // After the command name in parentheses: state is field 3, nice field 19, policy field 41.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    Some((fields.get(38)?.parse().ok()?, fields.get(16)?.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -319,15 +335,17 @@ mod tests {
 mod low_priority_tests {
     use super::*;
 
-    /// The nice value `run` ran a job at, for the request holding `slot`.
-    fn nice_of(a: &Admission, slot: &Slot) -> i32 {
-        a.run(slot, true, thread_nice).unwrap().unwrap()
+    /// The class and nice value `run` ran a job at, for the request holding `slot`.
+    fn nice_of(a: &Admission, slot: &Slot) -> (i32, i32) {
+        a.run(slot, true, thread_priority).unwrap().unwrap()
     }
 
     #[test]
     fn a_request_with_others_of_its_tenant_in_flight_runs_at_low_priority() {
-        let here = thread_nice().unwrap();
-        let low = (here + LOW_NICE).min(19);
+        let here = thread_priority().unwrap();
+        assert_eq!(here.0, libc::SCHED_OTHER);
+        // SCHED_IDLE (an unprivileged thread may always move into it; nice is kept as is).
+        let low = (libc::SCHED_IDLE, here.1);
         let a = Arc::new(Admission::with_low_priority(4, 1, 2));
         let (t1, t2) = (TenantId::from("a"), TenantId::from("b"));
         let first = a.try_admit(&t1).unwrap();
@@ -338,7 +356,7 @@ mod low_priority_tests {
         // Another tenant's one request keeps its priority.
         assert_eq!(nice_of(&a, &other), here);
         // A write keeps its priority (it may hold the write lock for other tenants' writes).
-        assert_eq!(a.run(&second, false, thread_nice).unwrap().unwrap(), here);
+        assert_eq!(a.run(&second, false, thread_priority).unwrap().unwrap(), here);
         // Past the share, a waiter admitted after others ended runs by what it found then.
         drop(first);
         let third = a.admit(&t1, Duration::ZERO).unwrap();
@@ -349,7 +367,7 @@ mod low_priority_tests {
 
     #[test]
     fn off_runs_everything_at_the_callers_priority() {
-        let here = thread_nice().unwrap();
+        let here = thread_priority().unwrap();
         let a = Arc::new(Admission::with_low_priority(4, 0, 2));
         let t = TenantId::from("a");
         let slots: Vec<_> = (0..4).map(|_| a.try_admit(&t).unwrap()).collect();
