@@ -95,7 +95,8 @@ fn longest_running(c: &mut Conn) -> Option<Duration> {
     let q = Sql::new(
         "SELECT COALESCE(EXTRACT(EPOCH FROM MAX(now() - query_start)) * 1000, 0)::float8 AS ms \
          FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() \
-         AND backend_type = 'client backend'",
+         AND backend_type = 'client backend' \
+         AND datname = current_database()",
     );
     let r: Vec<Ms> = c.db().load(&q).ok()?;
     r.first()
