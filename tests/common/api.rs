@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{get, post, put, Resp, TestApp};
+use super::{get, post, put, scim_create, Resp, TestApp, ENTERPRISE};
 
 /// Asserts a success of `/api/v1`: the status and, with a body, `application/json`.
 #[track_caller]
@@ -62,6 +62,16 @@ pub async fn action<S: TestApp>(app: &S, admin: &str, path: &str) -> Resp {
     post(app, admin, path, None).await
 }
 
+/// Approves the candidate `account` (`POST /api/v1/candidates/{account}/approve`).
+pub async fn approve<S: TestApp>(app: &S, admin: &str, account: &str) -> Resp {
+    action(app, admin, &format!("/api/v1/candidates/{account}/approve")).await
+}
+
+/// Rejects the candidate `account` (`POST /api/v1/candidates/{account}/reject`).
+pub async fn reject<S: TestApp>(app: &S, admin: &str, account: &str) -> Resp {
+    action(app, admin, &format!("/api/v1/candidates/{account}/reject")).await
+}
+
 /// The account of a SCIM user (looked up in `GET /api/v1/accounts`).
 pub async fn account_of<S: TestApp>(app: &S, admin: &str, scim_id: &str) -> Value {
     let r = get(app, admin, "/api/v1/accounts?limit=1000").await;
@@ -76,6 +86,24 @@ pub async fn account_of<S: TestApp>(app: &S, admin: &str, scim_id: &str) -> Valu
     assert!(one.as_object_mut().unwrap().remove("user").is_some());
     assert_eq!(one, found);
     found
+}
+
+/// The id of a SCIM user's account.
+pub async fn account_id<S: TestApp>(app: &S, admin: &str, scim_id: &str) -> String {
+    let account = account_of(app, admin, scim_id).await;
+    account["id"].as_str().expect("account id").to_string()
+}
+
+/// Creates each of `users` through SCIM (`scim_create`), in order; their ids.
+pub async fn scim_create_all<S: TestApp>(
+    app: &S,
+    users: impl IntoIterator<Item = Value>,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for u in users {
+        ids.push(scim_create(app, u).await);
+    }
+    ids
 }
 
 pub async fn get_account<S: TestApp>(app: &S, admin: &str, id: &str) -> Value {
@@ -138,6 +166,16 @@ pub async fn create_rule<S: TestApp>(app: &S, admin: &str, rule: Value) -> Strin
         assert_eq!(&body[k], v, "rule attribute {k}: {}", r.raw);
     }
     body["id"].as_str().expect("rule id").to_string()
+}
+
+/// `create_rule` of a rule granting `role` to the users `filter` matches.
+pub async fn filter_rule<S: TestApp>(app: &S, admin: &str, role: &str, filter: &str) -> String {
+    create_rule(app, admin, json!({"role": role, "filter": filter})).await
+}
+
+/// A SCIM filter of the users in `department` (the enterprise extension's attribute).
+pub fn in_department(department: &str) -> String {
+    format!("{ENTERPRISE}:department eq \"{department}\"")
 }
 
 pub async fn put_policy<S: TestApp>(

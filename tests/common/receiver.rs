@@ -14,8 +14,9 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::Value;
 
 use scimitar::config::ServeArgs;
+use scimitar::http::AppState;
 
-use super::{args, TestDb};
+use super::{admin_token, app_with, args, TestApp, TestDb};
 
 /// How long to wait for something asynchronous (a webhook delivery, a dead letter).
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -178,6 +179,19 @@ impl Receiver {
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// Waits until a delivery is accepted, checks every request so far with `verify` and
+    /// `secret`, and returns the event of the first accepted one.
+    pub async fn first_delivered(&self, what: &str, secret: &str) -> Value {
+        let hits = self.until(what, |h| h.iter().any(Hit::ok)).await;
+        for h in &hits {
+            verify(h, secret);
+        }
+        hits.iter()
+            .find(|h| h.ok())
+            .expect("an accepted delivery")
+            .event()
+    }
 }
 
 impl Drop for Receiver {
@@ -224,4 +238,18 @@ pub fn hook_args(db: &TestDb) -> ServeArgs {
     a.webhooks.webhook_poll_ms = 20;
     a.webhooks.webhook_retry_horizon_secs = 3600;
     a
+}
+
+/// The app on a fresh database with `hook_args`, `change` made to them first: the database
+/// (keep it alive), the serve arguments (for `start_webhooks`), the app, its state and an
+/// admin token of the default tenant (`admin_token`).
+pub async fn hook_app(
+    change: impl FnOnce(&mut ServeArgs),
+) -> (TestDb, ServeArgs, impl TestApp, web::Data<AppState>, String) {
+    let db = TestDb::new();
+    let mut a = hook_args(&db);
+    change(&mut a);
+    let (app, state) = app_with(a.clone()).await;
+    let admin = admin_token(&state);
+    (db, a, app, state, admin)
 }

@@ -24,6 +24,14 @@ pub fn tenant_with_token(state: &web::Data<AppState>, name: &str, scope: Scope) 
     token
 }
 
+/// `tenant_with_token` of two tenants, each with a write token: (`a`'s, `b`'s).
+pub fn two_tenants(state: &web::Data<AppState>, a: &str, b: &str) -> (String, String) {
+    (
+        tenant_with_token(state, a, Scope::Write),
+        tenant_with_token(state, b, Scope::Write),
+    )
+}
+
 pub fn user(name: &str, external_id: &str, email: &str) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],

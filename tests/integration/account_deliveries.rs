@@ -16,10 +16,7 @@ use crate::common::*;
 
 #[actix_web::test]
 async fn deliveries_survive_a_receiver_outage_in_order() {
-    let db = TestDb::new();
-    let a = hook_args(&db);
-    let (app, state) = app_with(a.clone()).await;
-    let admin = admin_token(&state);
+    let (_db, a, app, state, admin) = hook_app(|_| {}).await;
     let rx = Receiver::start(503);
     let workers = scimitar::server::start_webhooks(&a, &state);
     let secret = format!(
@@ -31,16 +28,11 @@ async fn deliveries_survive_a_receiver_outage_in_order() {
     create_rule(&app, &admin, json!({"role": role, "filter": "userName pr"})).await;
 
     // Three users, several events each, while the receiver answers 503.
-    let mut users = Vec::new();
-    for n in ["ann", "ben", "cat"] {
-        users.push(
-            scim_create(
-                &app,
-                okta_user(&format!("{n}@example.com"), "Support", "Agent"),
-            )
-            .await,
-        );
-    }
+    let users = scim_create_all(
+        &app,
+        ["ann", "ben", "cat"].map(|n| okta_user(&format!("{n}@example.com"), "Support", "Agent")),
+    )
+    .await;
     for u in &users {
         let path = format!("/scim/v2/Users/{u}");
         scim_patch(
@@ -146,14 +138,13 @@ async fn deliveries_survive_a_receiver_outage_in_order() {
 
 #[actix_web::test]
 async fn failing_deliveries_become_dead_letters_and_replay() {
-    let db = TestDb::new();
-    let mut a = hook_args(&db);
-    a.webhooks.webhook_retry_horizon_secs = 1;
-    // A failed attempt is recorded a timeout after it started: a short one, so the horizon
-    // sees a few attempts.
-    a.webhooks.webhook_timeout_ms = 300;
-    let (app, state) = app_with(a.clone()).await;
-    let admin = admin_token(&state);
+    let (_db, a, app, state, admin) = hook_app(|a| {
+        a.webhooks.webhook_retry_horizon_secs = 1;
+        // A failed attempt is recorded a timeout after it started: a short one, so the
+        // horizon sees a few attempts.
+        a.webhooks.webhook_timeout_ms = 300;
+    })
+    .await;
     let rx = Receiver::start(500);
     let workers = scimitar::server::start_webhooks(&a, &state);
     let (hook, secret) = subscribe(&app, &admin, &rx.url, &["account.activated"], None).await;
@@ -211,11 +202,7 @@ async fn failing_deliveries_become_dead_letters_and_replay() {
     assert_eq!(re["id"], id);
     assert_eq!(re["status"], "pending");
     assert_eq!(re["attempts"], 0);
-    let hits = rx.until("the replay", |h| h.iter().any(Hit::ok)).await;
-    for h in &hits {
-        verify(h, &secret);
-    }
-    let ev = hits.iter().find(|h| h.ok()).unwrap().event();
+    let ev = rx.first_delivered("the replay", &secret).await;
     assert_eq!(ev, event);
     assert_eq!(ev["accountId"], acc["id"]);
     let deadline = Instant::now() + PATIENCE;
@@ -231,20 +218,16 @@ async fn failing_deliveries_become_dead_letters_and_replay() {
         assert!(Instant::now() < deadline, "the replay never settled");
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
-    let r = action(
-        &app,
-        &admin,
-        &format!("/api/v1/dead-letters/{}/replay", uuid::Uuid::new_v4()),
-    )
-    .await;
-    api_error(&r, 404, "not_found");
-    let r = get(
-        &app,
-        &admin,
-        &format!("/api/v1/webhooks/{}/dead-letters", uuid::Uuid::new_v4()),
-    )
-    .await;
-    api_error(&r, 404, "not_found");
+    // An unknown dead letter or subscription.
+    let nobody = uuid::Uuid::new_v4();
+    for (method, path) in [
+        ("POST", format!("/api/v1/dead-letters/{nobody}/replay")),
+        ("GET", format!("/api/v1/webhooks/{nobody}/dead-letters")),
+    ] {
+        let r = request(&app, &admin, method, &path, None).await;
+        assert_eq!(r.status.as_u16(), 404, "{method} {path}: {}", r.raw);
+        api_error(&r, 404, "not_found");
+    }
     let hits_now = rx.hits().len();
     actix_web::rt::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.hits().len(), hits_now, "delivered once, then left alone");

@@ -76,21 +76,6 @@ async fn bad_input_is_refused_and_changes_nothing() {
 
     // Roles.
     let role = create_role(&app, &admin, "base", json!({"seats": 1, "tier": "gold"})).await;
-    for (path, method) in [
-        (format!("/api/v1/roles/{nobody}"), "GET"),
-        (format!("/api/v1/roles/{nobody}"), "DELETE"),
-    ] {
-        let r = request(&app, &admin, method, &path, None).await;
-        api_error(&r, 404, "not_found");
-    }
-    let r = put(
-        &app,
-        &admin,
-        &format!("/api/v1/roles/{nobody}"),
-        json!({"name": "x", "entitlements": {}}),
-    )
-    .await;
-    api_error(&r, 404, "not_found");
     for (body, (status, code)) in [
         (
             json!({"name": "base", "entitlements": {}}),
@@ -133,21 +118,6 @@ async fn bad_input_is_refused_and_changes_nothing() {
     ok(&r, 200);
 
     // Rules.
-    for (path, method) in [
-        (format!("/api/v1/rules/{nobody}"), "GET"),
-        (format!("/api/v1/rules/{nobody}"), "DELETE"),
-    ] {
-        let r = request(&app, &admin, method, &path, None).await;
-        api_error(&r, 404, "not_found");
-    }
-    let r = put(
-        &app,
-        &admin,
-        &format!("/api/v1/rules/{nobody}"),
-        json!({"role": role, "filter": "userName pr"}),
-    )
-    .await;
-    api_error(&r, 404, "not_found");
     // Bad rules: the answer, and what its detail must name.
     for (body, (status, code), names) in [
         (
@@ -184,21 +154,39 @@ async fn bad_input_is_refused_and_changes_nothing() {
         }
     }
 
-    // Accounts and queues.
-    for (method, path) in [
-        ("GET", format!("/api/v1/accounts/{nobody}")),
-        ("GET", format!("/api/v1/accounts/{nobody}/timeline")),
-        ("POST", format!("/api/v1/candidates/{nobody}/approve")),
-        ("POST", format!("/api/v1/candidates/{nobody}/reject")),
-        ("POST", format!("/api/v1/removals/{nobody}/confirm")),
-        ("GET", format!("/api/v1/accounts?role={nobody}")),
-        ("GET", format!("/api/v1/accounts?group={nobody}")),
-        ("GET", format!("/api/v1/webhooks/{nobody}")),
-        ("DELETE", format!("/api/v1/webhooks/{nobody}")),
-        ("POST", format!("/api/v1/dead-letters/{nobody}/replay")),
-        ("GET", "/api/v1/no-such-thing".to_string()),
+    // Unknown roles, rules, accounts, queue entries, subscriptions and paths.
+    for (method, path, body) in [
+        ("GET", format!("/api/v1/roles/{nobody}"), None),
+        ("DELETE", format!("/api/v1/roles/{nobody}"), None),
+        (
+            "PUT",
+            format!("/api/v1/roles/{nobody}"),
+            Some(json!({"name": "x", "entitlements": {}})),
+        ),
+        ("GET", format!("/api/v1/rules/{nobody}"), None),
+        ("DELETE", format!("/api/v1/rules/{nobody}"), None),
+        (
+            "PUT",
+            format!("/api/v1/rules/{nobody}"),
+            Some(json!({"role": role, "filter": "userName pr"})),
+        ),
+        ("GET", format!("/api/v1/accounts/{nobody}"), None),
+        ("GET", format!("/api/v1/accounts/{nobody}/timeline"), None),
+        ("POST", format!("/api/v1/candidates/{nobody}/approve"), None),
+        ("POST", format!("/api/v1/candidates/{nobody}/reject"), None),
+        ("POST", format!("/api/v1/removals/{nobody}/confirm"), None),
+        ("GET", format!("/api/v1/accounts?role={nobody}"), None),
+        ("GET", format!("/api/v1/accounts?group={nobody}"), None),
+        ("GET", format!("/api/v1/webhooks/{nobody}"), None),
+        ("DELETE", format!("/api/v1/webhooks/{nobody}"), None),
+        (
+            "POST",
+            format!("/api/v1/dead-letters/{nobody}/replay"),
+            None,
+        ),
+        ("GET", "/api/v1/no-such-thing".to_string(), None),
     ] {
-        let r = request(&app, &admin, method, &path, None).await;
+        let r = request(&app, &admin, method, &path, body).await;
         assert_eq!(r.status.as_u16(), 404, "{method} {path}: {}", r.raw);
         api_error(&r, 404, "not_found");
     }

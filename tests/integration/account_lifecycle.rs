@@ -30,29 +30,16 @@ async fn lifecycle_edges_conflicts_and_recomputation() {
 
     // A candidate deactivated under notify never had access: suspended at once.
     let cand = scim_create(&app, entra_user("cid@example.com", "Ops", "SRE")).await;
-    let cand_acc = account_of(&app, &admin, &cand).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cand_acc = account_id(&app, &admin, &cand).await;
     scim_patch(&app, &format!("/scim/v2/Users/{cand}"), entra_active(false)).await;
     let c = get_account(&app, &admin, &cand_acc).await;
     assert_eq!(c["state"], "suspended", "{c}");
     assert_eq!(c["removalPending"], Value::Null);
 
     // Reject: removed; rejecting again is a conflict.
-    let r = action(
-        &app,
-        &admin,
-        &format!("/api/v1/candidates/{ina_acc}/reject"),
-    )
-    .await;
+    let r = reject(&app, &admin, &ina_acc).await;
     assert_eq!(ok(&r, 200)["state"], "removed");
-    let r = action(
-        &app,
-        &admin,
-        &format!("/api/v1/candidates/{ina_acc}/reject"),
-    )
-    .await;
+    let r = reject(&app, &admin, &ina_acc).await;
     api_error(&r, 409, "conflict");
     assert!(feed(&app, &admin)
         .await
@@ -61,27 +48,16 @@ async fn lifecycle_edges_conflicts_and_recomputation() {
 
     // Conflicts: highest number, `true`, and the string of the first role by name.
     put_policy(&app, &admin, "auto", "auto").await;
-    let zeta = create_role(
-        &app,
-        &admin,
-        "zeta",
-        json!({"seats": 3, "sso": true, "tier": "silver"}),
-    )
-    .await;
-    let alpha = create_role(
-        &app,
-        &admin,
-        "alpha",
-        json!({"seats": 2, "sso": false, "tier": "gold"}),
-    )
-    .await;
-    let zeta_rule = create_rule(&app, &admin, json!({"role": zeta, "filter": "userName pr"})).await;
-    create_rule(
-        &app,
-        &admin,
-        json!({"role": alpha, "filter": "title eq \"SRE\""}),
-    )
-    .await;
+    let mut roles = Vec::new();
+    for (name, entitlements) in [
+        ("zeta", json!({"seats": 3, "sso": true, "tier": "silver"})),
+        ("alpha", json!({"seats": 2, "sso": false, "tier": "gold"})),
+    ] {
+        roles.push(create_role(&app, &admin, name, entitlements).await);
+    }
+    let [zeta, alpha] = <[String; 2]>::try_from(roles).unwrap();
+    let zeta_rule = filter_rule(&app, &admin, &zeta, "userName pr").await;
+    filter_rule(&app, &admin, &alpha, "title eq \"SRE\"").await;
     let u = scim_create(&app, okta_user("una@example.com", "Ops", "SRE")).await;
     let acc = account_of(&app, &admin, &u).await;
     let acc_id = acc["id"].as_str().unwrap().to_string();

@@ -12,10 +12,7 @@ use crate::common::*;
 
 #[actix_web::test]
 async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
-    let db = TestDb::new();
-    let a = hook_args(&db);
-    let (app, state) = app_with(a.clone()).await;
-    let admin = admin_token(&state);
+    let (_db, a, app, state, admin) = hook_app(|_| {}).await;
     let rx = Receiver::start(200);
     let workers = scimitar::server::start_webhooks(&a, &state);
 
@@ -28,19 +25,10 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
 
     let manager = card_role(&app, &admin, "finance-manager", 5000, true).await;
     let staff = card_role(&app, &admin, "finance-staff", 1000, false).await;
-    create_rule(
-        &app,
-        &admin,
-        json!({"role": manager, "filter": format!(
-            "{ENTERPRISE}:department eq \"Finance\" and title co \"Manager\"")}),
-    )
-    .await;
-    create_rule(
-        &app,
-        &admin,
-        json!({"role": staff, "filter": format!("{ENTERPRISE}:department eq \"Finance\"")}),
-    )
-    .await;
+    let finance = in_department("Finance");
+    let finance_managers = format!("{finance} and title co \"Manager\"");
+    filter_rule(&app, &admin, &manager, &finance_managers).await;
+    filter_rule(&app, &admin, &staff, &finance).await;
     let r = get(&app, &admin, "/api/v1/rules").await;
     assert_eq!(items(&r).len(), 2);
     let (hook, secret) = subscribe(&app, &admin, &rx.url, &["account.activated"], None).await;
@@ -63,10 +51,7 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     assert_eq!(acc["entitlements"], json!({}));
     assert_eq!(acc["removalPending"], Value::Null);
     let ada_acc = acc["id"].as_str().unwrap().to_string();
-    let bob_acc = account_of(&app, &admin, &bob).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let bob_acc = account_id(&app, &admin, &bob).await;
     let r = get(&app, &admin, "/api/v1/candidates").await;
     let cands = items(&r);
     let mut ids: Vec<&str> = cands.iter().map(|c| c["id"].as_str().unwrap()).collect();
@@ -84,12 +69,7 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     assert!(pending.iter().any(|e| e["accountId"] == ada_acc.as_str()));
 
     // Approval: both Finance roles; the highest limit and `true` win.
-    let r = action(
-        &app,
-        &admin,
-        &format!("/api/v1/candidates/{ada_acc}/approve"),
-    )
-    .await;
+    let r = approve(&app, &admin, &ada_acc).await;
     let approved = ok(&r, 200).clone();
     assert_eq!(approved["state"], "active");
     assert_eq!(approved["scimId"], ada.as_str());
@@ -112,13 +92,9 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     assert_eq!(holders[0]["id"], ada_acc.as_str());
 
     // The product hears of it through a signed webhook.
-    let hits = rx
-        .until("account.activated of ada", |h| h.iter().any(Hit::ok))
+    let ev = rx
+        .first_delivered("account.activated of ada", &secret)
         .await;
-    for h in &hits {
-        verify(h, &secret);
-    }
-    let ev = hits.iter().find(|h| h.ok()).unwrap().event();
     assert_eq!(ev["type"], "account.activated");
     assert_eq!(ev["accountId"], ada_acc.as_str());
     assert_eq!(ev["resourceType"], "User");
@@ -135,22 +111,12 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
     );
 
     // Approving again: not a candidate any more.
-    let r = action(
-        &app,
-        &admin,
-        &format!("/api/v1/candidates/{ada_acc}/approve"),
-    )
-    .await;
+    let r = approve(&app, &admin, &ada_acc).await;
     api_error(&r, 409, "conflict");
     assert_eq!(get_account(&app, &admin, &ada_acc).await, approved);
 
     // Bob matches no rule: active, nothing granted.
-    let r = action(
-        &app,
-        &admin,
-        &format!("/api/v1/candidates/{bob_acc}/approve"),
-    )
-    .await;
+    let r = approve(&app, &admin, &bob_acc).await;
     let b = ok(&r, 200);
     assert_eq!(b["state"], "active");
     assert_eq!(b["roles"], json!([]));
@@ -178,20 +144,12 @@ async fn review_policy_approval_grants_merged_roles_and_signs_the_webhook() {
 
 #[actix_web::test]
 async fn auto_policy_okta_deactivation_suspends_in_the_same_transaction() {
-    let db = TestDb::new();
-    let a = hook_args(&db);
-    let (app, state) = app_with(a.clone()).await;
-    let admin = admin_token(&state);
+    let (_db, a, app, state, admin) = hook_app(|_| {}).await;
     let rx = Receiver::start(200);
     let workers = scimitar::server::start_webhooks(&a, &state);
 
     let eng = create_role(&app, &admin, "engineer", json!({"repo.write": true})).await;
-    create_rule(
-        &app,
-        &admin,
-        json!({"role": eng, "filter": format!("{ENTERPRISE}:department eq \"Engineering\"")}),
-    )
-    .await;
+    filter_rule(&app, &admin, &eng, &in_department("Engineering")).await;
     let (_, secret) = subscribe(&app, &admin, &rx.url, &["account.suspended"], None).await;
 
     let user = scim_create(
@@ -217,13 +175,7 @@ async fn auto_policy_okta_deactivation_suspends_in_the_same_transaction() {
     assert_eq!(now["entitlements"], json!({}));
     assert_eq!(now["removalPending"], Value::Null);
 
-    let hits = rx
-        .until("account.suspended", |h| h.iter().any(Hit::ok))
-        .await;
-    for h in &hits {
-        verify(h, &secret);
-    }
-    let ev = hits.iter().find(|h| h.ok()).unwrap().event();
+    let ev = rx.first_delivered("account.suspended", &secret).await;
     assert_eq!(ev["type"], "account.suspended");
     assert_eq!(ev["accountId"], acc_id.as_str());
     assert_eq!(ev["data"]["account"]["state"], "suspended");
@@ -294,16 +246,12 @@ async fn cohort_approval_by_group_approves_exactly_its_pending_members() {
     .await;
     assert_eq!(account_of(&app, &admin, &veteran).await["state"], "active");
     put_policy(&app, &admin, "review", "auto").await;
-    let mut hires = Vec::new();
-    for n in ["nia", "omar", "pia"] {
-        hires.push(
-            scim_create(
-                &app,
-                entra_user(&format!("{n}@example.com"), "Engineering", "Engineer"),
-            )
-            .await,
-        );
-    }
+    let hires = scim_create_all(
+        &app,
+        ["nia", "omar", "pia"]
+            .map(|n| entra_user(&format!("{n}@example.com"), "Engineering", "Engineer")),
+    )
+    .await;
     let outsider = scim_create(&app, entra_user("quinn@example.com", "Sales", "Rep")).await;
 
     let gid = entra_group(&app, "New hires 2026-12").await;
@@ -325,13 +273,8 @@ async fn cohort_approval_by_group_approves_exactly_its_pending_members() {
     let r = get(&app, &admin, "/api/v1/candidates").await;
     assert_eq!(items(&r).len(), 4);
 
-    let r = post(
-        &app,
-        &admin,
-        "/api/v1/candidates/approve",
-        Some(json!({"group": gid})),
-    )
-    .await;
+    let approve_cohort = |body: Value| post(&app, &admin, "/api/v1/candidates/approve", Some(body));
+    let r = approve_cohort(json!({"group": gid})).await;
     let approved = ok(&r, 200)["approved"]
         .as_array()
         .expect("approved")
@@ -362,32 +305,23 @@ async fn cohort_approval_by_group_approves_exactly_its_pending_members() {
     assert_eq!(items(&r).len(), 4);
 
     // Nobody left to approve in the group.
-    let r = post(
-        &app,
-        &admin,
-        "/api/v1/candidates/approve",
-        Some(json!({"group": gid})),
-    )
-    .await;
+    let r = approve_cohort(json!({"group": gid})).await;
     assert_eq!(ok(&r, 200)["approved"], json!([]));
 
+    // An unknown group, and a body that names no group: refused, nothing changed.
     let before = feed(&app, &admin).await;
-    let r = post(
-        &app,
-        &admin,
-        "/api/v1/candidates/approve",
-        Some(json!({"group": uuid::Uuid::new_v4().to_string()})),
-    )
-    .await;
-    api_error(&r, 404, "not_found");
-    let r = post(
-        &app,
-        &admin,
-        "/api/v1/candidates/approve",
-        Some(json!({"members": [outsider]})),
-    )
-    .await;
-    api_error(&r, 400, "bad_request");
+    for (body, status, code) in [
+        (
+            json!({"group": uuid::Uuid::new_v4().to_string()}),
+            404,
+            "not_found",
+        ),
+        (json!({"members": [outsider]}), 400, "bad_request"),
+    ] {
+        let r = approve_cohort(body.clone()).await;
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.raw);
+        api_error(&r, status, code);
+    }
     assert_eq!(feed(&app, &admin).await, before);
     assert_eq!(
         account_of(&app, &admin, &outsider).await["state"],
@@ -410,18 +344,9 @@ async fn notify_policy_flags_removals_until_confirmed() {
     let carol = scim_create(&app, entra_user("carol@example.com", "Ops", "SRE")).await;
     let dave = scim_create(&app, entra_user("dave@example.com", "Ops", "SRE")).await;
     let eve = scim_create(&app, entra_user("eve@example.com", "Ops", "SRE")).await;
-    let carol_acc = account_of(&app, &admin, &carol).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let dave_acc = account_of(&app, &admin, &dave).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let eve_acc = account_of(&app, &admin, &eve).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let carol_acc = account_id(&app, &admin, &carol).await;
+    let dave_acc = account_id(&app, &admin, &dave).await;
+    let eve_acc = account_id(&app, &admin, &eve).await;
 
     // Entra disables Carol ("False"): flagged, access kept.
     scim_patch(

@@ -10,7 +10,8 @@ use scimitar::provisioning::tenancy as admin;
 
 use crate::common::*;
 
-const DEPT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department";
+/// A subscription's URL where nothing is ever delivered: these apps run no delivery workers.
+const UNSENT: &str = "https://hooks.example.com/hooks";
 
 #[actix_web::test]
 async fn candidates_say_who_they_are_and_what_they_would_get() {
@@ -18,12 +19,7 @@ async fn candidates_say_who_they_are_and_what_they_would_get() {
     let admin = admin_token(&state);
     let fin = card_role(&app, &admin, "finance-manager", 5000, true).await;
     let cards = card_role(&app, &admin, "cards", 250, false).await;
-    create_rule(
-        &app,
-        &admin,
-        json!({"role": fin, "filter": format!("{DEPT} eq \"Finance\"")}),
-    )
-    .await;
+    filter_rule(&app, &admin, &fin, &in_department("Finance")).await;
     let group = entra_group(&app, "Spring cohort").await;
     create_rule(&app, &admin, json!({"role": cards, "group": group})).await;
     put_policy(&app, &admin, "review", "auto").await;
@@ -87,12 +83,8 @@ async fn candidates_say_who_they_are_and_what_they_would_get() {
     r.expect(204);
     let gone = account_of(&app, &admin, &bob).await;
     assert!(gone["profile"].is_null(), "{gone}");
-    let r = admin_get(
-        &app,
-        &admin,
-        &format!("/api/v1/accounts/{}", gone["id"].as_str().unwrap()),
-    )
-    .await;
+    let gone_id = gone["id"].as_str().unwrap();
+    let r = get(&app, &admin, &format!("/api/v1/accounts/{gone_id}")).await;
     assert!(ok(&r, 200)["user"].is_null());
 }
 
@@ -116,36 +108,20 @@ async fn accounts_are_searched_with_a_scim_filter() {
         v
     };
     let q = |f: &str| format!("/api/v1/accounts?filter={}", urlencode(f));
-    let r = get(&app, &admin, &q(&format!("{DEPT} eq \"Finance\""))).await;
+    let r = get(&app, &admin, &q(&in_department("Finance"))).await;
     assert_eq!(names(&r), ["f1@example.com", "f2@example.com"]);
-    let r = get(&app, &admin, &q("title eq \"Manager\"")).await;
+    let managers = q("title eq \"Manager\"");
+    let r = get(&app, &admin, &managers).await;
     assert_eq!(names(&r), ["f2@example.com", "s1@example.com"]);
     // With the other filters, and paged.
-    let r = admin_get(
-        &app,
-        &admin,
-        &format!("{}&state=active&limit=1", q("title eq \"Manager\"")),
-    )
-    .await;
+    let r = get(&app, &admin, &format!("{managers}&state=active&limit=1")).await;
     assert_eq!(items(&r).len(), 1);
     let next = r.body["nextCursor"].as_str().unwrap().to_string();
-    let r = admin_get(
-        &app,
-        &admin,
-        &format!(
-            "{}&state=active&limit=1&cursor={next}",
-            q("title eq \"Manager\"")
-        ),
-    )
-    .await;
+    let page = format!("{managers}&state=active&limit=1&cursor={next}");
+    let r = get(&app, &admin, &page).await;
     assert_eq!(items(&r).len(), 1);
     assert!(r.body["nextCursor"].is_null());
-    let r = admin_get(
-        &app,
-        &admin,
-        &format!("{}&state=suspended", q("title eq \"Manager\"")),
-    )
-    .await;
+    let r = get(&app, &admin, &format!("{managers}&state=suspended")).await;
     assert_eq!(items(&r).len(), 0);
 
     // Bad filters are explained; group membership is the `group` parameter's job.
@@ -157,17 +133,6 @@ async fn accounts_are_searched_with_a_scim_filter() {
     let r = get(&app, &admin, &q("groups.value eq \"x\"")).await;
     let detail = api_error(&r, 400, "bad_request");
     assert!(detail.contains("group"), "{detail}");
-}
-
-/// Approves a candidate.
-async fn approve<S: TestApp>(app: &S, admin: &str, account: &str) -> Resp {
-    let path = format!("/api/v1/candidates/{account}/approve");
-    post(app, admin, &path, None).await
-}
-
-/// `GET` an `/api/v1` path with an admin token.
-async fn admin_get<S: TestApp>(app: &S, admin: &str, path: &str) -> Resp {
-    get(app, admin, path).await
 }
 
 #[actix_web::test]
@@ -190,7 +155,7 @@ async fn rule_previews_count_matches_and_explain_bad_filters() {
     let feed_before = get(&app, &admin, "/api/v1/events?limit=1000").await;
     let preview = |body: Value| post(&app, &admin, "/api/v1/rules/preview", Some(body));
 
-    let r = preview(json!({"filter": format!("{DEPT} eq \"Finance\"")})).await;
+    let r = preview(json!({"filter": in_department("Finance")})).await;
     let p = ok(&r, 200);
     assert_eq!(p["valid"], true);
     assert_eq!(p["matches"], 6);
@@ -264,21 +229,9 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
     let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     let fin = create_role(&app, &admin, "finance", json!({"card.enabled": true})).await;
-    create_rule(
-        &app,
-        &admin,
-        json!({"role": fin, "filter": format!("{DEPT} eq \"Finance\"")}),
-    )
-    .await;
+    filter_rule(&app, &admin, &fin, &in_department("Finance")).await;
     put_policy(&app, &admin, "auto", "notify").await;
-    let (hook, _) = subscribe(
-        &app,
-        &admin,
-        "https://hooks.example.com/hooks",
-        &["account.restored"],
-        None,
-    )
-    .await;
+    let (hook, _) = subscribe(&app, &admin, UNSENT, &["account.restored"], None).await;
     let ada = scim_create(&app, entra_user("ada@example.com", "Finance", "Analyst")).await;
     scim_patch(&app, &format!("/scim/v2/Users/{ada}"), okta_active(false)).await;
     let flagged = account_of(&app, &admin, &ada).await;
@@ -295,11 +248,11 @@ async fn a_flagged_account_can_be_restored_and_keeps_its_access() {
     let r = get(&app, &admin, "/api/v1/removals").await;
     assert!(items(&r).is_empty());
     // Announced (and queued for the subscription that asked for it).
-    let r = admin_get(&app, &admin, &format!("/api/v1/accounts/{id}/timeline")).await;
+    let r = get(&app, &admin, &format!("/api/v1/accounts/{id}/timeline")).await;
     let last = items(&r).last().cloned().unwrap();
     assert_eq!(last["type"], "account.restored");
     assert_eq!(last["data"]["account"]["state"], "active");
-    let r = admin_get(&app, &admin, &format!("/api/v1/webhooks/{hook}/deliveries")).await;
+    let r = get(&app, &admin, &format!("/api/v1/webhooks/{hook}/deliveries")).await;
     let queued = items(&r);
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0]["type"], "account.restored");
@@ -352,14 +305,11 @@ async fn the_timeline_names_the_credential_behind_each_event() {
         patch_body(json!([{"op": "replace", "path": "title", "value": "Lead"}])),
     )
     .await;
-    let id = account_of(&app, &admin, &user).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = account_id(&app, &admin, &user).await;
     let r = approve(&app, &admin, &id).await;
     ok(&r, 200);
 
-    let r = admin_get(&app, &admin, &format!("/api/v1/accounts/{id}/timeline")).await;
+    let r = get(&app, &admin, &format!("/api/v1/accounts/{id}/timeline")).await;
     let events = items(&r);
     let by_type = |t: &str| {
         events
@@ -390,14 +340,7 @@ async fn a_subscription_lists_its_recent_deliveries_and_groups_their_candidates(
     let (_db, app, state) = app_state().await;
     let admin = admin_token(&state);
     put_policy(&app, &admin, "review", "auto").await;
-    let (hook, _) = subscribe(
-        &app,
-        &admin,
-        "https://hooks.example.com/hooks",
-        &["account.pending"],
-        None,
-    )
-    .await;
+    let (hook, _) = subscribe(&app, &admin, UNSENT, &["account.pending"], None).await;
     let mut users = Vec::new();
     for i in 0..3 {
         users.push(scim_create(&app, entra_user(&format!("u{i}@example.com"), "Ops", "x")).await);
@@ -412,7 +355,7 @@ async fn a_subscription_lists_its_recent_deliveries_and_groups_their_candidates(
         .iter()
         .all(|d| d["status"] == "pending" && d["nextAttemptAt"].is_string()));
     let next = r.body["nextCursor"].as_str().unwrap().to_string();
-    let r = admin_get(&app, &admin, &format!("{path}?limit=2&cursor={next}")).await;
+    let r = get(&app, &admin, &format!("{path}?limit=2&cursor={next}")).await;
     let rest = items(&r);
     assert_eq!(rest.len(), 1);
     assert!(rest[0]["seq"].as_i64() < first[1]["seq"].as_i64());
@@ -443,7 +386,7 @@ async fn a_subscription_lists_its_recent_deliveries_and_groups_their_candidates(
         [json!({"id": a, "displayName": "Alpha", "users": 2, "pending": 2})]
     );
     let next = r.body["nextCursor"].as_str().unwrap().to_string();
-    let r = admin_get(
+    let r = get(
         &app,
         &admin,
         &format!("/api/v1/groups?limit=1&cursor={next}"),
@@ -459,11 +402,8 @@ async fn a_subscription_lists_its_recent_deliveries_and_groups_their_candidates(
 #[actix_web::test]
 async fn the_openapi_document_describes_the_additions() {
     let (app, _db) = app().await;
-    let r = send(
-        &app,
-        actix_web::test::TestRequest::get().uri("/api/v1/openapi.json"),
-    )
-    .await;
+    // No credential: the document is public.
+    let r = get(&app, "", "/api/v1/openapi.json").await;
     assert_eq!(r.status, 200);
     let doc = &r.body;
     for path in [
@@ -524,25 +464,13 @@ fn reads_by_key_cross_statement_batches() {
 
     let mut asked: Vec<i64> = pks.clone();
     asked.push(-1);
-    let mut got: Vec<i64> = resources::by_pks(&mut conn.db(), &tenant, &asked)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.pk)
-        .collect();
-    got.sort_unstable();
-    let mut want = pks.clone();
-    want.sort_unstable();
-    assert_eq!(got, want);
+    let got = resources::by_pks(&mut conn.db(), &tenant, &asked).unwrap();
+    assert_eq!(sorted(got.into_iter().map(|r| r.pk)), sorted(pks.clone()));
 
     let mut asked: Vec<String> = ids.clone();
     asked.push("no-such-user".into());
-    let mut got: Vec<String> = resources::users_by_id(&mut conn.db(), &tenant, &asked)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    got.sort_unstable();
-    assert_eq!(got, ids);
+    let got = resources::users_by_id(&mut conn.db(), &tenant, &asked).unwrap();
+    assert_eq!(sorted(got.into_iter().map(|r| r.id)), ids);
 
     // Another tenant's keys find nothing.
     let other = TenantId::from("other");
@@ -552,4 +480,11 @@ fn reads_by_key_cross_statement_batches() {
     assert!(resources::users_by_id(&mut conn.db(), &other, &ids)
         .unwrap()
         .is_empty());
+}
+
+/// The items in ascending order.
+fn sorted<T: Ord>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut v: Vec<T> = items.into_iter().collect();
+    v.sort_unstable();
+    v
 }

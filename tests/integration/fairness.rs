@@ -90,15 +90,22 @@ fn user(name: &str) -> serde_json::Value {
     })
 }
 
+/// The app with one pooled connection and a statement deadline of `timeout_ms`, and a user
+/// `alice` in it; keep the database alive.
+async fn alice_on_one_connection(timeout_ms: u64) -> (TestDb, impl TestApp) {
+    let (db, app, _) = app_where(move |a| {
+        a.db.db_pool_size = 1;
+        a.db_statement_timeout_ms = timeout_ms;
+    })
+    .await;
+    create_user(&app, "alice").await;
+    (db, app)
+}
+
 #[actix_web::test]
 async fn a_filter_past_the_deadline_is_400_too_many_and_the_pool_recovers() {
-    let db = TestDb::new();
-    let mut a = args(&db);
     // One connection: the one the runaway query ran on must serve the next request.
-    a.db.db_pool_size = 1;
-    a.db_statement_timeout_ms = 200;
-    let (app, _) = app_with(a).await;
-    create_user(&app, "alice").await;
+    let (db, app) = alice_on_one_connection(200).await;
     seed_users(&db, 300_000);
     let started = Instant::now();
     let r = call(
@@ -138,13 +145,7 @@ async fn a_filter_past_the_deadline_is_400_too_many_and_the_pool_recovers() {
     .await;
     r.expect_error(400, Some("tooMany"));
     // The pool's one connection is healthy.
-    let r = call(
-        &app,
-        "GET",
-        "/scim/v2/Users?filter=userName%20eq%20%22alice%22",
-        None,
-    )
-    .await;
+    let r = get(&app, TOKEN, &filter_uri("Users", "userName eq \"alice\"")).await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 1);
     create_user(&app, "bob").await;
@@ -152,12 +153,7 @@ async fn a_filter_past_the_deadline_is_400_too_many_and_the_pool_recovers() {
 
 #[actix_web::test]
 async fn a_write_past_the_deadline_is_503_with_retry_after_and_changes_nothing() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.db.db_pool_size = 1;
-    a.db_statement_timeout_ms = 300;
-    let (app, _) = app_with(a).await;
-    create_user(&app, "alice").await;
+    let (db, app) = alice_on_one_connection(300).await;
     let lock = hold_writes(&db);
     let r = call(&app, "POST", "/scim/v2/Users", Some(user("bob"))).await;
     r.expect(503);

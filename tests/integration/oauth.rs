@@ -31,19 +31,26 @@ fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
-fn form(body: &str) -> TestRequest {
+/// A POST to the token endpoint with `payload` as `content_type`.
+fn token_request(content_type: &str, payload: &str) -> TestRequest {
     TestRequest::post()
         .uri("/oauth/token")
-        .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
-        .set_payload(body.to_string())
+        .insert_header(("Content-Type", content_type))
+        .set_payload(payload.to_string())
+}
+
+/// A token request with a form body (as RFC 6749 has it).
+fn form(body: &str) -> TestRequest {
+    token_request("application/x-www-form-urlencoded", body)
+}
+
+/// A client-credentials grant with HTTP Basic client authentication.
+fn basic_grant(id: &str, secret: &str) -> TestRequest {
+    form("grant_type=client_credentials").insert_header(("Authorization", basic(id, secret)))
 }
 
 async fn token_for<S: TestApp>(app: &S, id: &str, secret: &str) -> String {
-    let r = send(
-        app,
-        form("grant_type=client_credentials").insert_header(("Authorization", basic(id, secret))),
-    )
-    .await;
+    let r = send(app, basic_grant(id, secret)).await;
     assert_eq!(r.status, 200, "{}", r.raw);
     r.body["access_token"].as_str().unwrap().to_string()
 }
@@ -72,11 +79,7 @@ async fn client_credentials_issue_a_token_the_scim_endpoints_accept() {
     assert!(secret.starts_with("scimitar_"));
 
     // HTTP Basic.
-    let r = send(
-        &app,
-        form("grant_type=client_credentials").insert_header(("Authorization", basic(&id, &secret))),
-    )
-    .await;
+    let r = send(&app, basic_grant(&id, &secret)).await;
     assert_eq!(r.status, 200, "{}", r.raw);
     assert_eq!(r.body["token_type"], "Bearer");
     assert_eq!(r.body["expires_in"], 3600);
@@ -122,77 +125,84 @@ async fn token_endpoint_errors_follow_rfc_6749() {
     let (id, secret) = client(&state, "acme", Scope::Write);
 
     // Wrong secret and unknown client: the same 401 invalid_client with a Basic challenge.
-    let wrong = send(
-        &app,
-        form("grant_type=client_credentials")
-            .insert_header(("Authorization", basic(&id, "scimitar_nope"))),
-    )
-    .await;
+    let wrong = send(&app, basic_grant(&id, "scimitar_nope")).await;
     oauth_error(&wrong, 401, "invalid_client");
     assert_eq!(
         wrong.header("www-authenticate").as_deref(),
         Some("Basic realm=\"scimitar\"")
     );
-    let unknown = send(
-        &app,
-        form("grant_type=client_credentials")
-            .insert_header(("Authorization", basic("someone", &secret))),
-    )
-    .await;
+    let unknown = send(&app, basic_grant("someone", &secret)).await;
     oauth_error(&unknown, 401, "invalid_client");
     assert_eq!(wrong.raw, unknown.raw);
-    let r = send(
-        &app,
-        form(&format!(
-            "grant_type=client_credentials&client_id={id}&client_secret=bad"
-        )),
-    )
-    .await;
-    oauth_error(&r, 401, "invalid_client");
-    let r = send(&app, form("grant_type=client_credentials")).await;
-    oauth_error(&r, 401, "invalid_client");
-    let r = send(
-        &app,
-        form("grant_type=client_credentials").insert_header(("Authorization", "Basic !!!")),
-    )
-    .await;
-    oauth_error(&r, 401, "invalid_client");
-
-    // Request errors.
-    let r = send(
-        &app,
-        form(&format!("client_id={id}&client_secret={secret}")),
-    )
-    .await;
-    oauth_error(&r, 400, "invalid_request");
-    let r = send(
-        &app,
-        form(&format!(
-            "grant_type=password&client_id={id}&client_secret={secret}"
-        )),
-    )
-    .await;
-    oauth_error(&r, 400, "unsupported_grant_type");
-    let r = send(
-        &app,
-        form(&format!(
-            "grant_type=client_credentials&client_id={id}&client_secret={secret}"
-        ))
-        .insert_header(("Authorization", basic(&id, &secret))),
-    )
-    .await;
-    oauth_error(&r, 400, "invalid_request");
-    let r = send(&app, form(&format!("grant_type=client_credentials&grant_type=client_credentials&client_id={id}&client_secret={secret}"))).await;
-    oauth_error(&r, 400, "invalid_request");
-    let r = send(
-        &app,
-        TestRequest::post()
-            .uri("/oauth/token")
-            .insert_header(("Content-Type", "application/json"))
-            .set_payload(json!({"grant_type": "client_credentials"}).to_string()),
-    )
-    .await;
-    oauth_error(&r, 400, "invalid_request");
+    // Other bad credentials (401 invalid_client), then request errors (400).
+    let grant = |credentials: &str| format!("grant_type=client_credentials&{credentials}");
+    for (case, request, status, code) in [
+        (
+            "a wrong secret in the form",
+            form(&grant(&format!("client_id={id}&client_secret=bad"))),
+            401,
+            "invalid_client",
+        ),
+        (
+            "no credentials",
+            form("grant_type=client_credentials"),
+            401,
+            "invalid_client",
+        ),
+        (
+            "Basic credentials that are not base64",
+            form("grant_type=client_credentials").insert_header(("Authorization", "Basic !!!")),
+            401,
+            "invalid_client",
+        ),
+        (
+            "no grant_type",
+            form(&format!("client_id={id}&client_secret={secret}")),
+            400,
+            "invalid_request",
+        ),
+        (
+            "the password grant",
+            form(&format!(
+                "grant_type=password&client_id={id}&client_secret={secret}"
+            )),
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            "credentials both in Basic and in the form",
+            form(&grant(&format!("client_id={id}&client_secret={secret}")))
+                .insert_header(("Authorization", basic(&id, &secret))),
+            400,
+            "invalid_request",
+        ),
+        (
+            "grant_type twice",
+            form(&grant(&grant(&format!(
+                "client_id={id}&client_secret={secret}"
+            )))),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a JSON body",
+            token_request(
+                "application/json",
+                &json!({"grant_type": "client_credentials"}).to_string(),
+            ),
+            400,
+            "invalid_request",
+        ),
+    ] {
+        let r = send(&app, request).await;
+        assert_eq!(
+            (r.status.as_u16(), r.body["error"].as_str()),
+            (status, Some(code)),
+            "{case}: {}",
+            r.raw
+        );
+        oauth_error(&r, status, code);
+    }
     let r = send(&app, TestRequest::get().uri("/oauth/token")).await;
     assert_eq!(r.status, 405);
 }
@@ -208,11 +218,7 @@ async fn revoked_clients_and_read_clients() {
     // Its access token stops at once, and it gets no new one.
     let r = get(&app, &token, "/scim/v2/Users").await;
     r.expect_invalid_token();
-    let r = send(
-        &app,
-        form("grant_type=client_credentials").insert_header(("Authorization", basic(&id, &secret))),
-    )
-    .await;
+    let r = send(&app, basic_grant(&id, &secret)).await;
     oauth_error(&r, 401, "invalid_client");
 
     let (rid, rsecret) = client(&state, "acme", Scope::Read);
@@ -337,11 +343,7 @@ async fn token_endpoint_is_rate_limited_per_client() {
     let r = get(&app, &token, "/scim/v2/Users").await;
     r.expect_error(429, None);
     assert!(r.header("retry-after").is_some());
-    let r = send(
-        &app,
-        form("grant_type=client_credentials").insert_header(("Authorization", basic(&id, &secret))),
-    )
-    .await;
+    let r = send(&app, basic_grant(&id, &secret)).await;
     oauth_error(&r, 429, "rate_limited");
     assert!(r.header("retry-after").is_some());
     // Others are unaffected.

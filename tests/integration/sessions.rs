@@ -35,11 +35,16 @@ fn token(state: &web::Data<AppState>, scope: Scope, expires_in: Option<u64>) -> 
     (id, token)
 }
 
-fn sign_in_request(body: Value) -> TestRequest {
+/// A sign-in with `payload` as `content_type`.
+fn sign_in_as(content_type: &str, payload: &str) -> TestRequest {
     TestRequest::post()
         .uri("/admin/session")
-        .insert_header(("Content-Type", "application/json"))
-        .set_payload(body.to_string())
+        .insert_header(("Content-Type", content_type))
+        .set_payload(payload.to_string())
+}
+
+fn sign_in_request(body: Value) -> TestRequest {
+    sign_in_as("application/json", &body.to_string())
 }
 
 /// The `Set-Cookie` header of a response, asserted present.
@@ -64,6 +69,20 @@ async fn sign_in<S: TestApp>(app: &S, body: Value) -> Browser {
         cookie: cookie_value(&set_cookie(&r), COOKIE),
         csrf: r.body["csrfToken"].as_str().unwrap().to_string(),
     }
+}
+
+/// An admin token of the default tenant (its id and secret) and a browser signed in with it.
+async fn signed_in<S: TestApp>(app: &S, state: &web::Data<AppState>) -> (String, String, Browser) {
+    let (id, token) = token(state, Scope::Admin, None);
+    let b = sign_in(app, json!({"token": token})).await;
+    (id, token, b)
+}
+
+/// An OAuth client of the default tenant: its id and secret.
+fn client(state: &web::Data<AppState>, label: Option<&str>, scope: Scope) -> (String, String) {
+    let mut conn = state.service.pool.get().unwrap();
+    admin::create_client(&mut conn, "default", label, scope)
+        .unwrap_or_else(|e| panic!("create client: {e}"))
 }
 
 /// A request as the console makes it: the cookie, no bearer token; `csrf` when given.
@@ -181,8 +200,7 @@ async fn over_https_the_cookie_is_secure_and_host_prefixed() {
 #[actix_web::test]
 async fn state_changes_with_the_cookie_need_the_csrf_token() {
     let (_db, app, state) = app_state().await;
-    let (_, admin_token) = token(&state, Scope::Admin, None);
-    let b = sign_in(&app, json!({"token": admin_token})).await;
+    let (_, admin_token, b) = signed_in(&app, &state).await;
     let body = json!({"provisioning": "review", "deprovisioning": "notify"}).to_string();
     let put = |csrf: Option<&str>| {
         with_cookie("PUT", "/api/v1/policy", &b, csrf)
@@ -260,20 +278,8 @@ async fn a_wrong_credential_answers_alike_whatever_it_is() {
         "UPDATE tokens SET expires = 1 WHERE id =",
         vec![Bind::Text(expired_id)],
     );
-    let (write_client, write_secret) = admin::create_client(
-        &mut state.service.pool.get().unwrap(),
-        "default",
-        None,
-        Scope::Write,
-    )
-    .unwrap();
-    let (admin_client, _) = admin::create_client(
-        &mut state.service.pool.get().unwrap(),
-        "default",
-        None,
-        Scope::Admin,
-    )
-    .unwrap();
+    let (write_client, write_secret) = client(&state, None, Scope::Write);
+    let (admin_client, _) = client(&state, None, Scope::Admin);
 
     let unknown = auth::generate_token();
     let bodies = [
@@ -315,10 +321,7 @@ async fn a_wrong_credential_answers_alike_whatever_it_is() {
     }
     let r = send(
         &app,
-        TestRequest::post()
-            .uri("/admin/session")
-            .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
-            .set_payload("token=x"),
+        sign_in_as("application/x-www-form-urlencoded", "token=x"),
     )
     .await;
     api_error(&r, 415, "unsupported_media_type");
@@ -327,13 +330,7 @@ async fn a_wrong_credential_answers_alike_whatever_it_is() {
 #[actix_web::test]
 async fn client_credentials_and_access_tokens_sign_in_too() {
     let (_db, app, state) = app_state().await;
-    let (id, secret) = admin::create_client(
-        &mut state.service.pool.get().unwrap(),
-        "default",
-        Some("console"),
-        Scope::Admin,
-    )
-    .unwrap();
+    let (id, secret) = client(&state, Some("console"), Scope::Admin);
     let b = sign_in(&app, json!({"clientId": id, "clientSecret": secret})).await;
     let r = send(&app, with_cookie("GET", "/api/v1/roles", &b, None)).await;
     assert_eq!(r.status, 200, "{}", r.raw);
@@ -380,8 +377,7 @@ async fn client_credentials_and_access_tokens_sign_in_too() {
 #[actix_web::test]
 async fn sign_out_ends_the_session_everywhere() {
     let (db, app, state) = app_state().await;
-    let (_, admin_token) = token(&state, Scope::Admin, None);
-    let b = sign_in(&app, json!({"token": admin_token})).await;
+    let (_, admin_token, b) = signed_in(&app, &state).await;
     let other = sign_in(&app, json!({"token": admin_token})).await;
 
     // Without the CSRF token sign-out is refused and the session lives on.
@@ -437,8 +433,7 @@ async fn deleting_a_tenant_ends_its_sessions_only() {
 #[actix_web::test]
 async fn a_revoked_or_expired_credential_ends_its_sessions() {
     let (_db, app, state) = app_state().await;
-    let (id, admin_token) = token(&state, Scope::Admin, None);
-    let b = sign_in(&app, json!({"token": admin_token})).await;
+    let (id, _, b) = signed_in(&app, &state).await;
     admin::revoke_token(&mut state.service.pool.get().unwrap(), &id).unwrap();
     let r = send(&app, with_cookie("GET", "/api/v1/policy", &b, None)).await;
     api_error(&r, 401, "unauthorized");
@@ -513,10 +508,8 @@ async fn sessions_expire_absolutely_and_when_idle() {
 
 #[actix_web::test]
 async fn sign_in_is_rate_limited_and_checks_the_origin() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.admin_sign_in_limit = "3/minute".parse().unwrap();
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) =
+        app_where(|a| a.admin_sign_in_limit = "3/minute".parse().unwrap()).await;
     let (_, admin_token) = token(&state, Scope::Admin, None);
 
     // A page on another origin cannot sign this browser in (login CSRF).
@@ -652,12 +645,15 @@ fn no_credential_or_session_reaches_the_log() {
         admin::create_token(&mut conn, "default", None, Scope::Admin, None).unwrap();
     let agent = http_agent();
     let url = |p: &str| format!("{}{p}", server.url);
+    let sign_in_with = |token: &str| {
+        agent
+            .post(url("/admin/session"))
+            .header("Content-Type", "application/json")
+            .send(json!({"token": token}).to_string())
+            .unwrap()
+    };
 
-    let mut r = agent
-        .post(url("/admin/session"))
-        .header("Content-Type", "application/json")
-        .send(json!({"token": admin_token}).to_string())
-        .unwrap();
+    let mut r = sign_in_with(&admin_token);
     assert_eq!(r.status(), 200);
     let set = r.headers().get("set-cookie").unwrap().to_str().unwrap();
     let cookie = cookie_value(set, COOKIE);
@@ -678,11 +674,7 @@ fn no_credential_or_session_reaches_the_log() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let wrong = auth::generate_token();
-    let r = agent
-        .post(url("/admin/session"))
-        .header("Content-Type", "application/json")
-        .send(json!({"token": wrong}).to_string())
-        .unwrap();
+    let r = sign_in_with(&wrong);
     assert_eq!(r.status(), 401);
     let r = agent
         .delete(url("/admin/session"))

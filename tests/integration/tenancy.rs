@@ -25,25 +25,36 @@ fn same_answer(foreign: &Resp, missing: &Resp, foreign_id: &str, missing_id: &st
     }
 }
 
+/// Creates the user `same@example.com` (with `external_id` and `email`) and a group `Team` of
+/// it as `token`; their ids.
+async fn same_user_in_team<S: TestApp>(
+    app: &S,
+    token: &str,
+    external_id: &str,
+    email: &str,
+) -> (String, String) {
+    let u = post_user(app, token, "same@example.com", external_id, email).await;
+    u.expect(201);
+    let user_id = u.body["id"].as_str().unwrap().to_string();
+    let g = post(
+        app,
+        token,
+        "/scim/v2/Groups",
+        Some(group("Team", &[&user_id])),
+    )
+    .await;
+    g.expect(201);
+    (user_id, g.body["id"].as_str().unwrap().to_string())
+}
+
 #[actix_web::test]
 async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     let (_db, app, state) = app_state().await;
-    let a = tenant_with_token(&state, "tenant-a", Scope::Write);
-    let b = tenant_with_token(&state, "tenant-b", Scope::Write);
+    let (a, b) = two_tenants(&state, "tenant-a", "tenant-b");
 
     // The same userName in both tenants.
-    let bu = post_user(&app, &b, "same@example.com", "ext-b", "b-only@b.example").await;
-    bu.expect(201);
-    let b_user = bu.body["id"].as_str().unwrap().to_string();
-    let bg = post(&app, &b, "/scim/v2/Groups", Some(group("Team", &[&b_user]))).await;
-    bg.expect(201);
-    let b_group = bg.body["id"].as_str().unwrap().to_string();
-    let au = post_user(&app, &a, "same@example.com", "ext-a", "a@a.example").await;
-    au.expect(201);
-    let a_user = au.body["id"].as_str().unwrap().to_string();
-    let ag = post(&app, &a, "/scim/v2/Groups", Some(group("Team", &[&a_user]))).await;
-    ag.expect(201);
-    let a_group = ag.body["id"].as_str().unwrap().to_string();
+    let (b_user, b_group) = same_user_in_team(&app, &b, "ext-b", "b-only@b.example").await;
+    let (a_user, a_group) = same_user_in_team(&app, &a, "ext-a", "a@a.example").await;
 
     // Every method on a single resource: B's id answers as a nonexistent id does.
     let missing = uuid::Uuid::new_v4().to_string();
@@ -155,41 +166,24 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
     }
 
     // .search on a type and at the root.
-    let search = |filter: Option<&str>| {
+    let search = |uri: &'static str, filter: Option<&str>| {
         let mut b = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]});
         if let Some(f) = filter {
             b["filter"] = json!(f);
         }
-        b
+        post(&app, &a, uri, Some(b))
     };
-    let r = post(
-        &app,
-        &a,
-        "/scim/v2/Users/.search",
-        Some(search(Some("userName eq \"same@example.com\""))),
-    )
-    .await;
+    let users = "/scim/v2/Users/.search";
+    let r = search(users, Some("userName eq \"same@example.com\"")).await;
     r.expect(200);
     assert_eq!(ids(&r), vec![a_user.clone()]);
-    let r = post(
-        &app,
-        &a,
-        "/scim/v2/Users/.search",
-        Some(search(Some(&format!("id eq \"{b_user}\"")))),
-    )
-    .await;
+    let r = search(users, Some(&format!("id eq \"{b_user}\""))).await;
     assert_eq!(r.body["totalResults"], 0);
-    let r = post(&app, &a, "/scim/v2/.search", Some(search(None))).await;
+    let r = search("/scim/v2/.search", None).await;
     r.expect(200);
     assert_eq!(r.body["totalResults"], 2);
     assert_eq!(ids(&r), vec![a_user.clone(), a_group.clone()]);
-    let r = post(
-        &app,
-        &a,
-        "/scim/v2/.search",
-        Some(search(Some("displayName pr"))),
-    )
-    .await;
+    let r = search("/scim/v2/.search", Some("displayName pr")).await;
     assert!(!r.raw.contains(&b_user) && !r.raw.contains(&b_group));
 
     // Cursor paging: A's pages hold A's resources; B's cursor is no use to A.
@@ -241,25 +235,13 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         same_answer(&f, &m, &b_user, &missing);
     }
     // Removing B's user from A's group is a no-op, as for a nonexistent member.
+    let team = format!("/scim/v2/Groups/{a_group}");
     let remove = |id: &str| {
-        patch_body(json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]))
+        let ops = json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]);
+        request(&app, &a, "PATCH", &team, Some(patch_body(ops)))
     };
-    let f = request(
-        &app,
-        &a,
-        "PATCH",
-        &format!("/scim/v2/Groups/{a_group}"),
-        Some(remove(&b_user)),
-    )
-    .await;
-    let m = request(
-        &app,
-        &a,
-        "PATCH",
-        &format!("/scim/v2/Groups/{a_group}"),
-        Some(remove(&missing)),
-    )
-    .await;
+    let f = remove(&b_user).await;
+    let m = remove(&missing).await;
     same_answer(&f, &m, &b_user, &missing);
 
     // B's resources are untouched and its events only its own.
@@ -280,8 +262,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
 #[actix_web::test]
 async fn user_names_are_unique_per_tenant_only() {
     let (_db, app, state) = app_state().await;
-    let a = tenant_with_token(&state, "a", Scope::Write);
-    let b = tenant_with_token(&state, "b", Scope::Write);
+    let (a, b) = two_tenants(&state, "a", "b");
     for t in [&a, &b, &TOKEN.to_string()] {
         post_user(&app, t, "bjensen@example.com", "e", "bj@example.com")
             .await
@@ -306,8 +287,7 @@ async fn user_names_are_unique_per_tenant_only() {
 #[actix_web::test]
 async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
     let (_db, app, state) = app_state().await;
-    let a = tenant_with_token(&state, "a", Scope::Write);
-    let b = tenant_with_token(&state, "b", Scope::Write);
+    let (a, b) = two_tenants(&state, "a", "b");
     let ua = post_user(&app, &a, "u@a", "1", "u@a.example").await;
     let ua = ua.body["id"].as_str().unwrap().to_string();
     post(&app, &a, "/scim/v2/Groups", Some(group("G", &[&ua])))
@@ -351,8 +331,7 @@ async fn deleting_a_tenant_removes_its_data_and_credentials_only() {
 #[actix_web::test]
 async fn unfiltered_totals_agree_with_counted_rows_after_every_kind_of_write() {
     let (_db, app, state) = app_state().await;
-    let a = tenant_with_token(&state, "count-a", Scope::Write);
-    let b = tenant_with_token(&state, "count-b", Scope::Write);
+    let (a, b) = two_tenants(&state, "count-a", "count-b");
     async fn totals<S: TestApp>(app: &S, token: &str, rt: &str) -> (i64, i64) {
         let all = get(app, token, &format!("/scim/v2/{rt}?count=1")).await;
         all.expect(200);

@@ -197,10 +197,7 @@ async fn rate_limit_is_off_by_default() {
 
 #[actix_web::test]
 async fn dialect_tolerances_are_per_tenant() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.strict = true;
-    let (app, state) = app_with(a).await;
+    let (_db, app, state) = app_where(|a| a.strict = true).await;
     let lenient = tenant_with_token(&state, "lenient", Scope::Write);
     let strict = tenant_with_token(&state, "strict", Scope::Write);
     let mut conn = state.service.pool.get().unwrap();
