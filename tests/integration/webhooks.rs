@@ -359,7 +359,9 @@ async fn every_refused_destination_is_a_400_naming_the_flag() {
         ("reserved", vec!["http://192.0.2.1/"]),
     ] {
         for url in urls {
-            let detail = api_error(&register(url).await, 400, "bad_request");
+            let r = register(url).await;
+            assert_eq!(r.status.as_u16(), 400, "{url}: {}", r.raw);
+            let detail = api_error(&r, 400, "bad_request");
             assert!(
                 detail.contains(says) && detail.contains("--webhook-allowed-hosts"),
                 "{url}: {detail}"
@@ -375,7 +377,9 @@ async fn every_refused_destination_is_a_400_naming_the_flag() {
         ("https://hooks.example.com/x#frag", "fragment"),
         ("not a url", "not a valid URL"),
     ] {
-        let detail = api_error(&register(url).await, 400, "bad_request");
+        let r = register(url).await;
+        assert_eq!(r.status.as_u16(), 400, "{url}: {}", r.raw);
+        let detail = api_error(&r, 400, "bad_request");
         assert!(detail.contains(says), "{url}: {detail}");
     }
     let r = get(&app, &admin, "/api/v1/webhooks").await;
