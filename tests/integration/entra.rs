@@ -58,10 +58,13 @@ const DOC_MANAGER: &str = "00aa00aa-bb11-cc22-dd33-44ee44ee44ee";
 const DOC_MEMBER: &str = "f648f8d5ea4e4cd38e9c";
 const DOC_REMOVED: &str = "7f4bc1a3-285e-48ae-8202-5accb43efb0e";
 
+/// A case of `replace_many_cases`: its name, the request, and the user's attributes after it.
+type ReplaceCase = (&'static str, &'static str, Vec<(String, Value)>);
+
 /// The two requests that replace several attributes of the tutorial's user (one operation
 /// each, an enterprise attribute by its URN path; and the newer shape, a no-path replace
 /// with dotted and URN keys), each with what the user holds after it (by JSON pointer).
-fn replace_many_cases() -> [(&'static str, &'static str, Vec<(String, Value)>); 2] {
+fn replace_many_cases() -> [ReplaceCase; 2] {
     let employee_number = format!("/{ENTERPRISE}/employeeNumber");
     [
         (

@@ -222,6 +222,10 @@ async fn etags_if_match_and_if_none_match() {
     }
 }
 
+/// What a row of `search_endpoints` must get: the fields of a 200 (by JSON pointer), or the
+/// scimType of a 400.
+type Answer = Result<Vec<(&'static str, Value)>, &'static str>;
+
 #[actix_web::test]
 async fn search_endpoints() {
     let (app, _db) = app().await;
@@ -229,7 +233,7 @@ async fn search_endpoints() {
     create_group(&app, "Searchers", &[&u]).await;
     let search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
     // Each request, then the totalResults (and first resource) of its answer, or its error.
-    let cases: [(&str, Value, Result<Vec<(&str, Value)>, &str>); 5] = [
+    let cases: [(&str, Value, Answer); 5] = [
         (
             "/scim/v2/Users/.search",
             json!({"schemas": [search], "filter": "userName sw \"search\"",
