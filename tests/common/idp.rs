@@ -111,6 +111,18 @@ pub fn fixture(text: &str, ids: &[(&str, &str)]) -> Value {
     serde_json::from_str(&s).expect("fixture is JSON")
 }
 
+/// Replays a documented request: `method path` with the fixture `request` (its ids swapped
+/// for this run's, as `fixture` does) as the body, with the test token.
+pub async fn replay<S: TestApp>(
+    app: &S,
+    method: &str,
+    path: &str,
+    request: &str,
+    ids: &[(&str, &str)],
+) -> Resp {
+    call(app, method, path, Some(fixture(request, ids))).await
+}
+
 /// Server-assigned values a documented response cannot predict: never compared.
 const SERVER_ASSIGNED: &[&str] = &[
     "/id",
@@ -120,14 +132,20 @@ const SERVER_ASSIGNED: &[&str] = &[
     "/meta/version",
 ];
 
-/// Asserts that `got` answers as the vendor documents: the status, and every attribute of
-/// the documented body (`schemas` included) equal at the same place, except the server's
+/// `assert_like` of a documented response: `response` is the text of its fixture.
+#[track_caller]
+pub fn assert_documented(got: &Resp, status: u16, response: &str, skip: &[&str]) {
+    assert_like(got, status, &fixture(response, &[]), skip);
+}
+
+/// Asserts that `got` answers as the vendor documents (`documented`): the status, and
+/// every attribute of the documented body (`schemas` included) equal at the same place, except the server's
 /// ids and timestamps (`SERVER_ASSIGNED`, also inside `Resources`) and the JSON pointers in
 /// `skip`, each of which the caller justifies. A documented `null` or `[]` means
 /// unassigned (RFC 7643 §2.5): absent, null or empty in `got` too. Attributes `got` has
 /// beyond the documented ones (`meta.version`, `$ref`, ...) are not compared.
 #[track_caller]
-pub fn assert_documented(got: &Resp, status: u16, documented: &Value, skip: &[&str]) {
+pub fn assert_like(got: &Resp, status: u16, documented: &Value, skip: &[&str]) {
     got.expect(status);
     let mut errors = Vec::new();
     walk(

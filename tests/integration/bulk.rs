@@ -9,6 +9,28 @@ fn bulk(ops: Value) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops})
 }
 
+/// POSTs a BulkRequest of the operations `ops`; the answer, whatever its status.
+async fn post_bulk<S: TestApp>(app: &S, ops: Value) -> Resp {
+    call(app, "POST", "/scim/v2/Bulk", Some(bulk(ops))).await
+}
+
+/// A bulk POST of a user named `user_name` under `bulk_id`.
+fn post_user(bulk_id: &str, user_name: &str) -> Value {
+    json!({"method": "POST", "path": "/Users", "bulkId": bulk_id,
+           "data": {"schemas": [CORE_USER], "userName": user_name}})
+}
+
+/// A bulk POST of a group `name` with the member values `members`, under `bulk_id` if any.
+fn post_group(bulk_id: Option<&str>, name: &str, members: &[&str]) -> Value {
+    let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
+    let mut op = json!({"method": "POST", "path": "/Groups",
+                        "data": {"schemas": [CORE_GROUP], "displayName": name, "members": members}});
+    if let Some(id) = bulk_id {
+        op["bulkId"] = json!(id);
+    }
+    op
+}
+
 fn statuses(r: &Resp) -> Vec<String> {
     r.body["Operations"]
         .as_array()
@@ -34,20 +56,17 @@ async fn rfc_example_post_put_patch_delete() {
     let put_id = create_user(&app, "Jim").await;
     let patch_id = create_user(&app, "Kim").await;
     let del_id = create_user(&app, "Tim").await;
-    let r = call(
+    let r = post_bulk(
         &app,
-        "POST",
-        "/scim/v2/Bulk",
-        Some(bulk(json!([
-            {"method": "POST", "path": "/Users", "bulkId": "qwerty",
-             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "Alice"}},
+        json!([
+            post_user("qwerty", "Alice"),
             {"method": "PUT", "path": format!("/Users/{put_id}"), "version": "W/\"1\"",
-             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": put_id, "userName": "Bob"}},
+             "data": {"schemas": [CORE_USER], "id": put_id, "userName": "Bob"}},
             {"method": "PATCH", "path": format!("/Users/{patch_id}"), "version": "W/\"1\"",
-             "data": {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                      "Operations": [{"op": "remove", "path": "nickName"}, {"op": "replace", "path": "userName", "value": "Dave"}]}},
+             "data": patch_body(json!([{"op": "remove", "path": "nickName"},
+                                       {"op": "replace", "path": "userName", "value": "Dave"}]))},
             {"method": "DELETE", "path": format!("/Users/{del_id}"), "version": "W/\"1\""}
-        ]))),
+        ]),
     )
     .await;
     r.expect(200);
@@ -66,24 +85,10 @@ async fn rfc_example_post_put_patch_delete() {
         format!("http://scim.test/scim/v2/Users/{put_id}")
     );
     let alice = id_from_location(&ops[0]);
-    assert_eq!(
-        get(&app, TOKEN, &format!("/scim/v2/Users/{alice}"))
-            .await
-            .body["userName"],
-        "Alice"
-    );
-    assert_eq!(
-        get(&app, TOKEN, &format!("/scim/v2/Users/{put_id}"))
-            .await
-            .body["userName"],
-        "Bob"
-    );
-    assert_eq!(
-        get(&app, TOKEN, &format!("/scim/v2/Users/{patch_id}"))
-            .await
-            .body["userName"],
-        "Dave"
-    );
+    for (id, user_name) in [(&alice, "Alice"), (&put_id, "Bob"), (&patch_id, "Dave")] {
+        let u = get(&app, TOKEN, &format!("/scim/v2/Users/{id}")).await;
+        assert_eq!(u.body["userName"], user_name, "{}", u.raw);
+    }
     get(&app, TOKEN, &format!("/scim/v2/Users/{del_id}"))
         .await
         .expect(404);
@@ -98,27 +103,17 @@ async fn rfc_example_post_put_patch_delete() {
 async fn bulk_id_references_resolve_in_either_order() {
     let (app, _db) = app().await;
     // The group comes before its members in the list (RFC 7644 §3.7.2).
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Bulk",
-        Some(bulk(json!([
-            {"method": "POST", "path": "/Groups", "bulkId": "ytrewq",
-             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Tour Guides",
-                      "members": [{"type": "User", "value": "bulkId:qwerty"}, {"value": "bulkId:manager"}]}},
-            {"method": "POST", "path": "/Users", "bulkId": "qwerty",
-             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
-                                  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
-                      "userName": "Alice",
-                      "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"manager": {"value": "bulkId:manager"}}}},
-            {"method": "POST", "path": "/Users", "bulkId": "manager",
-             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "Boss"}},
-            {"method": "PATCH", "path": "/Groups/bulkId:ytrewq",
-             "data": {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                      "Operations": [{"op": "replace", "path": "displayName", "value": "Guides"}]}}
-        ]))),
-    )
-    .await;
+    let mut guides = post_group(Some("ytrewq"), "Tour Guides", &[]);
+    guides["data"]["members"] =
+        json!([{"type": "User", "value": "bulkId:qwerty"}, {"value": "bulkId:manager"}]);
+    let mut alice = post_user("qwerty", "Alice");
+    alice["data"] = json!({"schemas": [CORE_USER, ENTERPRISE], "userName": "Alice",
+                           ENTERPRISE: {"manager": {"value": "bulkId:manager"}}});
+    let rename = json!({"method": "PATCH", "path": "/Groups/bulkId:ytrewq",
+                        "data": patch_body(json!([{"op": "replace", "path": "displayName",
+                                                   "value": "Guides"}]))});
+    let ops = json!([guides, alice, post_user("manager", "Boss"), rename]);
+    let r = post_bulk(&app, ops).await;
     r.expect(200);
     assert_eq!(statuses(&r), ["201", "201", "201", "204"], "{}", r.raw);
     let ops = r.body["Operations"].as_array().unwrap();
@@ -135,44 +130,26 @@ async fn bulk_id_references_resolve_in_either_order() {
     want.sort();
     assert_eq!(members, want);
     let a = get(&app, TOKEN, &format!("/scim/v2/Users/{alice}")).await;
-    assert_eq!(
-        a.body["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"]["value"],
-        boss.as_str()
-    );
+    assert_eq!(a.body[ENTERPRISE]["manager"]["value"], boss.as_str());
 }
 
 #[actix_web::test]
 async fn circular_and_unresolvable_references_fail_only_those_operations() {
     let (app, _db) = app().await;
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Bulk",
-        Some(bulk(json!([
-            {"method": "POST", "path": "/Groups", "bulkId": "a",
-             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "A", "members": [{"value": "bulkId:b"}]}},
-            {"method": "POST", "path": "/Groups", "bulkId": "b",
-             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "B", "members": [{"value": "bulkId:a"}]}},
-            {"method": "POST", "path": "/Users", "bulkId": "dup",
-             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "same"}},
-            {"method": "POST", "path": "/Users", "bulkId": "bad",
-             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "same"}},
-            {"method": "POST", "path": "/Groups", "bulkId": "c",
-             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "C", "members": [{"value": "bulkId:bad"}]}},
-            {"method": "POST", "path": "/Groups",
-             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "D", "members": [{"value": "bulkId:nowhere"}]}},
-            {"method": "POST", "path": "/Users", "bulkId": "ok",
-             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "fine"}}
-        ]))),
-    )
-    .await;
+    // Each operation and the status it gets.
+    let cases = [
+        (post_group(Some("a"), "A", &["bulkId:b"]), "409"),
+        (post_group(Some("b"), "B", &["bulkId:a"]), "409"),
+        (post_user("dup", "same"), "201"),
+        (post_user("bad", "same"), "409"),
+        (post_group(Some("c"), "C", &["bulkId:bad"]), "409"),
+        (post_group(None, "D", &["bulkId:nowhere"]), "400"),
+        (post_user("ok", "fine"), "201"),
+    ];
+    let (ops, want): (Vec<Value>, Vec<&str>) = cases.into_iter().unzip();
+    let r = post_bulk(&app, json!(ops)).await;
     r.expect(200);
-    assert_eq!(
-        statuses(&r),
-        ["409", "409", "201", "409", "409", "400", "201"],
-        "{}",
-        r.raw
-    );
+    assert_eq!(statuses(&r), want, "{}", r.raw);
     let ops = r.body["Operations"].as_array().unwrap();
     assert!(ops[0]["response"]["detail"]
         .as_str()
@@ -189,40 +166,27 @@ async fn circular_and_unresolvable_references_fail_only_those_operations() {
         "urn:ietf:params:scim:api:messages:2.0:Error"
     );
     // Only the two users were created.
-    assert_eq!(
-        get(&app, TOKEN, "/scim/v2/Groups").await.body["totalResults"],
-        0
-    );
-    assert_eq!(
-        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
-        2
-    );
+    assert_eq!(total(&app, "/scim/v2/Groups").await, 0);
+    assert_eq!(total(&app, "/scim/v2/Users").await, 2);
 }
 
 #[actix_web::test]
 async fn fail_on_errors_stops_processing() {
     let (app, _db) = app().await;
     create_user(&app, "taken").await;
-    let user = |b: &str, n: &str| {
-        json!({"method": "POST", "path": "/Users", "bulkId": b,
-        "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": n}})
-    };
     let mut body = bulk(json!([
-        user("a", "taken"),
-        user("b", "x1"),
-        user("c", "taken"),
-        user("d", "x2")
+        post_user("a", "taken"),
+        post_user("b", "x1"),
+        post_user("c", "taken"),
+        post_user("d", "x2")
     ]));
     body["failOnErrors"] = json!(2);
     let r = call(&app, "POST", "/scim/v2/Bulk", Some(body)).await;
     r.expect(200);
     // Stopped after the second error: x2 was never attempted and is not listed.
     assert_eq!(statuses(&r), ["409", "201", "409"]);
-    assert_eq!(
-        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
-        2
-    );
-    let mut body = bulk(json!([user("e", "y")]));
+    assert_eq!(total(&app, "/scim/v2/Users").await, 2);
+    let mut body = bulk(json!([post_user("e", "y")]));
     body["failOnErrors"] = json!(0);
     call(&app, "POST", "/scim/v2/Bulk", Some(body))
         .await
@@ -236,27 +200,14 @@ async fn limits_are_413_before_anything_is_applied() {
         a.max_body_bytes = 4096;
     })
     .await;
-    let user = |n: usize| {
-        json!({"method": "POST", "path": "/Users", "bulkId": format!("u{n}"),
-        "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("u{n}")}})
-    };
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Bulk",
-        Some(bulk(json!([user(1), user(2), user(3), user(4)]))),
-    )
-    .await;
+    let user = |n: usize| post_user(&format!("u{n}"), &format!("u{n}"));
+    let r = post_bulk(&app, json!([user(1), user(2), user(3), user(4)])).await;
     r.expect(413);
     assert!(r.body["detail"].as_str().unwrap().contains("maxOperations"));
-    let big = json!({"method": "POST", "path": "/Users", "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x".repeat(5000)}});
-    call(&app, "POST", "/scim/v2/Bulk", Some(bulk(json!([big]))))
-        .await
-        .expect(413);
-    assert_eq!(
-        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
-        0
-    );
+    let big = json!({"method": "POST", "path": "/Users",
+                     "data": {"schemas": [CORE_USER], "userName": "x".repeat(5000)}});
+    post_bulk(&app, json!([big])).await.expect(413);
+    assert_eq!(total(&app, "/scim/v2/Users").await, 0);
     let spc = get(&app, TOKEN, "/scim/v2/ServiceProviderConfig").await;
     assert_eq!(
         spc.body["bulk"],
@@ -267,53 +218,53 @@ async fn limits_are_413_before_anything_is_applied() {
 #[actix_web::test]
 async fn bad_requests_and_bad_operations() {
     let (app, _db) = app().await;
-    call(
-        &app,
-        "POST",
-        "/scim/v2/Bulk",
-        Some(json!({"Operations": []})),
-    )
-    .await
-    .expect_error(400, Some("invalidSyntax"));
-    call(
-        &app,
-        "POST",
-        "/scim/v2/Bulk",
-        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"]})),
-    )
-    .await
-    .expect_error(400, Some("invalidSyntax"));
+    for body in [
+        json!({"Operations": []}),
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"]}),
+    ] {
+        let r = call(&app, "POST", "/scim/v2/Bulk", Some(body.clone())).await;
+        r.expect_case(&body.to_string(), 400, Some("invalidSyntax"));
+    }
     get(&app, TOKEN, "/scim/v2/Bulk").await.expect(405);
     let id = create_user(&app, "v").await;
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Bulk",
-        Some(bulk(json!([
-            {"method": "GET", "path": "/Users"},
-            {"method": "POST", "path": "/Widgets", "data": {}},
-            {"method": "POST", "path": "/Users", "bulkId": "x", "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x1"}},
-            {"method": "POST", "path": "/Users", "bulkId": "x", "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x2"}},
-            {"method": "PATCH", "path": format!("/Users/{id}"), "version": "W/\"9\"",
-             "data": {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "add", "path": "title", "value": "t"}]}},
-            {"method": "DELETE", "path": "/Users/no-such-id"},
-            {"method": "POST", "path": "/Users", "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": 7}}
-        ]))),
-    )
-    .await;
+    let stale_patch = json!({"method": "PATCH", "path": format!("/Users/{id}"), "version": "W/\"9\"",
+                             "data": patch_body(json!([{"op": "add", "path": "title", "value": "t"}]))});
+    let bad_user = json!({"method": "POST", "path": "/Users",
+                          "data": {"schemas": [CORE_USER], "userName": 7}});
+    // Each operation, the status it gets and the scimType of its error where checked.
+    let cases = [
+        (
+            json!({"method": "GET", "path": "/Users"}),
+            "400",
+            Some("invalidSyntax"),
+        ),
+        (
+            json!({"method": "POST", "path": "/Widgets", "data": {}}),
+            "400",
+            Some("invalidPath"),
+        ),
+        (post_user("x", "x1"), "201", None),
+        (post_user("x", "x2"), "400", Some("invalidValue")),
+        (stale_patch, "412", None),
+        (
+            json!({"method": "DELETE", "path": "/Users/no-such-id"}),
+            "404",
+            None,
+        ),
+        (bad_user, "400", Some("invalidValue")),
+    ];
+    let ops: Vec<Value> = cases.iter().map(|(op, _, _)| op.clone()).collect();
+    let r = post_bulk(&app, json!(ops)).await;
     r.expect(200);
-    assert_eq!(
-        statuses(&r),
-        ["400", "400", "201", "400", "412", "404", "400"],
-        "{}",
-        r.raw
-    );
-    let ops = r.body["Operations"].as_array().unwrap();
-    assert_eq!(ops[0]["response"]["scimType"], "invalidSyntax");
-    assert_eq!(ops[0]["method"], "GET");
-    assert_eq!(ops[1]["response"]["scimType"], "invalidPath");
-    assert_eq!(ops[3]["response"]["scimType"], "invalidValue");
-    assert_eq!(ops[6]["response"]["scimType"], "invalidValue");
+    let want: Vec<&str> = cases.iter().map(|(_, status, _)| *status).collect();
+    assert_eq!(statuses(&r), want, "{}", r.raw);
+    let answered = r.body["Operations"].as_array().unwrap();
+    for ((op, _, scim_type), got) in cases.iter().zip(answered) {
+        if let Some(t) = scim_type {
+            assert_eq!(got["response"]["scimType"], *t, "{op}: {got}");
+        }
+    }
+    assert_eq!(answered[0]["method"], "GET");
     // The stale PATCH changed nothing.
     assert!(get(&app, TOKEN, &format!("/scim/v2/Users/{id}"))
         .await

@@ -25,6 +25,7 @@ fixtures! {
 }
 
 /// A tenant and its credential.
+#[derive(Clone)]
 struct Tenant {
     name: String,
     token: String,
@@ -61,32 +62,50 @@ async fn holdings<S: TestApp>(
     (users.body, groups.body, scim_events(state, &t.name))
 }
 
-/// Sends a request that must be refused with `status`/`scim_type`, and asserts that it
-/// changed nothing the tenant holds.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "a request, its expected refusal and the tenant whose holdings it must not change"
-)]
-async fn refused<S: TestApp>(
-    app: &S,
-    state: &actix_web::web::Data<scimitar::http::AppState>,
-    t: &Tenant,
-    method: &str,
-    uri: &str,
-    body: Option<Value>,
-    scim_type: &str,
-    why: &str,
-) -> Resp {
-    let before = holdings(app, state, t).await;
-    let r = request(app, &t.token, method, uri, body).await;
-    assert_eq!(r.status.as_u16(), 400, "{why}: {}", r.raw);
-    r.expect_error(400, Some(scim_type));
-    assert_eq!(
-        holdings(app, state, t).await,
-        before,
-        "{why}: something changed"
-    );
-    r
+/// The app, its state, and the tenant requests are sent as.
+struct On<'a, S> {
+    app: &'a S,
+    state: &'a actix_web::web::Data<scimitar::http::AppState>,
+    t: Tenant,
+}
+
+impl<'a, S: TestApp> On<'a, S> {
+    fn new(
+        app: &'a S,
+        state: &'a actix_web::web::Data<scimitar::http::AppState>,
+        t: Tenant,
+    ) -> Self {
+        On { app, state, t }
+    }
+
+    /// Sends `(method, uri, body)`, which must be refused with 400 and `scim_type` (a
+    /// failure names `why`), and asserts that it changed nothing the tenant holds; returns
+    /// the refusal's detail.
+    async fn refused(
+        &self,
+        (method, uri, body): (&str, &str, Option<Value>),
+        scim_type: &str,
+        why: &str,
+    ) -> String {
+        let (app, state, t) = (self.app, self.state, &self.t);
+        let before = holdings(app, state, t).await;
+        let r = request(app, &t.token, method, uri, body).await;
+        assert_eq!(r.status.as_u16(), 400, "{why}: {}", r.raw);
+        r.expect_error(400, Some(scim_type));
+        assert_eq!(
+            holdings(app, state, t).await,
+            before,
+            "{why}: something changed"
+        );
+        r.body["detail"].as_str().expect("detail").to_string()
+    }
+}
+
+/// POSTs a SearchRequest with `filter` to `path` (an endpoint's `.search` or the root's).
+async fn search<S: TestApp>(app: &S, path: &str, filter: &str) -> Resp {
+    let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                      "filter": filter});
+    call(app, "POST", path, Some(body)).await
 }
 
 fn ids(r: &Resp) -> Vec<String> {
@@ -123,44 +142,23 @@ async fn entra_group_create_is_201_and_the_undeclared_uri_is_never_echoed() {
     assert_eq!(r.body["schemas"], json!([CORE_GROUP]));
     assert_eq!(r.body["displayName"], "displayName");
     assert_eq!(r.body["externalId"], "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159");
-    let id = r.body["id"].as_str().unwrap().to_string();
+    let path = format!("/scim/v2/Groups/{}", id_of(&r));
     // Read back every way: by id, in a list, by filter, by .search at the root.
-    let got = get(&app, TOKEN, &format!("/scim/v2/Groups/{id}")).await;
+    let got = get(&app, TOKEN, &path).await;
     assert_eq!(got.body["schemas"], json!([CORE_GROUP]));
     assert_eq!(got.body, r.body);
     let list = get(&app, TOKEN, "/scim/v2/Groups").await;
     assert_eq!(list.body["Resources"][0]["schemas"], json!([CORE_GROUP]));
-    let search = call(
-        &app,
-        "POST",
-        "/scim/v2/.search",
-        Some(
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
-                    "filter": "displayName eq \"displayName\""}),
-        ),
-    )
-    .await;
-    assert_eq!(search.body["Resources"][0]["schemas"], json!([CORE_GROUP]));
-    for body in [&r.raw, &got.raw, &list.raw, &search.raw] {
+    let found = search(&app, "/scim/v2/.search", "displayName eq \"displayName\"").await;
+    assert_eq!(found.body["Resources"][0]["schemas"], json!([CORE_GROUP]));
+    for body in [&r.raw, &got.raw, &list.raw, &found.raw] {
         assert!(!body.contains(ADSCIM_GROUP), "echoed: {body}");
     }
     // Nothing to find by it either: it is not one of the group's schemas.
-    assert_eq!(
-        total(
-            &app,
-            &filtered("Groups", &format!("schemas eq \"{ADSCIM_GROUP}\""))
-        )
-        .await,
-        0
-    );
+    let by_uri = format!("schemas eq \"{ADSCIM_GROUP}\"");
+    assert_eq!(total(&app, &filtered("Groups", &by_uri)).await, 0);
     // A PUT carrying it is accepted the same way.
-    let put = call(
-        &app,
-        "PUT",
-        &format!("/scim/v2/Groups/{id}"),
-        Some(entra_group()),
-    )
-    .await;
+    let put = call(&app, "PUT", &path, Some(entra_group())).await;
     put.expect(200);
     assert_eq!(put.body["schemas"], json!([CORE_GROUP]));
 
@@ -168,68 +166,41 @@ async fn entra_group_create_is_201_and_the_undeclared_uri_is_never_echoed() {
     // that carries nothing: the URN is ignored; the extension is listed only while the user
     // carries its attributes.
     let okta = "urn:okta:onprem_app:1.0:user:custom";
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Users",
-        Some(
+    for (body, schemas) in [
+        (
             json!({"schemas": [CORE_USER, ENTERPRISE, okta], "userName": "a@example.com",
                     ENTERPRISE: {"department": "Tour"}}),
+            json!([CORE_USER, ENTERPRISE]),
         ),
-    )
-    .await;
-    r.expect(201);
-    assert_eq!(r.body["schemas"], json!([CORE_USER, ENTERPRISE]));
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Users",
-        Some(json!({"schemas": [CORE_USER, ENTERPRISE, okta], "userName": "b@example.com", okta: {}})),
-    )
-    .await;
-    r.expect(201);
-    assert_eq!(r.body["schemas"], json!([CORE_USER]));
+        (
+            json!({"schemas": [CORE_USER, ENTERPRISE, okta], "userName": "b@example.com",
+                   okta: {}}),
+            json!([CORE_USER]),
+        ),
+    ] {
+        let r = call(&app, "POST", "/scim/v2/Users", Some(body)).await;
+        r.expect(201);
+        assert_eq!(r.body["schemas"], schemas, "{}", r.raw);
+    }
 
     // An undeclared URI that carries attributes is refused, lenient or not.
-    let t = Tenant::default_tenant();
-    let r = refused(
-        &app,
-        &state,
-        &t,
-        "POST",
-        "/scim/v2/Users",
-        Some(
-            json!({"schemas": [CORE_USER, okta], "userName": "c@example.com",
-                    okta: {"isAdmin": true}}),
-        ),
-        "invalidValue",
-        "an undeclared URI with attributes",
-    )
-    .await;
-    assert!(
-        r.body["detail"].as_str().unwrap().contains(okta),
-        "{}",
-        r.raw
-    );
+    let on = On::new(&app, &state, Tenant::default_tenant());
+    let body = json!({"schemas": [CORE_USER, okta], "userName": "c@example.com",
+                      okta: {"isAdmin": true}});
+    let why = "an undeclared URI with attributes";
+    let detail = on
+        .refused(("POST", "/scim/v2/Users", Some(body)), "invalidValue", why)
+        .await;
+    assert!(detail.contains(okta), "{detail}");
 }
 
 #[actix_web::test]
 async fn entra_group_create_is_refused_when_strict_and_changes_nothing() {
     // `--strict`: 400 naming the URI, nothing created.
     let (_db, app, state) = app_where(|a| a.strict = true).await;
-    let t = Tenant::default_tenant();
-    let r = refused(
-        &app,
-        &state,
-        &t,
-        "POST",
-        "/scim/v2/Groups",
-        Some(entra_group()),
-        "invalidValue",
-        "strict server",
-    )
-    .await;
-    let detail = r.body["detail"].as_str().unwrap();
+    let on = On::new(&app, &state, Tenant::default_tenant());
+    let create = || ("POST", "/scim/v2/Groups", Some(entra_group()));
+    let detail = on.refused(create(), "invalidValue", "strict server").await;
     assert!(
         detail.contains(ADSCIM_GROUP) && detail.contains("ignore_undeclared_schemas"),
         "{detail}"
@@ -246,18 +217,9 @@ async fn entra_group_create_is_refused_when_strict_and_changes_nothing() {
     r.expect(201);
     assert_eq!(r.body["schemas"], json!([CORE_GROUP]));
     // And the default tenant still refuses; the lenient tenant's group is not visible to it.
-    let r = refused(
-        &app,
-        &state,
-        &t,
-        "POST",
-        "/scim/v2/Groups",
-        Some(entra_group()),
-        "invalidValue",
-        "strict server, default tenant",
-    )
-    .await;
-    assert!(r.body["detail"].as_str().unwrap().contains(ADSCIM_GROUP));
+    let why = "strict server, default tenant";
+    let detail = on.refused(create(), "invalidValue", why).await;
+    assert!(detail.contains(ADSCIM_GROUP), "{detail}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -266,10 +228,7 @@ async fn entra_group_create_is_refused_when_strict_and_changes_nothing() {
 #[actix_web::test]
 async fn a_negative_count_is_read_as_zero() {
     for strict in [false, true] {
-        let db = TestDb::new();
-        let mut a = args(&db);
-        a.strict = strict;
-        let (app, _) = app_with(a).await;
+        let (_db, app, _) = app_where(|a| a.strict = strict).await;
         for n in ["a", "b", "c"] {
             create_user(&app, &format!("{n}@example.com")).await;
         }
@@ -408,11 +367,21 @@ async fn filters_on_schemas_in_sql() {
             vec![ext.clone()],
         ),
     ];
-    for (filter, want) in &cases {
-        let r = get(&app, TOKEN, &users(filter)).await;
-        r.expect(200);
-        assert_eq!(ids(&r), *want, "filter {filter}");
-        assert_eq!(r.body["totalResults"], want.len(), "filter {filter}");
+    // Groups: their core schema, never the User extension.
+    let groups = [
+        (format!("schemas eq \"{CORE_GROUP}\""), vec![group.clone()]),
+        (format!("schemas eq \"{ENTERPRISE}\""), vec![]),
+    ];
+    let users_then_groups = (cases.iter().map(|(f, w)| ("Users", f, w)))
+        .chain(groups.iter().map(|(f, w)| ("Groups", f, w)));
+    for (endpoint, filter, want) in users_then_groups {
+        let r = get_ok(&app, &filtered(endpoint, filter)).await;
+        assert_eq!(ids(&r), *want, "{endpoint} filter {filter}");
+        assert_eq!(
+            r.body["totalResults"],
+            want.len(),
+            "{endpoint} filter {filter}"
+        );
     }
     // Every matching user lists the extension when read, and no other does.
     for r in get(&app, TOKEN, "/scim/v2/Users?count=1000").await.body["Resources"]
@@ -429,66 +398,25 @@ async fn filters_on_schemas_in_sql() {
             "{r}"
         );
     }
-    // Cursor pages and .search answer the same.
-    let c = get(
-        &app,
-        TOKEN,
-        &format!("{}&cursor=", users(&format!("schemas eq \"{ENTERPRISE}\""))),
-    )
-    .await;
+    // Cursor pages and .search answer the same; at the root, a way to ask for one type.
+    let enterprise = format!("schemas eq \"{ENTERPRISE}\"");
+    let c = get(&app, TOKEN, &format!("{}&cursor=", users(&enterprise))).await;
     assert_eq!(ids(&c), with_ext);
-    let s = call(
-        &app,
-        "POST",
-        "/scim/v2/Users/.search",
-        Some(
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
-                    "filter": format!("schemas eq \"{ENTERPRISE}\"")}),
+    let everything = sorted(&[&ext, &plain, &listed, &manager_only, &group]);
+    for (path, filter, want) in [
+        ("/scim/v2/Users/.search", enterprise.clone(), &with_ext),
+        ("/scim/v2/.search", groups[0].0.clone(), &groups[0].1),
+        (
+            "/scim/v2/.search",
+            "schemas ew \":User\" or schemas ew \":Group\"".into(),
+            &everything,
         ),
-    )
-    .await;
-    assert_eq!(ids(&s), with_ext);
-
-    // Groups: their core schema, never the User extension; at the root, a way to ask for
-    // one type.
-    let g = get(
-        &app,
-        TOKEN,
-        &filtered("Groups", &format!("schemas eq \"{CORE_GROUP}\"")),
-    )
-    .await;
-    assert_eq!(ids(&g), vec![group.clone()]);
-    assert_eq!(
-        total(
-            &app,
-            &filtered("Groups", &format!("schemas eq \"{ENTERPRISE}\""))
-        )
-        .await,
-        0
-    );
-    let root = call(
-        &app,
-        "POST",
-        "/scim/v2/.search",
-        Some(
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
-                    "filter": format!("schemas eq \"{CORE_GROUP}\"")}),
-        ),
-    )
-    .await;
-    root.expect(200);
-    assert_eq!(ids(&root), vec![group.clone()]);
-    let root = call(
-        &app,
-        "POST",
-        "/scim/v2/.search",
-        Some(
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
-                    "filter": "schemas ew \":User\" or schemas ew \":Group\""}),
-        ),
-    )
-    .await;
-    assert_eq!(root.body["totalResults"], 5);
+    ] {
+        let r = search(&app, path, &filter).await;
+        r.expect(200);
+        assert_eq!(ids(&r), *want, "{path} {filter}");
+        assert_eq!(r.body["totalResults"], want.len(), "{path} {filter}");
+    }
 
     // The derived value follows every write: the extension removed by PATCH, added by PUT.
     patch(
@@ -498,18 +426,13 @@ async fn filters_on_schemas_in_sql() {
     )
     .await
     .expect(200);
-    call(
-        &app,
-        "PUT",
-        &format!("/scim/v2/Users/{plain}"),
-        Some(
-            json!({"schemas": [CORE_USER, ENTERPRISE], "userName": "plain@example.com",
-                    ENTERPRISE: {"department": "R&D"}}),
-        ),
-    )
-    .await
-    .expect(200);
-    let r = get(&app, TOKEN, &users(&format!("schemas eq \"{ENTERPRISE}\""))).await;
+    let with_department = json!({"schemas": [CORE_USER, ENTERPRISE],
+                                 "userName": "plain@example.com",
+                                 ENTERPRISE: {"department": "R&D"}});
+    let plain_path = format!("/scim/v2/Users/{plain}");
+    let r = call(&app, "PUT", &plain_path, Some(with_department)).await;
+    r.expect(200);
+    let r = get(&app, TOKEN, &users(&enterprise)).await;
     assert_eq!(ids(&r), sorted(&[&plain, &manager_only]));
 
     // What cannot be asked.
@@ -533,7 +456,7 @@ async fn filters_on_schemas_in_sql() {
 async fn removing_a_required_attribute_is_mutability_and_changes_nothing() {
     for strict in [false, true] {
         let (_db, app, state) = app_where(|a| a.strict = strict).await;
-        let t = Tenant::default_tenant();
+        let on = On::new(&app, &state, Tenant::default_tenant());
         let user = create_user(&app, "bjensen@example.com").await;
         let group = create_group(&app, "Tour Guides", &[&user]).await;
         let cases = [
@@ -560,18 +483,9 @@ async fn removing_a_required_attribute_is_mutability_and_changes_nothing() {
             ),
         ];
         for (path, ops) in cases {
-            let r = refused(
-                &app,
-                &state,
-                &t,
-                "PATCH",
-                &path,
-                Some(patch_body(ops.clone())),
-                "mutability",
-                &format!("strict={strict} {ops}"),
-            )
-            .await;
-            let detail = r.body["detail"].as_str().unwrap();
+            let why = format!("strict={strict} {ops}");
+            let sent = ("PATCH", path.as_str(), Some(patch_body(ops)));
+            let detail = on.refused(sent, "mutability", &why).await;
             assert!(detail.contains("is required"), "{detail}");
         }
         // Removing an optional attribute still works.
@@ -588,18 +502,23 @@ async fn removing_a_required_attribute_is_mutability_and_changes_nothing() {
 // ---------------------------------------------------------------------------------------
 // 5. PATCH through a value filter that matches nothing.
 
-#[actix_web::test]
-async fn a_value_filter_that_matches_nothing_is_no_target() {
-    let (_db, app, state) = app_state().await;
-    let t = Tenant::default_tenant();
+/// Creates jyoung, with a home email only; returns the user's path.
+async fn create_jyoung<S: TestApp>(app: &S) -> String {
     let id = post_id(
-        &app,
+        app,
         "/scim/v2/Users",
         json!({"schemas": [CORE_USER], "userName": "jyoung@example.com",
                "emails": [{"value": "joy@home.example", "type": "home"}]}),
     )
     .await;
-    let path = format!("/scim/v2/Users/{id}");
+    format!("/scim/v2/Users/{id}")
+}
+
+#[actix_web::test]
+async fn a_value_filter_that_matches_nothing_is_no_target() {
+    let (_db, app, state) = app_state().await;
+    let on = On::new(&app, &state, Tenant::default_tenant());
+    let path = create_jyoung(&app).await;
     for (path_expr, value) in [
         (
             "emails[type eq \"nosuchtype\"].value",
@@ -619,93 +538,48 @@ async fn a_value_filter_that_matches_nothing_is_no_target() {
         ),
         ("entitlements[type eq \"work\"].value", json!("x")),
     ] {
-        let r = refused(
-            &app,
-            &state,
-            &t,
-            "PATCH",
-            &path,
-            Some(patch_body(
-                json!([{"op": "replace", "path": path_expr, "value": value}]),
-            )),
-            "noTarget",
-            path_expr,
-        )
-        .await;
-        assert!(r.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("matches the filter"));
+        let ops = json!([{"op": "replace", "path": path_expr, "value": value}]);
+        let sent = ("PATCH", path.as_str(), Some(patch_body(ops)));
+        let detail = on.refused(sent, "noTarget", path_expr).await;
+        assert!(detail.contains("matches the filter"), "{detail}");
     }
-    // The Entra ID tolerance: a canonical type creates the value.
-    let r = patch(
-        &app,
-        &path,
-        json!([{"op": "Replace", "path": "emails[type eq \"work\"].value",
-                                 "value": "joy@work.example"}]),
-    )
-    .await;
-    r.expect(200);
-    assert_eq!(
-        r.body["emails"],
-        json!([{"value": "joy@home.example", "type": "home"},
-               {"type": "work", "value": "joy@work.example"}])
-    );
-    // It exists now, so the same request replaces it.
-    let r = patch(
-        &app,
-        &path,
-        json!([{"op": "replace", "path": "emails[type eq \"work\"].value",
-                                 "value": "young@work.example"}]),
-    )
-    .await;
-    assert_eq!(r.body["emails"][1]["value"], "young@work.example");
-    assert_eq!(r.body["emails"].as_array().unwrap().len(), 2);
+    // The Entra ID tolerance: a canonical type creates the value; it exists then, so the
+    // same request replaces it.
+    let home = json!({"value": "joy@home.example", "type": "home"});
+    for (op, work) in [
+        ("Replace", "joy@work.example"),
+        ("replace", "young@work.example"),
+    ] {
+        let ops = json!([{"op": op, "path": "emails[type eq \"work\"].value", "value": work}]);
+        let r = patch(&app, &path, ops).await;
+        r.expect(200);
+        let want = json!([home, {"type": "work", "value": work}]);
+        assert_eq!(r.body["emails"], want, "{op} {work}");
+    }
 }
 
 #[actix_web::test]
 async fn a_value_filter_that_matches_nothing_is_always_no_target_when_strict() {
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.strict = true;
-    let (app, state) = app_with(a).await;
-    let t = Tenant::default_tenant();
-    let id = post_id(
-        &app,
-        "/scim/v2/Users",
-        json!({"schemas": [CORE_USER], "userName": "jyoung@example.com",
-               "emails": [{"value": "joy@home.example", "type": "home"}]}),
-    )
-    .await;
+    let (_db, app, state) = app_where(|a| a.strict = true).await;
+    let on = On::new(&app, &state, Tenant::default_tenant());
+    let path = create_jyoung(&app).await;
     for path_expr in [
         "emails[type eq \"work\"].value",
         "phoneNumbers[type eq \"mobile\"].value",
         "emails[type eq \"nosuchtype\"].value",
     ] {
         for op in ["add", "replace"] {
-            let r = refused(
-                &app,
-                &state,
-                &t,
-                "PATCH",
-                &format!("/scim/v2/Users/{id}"),
-                Some(patch_body(
-                    json!([{"op": op, "path": path_expr, "value": "x"}]),
-                )),
-                "noTarget",
-                &format!("strict {op} {path_expr}"),
-            )
-            .await;
-            assert!(r.body["detail"]
-                .as_str()
-                .unwrap()
-                .contains("matches the filter"));
+            let ops = json!([{"op": op, "path": path_expr, "value": "x"}]);
+            let sent = ("PATCH", path.as_str(), Some(patch_body(ops)));
+            let why = format!("strict {op} {path_expr}");
+            let detail = on.refused(sent, "noTarget", &why).await;
+            assert!(detail.contains("matches the filter"), "{detail}");
         }
     }
     // The RFC way to add a work email works.
     patch(
         &app,
-        &format!("/scim/v2/Users/{id}"),
+        &path,
         json!([{"op": "add", "path": "emails",
                                  "value": [{"type": "work", "value": "joy@work.example"}]}]),
     )
@@ -862,9 +736,24 @@ async fn run_case<S: TestApp>(
         let r = request(app, &t.token, c.method, &path, body).await;
         assert!(r.status.is_success(), "{why}: {}", r.raw);
     } else {
-        let r = refused(app, state, t, c.method, &path, body, c.scim_type, &why).await;
-        let detail = r.body["detail"].as_str().unwrap();
+        let on = On::new(app, state, t.clone());
+        let detail = on.refused((c.method, &path, body), c.scim_type, &why).await;
         assert!(detail.contains(c.tolerance), "{why}: {detail}");
+    }
+}
+
+/// Runs case `c` on a new user and group of each tenant: accepted as `accepting`, refused
+/// as `refusing`.
+async fn accepted_and_refused<S: TestApp>(
+    app: &S,
+    state: &actix_web::web::Data<scimitar::http::AppState>,
+    c: &Case,
+    accepting: &Tenant,
+    refusing: &Tenant,
+) {
+    for (t, accept) in [(accepting, true), (refusing, false)] {
+        let (user, group) = setup(app, t).await;
+        run_case(app, state, c, t, (&user, &group), accept).await;
     }
 }
 
@@ -886,10 +775,7 @@ async fn every_tolerance_is_switched_off_by_strict_and_by_the_tenant_dialect() {
         let on = Tenant::new(&state, &format!("on-{i}"));
         let off = Tenant::new(&state, &format!("off-{i}"));
         admin::update_settings(&mut conn, &off.name, |s| s.set(c.tolerance, false)).unwrap();
-        for (t, accept) in [(&on, true), (&off, false)] {
-            let (user, group) = setup(&app, t).await;
-            run_case(&app, &state, c, t, (&user, &group), accept).await;
-        }
+        accepted_and_refused(&app, &state, c, &on, &off).await;
         // Refused requests change nothing, so the strict tenant's user and group serve all.
         run_case(&app, &state, c, &strict, (&su, &sg), false).await;
     }
@@ -903,10 +789,7 @@ async fn every_tolerance_is_off_under_strict_unless_a_tenant_turns_it_on() {
         let strict = Tenant::new(&state, &format!("strict-{i}"));
         let one_on = Tenant::new(&state, &format!("one-on-{i}"));
         admin::update_settings(&mut conn, &one_on.name, |s| s.set(c.tolerance, true)).unwrap();
-        for (t, accept) in [(&strict, false), (&one_on, true)] {
-            let (user, group) = setup(&app, t).await;
-            run_case(&app, &state, c, t, (&user, &group), accept).await;
-        }
+        accepted_and_refused(&app, &state, c, &one_on, &strict).await;
     }
 }
 

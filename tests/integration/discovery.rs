@@ -5,8 +5,7 @@ use crate::common::*;
 #[actix_web::test]
 async fn service_provider_config_advertises_features() {
     let (app, _db) = app().await;
-    let r = get(&app, TOKEN, "/scim/v2/ServiceProviderConfig").await;
-    r.expect(200);
+    let r = get_ok(&app, "/scim/v2/ServiceProviderConfig").await;
     assert_eq!(
         r.header("content-type").as_deref(),
         Some("application/scim+json")
@@ -24,13 +23,11 @@ async fn service_provider_config_advertises_features() {
 #[actix_web::test]
 async fn resource_types_and_schemas_are_served() {
     let (app, _db) = app().await;
-    let r = get(&app, TOKEN, "/scim/v2/ResourceTypes").await;
-    r.expect(200);
+    let r = get_ok(&app, "/scim/v2/ResourceTypes").await;
     assert_eq!(r.body["totalResults"], 2);
     let names: Vec<&str> = strs(&r.body["Resources"], "name");
     assert_eq!(names, ["User", "Group"]);
-    let u = get(&app, TOKEN, "/scim/v2/ResourceTypes/User").await;
-    u.expect(200);
+    let u = get_ok(&app, "/scim/v2/ResourceTypes/User").await;
     assert_eq!(u.body["endpoint"], "/Users");
     assert_eq!(
         u.body["meta"]["location"],
@@ -40,18 +37,15 @@ async fn resource_types_and_schemas_are_served() {
         .await
         .expect(404);
 
-    let s = get(&app, TOKEN, "/scim/v2/Schemas").await;
-    s.expect(200);
+    let s = get_ok(&app, "/scim/v2/Schemas").await;
     let ids: Vec<&str> = strs(&s.body["Resources"], "id");
     assert!(ids.contains(&"urn:ietf:params:scim:schemas:core:2.0:User"));
     assert!(ids.contains(&"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
-    let one = get(
+    let one = get_ok(
         &app,
-        TOKEN,
         "/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group",
     )
     .await;
-    one.expect(200);
     assert_eq!(one.body["name"], "Group");
     assert!(one.body["attributes"]
         .as_array()
@@ -66,11 +60,8 @@ async fn resource_types_and_schemas_are_served() {
 #[actix_web::test]
 async fn discovery_needs_a_token_and_rejects_writes() {
     let (app, _db) = app().await;
-    let anon = send(
-        &app,
-        actix_web::test::TestRequest::get().uri("/scim/v2/ServiceProviderConfig"),
-    )
-    .await;
+    // No token: no Authorization header at all.
+    let anon = get(&app, "", "/scim/v2/ServiceProviderConfig").await;
     anon.expect(401);
     for path in [
         "/scim/v2/ServiceProviderConfig",

@@ -1,5 +1,5 @@
 use actix_web::test::TestRequest;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::*;
 
@@ -18,66 +18,64 @@ async fn missing_or_wrong_token_is_401_with_challenge() {
 #[actix_web::test]
 async fn unknown_routes_and_methods_are_scim_errors() {
     let (app, _db) = app().await;
-    get(&app, TOKEN, "/scim/v2/Widgets").await.expect(404);
-    get(&app, TOKEN, "/nowhere").await.expect(404);
-    delete(&app, TOKEN, "/scim/v2/Users").await.expect(405);
-    call(&app, "POST", "/scim/v2/Users/abc", Some(json!({})))
-        .await
-        .expect(405);
-    get(&app, TOKEN, "/scim/v2/Users/does-not-exist")
-        .await
-        .expect(404);
+    for (method, uri, body, status) in [
+        ("GET", "/scim/v2/Widgets", None, 404),
+        ("GET", "/nowhere", None, 404),
+        ("DELETE", "/scim/v2/Users", None, 405),
+        ("POST", "/scim/v2/Users/abc", Some(json!({})), 405),
+        ("GET", "/scim/v2/Users/does-not-exist", None, 404),
+    ] {
+        let r = call(&app, method, uri, body).await;
+        expect_row(&r, &format!("{method} {uri}"), status, None);
+    }
 }
 
 #[actix_web::test]
 async fn malformed_bodies_are_invalid_syntax_and_change_nothing() {
     let (app, _db) = app().await;
-    let bad = send(
-        &app,
-        req("POST", "/scim/v2/Users")
-            .insert_header(("Content-Type", "application/scim+json"))
-            .set_payload("{\"userName\": "),
-    )
-    .await;
-    bad.expect_error(400, Some("invalidSyntax"));
-    let empty = send(
-        &app,
-        req("POST", "/scim/v2/Users").insert_header(("Content-Type", "application/json")),
-    )
-    .await;
-    empty.expect_error(400, Some("invalidSyntax"));
-    let not_object = call(&app, "POST", "/scim/v2/Users", Some(json!([1, 2]))).await;
-    not_object.expect_error(400, Some("invalidSyntax"));
-    let wrong_type = send(
-        &app,
-        req("POST", "/scim/v2/Users")
-            .insert_header(("Content-Type", "text/plain"))
-            .set_payload("{}"),
-    )
-    .await;
-    wrong_type.expect(415);
-    // Plain application/json is accepted.
-    let ok = send(
-        &app,
-        req("POST", "/scim/v2/Users")
-            .insert_header(("Content-Type", "application/json; charset=utf-8"))
-            .set_payload(
-                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "j"})
-                    .to_string(),
-            ),
-    )
-    .await;
-    ok.expect(201);
-    assert_eq!(
-        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
-        1
-    );
+    let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "j"});
+    for (content_type, payload, status, scim_type) in [
+        (
+            "application/scim+json",
+            Some("{\"userName\": ".to_string()),
+            400,
+            Some("invalidSyntax"),
+        ),
+        ("application/json", None, 400, Some("invalidSyntax")),
+        (
+            "application/scim+json",
+            Some(json!([1, 2]).to_string()),
+            400,
+            Some("invalidSyntax"),
+        ),
+        ("text/plain", Some("{}".into()), 415, None),
+        // Plain application/json is accepted.
+        (
+            "application/json; charset=utf-8",
+            Some(user.to_string()),
+            201,
+            None,
+        ),
+    ] {
+        let mut sent = req("POST", "/scim/v2/Users").insert_header(("Content-Type", content_type));
+        if let Some(p) = &payload {
+            sent = sent.set_payload(p.clone());
+        }
+        let r = send(&app, sent).await;
+        expect_row(
+            &r,
+            &format!("{content_type} {payload:?}"),
+            status,
+            scim_type,
+        );
+    }
+    assert_eq!(total(&app, "/scim/v2/Users").await, 1);
 }
 
 #[actix_web::test]
 async fn schema_violations_are_invalid_value() {
     let (app, _db) = app().await;
-    let cases = [
+    let users = [
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}),
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": 42}),
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x", "emails": "x@y"}),
@@ -86,22 +84,15 @@ async fn schema_violations_are_invalid_value() {
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x",
                "emails": [{"value": "a", "primary": true}, {"value": "b", "primary": true}]}),
     ];
-    for body in cases {
-        let r = call(&app, "POST", "/scim/v2/Users", Some(body.clone())).await;
-        r.expect_error(400, Some("invalidValue"));
+    let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]});
+    let cases =
+        (users.into_iter().map(|u| ("/scim/v2/Users", u))).chain([("/scim/v2/Groups", group)]);
+    for (path, body) in cases {
+        let r = call(&app, "POST", path, Some(body.clone())).await;
+        r.expect_case(&format!("{path} {body}"), 400, Some("invalidValue"));
     }
-    assert_eq!(
-        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
-        0
-    );
-    let g = call(
-        &app,
-        "POST",
-        "/scim/v2/Groups",
-        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]})),
-    )
-    .await;
-    g.expect_error(400, Some("invalidValue"));
+    assert_eq!(total(&app, "/scim/v2/Users").await, 0);
+    assert_eq!(total(&app, "/scim/v2/Groups").await, 0);
 }
 
 #[actix_web::test]
@@ -136,13 +127,9 @@ async fn bad_list_parameters() {
 async fn oversized_bodies_are_413() {
     let (_db, app, _) = app_where(|a| a.max_body_bytes = 1024).await;
     let big = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x".repeat(2000)});
-    call(&app, "POST", "/scim/v2/Users", Some(big))
-        .await
-        .expect(413);
-    assert_eq!(
-        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
-        0
-    );
+    let r = call(&app, "POST", "/scim/v2/Users", Some(big)).await;
+    r.expect(413);
+    assert_eq!(total(&app, "/scim/v2/Users").await, 0);
 }
 
 #[actix_web::test]
@@ -219,152 +206,134 @@ async fn etags_if_match_and_if_none_match() {
     let id = create_user(&app, "e").await;
     let path = format!("/scim/v2/Users/{id}");
     let body = patch_body(json!([{"op": "replace", "path": "title", "value": "t"}]));
-    let stale = send(
-        &app,
-        req("PATCH", &path)
-            .insert_header(("Content-Type", "application/scim+json"))
-            .insert_header(("If-Match", "W/\"7\""))
-            .set_payload(body.to_string()),
-    )
-    .await;
-    stale.expect(412);
-    let ok = send(
-        &app,
-        req("PATCH", &path)
-            .insert_header(("Content-Type", "application/scim+json"))
-            .insert_header(("If-Match", "W/\"1\""))
-            .set_payload(body.to_string()),
-    )
-    .await;
-    ok.expect(200);
-    let nm = send(
-        &app,
-        req("GET", &path).insert_header(("If-None-Match", "W/\"2\"")),
-    )
-    .await;
-    assert_eq!(nm.status.as_u16(), 304);
-    let changed = send(
-        &app,
-        req("GET", &path).insert_header(("If-None-Match", "W/\"1\"")),
-    )
-    .await;
-    changed.expect(200);
-    let del = send(
-        &app,
-        req("DELETE", &path).insert_header(("If-Match", "W/\"1\"")),
-    )
-    .await;
-    del.expect(412);
-    send(
-        &app,
-        req("DELETE", &path).insert_header(("If-Match", "W/\"2\"")),
-    )
-    .await
-    .expect(204);
+    // In order: a stale PATCH, a current one (version 2), reads of an old and the current
+    // version, a stale DELETE, a current one.
+    for (method, header, version, status) in [
+        ("PATCH", "If-Match", "W/\"7\"", 412),
+        ("PATCH", "If-Match", "W/\"1\"", 200),
+        ("GET", "If-None-Match", "W/\"2\"", 304),
+        ("GET", "If-None-Match", "W/\"1\"", 200),
+        ("DELETE", "If-Match", "W/\"1\"", 412),
+        ("DELETE", "If-Match", "W/\"2\"", 204),
+    ] {
+        let sent = as_(TOKEN, method, &path, (method == "PATCH").then_some(&body));
+        let r = send(&app, sent.insert_header((header, version))).await;
+        expect_row(&r, &format!("{method} {header}: {version}"), status, None);
+    }
 }
+
+/// What a row of `search_endpoints` must get: the fields of a 200 (by JSON pointer), or the
+/// scimType of a 400.
+type Answer = Result<Vec<(&'static str, Value)>, &'static str>;
 
 #[actix_web::test]
 async fn search_endpoints() {
     let (app, _db) = app().await;
     let u = create_user(&app, "searcher").await;
     create_group(&app, "Searchers", &[&u]).await;
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Users/.search",
-        Some(
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
-                    "filter": "userName sw \"search\"", "attributes": ["userName"], "count": 10}),
+    let search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+    // Each request, then the totalResults (and first resource) of its answer, or its error.
+    let cases: [(&str, Value, Answer); 5] = [
+        (
+            "/scim/v2/Users/.search",
+            json!({"schemas": [search], "filter": "userName sw \"search\"",
+                   "attributes": ["userName"], "count": 10}),
+            Ok(vec![
+                ("/totalResults", json!(1)),
+                ("/Resources/0/userName", json!("searcher")),
+            ]),
         ),
-    )
-    .await;
-    r.expect(200);
-    assert_eq!(r.body["totalResults"], 1);
-    assert_eq!(r.body["Resources"][0]["userName"], "searcher");
-    let root = call(
-        &app,
-        "POST",
-        "/scim/v2/.search",
-        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "excludedAttributes": ["members"]})),
-    )
-    .await;
-    root.expect(200);
-    assert_eq!(root.body["totalResults"], 2, "{}", root.raw);
-    // A filter that only Users understand selects only Users at the root.
-    let root = call(
-        &app,
-        "POST",
-        "/scim/v2/.search",
-        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "userName pr"})),
-    )
-    .await;
-    assert_eq!(root.body["totalResults"], 1);
-    let bad = call(
-        &app,
-        "POST",
-        "/scim/v2/.search",
-        Some(json!({"filter": "userName pr"})),
-    )
-    .await;
-    bad.expect_error(400, Some("invalidSyntax"));
-    let bad = call(
-        &app,
-        "POST",
-        "/scim/v2/.search",
-        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "nope pr"})),
-    )
-    .await;
-    bad.expect_error(400, Some("invalidFilter"));
+        (
+            "/scim/v2/.search",
+            json!({"schemas": [search], "excludedAttributes": ["members"]}),
+            Ok(vec![("/totalResults", json!(2))]),
+        ),
+        // A filter that only Users understand selects only Users at the root.
+        (
+            "/scim/v2/.search",
+            json!({"schemas": [search], "filter": "userName pr"}),
+            Ok(vec![("/totalResults", json!(1))]),
+        ),
+        (
+            "/scim/v2/.search",
+            json!({"filter": "userName pr"}),
+            Err("invalidSyntax"),
+        ),
+        (
+            "/scim/v2/.search",
+            json!({"schemas": [search], "filter": "nope pr"}),
+            Err("invalidFilter"),
+        ),
+    ];
+    for (path, body, want) in cases {
+        let r = call(&app, "POST", path, Some(body.clone())).await;
+        let case = format!("{path} {body}");
+        match want {
+            Ok(fields) => {
+                expect_row(&r, &case, 200, None);
+                assert_fields(&r, &case, &fields);
+            }
+            Err(scim_type) => expect_row(&r, &case, 400, Some(scim_type)),
+        }
+    }
 }
 
 #[actix_web::test]
 async fn nul_characters_and_oversized_strings_are_invalid_value() {
     let (app, _db) = app().await;
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Users",
-        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a\u{0}b"})),
-    )
-    .await;
-    r.expect_error(400, Some("invalidValue"));
-    get(
-        &app,
-        TOKEN,
-        "/scim/v2/Users?filter=userName%20eq%20%22%5Cu0000%22",
-    )
-    .await
-    .expect_error(400, Some("invalidFilter"));
-    get(
-        &app,
-        TOKEN,
-        "/scim/v2/Users?filter=userName%20eq%20%22a%00%22",
-    )
-    .await
-    .expect_error(400, Some("invalidValue"));
-    get(&app, TOKEN, "/scim/v2/Users/a%00b").await.expect(404);
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Users",
-        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "u", "title": "t".repeat(3000)})),
-    )
-    .await;
-    r.expect_error(400, Some("invalidValue"));
-    // Binary values may be long (certificates): stored, not indexed.
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Users",
-        Some(
-            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "c",
-                    "x509Certificates": [{"value": "A".repeat(4000)}]}),
+    let user = |extra: Value| {
+        let mut u = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]});
+        u.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        Some(u)
+    };
+    let users = "/scim/v2/Users";
+    for (method, uri, body, status, scim_type) in [
+        (
+            "POST",
+            users,
+            user(json!({"userName": "a\u{0}b"})),
+            400,
+            Some("invalidValue"),
         ),
-    )
-    .await;
-    r.expect(201);
-    assert_eq!(
-        get(&app, TOKEN, "/scim/v2/Users").await.body["totalResults"],
-        1
-    );
+        (
+            "GET",
+            "/scim/v2/Users?filter=userName%20eq%20%22%5Cu0000%22",
+            None,
+            400,
+            Some("invalidFilter"),
+        ),
+        (
+            "GET",
+            "/scim/v2/Users?filter=userName%20eq%20%22a%00%22",
+            None,
+            400,
+            Some("invalidValue"),
+        ),
+        ("GET", "/scim/v2/Users/a%00b", None, 404, None),
+        (
+            "POST",
+            users,
+            user(json!({"userName": "u", "title": "t".repeat(3000)})),
+            400,
+            Some("invalidValue"),
+        ),
+        // Binary values may be long (certificates): stored, not indexed.
+        (
+            "POST",
+            users,
+            user(json!({"userName": "c", "x509Certificates": [{"value": "A".repeat(4000)}]})),
+            201,
+            None,
+        ),
+    ] {
+        let case = match &body {
+            Some(b) => format!("{method} {uri}, userName {}", b["userName"]),
+            None => format!("{method} {uri}"),
+        };
+        let r = call(&app, method, uri, body).await;
+        expect_row(&r, &case, status, scim_type);
+    }
+    assert_eq!(total(&app, users).await, 1);
 }

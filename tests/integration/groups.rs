@@ -7,16 +7,11 @@ async fn group_members_carry_value_display_type_and_ref() {
     let (app, _db) = app().await;
     let alice = create_user(&app, "alice").await;
     let inner = create_group(&app, "Inner", &[]).await;
-    let g = call(
-        &app,
-        "POST",
-        "/scim/v2/Groups",
-        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Tour Guides",
-                    "members": [{"value": alice, "type": "User"}, {"value": inner}]})),
-    )
-    .await;
+    let group = json!({"schemas": [CORE_GROUP], "displayName": "Tour Guides",
+                       "members": [{"value": alice, "type": "User"}, {"value": inner}]});
+    let g = call(&app, "POST", "/scim/v2/Groups", Some(group)).await;
     g.expect(201);
-    let gid = g.body["id"].as_str().unwrap().to_string();
+    let gid = id_of(&g);
     let members = g.body["members"].as_array().unwrap();
     assert_eq!(members.len(), 2);
     assert_eq!(members[0]["value"], alice.as_str());
@@ -66,35 +61,26 @@ async fn group_members_carry_value_display_type_and_ref() {
 async fn unknown_member_rejects_the_whole_request() {
     let (app, _db) = app().await;
     let alice = create_user(&app, "alice").await;
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Groups",
-        Some(
-            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G",
-                    "members": [{"value": alice}, {"value": "no-such-id"}]}),
+    // An unknown member (named in the detail), and a wrong type.
+    for (members, named) in [
+        (
+            json!([{"value": alice}, {"value": "no-such-id"}]),
+            Some("no-such-id"),
         ),
-    )
-    .await;
-    r.expect_error(400, Some("invalidValue"));
-    assert!(r.body["detail"].as_str().unwrap().contains("no-such-id"));
+        (json!([{"value": alice, "type": "Group"}]), None),
+    ] {
+        let group = json!({"schemas": [CORE_GROUP], "displayName": "G", "members": members});
+        let r = call(&app, "POST", "/scim/v2/Groups", Some(group)).await;
+        r.expect_case(&members.to_string(), 400, Some("invalidValue"));
+        if let Some(id) = named {
+            assert!(r.body["detail"].as_str().unwrap().contains(id), "{}", r.raw);
+        }
+    }
     assert_eq!(
         total(&app, "/scim/v2/Groups").await,
         0,
         "nothing was created"
     );
-    // A wrong type is rejected too.
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Groups",
-        Some(
-            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G",
-                    "members": [{"value": alice, "type": "Group"}]}),
-        ),
-    )
-    .await;
-    r.expect_error(400, Some("invalidValue"));
     // And in PATCH: nothing is added.
     let gid = create_group(&app, "G", &[&alice]).await;
     let p = patch(
@@ -134,50 +120,42 @@ async fn patch_members_add_remove_replace_and_versions() {
         v.into_iter().cloned().collect::<Vec<String>>()
     };
 
-    // Add answers 204 by default and bumps the version.
-    let r = patch(
-        &app,
-        &path,
-        json!([{"op": "add", "path": "members", "value": [{"value": b}, {"value": a}]}]),
-    )
-    .await;
-    r.expect(204);
-    let g = get(&app, TOKEN, &path).await;
-    assert_eq!(members(&g.body), sorted(vec![&a, &b]));
-    assert_eq!(g.body["meta"]["version"], "W/\"2\"");
-    // Adding an existing member changes nothing (no new version).
-    patch(
-        &app,
-        &path,
-        json!([{"op": "add", "path": "members", "value": [{"value": b}]}]),
-    )
-    .await
-    .expect(204);
-    assert_eq!(
-        get(&app, TOKEN, &path).await.body["meta"]["version"],
-        "W/\"2\""
-    );
-    // Remove by value filter.
-    patch(
-        &app,
-        &path,
-        json!([{"op": "remove", "path": format!("members[value eq \"{a}\"]")}]),
-    )
-    .await
-    .expect(204);
-    assert_eq!(
-        members(&get(&app, TOKEN, &path).await.body),
-        vec![b.clone()]
-    );
-    // Entra ID style: remove with path members and a value list.
-    patch(
-        &app,
-        &path,
-        json!([{"op": "Remove", "path": "members", "value": [{"value": b}]}]),
-    )
-    .await
-    .expect(204);
-    assert!(members(&get(&app, TOKEN, &path).await.body).is_empty());
+    // Each PATCH answers 204 by default; then the group's members, and its version where the
+    // case says.
+    for (case, ops, want, version) in [
+        (
+            "add bumps the version",
+            json!([{"op": "add", "path": "members", "value": [{"value": b}, {"value": a}]}]),
+            sorted(vec![&a, &b]),
+            Some("W/\"2\""),
+        ),
+        (
+            "adding an existing member changes nothing (no new version)",
+            json!([{"op": "add", "path": "members", "value": [{"value": b}]}]),
+            sorted(vec![&a, &b]),
+            Some("W/\"2\""),
+        ),
+        (
+            "remove by value filter",
+            json!([{"op": "remove", "path": format!("members[value eq \"{a}\"]")}]),
+            vec![b.clone()],
+            None,
+        ),
+        (
+            "Entra ID style: remove with path members and a value list",
+            json!([{"op": "Remove", "path": "members", "value": [{"value": b}]}]),
+            vec![],
+            None,
+        ),
+    ] {
+        let r = patch(&app, &path, ops).await;
+        expect_row(&r, case, 204, None);
+        let g = get_ok(&app, &path).await;
+        assert_eq!(members(&g.body), want, "{case}");
+        if let Some(v) = version {
+            assert_eq!(g.body["meta"]["version"], v, "{case}");
+        }
+    }
     // Replace the whole list; asking for attributes gives 200 with the projection.
     let r = patch(
         &app,
@@ -240,13 +218,10 @@ async fn group_put_replaces_members() {
     let a = create_user(&app, "a").await;
     let b = create_user(&app, "b").await;
     let gid = create_group(&app, "G", &[&a]).await;
-    let r = call(
-        &app,
-        "PUT",
-        &format!("/scim/v2/Groups/{gid}"),
-        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G2", "members": [{"value": b}]})),
-    )
-    .await;
+    let path = format!("/scim/v2/Groups/{gid}");
+    let replacement =
+        json!({"schemas": [CORE_GROUP], "displayName": "G2", "members": [{"value": b}]});
+    let r = call(&app, "PUT", &path, Some(replacement)).await;
     r.expect(200);
     assert_eq!(r.body["displayName"], "G2");
     assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
@@ -254,7 +229,7 @@ async fn group_put_replaces_members() {
     // Self-membership is rejected.
     let r = patch(
         &app,
-        &format!("/scim/v2/Groups/{gid}"),
+        &path,
         json!([{"op": "add", "path": "members", "value": [{"value": gid}]}]),
     )
     .await;
@@ -281,13 +256,8 @@ async fn more_members_than_the_limit_is_413_and_changes_nothing() {
     assert!(r.body["detail"].as_str().unwrap().contains("the most is 2"));
     let g = get(&app, TOKEN, &format!("/scim/v2/Groups/{gid}")).await;
     assert_eq!(g.body["members"].as_array().unwrap().len(), 1);
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Groups",
-        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "H", "members": three})),
-    )
-    .await;
+    let group = json!({"schemas": [CORE_GROUP], "displayName": "H", "members": three});
+    let r = call(&app, "POST", "/scim/v2/Groups", Some(group)).await;
     r.expect(413);
 }
 

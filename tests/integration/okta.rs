@@ -61,6 +61,13 @@ fn member_ids(group: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Replays a group update of the reference on the group at `path` (its ids swapped for
+/// `ids`): 204, then the group as read back.
+async fn push<S: TestApp>(app: &S, path: &str, request: &str, ids: &[(&str, &str)]) -> Value {
+    replay(app, "PATCH", path, request, ids).await.expect(204);
+    get_ok(app, path).await.body
+}
+
 #[actix_web::test]
 async fn okta_user_lifecycle() {
     let (_db, app, state) = app_state().await;
@@ -68,7 +75,7 @@ async fn okta_user_lifecycle() {
     // Determine if the User already exists: an empty ListResponse (the reference also
     // allows a 404 error instead; Scimitar answers the list, as RFC 7644 §3.4.2 says).
     let r = get(&app, TOKEN, LOOKUP).await;
-    assert_documented(&r, 200, &fixture(RESP_LOOKUP, &[]), &[]);
+    assert_documented(&r, 200, RESP_LOOKUP, &[]);
     assert_eq!(
         r.body,
         json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
@@ -76,33 +83,16 @@ async fn okta_user_lifecycle() {
     );
 
     // Create the User, with a password that is never returned.
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Users",
-        Some(fixture(CREATE_USER, &[])),
-    )
-    .await;
-    assert_documented(&r, 201, &fixture(RESP_CREATE_USER, &[]), &[]);
+    let r = replay(&app, "POST", "/scim/v2/Users", CREATE_USER, &[]).await;
+    assert_documented(&r, 201, RESP_CREATE_USER, &[]);
     assert_no_password(&r.body);
-    let id = r.body["id"].as_str().expect("id").to_string();
+    let id = id_of(&r);
     let path = format!("/scim/v2/Users/{id}");
     // Creating it again is a 409 that stops the provisioning job. The reference writes
     // `status` as the number 409; RFC 7644 §3.12 makes it a string, "409". Its detail is
     // its own wording.
-    let dup = call(
-        &app,
-        "POST",
-        "/scim/v2/Users",
-        Some(fixture(CREATE_USER, &[])),
-    )
-    .await;
-    assert_documented(
-        &dup,
-        409,
-        &fixture(RESP_CONFLICT, &[]),
-        &["/status", "/detail"],
-    );
+    let dup = replay(&app, "POST", "/scim/v2/Users", CREATE_USER, &[]).await;
+    assert_documented(&dup, 409, RESP_CONFLICT, &["/status", "/detail"]);
     dup.expect_error(409, Some("uniqueness"));
 
     // The lookup now finds it; the import pages through all users.
@@ -126,26 +116,20 @@ async fn okta_user_lifecycle() {
     assert_documented(
         &r,
         200,
-        &fixture(RESP_RETRIEVE_USER, &[]),
+        RESP_RETRIEVE_USER,
         &["/name/middleName", "/emails/0/display"],
     );
     assert_no_password(&r.body);
     assert_documented(
         &r,
         200,
-        &fixture(RESP_RETRIEVE_BEFORE_PUT, &[]),
+        RESP_RETRIEVE_BEFORE_PUT,
         &["/name/middleName", "/name/givenName", "/emails/0/display"],
     );
     // Update the User: the whole object back with a change. Attributes the PUT leaves out
     // (displayName, locale, externalId) are cleared (RFC 7644 §3.5.1).
-    let r = call(
-        &app,
-        "PUT",
-        &path,
-        Some(fixture(UPDATE_USER, &[(DOC_USER, &id)])),
-    )
-    .await;
-    assert_documented(&r, 200, &fixture(RESP_UPDATE_USER, &[]), &[]);
+    let r = replay(&app, "PUT", &path, UPDATE_USER, &[(DOC_USER, &id)]).await;
+    assert_documented(&r, 200, RESP_UPDATE_USER, &[]);
     assert_no_password(&r.body);
     for cleared in ["displayName", "locale", "externalId"] {
         assert!(r.body.get(cleared).is_none(), "{cleared} kept: {}", r.raw);
@@ -154,23 +138,19 @@ async fn okta_user_lifecycle() {
 
     // Deactivate: a no-path replace of `active`. The example's user has an empty
     // middleName; after the documented PUT this one's is "Excited".
-    let r = call(&app, "PATCH", &path, Some(fixture(DEACTIVATE_USER, &[]))).await;
-    assert_documented(
-        &r,
-        200,
-        &fixture(RESP_DEACTIVATE, &[]),
-        &["/name/middleName"],
-    );
+    let r = replay(&app, "PATCH", &path, DEACTIVATE_USER, &[]).await;
+    assert_documented(&r, 200, RESP_DEACTIVATE, &["/name/middleName"]);
     assert_eq!(r.body["active"], false);
     assert_eq!(r.body["name"]["middleName"], "Excited");
     assert_no_password(&r.body);
 
     // A profile PUT that omits `active` keeps the user deactivated (see README).
-    let r = call(
+    let r = replay(
         &app,
         "PUT",
         &path,
-        Some(fixture(UPDATE_USER_NO_ACTIVE, &[(DOC_USER, &id)])),
+        UPDATE_USER_NO_ACTIVE,
+        &[(DOC_USER, &id)],
     )
     .await;
     r.expect(200);
@@ -195,30 +175,23 @@ async fn okta_user_lifecycle() {
 #[actix_web::test]
 async fn okta_group_push() {
     let (_db, app, state) = app_state().await;
-    let test_user = call(
-        &app,
-        "POST",
-        "/scim/v2/Users",
-        Some(fixture(CREATE_USER, &[])),
-    )
-    .await;
-    test_user.expect(201);
-    let test_user = test_user.body["id"].as_str().expect("id").to_string();
+    let test_user = post_id(&app, "/scim/v2/Users", fixture(CREATE_USER, &[])).await;
     let other = create_user(&app, "other.user@okta.local").await;
 
     // Push a group with no members (Create Groups), then one with a member.
-    let r = call(
+    let r = replay(
         &app,
         "POST",
         "/scim/v2/Groups",
-        Some(fixture(CREATE_GROUP, &[("Test SCIMv2", "Empty SCIMv2")])),
+        CREATE_GROUP,
+        &[("Test SCIMv2", "Empty SCIMv2")],
     )
     .await;
     // (Named apart from the group with a member that the rest of this test follows.)
-    assert_documented(&r, 201, &fixture(RESP_CREATE_GROUP, &[]), &["/displayName"]);
+    assert_documented(&r, 201, RESP_CREATE_GROUP, &["/displayName"]);
     assert_eq!(r.body["displayName"], "Empty SCIMv2");
     assert!(member_ids(&r.body).is_empty());
-    let empty = r.body["id"].as_str().expect("id").to_string();
+    let empty = id_of(&r);
 
     // Retrieve specific Groups: the example's group has one member, a group named "SCIM 2
     // Group A" whose display is its name. Replayed on the empty group with such a member
@@ -243,21 +216,22 @@ async fn okta_group_push() {
     assert_documented(
         &r,
         200,
-        &fixture(RESP_RETRIEVE_GROUP, &[]),
+        RESP_RETRIEVE_GROUP,
         &["/displayName", "/members/0/value"],
     );
     assert_eq!(member_ids(&r.body), [a.as_str()]);
     assert_eq!(r.body["members"][0]["type"], "Group");
 
-    let r = call(
+    let r = replay(
         &app,
         "POST",
         "/scim/v2/Groups",
-        Some(fixture(CREATE_GROUP_MEMBERS, &[(DOC_USER, &test_user)])),
+        CREATE_GROUP_MEMBERS,
+        &[(DOC_USER, &test_user)],
     )
     .await;
     r.expect(201);
-    let gid = r.body["id"].as_str().expect("id").to_string();
+    let gid = id_of(&r);
     let path = format!("/scim/v2/Groups/{gid}");
     assert_eq!(r.body["displayName"], "Test SCIMv2");
     assert_eq!(member_ids(&r.body), [test_user.as_str()]);
@@ -282,71 +256,42 @@ async fn okta_group_push() {
     assert_eq!(member_ids(&g.body), [test_user.as_str()]);
 
     // Update specific Group membership: remove one member by filter, add another.
-    let r = call(
-        &app,
-        "PATCH",
-        &path,
-        Some(fixture(
-            UPDATE_MEMBERSHIP,
-            &[(DOC_OTHER_USER, &test_user), (DOC_USER, &other)],
-        )),
-    )
-    .await;
-    r.expect(204);
-    let g = get(&app, TOKEN, &path).await;
-    assert_eq!(member_ids(&g.body), [other.as_str()]);
+    let membership = [
+        (DOC_OTHER_USER, test_user.as_str()),
+        (DOC_USER, other.as_str()),
+    ];
+    let g = push(&app, &path, UPDATE_MEMBERSHIP, &membership).await;
+    assert_eq!(member_ids(&g), [other.as_str()]);
     let u = get(&app, TOKEN, &format!("/scim/v2/Users/{test_user}")).await;
     assert!(u.body.get("groups").is_none(), "{}", u.raw);
 
     // The full push: replace with the complete member list.
-    let r = call(
-        &app,
-        "PATCH",
-        &path,
-        Some(fixture(
-            REPLACE_MEMBERS,
-            &[(DOC_USER, &test_user), (DOC_OTHER_USER, &other)],
-        )),
-    )
-    .await;
-    r.expect(204);
-    let g = get(&app, TOKEN, &path).await;
-    let mut ids = member_ids(&g.body);
+    let everyone = [
+        (DOC_USER, test_user.as_str()),
+        (DOC_OTHER_USER, other.as_str()),
+    ];
+    let g = push(&app, &path, REPLACE_MEMBERS, &everyone).await;
+    let mut ids = member_ids(&g);
     ids.sort();
     let mut want = vec![test_user.clone(), other.clone()];
     want.sort();
     assert_eq!(ids, want);
 
     // Asking for attributes turns the 204 into a 200 with that projection.
-    let r = call(
-        &app,
-        "PATCH",
-        &format!("{path}?excludedAttributes=members"),
-        Some(rename("Test SCIMv20")),
-    )
-    .await;
-    assert_documented(&r, 200, &fixture(RESP_UPDATE_GROUP, &[]), &[]);
+    let projected = format!("{path}?excludedAttributes=members");
+    let r = call(&app, "PATCH", &projected, Some(rename("Test SCIMv20"))).await;
+    assert_documented(&r, 200, RESP_UPDATE_GROUP, &[]);
     assert_eq!(r.body["displayName"], "Test SCIMv20");
     assert!(r.body.get("members").is_none());
     // The membership update answers the same way when asked for attributes (the documented
     // response is the same body): test_user out, other (already in) in.
-    let r = call(
-        &app,
-        "PATCH",
-        &format!("{path}?excludedAttributes=members"),
-        Some(fixture(
-            UPDATE_MEMBERSHIP,
-            &[(DOC_OTHER_USER, &test_user), (DOC_USER, &other)],
-        )),
-    )
-    .await;
-    assert_documented(&r, 200, &fixture(RESP_UPDATE_GROUP, &[]), &[]);
+    let r = replay(&app, "PATCH", &projected, UPDATE_MEMBERSHIP, &membership).await;
+    assert_documented(&r, 200, RESP_UPDATE_GROUP, &[]);
     let g = get(&app, TOKEN, &path).await;
     assert_eq!(member_ids(&g.body), [other.as_str()]);
 
     // Retrieve the group without its members, and the groups page by page.
-    let r = get(&app, TOKEN, &format!("{path}?excludedAttributes=members")).await;
-    r.expect(200);
+    let r = get_ok(&app, &projected).await;
     assert_eq!(r.body["id"], gid.as_str());
     assert_eq!(r.body["displayName"], "Test SCIMv20");
     assert!(r.body.get("members").is_none(), "{}", r.raw);
@@ -388,19 +333,8 @@ async fn okta_create_user_with_custom_attributes() {
     // be absent. (The reference's response misses a comma after "Contractor"; the fixture
     // adds it.)
     let (app, _db) = app().await;
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Users",
-        Some(fixture(CREATE_USER_CUSTOM, &[])),
-    )
-    .await;
-    assert_documented(
-        &r,
-        201,
-        &fixture(RESP_CREATE_CUSTOM, &[]),
-        &["/externalId", "/userType"],
-    );
+    let r = replay(&app, "POST", "/scim/v2/Users", CREATE_USER_CUSTOM, &[]).await;
+    assert_documented(&r, 201, RESP_CREATE_CUSTOM, &["/externalId", "/userType"]);
     assert!(r.body.get("externalId").is_none() && r.body.get("userType").is_none());
     assert_no_password(&r.body);
 }

@@ -48,26 +48,23 @@ async fn sort_by_singular_sub_and_multi_valued_attributes() {
         ],
     )
     .await;
-    let r = get(&app, TOKEN, "/scim/v2/Users?sortBy=userName").await;
-    r.expect(200);
-    assert_eq!(user_names(&r.body), ["a", "b", "c", "d"]);
-    let r = get(
-        &app,
-        TOKEN,
-        "/scim/v2/Users?sortBy=userName&sortOrder=descending",
-    )
-    .await;
-    assert_eq!(user_names(&r.body), ["d", "c", "b", "a"]);
-    // Case-insensitive (caseExact false), ties broken by creation order, missing last.
-    let r = get(&app, TOKEN, "/scim/v2/Users?sortBy=name.familyName").await;
-    assert_eq!(user_names(&r.body), ["a", "b", "d", "c"]);
-    let r = get(
-        &app,
-        TOKEN,
-        "/scim/v2/Users?sortBy=name.familyName&sortOrder=DESCENDING",
-    )
-    .await;
-    assert_eq!(user_names(&r.body), ["c", "d", "b", "a"]);
+    let sorts: [(&str, &[&str]); 4] = [
+        ("sortBy=userName", &["a", "b", "c", "d"]),
+        (
+            "sortBy=userName&sortOrder=descending",
+            &["d", "c", "b", "a"],
+        ),
+        // Case-insensitive (caseExact false), ties broken by creation order, missing last.
+        ("sortBy=name.familyName", &["a", "b", "d", "c"]),
+        (
+            "sortBy=name.familyName&sortOrder=DESCENDING",
+            &["c", "d", "b", "a"],
+        ),
+    ];
+    for (query, want) in sorts {
+        let r = get_ok(&app, &format!("/scim/v2/Users?{query}")).await;
+        assert_eq!(user_names(&r.body), want, "{query}");
+    }
     // Multi-valued: the primary value sorts, else the first.
     for (user, emails) in [
         (
@@ -76,32 +73,18 @@ async fn sort_by_singular_sub_and_multi_valued_attributes() {
         ),
         ("e2", json!([{"value": "mm@x"}, {"value": "bb@x"}])),
     ] {
-        call(
-            &app,
-            "POST",
-            "/scim/v2/Users",
-            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user, "emails": emails})),
-        )
-        .await
-        .expect(201);
+        let body = json!({"schemas": [CORE_USER], "userName": user, "emails": emails});
+        post_id(&app, "/scim/v2/Users", body).await;
     }
-    let r = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Users?sortBy=emails&filter={}",
-            urlencode("emails pr")
-        ),
-    )
-    .await;
-    assert_eq!(user_names(&r.body), ["e1", "e2"]);
-    let r = get(
-        &app,
-        TOKEN,
-        "/scim/v2/Users?sortBy=meta.created&sortOrder=descending&count=1",
-    )
-    .await;
-    assert_eq!(user_names(&r.body), ["e2"]);
+    let by_email = format!("sortBy=emails&filter={}", urlencode("emails pr"));
+    let sorts: [(&str, &[&str]); 2] = [
+        (by_email.as_str(), &["e1", "e2"]),
+        ("sortBy=meta.created&sortOrder=descending&count=1", &["e2"]),
+    ];
+    for (query, want) in sorts {
+        let r = get_ok(&app, &format!("/scim/v2/Users?{query}")).await;
+        assert_eq!(user_names(&r.body), want, "{query}");
+    }
     // Bad sort requests.
     for uri in [
         "/scim/v2/Users?sortBy=nope",
@@ -113,19 +96,18 @@ async fn sort_by_singular_sub_and_multi_valued_attributes() {
     }
 }
 
+/// `path` asking for the cursor page of `count` at `cursor` ("" for the first).
+fn cursor_page(path: &str, count: usize, cursor: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}count={count}&cursor={}", urlencode(cursor))
+}
+
 /// Walks every cursor page of `path` forward and returns the userNames in order.
 async fn walk<S: TestApp>(app: &S, path: &str, count: usize) -> Vec<String> {
-    let sep = if path.contains('?') { '&' } else { '?' };
     let mut cursor = String::new();
     let mut seen = Vec::new();
     for _ in 0..1000 {
-        let r = get(
-            app,
-            TOKEN,
-            &format!("{path}{sep}count={count}&cursor={}", urlencode(&cursor)),
-        )
-        .await;
-        r.expect(200);
+        let r = get_ok(app, &cursor_page(path, count, &cursor)).await;
         seen.extend(user_names(&r.body));
         match r.body["nextCursor"].as_str() {
             Some(c) => cursor = c.to_string(),
@@ -166,37 +148,16 @@ async fn cursor_pages_forward_and_back_without_repeats() {
         p1.body.get("totalResults").is_none(),
         "no COUNT(*) per cursor page"
     );
-    let p2 = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Users?count=5&cursor={}",
-            urlencode(p1.body["nextCursor"].as_str().unwrap())
-        ),
-    )
-    .await;
+    let next = p1.body["nextCursor"].as_str().unwrap();
+    let p2 = get(&app, TOKEN, &cursor_page("/scim/v2/Users", 5, next)).await;
     assert_eq!(user_names(&p2.body), names[5..10]);
-    let back = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Users?count=5&cursor={}",
-            urlencode(p2.body["previousCursor"].as_str().unwrap())
-        ),
-    )
-    .await;
+    let previous = p2.body["previousCursor"].as_str().unwrap();
+    let back = get(&app, TOKEN, &cursor_page("/scim/v2/Users", 5, previous)).await;
     assert_eq!(user_names(&back.body), names[0..5]);
     assert!(back.body.get("previousCursor").is_none());
     // The last page has no nextCursor.
-    let f = get(
-        &app,
-        TOKEN,
-        &format!(
-            "/scim/v2/Users?count=50&cursor=&filter={}",
-            urlencode("userName sw \"u1\"")
-        ),
-    )
-    .await;
+    let u1 = format!("/scim/v2/Users?filter={}", urlencode("userName sw \"u1\""));
+    let f = get(&app, TOKEN, &cursor_page(&u1, 50, "")).await;
     assert_eq!(user_names(&f.body).len(), 10);
     assert!(f.body.get("nextCursor").is_none());
 }
@@ -233,17 +194,10 @@ async fn singular_sort_pages_the_same_by_cursor_index_and_backwards() {
     // Two users inactive: a filter that selects most users keeps the index walk.
     for (i, id) in ids.iter().enumerate() {
         let active = i != 3 && i != 9;
-        call(
-            &app,
-            "PATCH",
-            &format!("/scim/v2/Users/{id}"),
-            Some(
-                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                        "Operations": [{"op": "replace", "path": "active", "value": active}]}),
-            ),
-        )
-        .await
-        .expect(200);
+        let ops = json!([{"op": "replace", "path": "active", "value": active}]);
+        patch(&app, &format!("/scim/v2/Users/{id}"), ops)
+            .await
+            .expect(200);
     }
     // Expected: lower-cased value, then creation order; users without a value last.
     let mut asc: Vec<(Option<String>, usize)> = families
@@ -285,13 +239,7 @@ async fn singular_sort_pages_the_same_by_cursor_index_and_backwards() {
             let mut pages: Vec<(Vec<String>, Option<String>)> = Vec::new();
             let mut cursor = String::new();
             loop {
-                let r = get(
-                    &app,
-                    TOKEN,
-                    &format!("{path}&count={count}&cursor={}", urlencode(&cursor)),
-                )
-                .await;
-                r.expect(200);
+                let r = get_ok(&app, &cursor_page(&path, count, &cursor)).await;
                 let prev = r.body["previousCursor"].as_str().map(str::to_string);
                 pages.push((user_names(&r.body), prev));
                 match r.body["nextCursor"].as_str() {
@@ -307,13 +255,7 @@ async fn singular_sort_pages_the_same_by_cursor_index_and_backwards() {
                     .1
                     .clone()
                     .unwrap_or_else(|| panic!("{what}: page {i} has no previousCursor"));
-                let r = get(
-                    &app,
-                    TOKEN,
-                    &format!("{path}&count={count}&cursor={}", urlencode(&prev)),
-                )
-                .await;
-                r.expect(200);
+                let r = get_ok(&app, &cursor_page(&path, count, &prev)).await;
                 assert_eq!(
                     user_names(&r.body),
                     pages[i - 1].0,
@@ -342,13 +284,7 @@ async fn singular_sort_pages_the_same_by_cursor_index_and_backwards() {
 /// page holds its slice of `want`, and totalResults is the whole length.
 async fn index_pages<S: TestApp>(app: &S, path: &str, count: usize, want: &[String]) {
     for start in 1..=want.len() + 1 {
-        let r = get(
-            app,
-            TOKEN,
-            &format!("{path}&count={count}&startIndex={start}"),
-        )
-        .await;
-        r.expect(200);
+        let r = get_ok(app, &format!("{path}&count={count}&startIndex={start}")).await;
         assert_eq!(r.body["totalResults"], json!(want.len()), "{path}");
         if start > want.len() {
             let n = r.body["Resources"].as_array().map_or(0, Vec::len);
@@ -374,12 +310,7 @@ async fn cursor_walk_under_concurrent_inserts_sees_no_one_twice() {
     let mut seen = Vec::new();
     let mut inserted = 0;
     loop {
-        let r = get(
-            &app,
-            TOKEN,
-            &format!("/scim/v2/Users?count=3&cursor={}", urlencode(&cursor)),
-        )
-        .await;
+        let r = get(&app, TOKEN, &cursor_page("/scim/v2/Users", 3, &cursor)).await;
         seen.extend(user_names(&r.body));
         // Insert between pages.
         create_user(&app, &format!("late{inserted}")).await;
@@ -509,33 +440,38 @@ fn random_user(rng: &mut StdRng, i: usize) -> Value {
     u
 }
 
+/// The attributes a random leaf compares with any operator (by the arm of `random_leaf`
+/// that picks them), and the values it compares them with.
+const COMPARED: [(u32, &str, &[&str]); 6] = [
+    (
+        0,
+        "userName",
+        &["bjensen1", "ALICE", "bob_", "carol", "b", "a"],
+    ),
+    (
+        1,
+        "name.familyName",
+        &["jensen", "SMITH", "o'm", "50%", "_", "ünal", "son"],
+    ),
+    (2, "title", &["manager", "Guide", "", "ceo"]),
+    (3, "emails", &["example.com", "B0@", "jensen", "x1"]),
+    (6, "externalId", &["EXT-1", "ext-1", "EXT-19", "EXT"]),
+    (
+        7,
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+        &["finance", "Tour", "r&d", "ops"],
+    ),
+];
+
 fn random_leaf(rng: &mut StdRng) -> String {
     let s = |x: &str| serde_json::to_string(x).unwrap();
     let pick = |rng: &mut StdRng, xs: &[&str]| xs[rng.gen_range(0..xs.len())].to_string();
     let op = pick(rng, &["eq", "ne", "co", "sw", "ew", "gt", "lt", "ge", "le"]);
-    match rng.gen_range(0..13) {
-        0 => format!(
-            "userName {op} {}",
-            s(&pick(
-                rng,
-                &["bjensen1", "ALICE", "bob_", "carol", "b", "a"]
-            ))
-        ),
-        1 => format!(
-            "name.familyName {op} {}",
-            s(&pick(
-                rng,
-                &["jensen", "SMITH", "o'm", "50%", "_", "ünal", "son"]
-            ))
-        ),
-        2 => format!(
-            "title {op} {}",
-            s(&pick(rng, &["manager", "Guide", "", "ceo"]))
-        ),
-        3 => format!(
-            "emails {op} {}",
-            s(&pick(rng, &["example.com", "B0@", "jensen", "x1"]))
-        ),
+    let arm = rng.gen_range(0..13);
+    if let Some((_, attr, values)) = COMPARED.iter().find(|(a, _, _)| *a == arm) {
+        return format!("{attr} {op} {}", s(&pick(rng, &values[..])));
+    }
+    match arm {
         4 => format!(
             "emails.type {} {}",
             pick(rng, &["eq", "ne"]),
@@ -545,14 +481,6 @@ fn random_leaf(rng: &mut StdRng) -> String {
             "active {} {}",
             pick(rng, &["eq", "ne"]),
             pick(rng, &["true", "false"])
-        ),
-        6 => format!(
-            "externalId {op} {}",
-            s(&pick(rng, &["EXT-1", "ext-1", "EXT-19", "EXT"]))
-        ),
-        7 => format!(
-            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department {op} {}",
-            s(&pick(rng, &["finance", "Tour", "r&d", "ops"]))
         ),
         8 => format!(
             "{} pr",

@@ -28,7 +28,8 @@ async fn create_get_replace_delete_a_user() {
     let (app, _db) = app().await;
     let r = call(&app, "POST", "/scim/v2/Users", Some(full_user())).await;
     r.expect(201);
-    let id = r.body["id"].as_str().unwrap().to_string();
+    let id = id_of(&r);
+    let path = format!("/scim/v2/Users/{id}");
     let location = format!("http://scim.test/scim/v2/Users/{id}");
     assert_eq!(r.header("location").as_deref(), Some(location.as_str()));
     assert_eq!(r.header("etag").as_deref(), Some("W/\"1\""));
@@ -49,22 +50,16 @@ async fn create_get_replace_delete_a_user() {
         "Tour Operations"
     );
 
-    let g = get(&app, TOKEN, &format!("/scim/v2/Users/{id}")).await;
-    g.expect(200);
+    let g = get_ok(&app, &path).await;
     assert_eq!(g.body, r.body);
 
     // PUT replaces: omitted attributes are cleared, readOnly ones ignored, active kept.
-    let put = call(
-        &app,
-        "PUT",
-        &format!("/scim/v2/Users/{id}"),
-        Some(json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "id": "ignored", "userName": "bjensen@example.com", "nickName": "Babs",
-            "meta": {"version": "W/\"99\""}
-        })),
-    )
-    .await;
+    let replacement = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "id": "ignored", "userName": "bjensen@example.com", "nickName": "Babs",
+        "meta": {"version": "W/\"99\""}
+    });
+    let put = call(&app, "PUT", &path, Some(replacement)).await;
     put.expect(200);
     assert_eq!(put.body["id"], id.as_str());
     assert_eq!(put.body["nickName"], "Babs");
@@ -80,41 +75,30 @@ async fn create_get_replace_delete_a_user() {
     assert_eq!(put.body["meta"]["version"], "W/\"2\"");
     assert_eq!(put.header("etag").as_deref(), Some("W/\"2\""));
 
-    delete(&app, TOKEN, &format!("/scim/v2/Users/{id}"))
-        .await
-        .expect(204);
-    get(&app, TOKEN, &format!("/scim/v2/Users/{id}"))
-        .await
-        .expect(404);
-    delete(&app, TOKEN, &format!("/scim/v2/Users/{id}"))
-        .await
-        .expect(404);
+    // Deleted, then gone.
+    for (method, status) in [("DELETE", 204), ("GET", 404), ("DELETE", 404)] {
+        let r = call(&app, method, &path, None).await;
+        expect_row(&r, method, status, None);
+    }
 }
 
 #[actix_web::test]
 async fn user_name_is_unique_case_insensitively_but_stored_as_sent() {
     let (app, _db) = app().await;
     let id = create_user(&app, "Alice.Smith").await;
-    let dup = call(
-        &app,
-        "POST",
-        "/scim/v2/Users",
-        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "alice.SMITH"})),
-    )
-    .await;
-    dup.expect_error(409, Some("uniqueness"));
+    let other = create_user(&app, "bob").await;
+    // A new user with a taken name, and another user renamed onto it: conflicts, and
+    // nothing changes.
+    for (method, path, user_name) in [
+        ("POST", "/scim/v2/Users".to_string(), "alice.SMITH"),
+        ("PUT", format!("/scim/v2/Users/{other}"), "ALICE.smith"),
+    ] {
+        let body = json!({"schemas": [CORE_USER], "userName": user_name});
+        let r = call(&app, method, &path, Some(body)).await;
+        r.expect_case(&format!("{method} {user_name}"), 409, Some("uniqueness"));
+    }
     let r = get(&app, TOKEN, &format!("/scim/v2/Users/{id}")).await;
     assert_eq!(r.body["userName"], "Alice.Smith");
-    // Renaming another user onto a taken name is a conflict too, and changes nothing.
-    let other = create_user(&app, "bob").await;
-    let put = call(
-        &app,
-        "PUT",
-        &format!("/scim/v2/Users/{other}"),
-        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ALICE.smith"})),
-    )
-    .await;
-    put.expect_error(409, Some("uniqueness"));
     let b = get(&app, TOKEN, &format!("/scim/v2/Users/{other}")).await;
     assert_eq!(b.body["userName"], "bob");
     assert_eq!(b.body["meta"]["version"], "W/\"1\"");
@@ -141,19 +125,10 @@ async fn list_filters_by_core_columns_and_pages() {
     let (app, _db) = app().await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let r = call(
-            &app,
-            "POST",
-            "/scim/v2/Users",
-            Some(
-                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                        "userName": format!("user{i}"), "externalId": format!("EXT{i}"),
-                        "displayName": format!("User Number {i}")}),
-            ),
-        )
-        .await;
-        r.expect(201);
-        ids.push(r.body["id"].as_str().unwrap().to_string());
+        let user = json!({"schemas": [CORE_USER], "userName": format!("user{i}"),
+                          "externalId": format!("EXT{i}"),
+                          "displayName": format!("User Number {i}")});
+        ids.push(post_id(&app, "/scim/v2/Users", user).await);
     }
     let q = |f: &str| format!("/scim/v2/Users?filter={}", urlencode(f));
     let r = get(&app, TOKEN, &q("userName eq \"USER3\"")).await;
@@ -164,42 +139,19 @@ async fn list_filters_by_core_columns_and_pages() {
     );
     assert_eq!(r.body["totalResults"], 1);
     assert_eq!(r.body["Resources"][0]["id"], ids[3].as_str());
-    // externalId is caseExact.
-    assert_eq!(
-        get(&app, TOKEN, &q("externalId eq \"EXT2\"")).await.body["totalResults"],
-        1
-    );
-    assert_eq!(
-        get(&app, TOKEN, &q("externalId eq \"ext2\"")).await.body["totalResults"],
-        0
-    );
-    assert_eq!(
-        get(&app, TOKEN, &q("displayName eq \"user number 4\""))
-            .await
-            .body["totalResults"],
-        1
-    );
-    assert_eq!(
-        get(&app, TOKEN, &q(&format!("id eq \"{}\"", ids[1])))
-            .await
-            .body["totalResults"],
-        1
-    );
-    let both = get(
-        &app,
-        TOKEN,
-        &q("userName eq \"user1\" and externalId eq \"EXT1\""),
-    )
-    .await;
-    assert_eq!(both.body["totalResults"], 1);
-    let none = get(
-        &app,
-        TOKEN,
-        &q("userName eq \"user1\" and externalId eq \"EXT2\""),
-    )
-    .await;
-    assert_eq!(none.body["totalResults"], 0);
-    assert_eq!(none.body["Resources"], json!([]));
+    let none = "userName eq \"user1\" and externalId eq \"EXT2\"";
+    for (filter, n) in [
+        // externalId is caseExact.
+        ("externalId eq \"EXT2\"".to_string(), 1),
+        ("externalId eq \"ext2\"".into(), 0),
+        ("displayName eq \"user number 4\"".into(), 1),
+        (format!("id eq \"{}\"", ids[1]), 1),
+        ("userName eq \"user1\" and externalId eq \"EXT1\"".into(), 1),
+        (none.into(), 0),
+    ] {
+        assert_eq!(matching(&app, "Users", &filter).await, n, "{filter}");
+    }
+    assert_eq!(get_ok(&app, &q(none)).await.body["Resources"], json!([]));
 
     // Paging: 1-based startIndex, count, count=0 gives only the total.
     let p = get(&app, TOKEN, "/scim/v2/Users?startIndex=2&count=2").await;
@@ -260,27 +212,18 @@ async fn filters_reach_every_attribute_through_sql() {
 #[actix_web::test]
 async fn projection_on_get_list_and_post() {
     let (app, _db) = app().await;
-    let r = call(
-        &app,
-        "POST",
-        "/scim/v2/Users?attributes=userName",
-        Some(full_user()),
-    )
-    .await;
+    let projected = "/scim/v2/Users?attributes=userName";
+    let r = call(&app, "POST", projected, Some(full_user())).await;
     r.expect(201);
-    let id = r.body["id"].as_str().unwrap().to_string();
+    let id = id_of(&r);
     assert_eq!(
         r.body.as_object().unwrap().len(),
         3,
         "schemas, id, userName: {}",
         r.raw
     );
-    let g = get(
-        &app,
-        TOKEN,
-        &format!("/scim/v2/Users/{id}?excludedAttributes=emails,name.givenName"),
-    )
-    .await;
+    let excluded = format!("/scim/v2/Users/{id}?excludedAttributes=emails,name.givenName");
+    let g = get(&app, TOKEN, &excluded).await;
     assert!(g.body.get("emails").is_none());
     assert_eq!(
         g.body["name"],
@@ -301,8 +244,7 @@ async fn projection_on_get_list_and_post() {
 async fn patch_user_simple_sub_attribute_and_deactivate() {
     let (app, db) = app().await;
     let _ = &db;
-    let r = call(&app, "POST", "/scim/v2/Users", Some(full_user())).await;
-    let id = r.body["id"].as_str().unwrap().to_string();
+    let id = post_id(&app, "/scim/v2/Users", full_user()).await;
     let path = format!("/scim/v2/Users/{id}");
     let p = patch(&app, &path, json!([
             {"op": "replace", "path": "name.givenName", "value": "Barb"},
@@ -321,13 +263,7 @@ async fn patch_user_simple_sub_attribute_and_deactivate() {
     assert_eq!(p.body["active"], false);
     assert_eq!(p.header("etag").as_deref(), Some("W/\"2\""));
     // A deactivated user stays readable and filterable.
-    let f = get(
-        &app,
-        TOKEN,
-        &format!("/scim/v2/Users?filter={}", urlencode("active eq false")),
-    )
-    .await;
-    assert_eq!(f.body["totalResults"], 1);
+    assert_eq!(matching(&app, "Users", "active eq false").await, 1);
     // Reactivate.
     let p2 = patch(
         &app,
@@ -366,14 +302,9 @@ async fn every_change_writes_an_event_in_its_transaction() {
         r.expect(status);
     }
     delete(&app, TOKEN, &path).await.expect(204);
-    let kinds: Vec<String> = events(&state)
-        .into_iter()
-        .filter(|(r, _)| *r == id)
-        .map(|(_, k)| k)
-        .collect();
     // RFC 9967: each change as sent, and the activation changes as their own events.
     assert_eq!(
-        kinds,
+        kinds(&state, &id),
         [
             "create:full",
             "patch:full",
