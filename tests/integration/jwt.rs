@@ -283,12 +283,12 @@ async fn jwks_keys_are_chosen_by_kid_and_pinned() {
     let ec = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
     // Accepted: the RSA key by kid (no alg in the JWKS, pinned to RS256 at configuration),
     // the EC key by kid (ES256), and the RSA key without a kid.
-    for token in [
-        sign(Algorithm::RS256, &rsa_key, Some("rsa-1"), &c),
-        sign(Algorithm::ES256, &ec, Some("ec-1"), &c),
-        sign(Algorithm::RS256, &rsa_key, None, &c),
+    for (name, token) in [
+        ("RSA by kid", sign(Algorithm::RS256, &rsa_key, Some("rsa-1"), &c)),
+        ("EC by kid", sign(Algorithm::ES256, &ec, Some("ec-1"), &c)),
+        ("RSA without kid", sign(Algorithm::RS256, &rsa_key, None, &c)),
     ] {
-        get(&app, &token, "/scim/v2/Users").await.expect(200);
+        expect_row(&get(&app, &token, "/scim/v2/Users").await, name, 200, None);
     }
     for (name, token) in [
         (
