@@ -13,7 +13,7 @@ use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 
 use super::dialect::{self, Backend};
-use super::sql::{Bind, Sql, Stmt};
+use super::sql::{Bind, Prepared, Sql, Stmt};
 use super::watch::{self, Stop, Target, Watch};
 use super::{StorageError, StoreResult};
 use crate::config::SqliteSync;
@@ -150,29 +150,6 @@ struct Shared<'a> {
     watch: &'a Watch,
     timeout: Option<Duration>,
     prepared: &'a Prepared,
-}
-
-/// The texts (by hash) of the statements a connection keeps prepared: diesel keeps every
-/// statement it is told to cache for the connection's life, so only `Sql::reusable` ones are,
-/// and at most `MAX_PREPARED` of them (the first met; later texts are prepared per use).
-#[derive(Default)]
-struct Prepared(std::cell::RefCell<std::collections::HashSet<u64>>);
-
-/// Statements a connection keeps prepared at most: the write path's and the front door's
-/// are a few dozen.
-const MAX_PREPARED: usize = 256;
-
-impl Prepared {
-    fn keep(&self, sql: &Sql) -> bool {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        if !sql.reusable() {
-            return false;
-        }
-        let key = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .hash_one(sql.text());
-        let mut kept = self.0.borrow_mut();
-        kept.contains(&key) || (kept.len() < MAX_PREPARED && kept.insert(key))
-    }
 }
 
 /// The message of the error a statement stopped by its deadline fails with (see `stopped`).
@@ -702,26 +679,6 @@ pub fn refresh_statistics(db: &mut Db<'_>) -> StoreResult<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_connection_keeps_at_most_max_prepared_texts_and_no_unreusable_one() {
-        let kept = Prepared::default();
-        let nth = |i: usize| Sql::new(&format!("SELECT {i}"));
-        for i in 0..MAX_PREPARED {
-            assert!(kept.keep(&nth(i)), "text {i} is kept");
-        }
-        assert!(kept.keep(&nth(0)), "a kept text stays kept");
-        assert!(
-            !kept.keep(&nth(MAX_PREPARED)),
-            "one more is prepared per use"
-        );
-        let mut long = Sql::new("SELECT 1 WHERE a IN (");
-        long.bind_list((0..100).map(Bind::Int)).push(")");
-        assert!(
-            !Prepared::default().keep(&long),
-            "a long list is never kept"
-        );
-    }
 
     #[test]
     fn url_scheme_picks_backend() {
