@@ -295,7 +295,7 @@ struct Fairness {
 }
 
 /// A tenant of its own: its SCIM bearer and its admin bearer.
-fn bench_tenant(pool: &scimitar::storage::conn::Pool, name: &str) -> (String, String) {
+fn bench_tenant(pool: &scimitar::storage::pool::Pool, name: &str) -> (String, String) {
     use scimitar::provisioning::tenancy as admin;
     let mut conn = pool.get().expect("conn");
     admin::create_tenant(&mut conn, name).expect("tenant");
@@ -323,7 +323,7 @@ fn subscribe(api: &str, admin: &str, url: &str) -> String {
 /// Tenant B's deactivation → webhook latency, paced, while tenant A deactivates at the
 /// same pace: first with A's receiver healthy, then with it hanging (a listener that never
 /// accepts) and `backlog` of A's deliveries queued for it.
-fn fairness(base: &str, pool: &scimitar::storage::conn::Pool, f: &Fairness, run: u32) {
+fn fairness(base: &str, pool: &scimitar::storage::pool::Pool, f: &Fairness, run: u32) {
     let api = base.replace("/scim/v2", "/api/v1");
     let (a_scim, a_admin) = bench_tenant(pool, &format!("fair-a-{run}"));
     let (b_scim, b_admin) = bench_tenant(pool, &format!("fair-b-{run}"));

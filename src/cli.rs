@@ -15,7 +15,7 @@ use crate::config::{
 };
 use crate::provisioning::{self, tenancy};
 use crate::scim::time::{format_micros, now_micros};
-use crate::storage::conn::{self, PooledConn};
+use crate::storage::pool::{self, PooledConn};
 use crate::storage::tenancy::{Credential, JwtKeyRow};
 use crate::storage::StorageError;
 
@@ -75,7 +75,7 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
 }
 
 fn open(db: &DbArgs) -> Result<PooledConn> {
-    let pool = conn::open(&db.database_url, db.sqlite_synchronous, 1)?;
+    let pool = pool::open(&db.database_url, db.sqlite_synchronous, 1)?;
     pool.get()
         .map_err(|e| usage(format!("cannot connect to the database: {e}")))
 }

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         None => serve(ServeArgs::from_env()),
         Some(Command::Serve(a)) => serve(a),
         Some(Command::Migrate(db)) => {
-            storage::conn::open(&db.database_url, db.sqlite_synchronous, 1)
+            storage::pool::open(&db.database_url, db.sqlite_synchronous, 1)
                 .map(|_| eprintln!("migrations applied"))
                 .map_err(Into::into)
         }

@@ -21,7 +21,7 @@ use crate::webhooks;
 /// plus a newly generated token to show once when none existed.
 pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), String> {
     let registry = Registry::load()?;
-    let (pool, connector) = storage::conn::open_with_connector(
+    let (pool, connector) = storage::pool::open_with_connector(
         &args.db.database_url,
         args.db.sqlite_synchronous,
         args.db.db_pool_size,

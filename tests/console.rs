@@ -1291,7 +1291,7 @@ async fn run(filters: Vec<String>) -> ExitCode {
         Stdio::from(log.reopen().expect("log")),
     );
     let admin_token = {
-        let pool = scimitar::storage::conn::open(&db.url, scimitar::config::SqliteSync::Normal, 1)
+        let pool = scimitar::storage::pool::open(&db.url, scimitar::config::SqliteSync::Normal, 1)
             .expect("open the test database");
         let mut conn = pool.get().expect("connection");
         scimitar::provisioning::tenancy::create_token(

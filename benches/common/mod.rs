@@ -17,7 +17,7 @@ use scimitar::scim::compat::Compat;
 use scimitar::scim::resource;
 use scimitar::scim::schema::{Registry, Rtype};
 use scimitar::scim::time::now_micros;
-use scimitar::storage::conn::Pool;
+use scimitar::storage::pool::Pool;
 use scimitar::storage::resources::{self, ResourceWrite};
 use scimitar::storage::{feed, index, StorageError, TenantId};
 use scimitar::{http, server};

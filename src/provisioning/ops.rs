@@ -11,9 +11,9 @@ use serde::Serialize;
 use super::Service;
 use crate::metrics::{DeliveryGauges, PoolGauges, TenantGauges};
 use crate::scim::time::now_micros;
-use crate::storage::conn;
 use crate::storage::deliveries::{self, StatusCount};
 use crate::storage::feed::{self, FeedHead};
+use crate::storage::pool;
 use crate::storage::StorageError;
 
 /// One readiness check's outcome: `ok`, or what failed in a few words (never database text).
@@ -71,7 +71,7 @@ impl Service {
     pub fn readiness(&self, timeout: Duration) -> Readiness {
         let (expected, running) = self.webhooks.threads();
         let webhooks = webhook_check(expected, running);
-        match conn::probe(&self.pool, timeout) {
+        match pool::probe(&self.pool, timeout) {
             Ok(p) => Readiness {
                 database: Ok(()),
                 migrations: match p.pending_migrations {

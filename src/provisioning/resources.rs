@@ -3,24 +3,23 @@
 //! also journals its feed events and decides the user's account. `*_in` variants run inside
 //! the caller's transaction (bulk runs many in one).
 
-use std::collections::HashMap;
-
 use serde_json::{json, Value};
 
 use super::journal::Journal;
+use super::membership;
 use super::{ensure_write, Error, Result, Service};
 use crate::auth::Principal;
 use crate::scim::error::ScimError;
-use crate::scim::patch::{self, MemberChange};
+use crate::scim::patch;
 use crate::scim::projection::Projection;
-use crate::scim::resource::{self, Doc, MemberInput, RefOut, StoredMeta};
+use crate::scim::resource::{self, Doc, RefOut, StoredMeta};
 use crate::scim::schema::Rtype;
 use crate::scim::time::now_micros;
 use crate::storage::conn::{Conn, Db};
 use crate::storage::dialect::Lock;
 use crate::storage::index;
-use crate::storage::members::{self, NewMember};
-use crate::storage::resources::{self, IdRow, ResourceRow, ResourceWrite};
+use crate::storage::members;
+use crate::storage::resources::{self, ResourceRow, ResourceWrite};
 use crate::storage::StorageError;
 
 /// `If-Match` (RFC 7644 §3.14, RFC 7232): `*` or a list of entity tags.
@@ -234,15 +233,7 @@ impl Service {
         let row =
             resources::get(db, &p.tenant, rt, id, Lock::None)?.ok_or_else(|| not_found(rt, id))?;
         let doc = parse_doc(&row)?;
-        let refs = if proj.wants_refs(rt) {
-            Some(
-                members::refs_of(db, rt, &[row.pk])?
-                    .remove(&row.pk)
-                    .unwrap_or_default(),
-            )
-        } else {
-            None
-        };
+        let refs = self.shown_refs(db, rt, row.pk, proj)?;
         Ok(self.render(rt, &row, &doc, refs.as_deref(), proj))
     }
 
@@ -276,12 +267,8 @@ impl Service {
         proj: &Projection,
         may_have_refs: bool,
     ) -> Result<Output> {
-        let refs = if proj.wants_refs(rt) && may_have_refs {
-            Some(
-                members::refs_of(db, rt, &[pk])?
-                    .remove(&pk)
-                    .unwrap_or_default(),
-            )
+        let refs = if may_have_refs {
+            self.shown_refs(db, rt, pk, proj)?
         } else {
             None
         };
@@ -296,69 +283,6 @@ impl Service {
             active: None,
         };
         Ok(self.render(rt, &row, doc, refs.as_deref(), proj))
-    }
-
-    /// Resolves member ids to rows of this tenant. An id that names nothing here, or whose
-    /// type disagrees with the `type` sent, rejects the whole request (documented in README).
-    fn resolve_members(
-        &self,
-        db: &mut Db<'_>,
-        p: &Principal,
-        group_id: Option<&str>,
-        members: &[MemberInput],
-    ) -> Result<Vec<NewMember>> {
-        if members.len() > self.settings.max_members_per_request {
-            return Err(Error::TooLarge(format!(
-                "{} members in one request; the most is {}",
-                members.len(),
-                self.settings.max_members_per_request
-            )));
-        }
-        let ids: Vec<String> = members.iter().map(|m| m.value.clone()).collect();
-        let found: HashMap<String, IdRow> = resources::resolve_ids(db, &p.tenant, &ids)?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect();
-        let mut missing = Vec::new();
-        let mut pks = Vec::with_capacity(members.len());
-        for m in members {
-            if Some(m.value.as_str()) == group_id {
-                return Err(ScimError::invalid_value(format!(
-                    "a group cannot be a member of itself ({})",
-                    m.value
-                ))
-                .into());
-            }
-            match found.get(&m.value) {
-                None => missing.push(m.value.clone()),
-                Some(row) => {
-                    if let Some(kind) = m.kind {
-                        if kind != row.rtype {
-                            return Err(ScimError::invalid_value(format!(
-                                "member {} is a {}, not a {}",
-                                m.value,
-                                row.rtype.name(),
-                                kind.name()
-                            ))
-                            .into());
-                        }
-                    }
-                    pks.push(NewMember {
-                        pk: row.pk,
-                        display: m.display.clone(),
-                    });
-                }
-            }
-        }
-        if !missing.is_empty() {
-            missing.truncate(20);
-            return Err(ScimError::invalid_value(format!(
-                "no User or Group with id {} exists; members must name existing resources",
-                missing.join(", ")
-            ))
-            .into());
-        }
-        Ok(pks)
     }
 
     fn uniqueness(rt: Rtype, e: StorageError) -> Error {
@@ -561,22 +485,7 @@ impl Service {
         let row = self.locked(db, p, t, Lock::Update)?;
         let old = parse_doc(&row)?;
         let patched = patch::apply(&self.registry, rt, &old, ops, compat)?;
-        // The member limit is per request, however many operations share it.
-        let named: usize = patched
-            .members
-            .iter()
-            .map(|c| match c {
-                MemberChange::Add(l) | MemberChange::Replace(l) => l.len(),
-                MemberChange::Remove(ids) => ids.len(),
-                MemberChange::RemoveAll | MemberChange::RemoveWhere(_) => 0,
-            })
-            .sum();
-        if named > self.settings.max_members_per_request {
-            return Err(Error::TooLarge(format!(
-                "{named} members in one request; the most is {}",
-                self.settings.max_members_per_request
-            )));
-        }
+        self.member_limit(membership::named(&patched.members))?;
         let watched = if rt == Rtype::Group && !patched.members.is_empty() {
             self.watched_members(db, &p.tenant, id, row.pk)?
         } else {
@@ -638,48 +547,6 @@ impl Service {
         };
         self.written(db, rt, row.pk, meta, &patched.doc, proj, true)
             .map(Some)
-    }
-
-    fn apply_member_change(
-        &self,
-        db: &mut Db<'_>,
-        p: &Principal,
-        group_pk: i64,
-        group_id: &str,
-        change: &MemberChange,
-    ) -> Result<usize> {
-        Ok(match change {
-            MemberChange::Add(list) => {
-                let pks = self.resolve_members(db, p, Some(group_id), list)?;
-                members::add(db, &p.tenant, group_pk, &pks)?
-            }
-            MemberChange::Replace(list) => {
-                let pks = self.resolve_members(db, p, Some(group_id), list)?;
-                let removed = members::remove_all(db, group_pk)?;
-                let added = members::add(db, &p.tenant, group_pk, &pks)?;
-                // Replacing with the same list is still a modification of the attribute.
-                removed + added + usize::from(removed == 0 && added == 0 && !pks.is_empty())
-            }
-            MemberChange::Remove(ids) => {
-                if ids.len() > self.settings.max_members_per_request {
-                    return Err(Error::TooLarge(format!(
-                        "{} members in one request; the most is {}",
-                        ids.len(),
-                        self.settings.max_members_per_request
-                    )));
-                }
-                // Ids that are not members (or do not exist) are already "removed": no error.
-                let pks: Vec<i64> = resources::resolve_ids(db, &p.tenant, ids)?
-                    .into_iter()
-                    .map(|r| r.pk)
-                    .collect();
-                members::remove(db, group_pk, &pks)?
-            }
-            MemberChange::RemoveAll => members::remove_all(db, group_pk)?,
-            MemberChange::RemoveWhere(cond) => {
-                members::remove_where(db, &p.tenant, group_pk, cond)?
-            }
-        })
     }
 
     /// DELETE (RFC 7644 §3.6): removes the resource and its memberships; every group it

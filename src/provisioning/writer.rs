@@ -36,7 +36,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::journal::Journal;
 use super::{Error, Result, Service};
-use crate::storage::conn::{Conn, Connector, Db};
+use crate::storage::conn::{Conn, Db};
+use crate::storage::pool::Connector;
 use crate::storage::{StorageError, TenantId};
 
 /// Changes one batch holds at most: bounds the wait of its first change.

@@ -1,7 +1,5 @@
-//! Connections, the pool and transactions, shared by both backends. The backend is chosen
-//! from the URL scheme here, never guessed. A pooled connection is not tested on checkout (no
-//! `SELECT 1` per request): one whose statement found the server gone, or that was returned
-//! inside a transaction, is broken and the pool replaces it.
+//! Connections and transactions, shared by both backends. The backend is chosen from the URL
+//! scheme here, never guessed. The pool of these connections is `pool`'s.
 
 use std::cell::Cell;
 use std::sync::{Arc, Condvar, Mutex};
@@ -9,13 +7,13 @@ use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::pg::{Pg, PgConnection};
-use diesel::r2d2::{self, ManageConnection, R2D2Connection};
+use diesel::r2d2::R2D2Connection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 
 use super::dialect::{self, Backend};
-use super::sql::{Bind, Sql, Stmt};
+use super::sql::{Bind, Prepared, Sql, Stmt};
 use super::watch::{self, Stop, Target, Watch};
 use super::{StorageError, StoreResult};
 use crate::config::SqliteSync;
@@ -54,6 +52,17 @@ impl DbUrl {
             )))
         }
     }
+
+    /// Whether the database has a single writer (SQLite), so that every write of it queues
+    /// in one line, whatever its tenant.
+    pub fn single_writer(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
+    /// The file of a SQLite database; None for Postgres.
+    fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        (self.backend == Backend::Sqlite).then(|| self.target.clone().into())
+    }
 }
 
 /// One connection of either backend, and whether it is broken. SQLite connections share one
@@ -62,7 +71,7 @@ impl DbUrl {
 /// create latency fell from ~180 ms to a few ms under 8 concurrent writers).
 pub struct Conn {
     inner: Inner,
-    /// Set when a statement found the connection dead (see `Manager::has_broken`).
+    /// Set when a statement found the connection dead (see `pool::Manager::has_broken`).
     broken: Cell<bool>,
     /// The statement deadline (`--db-statement-timeout-ms`; None: none).
     timeout: Option<Duration>,
@@ -128,29 +137,6 @@ impl Drop for Held {
     }
 }
 
-/// Opens connections of the pool's database outside the pool, sharing its SQLite writer
-/// lock: the batch writer's own (see `provisioning::writer`).
-#[derive(Clone)]
-pub struct Connector {
-    url: DbUrl,
-    sync: SqliteSync,
-    writer: WriterLock,
-    timeout: Option<Duration>,
-}
-
-impl Connector {
-    pub fn connect(&self) -> Result<Conn, StorageError> {
-        Conn::establish_with(&self.url, self.sync, self.writer.clone(), self.timeout)
-            .map_err(|e| StorageError::Connect(e.to_string()))
-    }
-
-    /// Whether the database has a single writer (SQLite), so that every write of it queues
-    /// in one line, whatever its tenant.
-    pub fn single_writer(&self) -> bool {
-        self.url.backend == Backend::Sqlite
-    }
-}
-
 /// A borrowed connection: what every storage function works on.
 pub struct Db<'a> {
     inner: DbInner<'a>,
@@ -164,29 +150,6 @@ struct Shared<'a> {
     watch: &'a Watch,
     timeout: Option<Duration>,
     prepared: &'a Prepared,
-}
-
-/// The texts (by hash) of the statements a connection keeps prepared: diesel keeps every
-/// statement it is told to cache for the connection's life, so only `Sql::reusable` ones are,
-/// and at most `MAX_PREPARED` of them (the first met; later texts are prepared per use).
-#[derive(Default)]
-struct Prepared(std::cell::RefCell<std::collections::HashSet<u64>>);
-
-/// Statements a connection keeps prepared at most: the write path's and the front door's
-/// are a few dozen.
-const MAX_PREPARED: usize = 256;
-
-impl Prepared {
-    fn keep(&self, sql: &Sql) -> bool {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        if !sql.reusable() {
-            return false;
-        }
-        let key = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .hash_one(sql.text());
-        let mut kept = self.0.borrow_mut();
-        kept.contains(&key) || (kept.len() < MAX_PREPARED && kept.insert(key))
-    }
 }
 
 /// The message of the error a statement stopped by its deadline fails with (see `stopped`).
@@ -244,7 +207,7 @@ impl Conn {
         Conn::establish_with(url, sync, WriterLock::default(), None)
     }
 
-    fn establish_with(
+    pub(super) fn establish_with(
         url: &DbUrl,
         sync: SqliteSync,
         writer: WriterLock,
@@ -281,7 +244,7 @@ impl Conn {
                 (Inner::Pg(c), Some(Arc::new((side, pid))))
             }
         };
-        let file = (url.backend == Backend::Sqlite).then(|| url.target.clone().into());
+        let file = url.sqlite_file();
         Ok(Conn {
             inner,
             broken: Cell::new(false),
@@ -298,6 +261,32 @@ impl Conn {
     /// `on`'s statements too: the request's write runs there (`provisioning::writer`).
     pub fn lend_cancel(&self, on: &Conn) -> watch::LentGuard {
         watch::lend(&self.watch, on.target())
+    }
+
+    /// SQLite: the database file, as its URL names it (readiness looks at it).
+    pub(super) fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+
+    /// Applies the migrations the database lacks (see `dialect`).
+    pub(super) fn migrate(&mut self) -> StoreResult<()> {
+        match &mut self.inner {
+            Inner::Sqlite(c, _) => dialect::migrate_sqlite(c),
+            Inner::Pg(c) => dialect::migrate_postgres(c),
+        }
+    }
+
+    /// Migrations of this binary the database lacks (see `pool::probe`).
+    pub(super) fn pending_migrations(&mut self) -> StoreResult<usize> {
+        match &mut self.inner {
+            Inner::Sqlite(c, _) => dialect::pending_sqlite(c),
+            Inner::Pg(c) => dialect::pending_postgres(c),
+        }
+    }
+
+    /// Marks the connection broken: the pool drops it when it comes back.
+    pub(super) fn mark_broken(&self) {
+        self.broken.set(true);
     }
 
     /// What `watch::Cancel` needs to stop this connection's statements from another thread.
@@ -479,65 +468,7 @@ impl Conn {
 
 /// The file of a `sqlite://PATH` URL; None for Postgres (whose backups are `pg_dump`'s).
 pub fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, StorageError> {
-    let url = DbUrl::parse(url)?;
-    Ok((url.backend == Backend::Sqlite).then(|| url.target.into()))
-}
-
-/// What a readiness probe found (`probe`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Probe {
-    /// Migrations of this binary the database lacks (0: current; a newer binary's
-    /// migrations applied by another instance are not counted).
-    pub pending_migrations: usize,
-}
-
-/// Why a readiness probe failed, in words fit for an unauthenticated answer (no database
-/// text: the details go to the log).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ProbeError {
-    #[error("no pooled connection within {0:?}")]
-    NoConnection(std::time::Duration),
-    #[error("the database did not answer a query")]
-    Query,
-    #[error("the database file is missing, not a file, or read-only")]
-    File,
-}
-
-/// Readiness: a pooled connection within `timeout`, and on it the migrations table read (a
-/// query that touches the database, which `SELECT 1` does not on SQLite). For SQLite also
-/// that the file is still at its path and writable: open connections keep serving a file
-/// that was deleted or replaced, and what they write is lost. Only `stat` is used on it:
-/// opening and closing the file from this process would drop SQLite's POSIX locks.
-pub fn probe(pool: &Pool, timeout: std::time::Duration) -> Result<Probe, ProbeError> {
-    let mut pooled = pool.get_timeout(timeout).map_err(|e| {
-        log::warn!("readiness: no pooled connection: {e}");
-        ProbeError::NoConnection(timeout)
-    })?;
-    let conn: &mut Conn = &mut pooled;
-    if let Some(file) = &conn.file {
-        let ok = std::fs::metadata(file).is_ok_and(|m| m.is_file() && !m.permissions().readonly());
-        if !ok {
-            log::warn!(
-                "readiness: {} is missing, not a file or read-only",
-                file.display()
-            );
-            return Err(ProbeError::File);
-        }
-    }
-    let broken = &conn.broken;
-    let pending = match &mut conn.inner {
-        Inner::Sqlite(c, _) => dialect::pending_sqlite(c),
-        Inner::Pg(c) => dialect::pending_postgres(c),
-    };
-    match pending {
-        Ok(pending_migrations) => Ok(Probe { pending_migrations }),
-        Err(e) => {
-            log::warn!("readiness: the database did not answer: {e}");
-            // A connection that failed its probe is not trusted again.
-            broken.set(true);
-            Err(ProbeError::Query)
-        }
-    }
+    Ok(DbUrl::parse(url)?.sqlite_file())
 }
 
 /// A transaction's failure: the caller's own error, or the database's (begin/commit).
@@ -716,95 +647,6 @@ impl<'a> Db<'a> {
     }
 }
 
-/// r2d2 manager that opens the backend the URL names.
-pub struct Manager {
-    url: DbUrl,
-    sync: SqliteSync,
-    writer: WriterLock,
-    timeout: Option<Duration>,
-}
-
-impl ManageConnection for Manager {
-    type Connection = Conn;
-    type Error = r2d2::Error;
-
-    fn connect(&self) -> Result<Conn, r2d2::Error> {
-        Conn::establish_with(&self.url, self.sync, self.writer.clone(), self.timeout)
-            .map_err(r2d2::Error::ConnectionError)
-    }
-
-    /// Only used when a connection is tested, which this pool never asks for (see the
-    /// module comment); kept correct for anyone who turns testing on.
-    fn is_valid(&self, conn: &mut Conn) -> Result<(), r2d2::Error> {
-        conn.db()
-            .execute(&Sql::new("SELECT 1"))
-            .map(|_| ())
-            .map_err(r2d2::Error::QueryError)
-    }
-
-    fn has_broken(&self, conn: &mut Conn) -> bool {
-        std::thread::panicking() || conn.is_broken()
-    }
-}
-
-pub type Pool = r2d2::Pool<Manager>;
-pub type PooledConn = r2d2::PooledConnection<Manager>;
-
-/// Opens the database: migrations (see `dialect`), then the pool, without statement
-/// deadline (admin commands).
-pub fn open(url: &str, sync: SqliteSync, pool_size: u32) -> Result<Pool, StorageError> {
-    open_with(url, sync, pool_size, None)
-}
-
-/// `open`, every statement of the pool's connections stopped after `statement_timeout`
-/// (`--db-statement-timeout-ms`; see `watch`).
-pub fn open_with(
-    url: &str,
-    sync: SqliteSync,
-    pool_size: u32,
-    statement_timeout: Option<Duration>,
-) -> Result<Pool, StorageError> {
-    Ok(open_with_connector(url, sync, pool_size, statement_timeout)?.0)
-}
-
-/// `open_with`, and a connector for connections outside the pool that share its writer lock
-/// and its statement deadline (the batch writer's, `provisioning::writer`).
-pub fn open_with_connector(
-    url: &str,
-    sync: SqliteSync,
-    pool_size: u32,
-    statement_timeout: Option<Duration>,
-) -> Result<(Pool, Connector), StorageError> {
-    let url = DbUrl::parse(url)?;
-    let mut conn = Conn::establish(&url, sync).map_err(|e| StorageError::Connect(e.to_string()))?;
-    match &mut conn.inner {
-        Inner::Sqlite(c, _) => dialect::migrate_sqlite(c)?,
-        Inner::Pg(c) => dialect::migrate_postgres(c)?,
-    }
-    drop(conn);
-    let writer = WriterLock::default();
-    let pool = r2d2::Pool::builder()
-        .max_size(pool_size)
-        .test_on_check_out(false)
-        .connection_timeout(std::time::Duration::from_secs(10))
-        .build(Manager {
-            url: url.clone(),
-            sync,
-            writer: writer.clone(),
-            timeout: statement_timeout,
-        })
-        .map_err(|e| StorageError::Connect(e.to_string()))?;
-    Ok((
-        pool,
-        Connector {
-            url,
-            sync,
-            writer,
-            timeout: statement_timeout,
-        },
-    ))
-}
-
 /// Refreshes the planner's statistics (after a bulk load; autovacuum/`PRAGMA optimize` do it
 /// eventually on their own).
 pub fn analyze(db: &mut Db<'_>) -> StoreResult<()> {
@@ -839,26 +681,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_connection_keeps_at_most_max_prepared_texts_and_no_unreusable_one() {
-        let kept = Prepared::default();
-        let nth = |i: usize| Sql::new(&format!("SELECT {i}"));
-        for i in 0..MAX_PREPARED {
-            assert!(kept.keep(&nth(i)), "text {i} is kept");
-        }
-        assert!(kept.keep(&nth(0)), "a kept text stays kept");
-        assert!(
-            !kept.keep(&nth(MAX_PREPARED)),
-            "one more is prepared per use"
-        );
-        let mut long = Sql::new("SELECT 1 WHERE a IN (");
-        long.bind_list((0..100).map(Bind::Int)).push(")");
-        assert!(
-            !Prepared::default().keep(&long),
-            "a long list is never kept"
-        );
-    }
-
-    #[test]
     fn url_scheme_picks_backend() {
         assert_eq!(
             DbUrl::parse("sqlite://x.db").unwrap().backend,
@@ -890,74 +712,5 @@ mod tests {
         ] {
             assert!(DbUrl::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    /// Postgres: a connection whose server side went away is dropped by the pool after the
-    /// one statement that finds out, and the next checkout gets a working connection (no
-    /// `SELECT 1` per checkout). SQLite has no server to lose; there the flag alone is checked.
-    #[test]
-    fn a_connection_the_server_dropped_is_replaced() {
-        let Some(base) = std::env::var("SCIMITAR_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
-            let dir = std::env::temp_dir().join(format!("scimitar-{}", uuid::Uuid::new_v4()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let url = DbUrl::parse(&format!("sqlite://{}", dir.join("t.db").display())).unwrap();
-            let mut conn = Conn::establish(&url, SqliteSync::Normal).unwrap();
-            assert!(!conn.is_broken());
-            conn.broken.set(true);
-            assert!(conn.is_broken());
-            std::fs::remove_dir_all(&dir).unwrap();
-            return;
-        };
-        #[derive(QueryableByName)]
-        struct Pid {
-            #[diesel(sql_type = diesel::sql_types::Integer)]
-            pid: i32,
-        }
-        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = Conn::establish(&DbUrl::parse(&base).unwrap(), SqliteSync::Normal).unwrap();
-        admin
-            .db()
-            .execute(&Sql::new(&format!("CREATE SCHEMA {schema}")))
-            .unwrap();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
-        let pool = open(&url, SqliteSync::Normal, 1).unwrap();
-        let pid = |c: &mut Conn| {
-            c.db()
-                .first::<Pid>(&Sql::new("SELECT pg_backend_pid() AS pid"))
-                .map(|p| p.map(|p| p.pid))
-        };
-        let mut conn = pool.get().unwrap();
-        let first = pid(&mut conn).unwrap().unwrap();
-        let mut kill = Sql::new("SELECT pg_terminate_backend(");
-        kill.bind(super::super::sql::Bind::I32(first)).push(")");
-        admin.db().execute(&kill).unwrap();
-        // The statement that finds the server gone fails (503 to its client), and marks it.
-        let mut failed = false;
-        for _ in 0..50 {
-            if pid(&mut conn).is_err() {
-                failed = true;
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert!(failed, "the terminated backend kept answering");
-        assert!(conn.is_broken());
-        drop(conn);
-        let mut next = pool.get().unwrap();
-        let second = pid(&mut next).unwrap().unwrap();
-        assert_ne!(
-            first, second,
-            "the pool handed out the dead connection again"
-        );
-        drop(next);
-        drop(pool);
-        admin
-            .db()
-            .execute(&Sql::new(&format!("DROP SCHEMA {schema} CASCADE")))
-            .unwrap();
     }
 }

@@ -23,6 +23,7 @@ pub mod dialect;
 pub mod feed;
 pub mod index;
 pub mod members;
+pub mod pool;
 pub mod resources;
 pub mod roles;
 pub mod search;
@@ -196,7 +197,7 @@ impl From<DieselError> for StorageError {
                 StorageError::Cancelled
             }
             // The connection died under the statement (a server restart): the pool drops it
-            // (see `conn::Manager::has_broken`) and the client may retry at once.
+            // (see `pool::Manager::has_broken`) and the client may retry at once.
             DieselError::DatabaseError(
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 info,

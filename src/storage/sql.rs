@@ -316,9 +316,52 @@ impl<'a> Iterator for Pieces<'a> {
     }
 }
 
+/// The texts (by hash) of the statements a connection keeps prepared: diesel keeps every
+/// statement it is told to cache for the connection's life, so only `Sql::reusable` ones are,
+/// and at most `MAX_PREPARED` of them (the first met; later texts are prepared per use).
+#[derive(Default)]
+pub(super) struct Prepared(std::cell::RefCell<std::collections::HashSet<u64>>);
+
+/// Statements a connection keeps prepared at most: the write path's and the front door's
+/// are a few dozen.
+pub(super) const MAX_PREPARED: usize = 256;
+
+impl Prepared {
+    pub(super) fn keep(&self, sql: &Sql) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        if !sql.reusable() {
+            return false;
+        }
+        let key = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(sql.text());
+        let mut kept = self.0.borrow_mut();
+        kept.contains(&key) || (kept.len() < MAX_PREPARED && kept.insert(key))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_keeps_at_most_max_prepared_texts_and_no_unreusable_one() {
+        let kept = Prepared::default();
+        let nth = |i: usize| Sql::new(&format!("SELECT {i}"));
+        for i in 0..MAX_PREPARED {
+            assert!(kept.keep(&nth(i)), "text {i} is kept");
+        }
+        assert!(kept.keep(&nth(0)), "a kept text stays kept");
+        assert!(
+            !kept.keep(&nth(MAX_PREPARED)),
+            "one more is prepared per use"
+        );
+        let mut long = Sql::new("SELECT 1 WHERE a IN (");
+        long.bind_list((0..100).map(Bind::Int)).push(")");
+        assert!(
+            !Prepared::default().keep(&long),
+            "a long list is never kept"
+        );
+    }
 
     #[test]
     fn postgres_placeholders_are_numbered() {

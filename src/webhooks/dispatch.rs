@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use super::client::Client;
 use super::{Failure, Settings};
 use crate::scim::time::now_micros;
-use crate::storage::conn::Pool;
 use crate::storage::deliveries::{self, ClaimedRow, DueWebhook, Turn};
+use crate::storage::pool::Pool;
 use crate::storage::StorageError;
 
 /// Consecutive failed attempts after which a subscription's circuit opens: its deliveries

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::storage::conn::Pool;
 use crate::storage::deliveries::ClaimedRow;
+use crate::storage::pool::Pool;
 use crate::storage::{StorageError, TenantId};
 pub use client::{AttemptHook, Trust};
 use dispatch::Msg;

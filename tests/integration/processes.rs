@@ -140,7 +140,7 @@ fn try_post(agent: &ureq::Agent, url: &str, body: &Value) -> Option<(u16, Value)
 
 /// The default tenant's feed numbers, read from the database.
 fn feed_seqs(db: &TestDb) -> Vec<i64> {
-    let pool = scimitar::storage::conn::open(&db.url, scimitar::config::SqliteSync::Normal, 1)
+    let pool = scimitar::storage::pool::open(&db.url, scimitar::config::SqliteSync::Normal, 1)
         .expect("open");
     let mut conn = pool.get().expect("conn");
     scimitar::storage::feed::all(&mut conn.db(), &"default".into())
@@ -210,7 +210,7 @@ fn two_servers_sixteen_writers_keep_one_gap_free_feed() {
     let db = TestDb::new();
     let (a, b) = (spawn(&db), spawn(&db));
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let pool = scimitar::storage::conn::open(&db.url, scimitar::config::SqliteSync::Normal, 1)
+    let pool = scimitar::storage::pool::open(&db.url, scimitar::config::SqliteSync::Normal, 1)
         .expect("open");
     let reader = {
         let done = done.clone();

@@ -637,7 +637,7 @@ fn no_credential_or_session_reaches_the_log() {
     let db = TestDb::new();
     let log = tempfile::NamedTempFile::new().unwrap();
     let server = ServerProcess::start(&db, &[], "debug", Stdio::from(log.reopen().unwrap()));
-    let mut conn = scimitar::storage::conn::open(&db.url, scimitar::config::SqliteSync::Normal, 1)
+    let mut conn = scimitar::storage::pool::open(&db.url, scimitar::config::SqliteSync::Normal, 1)
         .unwrap()
         .get()
         .unwrap();
