@@ -120,8 +120,9 @@ impl Backend {
     /// removal first), so FTS5 flushes its terms once, at the commit: it writes its pending
     /// terms out as a segment whenever a rowid comes lower than the one before (or the same
     /// after an insert), and the cascade of a deleted resource meets its rows in index
-    /// order, not rowid order. CROSS JOIN keeps the notes outermost (never a scan of
-    /// `attr_values`). None on Postgres (pg_trgm's GIN index is kept by Postgres itself).
+    /// order, not rowid order. Both tables of notes are read in their key order and merged
+    /// (no sort); CROSS JOIN keeps the notes outermost (never a scan of `attr_values`).
+    /// None on Postgres (pg_trgm's GIN index is kept by Postgres itself).
     pub fn settle_trigrams(self) -> Option<[&'static str; 4]> {
         match self {
             Backend::Sqlite => Some([
@@ -130,9 +131,9 @@ impl Backend {
                 "INSERT INTO attr_values_trgm (attr_values_trgm, rowid, val) \
                  SELECT cmd, id, val FROM (\
                  SELECT 'delete' AS cmd, id, val, 0 AS k FROM attr_values_trgm_removed \
-                 UNION ALL SELECT NULL, v.id, v.val, 1 \
-                 FROM attr_values_trgm_added a CROSS JOIN attr_values v ON v.id = a.id\
-                 ) ORDER BY id, k",
+                 UNION ALL SELECT NULL, a.id, v.val, 1 \
+                 FROM attr_values_trgm_added a CROSS JOIN attr_values v ON v.id = a.id \
+                 ORDER BY 2, 4)",
                 "DELETE FROM attr_values_trgm_removed",
                 "DELETE FROM attr_values_trgm_added",
             ]),

@@ -3,9 +3,10 @@ INSERT INTO attr_values_trgm (attr_values_trgm, rowid, val)
     SELECT cmd, id, val FROM (
         SELECT 'delete' AS cmd, id, val, 0 AS k FROM attr_values_trgm_removed
         UNION ALL
-        SELECT NULL, v.id, v.val, 1
+        SELECT NULL, a.id, v.val, 1
         FROM attr_values_trgm_added a CROSS JOIN attr_values v ON v.id = a.id
-    ) ORDER BY id, k;
+        ORDER BY 2, 4
+    );
 DROP TRIGGER attr_values_trgm_delete;
 DROP TRIGGER attr_values_trgm_insert;
 DROP TABLE attr_values_trgm_removed;
