@@ -4,9 +4,7 @@
 //! search inside it), Postgres keeps its pg_trgm index itself. Each test runs on both.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -23,21 +21,6 @@ use scimitar::storage::{StorageError, TenantId};
 fn titled(name: &str, title: &str) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name,
            "title": title, "emails": [{"value": format!("{name}@mail.example"), "type": "work"}]})
-}
-
-fn post(path: &str, body: Value) -> actix_web::test::TestRequest {
-    req("POST", path)
-        .insert_header(("Content-Type", "application/scim+json"))
-        .set_payload(body.to_string())
-}
-
-fn patch_title(id: &str, version: &str, title: &str) -> actix_web::test::TestRequest {
-    req("PATCH", &format!("/scim/v2/Users/{id}"))
-        .insert_header(("Content-Type", "application/scim+json"))
-        .insert_header(("If-Match", version.to_string()))
-        .set_payload(
-            patch_body(json!([{"op": "replace", "path": "title", "value": title}])).to_string(),
-        )
 }
 
 #[derive(diesel::QueryableByName)]
@@ -110,37 +93,33 @@ async fn substring_search_after_a_batch_sees_its_writes_and_nothing_of_its_failu
     })
     .await;
     let created = |r: Resp| r.body["id"].as_str().expect("id").to_string();
-    send(&app, post("/scim/v2/Users", titled("taken", "Plain")))
+    send(&app, scim_post("/scim/v2/Users", titled("taken", "Plain")))
         .await
         .expect(201);
-    let alice = created(send(&app, post("/scim/v2/Users", titled("alice", "Old Qalice"))).await);
-    let bob = created(send(&app, post("/scim/v2/Users", titled("bob", "Bobby Qbob"))).await);
+    let alice = created(
+        send(
+            &app,
+            scim_post("/scim/v2/Users", titled("alice", "Old Qalice")),
+        )
+        .await,
+    );
+    let bob = created(
+        send(
+            &app,
+            scim_post("/scim/v2/Users", titled("bob", "Bobby Qbob")),
+        )
+        .await,
+    );
 
-    let tenant = TenantId::from("default");
-    let writer = data.service.writer.clone();
     let requests = vec![
-        post("/scim/v2/Users", titled("new-1", "Keeper Qkept")),
-        post("/scim/v2/Users", titled("taken", "Ghost Qfailed")),
+        scim_post("/scim/v2/Users", titled("new-1", "Keeper Qkept")),
+        scim_post("/scim/v2/Users", titled("taken", "Ghost Qfailed")),
         patch_title(&alice, "W/\"7\"", "Stale Qfailed"),
         patch_title(&alice, "W/\"1\"", "Fresh Qalice"),
         req("DELETE", &format!("/scim/v2/Users/{bob}")),
-        post("/scim/v2/Users", titled("new-2", "Keeper Qkept")),
+        scim_post("/scim/v2/Users", titled("new-2", "Keeper Qkept")),
     ];
-    let n = requests.len();
-    let paused = writer.pause(&tenant);
-    let release = async {
-        // Not a timing assertion: it waits for all of them to be queued, however long.
-        while writer.waiting(&tenant) < n {
-            actix_web::rt::time::sleep(Duration::from_millis(2)).await;
-        }
-        drop(paused);
-    };
-    let (answers, ()) = futures_util::future::join(
-        join_all(requests.into_iter().map(|r| send(&app, r))),
-        release,
-    )
-    .await;
-    assert_eq!(writer.stats().last, n, "the writes ran as one batch");
+    let answers = one_batch(&app, &data, requests).await;
     let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
     assert_eq!(statuses, [201, 409, 412, 200, 204, 201]);
 
