@@ -51,6 +51,8 @@ mod sessions;
 mod tenancy;
 #[path = "integration/tokens.rs"]
 mod tokens;
+#[path = "integration/trigrams.rs"]
+mod trigrams;
 #[path = "integration/users.rs"]
 mod users;
 #[path = "integration/webhooks.rs"]

@@ -347,8 +347,13 @@ impl Conn {
         self.finish(r)
     }
 
-    /// Commits the transaction `begin` opened. On failure it is rolled back.
+    /// Commits the transaction `begin` opened (its trigram changes written first,
+    /// `Db::settle_trigrams`). On failure it is rolled back.
     pub fn commit(&mut self) -> Result<(), StorageError> {
+        if let Err(e) = self.db().settle_trigrams() {
+            let _ = self.rollback_all();
+            return Err(e);
+        }
         let r = match &mut self.inner {
             Inner::Sqlite(c, _) => AnsiTransactionManager::commit_transaction(c),
             Inner::Pg(c) => AnsiTransactionManager::commit_transaction(c),
@@ -437,7 +442,12 @@ impl Conn {
                 // The deadline covers the wait for another process's write lock (`BEGIN
                 // IMMEDIATE`); each statement then arms it anew.
                 s.watch.arm(s.timeout);
-                let r = c.immediate_transaction(|c| f(&mut Db::sqlite(c, s)));
+                let r = c.immediate_transaction(|c| {
+                    let mut db = Db::sqlite(c, s);
+                    let out = f(&mut db)?;
+                    db.settle_trigrams().map_err(|e| TxError::App(E::from(e)))?;
+                    Ok(out)
+                });
                 s.watch.disarm();
                 r
             }
@@ -636,6 +646,23 @@ impl<'a> Db<'a> {
     /// The first row of a query, decoded.
     pub(crate) fn row<R: super::Decode>(&mut self, sql: &Sql) -> StoreResult<Option<R::Row>> {
         Ok(self.rows::<R>(sql)?.into_iter().next())
+    }
+
+    /// Writes the changes of `attr_values` that SQLite's trigram index does not hold yet into
+    /// it (`dialect::Backend::settle_trigrams`); nothing to do on Postgres, or when no change
+    /// waits. Run before every COMMIT of a write (so the committed index is always exact)
+    /// and before a substring search (which then sees its own transaction's writes).
+    pub fn settle_trigrams(&mut self) -> StoreResult<()> {
+        let Some([pending, write @ ..]) = self.backend().settle_trigrams() else {
+            return Ok(());
+        };
+        if self.count(&Sql::new(pending))? == 0 {
+            return Ok(());
+        }
+        for q in write {
+            self.execute(&Sql::new(q))?;
+        }
+        Ok(())
     }
 
     /// The `n` of a `SELECT COUNT(*) AS n ...` (0 when it returns no row).

@@ -111,6 +111,36 @@ impl Backend {
         self == Backend::Sqlite
     }
 
+    /// SQLite's trigram index is written once per transaction (migration 000013): its
+    /// triggers note the rows added to and removed from `attr_values`, and these statements
+    /// write the notes into the FTS5 index and clear them (`conn::Db::settle_trigrams`, before
+    /// every COMMIT of a write and before a substring search). The first is a `COUNT(*) AS n`
+    /// that is 0 when there is nothing to write; the rest write, in one statement and in
+    /// rowid order (a row id freed and taken again in one transaction is in both: its
+    /// removal first), so FTS5 flushes its terms once, at the commit: it writes its pending
+    /// terms out as a segment whenever a rowid comes lower than the one before (or the same
+    /// after an insert), and the cascade of a deleted resource meets its rows in index
+    /// order, not rowid order. Both tables of notes are read in their key order and merged
+    /// (no sort); CROSS JOIN keeps the notes outermost (never a scan of `attr_values`).
+    /// None on Postgres (pg_trgm's GIN index is kept by Postgres itself).
+    pub fn settle_trigrams(self) -> Option<[&'static str; 4]> {
+        match self {
+            Backend::Sqlite => Some([
+                "SELECT (EXISTS (SELECT 1 FROM attr_values_trgm_added) \
+                 OR EXISTS (SELECT 1 FROM attr_values_trgm_removed)) AS n",
+                "INSERT INTO attr_values_trgm (attr_values_trgm, rowid, val) \
+                 SELECT cmd, id, val FROM (\
+                 SELECT 'delete' AS cmd, id, val, 0 AS k FROM attr_values_trgm_removed \
+                 UNION ALL SELECT NULL, a.id, v.val, 1 \
+                 FROM attr_values_trgm_added a CROSS JOIN attr_values v ON v.id = a.id \
+                 ORDER BY 2, 4)",
+                "DELETE FROM attr_values_trgm_removed",
+                "DELETE FROM attr_values_trgm_added",
+            ]),
+            Backend::Postgres => None,
+        }
+    }
+
     /// Refreshes the planner's statistics. Postgres: VACUUM too (outside a transaction), so
     /// the visibility map lets counts use index-only scans, as autovacuum would after a load.
     pub fn analyze(self) -> &'static str {

@@ -5,13 +5,14 @@
 #![allow(dead_code)]
 
 mod api;
+mod batch;
 mod idp;
 mod receiver;
 mod request;
 mod tenants;
 
 #[allow(unused_imports)]
-pub use {api::*, idp::*, receiver::*, request::*, tenants::*};
+pub use {api::*, batch::*, idp::*, receiver::*, request::*, tenants::*};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};

@@ -16,21 +16,6 @@ fn user(name: &str) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "active": true})
 }
 
-fn post(path: &str, body: Value) -> actix_web::test::TestRequest {
-    req("POST", path)
-        .insert_header(("Content-Type", "application/scim+json"))
-        .set_payload(body.to_string())
-}
-
-fn patch_title(id: &str, version: &str, title: &str) -> actix_web::test::TestRequest {
-    req("PATCH", &format!("/scim/v2/Users/{id}"))
-        .insert_header(("Content-Type", "application/scim+json"))
-        .insert_header(("If-Match", version.to_string()))
-        .set_payload(
-            patch_body(json!([{"op": "replace", "path": "title", "value": title}])).to_string(),
-        )
-}
-
 fn group_with_missing_member() -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
@@ -65,32 +50,16 @@ async fn a_batch_answers_each_write_as_if_it_ran_alone() {
     let bob = create_user(&app, "bob").await;
     let before = events(&data).len();
 
-    let tenant = TenantId::from("default");
-    let writer = data.service.writer.clone();
     let requests = vec![
-        post("/scim/v2/Users", user("new-1")),
-        post("/scim/v2/Users", user("taken")),
+        scim_post("/scim/v2/Users", user("new-1")),
+        scim_post("/scim/v2/Users", user("taken")),
         patch_title(&alice, "W/\"7\"", "Stale"),
-        post("/scim/v2/Groups", group_with_missing_member()),
+        scim_post("/scim/v2/Groups", group_with_missing_member()),
         patch_title(&alice, "W/\"1\"", "Boss"),
-        post("/scim/v2/Users", user("new-2")),
+        scim_post("/scim/v2/Users", user("new-2")),
         req("DELETE", &format!("/scim/v2/Users/{bob}")),
     ];
-    let n = requests.len();
-    let paused = writer.pause(&tenant);
-    let release = async {
-        // Not a timing assertion: it waits for all of them to be queued, however long.
-        while writer.waiting(&tenant) < n {
-            actix_web::rt::time::sleep(Duration::from_millis(2)).await;
-        }
-        drop(paused);
-    };
-    let (answers, ()) = futures_util::future::join(
-        join_all(requests.into_iter().map(|r| send(&app, r))),
-        release,
-    )
-    .await;
-    assert_eq!(writer.stats().last, n, "the seven writes ran as one batch");
+    let answers = one_batch(&app, &data, requests).await;
 
     answers[0].expect(201);
     answers[1].expect_error(409, Some("uniqueness"));
@@ -104,9 +73,13 @@ async fn a_batch_answers_each_write_as_if_it_ran_alone() {
 
     // The failed ones, alone now, answer exactly the same.
     let again = [
-        send(&app, post("/scim/v2/Users", user("taken"))).await,
+        send(&app, scim_post("/scim/v2/Users", user("taken"))).await,
         send(&app, patch_title(&alice, "W/\"7\"", "Stale")).await,
-        send(&app, post("/scim/v2/Groups", group_with_missing_member())).await,
+        send(
+            &app,
+            scim_post("/scim/v2/Groups", group_with_missing_member()),
+        )
+        .await,
     ];
     for (alone, batched) in again.iter().zip([&answers[1], &answers[2], &answers[3]]) {
         assert_eq!(alone.status, batched.status);
@@ -200,7 +173,11 @@ async fn sixteen_concurrent_writers_keep_the_feed_gap_free_and_in_order() {
         async move {
             let mut ids = Vec::new();
             for i in 0..EACH {
-                let r = send(app, post("/scim/v2/Users", user(&format!("w{w}-u{i}")))).await;
+                let r = send(
+                    app,
+                    scim_post("/scim/v2/Users", user(&format!("w{w}-u{i}"))),
+                )
+                .await;
                 r.expect(201);
                 ids.push(r.body["id"].as_str().unwrap().to_string());
             }

@@ -157,6 +157,8 @@ pub(super) fn gram_counts(
     if grams.is_empty() {
         return Ok(None);
     }
+    // Inside a write, the index first takes that transaction's changes so far.
+    db.settle_trigrams()?;
     let cache = CACHE.get_or_init(Default::default);
     let now = std::time::Instant::now();
     let mut counts = GramCounts::new();

@@ -1,0 +1,260 @@
+//! Substring search (`co`, `ew`) stays exact across the write path: SQLite writes its FTS5
+//! trigram index once per transaction (migration 000013: the changed rows are noted by
+//! triggers and written in by the transaction's closing statements, or before a substring
+//! search inside it), Postgres keeps its pg_trgm index itself. Each test runs on both.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use scimitar::scim::filter::{parse_filter, resolve, Limits};
+use scimitar::scim::schema::{Registry, Rtype};
+use scimitar::storage::conn::Db;
+use scimitar::storage::dialect::{Backend, Lock};
+use scimitar::storage::index::{IndexValue, Indexed};
+use scimitar::storage::resources::{self, ResourceWrite};
+use scimitar::storage::search::{self, Window};
+use scimitar::storage::sql::Sql;
+use scimitar::storage::{StorageError, TenantId};
+
+fn titled(name: &str, title: &str) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name,
+           "title": title, "emails": [{"value": format!("{name}@mail.example"), "type": "work"}]})
+}
+
+#[derive(diesel::QueryableByName)]
+struct Term {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    term: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    doc: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Val {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    val: String,
+}
+
+/// SQLite: the trigram index holds exactly the values of `attr_values`: each trigram is
+/// indexed for as many rows as hold it (read through the index's vocabulary, migration
+/// 000006), so a missing or a stale entry shows; and no change waits to be written into it.
+/// (FTS5's own `integrity-check` against the content table cannot tell: it counts the rows
+/// without a string value, which are never indexed.) Nothing to check on Postgres.
+fn assert_trigram_index_exact(db: &mut Db<'_>) {
+    if db.backend() != Backend::Sqlite {
+        return;
+    }
+    db.execute(&Sql::new(
+        "INSERT INTO attr_values_trgm (attr_values_trgm) VALUES ('integrity-check')",
+    ))
+    .expect("the trigram index is consistent");
+    let indexed: BTreeMap<String, i64> = db
+        .load::<Term>(&Sql::new("SELECT term, doc FROM attr_values_trgm_vocab"))
+        .expect("vocabulary")
+        .into_iter()
+        .map(|t| (t.term, t.doc))
+        .collect();
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    let vals: Vec<Val> = db
+        .load(&Sql::new(
+            "SELECT val FROM attr_values WHERE val IS NOT NULL",
+        ))
+        .expect("values");
+    for v in vals {
+        let chars: Vec<char> = v.val.chars().collect();
+        let grams: BTreeSet<String> = chars.windows(3).map(|w| w.iter().collect()).collect();
+        for g in grams {
+            *expected.entry(g).or_default() += 1;
+        }
+    }
+    assert!(!expected.is_empty(), "some values to index");
+    assert_eq!(
+        indexed, expected,
+        "the index holds every value, and only those"
+    );
+    for table in ["attr_values_trgm_added", "attr_values_trgm_removed"] {
+        let n = db
+            .count(&Sql::new(&format!("SELECT COUNT(*) AS n FROM {table}")))
+            .expect("count");
+        assert_eq!(n, 0, "{table} is empty once committed");
+    }
+}
+
+/// A batch in which some writes fail: a later request's `co` search sees every value the
+/// batch's successful writes left (and none they replaced or deleted), and nothing of the
+/// failed ones.
+#[actix_web::test]
+async fn substring_search_after_a_batch_sees_its_writes_and_nothing_of_its_failures() {
+    let (_db, app, data) = app_where(|a| {
+        a.db.db_pool_size = 12;
+        a.tenant_max_concurrency = Some(12);
+    })
+    .await;
+    let created = |r: Resp| r.body["id"].as_str().expect("id").to_string();
+    send(&app, scim_post("/scim/v2/Users", titled("taken", "Plain")))
+        .await
+        .expect(201);
+    let alice = created(
+        send(
+            &app,
+            scim_post("/scim/v2/Users", titled("alice", "Old Qalice")),
+        )
+        .await,
+    );
+    let bob = created(
+        send(
+            &app,
+            scim_post("/scim/v2/Users", titled("bob", "Bobby Qbob")),
+        )
+        .await,
+    );
+
+    let requests = vec![
+        scim_post("/scim/v2/Users", titled("new-1", "Keeper Qkept")),
+        scim_post("/scim/v2/Users", titled("taken", "Ghost Qfailed")),
+        patch_title(&alice, "W/\"7\"", "Stale Qfailed"),
+        patch_title(&alice, "W/\"1\"", "Fresh Qalice"),
+        req("DELETE", &format!("/scim/v2/Users/{bob}")),
+        scim_post("/scim/v2/Users", titled("new-2", "Keeper Qkept")),
+    ];
+    let answers = one_batch(&app, &data, requests).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!(statuses, [201, 409, 412, 200, 204, 201]);
+
+    let co = |f: &str| filter_uri("Users", &format!("title co \"{f}\""));
+    assert_eq!(total(&app, &co("Qkept")).await, 2, "the batch's creates");
+    assert_eq!(total(&app, &co("eeper")).await, 2);
+    assert_eq!(total(&app, &co("Qfailed")).await, 0, "the failed writes");
+    assert_eq!(total(&app, &co("Ghost")).await, 0);
+    assert_eq!(total(&app, &co("Stale")).await, 0);
+    assert_eq!(
+        total(&app, &co("Fresh Q")).await,
+        1,
+        "the patch's new value"
+    );
+    assert_eq!(total(&app, &co("Old Q")).await, 0, "the value it replaced");
+    assert_eq!(total(&app, &co("Qalice")).await, 1);
+    assert_eq!(
+        total(&app, &co("Qbob")).await,
+        0,
+        "the deleted user's values"
+    );
+    let ew = filter_uri("Users", "emails.value ew \"2@mail.example\"");
+    assert_eq!(
+        total(&app, &ew).await,
+        1,
+        "new-2's email (a second value of its own)"
+    );
+    let ew = filter_uri("Users", "emails.value ew \"bob@mail.example\"");
+    assert_eq!(total(&app, &ew).await, 0);
+
+    let mut conn = data.service.pool.get().expect("conn");
+    assert_trigram_index_exact(&mut conn.db());
+}
+
+/// A user row with one indexed `title`.
+fn indexed(user_name: &str, title: &str) -> Indexed {
+    Indexed {
+        user_name: Some(user_name.to_string()),
+        values: vec![IndexValue {
+            path: "title".to_string(),
+            elem: 0,
+            val: Some(title.to_lowercase()),
+            num: None,
+        }],
+        ..Indexed::default()
+    }
+}
+
+fn insert(db: &mut Db<'_>, tenant: &TenantId, user_name: &str, title: &str) -> i64 {
+    let ix = indexed(user_name, title);
+    let w = ResourceWrite {
+        indexed: &ix,
+        doc: "{}",
+        now: 1,
+    };
+    resources::insert(db, tenant, Rtype::User, user_name, &w).expect("insert")
+}
+
+/// The user names whose title contains `s`, as a search in `db`'s transaction finds them.
+fn titles_containing(db: &mut Db<'_>, tenant: &TenantId, s: &str) -> Vec<String> {
+    let registry = Registry::load().expect("registry");
+    let f = parse_filter(&format!("title co \"{s}\""), &Limits::default()).expect("filter");
+    let cond = resolve(&registry, Rtype::User, &f).expect("resolve");
+    let window = Window::Offset {
+        offset: 0,
+        limit: 100,
+    };
+    let page =
+        search::search(db, tenant, Rtype::User, Some(&cond), None, &window, false).expect("search");
+    let mut ids: Vec<String> = page.rows.into_iter().map(|r| r.id).collect();
+    ids.sort();
+    ids
+}
+
+/// Inside one write transaction a substring search sees the transaction's own writes so far;
+/// a savepoint that rolls back takes its values with it, in the index too; after the commit
+/// another connection sees exactly what was committed.
+#[actix_web::test]
+async fn substring_search_inside_a_transaction_sees_its_own_writes() {
+    let (_db, _app, data) = app_state().await;
+    let tenant = TenantId::from("default");
+    let mut conn = data.service.pool.get().expect("conn");
+    conn.write_tx(|db| {
+        insert(db, &tenant, "before", "needle zero");
+        Ok::<(), StorageError>(())
+    })
+    .expect("first transaction");
+
+    conn.write_tx(|db| {
+        insert(db, &tenant, "kept", "needle one");
+        assert_eq!(titles_containing(db, &tenant, "needle"), ["before", "kept"]);
+        // A change that fails after its writes (and after a search that wrote the index).
+        let failed = db.savepoint(|db| {
+            let pk = insert(db, &tenant, "rolled-back", "needle two");
+            assert_eq!(
+                titles_containing(db, &tenant, "needle"),
+                ["before", "kept", "rolled-back"]
+            );
+            resources::delete(db, &tenant, pk)?;
+            insert(db, &tenant, "rolled-back-2", "needle three");
+            Err::<(), StorageError>(StorageError::VersionMismatch)
+        });
+        assert!(failed.is_err());
+        assert_eq!(titles_containing(db, &tenant, "needle"), ["before", "kept"]);
+        assert!(titles_containing(db, &tenant, "three").is_empty());
+        // A change that holds: it deletes a row the index holds (the newest, so the insert
+        // after it takes the same row id) and inserts another.
+        db.savepoint(|db| {
+            let kept =
+                resources::get(db, &tenant, Rtype::User, "kept", Lock::Delete)?.expect("kept");
+            resources::delete(db, &tenant, kept.pk)?;
+            insert(db, &tenant, "later", "needle four");
+            Ok::<(), StorageError>(())
+        })
+        .expect("savepoint");
+        assert_eq!(
+            titles_containing(db, &tenant, "needle"),
+            ["before", "later"]
+        );
+        assert!(titles_containing(db, &tenant, "one").is_empty());
+        Ok::<(), StorageError>(())
+    })
+    .expect("second transaction");
+
+    let mut other = data.service.pool.get().expect("another conn");
+    other
+        .read_tx(|db| {
+            assert_eq!(
+                titles_containing(db, &tenant, "needle"),
+                ["before", "later"]
+            );
+            assert!(titles_containing(db, &tenant, "one").is_empty());
+            assert!(titles_containing(db, &tenant, "two").is_empty());
+            Ok::<(), StorageError>(())
+        })
+        .expect("read");
+    assert_trigram_index_exact(&mut other.db());
+}
