@@ -105,8 +105,8 @@ impl Backend {
     }
 
     /// Whether substring searches (`co`, `ew`) on attribute values go through SQLite's FTS5
-    /// trigram index (migration 000004). Postgres needs nothing in the SQL: its planner uses
-    /// the pg_trgm GIN index for the LIKE itself.
+    /// trigram index (migration 000004). On Postgres the pg_trgm GIN index serves the LIKE
+    /// itself (asked for the operand's rare fragments, `trigram_sample`).
     pub fn has_trigram_table(self) -> bool {
         self == Backend::Sqlite
     }

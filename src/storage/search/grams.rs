@@ -169,7 +169,7 @@ pub(super) fn gram_counts(
 ) -> StoreResult<Option<GramCounts>> {
     static CACHE: std::sync::OnceLock<GramCache> = std::sync::OnceLock::new();
     if let Some(sample) = db.backend().trigram_sample() {
-        return pg_gram_counts(db, rt, cond, sample);
+        return pg_gram_counts(db, substring_operands(rt, cond), sample);
     }
     if !db.backend().has_trigram_table() {
         return Ok(None);
@@ -230,6 +230,29 @@ pub(super) fn gram_counts(
     Ok(Some(counts))
 }
 
+/// The words of ASCII text `s` as pg_trgm splits it (runs of ASCII letters and digits), as
+/// byte ranges; None for text that is not ASCII.
+fn ascii_words(s: &str) -> Option<Vec<(usize, usize)>> {
+    if !s.is_ascii() {
+        return None;
+    }
+    let b = s.as_bytes();
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        if i > start {
+            words.push((start, i));
+        } else {
+            i += 1;
+        }
+    }
+    Some(words)
+}
+
 /// pg_trgm's trigrams of the literal text `s` of a LIKE pattern, as its GIN support extracts
 /// them (`get_wildcard_part`): each word (a run of alphanumeric characters, lower-cased) is
 /// padded with two spaces in front and one behind, except where it meets a wildcard
@@ -237,31 +260,17 @@ pub(super) fn gram_counts(
 /// fewer than three characters gives none. None for text that is not ASCII (pg_trgm's
 /// letters and case follow the database's locale there).
 pub(super) fn pg_like_grams(s: &str, wild_start: bool, wild_end: bool) -> Option<Vec<String>> {
-    if !s.is_ascii() {
-        return None;
-    }
-    let b = s.as_bytes();
     let mut grams = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_alphanumeric() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && b[i].is_ascii_alphanumeric() {
-            i += 1;
-        }
+    for (start, end) in ascii_words(s)? {
         let mut word = String::new();
         if start > 0 || !wild_start {
             word.push_str("  ");
         }
-        word.push_str(&s[start..i].to_ascii_lowercase());
-        if i < b.len() || !wild_end {
+        word.push_str(&s[start..end].to_ascii_lowercase());
+        if end < s.len() || !wild_end {
             word.push(' ');
         }
-        let w = word.as_bytes();
-        for k in 0..w.len().saturating_sub(2) {
+        for k in 0..word.len().saturating_sub(2) {
             grams.push(word[k..k + 3].to_string());
         }
     }
@@ -277,29 +286,17 @@ pub(super) fn pg_like_grams(s: &str, wild_start: bool, wild_end: bool) -> Option
 /// containing `s` contains it, so the candidates are a superset and the whole pattern,
 /// re-checked on them, keeps the answer exact. A fragment is the three characters of one
 /// trigram of the operand, widened by the neighbouring separator where pg_trgm pads the
-/// word (`56.` asks for `56 `; `.98` for `  9` and ` 98`). Fragments are kept while they
-/// cost at most PG_FRAGMENT_SPREAD times the cheapest (a fragment's cost: the sampled rows
-/// of its trigrams), at most PG_FRAGMENTS of them, each adding a trigram.
+/// word (`56.` asks for `56 `; `.98` for `  9` and ` 98`). Fragments are kept, cheapest
+/// first, while they cost at most PG_FRAGMENT_SPREAD times the cheapest or at most
+/// PG_FRAGMENT_FLOOR (a fragment's cost: the sampled rows of its trigrams), at most
+/// PG_FRAGMENTS of them, each adding a trigram.
 pub(super) fn pg_fragments(op: CompOp, s: &str, counts: &GramCounts) -> Option<Vec<String>> {
-    if !s.is_ascii() {
-        return None;
-    }
-    let b = s.as_bytes();
     let wild_end = op == CompOp::Co;
     let mut frags: Vec<(i64, String, Vec<String>)> = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_alphanumeric() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && b[i].is_ascii_alphanumeric() {
-            i += 1;
-        }
+    for (start, i) in ascii_words(s)? {
         // The word s[start..i], padded as pg_trgm pads it in this pattern.
         let lpad = if start > 0 { 2 } else { 0 };
-        let rpad = usize::from(i < b.len() || !wild_end);
+        let rpad = usize::from(i < s.len() || !wild_end);
         let padded = lpad + (i - start) + rpad;
         for k in 0..padded.saturating_sub(2) {
             // Window [k, k + 3) of the padded word, back in `s`: padding in front is the
@@ -310,7 +307,7 @@ pub(super) fn pg_fragments(op: CompOp, s: &str, counts: &GramCounts) -> Option<V
                 start + k - lpad
             };
             let hi = if k + 3 > lpad + (i - start) {
-                if i >= b.len() {
+                if i >= s.len() {
                     // The end of an `ew` operand: only the whole pattern asks for it.
                     continue;
                 }
@@ -338,7 +335,9 @@ pub(super) fn pg_fragments(op: CompOp, s: &str, counts: &GramCounts) -> Option<V
     let mut chosen: Vec<String> = Vec::new();
     let mut covered: Vec<String> = Vec::new();
     for (cost, frag, grams) in frags {
-        if chosen.len() == PG_FRAGMENTS || cost > cheapest * PG_FRAGMENT_SPREAD {
+        if chosen.len() == PG_FRAGMENTS
+            || (cost > cheapest * PG_FRAGMENT_SPREAD && cost > PG_FRAGMENT_FLOOR)
+        {
             break;
         }
         if grams.iter().all(|g| covered.contains(g)) {
@@ -356,6 +355,12 @@ const PG_FRAGMENTS: usize = 6;
 /// leave fewer candidates to re-check, and a trigram held by most values (hundreds of times
 /// the rarest) is left out.
 const PG_FRAGMENT_SPREAD: i64 = 8;
+/// Fragments costing up to this many sampled rows are asked for whatever the cheapest costs:
+/// a sample of about 64 pages sees a rare trigram a few times or not at all, so the cheapest
+/// can be underestimated (`408` counted once held 71,576 values at 1M users, and asked for
+/// alone left that many rows to re-check: 200 ms); a trigram in most values (a domain, a run
+/// number) is counted in the hundreds.
+const PG_FRAGMENT_FLOOR: i64 = 64;
 /// How long a sample of Postgres's trigrams is trusted (see `GRAM_COUNT_TTL`).
 const PG_SAMPLE_TTL: std::time::Duration = GRAM_COUNT_TTL;
 
@@ -377,12 +382,10 @@ struct SampledGram {
 /// resolution). Only a heuristic, like SQLite's counts: the re-check keeps results exact.
 fn pg_gram_counts(
     db: &mut Db<'_>,
-    rt: Rtype,
-    cond: &Cond,
+    operands: Vec<(CompOp, String)>,
     sample_sql: &str,
 ) -> StoreResult<Option<GramCounts>> {
     static SAMPLE: std::sync::OnceLock<Sample> = std::sync::OnceLock::new();
-    let operands = substring_operands(rt, cond);
     if operands.is_empty() {
         return Ok(None);
     }
@@ -506,6 +509,22 @@ mod tests {
         let mut f = pg_fragments(CompOp::Co, "123456.987@alias", &counts).unwrap();
         f.sort();
         assert_eq!(f, ["123", "234", "345", "456", "56."]);
+        // A cheapest trigram counted once in the sample may hold many values: the others
+        // below the floor are asked for too.
+        let counts: GramCounts = [
+            ("408", 1),
+            ("089", 9),
+            ("891", 12),
+            ("140", 29),
+            ("91 ", 38),
+        ]
+        .into_iter()
+        .chain([("  9", 900), (" 98", 1000), ("987", 1000), ("87 ", 1000)])
+        .map(|(g, n)| (g.to_string(), n))
+        .collect();
+        let mut f = pg_fragments(CompOp::Co, "140891.987", &counts).unwrap();
+        f.sort();
+        assert_eq!(f, ["089", "140", "408", "891", "91."]);
         // Every fragment is a substring of the operand.
         let all = pg_fragments(CompOp::Co, "x.y_z%1", &GramCounts::new()).unwrap();
         assert!(

@@ -4,7 +4,8 @@
 //! - `columns`: which attributes have a column of `resources` (the rest are `attr_values`);
 //! - `translate`: a validated filter (`scim::filter::Cond`) to a SQL condition;
 //! - `order`: walking a sort attribute's value index in order;
-//! - `grams`: SQLite's trigram index for substring searches.
+//! - `grams`: substring searches through a trigram index (SQLite's FTS5 table, Postgres's
+//!   pg_trgm), reading only the operand's rarest trigrams.
 
 pub mod columns;
 pub mod grams;

@@ -618,6 +618,7 @@ fn value_test(
     for f in fragments.iter().flatten() {
         out.push(&format!(" AND {v}.val LIKE "));
         out.bind(Bind::Text(format!("%{f}%")));
+        out.push(" ESCAPE '\\'");
     }
     match (cmp, kind) {
         (None, Kind::Complex) => {}
