@@ -105,8 +105,8 @@ impl Backend {
     }
 
     /// Whether substring searches (`co`, `ew`) on attribute values go through SQLite's FTS5
-    /// trigram index (migration 000004). Postgres needs nothing in the SQL: its planner uses
-    /// the pg_trgm GIN index for the LIKE itself.
+    /// trigram index (migration 000004). On Postgres the pg_trgm GIN index serves the LIKE
+    /// itself (asked for the operand's rare fragments, `trigram_sample`).
     pub fn has_trigram_table(self) -> bool {
         self == Backend::Sqlite
     }
@@ -138,6 +138,35 @@ impl Backend {
                 "DELETE FROM attr_values_trgm_added",
             ]),
             Backend::Postgres => None,
+        }
+    }
+
+    /// Postgres: the statement that samples pg_trgm's trigrams of `attr_values` (rows `term`,
+    /// `n`: how many sampled values hold it), from which a substring search chooses the
+    /// rarest parts of its operand (`search::grams`). About 64 of the table's pages, chosen
+    /// at random once for all (`REPEATABLE`), however big the table (its size in pages read
+    /// from the file, not from statistics); all of a small table. SQLite counts its FTS5
+    /// index instead (`has_trigram_table`).
+    pub fn trigram_sample(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                "SELECT g AS term, COUNT(*) AS n FROM attr_values s \
+                 TABLESAMPLE SYSTEM (LEAST(100, 6400.0 / GREATEST(1, pg_relation_size('attr_values') / 8192))) \
+                 REPEATABLE (18), unnest(public.show_trgm(s.val)) AS g \
+                 WHERE s.val IS NOT NULL GROUP BY g",
+            ),
+        }
+    }
+
+    /// Postgres: the size (a shift of the primary key) of the blocks whose resources
+    /// `resource_blocks` counts per tenant and type (Postgres migration 000018, kept by
+    /// triggers), so a deep index page skips counted blocks instead of walking every index
+    /// entry before it (`search::deep_page`). SQLite keeps no such counts.
+    pub fn resource_block_bits(self) -> Option<u32> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(12),
         }
     }
 

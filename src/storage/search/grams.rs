@@ -1,7 +1,15 @@
-//! Substring searches through SQLite's FTS5 trigram index (migrations 000004 and 000006): the
-//! trigrams a filter's `co`/`ew` operands ask for, how many rows hold each (cached in the
-//! process), and the FTS5 query that reads only the rarest. Postgres needs none of it (its
-//! pg_trgm index serves the LIKE directly; see `dialect::Backend::has_trigram_table`).
+//! Substring searches through a trigram index: the trigrams a filter's `co`/`ew` operands ask
+//! for, how many rows hold each (cached in the process), and the search that reads only the
+//! rarest.
+//!
+//! - SQLite (migrations 000004 and 000006): an FTS5 trigram table; its counts are sampled
+//!   from the index itself, and the FTS5 query names only the two rarest trigrams.
+//! - Postgres: the pg_trgm GIN index serves `LIKE` directly, but reads the posting list of
+//!   every trigram the pattern holds (pg_trgm's own trigrams: of each word, lower-cased and
+//!   padded, see `pg_like_grams`); one shared by most values (a domain, a common number)
+//!   costs as much as the whole search. Counts come from a sample of the table's pages
+//!   (`Backend::trigram_sample`), and the index is asked for a few rare substrings of the
+//!   operand (`pg_fragments`), the whole pattern re-checked on the rows it finds.
 
 use std::collections::HashMap;
 
@@ -36,10 +44,10 @@ fn grams_of(s: &str) -> Vec<String> {
     grams
 }
 
-/// Every trigram the trigram index would be asked for by `cond` (its `co`/`ew` operands on
-/// attribute values), to count them before translating.
-pub fn substring_grams(rt: Rtype, cond: &Cond) -> Vec<String> {
-    fn walk(rt: Rtype, c: &Cond, top: bool, out: &mut Vec<String>) {
+/// The `co`/`ew` comparisons of `cond` that a trigram index would serve (operator and
+/// operand), to count their trigrams before translating.
+fn substring_operands(rt: Rtype, cond: &Cond) -> Vec<(CompOp, String)> {
+    fn walk(rt: Rtype, c: &Cond, top: bool, out: &mut Vec<(CompOp, String)>) {
         match c {
             // Only attribute values are searched through the trigram index (columns and
             // membership references are not).
@@ -49,7 +57,7 @@ pub fn substring_grams(rt: Rtype, cond: &Cond) -> Vec<String> {
                     Field::Ref(_) => false,
                 };
                 if let (true, Some(s)) = (value, trigram_operand(Some((*op, operand)))) {
-                    out.extend(grams_of(s));
+                    out.push((*op, s.to_string()));
                 }
             }
             Cond::Cmp(..) | Cond::Present(_) | Cond::Extension(_) | Cond::Const(_) => {}
@@ -64,6 +72,16 @@ pub fn substring_grams(rt: Rtype, cond: &Cond) -> Vec<String> {
     }
     let mut out = Vec::new();
     walk(rt, cond, true, &mut out);
+    out
+}
+
+/// Every trigram the SQLite trigram index would be asked for by `cond` (its `co`/`ew`
+/// operands on attribute values), to count them before translating.
+pub fn substring_grams(rt: Rtype, cond: &Cond) -> Vec<String> {
+    let mut out: Vec<String> = substring_operands(rt, cond)
+        .iter()
+        .flat_map(|(_, s)| grams_of(s))
+        .collect();
     out.sort();
     out.dedup();
     out
@@ -150,6 +168,9 @@ pub(super) fn gram_counts(
     cond: &Cond,
 ) -> StoreResult<Option<GramCounts>> {
     static CACHE: std::sync::OnceLock<GramCache> = std::sync::OnceLock::new();
+    if let Some(sample) = db.backend().trigram_sample() {
+        return pg_gram_counts(db, substring_operands(rt, cond), sample);
+    }
     if !db.backend().has_trigram_table() {
         return Ok(None);
     }
@@ -211,6 +232,193 @@ pub(super) fn gram_counts(
     Ok(Some(counts))
 }
 
+/// The words of ASCII text `s` as pg_trgm splits it (runs of ASCII letters and digits), as
+/// byte ranges; None for text that is not ASCII.
+fn ascii_words(s: &str) -> Option<Vec<(usize, usize)>> {
+    if !s.is_ascii() {
+        return None;
+    }
+    let b = s.as_bytes();
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        if i > start {
+            words.push((start, i));
+        } else {
+            i += 1;
+        }
+    }
+    Some(words)
+}
+
+/// pg_trgm's trigrams of the literal text `s` of a LIKE pattern, as its GIN support extracts
+/// them (`get_wildcard_part`): each word (a run of alphanumeric characters, lower-cased) is
+/// padded with two spaces in front and one behind, except where it meets a wildcard
+/// (`wild_start`: `s` follows a `%`; `wild_end`: a `%` follows it), and a padded word of
+/// fewer than three characters gives none. None for text that is not ASCII (pg_trgm's
+/// letters and case follow the database's locale there).
+pub(super) fn pg_like_grams(s: &str, wild_start: bool, wild_end: bool) -> Option<Vec<String>> {
+    let mut grams = Vec::new();
+    for (start, end) in ascii_words(s)? {
+        let mut word = String::new();
+        if start > 0 || !wild_start {
+            word.push_str("  ");
+        }
+        word.push_str(&s[start..end].to_ascii_lowercase());
+        if end < s.len() || !wild_end {
+            word.push(' ');
+        }
+        for k in 0..word.len().saturating_sub(2) {
+            grams.push(word[k..k + 3].to_string());
+        }
+    }
+    grams.sort();
+    grams.dedup();
+    Some(grams)
+}
+
+/// The substrings of a `co`/`ew` operand `s` to ask Postgres's trigram index for, rarest
+/// first by `counts` (pg_trgm trigrams, see `pg_like_grams`), or None to search the whole
+/// pattern (text that is not ASCII, or no substring that gives a trigram). Each is a
+/// substring of `s` holding no LIKE metacharacter, searched as `%fragment%`: every value
+/// containing `s` contains it, so the candidates are a superset and the whole pattern,
+/// re-checked on them, keeps the answer exact. A fragment is the three characters of one
+/// trigram of the operand, widened by the neighbouring separator where pg_trgm pads the
+/// word (`56.` asks for `56 `; `.98` for `  9` and ` 98`). Fragments are kept, cheapest
+/// first, while they cost at most PG_FRAGMENT_SPREAD times the cheapest or at most
+/// PG_FRAGMENT_FLOOR (a fragment's cost: the sampled rows of its trigrams), at most
+/// PG_FRAGMENTS of them, each adding a trigram.
+pub(super) fn pg_fragments(op: CompOp, s: &str, counts: &GramCounts) -> Option<Vec<String>> {
+    let wild_end = op == CompOp::Co;
+    let mut frags: Vec<(i64, String, Vec<String>)> = Vec::new();
+    for (start, i) in ascii_words(s)? {
+        // The word s[start..i], padded as pg_trgm pads it in this pattern.
+        let lpad = if start > 0 { 2 } else { 0 };
+        let rpad = usize::from(i < s.len() || !wild_end);
+        let padded = lpad + (i - start) + rpad;
+        for k in 0..padded.saturating_sub(2) {
+            // Window [k, k + 3) of the padded word, back in `s`: padding in front is the
+            // separator before the word, padding behind the one after it.
+            let lo = if k < lpad {
+                start - 1
+            } else {
+                start + k - lpad
+            };
+            let hi = if k + 3 > lpad + (i - start) {
+                if i >= s.len() {
+                    // The end of an `ew` operand: only the whole pattern asks for it.
+                    continue;
+                }
+                i + 1
+            } else {
+                start + k + 3 - lpad
+            };
+            let frag = &s[lo..hi];
+            if frag.contains(['%', '_', '\\']) || frags.iter().any(|(_, f, _)| f == frag) {
+                continue;
+            }
+            let grams = pg_like_grams(frag, true, true)?;
+            if grams.is_empty() {
+                continue;
+            }
+            let cost = grams
+                .iter()
+                .map(|g| counts.get(g).copied().unwrap_or(0))
+                .sum();
+            frags.push((cost, frag.to_string(), grams));
+        }
+    }
+    frags.sort_by(|a, b| (a.0, b.1.len(), &a.1).cmp(&(b.0, a.1.len(), &b.1)));
+    let cheapest = frags.first()?.0.max(1);
+    let mut chosen: Vec<String> = Vec::new();
+    let mut covered: Vec<String> = Vec::new();
+    for (cost, frag, grams) in frags {
+        if chosen.len() == PG_FRAGMENTS
+            || (cost > cheapest * PG_FRAGMENT_SPREAD && cost > PG_FRAGMENT_FLOOR)
+        {
+            break;
+        }
+        if grams.iter().all(|g| covered.contains(g)) {
+            continue;
+        }
+        covered.extend(grams);
+        chosen.push(frag);
+    }
+    Some(chosen)
+}
+
+/// At most this many fragments of an operand are asked for (`pg_fragments`).
+const PG_FRAGMENTS: usize = 6;
+/// Fragments costing up to this many times the cheapest are asked for too: together they
+/// leave fewer candidates to re-check, and a trigram held by most values (hundreds of times
+/// the rarest) is left out.
+const PG_FRAGMENT_SPREAD: i64 = 8;
+/// Fragments costing up to this many sampled rows are asked for whatever the cheapest costs:
+/// a sample of about 64 pages sees a rare trigram a few times or not at all, so the cheapest
+/// can be underestimated (`408` counted once held 71,576 values at 1M users, and asked for
+/// alone left that many rows to re-check: 200 ms); a trigram in most values (a domain, a run
+/// number) is counted in the hundreds.
+const PG_FRAGMENT_FLOOR: i64 = 64;
+/// How long a sample of Postgres's trigrams is trusted (see `GRAM_COUNT_TTL`).
+const PG_SAMPLE_TTL: std::time::Duration = GRAM_COUNT_TTL;
+
+type Sample = std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<GramCounts>)>>;
+
+/// One sampled trigram: how many sampled values hold it.
+#[derive(QueryableByName)]
+struct SampledGram {
+    #[diesel(sql_type = Text)]
+    term: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Postgres: how many values of a sample of `attr_values` hold each pg_trgm trigram of the
+/// filter's substring operands. The sample (`Backend::trigram_sample`: about 64 pages read
+/// whatever the table's size) is taken once per PG_SAMPLE_TTL for the process and kept whole,
+/// so a later operand costs no query; a trigram the sample lacks counts 0 (rarer than its
+/// resolution). Only a heuristic, like SQLite's counts: the re-check keeps results exact.
+fn pg_gram_counts(
+    db: &mut Db<'_>,
+    operands: Vec<(CompOp, String)>,
+    sample_sql: &str,
+) -> StoreResult<Option<GramCounts>> {
+    static SAMPLE: std::sync::OnceLock<Sample> = std::sync::OnceLock::new();
+    if operands.is_empty() {
+        return Ok(None);
+    }
+    let cell = SAMPLE.get_or_init(Default::default);
+    let now = std::time::Instant::now();
+    let cached = cell
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .filter(|(at, _)| now.duration_since(*at) < PG_SAMPLE_TTL)
+        .map(|(_, s)| s.clone());
+    let sample = match cached {
+        Some(s) => s,
+        None => {
+            let rows: Vec<SampledGram> = db.load(&Sql::new(sample_sql))?;
+            let s: std::sync::Arc<GramCounts> =
+                std::sync::Arc::new(rows.into_iter().map(|r| (r.term, r.n)).collect());
+            *cell.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, s.clone()));
+            s
+        }
+    };
+    let mut counts = GramCounts::new();
+    for (op, s) in operands {
+        for g in pg_like_grams(&s, true, op == CompOp::Co).unwrap_or_default() {
+            let n = sample.get(&g).copied().unwrap_or(0);
+            counts.insert(g, n);
+        }
+    }
+    Ok(Some(counts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +462,85 @@ mod tests {
         // Every row of a dense trigram: about the table's size.
         let n = row(GRAM_COUNT_SAMPLE, Some(1), Some(256), Some(100_000)).estimate();
         assert!((99_000..=100_000).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn pg_like_grams_pad_words_except_at_wildcards() {
+        // As pg_trgm extracts them from LIKE '%56.98@Al%' (checked against its GIN index:
+        // '%4@%' and '%6.9%' give no trigram of their own, a 2-character word at a wildcard
+        // is too short).
+        assert_eq!(
+            pg_like_grams("56.98@Al", true, true).unwrap(),
+            ["  9", "  a", " 98", " al", "56 ", "98 "]
+        );
+        assert_eq!(
+            pg_like_grams("4@", true, true).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(pg_like_grams("abc", true, false).unwrap(), ["abc", "bc "]);
+        assert_eq!(
+            pg_like_grams("x.y", false, true).unwrap(),
+            ["  x", "  y", " x "]
+        );
+        assert_eq!(pg_like_grams("ünal", true, true), None);
+    }
+
+    #[test]
+    fn pg_fragments_ask_for_the_rare_parts_of_the_operand() {
+        // `123456.987@alias`: the user's number is rare, the run number and the domain in
+        // every value.
+        let counts: GramCounts = [
+            ("123", 9),
+            ("234", 8),
+            ("345", 8),
+            ("456", 7),
+            ("56 ", 20),
+            ("  9", 900),
+            (" 98", 1000),
+            ("987", 1000),
+            ("87 ", 1000),
+            ("  a", 800),
+            (" al", 300),
+            ("ali", 300),
+            ("lia", 300),
+            ("ias", 300),
+        ]
+        .into_iter()
+        .map(|(g, n)| (g.to_string(), n))
+        .collect();
+        let mut f = pg_fragments(CompOp::Co, "123456.987@alias", &counts).unwrap();
+        f.sort();
+        assert_eq!(f, ["123", "234", "345", "456", "56."]);
+        // A cheapest trigram counted once in the sample may hold many values: the others
+        // below the floor are asked for too.
+        let counts: GramCounts = [
+            ("408", 1),
+            ("089", 9),
+            ("891", 12),
+            ("140", 29),
+            ("91 ", 38),
+        ]
+        .into_iter()
+        .chain([("  9", 900), (" 98", 1000), ("987", 1000), ("87 ", 1000)])
+        .map(|(g, n)| (g.to_string(), n))
+        .collect();
+        let mut f = pg_fragments(CompOp::Co, "140891.987", &counts).unwrap();
+        f.sort();
+        assert_eq!(f, ["089", "140", "408", "891", "91."]);
+        // Every fragment is a substring of the operand.
+        let all = pg_fragments(CompOp::Co, "x.y_z%1", &GramCounts::new()).unwrap();
+        assert!(
+            all.iter().all(|f| "x.y_z%1".contains(f.as_str())),
+            "{all:?}"
+        );
+        assert!(all.iter().all(|f| !f.contains(['%', '_'])), "{all:?}");
+        // `ew`: the padded end is the pattern's own; a word too short for a trigram is none.
+        assert_eq!(
+            pg_fragments(CompOp::Ew, "ab", &counts),
+            None,
+            "no fragment gives a trigram"
+        );
+        assert_eq!(pg_fragments(CompOp::Co, "ünal", &counts), None);
     }
 
     #[test]

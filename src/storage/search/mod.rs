@@ -4,7 +4,8 @@
 //! - `columns`: which attributes have a column of `resources` (the rest are `attr_values`);
 //! - `translate`: a validated filter (`scim::filter::Cond`) to a SQL condition;
 //! - `order`: walking a sort attribute's value index in order;
-//! - `grams`: SQLite's trigram index for substring searches.
+//! - `grams`: substring searches through a trigram index (SQLite's FTS5 table, Postgres's
+//!   pg_trgm), reading only the operand's rarest trigrams.
 
 pub mod columns;
 pub mod grams;
@@ -119,7 +120,13 @@ pub fn search(
                 total,
                 ..by.page(db, &base, window)?
             }),
-            None => page_rows(db, rt, &wh, sort, window, total, selective),
+            None => match (cond, block_bits(db, sort, window)) {
+                (None, Some(bits)) => Ok(sorted_page(
+                    db.load(&deep_page(tenant, rt, window, bits))?,
+                    total,
+                )),
+                _ => page_rows(db, rt, &wh, sort, window, total, selective),
+            },
         }
     };
     let count = |db: &mut Db<'_>| -> StoreResult<i64> {
@@ -275,6 +282,53 @@ fn keyset_cond(expr: Option<&Sql>, key0: &SortValue, pk0: i64, greater: bool) ->
 
 /// The columns of a row read without a sort key.
 const NO_SORT_KEY: &str = "CAST(NULL AS TEXT) AS skey_t, CAST(NULL AS DOUBLE PRECISION) AS skey_n";
+
+/// The size of the counted blocks of primary keys (as a shift) when an unsorted index page
+/// after the first row is read by skipping them (`deep_page`): on a backend that keeps the
+/// counts.
+fn block_bits(db: &Db<'_>, sort: Option<&Sort>, window: &Window) -> Option<u32> {
+    match (sort, window) {
+        (None, Window::Offset { offset, .. }) if *offset > 0 => db.backend().resource_block_bits(),
+        _ => None,
+    }
+}
+
+/// An unfiltered, unsorted index page, in pk order (`Backend::resource_block_bits`): the
+/// block of primary keys holding the page's first row is found from the running sum of the
+/// blocks' counts, then the page is read from the start of that block, skipping fewer than a
+/// block's rows instead of every row before it. One statement, so the counts and the rows
+/// are read in the same snapshot. Past the last row, the page is empty.
+fn deep_page(tenant: &TenantId, rt: Rtype, window: &Window, bits: u32) -> Sql {
+    let (offset, limit) = match window {
+        Window::Offset { offset, limit } => (*offset, *limit),
+        Window::After { limit, .. } | Window::Before { limit, .. } => (0, *limit),
+    };
+    let mut q = Sql::new(
+        "WITH s AS (SELECT block, upto - n AS before FROM (SELECT block, n, \
+         CAST(SUM(n) OVER (ORDER BY block) AS BIGINT) AS upto FROM resource_blocks \
+         WHERE tenant_id = ",
+    );
+    q.bind(Bind::tenant(tenant))
+        .push(" AND rtype = ")
+        .bind(Bind::text(rt.name()))
+        .push(") b WHERE upto > ")
+        .bind(Bind::Int(offset))
+        .push(&format!(
+            " ORDER BY block LIMIT 1) SELECT {RESOURCE_COLUMNS}, {NO_SORT_KEY} FROM resources r \
+             WHERE r.pk IN (SELECT r.pk FROM resources r WHERE r.tenant_id = "
+        ))
+        .bind(Bind::tenant(tenant))
+        .push(" AND r.rtype = ")
+        .bind(Bind::text(rt.name()))
+        .push(" AND r.pk >= (SELECT block FROM s) * ")
+        .bind(Bind::Int(1 << bits))
+        .push(" ORDER BY r.pk LIMIT ")
+        .bind(Bind::Int(limit))
+        .push(" OFFSET (SELECT ")
+        .bind(Bind::Int(offset))
+        .push(" - before FROM s)) ORDER BY r.pk");
+    q
+}
 
 /// The rows of one window (see `search`).
 fn page_rows(

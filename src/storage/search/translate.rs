@@ -19,7 +19,7 @@
 //! an absent attribute matches `ne` and `not (...)` (RFC 7644 §3.4.2.2).
 
 use super::columns::column_of;
-use super::grams::{trigram_operand, trigram_query, GramCounts};
+use super::grams::{pg_fragments, trigram_operand, trigram_query, GramCounts};
 use crate::scim::filter::CompOp;
 use crate::scim::filter::{Cond, ElemSet, Field, Kind, Operand, RefField, Target};
 use crate::scim::schema::Rtype;
@@ -247,6 +247,7 @@ impl<'a> Translator<'a> {
                             Some((op, &operand)),
                             self.backend,
                             self.grams,
+                            true,
                             out,
                         );
                         if let Some(rest) = rest {
@@ -297,7 +298,7 @@ impl<'a> Translator<'a> {
                     "EXISTS (SELECT 1 FROM attr_values {s} WHERE {s}.res_pk = {e}.res_pk AND {s}.elem = {e}.elem AND {s}.path = "
                 ));
                 out.bind(Bind::text(path));
-                value_test(&s, t.kind, cmp, self.backend, self.grams, out);
+                value_test(&s, t.kind, cmp, self.backend, self.grams, false, out);
                 out.push(")");
             }
             (Field::Ref(f), Ctx::Ref(m, u)) => self.ref_test(*f, t.kind, cmp, m, u, out),
@@ -344,7 +345,7 @@ impl<'a> Translator<'a> {
                     "EXISTS (SELECT 1 FROM attr_values {v} WHERE {v}.res_pk = r.pk AND {v}.path = "
                 ));
                 out.bind(Bind::text(path));
-                value_test(&v, kind, cmp, self.backend, self.grams, out);
+                value_test(&v, kind, cmp, self.backend, self.grams, false, out);
             }
             None => {
                 // A selective test (equality, prefix, substring) drives from its index.
@@ -355,7 +356,7 @@ impl<'a> Translator<'a> {
                 out.bind(Bind::tenant(self.tenant));
                 out.push(&format!(" AND {v}.path = "));
                 out.bind(Bind::text(path));
-                value_test(&v, kind, cmp, self.backend, self.grams, out);
+                value_test(&v, kind, cmp, self.backend, self.grams, true, out);
             }
         }
         out.push(close);
@@ -584,24 +585,40 @@ fn selective_leaf(cmp: Option<(CompOp, &Operand)>) -> bool {
     matches!(cmp, Some((CompOp::Eq | CompOp::Sw | CompOp::Co | CompOp::Ew, Operand::Str(s))) if !s.is_empty())
 }
 
-/// The condition on one attr_values row `v` (appended after its path test).
+/// The condition on one attr_values row `v` (appended after its path test). `drives`: the
+/// rows are read from an index to drive the query (a key subquery), not tested per resource.
 fn value_test(
     v: &str,
     kind: Kind,
     cmp: Option<(CompOp, &Operand)>,
     backend: Backend,
     grams: Option<&GramCounts>,
+    drives: bool,
     out: &mut Sql,
 ) {
     if let Some(s) = trigram_operand(cmp).filter(|_| backend.has_trigram_table()) {
         // Candidates from the FTS5 trigram index (migration 000004); the LIKE below re-checks
-        // each. Postgres needs nothing here: its planner uses the pg_trgm GIN index for the
-        // LIKE itself.
+        // each.
         out.push(&format!(
             " AND {v}.id IN (SELECT rowid FROM attr_values_trgm WHERE attr_values_trgm MATCH "
         ));
         out.bind(Bind::Text(trigram_query(s, grams)));
         out.push(")");
+    }
+    // Postgres: the pg_trgm GIN index serves the LIKE itself, reading every trigram of its
+    // pattern. Driving from the index, ask it for the operand's rarest fragments only
+    // (`grams::pg_fragments`) and re-check the whole pattern on what it finds, written on an
+    // expression (`val || ''`) so that its trigrams are not read too.
+    let fragments = match (cmp, grams) {
+        (Some((op, _)), Some(counts)) if drives && !backend.has_trigram_table() => {
+            trigram_operand(cmp).and_then(|s| pg_fragments(op, s, counts))
+        }
+        _ => None,
+    };
+    for f in fragments.iter().flatten() {
+        out.push(&format!(" AND {v}.val LIKE "));
+        out.bind(Bind::Text(format!("%{f}%")));
+        out.push(" ESCAPE '\\'");
     }
     match (cmp, kind) {
         (None, Kind::Complex) => {}
@@ -620,8 +637,13 @@ fn value_test(
             push_cmp(&format!("{v}.num"), op, operand, out);
         }
         (Some((op, operand)), _) => {
+            let col = if fragments.is_some() {
+                format!("({v}.val || '')")
+            } else {
+                format!("{v}.val")
+            };
             out.push(" AND ");
-            push_cmp(&format!("{v}.val"), op, operand, out);
+            push_cmp(&col, op, operand, out);
         }
     }
 }
