@@ -356,7 +356,10 @@ mod low_priority_tests {
         // Another tenant's one request keeps its priority.
         assert_eq!(nice_of(&a, &other), here);
         // A write keeps its priority (it may hold the write lock for other tenants' writes).
-        assert_eq!(a.run(&second, false, thread_priority).unwrap().unwrap(), here);
+        assert_eq!(
+            a.run(&second, false, thread_priority).unwrap().unwrap(),
+            here
+        );
         // Past the share, a waiter admitted after others ended runs by what it found then.
         drop(first);
         let third = a.admit(&t1, Duration::ZERO).unwrap();

@@ -284,9 +284,15 @@ async fn jwks_keys_are_chosen_by_kid_and_pinned() {
     // Accepted: the RSA key by kid (no alg in the JWKS, pinned to RS256 at configuration),
     // the EC key by kid (ES256), and the RSA key without a kid.
     for (name, token) in [
-        ("RSA by kid", sign(Algorithm::RS256, &rsa_key, Some("rsa-1"), &c)),
+        (
+            "RSA by kid",
+            sign(Algorithm::RS256, &rsa_key, Some("rsa-1"), &c),
+        ),
         ("EC by kid", sign(Algorithm::ES256, &ec, Some("ec-1"), &c)),
-        ("RSA without kid", sign(Algorithm::RS256, &rsa_key, None, &c)),
+        (
+            "RSA without kid",
+            sign(Algorithm::RS256, &rsa_key, None, &c),
+        ),
     ] {
         expect_row(&get(&app, &token, "/scim/v2/Users").await, name, 200, None);
     }
