@@ -151,8 +151,10 @@ pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> webhooks::Workers {
 }
 
 /// Starts the thread that keeps the planner's statistics fresh
-/// (`storage::conn::refresh_statistics`, every `--db-analyze-every-secs`); it ends with the
-/// process.
+/// (`storage::conn::refresh_statistics`, every `--db-analyze-every-secs`) and, on Postgres,
+/// the sample of trigrams substring searches choose their rarest fragments from
+/// (`storage::search::grams::refresh_trigram_sample`, at start and on every round, so no
+/// request takes it); it ends with the process.
 pub fn start_statistics(args: &ServeArgs, state: &AppState) {
     if args.db_analyze_every_secs == 0 {
         return;
@@ -162,6 +164,13 @@ pub fn start_statistics(args: &ServeArgs, state: &AppState) {
     let spawned = std::thread::Builder::new()
         .name("statistics".into())
         .spawn(move || loop {
+            let sampled = pool
+                .get()
+                .map_err(StorageError::from)
+                .and_then(|mut c| storage::search::grams::refresh_trigram_sample(&mut c.db()));
+            if let Err(e) = sampled {
+                log::warn!("trigram sample not taken: {e}");
+            }
             std::thread::sleep(every);
             let done = pool
                 .get()

@@ -64,6 +64,9 @@ pub fn start_server_with(
     }
     let (state, _) = server::build_state(&args).expect("state");
     let workers = webhooks.map(|_| server::start_webhooks(&args, &state));
+    // As `serve` runs: the statistics thread (stale tables analyzed, and on Postgres the
+    // trigram sample taken at start).
+    server::start_statistics(&args, &state);
     let state = web::Data::new(state);
     let pool = state.service.pool.clone();
     std::thread::spawn(move || {

@@ -463,6 +463,41 @@ async fn statistics_are_refreshed_after_a_table_changed_by_a_tenth() {
     }
 }
 
+/// Postgres: the statistics thread takes the sample of trigrams substring searches choose
+/// their fragments from as it starts, so the first `co` after a start does not take it.
+/// SQLite samples nothing this way.
+#[actix_web::test]
+async fn the_statistics_thread_takes_the_trigram_sample_at_start() {
+    use scimitar::storage::search::grams;
+    let db = TestDb::new();
+    let mut a = args(&db);
+    a.db_analyze_every_secs = 3600;
+    let (_app, state) = app_with(a.clone()).await;
+    seed_users(&db, 50);
+    if !db.is_postgres() {
+        let mut conn = state.service.pool.get().unwrap();
+        assert!(!grams::refresh_trigram_sample(&mut conn.db()).unwrap());
+        assert_eq!(grams::trigram_sample_age(), None);
+        return;
+    }
+    grams::forget_trigram_sample();
+    scimitar::server::start_statistics(&a, &state);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match grams::trigram_sample_age() {
+            Some(age) => {
+                assert!(age < Duration::from_secs(300), "{age:?}");
+                break;
+            }
+            None => assert!(Instant::now() < deadline, "no sample taken at start"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Fresh: a second refresh takes none.
+    let mut conn = state.service.pool.get().unwrap();
+    assert!(!grams::refresh_trigram_sample(&mut conn.db()).unwrap());
+}
+
 /// A query plan's lines: Postgres `EXPLAIN`, SQLite `EXPLAIN QUERY PLAN`.
 fn plan(c: &mut Conn, postgres: bool, query: Sql) -> String {
     #[derive(diesel::QueryableByName)]

@@ -377,37 +377,78 @@ struct SampledGram {
     n: i64,
 }
 
+/// The process's sample of Postgres's trigrams and when it was taken (see `pg_gram_counts`).
+fn sample_cell() -> &'static Sample {
+    static SAMPLE: std::sync::OnceLock<Sample> = std::sync::OnceLock::new();
+    SAMPLE.get_or_init(Default::default)
+}
+
+/// The process's sample when it is younger than `max_age`.
+fn cached_sample(max_age: std::time::Duration) -> Option<std::sync::Arc<GramCounts>> {
+    let now = std::time::Instant::now();
+    sample_cell()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .filter(|(at, _)| now.duration_since(*at) < max_age)
+        .map(|(_, s)| s.clone())
+}
+
+/// Takes a sample with `sample_sql` and keeps it for the process.
+fn take_sample(db: &mut Db<'_>, sample_sql: &str) -> StoreResult<std::sync::Arc<GramCounts>> {
+    let rows: Vec<SampledGram> = db.load(&Sql::new(sample_sql))?;
+    let s: std::sync::Arc<GramCounts> =
+        std::sync::Arc::new(rows.into_iter().map(|r| (r.term, r.n)).collect());
+    *sample_cell().lock().unwrap_or_else(|p| p.into_inner()) =
+        Some((std::time::Instant::now(), s.clone()));
+    Ok(s)
+}
+
+/// Postgres: takes a fresh sample of the trigrams when the process has none or has one older
+/// than half PG_SAMPLE_TTL, so that no search takes one itself (47-146 ms at a million
+/// users) while the statistics thread calls this (`server::start_statistics`: at start and
+/// on every round). Ok(false) when nothing was taken: the sample is fresh, or the backend
+/// samples nothing (SQLite).
+pub fn refresh_trigram_sample(db: &mut Db<'_>) -> StoreResult<bool> {
+    let Some(sample_sql) = db.backend().trigram_sample() else {
+        return Ok(false);
+    };
+    if cached_sample(PG_SAMPLE_TTL / 2).is_some() {
+        return Ok(false);
+    }
+    take_sample(db, sample_sql)?;
+    Ok(true)
+}
+
+/// Drops the process's sample (tests: the next search or refresh takes a new one).
+#[doc(hidden)]
+pub fn forget_trigram_sample() {
+    *sample_cell().lock().unwrap_or_else(|p| p.into_inner()) = None;
+}
+
+/// How old the process's sample of Postgres's trigrams is (None: none taken yet).
+pub fn trigram_sample_age() -> Option<std::time::Duration> {
+    let s = sample_cell().lock().unwrap_or_else(|p| p.into_inner());
+    s.as_ref().map(|(at, _)| at.elapsed())
+}
+
 /// Postgres: how many values of a sample of `attr_values` hold each pg_trgm trigram of the
 /// filter's substring operands. The sample (`Backend::trigram_sample`: about 64 pages read
 /// whatever the table's size) is taken once per PG_SAMPLE_TTL for the process and kept whole,
-/// so a later operand costs no query; a trigram the sample lacks counts 0 (rarer than its
+/// so a later operand costs no query (the statistics thread keeps it fresh ahead of that:
+/// `refresh_trigram_sample`); a trigram the sample lacks counts 0 (rarer than its
 /// resolution). Only a heuristic, like SQLite's counts: the re-check keeps results exact.
 fn pg_gram_counts(
     db: &mut Db<'_>,
     operands: Vec<(CompOp, String)>,
     sample_sql: &str,
 ) -> StoreResult<Option<GramCounts>> {
-    static SAMPLE: std::sync::OnceLock<Sample> = std::sync::OnceLock::new();
     if operands.is_empty() {
         return Ok(None);
     }
-    let cell = SAMPLE.get_or_init(Default::default);
-    let now = std::time::Instant::now();
-    let cached = cell
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .filter(|(at, _)| now.duration_since(*at) < PG_SAMPLE_TTL)
-        .map(|(_, s)| s.clone());
-    let sample = match cached {
+    let sample = match cached_sample(PG_SAMPLE_TTL) {
         Some(s) => s,
-        None => {
-            let rows: Vec<SampledGram> = db.load(&Sql::new(sample_sql))?;
-            let s: std::sync::Arc<GramCounts> =
-                std::sync::Arc::new(rows.into_iter().map(|r| (r.term, r.n)).collect());
-            *cell.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, s.clone()));
-            s
-        }
+        None => take_sample(db, sample_sql)?,
     };
     let mut counts = GramCounts::new();
     for (op, s) in operands {
