@@ -558,7 +558,7 @@ impl Service {
         // same order as a membership change (group, then its members' keys), so a delete and
         // a PUT of one of its groups cannot deadlock. (A resource no group holds, or none of
         // this id, has no groups; `locked` then finds it, or answers 404.)
-        let groups = members::groups_containing(db, &p.tenant, id)?;
+        let groups = members::groups_containing(db, &p.tenant, rt, id)?;
         let row = self.locked(db, p, t, Lock::Delete)?;
         for g in groups {
             resources::touch(db, &p.tenant, g.pk, g.version, now)?;

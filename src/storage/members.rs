@@ -134,11 +134,13 @@ pub fn refs_of(db: &mut Db<'_>, rt: Rtype, pks: &[i64]) -> StoreResult<HashMap<i
     Ok(out)
 }
 
-/// Version rows of the groups that contain the resource `member_id`, locked in pk order (so
-/// concurrent deletes and membership changes always lock groups in the same order).
+/// Version rows of the groups that contain the resource `member_id` of type `rt`, locked in
+/// pk order (so concurrent deletes and membership changes always lock groups in the same
+/// order).
 pub fn groups_containing(
     db: &mut Db<'_>,
     tenant: &TenantId,
+    rt: Rtype,
     member_id: &str,
 ) -> StoreResult<Vec<ResourceRow>> {
     if member_id.contains('\0') {
@@ -148,8 +150,12 @@ pub fn groups_containing(
     let mut q = select(RESOURCE_COLUMNS, "resources r", tenant);
     q.and(
         " AND r.pk IN (SELECT m.group_pk FROM members m JOIN resources u ON u.pk = m.member_pk \
-         WHERE u.tenant_id = ? AND u.id = ?) ORDER BY r.pk",
-        [Bind::tenant(tenant), Bind::text(member_id)],
+         WHERE u.tenant_id = ? AND u.rtype = ? AND u.id = ?) ORDER BY r.pk",
+        [
+            Bind::tenant(tenant),
+            Bind::text(rt.name()),
+            Bind::text(member_id),
+        ],
     )
     .push(db.backend().lock(Lock::Update));
     Ok(db.load(&q)?)
