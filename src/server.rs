@@ -176,6 +176,13 @@ pub fn start_statistics(args: &ServeArgs, state: &AppState) {
                 .get()
                 .map_err(StorageError::from)
                 .and_then(|mut c| storage::conn::refresh_statistics(&mut c.db()));
+            if let Ok(t) = &done {
+                // attr_values changed by a tenth (say an import): the trigram sample is taken
+                // again at the top of the loop, not kept until it ages out.
+                if t.iter().any(|n| n == "attr_values") {
+                    storage::search::grams::forget_trigram_sample();
+                }
+            }
             match done {
                 Ok(t) if !t.is_empty() => log::info!("statistics refreshed: {}", t.join(", ")),
                 Ok(_) => {}

@@ -420,8 +420,8 @@ pub fn refresh_trigram_sample(db: &mut Db<'_>) -> StoreResult<bool> {
     Ok(true)
 }
 
-/// Drops the process's sample (tests: the next search or refresh takes a new one).
-#[doc(hidden)]
+/// Drops the process's sample: the next refresh or search takes a new one (the statistics
+/// thread, when `attr_values` changed by a tenth since its last analyze).
 pub fn forget_trigram_sample() {
     *sample_cell().lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
@@ -448,6 +448,7 @@ fn pg_gram_counts(
     }
     let sample = match cached_sample(PG_SAMPLE_TTL) {
         Some(s) => s,
+        // An error here is the search's: on Postgres it has aborted the transaction.
         None => take_sample(db, sample_sql)?,
     };
     let mut counts = GramCounts::new();
