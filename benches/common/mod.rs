@@ -179,13 +179,13 @@ pub fn report(name: &str, s: &Stats) {
     );
 }
 
-/// A realistic user: name, three emails, phone, title, enterprise extension.
 /// The family names of `user_json`'s users: FAMILY + (i % 997).
 pub const FAMILIES: &[&str] = &[
     "Smith", "Jensen", "Garcia", "Nguyen", "Okafor", "Muller", "Rossi", "Kowalski", "Tanaka",
     "Silva",
 ];
 
+/// A realistic user: name, three emails, phone, title, enterprise extension.
 pub fn user_json(i: usize, run: u32) -> Value {
     const DEPTS: &[&str] = &[
         "Finance",

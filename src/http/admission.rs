@@ -298,8 +298,8 @@ fn lower_priority(_steps: i32) -> std::io::Result<()> {
 
 /// The calling thread's scheduling class (`libc::SCHED_*`) and nice value (Linux: from
 /// /proc/thread-self/stat), for tests.
-#[cfg(target_os = "linux")]
-pub fn thread_priority() -> Option<(i32, i32)> {
+#[cfg(all(test, target_os = "linux"))]
+fn thread_priority() -> Option<(i32, i32)> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
     // After the command name in parentheses: state is field 3, nice field 19, policy field 41.
     let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();

@@ -114,8 +114,8 @@ impl Backend {
     /// SQLite's trigram index is written once per transaction (migration 000013): its
     /// triggers note the rows added to and removed from `attr_values`, and these statements
     /// write the notes into the FTS5 index and clear them (`conn::Db::settle_trigrams`, before
-    /// every COMMIT of a write and before a substring search). The first is a `COUNT(*) AS n`
-    /// that is 0 when there is nothing to write; the rest write, in one statement and in
+    /// every COMMIT of a write and before a substring search). The first is an `EXISTS ... AS n`
+    /// that is 0 (false) when there is nothing to write; the rest write, in one statement and in
     /// rowid order (a row id freed and taken again in one transaction is in both: its
     /// removal first), so FTS5 flushes its terms once, at the commit: it writes its pending
     /// terms out as a segment whenever a rowid comes lower than the one before (or the same
