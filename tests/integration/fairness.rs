@@ -193,6 +193,18 @@ fn start_post(base: &str, name: &str) -> TcpStream {
     s
 }
 
+/// The server's pooled connections in use now, from its `/metrics`.
+fn pool_in_use(base: &str) -> i64 {
+    let mut r = ureq::get(format!("{base}/metrics"))
+        .call()
+        .expect("metrics");
+    let text = r.body_mut().read_to_string().expect("metrics body");
+    text.lines()
+        .find_map(|l| l.strip_prefix("scimitar_db_pool_in_use "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("scimitar_db_pool_in_use in /metrics")
+}
+
 /// The server's statements on `resources` that are running now (Postgres), seen from a
 /// connection outside any transaction (so not from a snapshot).
 fn running_inserts(db: &TestDb) -> i64 {
@@ -225,7 +237,15 @@ fn a_client_that_disconnects_has_its_statement_cancelled() {
             std::thread::sleep(Duration::from_millis(20));
         }
     } else {
-        std::thread::sleep(Duration::from_millis(500));
+        // The write holds the pool's one connection while it waits for the lock.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pool_in_use(&server.url) != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the write never took the connection"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     stream.set_nonblocking(true).unwrap();
     let mut buf = [0u8; 16];
