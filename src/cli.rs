@@ -11,7 +11,7 @@ use crate::auth::tenant::TenantSettings;
 use crate::auth::{self, oauth, Scope};
 use crate::config::{
     BackupArgs, ClientCommand, Command, CredentialCommand, DbArgs, JwtArgs, KeysCommand,
-    TenantCommand, TokenCommand,
+    NewCredential, TenantCommand, TokenCommand,
 };
 use crate::provisioning::{self, tenancy};
 use crate::scim::time::{format_micros, now_micros};
@@ -401,12 +401,15 @@ fn list(db: &DbArgs, kind: Credential, tenant: &str) -> Result<()> {
 fn token(c: TokenCommand) -> Result<()> {
     match c {
         TokenCommand::Create {
-            tenant,
-            label,
-            scope: s,
+            new,
             expires_in,
             db,
         } => {
+            let NewCredential {
+                tenant,
+                label,
+                scope: s,
+            } = new;
             let expires_in = expires_in.as_deref().map(parse_duration).transpose()?;
             let (id, token, expires) = tenancy::create_token(
                 &mut *open(&db)?,
@@ -428,12 +431,12 @@ fn token(c: TokenCommand) -> Result<()> {
 
 fn client(c: ClientCommand) -> Result<()> {
     match c {
-        ClientCommand::Create {
-            tenant,
-            label,
-            scope: s,
-            db,
-        } => {
+        ClientCommand::Create { new, db } => {
+            let NewCredential {
+                tenant,
+                label,
+                scope: s,
+            } = new;
             let (id, secret) =
                 tenancy::create_client(&mut *open(&db)?, &tenant, label.as_deref(), scope(&s)?)?;
             eprintln!(

@@ -177,14 +177,8 @@ pub struct JwtArgs {
 pub enum TokenCommand {
     /// Create a bearer token: the token alone on standard output, details on standard error.
     Create {
-        #[arg(long)]
-        tenant: String,
-        #[arg(long)]
-        label: Option<String>,
-        /// `read` may only GET and search; `write` may do everything in its tenant through
-        /// SCIM; `admin` may use the admin and product API (/api/v1) and read SCIM.
-        #[arg(long, default_value = "write", value_parser = ["read", "write", "admin"])]
-        scope: String,
+        #[command(flatten)]
+        new: NewCredential,
         /// Lifetime, e.g. 90d, 12h, 30m, 1w2d (default: no expiry).
         #[arg(long, value_name = "DURATION")]
         expires_in: Option<String>,
@@ -199,17 +193,26 @@ pub enum TokenCommand {
 pub enum ClientCommand {
     /// Create an OAuth client: its id, then its secret, each alone on a line of standard output.
     Create {
-        #[arg(long)]
-        tenant: String,
-        #[arg(long)]
-        label: Option<String>,
-        #[arg(long, default_value = "write", value_parser = ["read", "write", "admin"])]
-        scope: String,
+        #[command(flatten)]
+        new: NewCredential,
         #[command(flatten)]
         db: DbArgs,
     },
     #[command(flatten)]
     Manage(CredentialCommand),
+}
+
+/// What `token create` and `client create` both take: whose credential, its label, its scope.
+#[derive(Debug, Args)]
+pub struct NewCredential {
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub label: Option<String>,
+    /// `read` may only GET and search; `write` may do everything in its tenant through
+    /// SCIM; `admin` may use the admin and product API (/api/v1) and read SCIM.
+    #[arg(long, default_value = "write", value_parser = ["read", "write", "admin"])]
+    pub scope: String,
 }
 
 /// `list` and `revoke`, the same for tokens and OAuth clients.
