@@ -316,3 +316,68 @@ async fn every_change_writes_an_event_in_its_transaction() {
         ]
     );
 }
+
+/// Letters that do not compress (an LCG), so an index entry is as long as the value.
+fn incompressible(n: usize, seed: u64) -> String {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            char::from(b'a' + ((x >> 33) % 26) as u8)
+        })
+        .collect()
+}
+
+/// Values at the length limit (2,048 bytes) are stored, indexed (on Postgres a B-tree entry
+/// holds at most about 2,700 bytes: the value index's other columns must fit beside it) and
+/// found by every operator, also with long and many substring operands (SQLite counted
+/// every trigram of them in one compound SELECT, past its 500 terms: a 500); one byte more is refused and nothing is written.
+#[actix_web::test]
+async fn values_at_the_length_limit_are_stored_and_found() {
+    let (app, _db) = app().await;
+    let long = incompressible(2048, 7);
+    let mut u = full_user();
+    u["title"] = json!(long);
+    u["emails"][0]["value"] = json!(format!("{}@example.com", incompressible(2036, 9)));
+    let r = call(&app, "POST", "/scim/v2/Users", Some(u)).await;
+    r.expect(201);
+    let id = id_of(&r);
+    for filter in [
+        format!("title eq \"{long}\""),
+        format!("title sw \"{}\"", &long[..1500]),
+        format!("title co \"{}\"", &long[1000..1100]),
+        format!("title co \"{}\"", &long[500..1600]),
+        format!("title ew \"{}\"", &long[1900..]),
+        format!("title ew \"{}\"", &long[1024..]),
+        // Twenty substrings: more trigrams than one SQLite statement may count.
+        (0..20)
+            .map(|i| format!("title co \"{}\"", &long[i * 90..i * 90 + 40]))
+            .collect::<Vec<_>>()
+            .join(" and "),
+    ] {
+        let path = format!(
+            "/scim/v2/Users?filter={}",
+            url::form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
+        );
+        let r = call(&app, "GET", &path, None).await;
+        r.expect(200);
+        assert_eq!(r.body["totalResults"], 1, "{}", &filter[..20]);
+        assert_eq!(r.body["Resources"][0]["id"], id.as_str());
+    }
+    let mut over = full_user();
+    over["userName"] = json!("over@example.com");
+    over["title"] = json!(format!("{long}x"));
+    let r = call(&app, "POST", "/scim/v2/Users", Some(over)).await;
+    r.expect(400);
+    assert_eq!(r.body["scimType"], "invalidValue");
+    let r = call(
+        &app,
+        "GET",
+        "/scim/v2/Users?filter=userName%20eq%20%22over@example.com%22",
+        None,
+    )
+    .await;
+    assert_eq!(r.body["totalResults"], 0);
+}

@@ -35,12 +35,27 @@ pub(super) fn trigram_operand(cmp: Option<(CompOp, &Operand)>) -> Option<&str> {
     }
 }
 
-/// The distinct trigrams of a substring, in order.
+/// The most trigrams of one operand that are counted and may be asked for: a long operand
+/// (up to a value's 2,048 bytes) is represented by an even spread of its trigrams. Any subset
+/// is enough, since the LIKE that follows makes the match exact.
+const GRAMS_PER_OPERAND: usize = 32;
+
+/// The most trigrams counted in one statement (SQLite allows 500 terms in a compound SELECT).
+const GRAMS_PER_COUNT: usize = 200;
+
+/// The distinct trigrams of a substring, in order: at most GRAMS_PER_OPERAND of them, always
+/// the same ones for the same substring (what is counted is what is asked for).
 fn grams_of(s: &str) -> Vec<String> {
     let chars: Vec<char> = s.chars().collect();
     let mut grams: Vec<String> = chars.windows(3).map(|w| w.iter().collect()).collect();
     grams.sort();
     grams.dedup();
+    if grams.len() > GRAMS_PER_OPERAND {
+        let n = grams.len();
+        grams = (0..GRAMS_PER_OPERAND)
+            .map(|i| grams[i * n / GRAMS_PER_OPERAND].clone())
+            .collect();
+    }
     grams
 }
 
@@ -198,22 +213,26 @@ pub(super) fn gram_counts(
     if !missing.is_empty() {
         // One statement: each trigram's first GRAM_COUNT_SAMPLE rows (FTS5 reads a row list
         // lazily, in rowid order, so the LIMIT bounds the work), their count and rowid span.
-        let mut q = Sql::new("");
-        for (i, g) in missing.iter().enumerate() {
-            if i > 0 {
-                q.push(" UNION ALL ");
+        let mut rows: Vec<GramRow> = Vec::new();
+        for chunk in missing.chunks(GRAMS_PER_COUNT) {
+            let mut q = Sql::new("");
+            for (i, g) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                q.push("SELECT ")
+                    .bind(Bind::Text(g.clone()))
+                    .push(
+                        " AS term, n, lo, hi, (SELECT max(id) FROM attr_values) AS top FROM \
+                         (SELECT count(*) AS n, min(rowid) AS lo, max(rowid) AS hi FROM \
+                         (SELECT rowid FROM attr_values_trgm WHERE attr_values_trgm MATCH ",
+                    )
+                    .bind(Bind::Text(format!("\"{}\"", g.replace('"', "\"\""))))
+                    .push(&format!(" LIMIT {GRAM_COUNT_SAMPLE}))"));
             }
-            q.push("SELECT ")
-                .bind(Bind::Text(g.clone()))
-                .push(
-                    " AS term, n, lo, hi, (SELECT max(id) FROM attr_values) AS top FROM \
-                     (SELECT count(*) AS n, min(rowid) AS lo, max(rowid) AS hi FROM \
-                     (SELECT rowid FROM attr_values_trgm WHERE attr_values_trgm MATCH ",
-                )
-                .bind(Bind::Text(format!("\"{}\"", g.replace('"', "\"\""))))
-                .push(&format!(" LIMIT {GRAM_COUNT_SAMPLE}))"));
+            let part: Vec<GramRow> = db.load(&q)?;
+            rows.extend(part);
         }
-        let rows: Vec<GramRow> = db.load(&q)?;
         // Only trigrams the index holds are cached: one it lacks is cheap to look up again,
         // and a cached zero (say, counted on another database of this process, or before a
         // load) would make it the "rarest" trigram for minutes.
@@ -464,6 +483,22 @@ fn pg_gram_counts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_operand_is_represented_by_a_fixed_spread_of_its_grams() {
+        let s: String = (0..600u32)
+            .map(|i| char::from(b'a' + ((i * 7 + i / 26) % 26) as u8))
+            .collect();
+        let grams = grams_of(&s);
+        assert_eq!(grams.len(), GRAMS_PER_OPERAND);
+        assert_eq!(grams, grams_of(&s), "the same substring, the same grams");
+        assert!(
+            grams.windows(2).all(|w| w[0] < w[1]),
+            "distinct and ordered"
+        );
+        assert!(grams.iter().all(|g| s.contains(g.as_str())));
+        assert_eq!(grams_of("abcd"), vec!["abc".to_string(), "bcd".to_string()]);
+    }
 
     #[test]
     fn trigram_queries_quote_each_gram() {
