@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::common::*;
 use crate::query::{index_pages, user_names};
-use scimitar::config::SqliteSync;
+use scimitar::config::{ServeArgs, SqliteSync};
 use scimitar::storage::conn::{Conn, DbUrl};
 use scimitar::storage::dialect::RESOURCE_BLOCK_FOLD;
 use scimitar::storage::search::blocks::{compact_resource_blocks, Compaction};
@@ -105,6 +105,16 @@ async fn tenant_of<S: TestApp>(app: &S, conn: &mut Conn, first: &str) -> String 
     t.tenant_id
 }
 
+/// A test's app and database, with a user "u0" of its tenant, a connection and an impatient
+/// second one (`impatient`), and the tenant's id.
+async fn writers() -> (impl TestApp, TestDb, Conn, Conn, String) {
+    let (app, db) = app().await;
+    let mut first = connect(&db);
+    let second = impatient(&db);
+    let tenant = tenant_of(&app, &mut first, "u0").await;
+    (app, db, first, second, tenant)
+}
+
 /// Two write transactions of one tenant, one inserting a User then a Group, the other a
 /// Group then a User and deleting a User, overlap: on Postgres the second runs to COMMIT
 /// while the first is still open (under 000018 it waited on the first's lock on the User
@@ -112,10 +122,7 @@ async fn tenant_of<S: TestApp>(app: &S, conn: &mut Conn, first: &str) -> String 
 /// rolls back leaves no count. Counts are right afterwards, folded or not, and deep pages too.
 #[actix_web::test]
 async fn write_transactions_of_one_tenant_do_not_wait_on_block_counts() {
-    let (app, db) = app().await;
-    let mut a = connect(&db);
-    let mut b = impatient(&db);
-    let tenant = tenant_of(&app, &mut a, "u0").await;
+    let (app, db, mut a, mut b, tenant) = writers().await;
     // Both counter keys exist before (000018 then locked the existing rows it upserted).
     insert(&mut a, &tenant, "User", "raw-c0").unwrap();
     insert(&mut a, &tenant, "Group", "raw-c1").unwrap();
@@ -171,10 +178,7 @@ async fn write_transactions_of_one_tenant_do_not_wait_on_block_counts() {
 /// block always.
 #[actix_web::test]
 async fn compaction_and_writers_do_not_wait_on_each_other() {
-    let (app, db) = app().await;
-    let mut w = connect(&db);
-    let mut k = impatient(&db);
-    let tenant = tenant_of(&app, &mut w, "u0").await;
+    let (_app, db, mut w, mut k, tenant) = writers().await;
     for i in 0..4 {
         insert(&mut w, &tenant, "User", &format!("raw-{i}")).unwrap();
     }
@@ -299,8 +303,10 @@ async fn two_compactors_count_each_delta_once() {
 #[actix_web::test]
 async fn the_statistics_thread_folds_block_counts() {
     let db = TestDb::new();
-    let mut a = args(&db);
-    a.db_analyze_every_secs = 1;
+    let a = ServeArgs {
+        db_analyze_every_secs: 1,
+        ..args(&db)
+    };
     let (app, state) = app_with(a.clone()).await;
     for i in 0..3 {
         create_user(&app, &format!("u{i}")).await;

@@ -13,8 +13,8 @@
 CREATE TABLE resource_blocks (
     tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     rtype     TEXT NOT NULL,
-    block     BIGINT NOT NULL,
-    n         BIGINT NOT NULL,
+    block     BIGINT NOT NULL, -- pk >> 12
+    n         BIGINT NOT NULL, -- resources of the tenant and type in the block (0 once emptied)
     PRIMARY KEY (tenant_id, rtype, block)
 ) WITHOUT ROWID;
 
