@@ -152,10 +152,10 @@ pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> webhooks::Workers {
 
 /// Starts the thread that keeps the planner's statistics fresh
 /// (`storage::conn::refresh_statistics`, every `--db-analyze-every-secs`, each round after
-/// folding the block counts' deltas, `storage::search::blocks::compact_resource_blocks`) and, on Postgres,
-/// the sample of trigrams substring searches choose their rarest fragments from
-/// (`storage::search::grams::refresh_trigram_sample`, at start and on every round, so no
-/// request takes it); it ends with the process.
+/// folding the block counts' deltas, `storage::search::blocks::compact_resource_blocks`)
+/// and, on Postgres, the sample of trigrams substring searches choose their rarest
+/// fragments from (`storage::search::grams::refresh_trigram_sample`, at start and on every
+/// round, so no request takes it); it ends with the process.
 pub fn start_statistics(args: &ServeArgs, state: &AppState) {
     if args.db_analyze_every_secs == 0 {
         return;

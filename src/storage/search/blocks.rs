@@ -29,7 +29,8 @@ pub struct Compaction {
 /// (`dialect::RESOURCE_BLOCK_FOLD`): `WITH d AS (DELETE ... WHERE key IN (keys with more than
 /// one row) RETURNING ...) INSERT ... SELECT key, SUM(n) FROM d GROUP BY key HAVING SUM(n) <>
 /// 0`, in a transaction that first takes `LOCK TABLE resource_blocks IN SHARE UPDATE EXCLUSIVE
-/// MODE`. Why it is right under READ COMMITTED:
+/// MODE`. Why it is right under READ COMMITTED (the compactor's level: it runs in its own
+/// transaction, so its fold takes a snapshot after the lock is granted):
 ///
 /// - **The sum of every key is kept.** The INSERT sums exactly the rows the DELETE deleted
 ///   (RETURNING gives each row this statement deleted, once, and only those), per key, so
@@ -44,7 +45,8 @@ pub struct Compaction {
 ///   delta row, and ROW EXCLUSIVE (writers) does not conflict with SHARE UPDATE EXCLUSIVE.
 ///   The compactor waits on no writer for the same reasons. A write that rolls back takes
 ///   its deltas with it; they were never visible to the compactor.
-/// - **Concurrent readers** (`deep_page`, one statement, one snapshot) see either every
+/// - **Concurrent readers** (`deep_page`, one statement, one snapshot, READ COMMITTED or
+///   the REPEATABLE READ of a list's read transaction alike) see either every
 ///   delta row before the fold or the folded rows after it (plus, either way, the deltas
 ///   committed since), never a mix of one key's halves: the same sums, the same page.
 ///   Readers take ACCESS SHARE, which the table lock does not conflict with.
