@@ -59,6 +59,9 @@ fn main() {
         }),
     );
     let ids: Arc<Vec<String>> = Arc::new(ids.lock().map(|v| v.clone()).unwrap_or_default());
+    // The block counts' deltas folded, as the statistics thread does each round.
+    scimitar::storage::search::blocks::compact_resource_blocks(&mut pool.get().expect("conn").db())
+        .expect("fold block counts");
     // Fresh statistics after the load, as autovacuum would have them in a running system.
     scimitar::storage::conn::analyze(&mut pool.get().expect("conn").db()).expect("analyze");
 

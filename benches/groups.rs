@@ -34,6 +34,9 @@ fn main() {
     let run: u32 = rand::thread_rng().gen();
     let t = std::time::Instant::now();
     let ids = load_users(&pool, 0, members, run);
+    // The block counts' deltas folded, as the statistics thread does each round.
+    scimitar::storage::search::blocks::compact_resource_blocks(&mut pool.get().expect("conn").db())
+        .expect("fold block counts");
     scimitar::storage::conn::analyze(&mut pool.get().expect("conn").db()).expect("analyze");
     println!(
         "scimitar large-group benchmark: backend {backend}, {members} members by PATCHes of {batch} (users loaded in {:.1}s)",

@@ -108,7 +108,12 @@ fn main() {
     }
     if reuse.is_none() {
         // What the server's statistics thread does within --db-analyze-every-secs of a big
-        // change (the loader writes around the server's write path, so it is done here).
+        // change: the block counts' deltas folded, then the statistics (the loader writes
+        // around the server's write path, so it is done here).
+        scimitar::storage::search::blocks::compact_resource_blocks(
+            &mut pool.get().expect("conn").db(),
+        )
+        .expect("fold block counts");
         scimitar::storage::conn::refresh_statistics(&mut pool.get().expect("conn").db())
             .expect("statistics");
         println!("loaded run {run}: rerun the queries with SCIMITAR_BENCH_RUN={run}");

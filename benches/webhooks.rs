@@ -234,6 +234,9 @@ fn main() {
     let without: Arc<Vec<String>> = Arc::new(create_users(&base, n, 0, run));
     let flat: Arc<Vec<String>> = Arc::new(create_users(&base, n, n, run));
     let paced: Arc<Vec<String>> = Arc::new(create_users(&base, n, 2 * n, run));
+    // The block counts' deltas folded, as the statistics thread does each round.
+    scimitar::storage::search::blocks::compact_resource_blocks(&mut pool.get().expect("conn").db())
+        .expect("fold block counts");
     // Fresh planner statistics, as autovacuum's autoanalyze keeps them on any default
     // Postgres (the project machine's runs with autovacuum off).
     scimitar::storage::conn::analyze(&mut pool.get().expect("conn").db()).expect("analyze");

@@ -151,10 +151,11 @@ pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> webhooks::Workers {
 }
 
 /// Starts the thread that keeps the planner's statistics fresh
-/// (`storage::conn::refresh_statistics`, every `--db-analyze-every-secs`) and, on Postgres,
-/// the sample of trigrams substring searches choose their rarest fragments from
-/// (`storage::search::grams::refresh_trigram_sample`, at start and on every round, so no
-/// request takes it); it ends with the process.
+/// (`storage::conn::refresh_statistics`, every `--db-analyze-every-secs`, each round after
+/// folding the block counts' deltas, `storage::search::blocks::compact_resource_blocks`)
+/// and, on Postgres, the sample of trigrams substring searches choose their rarest
+/// fragments from (`storage::search::grams::refresh_trigram_sample`, at start and on every
+/// round, so no request takes it); it ends with the process.
 pub fn start_statistics(args: &ServeArgs, state: &AppState) {
     if args.db_analyze_every_secs == 0 {
         return;
@@ -172,6 +173,21 @@ pub fn start_statistics(args: &ServeArgs, state: &AppState) {
                 log::warn!("trigram sample not taken: {e}");
             }
             std::thread::sleep(every);
+            // Before the statistics, so the VACUUM of a stale resource_blocks takes the
+            // folded rows' dead versions with it.
+            let folded = pool
+                .get()
+                .map_err(StorageError::from)
+                .and_then(|mut c| storage::search::blocks::compact_resource_blocks(&mut c.db()));
+            match folded {
+                Ok(f) if f.folded > 0 => log::debug!(
+                    "resource block counts folded: {} delta rows into {}",
+                    f.folded,
+                    f.written
+                ),
+                Ok(_) => {}
+                Err(e) => log::warn!("resource block counts not folded: {e}"),
+            }
             let done = pool
                 .get()
                 .map_err(StorageError::from)

@@ -14,6 +14,8 @@ mod account_input;
 mod account_lifecycle;
 #[path = "integration/account_policies.rs"]
 mod account_policies;
+#[path = "integration/blocks.rs"]
+mod blocks;
 #[path = "integration/bulk.rs"]
 mod bulk;
 

@@ -16,6 +16,20 @@ use crate::config::SqliteSync;
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+/// Postgres: folds the delta rows of every (tenant, type, block) of `resource_blocks` that has
+/// more than one into one row holding their sum, none when it is 0 (see
+/// `search::blocks::compact_resource_blocks` for why it is right under concurrency). The
+/// INSERT sums exactly the rows this DELETE deleted (its RETURNING). One row: `folded`, the
+/// rows deleted, and `written`, the rows inserted.
+pub const RESOURCE_BLOCK_FOLD: &str = "WITH d AS (DELETE FROM resource_blocks \
+     WHERE (tenant_id, rtype, block) IN (SELECT tenant_id, rtype, block FROM resource_blocks \
+     GROUP BY tenant_id, rtype, block HAVING COUNT(*) > 1) \
+     RETURNING tenant_id, rtype, block, n), \
+     w AS (INSERT INTO resource_blocks (tenant_id, rtype, block, n) \
+     SELECT tenant_id, rtype, block, SUM(n) FROM d GROUP BY tenant_id, rtype, block \
+     HAVING SUM(n) <> 0 RETURNING 1) \
+     SELECT (SELECT COUNT(*) FROM d) AS folded, (SELECT COUNT(*) FROM w) AS written";
+
 /// Which database engine a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -159,14 +173,29 @@ impl Backend {
         }
     }
 
-    /// Postgres: the size (a shift of the primary key) of the blocks whose resources
-    /// `resource_blocks` counts per tenant and type (Postgres migration 000018, kept by
-    /// triggers), so a deep index page skips counted blocks instead of walking every index
-    /// entry before it (`search::deep_page`). SQLite keeps no such counts.
+    /// The size (a shift of the primary key) of the blocks whose resources `resource_blocks`
+    /// counts per tenant and type (migrations 000018 and 000019, kept by triggers), so a deep
+    /// index page skips counted blocks instead of walking every index entry before it
+    /// (`search::deep_page`). Both backends keep them: Postgres as append-only deltas,
+    /// SQLite (one writer) as one upserted row per block.
     pub fn resource_block_bits(self) -> Option<u32> {
         match self {
+            Backend::Sqlite | Backend::Postgres => Some(12),
+        }
+    }
+
+    /// Postgres: the two statements of one transaction that fold the append-only deltas of
+    /// `resource_blocks` (`search::blocks::compact_resource_blocks`, which argues why they are
+    /// right beside concurrent writers, readers and compactors): a table lock that only
+    /// compactors (and VACUUM) conflict on, then the fold. SQLite upserts one row per block
+    /// and has nothing to fold.
+    pub fn resource_block_compaction(self) -> Option<[&'static str; 2]> {
+        match self {
             Backend::Sqlite => None,
-            Backend::Postgres => Some(12),
+            Backend::Postgres => Some([
+                "LOCK TABLE resource_blocks IN SHARE UPDATE EXCLUSIVE MODE",
+                RESOURCE_BLOCK_FOLD,
+            ]),
         }
     }
 

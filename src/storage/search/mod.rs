@@ -5,8 +5,10 @@
 //! - `translate`: a validated filter (`scim::filter::Cond`) to a SQL condition;
 //! - `order`: walking a sort attribute's value index in order;
 //! - `grams`: substring searches through a trigram index (SQLite's FTS5 table, Postgres's
-//!   pg_trgm), reading only the operand's rarest trigrams.
+//!   pg_trgm), reading only the operand's rarest trigrams;
+//! - `blocks`: folding the counted blocks of primary keys that deep index pages skip by.
 
+pub mod blocks;
 pub mod columns;
 pub mod grams;
 mod order;
@@ -296,8 +298,11 @@ fn block_bits(db: &Db<'_>, sort: Option<&Sort>, window: &Window) -> Option<u32> 
 /// An unfiltered, unsorted index page, in pk order (`Backend::resource_block_bits`): the
 /// block of primary keys holding the page's first row is found from the running sum of the
 /// blocks' counts, then the page is read from the start of that block, skipping fewer than a
-/// block's rows instead of every row before it. One statement, so the counts and the rows
-/// are read in the same snapshot. Past the last row, the page is empty.
+/// block's rows instead of every row before it. A block's count is the sum of its rows
+/// (Postgres keeps append-only deltas until `blocks::compact_resource_blocks` folds them), so
+/// any mix of folded and unfolded rows reads the same. One statement, so the counts and the
+/// rows are read in the same snapshot. Past the last row, the page is empty (no block: the
+/// `pk >=` bound is NULL; SQLite fails on a NULL OFFSET, hence the COALESCE).
 fn deep_page(tenant: &TenantId, rt: Rtype, window: &Window, bits: u32) -> Sql {
     let (offset, limit) = match window {
         Window::Offset { offset, limit } => (*offset, *limit),
@@ -305,13 +310,13 @@ fn deep_page(tenant: &TenantId, rt: Rtype, window: &Window, bits: u32) -> Sql {
     };
     let mut q = Sql::new(
         "WITH s AS (SELECT block, upto - n AS before FROM (SELECT block, n, \
-         CAST(SUM(n) OVER (ORDER BY block) AS BIGINT) AS upto FROM resource_blocks \
-         WHERE tenant_id = ",
+         CAST(SUM(n) OVER (ORDER BY block) AS BIGINT) AS upto FROM (SELECT block, \
+         CAST(SUM(n) AS BIGINT) AS n FROM resource_blocks WHERE tenant_id = ",
     );
     q.bind(Bind::tenant(tenant))
         .push(" AND rtype = ")
         .bind(Bind::text(rt.name()))
-        .push(") b WHERE upto > ")
+        .push(" GROUP BY block) c) b WHERE upto > ")
         .bind(Bind::Int(offset))
         .push(&format!(
             " ORDER BY block LIMIT 1) SELECT {RESOURCE_COLUMNS}, {NO_SORT_KEY} FROM resources r \
@@ -324,9 +329,9 @@ fn deep_page(tenant: &TenantId, rt: Rtype, window: &Window, bits: u32) -> Sql {
         .bind(Bind::Int(1 << bits))
         .push(" ORDER BY r.pk LIMIT ")
         .bind(Bind::Int(limit))
-        .push(" OFFSET (SELECT ")
+        .push(" OFFSET COALESCE((SELECT ")
         .bind(Bind::Int(offset))
-        .push(" - before FROM s)) ORDER BY r.pk");
+        .push(" - before FROM s), 0)) ORDER BY r.pk");
     q
 }
 
