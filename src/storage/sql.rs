@@ -57,6 +57,9 @@ pub struct Sql {
     /// Whether its text is one of few that recur, so that a connection may keep it prepared
     /// (see `Db::run`): false once a list of values of any length is spliced in.
     reusable: bool,
+    /// Whether its text is shaped by a client's input (a filter): such texts may take only
+    /// `MAX_SHAPED` of a connection's prepared statements (see `Prepared`).
+    shaped: bool,
 }
 
 impl Default for Sql {
@@ -75,6 +78,7 @@ impl Sql {
             text: text.to_string(),
             binds: Vec::new(),
             reusable: true,
+            shaped: false,
         }
     }
 
@@ -84,6 +88,7 @@ impl Sql {
             text: text.to_string(),
             binds: values.into(),
             reusable: true,
+            shaped: false,
         }
     }
 
@@ -112,6 +117,7 @@ impl Sql {
         self.text.push_str(&other.text);
         self.binds.extend(other.binds);
         self.reusable &= other.reusable;
+        self.shaped |= other.shaped;
         self
     }
 
@@ -153,6 +159,14 @@ impl Sql {
     /// slot of each connection's statement cache from the statements all tenants repeat.
     pub fn not_reusable(&mut self) -> &mut Sql {
         self.reusable = false;
+        self
+    }
+
+    /// Marks the statement's text as shaped by a client's input (a filter's structure): a
+    /// connection keeps few such texts prepared, so one tenant's many shapes cannot take the
+    /// slots of the statements every request runs.
+    pub fn shaped_by_client(&mut self) -> &mut Sql {
+        self.shaped = true;
         self
     }
 
@@ -316,15 +330,21 @@ impl<'a> Iterator for Pieces<'a> {
     }
 }
 
-/// The texts (by hash) of the statements a connection keeps prepared: diesel keeps every
-/// statement it is told to cache for the connection's life, so only `Sql::reusable` ones are,
-/// and at most `MAX_PREPARED` of them (the first met; later texts are prepared per use).
+/// The texts (by hash) of the statements a connection keeps prepared, and how many of them
+/// are shaped by a client (`Sql::shaped_by_client`): diesel keeps every statement it is told
+/// to cache for the connection's life, so only `Sql::reusable` ones are, at most
+/// `MAX_PREPARED` of them, of which at most `MAX_SHAPED` shaped ones (the first met; later
+/// texts are prepared per use). The statements of the front door and the write path, a few
+/// dozen, always find room.
 #[derive(Default)]
-pub(super) struct Prepared(std::cell::RefCell<std::collections::HashSet<u64>>);
+pub(super) struct Prepared(std::cell::RefCell<(std::collections::HashSet<u64>, usize)>);
 
-/// Statements a connection keeps prepared at most: the write path's and the front door's
-/// are a few dozen.
+/// Statements a connection keeps prepared at most.
 pub(super) const MAX_PREPARED: usize = 256;
+
+/// Of those, statements whose text a client's filter shaped: the common lookups (`userName
+/// eq`, `externalId eq`, a value path) are a handful of shapes.
+pub(super) const MAX_SHAPED: usize = 64;
 
 impl Prepared {
     pub(super) fn keep(&self, sql: &Sql) -> bool {
@@ -335,13 +355,49 @@ impl Prepared {
         let key = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
             .hash_one(sql.text());
         let mut kept = self.0.borrow_mut();
-        kept.contains(&key) || (kept.len() < MAX_PREPARED && kept.insert(key))
+        let (texts, shaped) = &mut *kept;
+        if texts.contains(&key) {
+            return true;
+        }
+        if texts.len() >= MAX_PREPARED || (sql.shaped && *shaped >= MAX_SHAPED) {
+            return false;
+        }
+        texts.insert(key);
+        *shaped += usize::from(sql.shaped);
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shaped_texts_take_at_most_max_shaped_slots() {
+        let kept = Prepared::default();
+        let shaped = |i: usize| {
+            let mut q = Sql::new("SELECT 1 WHERE ");
+            let mut f = Sql::new(&format!("a = {i}"));
+            f.shaped_by_client();
+            q.append(f);
+            q
+        };
+        for i in 0..MAX_SHAPED {
+            assert!(kept.keep(&shaped(i)), "shaped text {i} is kept");
+        }
+        assert!(kept.keep(&shaped(0)), "a kept shaped text stays kept");
+        assert!(!kept.keep(&shaped(MAX_SHAPED)), "past the share: per use");
+        for i in 0..MAX_PREPARED - MAX_SHAPED {
+            assert!(
+                kept.keep(&Sql::new(&format!("SELECT {i}"))),
+                "plain text {i}"
+            );
+        }
+        assert!(
+            !kept.keep(&Sql::new("SELECT 'one more'")),
+            "the whole cache is full"
+        );
+    }
 
     #[test]
     fn a_connection_keeps_at_most_max_prepared_texts_and_no_unreusable_one() {

@@ -22,7 +22,7 @@ use super::feed;
 use super::resources::{ResourceRow, RESOURCE_COLUMNS};
 use super::sql::{Bind, Sql};
 use super::{StoreResult, TenantId};
-use crate::scim::filter::{Cond, Field, Kind, Sort, SortKey};
+use crate::scim::filter::{CompOp, Cond, Field, Kind, Sort, SortKey};
 use crate::scim::schema::Rtype;
 use columns::column_of;
 use order::ValueOrder;
@@ -186,10 +186,29 @@ pub fn matching(
     }
     let mut filter = Sql::new("");
     t.translate(c, &mut filter);
-    filter.not_reusable();
+    // A filter's text follows its shape and binds its operands, so the lookups every IdP
+    // sends (`userName eq`, `externalId eq`, a value path) recur and are kept prepared, in
+    // the client-shaped share of the cache. Substring tests are planned each time: their
+    // text follows the operand's rare trigrams, and a generic plan of `LIKE $1` cannot tell
+    // a rare pattern from a common one.
+    if counts.is_some() || has_substring(c) {
+        filter.not_reusable();
+    } else {
+        filter.shaped_by_client();
+    }
     let mut base = scope(db, tenant, rt, t.drove());
     base.push(" AND ").append(filter);
     Ok(base)
+}
+
+/// Whether `c` tests a substring anywhere (`co`, `ew`).
+fn has_substring(c: &Cond) -> bool {
+    match c {
+        Cond::Cmp(_, op, _) => matches!(op, CompOp::Co | CompOp::Ew),
+        Cond::Present(_) | Cond::Extension(_) | Cond::Const(_) => false,
+        Cond::Not(c) | Cond::Elem { inner: c, .. } => has_substring(c),
+        Cond::And(a, b) | Cond::Or(a, b) => has_substring(a) || has_substring(b),
+    }
 }
 
 /// The tenant and type test of `resources r`, written for a query driven from a filter's
