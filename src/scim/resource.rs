@@ -451,12 +451,24 @@ fn normalize_single(
 /// index entries have a size limit (Postgres b-tree: 2,704 bytes with the key's other columns).
 pub const MAX_STRING_BYTES: usize = 2048;
 
+/// Checks a string value's length as sent and, for non-ASCII text, lower-cased (as a
+/// case-insensitive value is indexed: `İ` takes 2 bytes and its lower case 3, so a value of
+/// 2,048 bytes could take 3,072 in the index).
 fn check_length(s: &str, path: &str) -> ScimResult<()> {
     if s.len() > MAX_STRING_BYTES {
         return Err(ScimError::invalid_value(format!(
             "`{path}` is {} bytes long; the most is {MAX_STRING_BYTES}",
             s.len()
         )));
+    }
+    if !s.is_ascii() {
+        let lower = s.to_lowercase().len();
+        if lower > MAX_STRING_BYTES {
+            return Err(ScimError::invalid_value(format!(
+                "`{path}` is {lower} bytes long in lower case (as it is indexed); the most is \
+                 {MAX_STRING_BYTES}"
+            )));
+        }
     }
     Ok(())
 }

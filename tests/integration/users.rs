@@ -381,3 +381,64 @@ async fn values_at_the_length_limit_are_stored_and_found() {
     .await;
     assert_eq!(r.body["totalResults"], 0);
 }
+
+/// A case-insensitive value is indexed lower-cased, which can be longer than it was sent
+/// (`İ`: 2 bytes, lower case 3): the limit holds for the indexed form too, and a value at the
+/// limit is stored and found for a tenant with the longest name (64 characters), the other
+/// columns of the value index's entries at their longest too.
+#[actix_web::test]
+async fn the_length_limit_holds_for_the_lower_cased_form() {
+    let db = TestDb::new();
+    let (app, state) = app_with(args(&db)).await;
+    let tenant = format!("t{}", "x".repeat(63));
+    let token = tenant_with_token(&state, &tenant, scimitar::auth::Scope::Write);
+    let enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let with_number = |name: &str, number: &str| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", enterprise],
+            "userName": name,
+            enterprise: {"employeeNumber": number},
+        })
+    };
+    // 2,048 bytes as sent (512 × `İ` at 2 bytes, 1,024 × `a`), 2,560 lower-cased (`i̇`: 3).
+    let grows = format!("{}{}", "İ".repeat(512), "a".repeat(1024));
+    assert_eq!(grows.len(), 2048);
+    let r = post(
+        &app,
+        &token,
+        "/scim/v2/Users",
+        Some(with_number("grows", &grows)),
+    )
+    .await;
+    r.expect(400);
+    assert_eq!(r.body["scimType"], "invalidValue");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("lower case"),
+        "{}",
+        r.body
+    );
+    // 2,048 bytes both ways (`é` is 2 bytes, its own lower case), incompressible.
+    let at_limit = format!("{}{}", "é".repeat(512), incompressible(1024, 3));
+    assert_eq!(at_limit.len(), 2048);
+    let r = post(
+        &app,
+        &token,
+        "/scim/v2/Users",
+        Some(with_number("fits", &at_limit)),
+    )
+    .await;
+    r.expect(201);
+    let filter = format!(
+        "{enterprise}:employeeNumber eq \"{}\"",
+        at_limit.to_uppercase()
+    );
+    let r = get(&app, &token, &filter_uri("Users", &filter)).await;
+    r.expect(200);
+    assert_eq!(r.body["totalResults"], 1);
+    assert_eq!(r.body["Resources"][0]["userName"], "fits");
+    let r = get(&app, &token, &filter_uri("Users", "userName eq \"grows\"")).await;
+    assert_eq!(
+        r.body["totalResults"], 0,
+        "the refused user was not written"
+    );
+}
