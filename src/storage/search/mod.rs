@@ -14,7 +14,7 @@ pub mod grams;
 mod order;
 pub mod translate;
 
-use diesel::sql_types::{Double, Nullable, Text};
+use diesel::sql_types::{BigInt, Double, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
@@ -139,6 +139,25 @@ pub fn search(
         count.append(wh.clone());
         db.count(&count)
     };
+    // A counted, unsorted index page of a selective filter: the matches' keys once, counted
+    // and windowed in one statement (the count evaluated the filter a second time: for `co`,
+    // a second trigram search).
+    if let (true, None, Window::Offset { offset, limit }) = (count_total && selective, sort, window)
+    {
+        if *limit > 0 {
+            let rows: Vec<CountedRow> = db.load(&counted_page(db, &wh, *offset, *limit))?;
+            let total = match rows.first() {
+                Some(r) => r.total,
+                None if *offset == 0 => 0,
+                // Past the last match: the page has no row to carry the count.
+                None => count(db)?,
+            };
+            return Ok(sorted_page(
+                rows.into_iter().map(|r| r.sorted).collect(),
+                Some(total),
+            ));
+        }
+    }
     // The first page of a lookup (`userName eq ...`) usually holds every match: then the
     // count is the page's length and needs no second query.
     let first_page = matches!(window, Window::Offset { offset: 0, .. });
@@ -352,6 +371,31 @@ fn deep_page(tenant: &TenantId, rt: Rtype, window: &Window, bits: u32) -> Sql {
         .bind(Bind::Int(offset))
         .push(" - before FROM s), 0)) ORDER BY r.pk");
     q
+}
+
+/// A selective filter's unsorted index page with the number of all its matches in every row
+/// (`search`): the matching keys materialized once, counted, and the page's rows read by key.
+fn counted_page(db: &Db<'_>, wh: &Sql, offset: i64, limit: i64) -> Sql {
+    let (open, close) = db.backend().keys_in(true);
+    let mut q = Sql::new("WITH k AS MATERIALIZED (SELECT r.pk");
+    q.append(wh.clone()).push(&format!(
+        ") SELECT {RESOURCE_COLUMNS}, {NO_SORT_KEY}, (SELECT COUNT(*) FROM k) AS total \
+         FROM resources r WHERE {open}SELECT pk FROM k ORDER BY pk LIMIT "
+    ));
+    q.bind(Bind::Int(limit))
+        .push(" OFFSET ")
+        .bind(Bind::Int(offset))
+        .push(&format!("{close} ORDER BY r.pk"));
+    q
+}
+
+/// A row of `counted_page`.
+#[derive(QueryableByName)]
+struct CountedRow {
+    #[diesel(embed)]
+    sorted: SortedRow,
+    #[diesel(sql_type = BigInt)]
+    total: i64,
 }
 
 /// The rows of one window (see `search`).
