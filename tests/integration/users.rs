@@ -400,16 +400,18 @@ async fn the_length_limit_holds_for_the_lower_cased_form() {
             enterprise: {"employeeNumber": number},
         })
     };
+    let create = |name: &str, number: &str| {
+        post(
+            &app,
+            &token,
+            "/scim/v2/Users",
+            Some(with_number(name, number)),
+        )
+    };
     // 2,048 bytes as sent (512 × `İ` at 2 bytes, 1,024 × `a`), 2,560 lower-cased (`i̇`: 3).
     let grows = format!("{}{}", "İ".repeat(512), "a".repeat(1024));
     assert_eq!(grows.len(), 2048);
-    let r = post(
-        &app,
-        &token,
-        "/scim/v2/Users",
-        Some(with_number("grows", &grows)),
-    )
-    .await;
+    let r = create("grows", &grows).await;
     r.expect(400);
     assert_eq!(r.body["scimType"], "invalidValue");
     assert!(
@@ -420,13 +422,7 @@ async fn the_length_limit_holds_for_the_lower_cased_form() {
     // 2,048 bytes both ways (`é` is 2 bytes, its own lower case), incompressible.
     let at_limit = format!("{}{}", "é".repeat(512), incompressible(1024, 3));
     assert_eq!(at_limit.len(), 2048);
-    let r = post(
-        &app,
-        &token,
-        "/scim/v2/Users",
-        Some(with_number("fits", &at_limit)),
-    )
-    .await;
+    let r = create("fits", &at_limit).await;
     r.expect(201);
     let filter = format!(
         "{enterprise}:employeeNumber eq \"{}\"",
