@@ -306,11 +306,13 @@ async fn two_compactors_count_each_delta_once() {
         };
         assert!(done.folded > 0, "{done:?}");
         let url = db.url.clone();
+        let (pid_tx, pid) = std::sync::mpsc::channel();
         let second = std::thread::spawn(move || {
             let mut c = Conn::establish(&DbUrl::parse(&url).unwrap(), SqliteSync::Normal).unwrap();
             c.db()
                 .execute(&Sql::new("SET statement_timeout = '10s'"))
                 .unwrap();
+            pid_tx.send(backend_pid(&mut c)).unwrap();
             if locked {
                 compact_resource_blocks(&mut c.db()).map_err(|e| e.to_string())
             } else {
@@ -320,8 +322,10 @@ async fn two_compactors_count_each_delta_once() {
                     .map_err(|e| e.to_string())
             }
         });
-        // The second is waiting (on the lock, or on the rows the first deleted).
-        std::thread::sleep(Duration::from_millis(300));
+        // The second waits: on the table lock, or on the rows the first deleted.
+        let wait = waiting_on_a_lock(&db, pid.recv().unwrap());
+        let want = if locked { "relation" } else { "transactionid" };
+        assert_eq!(wait, want, "locked {locked}");
         assert!(!second.is_finished(), "locked {locked}");
         first.commit().unwrap();
         let again = second.join().unwrap().unwrap();
