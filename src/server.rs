@@ -205,12 +205,17 @@ pub fn start_statistics(args: &ServeArgs, state: &AppState) {
     }
 }
 
+/// `job` on a connection of the pool.
+fn on_a_connection<T>(
+    pool: &storage::pool::Pool,
+    job: fn(&mut storage::conn::Db<'_>) -> storage::StoreResult<T>,
+) -> storage::StoreResult<T> {
+    job(&mut pool.get().map_err(StorageError::from)?.db())
+}
+
 /// One round of `start_statistics`' trigram sample (taken only when the one held is stale).
 fn sample_trigrams(pool: &storage::pool::Pool) {
-    let sampled = pool
-        .get()
-        .map_err(StorageError::from)
-        .and_then(|mut c| storage::search::grams::refresh_trigram_sample(&mut c.db()));
+    let sampled = on_a_connection(pool, storage::search::grams::refresh_trigram_sample);
     if let Err(e) = sampled {
         log::warn!("trigram sample not taken: {e}");
     }
@@ -218,10 +223,7 @@ fn sample_trigrams(pool: &storage::pool::Pool) {
 
 /// One round of `start_statistics`' folding of the block counts.
 fn fold_block_counts(pool: &storage::pool::Pool) {
-    let folded = pool
-        .get()
-        .map_err(StorageError::from)
-        .and_then(|mut c| storage::search::blocks::compact_resource_blocks(&mut c.db()));
+    let folded = on_a_connection(pool, storage::search::blocks::compact_resource_blocks);
     match folded {
         Ok(f) if f.folded > 0 => log::debug!(
             "resource block counts folded: {} delta rows into {}",
@@ -235,10 +237,7 @@ fn fold_block_counts(pool: &storage::pool::Pool) {
 
 /// One round of `start_statistics`' statistics refresh.
 fn refresh_statistics(pool: &storage::pool::Pool) {
-    let done = pool
-        .get()
-        .map_err(StorageError::from)
-        .and_then(|mut c| storage::conn::refresh_statistics(&mut c.db()));
+    let done = on_a_connection(pool, storage::conn::refresh_statistics);
     if let Ok(t) = &done {
         // attr_values changed by a tenth (say an import): the trigram sample is taken again
         // just after, not kept until it ages out.

@@ -133,6 +133,26 @@ fn waiting_on_a_lock(db: &TestDb, pid: i64) -> String {
     }
 }
 
+/// Postgres: runs `job` on a thread, on a new connection whose statements time out after
+/// 10 s, and returns once it waits on a lock: the thread, and the lock's `wait_event`.
+fn waiting<T: Send + 'static>(
+    db: &TestDb,
+    job: impl FnOnce(&mut Conn) -> T + Send + 'static,
+) -> (std::thread::JoinHandle<T>, String) {
+    let url = db.url.clone();
+    let (pid_tx, pid) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut c = Conn::establish(&DbUrl::parse(&url).unwrap(), SqliteSync::Normal).unwrap();
+        c.db()
+            .execute(&Sql::new("SET statement_timeout = '10s'"))
+            .unwrap();
+        pid_tx.send(backend_pid(&mut c)).unwrap();
+        job(&mut c)
+    });
+    let wait = waiting_on_a_lock(db, pid.recv().unwrap());
+    (thread, wait)
+}
+
 /// A tenant with one user (`first`) created through the API; its id.
 async fn tenant_of<S: TestApp>(app: &S, conn: &mut Conn, first: &str) -> String {
     let id = create_user(app, first).await;
@@ -305,14 +325,8 @@ async fn two_compactors_count_each_delta_once() {
                 .unwrap()
         };
         assert!(done.folded > 0, "{done:?}");
-        let url = db.url.clone();
-        let (pid_tx, pid) = std::sync::mpsc::channel();
-        let second = std::thread::spawn(move || {
-            let mut c = Conn::establish(&DbUrl::parse(&url).unwrap(), SqliteSync::Normal).unwrap();
-            c.db()
-                .execute(&Sql::new("SET statement_timeout = '10s'"))
-                .unwrap();
-            pid_tx.send(backend_pid(&mut c)).unwrap();
+        // The second waits: on the table lock, or on the rows the first deleted.
+        let (second, wait) = waiting(&db, move |c| {
             if locked {
                 compact_resource_blocks(&mut c.db()).map_err(|e| e.to_string())
             } else {
@@ -322,8 +336,6 @@ async fn two_compactors_count_each_delta_once() {
                     .map_err(|e| e.to_string())
             }
         });
-        // The second waits: on the table lock, or on the rows the first deleted.
-        let wait = waiting_on_a_lock(&db, pid.recv().unwrap());
         let want = if locked { "relation" } else { "transactionid" };
         assert_eq!(wait, want, "locked {locked}");
         assert!(!second.is_finished(), "locked {locked}");
@@ -396,17 +408,9 @@ async fn a_fold_and_a_tenant_deletion_take_turns() {
         ))
         .unwrap();
     assert_eq!(deleted, 3);
-    let url = db.url.clone();
-    let (pid_tx, pid) = std::sync::mpsc::channel();
-    let deletion = std::thread::spawn(move || {
-        let mut c = Conn::establish(&DbUrl::parse(&url).unwrap(), SqliteSync::Normal).unwrap();
-        c.db()
-            .execute(&Sql::new("SET statement_timeout = '10s'"))
-            .unwrap();
-        pid_tx.send(backend_pid(&mut c)).unwrap();
-        tenancy::delete_tenant(&mut c, "t1").map_err(|e| e.to_string())
+    let (deletion, wait) = waiting(&db, |c| {
+        tenancy::delete_tenant(c, "t1").map_err(|e| e.to_string())
     });
-    let wait = waiting_on_a_lock(&db, pid.recv().unwrap());
     assert_eq!(wait, "relation", "the deletion waits on the table lock");
     // The second half: the sum, its foreign key checked against the tenant's row.
     fold.db()
@@ -429,17 +433,9 @@ async fn a_fold_and_a_tenant_deletion_take_turns() {
     let t2 = TenantId::from("t2");
     let gone = storage_tenancy::delete_tenant(&mut deleting.db(), &t2).unwrap();
     assert_eq!(gone.resources, 3);
-    let url = db.url.clone();
-    let (pid_tx, pid) = std::sync::mpsc::channel();
-    let folding = std::thread::spawn(move || {
-        let mut c = Conn::establish(&DbUrl::parse(&url).unwrap(), SqliteSync::Normal).unwrap();
-        c.db()
-            .execute(&Sql::new("SET statement_timeout = '10s'"))
-            .unwrap();
-        pid_tx.send(backend_pid(&mut c)).unwrap();
+    let (folding, wait) = waiting(&db, |c| {
         compact_resource_blocks(&mut c.db()).map_err(|e| e.to_string())
     });
-    let wait = waiting_on_a_lock(&db, pid.recv().unwrap());
     assert_eq!(wait, "relation", "the fold waits on the table lock");
     deleting.commit().unwrap();
     let done = folding
@@ -456,14 +452,14 @@ async fn a_fold_and_a_tenant_deletion_take_turns() {
     assert_eq!(unfolded_keys(&mut fold), 0);
 }
 
-/// The statistics thread folds the deltas every `--db-fold-every-secs`
-/// (`server::start_statistics`), before refreshing the statistics when both are due; on
-/// SQLite there is nothing to fold and the counts stay right.
-#[actix_web::test]
-async fn the_statistics_thread_folds_block_counts() {
+/// An app whose statistics thread (`server::start_statistics`) folds every second and
+/// refreshes statistics every `analyze` seconds (0: never), with three users created before
+/// it starts; returns once no key has unfolded deltas (at once on SQLite, which folds
+/// nothing) and the counts are right, with a connection.
+async fn folded_by_the_statistics_thread(analyze: u64) -> (impl TestApp, TestDb, Conn) {
     let db = TestDb::new();
     let a = ServeArgs {
-        db_analyze_every_secs: 1,
+        db_analyze_every_secs: analyze,
         db_fold_every_secs: 1,
         ..args(&db)
     };
@@ -480,12 +476,21 @@ async fn the_statistics_thread_folds_block_counts() {
         std::thread::sleep(Duration::from_millis(50));
     }
     if !db.is_postgres() {
-        // A round or two of the thread on SQLite.
+        // A round or two of the thread, if any, on SQLite.
         std::thread::sleep(Duration::from_millis(2500));
     }
     assert_eq!(miscounted_keys(&mut conn), 0);
     let r = get(&app, TOKEN, "/scim/v2/Users?count=1&startIndex=3").await;
     assert_eq!(user_names(&r.body), ["u2"]);
+    (app, db, conn)
+}
+
+/// The statistics thread folds the deltas every `--db-fold-every-secs`, before refreshing
+/// the statistics when both are due; on SQLite there is nothing to fold and the counts stay
+/// right.
+#[actix_web::test]
+async fn the_statistics_thread_folds_block_counts() {
+    folded_by_the_statistics_thread(1).await;
 }
 
 /// With the statistics refresh off (`--db-analyze-every-secs 0`) the thread still folds the
@@ -493,25 +498,7 @@ async fn the_statistics_thread_folds_block_counts() {
 /// has nothing to fold, so with the refresh off no thread runs; the counts stay right.
 #[actix_web::test]
 async fn the_statistics_thread_folds_with_the_statistics_refresh_off() {
-    let db = TestDb::new();
-    let a = ServeArgs {
-        db_analyze_every_secs: 0,
-        db_fold_every_secs: 1,
-        ..args(&db)
-    };
-    let (app, state) = app_with(a.clone()).await;
-    for i in 0..3 {
-        create_user(&app, &format!("u{i}")).await;
-    }
-    let mut conn = connect(&db);
-    assert_eq!(unfolded_keys(&mut conn) > 0, db.is_postgres());
-    scimitar::server::start_statistics(&a, &state);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while unfolded_keys(&mut conn) > 0 {
-        assert!(std::time::Instant::now() < deadline, "not folded");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(miscounted_keys(&mut conn), 0);
+    let (_app, db, mut conn) = folded_by_the_statistics_thread(0).await;
     if db.is_postgres() {
         let vacuumed = conn
             .db()
@@ -522,6 +509,4 @@ async fn the_statistics_thread_folds_with_the_statistics_refresh_off() {
             .unwrap();
         assert_eq!(vacuumed, 0, "statistics refreshed with the refresh off");
     }
-    let r = get(&app, TOKEN, "/scim/v2/Users?count=1&startIndex=3").await;
-    assert_eq!(user_names(&r.body), ["u2"]);
 }
