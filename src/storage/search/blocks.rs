@@ -18,9 +18,10 @@ pub struct Compaction {
 }
 
 /// Folds the rows of `resource_blocks` into one per (tenant, type, block), dropping blocks
-/// whose sum is 0; run by the statistics thread every round (`server::start_statistics`) and
-/// by the benchmarks after a load. Postgres only: SQLite upserts one row per block (one
-/// writer, no lock to share), so there is nothing to fold and this does nothing.
+/// whose sum is 0; run by the statistics thread every `--db-fold-every-secs`, whether or not
+/// statistics are refreshed (`server::start_statistics`), and by the benchmarks after a
+/// load. Postgres only: SQLite upserts one row per block (one writer, no lock to share), so
+/// there is nothing to fold and this does nothing.
 ///
 /// On Postgres the triggers append a delta row per (tenant, type, block) per insert or delete
 /// statement, and never update one, so writes never wait on each other's counter rows; a
@@ -29,8 +30,10 @@ pub struct Compaction {
 /// (`dialect::RESOURCE_BLOCK_FOLD`): `WITH d AS (DELETE ... WHERE key IN (keys with more than
 /// one row) RETURNING ...) INSERT ... SELECT key, SUM(n) FROM d GROUP BY key HAVING SUM(n) <>
 /// 0`, in a transaction that first takes `LOCK TABLE resource_blocks IN SHARE UPDATE EXCLUSIVE
-/// MODE`. Why it is right under READ COMMITTED (the compactor's level: it runs in its own
-/// transaction, so its fold takes a snapshot after the lock is granted):
+/// MODE`. Its work is not bounded: it folds every unfolded key, under the connection's
+/// statement timeout, so a backlog too big for that is cancelled every round. Why it is
+/// right under READ COMMITTED (the compactor's level: it runs in its own transaction, so its
+/// fold takes a snapshot after the lock is granted):
 ///
 /// - **The sum of every key is kept.** The INSERT sums exactly the rows the DELETE deleted
 ///   (RETURNING gives each row this statement deleted, once, and only those), per key, so
