@@ -336,6 +336,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SCIMITAR_DB_ANALYZE_EVERY_SECS", default_value_t = 30)]
     pub db_analyze_every_secs: u64,
 
+    /// How often, in seconds, the background thread folds the block counts' delta rows
+    /// (Postgres `resource_blocks`, which gains a row per write statement; SQLite has nothing
+    /// to fold); independent of --db-analyze-every-secs; 0: never.
+    #[arg(long, env = "SCIMITAR_DB_FOLD_EVERY_SECS", default_value_t = 30)]
+    pub db_fold_every_secs: u64,
+
     /// The most requests of one tenant that run at once; more wait a little, then 429 for that
     /// tenant only [default: half of --db-pool-size, at least 1].
     #[arg(long, env = "SCIMITAR_TENANT_MAX_CONCURRENCY")]

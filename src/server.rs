@@ -150,63 +150,105 @@ pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> webhooks::Workers {
     )
 }
 
-/// Starts the thread that keeps the planner's statistics fresh
-/// (`storage::conn::refresh_statistics`, every `--db-analyze-every-secs`, each round after
-/// folding the block counts' deltas, `storage::search::blocks::compact_resource_blocks`)
-/// and, on Postgres, the sample of trigrams substring searches choose their rarest
-/// fragments from (`storage::search::grams::refresh_trigram_sample`, at start and on every
-/// round, so no request takes it); it ends with the process.
+/// Starts the thread that folds the block counts' deltas and keeps the planner's statistics
+/// fresh, each on its own interval; it ends with the process, and is not started when
+/// neither has work:
+///
+/// - on Postgres, every `--db-fold-every-secs`, it folds `resource_blocks`
+///   (`storage::search::blocks::compact_resource_blocks`), whatever `--db-analyze-every-secs`
+///   says: without it the table gains a row per write statement for ever;
+/// - every `--db-analyze-every-secs` (0: never) it refreshes the statistics
+///   (`storage::conn::refresh_statistics`), after the fold when both are due (at the default
+///   intervals, always), so the VACUUM of a stale `resource_blocks` takes the folded rows'
+///   dead versions with it; and, on Postgres, the sample of trigrams substring searches
+///   choose their rarest fragments from (`storage::search::grams::refresh_trigram_sample`,
+///   at start and after every refresh, so no request takes it).
 pub fn start_statistics(args: &ServeArgs, state: &AppState) {
-    if args.db_analyze_every_secs == 0 {
+    let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+    let analyze = every(args.db_analyze_every_secs);
+    let deltas = storage::conn::DbUrl::parse(&args.db.database_url)
+        .is_ok_and(|u| u.backend.resource_block_compaction().is_some());
+    let fold = every(args.db_fold_every_secs).filter(|_| deltas);
+    if analyze.is_none() && fold.is_none() {
         return;
     }
-    let every = Duration::from_secs(args.db_analyze_every_secs);
     let pool = state.service.pool.clone();
     let spawned = std::thread::Builder::new()
         .name("statistics".into())
-        .spawn(move || loop {
-            let sampled = pool
-                .get()
-                .map_err(StorageError::from)
-                .and_then(|mut c| storage::search::grams::refresh_trigram_sample(&mut c.db()));
-            if let Err(e) = sampled {
-                log::warn!("trigram sample not taken: {e}");
+        .spawn(move || {
+            if analyze.is_some() {
+                sample_trigrams(&pool);
             }
-            std::thread::sleep(every);
-            // Before the statistics, so the VACUUM of a stale resource_blocks takes the
-            // folded rows' dead versions with it.
-            let folded = pool
-                .get()
-                .map_err(StorageError::from)
-                .and_then(|mut c| storage::search::blocks::compact_resource_blocks(&mut c.db()));
-            match folded {
-                Ok(f) if f.folded > 0 => log::debug!(
-                    "resource block counts folded: {} delta rows into {}",
-                    f.folded,
-                    f.written
-                ),
-                Ok(_) => {}
-                Err(e) => log::warn!("resource block counts not folded: {e}"),
-            }
-            let done = pool
-                .get()
-                .map_err(StorageError::from)
-                .and_then(|mut c| storage::conn::refresh_statistics(&mut c.db()));
-            if let Ok(t) = &done {
-                // attr_values changed by a tenth (say an import): the trigram sample is taken
-                // again at the top of the loop, not kept until it ages out.
-                if t.iter().any(|n| n == "attr_values") {
-                    storage::search::grams::forget_trigram_sample();
+            let start = std::time::Instant::now();
+            let mut next_fold = fold.map(|f| start + f);
+            let mut next_analyze = analyze.map(|a| start + a);
+            while let Some(next) = next_fold.into_iter().chain(next_analyze).min() {
+                std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+                let now = std::time::Instant::now();
+                if let (Some(at), Some(f)) = (next_fold, fold) {
+                    if at <= now {
+                        fold_block_counts(&pool);
+                        next_fold = Some(now + f);
+                    }
                 }
-            }
-            match done {
-                Ok(t) if !t.is_empty() => log::info!("statistics refreshed: {}", t.join(", ")),
-                Ok(_) => {}
-                Err(e) => log::warn!("statistics not refreshed: {e}"),
+                if let (Some(at), Some(a)) = (next_analyze, analyze) {
+                    if at <= now {
+                        refresh_statistics(&pool);
+                        sample_trigrams(&pool);
+                        next_analyze = Some(now + a);
+                    }
+                }
             }
         });
     if let Err(e) = spawned {
         log::warn!("statistics thread not started: {e}");
+    }
+}
+
+/// `job` on a connection of the pool.
+fn on_a_connection<T>(
+    pool: &storage::pool::Pool,
+    job: fn(&mut storage::conn::Db<'_>) -> storage::StoreResult<T>,
+) -> storage::StoreResult<T> {
+    job(&mut pool.get().map_err(StorageError::from)?.db())
+}
+
+/// One round of `start_statistics`' trigram sample (taken only when the one held is stale).
+fn sample_trigrams(pool: &storage::pool::Pool) {
+    let sampled = on_a_connection(pool, storage::search::grams::refresh_trigram_sample);
+    if let Err(e) = sampled {
+        log::warn!("trigram sample not taken: {e}");
+    }
+}
+
+/// One round of `start_statistics`' folding of the block counts.
+fn fold_block_counts(pool: &storage::pool::Pool) {
+    let folded = on_a_connection(pool, storage::search::blocks::compact_resource_blocks);
+    match folded {
+        Ok(f) if f.folded > 0 => log::debug!(
+            "resource block counts folded: {} delta rows into {}",
+            f.folded,
+            f.written
+        ),
+        Ok(_) => {}
+        Err(e) => log::warn!("resource block counts not folded: {e}"),
+    }
+}
+
+/// One round of `start_statistics`' statistics refresh.
+fn refresh_statistics(pool: &storage::pool::Pool) {
+    let done = on_a_connection(pool, storage::conn::refresh_statistics);
+    if let Ok(t) = &done {
+        // attr_values changed by a tenth (say an import): the trigram sample is taken again
+        // just after, not kept until it ages out.
+        if t.iter().any(|n| n == "attr_values") {
+            storage::search::grams::forget_trigram_sample();
+        }
+    }
+    match done {
+        Ok(t) if !t.is_empty() => log::info!("statistics refreshed: {}", t.join(", ")),
+        Ok(_) => {}
+        Err(e) => log::warn!("statistics not refreshed: {e}"),
     }
 }
 

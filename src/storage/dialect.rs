@@ -190,12 +190,20 @@ impl Backend {
     /// compactors (and VACUUM) conflict on, then the fold. SQLite upserts one row per block
     /// and has nothing to fold.
     pub fn resource_block_compaction(self) -> Option<[&'static str; 2]> {
+        Some([self.resource_block_lock()?, RESOURCE_BLOCK_FOLD])
+    }
+
+    /// Postgres: the table lock a fold of `resource_blocks` takes first, SHARE UPDATE
+    /// EXCLUSIVE: it conflicts with itself (and VACUUM), not with the ROW EXCLUSIVE of
+    /// writers' inserts nor the ACCESS SHARE of readers. A tenant's deletion takes it too,
+    /// before it deletes the tenant's row (`tenancy::delete_tenant`): a fold deletes the
+    /// tenant's delta rows and then its INSERT's foreign-key check waits on the tenant's row,
+    /// while the deletion, holding that row, cascades onto the rows the fold deleted; with
+    /// the lock the two take turns instead of deadlocking. SQLite: none (one writer).
+    pub fn resource_block_lock(self) -> Option<&'static str> {
         match self {
             Backend::Sqlite => None,
-            Backend::Postgres => Some([
-                "LOCK TABLE resource_blocks IN SHARE UPDATE EXCLUSIVE MODE",
-                RESOURCE_BLOCK_FOLD,
-            ]),
+            Backend::Postgres => Some("LOCK TABLE resource_blocks IN SHARE UPDATE EXCLUSIVE MODE"),
         }
     }
 

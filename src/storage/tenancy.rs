@@ -108,7 +108,10 @@ pub struct Deleted {
 
 /// Deletes a tenant and everything it owns, in the caller's transaction. Tables without a
 /// foreign key to `tenants` (values, members, the feed, deliveries) are cleared explicitly; the rest also
-/// cascade, but explicit deletes keep the order (children first) visible.
+/// cascade, but explicit deletes keep the order (children first) visible. On Postgres it
+/// takes the lock of the block counts' fold (`Backend::resource_block_lock`) before deleting
+/// the tenant's row, whose cascade deletes its `resource_blocks` rows, so a fold waits for
+/// the deletion to commit or the deletion waits for the fold, never both at once.
 pub fn delete_tenant(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Deleted> {
     delete_tenant_with(db, tenant, &mut |_| {})
 }
@@ -146,6 +149,11 @@ pub fn delete_tenant_with(
     d.credentials += del(db, "oauth_clients")?;
     del(db, "jwt_keys")?;
     d.credentials += del(db, "jwt_issuers")?;
+    // Takes turns with a fold of the block counts, which would otherwise deadlock with the
+    // cascade below (`Backend::resource_block_lock`).
+    if let Some(lock) = db.backend().resource_block_lock() {
+        db.execute(&Sql::new(lock))?;
+    }
     if db.execute(&Sql::with(
         "DELETE FROM tenants WHERE id = ?",
         [Bind::tenant(tenant)],

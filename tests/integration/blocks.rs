@@ -10,10 +10,13 @@ use serde_json::json;
 use crate::common::*;
 use crate::query::{index_pages, user_names};
 use scimitar::config::{ServeArgs, SqliteSync};
+use scimitar::provisioning::tenancy;
 use scimitar::storage::conn::{Conn, DbUrl};
-use scimitar::storage::dialect::RESOURCE_BLOCK_FOLD;
+use scimitar::storage::dialect::{Backend, RESOURCE_BLOCK_FOLD};
 use scimitar::storage::search::blocks::{compact_resource_blocks, Compaction};
 use scimitar::storage::sql::{Bind, Sql};
+use scimitar::storage::tenancy as storage_tenancy;
+use scimitar::storage::TenantId;
 
 #[derive(diesel::QueryableByName)]
 struct Tenant {
@@ -89,6 +92,65 @@ fn delete(conn: &mut Conn, id: &str) -> Result<usize, String> {
             [Bind::text(id)],
         ))
         .map_err(|e| format!("delete {id}: {e}"))
+}
+
+/// Postgres: the backend process id of a connection.
+fn backend_pid(conn: &mut Conn) -> i64 {
+    conn.db()
+        .count(&Sql::new("SELECT CAST(pg_backend_pid() AS BIGINT) AS n"))
+        .unwrap()
+}
+
+/// Postgres: waits (at most 10 s, else fails) until the backend `pid` waits on a lock
+/// (`pg_stat_activity.wait_event_type = 'Lock'`); its `wait_event` (`relation`,
+/// `transactionid`, ...). A fresh connection reads it each time: within a transaction the
+/// view is a snapshot.
+fn waiting_on_a_lock(db: &TestDb, pid: i64) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Wait {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        wait_event: String,
+    }
+    let mut observer = connect(db);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let wait: Option<Wait> = observer
+            .db()
+            .first(&Sql::with(
+                "SELECT wait_event FROM pg_stat_activity \
+                 WHERE pid = CAST(? AS INTEGER) AND wait_event_type = 'Lock'",
+                [Bind::Int(pid)],
+            ))
+            .unwrap();
+        if let Some(w) = wait {
+            return w.wait_event;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backend {pid} never waited on a lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Postgres: runs `job` on a thread, on a new connection whose statements time out after
+/// 10 s, and returns once it waits on a lock: the thread, and the lock's `wait_event`.
+fn waiting<T: Send + 'static>(
+    db: &TestDb,
+    job: impl FnOnce(&mut Conn) -> T + Send + 'static,
+) -> (std::thread::JoinHandle<T>, String) {
+    let url = db.url.clone();
+    let (pid_tx, pid) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut c = Conn::establish(&DbUrl::parse(&url).unwrap(), SqliteSync::Normal).unwrap();
+        c.db()
+            .execute(&Sql::new("SET statement_timeout = '10s'"))
+            .unwrap();
+        pid_tx.send(backend_pid(&mut c)).unwrap();
+        job(&mut c)
+    });
+    let wait = waiting_on_a_lock(db, pid.recv().unwrap());
+    (thread, wait)
 }
 
 /// A tenant with one user (`first`) created through the API; its id.
@@ -263,12 +325,8 @@ async fn two_compactors_count_each_delta_once() {
                 .unwrap()
         };
         assert!(done.folded > 0, "{done:?}");
-        let url = db.url.clone();
-        let second = std::thread::spawn(move || {
-            let mut c = Conn::establish(&DbUrl::parse(&url).unwrap(), SqliteSync::Normal).unwrap();
-            c.db()
-                .execute(&Sql::new("SET statement_timeout = '10s'"))
-                .unwrap();
+        // The second waits: on the table lock, or on the rows the first deleted.
+        let (second, wait) = waiting(&db, move |c| {
             if locked {
                 compact_resource_blocks(&mut c.db()).map_err(|e| e.to_string())
             } else {
@@ -278,8 +336,8 @@ async fn two_compactors_count_each_delta_once() {
                     .map_err(|e| e.to_string())
             }
         });
-        // The second is waiting (on the lock, or on the rows the first deleted).
-        std::thread::sleep(Duration::from_millis(300));
+        let want = if locked { "relation" } else { "transactionid" };
+        assert_eq!(wait, want, "locked {locked}");
         assert!(!second.is_finished(), "locked {locked}");
         first.commit().unwrap();
         let again = second.join().unwrap().unwrap();
@@ -298,13 +356,111 @@ async fn two_compactors_count_each_delta_once() {
     assert_eq!(r.body["totalResults"], json!(1));
 }
 
-/// The statistics thread folds the deltas every round (`server::start_statistics`), before
-/// refreshing the statistics; on SQLite there is nothing to fold and the counts stay right.
+/// Three delta rows (three statements) of raw Users of a new tenant `name`.
+fn tenant_with_deltas(conn: &mut Conn, name: &str) {
+    tenancy::create_tenant(conn, name).unwrap();
+    for i in 0..3 {
+        insert(conn, name, "User", &format!("raw-{name}-{i}")).unwrap();
+    }
+}
+
+/// Rows of `resource_blocks` of the tenant `name`.
+fn block_rows(conn: &mut Conn, name: &str) -> i64 {
+    conn.db()
+        .count(&Sql::with(
+            "SELECT COUNT(*) AS n FROM resource_blocks WHERE tenant_id = ?",
+            [Bind::text(name)],
+        ))
+        .unwrap()
+}
+
+/// A fold and a tenant's deletion take turns on the fold's table lock (Postgres). The fold is
+/// one statement, so its two halves run here one at a time, in its order, on a connection:
+/// under the lock, delete the tenant's delta rows; then, once the deletion waits, insert
+/// their sum, whose foreign-key check locks the tenant's row. Without the deletion's lock the
+/// deletion held the tenant's row and waited on the deleted rows while the insert waited on
+/// the row: "deadlock detected", one of the two failing. With it the deletion waits on the
+/// table lock before touching the tenant's row, and both succeed. Then the other order: a
+/// deletion open and uncommitted, a fold waits for it and then finds the tenant's rows gone.
+/// On SQLite (one writer, nothing to fold) the deletion takes the tenant's counts with it.
 #[actix_web::test]
-async fn the_statistics_thread_folds_block_counts() {
+async fn a_fold_and_a_tenant_deletion_take_turns() {
+    let (_app, db) = app().await;
+    let mut fold = impatient(&db);
+    tenant_with_deltas(&mut fold, "t1");
+    tenant_with_deltas(&mut fold, "t2");
+    if !db.is_postgres() {
+        assert_eq!(block_rows(&mut fold, "t1"), 1);
+        let gone = tenancy::delete_tenant(&mut fold, "t1").unwrap();
+        assert_eq!(gone.resources, 3);
+        assert_eq!(block_rows(&mut fold, "t1"), 0);
+        assert_eq!(compact_and_check(&mut fold), Compaction::default());
+        return;
+    }
+    // The fold's first half: the lock, then the tenant's deltas deleted.
+    fold.begin().unwrap();
+    let lock = Backend::Postgres.resource_block_lock().unwrap();
+    fold.db().execute(&Sql::new(lock)).unwrap();
+    let deleted = fold
+        .db()
+        .execute(&Sql::new(
+            "DELETE FROM resource_blocks WHERE tenant_id = 't1'",
+        ))
+        .unwrap();
+    assert_eq!(deleted, 3);
+    let (deletion, wait) = waiting(&db, |c| {
+        tenancy::delete_tenant(c, "t1").map_err(|e| e.to_string())
+    });
+    assert_eq!(wait, "relation", "the deletion waits on the table lock");
+    // The second half: the sum, its foreign key checked against the tenant's row.
+    fold.db()
+        .execute(&Sql::new(
+            "INSERT INTO resource_blocks (tenant_id, rtype, block, n) VALUES ('t1', 'User', 0, 3)",
+        ))
+        .expect("the fold's insert beside a waiting tenant deletion");
+    fold.commit().unwrap();
+    let gone = deletion
+        .join()
+        .unwrap()
+        .expect("the deletion after the fold");
+    assert_eq!(gone.resources, 3);
+    assert_eq!(block_rows(&mut fold, "t1"), 0);
+    assert_eq!(miscounted_keys(&mut fold), 0);
+
+    // The other order: a deletion open, a whole fold beside it.
+    let mut deleting = impatient(&db);
+    deleting.begin().unwrap();
+    let t2 = TenantId::from("t2");
+    let gone = storage_tenancy::delete_tenant(&mut deleting.db(), &t2).unwrap();
+    assert_eq!(gone.resources, 3);
+    let (folding, wait) = waiting(&db, |c| {
+        compact_resource_blocks(&mut c.db()).map_err(|e| e.to_string())
+    });
+    assert_eq!(wait, "relation", "the fold waits on the table lock");
+    deleting.commit().unwrap();
+    let done = folding
+        .join()
+        .unwrap()
+        .expect("the fold after the deletion");
+    assert_eq!(
+        (done.folded, done.written),
+        (0, 0),
+        "t2's deltas went with it, nothing else to fold"
+    );
+    assert_eq!(block_rows(&mut fold, "t2"), 0);
+    assert_eq!(miscounted_keys(&mut fold), 0);
+    assert_eq!(unfolded_keys(&mut fold), 0);
+}
+
+/// An app whose statistics thread (`server::start_statistics`) folds every second and
+/// refreshes statistics every `analyze` seconds (0: never), with three users created before
+/// it starts; returns once no key has unfolded deltas (at once on SQLite, which folds
+/// nothing) and the counts are right, with a connection.
+async fn folded_by_the_statistics_thread(analyze: u64) -> (impl TestApp, TestDb, Conn) {
     let db = TestDb::new();
     let a = ServeArgs {
-        db_analyze_every_secs: 1,
+        db_analyze_every_secs: analyze,
+        db_fold_every_secs: 1,
         ..args(&db)
     };
     let (app, state) = app_with(a.clone()).await;
@@ -320,10 +476,37 @@ async fn the_statistics_thread_folds_block_counts() {
         std::thread::sleep(Duration::from_millis(50));
     }
     if !db.is_postgres() {
-        // A round or two of the thread on SQLite.
+        // A round or two of the thread, if any, on SQLite.
         std::thread::sleep(Duration::from_millis(2500));
     }
     assert_eq!(miscounted_keys(&mut conn), 0);
     let r = get(&app, TOKEN, "/scim/v2/Users?count=1&startIndex=3").await;
     assert_eq!(user_names(&r.body), ["u2"]);
+    (app, db, conn)
+}
+
+/// The statistics thread folds the deltas every `--db-fold-every-secs`, before refreshing
+/// the statistics when both are due; on SQLite there is nothing to fold and the counts stay
+/// right.
+#[actix_web::test]
+async fn the_statistics_thread_folds_block_counts() {
+    folded_by_the_statistics_thread(1).await;
+}
+
+/// With the statistics refresh off (`--db-analyze-every-secs 0`) the thread still folds the
+/// deltas (Postgres), and refreshes no statistics: no table of the schema is vacuumed. SQLite
+/// has nothing to fold, so with the refresh off no thread runs; the counts stay right.
+#[actix_web::test]
+async fn the_statistics_thread_folds_with_the_statistics_refresh_off() {
+    let (_app, db, mut conn) = folded_by_the_statistics_thread(0).await;
+    if db.is_postgres() {
+        let vacuumed = conn
+            .db()
+            .count(&Sql::new(
+                "SELECT COUNT(*) AS n FROM pg_stat_user_tables \
+                 WHERE schemaname = current_schema() AND last_vacuum IS NOT NULL",
+            ))
+            .unwrap();
+        assert_eq!(vacuumed, 0, "statistics refreshed with the refresh off");
+    }
 }

@@ -18,9 +18,10 @@ pub struct Compaction {
 }
 
 /// Folds the rows of `resource_blocks` into one per (tenant, type, block), dropping blocks
-/// whose sum is 0; run by the statistics thread every round (`server::start_statistics`) and
-/// by the benchmarks after a load. Postgres only: SQLite upserts one row per block (one
-/// writer, no lock to share), so there is nothing to fold and this does nothing.
+/// whose sum is 0; run by the statistics thread every `--db-fold-every-secs`, whether or not
+/// statistics are refreshed (`server::start_statistics`), and by the benchmarks after a
+/// load. Postgres only: SQLite upserts one row per block (one writer, no lock to share), so
+/// there is nothing to fold and this does nothing.
 ///
 /// On Postgres the triggers append a delta row per (tenant, type, block) per insert or delete
 /// statement, and never update one, so writes never wait on each other's counter rows; a
@@ -29,8 +30,10 @@ pub struct Compaction {
 /// (`dialect::RESOURCE_BLOCK_FOLD`): `WITH d AS (DELETE ... WHERE key IN (keys with more than
 /// one row) RETURNING ...) INSERT ... SELECT key, SUM(n) FROM d GROUP BY key HAVING SUM(n) <>
 /// 0`, in a transaction that first takes `LOCK TABLE resource_blocks IN SHARE UPDATE EXCLUSIVE
-/// MODE`. Why it is right under READ COMMITTED (the compactor's level: it runs in its own
-/// transaction, so its fold takes a snapshot after the lock is granted):
+/// MODE`. Its work is not bounded: it folds every unfolded key, under the connection's
+/// statement timeout, so a backlog too big for that is cancelled every round. Why it is
+/// right under READ COMMITTED (the compactor's level: it runs in its own transaction, so its
+/// fold takes a snapshot after the lock is granted):
 ///
 /// - **The sum of every key is kept.** The INSERT sums exactly the rows the DELETE deleted
 ///   (RETURNING gives each row this statement deleted, once, and only those), per key, so
@@ -43,8 +46,19 @@ pub struct Compaction {
 ///   round (readers sum both). A writer never waits on the compactor: inserting takes no lock
 ///   on other rows (the index on the key is not unique), no writer updates or deletes a
 ///   delta row, and ROW EXCLUSIVE (writers) does not conflict with SHARE UPDATE EXCLUSIVE.
-///   The compactor waits on no writer for the same reasons. A write that rolls back takes
-///   its deltas with it; they were never visible to the compactor.
+///   The compactor waits on no writer either: its DELETE reaches only committed delta rows,
+///   which no writer locks, and its INSERT's foreign-key check takes KEY SHARE on the
+///   tenants' rows, which the KEY SHARE of writers' own checks and the NO KEY UPDATE of a
+///   tenant's settings do not conflict with. A write that rolls back takes its deltas with
+///   it; they were never visible to the compactor.
+/// - **A tenant's deletion** is the one transaction that locks a tenant's row against the
+///   fold's foreign-key check (FOR UPDATE) and deletes delta rows (its ON DELETE CASCADE).
+///   Unguarded, a fold that had deleted the tenant's deltas would wait on the tenant's row
+///   while the deletion, holding it, waited on those deltas: a deadlock, either side failing.
+///   So the deletion takes the same table lock before it deletes the tenant's row
+///   (`tenancy::delete_tenant`, `Backend::resource_block_lock`): a fold that started first
+///   finishes first (the deletion then cascades onto its folded row), and a fold that
+///   comes second waits for the deletion to commit, then finds the tenant's rows gone.
 /// - **Concurrent readers** (`deep_page`, one statement, one snapshot, READ COMMITTED or
 ///   the REPEATABLE READ of a list's read transaction alike) see either every
 ///   delta row before the fold or the folded rows after it (plus, either way, the deltas
