@@ -569,6 +569,8 @@ fn column_test(col: &str, text: bool, cmp: Option<(CompOp, &Operand)>, out: &mut
 /// substring on a string)? Then reading its matches beats scanning in order.
 pub(crate) fn is_selective(cond: &Cond) -> bool {
     match cond {
+        // `meta.resourceType` is the type column: it holds every resource of the list.
+        Cond::Cmp(t, ..) if matches!(&t.field, Field::Attr(p) if p == "meta.resourcetype") => false,
         Cond::Cmp(_, CompOp::Eq | CompOp::Sw | CompOp::Co | CompOp::Ew, Operand::Str(s)) => {
             !s.is_empty()
         }
@@ -651,6 +653,37 @@ fn value_test(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selective_filters_are_those_an_index_narrows() {
+        use crate::scim::filter::{parse_filter, resolve, Limits};
+        use crate::scim::schema::Registry;
+        let registry = Registry::load().unwrap();
+        let selective = |text: &str| {
+            let parsed = parse_filter(text, &Limits::default()).unwrap();
+            is_selective(&resolve(&registry, Rtype::User, &parsed).unwrap())
+        };
+        for text in [
+            "userName eq \"a\"",
+            "emails.value co \"abc\"",
+            "name.familyName sw \"Jen\"",
+            "emails[type eq \"work\"]",
+            "userName eq \"a\" or externalId eq \"b\"",
+            "active eq true and title eq \"x\"",
+        ] {
+            assert!(selective(text), "{text}");
+        }
+        for text in [
+            // The type column holds every resource of the list.
+            "meta.resourceType eq \"User\"",
+            "meta.resourceType eq \"User\" or userName eq \"a\"",
+            "active eq true",
+            "title pr",
+            "userName eq \"\"",
+        ] {
+            assert!(!selective(text), "{text}");
+        }
+    }
 
     #[test]
     fn prefix_upper_bounds() {
