@@ -162,7 +162,8 @@ pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> webhooks::Workers {
 ///   intervals, always), so the VACUUM of a stale `resource_blocks` takes the folded rows'
 ///   dead versions with it; and, on Postgres, the sample of trigrams substring searches
 ///   choose their rarest fragments from (`storage::search::grams::refresh_trigram_sample`,
-///   at start and after every refresh, so no request takes it).
+///   before this returns, so before the server listens, and after every refresh, so no
+///   request takes it).
 pub fn start_statistics(args: &ServeArgs, state: &AppState) {
     let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
     let analyze = every(args.db_analyze_every_secs);
@@ -173,12 +174,14 @@ pub fn start_statistics(args: &ServeArgs, state: &AppState) {
         return;
     }
     let pool = state.service.pool.clone();
+    // Before the server listens, not on the thread: a substring search that came first would
+    // otherwise take a sample of its own beside the thread's (261 ms p99 at 1M users).
+    if analyze.is_some() {
+        sample_trigrams(&pool);
+    }
     let spawned = std::thread::Builder::new()
         .name("statistics".into())
         .spawn(move || {
-            if analyze.is_some() {
-                sample_trigrams(&pool);
-            }
             let start = std::time::Instant::now();
             let mut next_fold = fold.map(|f| start + f);
             let mut next_analyze = analyze.map(|a| start + a);
