@@ -74,7 +74,7 @@ pub fn normalize(
             match value {
                 Value::Null => {}
                 Value::String(s) => {
-                    check_length(s, "externalId")?;
+                    check_length(s, "externalId", true)?;
                     doc.insert("externalId".into(), Value::String(s.clone()));
                 }
                 _ => return Err(ScimError::invalid_value("`externalId` must be a string")),
@@ -375,7 +375,7 @@ fn normalize_single(
         },
         AttrType::String | AttrType::Reference => match value {
             Value::String(s) => {
-                check_length(s, path)?;
+                check_length(s, path, attr.case_exact)?;
                 value.clone()
             }
             _ => return Err(wrong("a string")),
@@ -451,18 +451,22 @@ fn normalize_single(
 /// index entries have a size limit (Postgres b-tree: 2,704 bytes with the key's other columns).
 pub const MAX_STRING_BYTES: usize = 2048;
 
-/// Checks a string value's length as sent and, for non-ASCII text, lower-cased (as a
-/// case-insensitive value is indexed: `İ` takes 2 bytes and its lower case 3, so a value of
+/// Checks a string value's length as sent and, when it is indexed lower-cased (not
+/// `case_exact`), in lower case too (`İ` takes 2 bytes and its lower case 3, so a value of
 /// 2,048 bytes could take 3,072 in the index).
-fn check_length(s: &str, path: &str) -> ScimResult<()> {
+fn check_length(s: &str, path: &str, case_exact: bool) -> ScimResult<()> {
     if s.len() > MAX_STRING_BYTES {
         return Err(ScimError::invalid_value(format!(
             "`{path}` is {} bytes long; the most is {MAX_STRING_BYTES}",
             s.len()
         )));
     }
-    if !s.is_ascii() {
-        let lower = s.to_lowercase().len();
+    if !case_exact && !s.is_ascii() {
+        let lower: usize = s
+            .chars()
+            .flat_map(char::to_lowercase)
+            .map(char::len_utf8)
+            .sum();
         if lower > MAX_STRING_BYTES {
             return Err(ScimError::invalid_value(format!(
                 "`{path}` is {lower} bytes long in lower case (as it is indexed); the most is \
