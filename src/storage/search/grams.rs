@@ -382,9 +382,6 @@ const PG_FRAGMENT_SPREAD: i64 = 8;
 /// alone left that many rows to re-check: 200 ms); a trigram in most values (a domain, a run
 /// number) is counted in the hundreds.
 const PG_FRAGMENT_FLOOR: i64 = 64;
-/// How long a sample of Postgres's trigrams is trusted (see `GRAM_COUNT_TTL`).
-const PG_SAMPLE_TTL: std::time::Duration = GRAM_COUNT_TTL;
-
 type Sample = std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<GramCounts>)>>;
 
 /// One sampled trigram: how many sampled values hold it.
@@ -424,7 +421,7 @@ fn take_sample(db: &mut Db<'_>, sample_sql: &str) -> StoreResult<std::sync::Arc<
 }
 
 /// Postgres: takes a fresh sample of the trigrams when the process has none or has one older
-/// than half PG_SAMPLE_TTL, so that no search takes one itself (47-146 ms at a million
+/// than half GRAM_COUNT_TTL, so that no search takes one itself (47-146 ms at a million
 /// users) while the statistics thread calls this (`server::start_statistics`: at start and
 /// on every round). Ok(false) when nothing was taken: the sample is fresh, or the backend
 /// samples nothing (SQLite).
@@ -432,7 +429,7 @@ pub fn refresh_trigram_sample(db: &mut Db<'_>) -> StoreResult<bool> {
     let Some(sample_sql) = db.backend().trigram_sample() else {
         return Ok(false);
     };
-    if cached_sample(PG_SAMPLE_TTL / 2).is_some() {
+    if cached_sample(GRAM_COUNT_TTL / 2).is_some() {
         return Ok(false);
     }
     take_sample(db, sample_sql)?;
@@ -453,7 +450,7 @@ pub fn trigram_sample_age() -> Option<std::time::Duration> {
 
 /// Postgres: how many values of a sample of `attr_values` hold each pg_trgm trigram of the
 /// filter's substring operands. The sample (`Backend::trigram_sample`: about 64 pages read
-/// whatever the table's size) is taken once per PG_SAMPLE_TTL for the process and kept whole,
+/// whatever the table's size) is taken once per GRAM_COUNT_TTL for the process and kept whole,
 /// so a later operand costs no query (the statistics thread keeps it fresh ahead of that:
 /// `refresh_trigram_sample`); a trigram the sample lacks counts 0 (rarer than its
 /// resolution). Only a heuristic, like SQLite's counts: the re-check keeps results exact.
@@ -465,10 +462,18 @@ fn pg_gram_counts(
     if operands.is_empty() {
         return Ok(None);
     }
-    let sample = match cached_sample(PG_SAMPLE_TTL) {
+    let sample = match cached_sample(GRAM_COUNT_TTL) {
         Some(s) => s,
-        // An error here is the search's: on Postgres it has aborted the transaction.
-        None => take_sample(db, sample_sql)?,
+        // In a savepoint, so a sample that fails (a statement deadline, say) leaves the
+        // search's transaction usable: the search then asks for the whole pattern, as
+        // without a sample, instead of failing.
+        None => match db.savepoint(|db| take_sample(db, sample_sql)) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("trigram sample not taken: {e}");
+                return Ok(None);
+            }
+        },
     };
     let mut counts = GramCounts::new();
     for (op, s) in operands {
