@@ -16,6 +16,13 @@ use crate::config::SqliteSync;
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+/// The size (a shift of the primary key) of the blocks whose resources `resource_blocks`
+/// counts per tenant and type (migrations 000018 and 000019, kept by triggers: `pk >> 12`),
+/// so a deep index page skips counted blocks instead of walking every index entry before it
+/// (`search::deep_page`). Both backends keep them: Postgres as append-only deltas, SQLite
+/// (one writer) as one upserted row per block.
+pub const RESOURCE_BLOCK_BITS: u32 = 12;
+
 /// Postgres: folds the delta rows of every (tenant, type, block) of `resource_blocks` that has
 /// more than one into one row holding their sum, none when it is 0 (see
 /// `search::blocks::compact_resource_blocks` for why it is right under concurrency). The
@@ -170,17 +177,6 @@ impl Backend {
                  REPEATABLE (18), unnest(public.show_trgm(s.val)) AS g \
                  WHERE s.val IS NOT NULL GROUP BY g",
             ),
-        }
-    }
-
-    /// The size (a shift of the primary key) of the blocks whose resources `resource_blocks`
-    /// counts per tenant and type (migrations 000018 and 000019, kept by triggers), so a deep
-    /// index page skips counted blocks instead of walking every index entry before it
-    /// (`search::deep_page`). Both backends keep them: Postgres as append-only deltas,
-    /// SQLite (one writer) as one upserted row per block.
-    pub fn resource_block_bits(self) -> Option<u32> {
-        match self {
-            Backend::Sqlite | Backend::Postgres => Some(12),
         }
     }
 

@@ -18,15 +18,16 @@ use diesel::sql_types::{BigInt, Double, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
+use super::dialect::RESOURCE_BLOCK_BITS;
 use super::feed;
 use super::resources::{ResourceRow, RESOURCE_COLUMNS};
 use super::sql::{Bind, Sql};
 use super::{StoreResult, TenantId};
-use crate::scim::filter::{CompOp, Cond, Field, Kind, Sort, SortKey};
+use crate::scim::filter::{Cond, Field, Kind, Sort, SortKey};
 use crate::scim::schema::Rtype;
 use columns::column_of;
 use order::ValueOrder;
-use translate::{is_selective, Translator};
+use translate::{has_substring, is_selective, Translator};
 
 /// A sort key value, as read with a row and carried in cursors.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -122,9 +123,9 @@ pub fn search(
                 total,
                 ..by.page(db, &base, window)?
             }),
-            None => match (cond, block_bits(db, sort, window)) {
-                (None, Some(bits)) => Ok(sorted_page(
-                    db.load(&deep_page(tenant, rt, window, bits))?,
+            None => match (cond, sort, window) {
+                (None, None, Window::Offset { offset, limit }) if *offset > 0 => Ok(sorted_page(
+                    db.load(&deep_page(tenant, rt, *offset, *limit))?,
                     total,
                 )),
                 _ => page_rows(
@@ -147,7 +148,7 @@ pub fn search(
         count.append(wh.clone());
         db.count(&count)
     };
-    // A counted, unsorted index page of a selective filter: the matches' keys once, counted
+    // A counted, unsorted index page of a driven filter: the matches' keys once, counted
     // and windowed in one statement (the count evaluated the filter a second time: for `co`,
     // a second trigram search).
     if let (true, None, Window::Offset { offset, limit }) = (count_total && driven, sort, window) {
@@ -229,7 +230,7 @@ fn driven_matching(
     // the client-shaped share of the cache. Substring tests are planned each time: their
     // text follows the operand's rare trigrams, and a generic plan of `LIKE $1` cannot tell
     // a rare pattern from a common one.
-    if counts.is_some() || has_substring(c) {
+    if has_substring(c) {
         filter.not_reusable();
     } else {
         filter.shaped_by_client();
@@ -237,16 +238,6 @@ fn driven_matching(
     let mut base = scope(db, tenant, rt, t.drove());
     base.push(" AND ").append(filter);
     Ok((base, t.drove()))
-}
-
-/// Whether `c` tests a substring anywhere (`co`, `ew`).
-fn has_substring(c: &Cond) -> bool {
-    match c {
-        Cond::Cmp(_, op, _) => matches!(op, CompOp::Co | CompOp::Ew),
-        Cond::Present(_) | Cond::Extension(_) | Cond::Const(_) => false,
-        Cond::Not(c) | Cond::Elem { inner: c, .. } => has_substring(c),
-        Cond::And(a, b) | Cond::Or(a, b) => has_substring(a) || has_substring(b),
-    }
 }
 
 /// The tenant and type test of `resources r`, written for a query driven from a filter's
@@ -342,17 +333,7 @@ fn keyset_cond(expr: Option<&Sql>, key0: &SortValue, pk0: i64, greater: bool) ->
 /// The columns of a row read without a sort key.
 const NO_SORT_KEY: &str = "CAST(NULL AS TEXT) AS skey_t, CAST(NULL AS DOUBLE PRECISION) AS skey_n";
 
-/// The size of the counted blocks of primary keys (as a shift) when an unsorted index page
-/// after the first row is read by skipping them (`deep_page`): on a backend that keeps the
-/// counts.
-fn block_bits(db: &Db<'_>, sort: Option<&Sort>, window: &Window) -> Option<u32> {
-    match (sort, window) {
-        (None, Window::Offset { offset, .. }) if *offset > 0 => db.backend().resource_block_bits(),
-        _ => None,
-    }
-}
-
-/// An unfiltered, unsorted index page, in pk order (`Backend::resource_block_bits`): the
+/// An unfiltered, unsorted index page, in pk order (`dialect::RESOURCE_BLOCK_BITS`): the
 /// block of primary keys holding the page's first row is found from the running sum of the
 /// blocks' counts, then the page is read from the start of that block, skipping fewer than a
 /// block's rows instead of every row before it. A block's count is the sum of its rows
@@ -360,11 +341,7 @@ fn block_bits(db: &Db<'_>, sort: Option<&Sort>, window: &Window) -> Option<u32> 
 /// any mix of folded and unfolded rows reads the same. One statement, so the counts and the
 /// rows are read in the same snapshot. Past the last row, the page is empty (no block: the
 /// `pk >=` bound is NULL; SQLite fails on a NULL OFFSET, hence the COALESCE).
-fn deep_page(tenant: &TenantId, rt: Rtype, window: &Window, bits: u32) -> Sql {
-    let (offset, limit) = match window {
-        Window::Offset { offset, limit } => (*offset, *limit),
-        Window::After { limit, .. } | Window::Before { limit, .. } => (0, *limit),
-    };
+fn deep_page(tenant: &TenantId, rt: Rtype, offset: i64, limit: i64) -> Sql {
     let mut q = Sql::new(
         "WITH s AS (SELECT block, upto - n AS before FROM (SELECT block, n, \
          CAST(SUM(n) OVER (ORDER BY block) AS BIGINT) AS upto FROM (SELECT block, \
@@ -383,7 +360,7 @@ fn deep_page(tenant: &TenantId, rt: Rtype, window: &Window, bits: u32) -> Sql {
         .push(" AND r.rtype = ")
         .bind(Bind::text(rt.name()))
         .push(" AND r.pk >= (SELECT block FROM s) * ")
-        .bind(Bind::Int(1 << bits))
+        .bind(Bind::Int(1 << RESOURCE_BLOCK_BITS))
         .push(" ORDER BY r.pk LIMIT ")
         .bind(Bind::Int(limit))
         .push(" OFFSET COALESCE((SELECT ")

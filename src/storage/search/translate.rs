@@ -565,6 +565,16 @@ fn column_test(col: &str, text: bool, cmp: Option<(CompOp, &Operand)>, out: &mut
     out.push(")");
 }
 
+/// Whether `c` tests a substring anywhere (`co`, `ew`).
+pub(crate) fn has_substring(c: &Cond) -> bool {
+    match c {
+        Cond::Cmp(_, op, _) => matches!(op, CompOp::Co | CompOp::Ew),
+        Cond::Present(_) | Cond::Extension(_) | Cond::Const(_) => false,
+        Cond::Not(c) | Cond::Elem { inner: c, .. } => has_substring(c),
+        Cond::And(a, b) | Cond::Or(a, b) => has_substring(a) || has_substring(b),
+    }
+}
+
 /// Does the filter certainly select few rows, through an index (an equality, prefix or
 /// substring on a string)? Then reading its matches beats scanning in order.
 pub(crate) fn is_selective(cond: &Cond) -> bool {
