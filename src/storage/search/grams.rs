@@ -314,6 +314,8 @@ pub(super) fn pg_like_grams(s: &str, wild_start: bool, wild_end: bool) -> Option
 pub(super) fn pg_fragments(op: CompOp, s: &str, counts: &GramCounts) -> Option<Vec<String>> {
     let wild_end = op == CompOp::Co;
     let mut frags: Vec<(i64, String, Vec<String>)> = Vec::new();
+    // Fragments met so far (an operand of 2,048 bytes has about as many windows).
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (start, i) in ascii_words(s)? {
         // The word s[start..i], padded as pg_trgm pads it in this pattern.
         let lpad = if start > 0 { 2 } else { 0 };
@@ -337,7 +339,7 @@ pub(super) fn pg_fragments(op: CompOp, s: &str, counts: &GramCounts) -> Option<V
                 start + k + 3 - lpad
             };
             let frag = &s[lo..hi];
-            if frag.contains(['%', '_', '\\']) || frags.iter().any(|(_, f, _)| f == frag) {
+            if frag.contains(['%', '_', '\\']) || !seen.insert(frag) {
                 continue;
             }
             let grams = pg_like_grams(frag, true, true)?;
