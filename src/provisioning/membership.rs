@@ -115,6 +115,23 @@ impl Service {
         Ok(pks)
     }
 
+    /// Replaces the group's members with `list` (a PUT, or a PATCH `replace` of `members`);
+    /// returns how many rows changed, at least one when `list` is not empty (replacing with
+    /// the same list is still a modification of the attribute).
+    pub(super) fn replace_members(
+        &self,
+        db: &mut Db<'_>,
+        p: &Principal,
+        group_pk: i64,
+        group_id: &str,
+        list: &[MemberInput],
+    ) -> Result<usize> {
+        let pks = self.resolve_members(db, p, Some(group_id), list)?;
+        let removed = members::remove_all(db, group_pk)?;
+        let added = members::add(db, &p.tenant, group_pk, &pks)?;
+        Ok(removed + added + usize::from(removed == 0 && added == 0 && !pks.is_empty()))
+    }
+
     /// Applies one membership change of a PATCH to the group; returns how many rows changed
     /// (the group's version moves when any did).
     pub(super) fn apply_member_change(
@@ -130,13 +147,7 @@ impl Service {
                 let pks = self.resolve_members(db, p, Some(group_id), list)?;
                 members::add(db, &p.tenant, group_pk, &pks)?
             }
-            MemberChange::Replace(list) => {
-                let pks = self.resolve_members(db, p, Some(group_id), list)?;
-                let removed = members::remove_all(db, group_pk)?;
-                let added = members::add(db, &p.tenant, group_pk, &pks)?;
-                // Replacing with the same list is still a modification of the attribute.
-                removed + added + usize::from(removed == 0 && added == 0 && !pks.is_empty())
-            }
+            MemberChange::Replace(list) => self.replace_members(db, p, group_pk, group_id, list)?,
             MemberChange::Remove(ids) => {
                 self.member_limit(ids.len())?;
                 // Ids that are not members (or do not exist) are already "removed": no error.

@@ -440,10 +440,8 @@ impl Service {
         let mut watched = None;
         if rt == Rtype::Group {
             let members = n.members.clone().unwrap_or_default();
-            let pks = self.resolve_members(db, p, Some(id), &members)?;
             watched = self.watched_members(db, &p.tenant, id, row.pk)?;
-            members::remove_all(db, row.pk)?;
-            members::add(db, &p.tenant, row.pk, &pks)?;
+            self.replace_members(db, p, row.pk, id, &members)?;
         }
         let version = resources::update(db, &p.tenant, row.pk, row.version, &w)
             .map_err(|e| Self::uniqueness(rt, e))?;
