@@ -243,9 +243,13 @@ fn refresh_statistics(pool: &storage::pool::Pool) {
     let done = on_a_connection(pool, storage::conn::refresh_statistics);
     if let Ok(t) = &done {
         // attr_values changed by a tenth (say an import): the trigram sample is taken again
-        // just after, not kept until it ages out.
+        // now, not kept until it ages out. Replaced, not dropped first: a search that came
+        // in between would take one of its own.
         if t.iter().any(|n| n == "attr_values") {
-            storage::search::grams::forget_trigram_sample();
+            let taken = on_a_connection(pool, storage::search::grams::retake_trigram_sample);
+            if let Err(e) = taken {
+                log::warn!("trigram sample not taken: {e}");
+            }
         }
     }
     match done {

@@ -438,8 +438,18 @@ pub fn refresh_trigram_sample(db: &mut Db<'_>) -> StoreResult<bool> {
     Ok(true)
 }
 
-/// Drops the process's sample: the next refresh or search takes a new one (the statistics
-/// thread, when `attr_values` changed by a tenth since its last analyze).
+/// Postgres: takes a new sample of the trigrams whatever the age of the one held, which
+/// stays in use until the new one replaces it (the statistics thread, when `attr_values`
+/// changed by a tenth since its last analyze). Ok(false) on a backend that samples nothing.
+pub fn retake_trigram_sample(db: &mut Db<'_>) -> StoreResult<bool> {
+    let Some(sample_sql) = db.backend().trigram_sample() else {
+        return Ok(false);
+    };
+    take_sample(db, sample_sql)?;
+    Ok(true)
+}
+
+/// Drops the process's sample: the next refresh or search takes a new one (tests).
 pub fn forget_trigram_sample() {
     *sample_cell().lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
