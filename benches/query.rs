@@ -13,6 +13,7 @@
 //! Knobs: SCIMITAR_BENCH_USERS, SCIMITAR_BENCH_CLIENTS (32), SCIMITAR_BENCH_REQUESTS (2000 per
 //! query at 32 clients), SCIMITAR_BENCH_REQUESTS_ONE (200 per query at one client),
 //! SCIMITAR_BENCH_LOAD_ONLY=1 (load, refresh statistics, print the run number, stop),
+//! SCIMITAR_BENCH_ONLY=<text> (only the queries whose name contains it, then GET by id),
 //! SCIMITAR_BENCH_RUN (reuse a database loaded by an earlier run: give its
 //! SCIMITAR_BENCH_DATABASE_URL and the run number in its userNames,
 //! user{i}.{run}@example.com). Lookups ask for count=10 (clients matching one person); the
@@ -262,6 +263,11 @@ fn main() {
         Some(0.05),
     ));
 
+    // SCIMITAR_BENCH_ONLY=<text> keeps the queries whose name contains it (for profiling one
+    // row; GET by id, the ceiling, is always measured).
+    if let Ok(only) = std::env::var("SCIMITAR_BENCH_ONLY") {
+        queries.retain(|(name, ..)| name.contains(&only));
+    }
     // One client first, every query (the first `co` after start is in its p99), then the
     // same at `clients`.
     header();
@@ -276,8 +282,10 @@ fn main() {
         .collect();
     // Unmeasured: the server's threads and heaps first meet this concurrency here (without
     // it, the first measured query at 32 clients ran about 30% below a rerun of itself).
-    let warm = queries[0].1.clone();
-    phase(clients, requests, move |ag, i| warm(ag, i));
+    if let Some((_, warm, ..)) = queries.first() {
+        let warm = warm.clone();
+        phase(clients, requests, move |ag, i| warm(ag, i));
+    }
     let mut rows = Vec::new();
     for ((name, f, target_p99, target_share), one) in queries.into_iter().zip(ones) {
         let many = phase(clients, requests, move |ag, i| f(ag, i));
