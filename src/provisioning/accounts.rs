@@ -225,7 +225,7 @@ impl Service {
         let rendered = resource::render(
             &self.registry,
             Rtype::User,
-            doc,
+            doc.clone(),
             &StoredMeta {
                 id: id.to_string(),
                 created: 0,

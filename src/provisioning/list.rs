@@ -169,13 +169,15 @@ impl Service {
                 Ok::<_, Error>((total, outputs))
             })
             .map_err(too_long)?;
-        Ok(json!({
+        let mut body = json!({
             "schemas": [LIST_RESPONSE],
             "totalResults": total,
             "startIndex": start,
             "itemsPerPage": outputs.len(),
-            "Resources": outputs,
-        }))
+        });
+        // Moved in, not through `json!` (which serialises a value into a copy of itself).
+        body["Resources"] = Value::Array(outputs);
+        Ok(body)
     }
 
     fn render_rows(
@@ -195,7 +197,7 @@ impl Service {
             let doc = super::resources::parse_doc(row)?;
             let r = refs.as_mut().map(|m| m.remove(&row.pk).unwrap_or_default());
             out.push(
-                self.render(plan.rt, row, &doc, r.as_deref(), &plan.proj)
+                self.render(plan.rt, row, doc, r.as_deref(), &plan.proj)
                     .resource,
             );
         }
@@ -273,8 +275,9 @@ impl Service {
         let mut body = json!({
             "schemas": [LIST_RESPONSE],
             "itemsPerPage": n,
-            "Resources": self.render_rows(db, plan, &page.rows)?,
         });
+        // Moved in, not through `json!` (which serialises a value into a copy of itself).
+        body["Resources"] = Value::Array(self.render_rows(db, plan, &page.rows)?);
         if n > 0 && has_next {
             body["nextCursor"] = json!(at(n - 1, Direction::Next));
         }

@@ -195,14 +195,21 @@ impl Service {
 
     /// The full representation (no membership references) a `:full` event carries.
     fn full(&self, rt: Rtype, doc: &Doc, meta: &StoredMeta) -> Value {
-        resource::render(&self.registry, rt, doc, meta, &self.settings.base_url, None)
+        resource::render(
+            &self.registry,
+            rt,
+            doc.clone(),
+            meta,
+            &self.settings.base_url,
+            None,
+        )
     }
 
     pub(crate) fn render(
         &self,
         rt: Rtype,
         row: &ResourceRow,
-        doc: &Doc,
+        doc: Doc,
         refs: Option<&[RefOut]>,
         proj: &Projection,
     ) -> Output {
@@ -234,7 +241,7 @@ impl Service {
             resources::get(db, &p.tenant, rt, id, Lock::None)?.ok_or_else(|| not_found(rt, id))?;
         let doc = parse_doc(&row)?;
         let refs = self.shown_refs(db, rt, row.pk, proj)?;
-        Ok(self.render(rt, &row, &doc, refs.as_deref(), proj))
+        Ok(self.render(rt, &row, doc, refs.as_deref(), proj))
     }
 
     /// The resource to change, locked for it, at the version `If-Match` names (checked under
@@ -263,7 +270,7 @@ impl Service {
         rt: Rtype,
         pk: i64,
         meta: StoredMeta,
-        doc: &Doc,
+        doc: Doc,
         proj: &Projection,
         may_have_refs: bool,
     ) -> Result<Output> {
@@ -345,7 +352,7 @@ impl Service {
         }
         // A new user is in no group yet; a new group has the members just added.
         let may_have_refs = !member_pks.is_empty();
-        self.written(db, rt, pk, meta, &n.doc, proj, may_have_refs)
+        self.written(db, rt, pk, meta, n.doc, proj, may_have_refs)
     }
 
     /// Creates many Users in a few statements, all or nothing (the bulk fast path): validation
@@ -463,7 +470,7 @@ impl Service {
                 self.on_members_changed(db, j, row.pk, watched)?;
             }
         }
-        self.written(db, rt, row.pk, meta, &n.doc, proj, true)
+        self.written(db, rt, row.pk, meta, n.doc, proj, true)
     }
 
     /// PATCH (RFC 7644 §3.5.2). Returns None when the answer is 204 (a Group PATCH that did
@@ -543,7 +550,7 @@ impl Service {
             },
             version,
         };
-        self.written(db, rt, row.pk, meta, &patched.doc, proj, true)
+        self.written(db, rt, row.pk, meta, patched.doc, proj, true)
             .map(Some)
     }
 

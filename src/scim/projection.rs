@@ -107,56 +107,58 @@ impl Projection {
         self.include.is_some() || !self.exclude.is_empty()
     }
 
-    /// Applies the projection to a rendered resource.
+    /// Applies the projection to a rendered resource, in place (attributes are dropped or
+    /// trimmed where they stand; nothing is copied).
     pub fn apply(&self, registry: &Registry, rt: Rtype, resource: Value) -> Value {
-        let Value::Object(obj) = resource else {
+        let Value::Object(mut obj) = resource else {
             return resource;
         };
-        let mut out = Map::new();
-        for (key, value) in obj {
+        let core = registry.core_schema(rt);
+        obj.retain(|key, value| {
             if key == "schemas" || key == "id" {
-                out.insert(key, value);
-                continue;
+                return true;
             }
-            if let Some(ext) = registry.extension(rt, &key) {
+            if let Some(ext) = registry.extension(rt, key) {
                 let Value::Object(inner) = value else {
-                    continue;
+                    return false;
                 };
-                let mut kept = Map::new();
-                for (k, v) in inner {
-                    if let Some(attr) = ext.attribute(&k) {
-                        if let Some(v) = self.project_attr(Some(&ext.id), attr, v) {
-                            kept.insert(k, v);
-                        }
-                    }
-                }
-                if !kept.is_empty() {
-                    out.insert(key, Value::Object(kept));
-                }
-                continue;
+                inner.retain(|k, v| {
+                    ext.attribute(k)
+                        .is_some_and(|attr| self.project_in_place(Some(&ext.id), attr, v))
+                });
+                return !inner.is_empty();
             }
-            let attr = registry
-                .core_schema(rt)
-                .attribute(&key)
-                .or_else(|| registry.common_attribute(&key));
-            if let Some(attr) = attr {
-                if let Some(v) = self.project_attr(None, attr, value) {
-                    out.insert(key, v);
-                }
-            }
-        }
+            core.attribute(key)
+                .or_else(|| registry.common_attribute(key))
+                .is_some_and(|attr| self.project_in_place(None, attr, value))
+        });
         // `schemas` lists only the extensions still present.
-        if let Some(Value::Array(schemas)) = out.get("schemas").cloned() {
-            let kept: Vec<Value> = schemas
-                .into_iter()
-                .filter(|s| {
-                    s.as_str()
-                        .is_some_and(|s| registry.extension(rt, s).is_none() || out.contains_key(s))
-                })
-                .collect();
-            out.insert("schemas".into(), Value::Array(kept));
+        let listed = |s: &Value, obj: &Map<String, Value>| {
+            s.as_str()
+                .is_some_and(|s| registry.extension(rt, s).is_none() || obj.contains_key(s))
+        };
+        if let Some(Value::Array(schemas)) = obj.get("schemas") {
+            if !schemas.iter().all(|s| listed(s, &obj)) {
+                let kept: Vec<Value> = schemas
+                    .iter()
+                    .filter(|s| listed(s, &obj))
+                    .cloned()
+                    .collect();
+                obj.insert("schemas".into(), Value::Array(kept));
+            }
         }
-        Value::Object(out)
+        Value::Object(obj)
+    }
+
+    /// `project_attr` on a value where it stands: false when the attribute is dropped.
+    fn project_in_place(&self, ext: Option<&str>, attr: &Attribute, value: &mut Value) -> bool {
+        match self.project_attr(ext, attr, std::mem::take(value)) {
+            Some(kept) => {
+                *value = kept;
+                true
+            }
+            None => false,
+        }
     }
 
     fn project_attr(&self, ext: Option<&str>, attr: &Attribute, value: Value) -> Option<Value> {

@@ -584,16 +584,16 @@ pub fn etag(version: i64) -> String {
 }
 
 /// The full wire representation (before projection). `refs` are the Group's members or the
-/// User's groups when they were loaded.
+/// User's groups when they were loaded. Takes the document: its values move into the answer.
 pub fn render(
     registry: &Registry,
     rt: Rtype,
-    doc: &Doc,
+    doc: Doc,
     meta: &StoredMeta,
     base_url: &str,
     refs: Option<&[RefOut]>,
 ) -> Value {
-    let mut out = Map::new();
+    let mut out = Map::with_capacity(doc.len() + 4);
     let mut schemas = vec![Value::String(registry.core_schema(rt).id.clone())];
     for ext in registry.extensions(rt) {
         if doc.contains_key(&ext.id) {
@@ -602,9 +602,7 @@ pub fn render(
     }
     out.insert("schemas".into(), Value::Array(schemas));
     out.insert("id".into(), Value::String(meta.id.clone()));
-    for (k, v) in doc {
-        out.insert(k.clone(), v.clone());
-    }
+    out.extend(doc);
     if let Some(refs) = refs {
         if !refs.is_empty() {
             let key = if rt == Rtype::Group {

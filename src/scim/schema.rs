@@ -365,9 +365,11 @@ impl Registry {
 
     /// The extension of `rt` whose id is `urn` (case-insensitive).
     pub fn extension(&self, rt: Rtype, urn: &str) -> Option<&Schema> {
-        self.extensions(rt)
-            .into_iter()
-            .find(|s| s.id.eq_ignore_ascii_case(urn))
+        self.resource_type(rt)
+            .schema_extensions
+            .iter()
+            .filter(|e| e.schema.eq_ignore_ascii_case(urn))
+            .find_map(|e| self.schema(&e.schema))
     }
 
     pub fn common_attribute(&self, name: &str) -> Option<&Attribute> {

@@ -176,7 +176,14 @@ impl Service {
             version: u.row.version,
         };
         let base = &self.settings.base_url;
-        resource::render(&self.registry, Rtype::User, &u.doc, &meta, base, None)
+        resource::render(
+            &self.registry,
+            Rtype::User,
+            u.doc.clone(),
+            &meta,
+            base,
+            None,
+        )
     }
 
     /// A user as `GET /scim/v2/Users/{id}` answers it (with its groups).
@@ -186,7 +193,7 @@ impl Service {
             .unwrap_or_default();
         let proj = Projection::parse(&self.registry, Rtype::User, None, None)?;
         Ok(self
-            .render(Rtype::User, &u.row, &u.doc, Some(&refs), &proj)
+            .render(Rtype::User, &u.row, u.doc.clone(), Some(&refs), &proj)
             .resource)
     }
 }
