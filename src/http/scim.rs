@@ -29,9 +29,14 @@ fn rtype(segment: &str) -> Rtype {
 }
 
 pub(super) fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
+    scim_text(status, body.to_string())
+}
+
+/// An `application/scim+json` answer whose JSON text is already written.
+fn scim_text(status: StatusCode, body: String) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)))
-        .body(body.to_string())
+        .body(body)
 }
 
 fn resource_response(status: StatusCode, out: &Output) -> HttpResponse {
@@ -117,7 +122,10 @@ pub async fn get(
             .insert_header((header::ETAG, current))
             .finish());
     }
-    Ok(resource_response(StatusCode::OK, &out))
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)))
+        .insert_header((header::ETAG, current))
+        .body(out.text))
 }
 
 /// A list's query string as a `ListQuery`.
@@ -147,7 +155,7 @@ pub async fn list(
         svc.list(conn, p, &[rt], &list_query(params)?)
     })
     .await?;
-    Ok(scim_json(StatusCode::OK, &body))
+    Ok(scim_text(StatusCode::OK, body.to_json()))
 }
 
 /// POST /Bulk (RFC 7644 §3.7): always 200 with a BulkResponse once the request itself is
@@ -209,7 +217,7 @@ pub async fn search(
         svc.list(conn, p, &types, &search_request(&body)?)
     })
     .await?;
-    Ok(scim_json(StatusCode::OK, &body))
+    Ok(scim_text(StatusCode::OK, body.to_json()))
 }
 
 /// A SearchRequest body (RFC 7644 §3.4.3). `attributes` may be an array or a

@@ -2,7 +2,7 @@
 //! /Users/.search` and `POST /.search` across types, paged by index or by cursor (RFC 9865),
 //! each page read in one consistent snapshot.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::cursor::{self, Direction, Position};
 use super::{Error, Result, Service};
@@ -47,6 +47,52 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
+/// A ListResponse (RFC 7644 §3.4.2): `schemas`, the page's counts, the resources (each as
+/// its wire text, see `resource::render_text`), then the cursors of RFC 9865.
+#[derive(Debug)]
+pub struct ListBody {
+    head: Map<String, Value>,
+    resources: Vec<String>,
+    tail: Map<String, Value>,
+}
+
+impl ListBody {
+    fn new<const N: usize>(counts: [(&str, Value); N], resources: Vec<String>) -> ListBody {
+        let mut head = Map::new();
+        head.insert("schemas".into(), json!([LIST_RESPONSE]));
+        head.extend(counts.map(|(k, v)| (k.to_string(), v)));
+        ListBody {
+            head,
+            resources,
+            tail: Map::new(),
+        }
+    }
+
+    /// Adds a member after the resources (a cursor).
+    fn then(&mut self, key: &str, value: String) {
+        self.tail.insert(key.into(), Value::String(value));
+    }
+
+    /// The response's JSON text.
+    pub fn to_json(&self) -> String {
+        let mut out = Value::Object(self.head.clone()).to_string();
+        out.pop(); // the head's closing brace: the resources and the tail follow
+        let len: usize = self.resources.iter().map(|r| r.len() + 1).sum();
+        out.reserve(len + 64);
+        out.push_str(",\"Resources\":[");
+        out.push_str(&self.resources.join(","));
+        out.push(']');
+        for (k, v) in &self.tail {
+            out.push(',');
+            out.push_str(&Value::String(k.clone()).to_string());
+            out.push(':');
+            out.push_str(&v.to_string());
+        }
+        out.push('}');
+        out
+    }
+}
+
 impl Service {
     /// GET /Users?filter=..., POST /Users/.search and POST /.search (RFC 7644 §3.4.2-3):
     /// a ListResponse over one or several resource types. Over several types, a filter, sort
@@ -58,7 +104,7 @@ impl Service {
         p: &Principal,
         types: &[Rtype],
         q: &ListQuery,
-    ) -> Result<Value> {
+    ) -> Result<ListBody> {
         let descending = match q
             .sort_order
             .as_deref()
@@ -169,15 +215,14 @@ impl Service {
                 Ok::<_, Error>((total, outputs))
             })
             .map_err(too_long)?;
-        let mut body = json!({
-            "schemas": [LIST_RESPONSE],
-            "totalResults": total,
-            "startIndex": start,
-            "itemsPerPage": outputs.len(),
-        });
-        // Moved in, not through `json!` (which serialises a value into a copy of itself).
-        body["Resources"] = Value::Array(outputs);
-        Ok(body)
+        Ok(ListBody::new(
+            [
+                ("totalResults", json!(total)),
+                ("startIndex", json!(start)),
+                ("itemsPerPage", json!(outputs.len())),
+            ],
+            outputs,
+        ))
     }
 
     fn render_rows(
@@ -185,7 +230,7 @@ impl Service {
         db: &mut Db<'_>,
         plan: &Plan,
         rows: &[ResourceRow],
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<String>> {
         let mut refs = if plan.proj.wants_refs(plan.rt) && !rows.is_empty() {
             let pks: Vec<i64> = rows.iter().map(|r| r.pk).collect();
             Some(members::refs_of(db, plan.rt, &pks)?)
@@ -194,12 +239,8 @@ impl Service {
         };
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let doc = super::resources::parse_doc(row)?;
             let r = refs.as_mut().map(|m| m.remove(&row.pk).unwrap_or_default());
-            out.push(
-                self.render(plan.rt, row, doc, r.as_deref(), &plan.proj)
-                    .resource,
-            );
+            out.push(self.render_text(plan.rt, row, r.as_deref(), &plan.proj)?);
         }
         Ok(out)
     }
@@ -213,7 +254,7 @@ impl Service {
         plan: &Plan,
         cursor: &str,
         count: i64,
-    ) -> Result<Value> {
+    ) -> Result<ListBody> {
         let sort_text = match &plan.sort {
             Some(s) => format!("{}|{}", s.key.loc, if s.descending { "d" } else { "a" }),
             None => String::new(),
@@ -272,17 +313,15 @@ impl Service {
             Some(c) if c.d == Direction::Next => (more, true),
             Some(_) => (true, more),
         };
-        let mut body = json!({
-            "schemas": [LIST_RESPONSE],
-            "itemsPerPage": n,
-        });
-        // Moved in, not through `json!` (which serialises a value into a copy of itself).
-        body["Resources"] = Value::Array(self.render_rows(db, plan, &page.rows)?);
+        let mut body = ListBody::new(
+            [("itemsPerPage", json!(n))],
+            self.render_rows(db, plan, &page.rows)?,
+        );
         if n > 0 && has_next {
-            body["nextCursor"] = json!(at(n - 1, Direction::Next));
+            body.then("nextCursor", at(n - 1, Direction::Next));
         }
         if n > 0 && has_prev {
-            body["previousCursor"] = json!(at(0, Direction::Previous));
+            body.then("previousCursor", at(0, Direction::Previous));
         }
         if n == 0 {
             // An empty page past either end can still step back the way it came.
@@ -303,7 +342,7 @@ impl Service {
                 } else {
                     "nextCursor"
                 };
-                body[key] = json!(cursor::encode(&self.settings.cursor_key, &back));
+                body.then(key, cursor::encode(&self.settings.cursor_key, &back));
             }
         }
         Ok(body)

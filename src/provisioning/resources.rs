@@ -100,6 +100,13 @@ pub struct Output {
     pub location: String,
 }
 
+/// A resource as GET answers it: its wire text, and its version for the ETag.
+#[derive(Debug)]
+pub struct Fetched {
+    pub text: String,
+    pub version: i64,
+}
+
 fn not_found(rt: Rtype, id: &str) -> Error {
     Error::NotFound(format!("{} {id} not found", rt.name()))
 }
@@ -228,20 +235,31 @@ impl Service {
         }
     }
 
-    /// Reads a row back (after a write, in the same transaction) and renders it.
-    fn reload(
+    /// A stored row's wire text under `proj`: spliced from its stored JSON when the
+    /// projection is the default one (`resource::render_text`), else rendered and projected.
+    pub(crate) fn render_text(
         &self,
-        db: &mut Db<'_>,
-        p: &Principal,
         rt: Rtype,
-        id: &str,
+        row: &ResourceRow,
+        refs: Option<&[RefOut]>,
         proj: &Projection,
-    ) -> Result<Output> {
-        let row =
-            resources::get(db, &p.tenant, rt, id, Lock::None)?.ok_or_else(|| not_found(rt, id))?;
-        let doc = parse_doc(&row)?;
-        let refs = self.shown_refs(db, rt, row.pk, proj)?;
-        Ok(self.render(rt, &row, doc, refs.as_deref(), proj))
+    ) -> Result<String> {
+        if !proj.is_requested() {
+            let meta = StoredMeta {
+                id: row.id.clone(),
+                created: row.created,
+                modified: row.modified,
+                version: row.version,
+            };
+            let base = &self.settings.base_url;
+            if let Some(text) =
+                resource::render_text(&self.registry, rt, &row.doc, &meta, base, refs)
+            {
+                return Ok(text);
+            }
+        }
+        let doc = parse_doc(row)?;
+        Ok(self.render(rt, row, doc, refs, proj).resource.to_string())
     }
 
     /// The resource to change, locked for it, at the version `If-Match` names (checked under
@@ -412,8 +430,15 @@ impl Service {
         rt: Rtype,
         id: &str,
         proj: &Projection,
-    ) -> Result<Output> {
-        self.reload(&mut conn.db(), p, rt, id, proj)
+    ) -> Result<Fetched> {
+        let db = &mut conn.db();
+        let row =
+            resources::get(db, &p.tenant, rt, id, Lock::None)?.ok_or_else(|| not_found(rt, id))?;
+        let refs = self.shown_refs(db, rt, row.pk, proj)?;
+        Ok(Fetched {
+            text: self.render_text(rt, &row, refs.as_deref(), proj)?,
+            version: row.version,
+        })
     }
 
     /// PUT (RFC 7644 §3.5.1): replaces the resource. readOnly attributes are ignored,
