@@ -75,12 +75,18 @@ impl ListBody {
 
     /// The response's JSON text.
     pub fn to_json(&self) -> String {
-        let mut out = Value::Object(self.head.clone()).to_string();
-        out.pop(); // the head's closing brace: the resources and the tail follow
+        let head = serde_json::to_string(&self.head).unwrap_or_default();
         let len: usize = self.resources.iter().map(|r| r.len() + 1).sum();
-        out.reserve(len + 64);
+        let mut out = String::with_capacity(head.len() + len + 128);
+        // Without the head's closing brace: the resources and the tail follow.
+        out.push_str(head.strip_suffix('}').unwrap_or("{"));
         out.push_str(",\"Resources\":[");
-        out.push_str(&self.resources.join(","));
+        for (i, r) in self.resources.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(r);
+        }
         out.push(']');
         for (k, v) in &self.tail {
             out.push(',');
@@ -378,5 +384,48 @@ impl Plan {
             window,
             count_total,
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ListBody` writes what the `json!` bodies it replaced wrote, to the byte (from the
+    /// review of the change).
+    #[test]
+    fn a_list_body_is_the_json_body_it_replaced() {
+        let r1 = json!({"id": "a\"b", "x": [1, {"y": "ü\u{2028}\n"}]});
+        let r2 = json!({"id": "c"});
+        for resources in [vec![], vec![r1.clone()], vec![r1.clone(), r2.clone()]] {
+            let texts: Vec<String> = resources.iter().map(Value::to_string).collect();
+            let body = ListBody::new(
+                [
+                    ("totalResults", json!(5i64)),
+                    ("startIndex", json!(1i64)),
+                    ("itemsPerPage", json!(resources.len())),
+                ],
+                texts.clone(),
+            );
+            let old = json!({
+                "schemas": [LIST_RESPONSE],
+                "totalResults": 5i64,
+                "startIndex": 1i64,
+                "itemsPerPage": resources.len(),
+                "Resources": resources,
+            });
+            assert_eq!(body.to_json(), old.to_string());
+            let mut body = ListBody::new([("itemsPerPage", json!(resources.len()))], texts);
+            body.then("nextCursor", "n\"x".into());
+            body.then("previousCursor", "p".into());
+            let mut old = json!({
+                "schemas": [LIST_RESPONSE],
+                "itemsPerPage": resources.len(),
+                "Resources": resources,
+            });
+            old["nextCursor"] = json!("n\"x");
+            old["previousCursor"] = json!("p");
+            assert_eq!(body.to_json(), old.to_string());
+        }
     }
 }

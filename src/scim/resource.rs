@@ -610,7 +610,11 @@ pub fn render(
 /// a page of 100 users, that was most of a list's CPU). None when the document holds
 /// anything the default projection would change or `render` would replace (an attribute the
 /// schemas do not know or do not return by default, an extension that is not an object,
-/// a derived attribute): then the caller renders through `render`.
+/// a derived attribute, a key twice): then the caller renders through `render`. The values
+/// are checked as JSON syntax only: a stored value serde_json writes but would not read
+/// back (a lone surrogate escape, a number beyond f64, nesting past 128 levels: none comes
+/// through the API, whose input serde_json reads) is sent as stored, where the tree path
+/// answers that the document is corrupt.
 pub fn render_text(
     registry: &Registry,
     rt: Rtype,
@@ -621,6 +625,9 @@ pub fn render_text(
 ) -> Option<String> {
     let shown = |a: &Attribute| matches!(a.returned, Returned::Default | Returned::Always);
     let members = top_level(doc_text)?;
+    if has_duplicates(&members) {
+        return None;
+    }
     let core = registry.core_schema(rt);
     for (key, value) in &members {
         if matches!(*key, "schemas" | "id" | "meta" | "members" | "groups") {
@@ -630,6 +637,7 @@ pub fn render_text(
             Some(ext) => {
                 let inner = top_level(value.get())?;
                 if inner.is_empty()
+                    || has_duplicates(&inner)
                     || !inner
                         .iter()
                         .all(|(k, _)| ext.attribute(k).is_some_and(shown))
@@ -666,6 +674,13 @@ pub fn render_text(
     out.push_str(&meta_of(rt, meta, base_url).to_string());
     out.push('}');
     Some(out)
+}
+
+/// Whether a key stands twice (the tree keeps the last value, a splice would send both).
+fn has_duplicates(members: &[(&str, &serde_json::value::RawValue)]) -> bool {
+    let mut keys: Vec<&str> = members.iter().map(|(k, _)| *k).collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
 }
 
 /// The members of a JSON object's text, in order, each value as its text. None when the text
@@ -854,6 +869,8 @@ mod tests {
             r#"{"userName":"a","id":"x"}"#.to_string(),
             r#"{"userName":"a","groups":[]}"#.to_string(),
             r#"{"userName":"a","meta":{}}"#.to_string(),
+            r#"{"userName":"a","userName":"b"}"#.to_string(),
+            format!(r#"{{"userName":"a","{ENTERPRISE}":{{"department":"x","department":"y"}}}}"#),
             r#"{"userName":"a"} "#.trim_end().to_string() + "x",
             "[1]".to_string(),
             "{".to_string(),

@@ -202,19 +202,25 @@ impl<'a> Translator<'a> {
     /// stored: every attribute of an extension that the document holds has at least one
     /// `attr_values` row under the path `urn:attr` (lower-cased; a complex attribute has a
     /// marker row, see `storage::index`), so the test probes the resource's rows through the
-    /// (res_pk, path, elem) index. A LIKE prefix (metacharacters escaped) is exact on both
-    /// backends whatever `path`'s collation; a `>=`/`<` range would follow the collation
-    /// (Postgres' default for `path` may ignore punctuation).
+    /// (res_pk, path, elem) index. On Postgres a LIKE prefix (metacharacters escaped), exact
+    /// whatever `path`'s collation (a `>=`/`<` range would follow it, and the default may
+    /// ignore punctuation). On SQLite, where `path` compares bytes, the prefix's byte range:
+    /// its connections plan without looking at bound values (`watch::stable_plans`), so a
+    /// bound LIKE pattern would read all the resource's rows, not the prefix's.
     fn extension(&mut self, urn: &str, out: &mut Sql) {
         let v = self.alias("x");
+        let prefix = format!("{}:", urn.to_lowercase());
         out.push(&format!(
-            "EXISTS (SELECT 1 FROM attr_values {v} WHERE {v}.res_pk = r.pk AND {v}.path LIKE "
+            "EXISTS (SELECT 1 FROM attr_values {v} WHERE {v}.res_pk = r.pk AND "
         ));
-        out.bind(Bind::Text(like_pattern(
-            CompOp::Sw,
-            &format!("{}:", urn.to_lowercase()),
-        )));
-        out.push(" ESCAPE '\\')");
+        if self.backend == Backend::Sqlite {
+            push_cmp(&format!("{v}.path"), CompOp::Sw, &Operand::Str(prefix), out);
+        } else {
+            out.push(&format!("{v}.path LIKE "));
+            out.bind(Bind::Text(like_pattern(CompOp::Sw, &prefix)));
+            out.push(" ESCAPE '\\'");
+        }
+        out.push(")");
     }
 
     fn elem(&mut self, set: &ElemSet, inner: &Cond, out: &mut Sql) {
