@@ -111,6 +111,16 @@ fn not_found(rt: Rtype, id: &str) -> Error {
     Error::NotFound(format!("{} {id} not found", rt.name()))
 }
 
+/// The server-kept facts of a stored row, as rendering shows them.
+pub(crate) fn stored_meta(row: &ResourceRow) -> StoredMeta {
+    StoredMeta {
+        id: row.id.clone(),
+        created: row.created,
+        modified: row.modified,
+        version: row.version,
+    }
+}
+
 /// The stored document of a row; one that does not decode is `Corrupt`, naming the row.
 pub(crate) fn parse_doc(row: &ResourceRow) -> Result<Doc> {
     Ok(serde_json::from_str(&row.doc)
@@ -220,12 +230,7 @@ impl Service {
         refs: Option<&[RefOut]>,
         proj: &Projection,
     ) -> Output {
-        let meta = StoredMeta {
-            id: row.id.clone(),
-            created: row.created,
-            modified: row.modified,
-            version: row.version,
-        };
+        let meta = stored_meta(row);
         let base = &self.settings.base_url;
         let full = resource::render(&self.registry, rt, doc, &meta, base, refs);
         Output {
@@ -245,12 +250,7 @@ impl Service {
         proj: &Projection,
     ) -> Result<String> {
         if !proj.is_requested() {
-            let meta = StoredMeta {
-                id: row.id.clone(),
-                created: row.created,
-                modified: row.modified,
-                version: row.version,
-            };
+            let meta = stored_meta(row);
             let base = &self.settings.base_url;
             if let Some(text) =
                 resource::render_text(&self.registry, rt, &row.doc, &meta, base, refs)

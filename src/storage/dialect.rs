@@ -125,6 +125,17 @@ impl Backend {
         }
     }
 
+    /// Whether a prefix of `attr_values.path` (the extension test of `search::translate`) is
+    /// asked for as its byte range rather than a LIKE prefix (metacharacters escaped). SQLite:
+    /// `path` compares bytes, and its connections plan without looking at bound values
+    /// (`watch::stable_plans`), so a bound LIKE pattern cannot be an index range there and
+    /// would read all of a resource's rows. Postgres: a LIKE prefix, exact whatever `path`'s
+    /// collation (a range would follow the collation, and the default may ignore
+    /// punctuation).
+    pub fn path_prefix_as_range(self) -> bool {
+        self == Backend::Sqlite
+    }
+
     /// Whether substring searches (`co`, `ew`) on attribute values go through SQLite's FTS5
     /// trigram index (migration 000004). On Postgres the pg_trgm GIN index serves the LIKE
     /// itself (asked for the operand's rare fragments, `trigram_sample`).

@@ -9,10 +9,10 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::provisioning::resources::parse_doc;
+use crate::provisioning::resources::{parse_doc, stored_meta};
 use crate::provisioning::{Result, Service};
 use crate::scim::projection::Projection;
-use crate::scim::resource::{self, Doc, StoredMeta};
+use crate::scim::resource::{self, Doc};
 use crate::scim::schema::{Rtype, ENTERPRISE_USER_SCHEMA};
 use crate::storage::accounts::AccountRow;
 use crate::storage::conn::Db;
@@ -169,12 +169,7 @@ impl Service {
 
     /// A user as SCIM renders it in full, without its groups: what a profile reads.
     fn full_user(&self, u: &User) -> Value {
-        let meta = StoredMeta {
-            id: u.row.id.clone(),
-            created: u.row.created,
-            modified: u.row.modified,
-            version: u.row.version,
-        };
+        let meta = stored_meta(&u.row);
         let base = &self.settings.base_url;
         resource::render(
             &self.registry,

@@ -202,18 +202,15 @@ impl<'a> Translator<'a> {
     /// stored: every attribute of an extension that the document holds has at least one
     /// `attr_values` row under the path `urn:attr` (lower-cased; a complex attribute has a
     /// marker row, see `storage::index`), so the test probes the resource's rows through the
-    /// (res_pk, path, elem) index. On Postgres a LIKE prefix (metacharacters escaped), exact
-    /// whatever `path`'s collation (a `>=`/`<` range would follow it, and the default may
-    /// ignore punctuation). On SQLite, where `path` compares bytes, the prefix's byte range:
-    /// its connections plan without looking at bound values (`watch::stable_plans`), so a
-    /// bound LIKE pattern would read all the resource's rows, not the prefix's.
+    /// (res_pk, path, elem) index, as a byte range or a LIKE prefix
+    /// (`Backend::path_prefix_as_range`).
     fn extension(&mut self, urn: &str, out: &mut Sql) {
         let v = self.alias("x");
         let prefix = format!("{}:", urn.to_lowercase());
         out.push(&format!(
             "EXISTS (SELECT 1 FROM attr_values {v} WHERE {v}.res_pk = r.pk AND "
         ));
-        if self.backend == Backend::Sqlite {
+        if self.backend.path_prefix_as_range() {
             push_cmp(&format!("{v}.path"), CompOp::Sw, &Operand::Str(prefix), out);
         } else {
             out.push(&format!("{v}.path LIKE "));
