@@ -366,6 +366,56 @@ mod tests {
         }
         assert_eq!((a.running(&t), a.waiting(&t)), (0, 0));
     }
+
+    /// Stress (from the review of the one-waiter wake-up): waiters with long and short
+    /// waits, a newcomer barging in, two slots freed at once; every long waiter is served
+    /// (a lost wake-up leaves it to time out). Fails with the wake-up removed.
+    #[test]
+    fn no_waiter_is_forgotten_under_barging_and_timeouts() {
+        for round in 0..200 {
+            let a = Arc::new(Admission::new(2));
+            let t = TenantId::from("a");
+            let held = (a.try_admit(&t).unwrap(), a.try_admit(&t).unwrap());
+            let waiters: Vec<_> = (0..12)
+                .map(|i| {
+                    let (a, t) = (a.clone(), t.clone());
+                    std::thread::spawn(move || {
+                        let short = i % 3 == 0;
+                        let wait = if short {
+                            Duration::from_micros(200 + i * 37)
+                        } else {
+                            Duration::from_secs(10)
+                        };
+                        let slot = a.admit(&t, wait);
+                        if slot.is_some() {
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                        (short, slot.is_some())
+                    })
+                })
+                .collect();
+            let barger = {
+                let (a, t) = (a.clone(), t.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        drop(a.try_admit(&t));
+                        std::thread::yield_now();
+                    }
+                })
+            };
+            std::thread::sleep(Duration::from_micros(300));
+            drop(held);
+            barger.join().unwrap();
+            for w in waiters {
+                let (short, served) = w.join().unwrap();
+                assert!(
+                    short || served,
+                    "round {round}: a long waiter was never served"
+                );
+            }
+            assert_eq!((a.running(&t), a.waiting(&t)), (0, 0));
+        }
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]

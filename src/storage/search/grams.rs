@@ -107,8 +107,8 @@ pub fn substring_grams(rt: Rtype, cond: &Cond) -> Vec<String> {
 /// exact. FTS5 reads the whole row list of every trigram it is given, and a trigram shared by
 /// most values (`@ex`, `com`) costs as much as a scan: with `counts` known, only the two
 /// rarest trigrams are asked for (a trigram no row holds alone proves there is no match),
-/// and a third when both are common (`THIRD_GRAM_FROM`); without, every trigram (at most
-/// 16).
+/// and a third when both are common and the third is not too common (`THIRD_GRAM_FROM`,
+/// `THIRD_GRAM_UP_TO`); without, every trigram (at most 16).
 pub(super) fn trigram_query(s: &str, counts: Option<&GramCounts>) -> String {
     let mut grams = grams_of(s);
     match counts {
@@ -116,7 +116,8 @@ pub(super) fn trigram_query(s: &str, counts: Option<&GramCounts>) -> String {
             let count = |g: &String| counts.get(g).copied().unwrap_or(0);
             grams.sort_by_key(|g| (count(g), g.clone()));
             let rarest_absent = grams.first().is_some_and(|g| !counts.contains_key(g));
-            let common = grams.get(1).is_some_and(|g| count(g) >= THIRD_GRAM_FROM);
+            let common = grams.first().is_some_and(|g| count(g) >= THIRD_GRAM_FROM)
+                && grams.get(2).is_some_and(|g| count(g) <= THIRD_GRAM_UP_TO);
             grams.truncate(match (rarest_absent, common) {
                 (true, _) => 1,
                 (false, false) => 2,
@@ -170,6 +171,11 @@ impl GramRow {
 /// rows per search against 84 with a third; the query over three trigrams took 0.62 ms
 /// against 1.04 (Python's sqlite3 over the query benchmark's database, 300 `co` operands).
 const THIRD_GRAM_FROM: i64 = 1_000;
+/// ... but not a third in more rows than this: its whole row list is read, and reading a
+/// list of 25,000 rows cost about what 200 re-checks did (0.13 ms, same measurement), so
+/// past about 100,000 it costs more than it can save (a review measured `@ex`, in every
+/// row, as a third trigram: 29 times slower).
+const THIRD_GRAM_UP_TO: i64 = 100_000;
 
 /// How long a trigram's count is trusted. Counts only choose which trigrams a substring
 /// search reads (the LIKE re-check keeps results exact), so a stale one costs time, never a
@@ -550,19 +556,40 @@ mod tests {
         );
         // A trigram no row holds: that one alone (nothing can match).
         assert_eq!(trigram_query("x12@eq", Some(&counts)), "\"@eq\"");
-        // The two rarest both common: a third.
-        let counts: GramCounts = [
+        // The two rarest both common: a third, unless it is in most rows.
+        let gram_counts = |c: [(&str, i64); 4]| -> GramCounts {
+            c.into_iter().map(|(g, n)| (g.to_string(), n)).collect()
+        };
+        let counts = gram_counts([
             ("@ex", 900_000),
             ("12@", 4_000),
             ("x12", 7_000),
             ("2@e", 50_000),
-        ]
-        .into_iter()
-        .map(|(g, n)| (g.to_string(), n))
-        .collect();
+        ]);
         assert_eq!(
             trigram_query("x12@ex", Some(&counts)),
             "\"12@\" AND \"x12\" AND \"2@e\""
+        );
+        let counts = gram_counts([
+            ("@ex", 900_000),
+            ("12@", 4_000),
+            ("x12", 7_000),
+            ("2@e", 500_000),
+        ]);
+        assert_eq!(
+            trigram_query("x12@ex", Some(&counts)),
+            "\"12@\" AND \"x12\""
+        );
+        // The rarest already rare: two, however common the second.
+        let counts = gram_counts([
+            ("@ex", 900_000),
+            ("12@", 290),
+            ("x12", 7_000),
+            ("2@e", 20_000),
+        ]);
+        assert_eq!(
+            trigram_query("x12@ex", Some(&counts)),
+            "\"12@\" AND \"x12\""
         );
         assert_eq!(trigram_query("ab", Some(&counts)), "");
     }
