@@ -546,52 +546,36 @@ mod tests {
 
     #[test]
     fn trigram_queries_ask_for_the_rarest_grams() {
-        let counts: GramCounts = [("@ex", 900_000), ("12@", 40), ("x12", 700), ("2@e", 5000)]
-            .into_iter()
-            .map(|(g, n)| (g.to_string(), n))
-            .collect();
-        assert_eq!(
-            trigram_query("x12@ex", Some(&counts)),
-            "\"12@\" AND \"x12\""
-        );
-        // A trigram no row holds: that one alone (nothing can match).
-        assert_eq!(trigram_query("x12@eq", Some(&counts)), "\"@eq\"");
-        // The two rarest both common: a third, unless it is in most rows.
-        let gram_counts = |c: [(&str, i64); 4]| -> GramCounts {
-            c.into_iter().map(|(g, n)| (g.to_string(), n)).collect()
-        };
-        let counts = gram_counts([
-            ("@ex", 900_000),
-            ("12@", 4_000),
-            ("x12", 7_000),
-            ("2@e", 50_000),
-        ]);
-        assert_eq!(
-            trigram_query("x12@ex", Some(&counts)),
-            "\"12@\" AND \"x12\" AND \"2@e\""
-        );
-        let counts = gram_counts([
-            ("@ex", 900_000),
-            ("12@", 4_000),
-            ("x12", 7_000),
-            ("2@e", 500_000),
-        ]);
-        assert_eq!(
-            trigram_query("x12@ex", Some(&counts)),
-            "\"12@\" AND \"x12\""
-        );
-        // The rarest already rare: two, however common the second.
-        let counts = gram_counts([
-            ("@ex", 900_000),
-            ("12@", 290),
-            ("x12", 7_000),
-            ("2@e", 20_000),
-        ]);
-        assert_eq!(
-            trigram_query("x12@ex", Some(&counts)),
-            "\"12@\" AND \"x12\""
-        );
-        assert_eq!(trigram_query("ab", Some(&counts)), "");
+        // Counts of `@ex`, `12@`, `x12`, `2@e` (the trigrams of `x12@ex`), and what is asked.
+        let two = "\"12@\" AND \"x12\"";
+        let three = "\"12@\" AND \"x12\" AND \"2@e\"";
+        for (why, [ex, n12, x12, e2], asked) in [
+            ("the two rarest", [900_000, 40, 700, 5_000], two),
+            (
+                "both common: a third",
+                [900_000, 4_000, 7_000, 50_000],
+                three,
+            ),
+            (
+                "not a third in most rows",
+                [900_000, 4_000, 7_000, 500_000],
+                two,
+            ),
+            (
+                "the rarest already rare",
+                [900_000, 290, 7_000, 20_000],
+                two,
+            ),
+        ] {
+            let counts: GramCounts = [("@ex", ex), ("12@", n12), ("x12", x12), ("2@e", e2)]
+                .into_iter()
+                .map(|(g, n)| (g.to_string(), n))
+                .collect();
+            assert_eq!(trigram_query("x12@ex", Some(&counts)), asked, "{why}");
+            // A trigram no row holds: that one alone (nothing can match).
+            assert_eq!(trigram_query("x12@eq", Some(&counts)), "\"@eq\"", "{why}");
+            assert_eq!(trigram_query("ab", Some(&counts)), "", "{why}");
+        }
     }
 
     #[test]
