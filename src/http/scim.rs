@@ -40,13 +40,24 @@ fn scim_text(status: StatusCode, body: String) -> HttpResponse {
 }
 
 fn resource_response(status: StatusCode, out: &Output) -> HttpResponse {
+    let location = (status == StatusCode::CREATED).then_some(out.location.as_str());
+    resource_text(status, out.version, location, out.resource.to_string())
+}
+
+/// A resource's answer from its JSON text: its ETag, and its Location when given.
+fn resource_text(
+    status: StatusCode,
+    version: i64,
+    location: Option<&str>,
+    body: String,
+) -> HttpResponse {
     let mut resp = HttpResponse::build(status);
     resp.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)));
-    resp.insert_header((header::ETAG, etag(out.version)));
-    if status == StatusCode::CREATED {
-        resp.insert_header((header::LOCATION, out.location.clone()));
+    resp.insert_header((header::ETAG, etag(version)));
+    if let Some(l) = location {
+        resp.insert_header((header::LOCATION, l.to_string()));
     }
-    resp.body(out.resource.to_string())
+    resp.body(body)
 }
 
 /// A write's answer: the resource with its ETag (and Location when created), or 204.
@@ -122,10 +133,7 @@ pub async fn get(
             .insert_header((header::ETAG, current))
             .finish());
     }
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)))
-        .insert_header((header::ETAG, current))
-        .body(out.text))
+    Ok(resource_text(StatusCode::OK, out.version, None, out.text))
 }
 
 /// A list's query string as a `ListQuery`.
