@@ -21,6 +21,40 @@ fn side(db: &TestDb) -> Conn {
 
 /// `n` users of the default tenant written straight into `resources` (no attribute values),
 /// so a filter that scans them all is slow on both backends.
+/// What the plan tests read: `users` seeded users, `rows` written beside them on a side
+/// connection (returned), the statistics thread off (the state is kept while the test runs).
+fn planned(
+    users: u32,
+    rows: &[&str],
+) -> (TestDb, actix_web::web::Data<scimitar::http::AppState>, Conn) {
+    let db = TestDb::new();
+    let mut a = args(&db);
+    a.db_analyze_every_secs = 0;
+    let state = state(&a);
+    seed_users(&db, users);
+    let mut c = side(&db);
+    for q in rows {
+        c.db().execute(&Sql::new(q)).expect(q);
+    }
+    (db, state, c)
+}
+
+/// The condition on `resources r` of a User filter of tenant `default` (`search::matching`).
+fn user_matching(c: &mut Conn, text: &str) -> Sql {
+    use scimitar::scim::filter::{parse_filter, resolve, Limits};
+    use scimitar::scim::schema::{Registry, Rtype};
+    let registry = Registry::load().unwrap();
+    let parsed = parse_filter(text, &Limits::default()).unwrap();
+    let cond = resolve(&registry, Rtype::User, &parsed).unwrap();
+    scimitar::storage::search::matching(
+        &mut c.db(),
+        &scimitar::storage::TenantId::from("default"),
+        Rtype::User,
+        Some(&cond),
+    )
+    .unwrap()
+}
+
 fn seed_users(db: &TestDb, n: u32) {
     let mut c = side(db);
     let q = if db.is_postgres() {
@@ -544,37 +578,25 @@ fn plan(c: &mut Conn, postgres: bool, query: Sql) -> String {
 /// two and, left alone, joined every resource against every match), and again after ANALYZE.
 #[actix_web::test]
 async fn selective_filters_drive_from_their_index_with_or_without_statistics() {
-    use scimitar::scim::filter::{parse_filter, resolve, Limits};
-    use scimitar::scim::schema::{Registry, Rtype};
-    use scimitar::storage::search::matching;
-    use scimitar::storage::TenantId;
-
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.db_analyze_every_secs = 0;
-    let _state = state(&a);
     // Enough rows that, once analyzed, an index is the cheaper plan for every filter here
     // (at 5,000 users Postgres rightly seq-scanned the 15,000 values for `co` after the
     // value index grew by the resource key, migration 000020).
-    seed_users(&db, 20000);
-    let mut c = side(&db);
-    for q in [
-        "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val) SELECT pk, 'default', \
-         'emails', 0, NULL FROM resources WHERE rtype = 'User'",
-        "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val) SELECT pk, 'default', \
-         'emails.value', 0, 'u' || pk || '@example.com' FROM resources WHERE rtype = 'User'",
-        "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val) SELECT pk, 'default', \
-         'emails.type', 0, 'work' FROM resources WHERE rtype = 'User'",
-        "INSERT INTO resources (tenant_id, id, rtype, display_name, display_ci, doc, version, \
-         created, modified) VALUES ('default', 'grp-1', 'Group', 'G', 'g', '{}', 1, 0, 0)",
-        "INSERT INTO members (tenant_id, group_pk, member_pk) SELECT 'default', g.pk, u.pk \
-         FROM resources g, resources u WHERE g.id = 'grp-1' AND u.rtype = 'User' \
-         AND u.pk % 10 = 0",
-    ] {
-        c.db().execute(&Sql::new(q)).expect(q);
-    }
-    let registry = Registry::load().unwrap();
-    let tenant = TenantId::from("default");
+    let (db, _state, mut c) = planned(
+        20000,
+        &[
+            "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val) SELECT pk, 'default', \
+             'emails', 0, NULL FROM resources WHERE rtype = 'User'",
+            "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val) SELECT pk, 'default', \
+             'emails.value', 0, 'u' || pk || '@example.com' FROM resources WHERE rtype = 'User'",
+            "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val) SELECT pk, 'default', \
+             'emails.type', 0, 'work' FROM resources WHERE rtype = 'User'",
+            "INSERT INTO resources (tenant_id, id, rtype, display_name, display_ci, doc, version, \
+             created, modified) VALUES ('default', 'grp-1', 'Group', 'G', 'g', '{}', 1, 0, 0)",
+            "INSERT INTO members (tenant_id, group_pk, member_pk) SELECT 'default', g.pk, u.pk \
+             FROM resources g, resources u WHERE g.id = 'grp-1' AND u.rtype = 'User' \
+             AND u.pk % 10 = 0",
+        ],
+    );
     let filters = [
         "emails.value co \"123\"",
         "emails.value sw \"u12\"",
@@ -585,14 +607,19 @@ async fn selective_filters_drive_from_their_index_with_or_without_statistics() {
     ];
     for analyzed in [false, true] {
         if analyzed {
-            c.db().execute(&Sql::new("ANALYZE")).expect("analyze");
+            // This test's tables only: a bare ANALYZE on Postgres analyzes every schema of
+            // the database, so other tests' tables too, while they expect none.
+            for t in [
+                "ANALYZE resources",
+                "ANALYZE attr_values",
+                "ANALYZE members",
+            ] {
+                c.db().execute(&Sql::new(t)).expect(t);
+            }
         }
         for text in filters {
-            let parsed = parse_filter(text, &Limits::default()).unwrap();
-            let cond = resolve(&registry, Rtype::User, &parsed).unwrap();
-            let base = matching(&mut c.db(), &tenant, Rtype::User, Some(&cond)).unwrap();
             let mut q = Sql::new("SELECT r.pk FROM resources r WHERE ");
-            q.append(base);
+            q.append(user_matching(&mut c, text));
             let p = plan(&mut c, db.is_postgres(), q);
             let shown = format!("{text} (analyzed: {analyzed}):\n{p}");
             if db.is_postgres() {
@@ -643,47 +670,28 @@ async fn selective_filters_drive_from_their_index_with_or_without_statistics() {
 /// bound LIKE pattern there read every row of the resource).
 #[actix_web::test]
 async fn an_extension_test_reads_one_path_range_of_each_resource() {
-    use scimitar::scim::filter::{parse_filter, resolve, Limits};
-    use scimitar::scim::schema::{Registry, Rtype};
-    use scimitar::storage::search::matching;
-    use scimitar::storage::TenantId;
-
-    let db = TestDb::new();
-    let mut a = args(&db);
-    a.db_analyze_every_secs = 0;
-    let _state = state(&a);
-    seed_users(&db, 2000);
-    let mut c = side(&db);
-    for q in [
-        "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val) SELECT pk, 'default', \
-         p.path, 0, 'v' FROM resources, (SELECT 'title' AS path UNION ALL SELECT 'nickname') p",
-        // Half the users carry the extension; a path that sorts just past its range does not
-        // count.
-        "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val) SELECT pk, 'default', \
-         'urn:ietf:params:scim:schemas:extension:enterprise:2.0:user:department', 0, 'v' \
-         FROM resources WHERE pk % 2 = 0",
-        "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val) SELECT pk, 'default', \
-         'urn:ietf:params:scim:schemas:extension:enterprise:2.0:user;', 0, 'v' \
-         FROM resources WHERE pk % 2 = 1",
-        "ANALYZE",
-    ] {
-        c.db().execute(&Sql::new(q)).expect(q);
-    }
-    let registry = Registry::load().unwrap();
-    let text = "schemas eq \"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\"";
-    let cond = resolve(
-        &registry,
-        Rtype::User,
-        &parse_filter(text, &Limits::default()).unwrap(),
-    )
-    .unwrap();
-    let base = matching(
-        &mut c.db(),
-        &TenantId::from("default"),
-        Rtype::User,
-        Some(&cond),
-    )
-    .unwrap();
+    let (db, _state, mut c) = planned(
+        2000,
+        &[
+            "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val) SELECT pk, 'default', \
+             p.path, 0, 'v' FROM resources, (SELECT 'title' AS path UNION ALL SELECT 'nickname') p",
+            // Half the users carry the extension; a path that sorts just past its range does
+            // not count.
+            "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val) SELECT pk, 'default', \
+             'urn:ietf:params:scim:schemas:extension:enterprise:2.0:user:department', 0, 'v' \
+             FROM resources WHERE pk % 2 = 0",
+            "INSERT INTO attr_values (res_pk, tenant_id, path, elem, val) SELECT pk, 'default', \
+             'urn:ietf:params:scim:schemas:extension:enterprise:2.0:user;', 0, 'v' \
+             FROM resources WHERE pk % 2 = 1",
+            // Its own tables (a bare ANALYZE would take other tests' schemas too).
+            "ANALYZE resources",
+            "ANALYZE attr_values",
+        ],
+    );
+    let base = user_matching(
+        &mut c,
+        "schemas eq \"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\"",
+    );
     let mut count = Sql::new("SELECT COUNT(*) AS n FROM resources r WHERE ");
     count.append(base.clone());
     assert_eq!(c.db().count(&count).expect("count"), 1000);
