@@ -102,6 +102,27 @@ pub type WriterLock = Arc<Gate>;
 pub struct Gate {
     taken: Mutex<bool>,
     freed: Condvar,
+    /// The database's WAL checkpoints (SQLite; see `wal`): every connection sharing this
+    /// lock reports its commits there.
+    pub(super) checkpoints: super::wal::Checkpoints,
+}
+
+impl Gate {
+    /// The writer lock of a database the server opens (its pool and its batch writer's
+    /// connections): on SQLite with a checkpoint thread, so that commits do not checkpoint
+    /// (`wal`).
+    pub(super) fn for_database(url: &DbUrl) -> WriterLock {
+        let gate = WriterLock::default();
+        if url.backend == Backend::Sqlite {
+            gate.checkpoints.start(&url.target);
+        }
+        gate
+    }
+
+    /// Checkpoints run so far (`wal::Checkpoints::runs`).
+    pub fn checkpoints(&self) -> (u64, u64) {
+        self.checkpoints.runs()
+    }
 }
 
 /// The writer lock, held until dropped.
@@ -217,7 +238,7 @@ impl Conn {
         let setup = diesel::ConnectionError::CouldntSetupConfiguration;
         let (inner, pg_target) = match url.backend {
             Backend::Sqlite => {
-                let c = watch::open_sqlite(&watch, || {
+                let c = watch::open_sqlite(&watch, &writer.checkpoints, || {
                     let mut c = SqliteConnection::establish(&url.target)?;
                     dialect::setup_sqlite(&mut c, sync).map_err(setup)?;
                     Ok::<_, diesel::ConnectionError>(c)

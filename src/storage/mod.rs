@@ -30,6 +30,7 @@ pub mod search;
 pub mod sessions;
 pub mod sql;
 pub mod tenancy;
+pub mod wal;
 pub mod watch;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};

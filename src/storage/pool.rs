@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use diesel::r2d2::{self, ManageConnection};
 
-use super::conn::{Conn, DbUrl, WriterLock};
+use super::conn::{Conn, DbUrl, Gate, WriterLock};
 use super::sql::Sql;
 use super::StorageError;
 use crate::config::SqliteSync;
@@ -77,7 +77,7 @@ pub fn open_with_connector(
     let mut conn = Conn::establish(&url, sync).map_err(|e| StorageError::Connect(e.to_string()))?;
     conn.migrate()?;
     drop(conn);
-    let writer = WriterLock::default();
+    let writer = Gate::for_database(&url);
     let pool = r2d2::Pool::builder()
         .max_size(pool_size)
         .test_on_check_out(false)
@@ -111,6 +111,12 @@ pub struct Connector {
 }
 
 impl Connector {
+    /// Checkpoints of the database's WAL so far: by its checkpoint thread, and by committing
+    /// connections themselves (SQLite; `wal`).
+    pub fn checkpoints(&self) -> (u64, u64) {
+        self.writer.checkpoints()
+    }
+
     pub fn connect(&self) -> Result<Conn, StorageError> {
         Conn::establish_with(&self.url, self.sync, self.writer.clone(), self.timeout)
             .map_err(|e| StorageError::Connect(e.to_string()))

@@ -322,10 +322,11 @@ fn stable_plans(db: *mut ffi::sqlite3) {
 }
 
 /// Opens a SQLite connection with `open` and puts it under `watch`: its progress handler and
-/// busy handler stop its statements when the watch says so. `watch` must outlive the
-/// connection.
+/// busy handler stop its statements when the watch says so, and its commits report to
+/// `checkpoints` (`wal`). Both must outlive the connection.
 pub(super) fn open_sqlite<C, E>(
     watch: &Arc<Watch>,
+    checkpoints: &super::wal::Checkpoints,
     open: impl FnOnce() -> Result<C, E>,
 ) -> Result<C, E> {
     static HOOK: Once = Once::new();
@@ -350,6 +351,7 @@ pub(super) fn open_sqlite<C, E>(
         ffi::sqlite3_busy_handler(db, Some(on_busy), arg);
     }
     stable_plans(db);
+    checkpoints.install(db);
     Ok(conn)
 }
 

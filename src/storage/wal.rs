@@ -1,0 +1,264 @@
+//! SQLite's WAL checkpoints, off the write path. A commit appends its pages to the write-ahead
+//! log; a checkpoint copies them back into the database file (and syncs both) so that the log
+//! can start again from its beginning. SQLite's default is that the connection whose commit
+//! takes the log past 1,000 pages runs the checkpoint itself, before its commit returns: on a
+//! server whose writes all go through one writer (`provisioning::writer`), that is every
+//! thousandth page of the write path spent copying and syncing while every write waits
+//! (`perf record` of a delete load: `fsync` 7 % of the server's CPU, and about half of its
+//! `pwrite`s, a quarter, were the checkpoints').
+//!
+//! Here each database the server opens has one checkpoint thread with its own connection.
+//! Every connection's commit hook (`sqlite3_wal_hook`, which replaces the automatic
+//! checkpoint) wakes it once the log holds `BACKGROUND_FROM` pages, and it runs a PASSIVE
+//! checkpoint (never waits for a lock: writers go on appending meanwhile, readers go on
+//! reading). Should the log reach `INLINE_FROM` pages all the same (the thread is behind, or
+//! could not open its connection), the committing connection checkpoints itself as SQLite
+//! would. A connection opened without a checkpoint thread (admin commands, tests) always
+//! checkpoints itself at `BACKGROUND_FROM`, SQLite's own default.
+//!
+//! Durability does not move: a write is durable once its commit is in the log (under the
+//! configured `synchronous`), and a checkpoint interrupted by a crash is redone from the log.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, SqliteConnection};
+use libsqlite3_sys as ffi;
+
+/// Log pages after which the checkpoint thread is woken (SQLite's default autocheckpoint).
+pub const BACKGROUND_FROM: c_int = 1000;
+/// Log pages after which the committing connection checkpoints itself (64 MiB of 4 KiB
+/// pages): a bound on the log should the thread fall behind.
+pub const INLINE_FROM: c_int = 16_000;
+
+/// One database's checkpoints: shared by all its connections (`conn::Gate` holds it), so it
+/// outlives each of them. Dropped, it stops its thread.
+#[derive(Default)]
+pub struct Checkpoints {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// A checkpoint thread is running.
+    background: bool,
+    /// A commit asked for a checkpoint since the thread last started one.
+    wanted: bool,
+    /// The database is closed: the thread ends.
+    closed: bool,
+    /// Checkpoints the thread ran, and those a committing connection ran itself.
+    by_thread: u64,
+    inline: u64,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Checkpoints {
+    /// Starts the checkpoint thread of the SQLite database at `target` (a path or URI as
+    /// diesel opens it). On failure the commits checkpoint themselves, as without a thread.
+    pub fn start(&self, target: &str) {
+        let inner = self.inner.clone();
+        let target = target.to_string();
+        lock(&self.inner.state).background = true;
+        let spawned = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || run(&inner, &target));
+        if let Err(e) = spawned {
+            log::warn!("SQLite checkpoint thread not started, commits checkpoint themselves: {e}");
+            lock(&self.inner.state).background = false;
+        }
+    }
+
+    /// Checkpoints run so far: by the thread, and by committing connections themselves.
+    pub fn runs(&self) -> (u64, u64) {
+        let s = lock(&self.inner.state);
+        (s.by_thread, s.inline)
+    }
+
+    /// Installs the commit hook on connection `db`, which must close before `self` drops.
+    pub(super) fn install(&self, db: *mut ffi::sqlite3) {
+        let arg = Arc::as_ptr(&self.inner) as *mut c_void;
+        // SAFETY: `db` is an open connection; `arg` points to `Inner`, which `self` keeps
+        // alive longer than the connection (the caller's promise).
+        unsafe {
+            ffi::sqlite3_wal_hook(db, Some(on_commit), arg);
+        }
+    }
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        lock(&self.inner.state).closed = true;
+        self.inner.wake.notify_one();
+    }
+}
+
+/// SQLite calls this after each commit in WAL mode, with the pages the log now holds.
+unsafe extern "C" fn on_commit(
+    arg: *mut c_void,
+    db: *mut ffi::sqlite3,
+    name: *const c_char,
+    pages: c_int,
+) -> c_int {
+    if pages < BACKGROUND_FROM {
+        return ffi::SQLITE_OK;
+    }
+    // SAFETY: `arg` is the `Inner` of `install`, alive while the connection is.
+    let inner = unsafe { &*(arg as *const Inner) };
+    {
+        let mut s = lock(&inner.state);
+        if s.background && !s.closed && pages < INLINE_FROM {
+            s.wanted = true;
+            drop(s);
+            inner.wake.notify_one();
+            return ffi::SQLITE_OK;
+        }
+        s.inline += 1;
+    }
+    // SAFETY: the connection and schema name SQLite passed in, inside its own callback (as
+    // its automatic checkpoint does). A checkpoint that cannot finish now (a reader, the
+    // checkpoint thread) leaves the rest for the next one; the commit stands either way.
+    unsafe {
+        ffi::sqlite3_wal_checkpoint_v2(
+            db,
+            name,
+            ffi::SQLITE_CHECKPOINT_PASSIVE,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+    }
+    ffi::SQLITE_OK
+}
+
+/// The checkpoint thread: waits for a commit's call, checkpoints, until the database closes.
+fn run(inner: &Inner, target: &str) {
+    let mut conn = match SqliteConnection::establish(target) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!(
+                "SQLite checkpoint thread has no connection, commits checkpoint themselves: {e}"
+            );
+            lock(&inner.state).background = false;
+            return;
+        }
+    };
+    loop {
+        {
+            let mut s = lock(&inner.state);
+            while !s.wanted && !s.closed {
+                s = inner.wake.wait(s).unwrap_or_else(PoisonError::into_inner);
+            }
+            if s.closed {
+                return;
+            }
+            s.wanted = false;
+        }
+        // PASSIVE: copies what no reader still needs, waits for no lock. An error (the disk)
+        // is logged; the next commit asks again, and past `INLINE_FROM` commits do it.
+        if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+            log::warn!("SQLite checkpoint failed: {e}");
+        }
+        lock(&inner.state).by_thread += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::SqliteSync;
+    use crate::storage::conn::Db;
+    use crate::storage::pool;
+    use crate::storage::sql::Sql;
+    use std::time::{Duration, Instant};
+
+    /// Commits `n` transactions of one 4 KiB row each (a page or more each).
+    fn write_pages(db: &mut Db<'_>, n: usize) {
+        for _ in 0..n {
+            db.execute(&Sql::new("INSERT INTO t (b) VALUES (randomblob(4000))"))
+                .expect("insert");
+        }
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Frames {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        log: i32,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        checkpointed: i32,
+    }
+
+    /// The server's databases: commits past `super::BACKGROUND_FROM` pages wake the checkpoint
+    /// thread, which copies the log back, and no commit checkpoints itself.
+    #[test]
+    fn the_thread_checkpoints_and_commits_do_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/c.db", dir.path().display());
+        let (pool, connector) =
+            pool::open_with_connector(&url, SqliteSync::Normal, 2, None).expect("open");
+        let mut conn = pool.get().expect("conn");
+        let mut db = conn.db();
+        db.execute(&Sql::new("CREATE TABLE t (b BLOB)"))
+            .expect("table");
+        write_pages(&mut db, 1500);
+        let until = Instant::now() + Duration::from_secs(20);
+        while connector.checkpoints().0 == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (by_thread, inline) = connector.checkpoints();
+        assert!(by_thread > 0, "the thread checkpointed");
+        assert_eq!(inline, 0, "no commit checkpointed itself");
+        // Once the thread has caught up, every page of the log is back in the file.
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let f = db
+                .first::<Frames>(&Sql::new("PRAGMA wal_checkpoint(PASSIVE)"))
+                .expect("checkpoint")
+                .expect("row");
+            if f.log == f.checkpointed || Instant::now() > until {
+                assert_eq!(f.log, f.checkpointed, "the log is copied back");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let n = db
+            .count(&Sql::new("SELECT COUNT(*) AS n FROM t"))
+            .expect("count");
+        assert_eq!(n, 1500);
+    }
+
+    /// A connection without a checkpoint thread (admin commands) checkpoints at its commit
+    /// past `BACKGROUND_FROM` pages, as SQLite does by default.
+    #[test]
+    fn without_a_thread_commits_checkpoint_themselves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url =
+            crate::storage::conn::DbUrl::parse(&format!("sqlite://{}/c.db", dir.path().display()))
+                .expect("url");
+        let gate = crate::storage::conn::WriterLock::default();
+        let mut conn = crate::storage::conn::Conn::establish_with(
+            &url,
+            SqliteSync::Normal,
+            gate.clone(),
+            None,
+        )
+        .expect("conn");
+        let mut db = conn.db();
+        // WAL is set when a database is migrated; this one is not.
+        db.execute(&Sql::new("PRAGMA journal_mode = WAL"))
+            .expect("wal");
+        db.execute(&Sql::new("CREATE TABLE t (b BLOB)"))
+            .expect("table");
+        write_pages(&mut db, 1500);
+        let (by_thread, inline) = gate.checkpoints();
+        assert_eq!(by_thread, 0);
+        assert!(inline > 0, "the commits checkpointed");
+    }
+}
