@@ -77,7 +77,7 @@ pub fn app(
 /// The routes. `main` and the tests both build the app with this.
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
-        let scim = web::scope("/scim/v2")
+        let scim = web::scope(SCIM)
             .service(resource(
                 "/ServiceProviderConfig",
                 [web::get().to(discovery::service_provider_config)],
@@ -112,7 +112,11 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         let metrics_here = state.ops.metrics_here;
         cfg.app_data(state)
             .configure(|cfg| ops::routes(cfg, metrics_here))
-            .service(resource("/oauth/token", [web::post().to(oauth::token)]))
+            .service(resource_in(
+                "",
+                "/oauth/token",
+                [web::post().to(oauth::token)],
+            ))
             .service(web::scope("/api/v1").configure(api::configure))
             .service(console::scope())
             .service(scim)
@@ -120,11 +124,23 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
     }
 }
 
-/// A path and the methods it answers; any other method is 405.
+/// The SCIM endpoints' scope.
+const SCIM: &str = "/scim/v2";
+
+/// A path of the SCIM scope and the methods it answers; any other method is 405.
 fn resource<const N: usize>(path: &str, routes: [Route; N]) -> Resource {
+    resource_in(SCIM, path, routes)
+}
+
+/// A path of the scope at `scope` ("" at the top) and the methods it answers; any other
+/// method is 405. It carries its route label (`observe::Route`).
+fn resource_in<const N: usize>(scope: &str, path: &str, routes: [Route; N]) -> Resource {
     routes
         .into_iter()
         .fold(web::resource(path), Resource::route)
+        .app_data(observe::Route(observe::route_label(&format!(
+            "{scope}{path}"
+        ))))
         .default_service(web::to(method_not_allowed))
 }
 

@@ -32,10 +32,10 @@ pub struct Ops {
 /// `/healthz` and `/readyz`, and `/metrics` when `metrics` (the main app without
 /// `--metrics-listen`, or the metrics address).
 pub fn routes(cfg: &mut web::ServiceConfig, metrics: bool) {
-    cfg.service(super::resource("/healthz", [web::get().to(healthz)]))
-        .service(super::resource("/readyz", [web::get().to(readyz)]));
+    cfg.service(super::resource_in("", "/healthz", [web::get().to(healthz)]))
+        .service(super::resource_in("", "/readyz", [web::get().to(readyz)]));
     if metrics {
-        cfg.service(super::resource("/metrics", [web::get().to(scrape)]));
+        cfg.service(super::resource_in("", "/metrics", [web::get().to(scrape)]));
     }
 }
 

@@ -349,6 +349,41 @@ fn lines_of(path: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// Every request is counted under its route's template: a SCIM resource (its label carried
+/// by the resource, read once routed), the same resource answering 405 to a method it lacks,
+/// an `/api/v1` route (its template matched again) and a path no route takes (`unmatched`).
+#[actix_web::test]
+async fn requests_are_counted_under_their_route_template() {
+    let (app, _db) = app().await;
+    call(&app, "GET", "/scim/v2/Users/no-such-id", None)
+        .await
+        .expect(404);
+    call(&app, "POST", "/scim/v2/Users/no-such-id", Some(json!({})))
+        .await
+        .expect(405);
+    // A SCIM token on /api/v1: its own JSON error, not SCIM's.
+    let r = call(&app, "GET", "/api/v1/roles/no-such-role", None).await;
+    assert_eq!(r.status.as_u16(), 403, "{}", r.raw);
+    call(&app, "GET", "/no/such/route", None).await.expect(404);
+    let m = scrape(&app).await;
+    for (route, method, status) in [
+        ("/scim/v2/:rtype/:id", "GET", "4xx"),
+        ("/scim/v2/:rtype/:id", "POST", "4xx"),
+        ("/api/v1/roles/:id", "GET", "4xx"),
+        ("unmatched", "GET", "4xx"),
+    ] {
+        assert_eq!(
+            sample(
+                &m,
+                "scimitar_http_requests_total",
+                &[("route", route), ("method", method), ("status", status)]
+            ),
+            Some(1.0),
+            "{method} {route}"
+        );
+    }
+}
+
 /// A real server logging JSON: the access line of a filtered list carries the request id,
 /// route, tenant and credential id, and the filter with its value redacted; the email is
 /// nowhere in the log. With `--log-unredacted` (text) the value is logged as sent.
