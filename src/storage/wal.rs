@@ -219,11 +219,9 @@ mod tests {
         busy: i32,
         #[diesel(sql_type = diesel::sql_types::Integer)]
         log: i32,
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        checkpointed: i32,
     }
 
-    /// The pages the log holds, and of those copied back (a PASSIVE checkpoint's answer,
+    /// The pages the log holds (a PASSIVE checkpoint's answer,
     /// asked again while the checkpoint thread's own checkpoint keeps it from running).
     fn log_of(db: &mut Db<'_>) -> Frames {
         let until = Instant::now() + Duration::from_secs(20);
