@@ -82,6 +82,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
                 connector, half_pool,
             )),
             metrics: Arc::new(Metrics::new(args.ops.metrics_per_tenant)),
+            products: Default::default(),
         },
         bootstrap_hash: args.bootstrap_token.as_deref().map(auth::hash_secret),
         max_body_bytes: args.max_body_bytes,

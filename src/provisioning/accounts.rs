@@ -4,6 +4,7 @@
 //! disagrees with its user. Also the account as the API and the feed show it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -99,6 +100,7 @@ enum Grant {
 }
 
 /// What a transaction needs to decide accounts: the policy, the rules, the roles.
+#[derive(Default)]
 pub(crate) struct Ctx {
     policy: Policy,
     rules: Vec<(String, Grant)>,
@@ -167,6 +169,23 @@ pub(crate) fn policy_of(db: &mut Db<'_>, tenant: &TenantId) -> Result<Policy> {
     Ok(roles::get_policy(db, tenant)?.unwrap_or_default())
 }
 
+/// The tenants' account contexts by version (`Service::accounts_ctx`), and the one of a
+/// tenant that never set a policy, a role or a rule.
+#[derive(Default)]
+pub struct Products {
+    by_tenant: Mutex<HashMap<TenantId, (i64, Arc<Ctx>)>>,
+    none: Arc<Ctx>,
+}
+
+impl Products {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (i64, Arc<Ctx>)>> {
+        // A poisoned lock only means a thread panicked while inserting: the map is whole.
+        self.by_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl Service {
     /// Parses and checks a rule's filter against the User schema: the same parser, limits
     /// and semantics as `?filter=`.
@@ -182,7 +201,31 @@ impl Service {
         Ok(cond)
     }
 
-    pub(crate) fn accounts_ctx(&self, db: &mut Db<'_>, tenant: &TenantId) -> Result<Ctx> {
+    /// What the tenant's writes decide accounts by. Read once per version of the tenant's
+    /// policy, roles and rules (`roles::product_version`, one row read in the caller's
+    /// transaction) and kept for the next write: a write used to read the policy, the roles
+    /// and the rules and parse every rule's filter (three statements, on Postgres three round
+    /// trips of the tenant's batch). Another instance's change, or this transaction's own, is
+    /// a new version; a change rolled back leaves a version nobody stored, so the next read
+    /// reloads.
+    pub(crate) fn accounts_ctx(&self, db: &mut Db<'_>, tenant: &TenantId) -> Result<Arc<Ctx>> {
+        let Some(version) = roles::product_version(db, tenant)? else {
+            return Ok(self.products.none.clone());
+        };
+        if let Some((v, ctx)) = self.products.lock().get(tenant) {
+            if *v == version {
+                return Ok(ctx.clone());
+            }
+        }
+        let ctx = Arc::new(self.load_ctx(db, tenant)?);
+        self.products
+            .lock()
+            .insert(tenant.clone(), (version, ctx.clone()));
+        Ok(ctx)
+    }
+
+    /// The tenant's policy, roles and rules as stored (`accounts_ctx`).
+    fn load_ctx(&self, db: &mut Db<'_>, tenant: &TenantId) -> Result<Ctx> {
         let policy = policy_of(db, tenant)?;
         let roles = RoleRow::list(db, tenant)?
             .iter()

@@ -157,6 +157,9 @@ pub struct Service {
     /// The process's metrics (`crate::metrics`: its named methods are the registration
     /// points).
     pub metrics: Arc<Metrics>,
+    /// Each tenant's policy, roles and parsed rules as last read, with their version
+    /// (`accounts::Service::accounts_ctx`).
+    pub products: Arc<accounts::Products>,
 }
 
 pub(crate) fn ensure_write(p: &Principal) -> Result<()> {

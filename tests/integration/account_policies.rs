@@ -447,3 +447,59 @@ async fn notify_policy_flags_removals_until_confirmed() {
     let r = post(&app, &admin, &confirm(&eve_acc), None).await;
     api_error(&r, 409, "conflict");
 }
+
+/// Two instances on one database, one keeping what it read of the tenant's policy, roles and
+/// rules between writes: a rule, a policy or a deletion made through the other instance
+/// decides its next write all the same (each is a new version of them, read in the write's
+/// transaction), and so does a change made through itself.
+#[actix_web::test]
+async fn a_rule_or_policy_changed_through_another_instance_decides_the_next_write() {
+    let db = TestDb::new();
+    let (a, state) = app_with(args(&db)).await;
+    let (b, _) = app_with(args(&db)).await;
+    let admin = admin_token(&state);
+    let roles_of = |acc: &Value| -> Vec<String> {
+        acc["roles"]
+            .as_array()
+            .expect("roles")
+            .iter()
+            .map(|r| r["name"].as_str().expect("role name").to_string())
+            .collect()
+    };
+    // B decides a first account with nothing set (and keeps that).
+    let u0 = scim_create(&b, entra_user("u0@example.com", "Engineering", "Dev")).await;
+    assert_eq!(
+        roles_of(&account_of(&a, &admin, &u0).await),
+        Vec::<String>::new()
+    );
+    // A adds a role and a rule: B's next two writes (the second from what B kept) grant it.
+    let eng = create_role(&a, &admin, "engineer", json!({"repo.write": true})).await;
+    let rule = filter_rule(&a, &admin, &eng, &in_department("Engineering")).await;
+    for name in ["u1@example.com", "u2@example.com"] {
+        let u = scim_create(&b, entra_user(name, "Engineering", "Dev")).await;
+        assert_eq!(
+            roles_of(&account_of(&a, &admin, &u).await),
+            ["engineer"],
+            "{name}"
+        );
+    }
+    // A deletes the rule: B's next write grants nothing.
+    let r = delete(&a, &admin, &format!("/api/v1/rules/{rule}")).await;
+    assert_eq!(r.status.as_u16(), 204, "{}", r.raw);
+    let u3 = scim_create(&b, entra_user("u3@example.com", "Engineering", "Dev")).await;
+    assert_eq!(
+        roles_of(&account_of(&a, &admin, &u3).await),
+        Vec::<String>::new()
+    );
+    // A sets the review policy: B's next account waits for approval.
+    put_policy(&a, &admin, "review", "auto").await;
+    let u4 = scim_create(&b, entra_user("u4@example.com", "Sales", "Rep")).await;
+    assert_eq!(account_of(&a, &admin, &u4).await["state"], "pending");
+    // B's own change (a rule again, through B): B's next write follows it too.
+    filter_rule(&b, &admin, &eng, &in_department("Sales")).await;
+    put_policy(&b, &admin, "auto", "auto").await;
+    let u5 = scim_create(&b, entra_user("u5@example.com", "Sales", "Rep")).await;
+    let acc = account_of(&a, &admin, &u5).await;
+    assert_eq!(acc["state"], "active");
+    assert_eq!(roles_of(&acc), ["engineer"]);
+}
