@@ -173,12 +173,12 @@ pub(crate) fn policy_of(db: &mut Db<'_>, tenant: &TenantId) -> Result<Policy> {
 /// tenant that never set a policy, a role or a rule.
 #[derive(Default)]
 pub struct Products {
-    by_tenant: Mutex<HashMap<TenantId, (i64, Arc<Ctx>)>>,
+    by_tenant: Mutex<HashMap<TenantId, ((i64, i64, i64), Arc<Ctx>)>>,
     none: Arc<Ctx>,
 }
 
 impl Products {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (i64, Arc<Ctx>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, ((i64, i64, i64), Arc<Ctx>)>> {
         // A poisoned lock only means a thread panicked while inserting: the map is whole.
         self.by_tenant
             .lock()
@@ -202,12 +202,13 @@ impl Service {
     }
 
     /// What the tenant's writes decide accounts by. Read once per version of the tenant's
-    /// policy, roles and rules (`roles::product_version`, one row read in the caller's
+    /// policy, roles and rules (`roles::product_version`, one statement in the caller's
     /// transaction) and kept for the next write: a write used to read the policy, the roles
     /// and the rules and parse every rule's filter (three statements, on Postgres three round
-    /// trips of the tenant's batch). Another instance's change, or this transaction's own, is
-    /// a new version; a change rolled back leaves a version nobody stored, so the next read
-    /// reloads.
+    /// trips of the tenant's batch). Any change, through this instance or another (or an
+    /// older binary: the database's triggers note it), is a new version. A version read
+    /// inside a transaction that changed them and then rolled back names what it loaded
+    /// then, and no committed state matches it (its change's random nonce).
     pub(crate) fn accounts_ctx(&self, db: &mut Db<'_>, tenant: &TenantId) -> Result<Arc<Ctx>> {
         let Some(version) = roles::product_version(db, tenant)? else {
             return Ok(self.products.none.clone());

@@ -35,31 +35,29 @@ fn policy_text(p: Policy) -> (&'static str, &'static str) {
     (provisioning, deprovisioning)
 }
 
-/// The version of the tenant's policy, roles and rules (migration 000021): a new random
-/// value at each write of any of them, so a cached copy is current exactly when its version
-/// is the stored one. None: the tenant never set any (the default policy, no roles, no
-/// rules).
-pub fn product_version(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Option<i64>> {
+/// The version of the tenant's policy, roles and rules (migration 000021): how many changes
+/// of them the triggers noted, the highest change id and that change's random nonce. Any
+/// change committed since a version was read gives another (the count grows; a tenant made
+/// again under a deleted one's id has higher ids; a change that took the id of one rolled
+/// back has another nonce), so a copy kept with its version is current exactly when the
+/// version read now is the same. None: the tenant never set any (the default policy, no
+/// roles, no rules).
+pub fn product_version(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Option<(i64, i64, i64)>> {
     #[derive(QueryableByName)]
     struct Version {
         #[diesel(sql_type = BigInt)]
-        version: i64,
+        n: i64,
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = BigInt)]
+        nonce: i64,
     }
-    let q = select("version", "product_versions", tenant);
-    Ok(db.first::<Version>(&q)?.map(|v| v.version))
-}
-
-/// Gives the tenant's policy, roles and rules a new version (see `product_version`); every
-/// write of them calls it in its transaction. Random, not counted: a tenant deleted and made
-/// again under the same id must not meet a version some process cached of the old one.
-fn bump(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<()> {
-    let version = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
-    db.execute(&Sql::with(
-        "INSERT INTO product_versions (tenant_id, version) VALUES (?, ?) \
-         ON CONFLICT (tenant_id) DO UPDATE SET version = excluded.version",
-        [Bind::tenant(tenant), Bind::Int(version)],
-    ))?;
-    Ok(())
+    let q = Sql::with(
+        "SELECT (SELECT COUNT(*) FROM product_changes WHERE tenant_id = ?) AS n, id, nonce \
+         FROM product_changes WHERE tenant_id = ? ORDER BY id DESC LIMIT 1",
+        [Bind::tenant(tenant), Bind::tenant(tenant)],
+    );
+    Ok(db.first::<Version>(&q)?.map(|v| (v.n, v.id, v.nonce)))
 }
 
 /// The tenant's stored policy, if it set one.
@@ -103,7 +101,7 @@ pub fn put_policy(db: &mut Db<'_>, tenant: &TenantId, policy: Policy) -> StoreRe
             Bind::text(deprovisioning),
         ],
     ))?;
-    bump(db, tenant)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -174,13 +172,12 @@ pub fn insert_role(db: &mut Db<'_>, tenant: &TenantId, r: &RoleRow) -> StoreResu
             Bind::Int(r.modified),
         ],
     ))?;
-    bump(db, tenant)
+    Ok(())
 }
 
 /// Rewrites a role's name and entitlements; returns how many rows changed (0: no such role).
 pub fn update_role(db: &mut Db<'_>, tenant: &TenantId, r: &RoleRow) -> StoreResult<usize> {
     let ents = Bind::Text(entitlements_json(r)?);
-    bump(db, tenant)?;
     Ok(db.execute(&Sql::with(
         "UPDATE roles SET name = ?, entitlements = ?, modified = ? WHERE tenant_id = ? AND id = ?",
         [
@@ -201,7 +198,6 @@ fn delete_where(
     column: &str,
     value: &str,
 ) -> StoreResult<usize> {
-    bump(db, tenant)?;
     Ok(db.execute(&Sql::with(
         &format!("DELETE FROM {table} WHERE tenant_id = ? AND {column} = ?"),
         [Bind::tenant(tenant), Bind::text(value)],
@@ -312,11 +308,10 @@ pub fn insert_rule(db: &mut Db<'_>, tenant: &TenantId, r: &RuleRow) -> StoreResu
     );
     q.and("?, ?)", times);
     db.execute(&q)?;
-    bump(db, tenant)
+    Ok(())
 }
 
 pub fn update_rule(db: &mut Db<'_>, tenant: &TenantId, r: &RuleRow) -> StoreResult<usize> {
-    bump(db, tenant)?;
     let [role, filter, group] = r.grant_binds();
     let mut q = Sql::with(
         "UPDATE rules SET role_id = ?, filter = ?, group_id = ?, modified = ? ",

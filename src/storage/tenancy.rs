@@ -144,7 +144,7 @@ pub fn delete_tenant_with(
     del(db, "rules")?;
     del(db, "roles")?;
     del(db, "policies")?;
-    del(db, "product_versions")?;
+    del(db, "product_changes")?;
     del(db, "admin_sessions")?;
     d.credentials += del(db, "tokens")?;
     d.credentials += del(db, "oauth_clients")?;

@@ -451,7 +451,7 @@ async fn notify_policy_flags_removals_until_confirmed() {
 /// Two instances on one database, one keeping what it read of the tenant's policy, roles and
 /// rules between writes: a rule, a policy or a deletion made through the other instance
 /// decides its next write all the same (each is a new version of them, read in the write's
-/// transaction), and so does a change made through itself.
+/// transaction), and so does a change made through itself or in SQL.
 #[actix_web::test]
 async fn a_rule_or_policy_changed_through_another_instance_decides_the_next_write() {
     let db = TestDb::new();
@@ -502,4 +502,19 @@ async fn a_rule_or_policy_changed_through_another_instance_decides_the_next_writ
     let acc = account_of(&a, &admin, &u5).await;
     assert_eq!(acc["state"], "active");
     assert_eq!(roles_of(&acc), ["engineer"]);
+    // A change no instance of this binary made (an older binary during a rolling upgrade, a
+    // fix in SQL): the database's triggers note it, and B's next write follows it.
+    {
+        let mut conn = state.service.pool.get().expect("conn");
+        conn.db()
+            .execute(&scimitar::storage::sql::Sql::new(
+                "DELETE FROM rules WHERE tenant_id = 'default'",
+            ))
+            .expect("delete the rules");
+    }
+    let u6 = scim_create(&b, entra_user("u6@example.com", "Sales", "Rep")).await;
+    assert_eq!(
+        roles_of(&account_of(&a, &admin, &u6).await),
+        Vec::<String>::new()
+    );
 }

@@ -1,1 +1,10 @@
-DROP TABLE product_versions;
+DROP TRIGGER policies_changed_insert;
+DROP TRIGGER policies_changed_update;
+DROP TRIGGER policies_changed_delete;
+DROP TRIGGER roles_changed_insert;
+DROP TRIGGER roles_changed_update;
+DROP TRIGGER roles_changed_delete;
+DROP TRIGGER rules_changed_insert;
+DROP TRIGGER rules_changed_update;
+DROP TRIGGER rules_changed_delete;
+DROP TABLE product_changes;
