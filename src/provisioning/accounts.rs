@@ -169,16 +169,19 @@ pub(crate) fn policy_of(db: &mut Db<'_>, tenant: &TenantId) -> Result<Policy> {
     Ok(roles::get_policy(db, tenant)?.unwrap_or_default())
 }
 
+/// A tenant's account context and the version it was read at (`roles::product_version`).
+type Kept = ((i64, i64, i64), Arc<Ctx>);
+
 /// The tenants' account contexts by version (`Service::accounts_ctx`), and the one of a
 /// tenant that never set a policy, a role or a rule.
 #[derive(Default)]
 pub struct Products {
-    by_tenant: Mutex<HashMap<TenantId, ((i64, i64, i64), Arc<Ctx>)>>,
+    by_tenant: Mutex<HashMap<TenantId, Kept>>,
     none: Arc<Ctx>,
 }
 
 impl Products {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, ((i64, i64, i64), Arc<Ctx>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Kept>> {
         // A poisoned lock only means a thread panicked while inserting: the map is whole.
         self.by_tenant
             .lock()
