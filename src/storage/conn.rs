@@ -118,11 +118,6 @@ impl Gate {
         }
         gate
     }
-
-    /// Checkpoints run so far (`wal::Checkpoints::runs`).
-    pub fn checkpoints(&self) -> (u64, u64) {
-        self.checkpoints.runs()
-    }
 }
 
 /// The writer lock, held until dropped.

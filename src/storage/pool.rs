@@ -114,7 +114,7 @@ impl Connector {
     /// Checkpoints of the database's WAL so far: by its checkpoint thread, and by committing
     /// connections themselves (SQLite; `wal`).
     pub fn checkpoints(&self) -> (u64, u64) {
-        self.writer.checkpoints()
+        self.writer.checkpoints.runs()
     }
 
     pub fn connect(&self) -> Result<Conn, StorageError> {

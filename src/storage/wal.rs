@@ -341,7 +341,7 @@ mod tests {
         db.execute(&Sql::new("CREATE TABLE t (b BLOB)"))
             .expect("table");
         write_pages(&mut db, 1500);
-        let (by_thread, inline) = gate.checkpoints();
+        let (by_thread, inline) = gate.checkpoints.runs();
         assert_eq!(by_thread, 0);
         assert!(inline > 0, "the commits checkpointed");
     }
