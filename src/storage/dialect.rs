@@ -341,11 +341,19 @@ pub fn insert_attr_values(
     }
 }
 
+/// How much of a SQLite database file its connections read through a memory map (1 TiB: all
+/// of any database this server keeps). SQLite maps only as much as the file holds, and the
+/// mapping is the operating system's page cache, shared by every connection; pages past it
+/// are read with a pread() each into the connection's own cache. The bundled SQLite's
+/// compile-time ceiling (`SQLITE_MAX_MMAP_SIZE`, 2 GiB by default) is raised to this in
+/// `.cargo/config.toml`; a build without it clamps the setting to its own ceiling.
+pub const SQLITE_MMAP_BYTES: i64 = 1 << 40;
+
 /// Per-connection SQLite settings: wait for the single writer instead of failing, enforce
 /// foreign keys (cascading deletes), and make LIKE case-sensitive so it agrees with Postgres
 /// (case-insensitive attributes are stored lower-cased). Reads go through a shared memory map
-/// of the file (up to 2 GiB, SQLite's ceiling) instead of a read() per page into each
-/// connection's own cache.
+/// of the file (`SQLITE_MMAP_BYTES`) instead of a read() per page into each connection's own
+/// cache.
 pub fn setup_sqlite(c: &mut SqliteConnection, sync: SqliteSync) -> diesel::QueryResult<()> {
     let sync = match sync {
         SqliteSync::Normal => "NORMAL",
@@ -354,7 +362,7 @@ pub fn setup_sqlite(c: &mut SqliteConnection, sync: SqliteSync) -> diesel::Query
     c.batch_execute(&format!(
         "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
          PRAGMA synchronous = {sync}; PRAGMA case_sensitive_like = ON; \
-         PRAGMA mmap_size = 2147418112;"
+         PRAGMA mmap_size = {SQLITE_MMAP_BYTES};"
     ))
 }
 
@@ -391,4 +399,30 @@ pub fn pending_postgres(c: &mut PgConnection) -> StoreResult<usize> {
     c.pending_migrations(POSTGRES_MIGRATIONS)
         .map(|m| m.len())
         .map_err(|e| StorageError::Migration(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::conn::{Conn, DbUrl};
+    use crate::storage::sql::Sql;
+
+    #[derive(diesel::QueryableByName)]
+    struct Mmap {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        mmap_size: i64,
+    }
+
+    /// A connection maps the whole file, not SQLite's default 2 GiB: the bundled library was
+    /// built with the raised ceiling (`.cargo/config.toml`), which would otherwise clamp the
+    /// setting silently.
+    #[test]
+    fn sqlite_connections_map_past_two_gib() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/m.db", dir.path().display());
+        let mut c =
+            Conn::establish(&DbUrl::parse(&url).expect("url"), SqliteSync::Normal).expect("open");
+        let m: Option<Mmap> = c.db().first(&Sql::new("PRAGMA mmap_size")).expect("pragma");
+        assert_eq!(m.map(|m| m.mmap_size), Some(SQLITE_MMAP_BYTES));
+    }
 }
