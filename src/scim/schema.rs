@@ -149,6 +149,8 @@ pub enum Rtype {
 }
 
 impl Rtype {
+    pub const ALL: [Rtype; 2] = [Rtype::User, Rtype::Group];
+
     pub fn name(self) -> &'static str {
         match self {
             Rtype::User => "User",
@@ -162,7 +164,7 @@ impl Rtype {
         }
     }
     pub fn from_name(name: &str) -> Option<Rtype> {
-        [Rtype::User, Rtype::Group]
+        Rtype::ALL
             .into_iter()
             .find(|rt| name.eq_ignore_ascii_case(rt.name()))
     }
@@ -372,6 +374,24 @@ impl Registry {
             .find_map(|e| self.schema(&e.schema))
     }
 
+    /// Whether attribute `attr` of extension `ext` (None: of the core schema) is defined for
+    /// resource type `rt` only: no other type's core schema, extensions or common attributes
+    /// name it, so every stored value at its path belongs to a resource of type `rt`.
+    pub fn only_on(&self, rt: Rtype, ext: Option<&str>, attr: &str) -> bool {
+        Rtype::ALL
+            .into_iter()
+            .filter(|other| *other != rt)
+            .all(|other| match ext {
+                None => {
+                    self.core_schema(other).attribute(attr).is_none()
+                        && self.common_attribute(attr).is_none()
+                }
+                Some(urn) => self
+                    .extension(other, urn)
+                    .is_none_or(|s| s.attribute(attr).is_none()),
+            })
+    }
+
     pub fn common_attribute(&self, name: &str) -> Option<&Attribute> {
         self.common
             .iter()
@@ -442,6 +462,24 @@ mod tests {
         assert!(members.sub("display").is_some());
         assert_eq!(r.extensions(Rtype::User).len(), 1);
         assert!(r.extensions(Rtype::Group).is_empty());
+    }
+
+    /// Attributes only one resource type defines, and those another type (or every type)
+    /// defines too.
+    #[test]
+    fn attributes_only_one_type_defines() {
+        let r = Registry::load().unwrap();
+        let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        for attr in ["name", "emails", "title", "userName"] {
+            assert!(r.only_on(Rtype::User, None, attr), "{attr}");
+        }
+        assert!(r.only_on(Rtype::User, Some(ent), "department"));
+        assert!(r.only_on(Rtype::Group, None, "members"));
+        // Both core schemas define displayName; common attributes belong to every type.
+        for rt in Rtype::ALL {
+            assert!(!r.only_on(rt, None, "displayName"), "{rt:?}");
+            assert!(!r.only_on(rt, None, "externalId"), "{rt:?}");
+        }
     }
 
     #[test]

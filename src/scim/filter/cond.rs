@@ -48,6 +48,9 @@ pub struct Target {
     pub field: Field,
     pub kind: Kind,
     pub loc: Loc,
+    /// No other resource type defines the attribute (`Registry::only_on`): every stored
+    /// value at its path belongs to a resource of the filtered type.
+    pub exclusive: bool,
 }
 
 /// A comparison value, already normalised for the target (lower-cased when not caseExact,

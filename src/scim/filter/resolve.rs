@@ -279,7 +279,13 @@ pub(super) fn target(
         }
         Field::Attr(r.storage_path(sub))
     };
-    Ok(Target { field, kind, loc })
+    let exclusive = registry.only_on(rt, loc.ext.as_deref(), &loc.attr);
+    Ok(Target {
+        field,
+        kind,
+        loc,
+        exclusive,
+    })
 }
 
 fn compare(t: Target, op: CompOp, v: &CompValue) -> ScimResult<Cond> {

@@ -99,7 +99,7 @@ pub fn search(
     count_total: bool,
 ) -> StoreResult<Page> {
     // The conditions on `resources r`, shared by the count and every plan of the rows.
-    let (base, driven) = driven_matching(db, tenant, rt, cond)?;
+    let Matching { base, driven, keys } = driven_matching(db, tenant, rt, cond)?;
     let mut wh = Sql::new(" FROM resources r WHERE ");
     wh.append(base.clone());
     let selective = cond.is_some_and(is_selective);
@@ -153,7 +153,13 @@ pub fn search(
     // a second trigram search).
     if let (true, None, Window::Offset { offset, limit }) = (count_total && driven, sort, window) {
         if *limit > 0 {
-            let rows: Vec<CountedRow> = db.load(&counted_page(db, &wh, *offset, *limit))?;
+            let rows: Vec<CountedRow> = db.load(&counted_page(
+                db,
+                &wh,
+                keys.as_ref().map(|k| (k, scope(db, tenant, rt, true))),
+                *offset,
+                *limit,
+            ))?;
             let total = match rows.first() {
                 Some(r) => r.total,
                 None if *offset == 0 => 0,
@@ -203,20 +209,35 @@ pub fn matching(
     rt: Rtype,
     cond: Option<&Cond>,
 ) -> StoreResult<Sql> {
-    Ok(driven_matching(db, tenant, rt, cond)?.0)
+    Ok(driven_matching(db, tenant, rt, cond)?.base)
 }
 
-/// `matching`, and whether the condition drives the query from the keys a selective
-/// conjunct's subquery reads (`Translator::drove`): then its matches are few and read by
-/// key, so a page orders their keys before reading documents (`search`).
+/// A filter translated for a search (`driven_matching`).
+struct Matching {
+    /// The condition on `resources r`.
+    base: Sql,
+    /// It is driven from the keys a selective conjunct's subquery reads (`Translator::drove`).
+    driven: bool,
+    /// A subquery whose distinct keys are exactly the matches (`Translator::keys`).
+    keys: Option<Sql>,
+}
+
+/// `matching`, whether the condition drives the query from the keys a selective
+/// conjunct's subquery reads (`Translator::drove`: then its matches are few and read by key,
+/// so a page orders their keys before reading documents, `search`), and the subquery whose
+/// keys are exactly its matches, when it has one.
 fn driven_matching(
     db: &mut Db<'_>,
     tenant: &TenantId,
     rt: Rtype,
     cond: Option<&Cond>,
-) -> StoreResult<(Sql, bool)> {
+) -> StoreResult<Matching> {
     let Some(c) = cond else {
-        return Ok((scope(db, tenant, rt, false), false));
+        return Ok(Matching {
+            base: scope(db, tenant, rt, false),
+            driven: false,
+            keys: None,
+        });
     };
     let counts = grams::gram_counts(db, rt, c)?;
     let mut t = Translator::new(tenant, rt, db.backend());
@@ -230,14 +251,21 @@ fn driven_matching(
     // the client-shaped share of the cache. Substring tests are planned each time: their
     // text follows the operand's rare trigrams, and a generic plan of `LIKE $1` cannot tell
     // a rare pattern from a common one.
-    if has_substring(c) {
-        filter.not_reusable();
-    } else {
-        filter.shaped_by_client();
+    let mut keys = t.keys().cloned();
+    for sql in std::iter::once(&mut filter).chain(keys.as_mut()) {
+        if has_substring(c) {
+            sql.not_reusable();
+        } else {
+            sql.shaped_by_client();
+        }
     }
     let mut base = scope(db, tenant, rt, t.drove());
     base.push(" AND ").append(filter);
-    Ok((base, t.drove()))
+    Ok(Matching {
+        base,
+        driven: t.drove(),
+        keys,
+    })
 }
 
 /// The tenant and type test of `resources r`, written for a query driven from a filter's
@@ -371,17 +399,35 @@ fn deep_page(tenant: &TenantId, rt: Rtype, offset: i64, limit: i64) -> Sql {
 
 /// A selective filter's unsorted index page with the number of all its matches in every row
 /// (`search`): the matching keys materialized once, counted, and the page's rows read by key.
-fn counted_page(db: &Db<'_>, wh: &Sql, offset: i64, limit: i64) -> Sql {
+/// With `keys` (the filter's own key subquery, `Translator::keys`, and the tenant and type
+/// test of the page's rows), the matches are its distinct keys, counted and windowed without
+/// reading a row of `resources` but the page's: `sw` with ~100 matches looked up 100 keys in
+/// `resources` to answer 10.
+fn counted_page(db: &Db<'_>, wh: &Sql, keys: Option<(&Sql, Sql)>, offset: i64, limit: i64) -> Sql {
     let (open, close) = db.backend().keys_in(true);
-    let mut q = Sql::new("WITH k AS MATERIALIZED (SELECT r.pk");
-    q.append(wh.clone()).push(&format!(
+    let mut q = Sql::new("WITH k AS MATERIALIZED (");
+    match &keys {
+        Some((keys, _)) => {
+            q.push("SELECT DISTINCT res_pk AS pk FROM (")
+                .append((*keys).clone())
+                .push(") d");
+        }
+        None => {
+            q.push("SELECT r.pk").append(wh.clone());
+        }
+    }
+    q.push(&format!(
         ") SELECT {RESOURCE_COLUMNS}, {NO_SORT_KEY}, (SELECT COUNT(*) FROM k) AS total \
          FROM resources r WHERE {open}SELECT pk FROM k ORDER BY pk LIMIT "
     ));
     q.bind(Bind::Int(limit))
         .push(" OFFSET ")
         .bind(Bind::Int(offset))
-        .push(&format!("{close} ORDER BY r.pk"));
+        .push(close);
+    if let Some((_, scope)) = keys {
+        q.push(" AND ").append(scope);
+    }
+    q.push(" ORDER BY r.pk");
     q
 }
 

@@ -59,6 +59,13 @@ pub struct Translator<'a> {
     top: bool,
     /// Some conjunct of the top level drives the query from its keys.
     drove: bool,
+    /// The condition is one test (not a conjunction): a key subquery that drives it selects
+    /// all of its matches.
+    alone: bool,
+    /// The driving key subquery of a condition that is that one test, on an attribute only
+    /// this resource type defines (`Target::exclusive`): its distinct keys are exactly the
+    /// matches, without reading `resources` (`keys`).
+    keys: Option<Sql>,
 }
 
 impl<'a> Translator<'a> {
@@ -71,6 +78,8 @@ impl<'a> Translator<'a> {
             grams: None,
             top: false,
             drove: false,
+            alone: false,
+            keys: None,
         }
     }
 
@@ -82,7 +91,17 @@ impl<'a> Translator<'a> {
 
     /// Appends `cond` as a boolean SQL expression over `resources r`.
     pub fn translate(&mut self, cond: &Cond, out: &mut Sql) {
+        self.alone = !matches!(cond, Cond::And(..));
         self.conjunct(cond, out);
+    }
+
+    /// The key subquery (one column, `res_pk`, possibly repeated) whose distinct keys are
+    /// exactly the resources the translated condition selects, when there is one: the
+    /// condition is a single selective test on `attr_values` of an attribute no other
+    /// resource type defines (so its rows' `tenant_id` test is the resources' tenant and type
+    /// test). A count or a page of keys then needs no row of `resources`.
+    pub fn keys(&self) -> Option<&Sql> {
+        self.keys.as_ref()
     }
 
     /// Whether the translated condition drives the query from the keys of one of its
@@ -108,13 +127,31 @@ impl<'a> Translator<'a> {
     }
 
     /// Opens the test that `r.pk` is among the keys of the subquery that follows, and
-    /// returns its closing text: the driving form in a selective conjunct of the top level.
-    fn open_keys(&mut self, out: &mut Sql) -> &'static str {
+    /// returns its closing text and whether it drives: the driving form in a selective
+    /// conjunct of the top level.
+    fn open_keys(&mut self, out: &mut Sql) -> (&'static str, bool) {
         let drives = std::mem::take(&mut self.top);
         self.drove |= drives;
         let (open, close) = self.backend.keys_in(drives);
         out.push(open);
-        close
+        (close, drives)
+    }
+
+    /// Appends the key subquery `keys` that `open_keys` opened, and its closing text. When it
+    /// drives a condition that is this one test on an attribute only this resource type
+    /// defines, it is also kept as the condition's `keys`.
+    fn close_keys(
+        &mut self,
+        keys: Sql,
+        (close, drives): (&str, bool),
+        exclusive: bool,
+        out: &mut Sql,
+    ) {
+        if drives && exclusive && self.alone {
+            self.keys = Some(keys.clone());
+        }
+        out.append(keys);
+        out.push(close);
     }
 
     /// Appends an element-relative condition (`members[...]`'s inside) evaluated on the
@@ -224,12 +261,12 @@ impl<'a> Translator<'a> {
         match set {
             ElemSet::Values(path) => {
                 let e = self.alias("e");
-                let close = self.open_keys(out);
-                out.push(&format!(
+                let opened = self.open_keys(out);
+                let mut keys = Sql::new(&format!(
                     "SELECT {e}.res_pk FROM attr_values {e} WHERE {e}.tenant_id = "
                 ));
-                out.bind(Bind::tenant(self.tenant));
-                match split_driver(inner) {
+                keys.bind(Bind::tenant(self.tenant));
+                let exclusive = match split_driver(inner) {
                     // Drive from the rows of one positive comparison (an index range, e.g.
                     // emails.value = ?), then check the rest on the same element: the driver
                     // row's (res_pk, elem) is the element's.
@@ -239,11 +276,12 @@ impl<'a> Translator<'a> {
                             kind,
                             op,
                             operand,
+                            exclusive,
                         },
                         rest,
                     )) => {
-                        out.push(&format!(" AND {e}.path = "));
-                        out.bind(Bind::Text(leaf_path));
+                        keys.push(&format!(" AND {e}.path = "));
+                        keys.bind(Bind::Text(leaf_path));
                         value_test(
                             &e,
                             kind,
@@ -251,28 +289,30 @@ impl<'a> Translator<'a> {
                             self.backend,
                             self.grams,
                             true,
-                            out,
+                            &mut keys,
                         );
                         if let Some(rest) = rest {
-                            out.push(" AND ");
-                            self.cond(&rest, Ctx::Element(&e), out);
+                            keys.push(" AND ");
+                            self.cond(&rest, Ctx::Element(&e), &mut keys);
                         }
+                        exclusive
                     }
                     // Otherwise walk the elements (marker rows) and test each.
                     _ => {
-                        out.push(&format!(" AND {e}.path = "));
-                        out.bind(Bind::Text(path.clone()));
-                        out.push(" AND ");
-                        self.cond(inner, Ctx::Element(&e), out);
+                        keys.push(&format!(" AND {e}.path = "));
+                        keys.bind(Bind::Text(path.clone()));
+                        keys.push(" AND ");
+                        self.cond(inner, Ctx::Element(&e), &mut keys);
+                        false
                     }
-                }
-                out.push(close);
+                };
+                self.close_keys(keys, opened, exclusive, out);
             }
             ElemSet::Refs => {
                 let (m, u) = (self.alias("m"), self.alias("u"));
                 // On a Group the references are its members; on a User, its groups.
                 let (this, other) = sides(self.rt);
-                let close = self.open_keys(out);
+                let (close, _) = self.open_keys(out);
                 // The referenced resource's tenant lets `members[value eq "id"]` start from
                 // the (tenant_id, id) index rather than from every membership.
                 out.push(&format!(
@@ -293,7 +333,7 @@ impl<'a> Translator<'a> {
         match (&t.field, ctx) {
             (Field::Attr(path), Ctx::Resource) => match column_of(self.rt, path) {
                 Some(c) => column_test(&format!("r.{}", c.name()), c.is_text(), cmp, out),
-                None => self.value_leaf(path, t.kind, cmp, out),
+                None => self.value_leaf(path, t.kind, cmp, t.exclusive, out),
             },
             (Field::Attr(path), Ctx::Element(e)) => {
                 let s = self.alias("s");
@@ -311,34 +351,36 @@ impl<'a> Translator<'a> {
         }
     }
 
-    /// A test on the `attr_values` rows of the resource at `path`.
+    /// A test on the `attr_values` rows of the resource at `path` (`exclusive`: only this
+    /// resource type defines the attribute).
     fn value_leaf(
         &mut self,
         path: &str,
         kind: Kind,
         cmp: Option<(CompOp, &Operand)>,
+        exclusive: bool,
         out: &mut Sql,
     ) {
         let v = self.alias("v");
-        let mut close = ")";
         match trigram_operand(cmp).filter(|_| self.backend.has_trigram_table()) {
             Some(sub) => {
                 // Substring search on SQLite: start from the trigram index (CROSS JOIN fixes
                 // the join order), then check tenant, path and the exact LIKE on each hit.
-                close = self.open_keys(out);
-                out.push(&format!(
+                let opened = self.open_keys(out);
+                let mut keys = Sql::new(&format!(
                     "SELECT {v}.res_pk FROM attr_values_trgm CROSS JOIN attr_values {v} \
                      ON {v}.id = attr_values_trgm.rowid WHERE attr_values_trgm MATCH "
                 ));
-                out.bind(Bind::Text(trigram_query(sub, self.grams)));
-                out.push(&format!(" AND {v}.tenant_id = "));
-                out.bind(Bind::tenant(self.tenant));
-                out.push(&format!(" AND {v}.path = "));
-                out.bind(Bind::text(path));
+                keys.bind(Bind::Text(trigram_query(sub, self.grams)));
+                keys.push(&format!(" AND {v}.tenant_id = "));
+                keys.bind(Bind::tenant(self.tenant));
+                keys.push(&format!(" AND {v}.path = "));
+                keys.bind(Bind::text(path));
                 if let Some((op, operand)) = cmp {
-                    out.push(" AND ");
-                    push_cmp(&format!("{v}.val"), op, operand, out);
+                    keys.push(" AND ");
+                    push_cmp(&format!("{v}.val"), op, operand, &mut keys);
                 }
+                self.close_keys(keys, opened, exclusive, out);
             }
             None if !selective_leaf(cmp) => {
                 // A test most resources pass (`pr`, a boolean, a range) is checked per
@@ -349,20 +391,21 @@ impl<'a> Translator<'a> {
                 ));
                 out.bind(Bind::text(path));
                 value_test(&v, kind, cmp, self.backend, self.grams, false, out);
+                out.push(")");
             }
             None => {
                 // A selective test (equality, prefix, substring) drives from its index.
-                close = self.open_keys(out);
-                out.push(&format!(
+                let opened = self.open_keys(out);
+                let mut keys = Sql::new(&format!(
                     "SELECT {v}.res_pk FROM attr_values {v} WHERE {v}.tenant_id = "
                 ));
-                out.bind(Bind::tenant(self.tenant));
-                out.push(&format!(" AND {v}.path = "));
-                out.bind(Bind::text(path));
-                value_test(&v, kind, cmp, self.backend, self.grams, true, out);
+                keys.bind(Bind::tenant(self.tenant));
+                keys.push(&format!(" AND {v}.path = "));
+                keys.bind(Bind::text(path));
+                value_test(&v, kind, cmp, self.backend, self.grams, true, &mut keys);
+                self.close_keys(keys, opened, exclusive, out);
             }
         }
-        out.push(close);
     }
 
     fn ref_test(
@@ -420,6 +463,8 @@ struct Driver {
     kind: Kind,
     op: CompOp,
     operand: Operand,
+    /// `Target::exclusive` of the compared attribute.
+    exclusive: bool,
 }
 
 /// In a value-path filter that is a conjunction, picks a comparison that can drive the query
@@ -445,6 +490,7 @@ fn split_driver(inner: &Cond) -> Option<(Driver, Option<Cond>)> {
                     kind: t.kind,
                     op: *op,
                     operand: operand.clone(),
+                    exclusive: t.exclusive,
                 }),
                 _ => None,
             }
@@ -696,6 +742,59 @@ mod tests {
         ] {
             assert!(!selective(text), "{text}");
         }
+    }
+
+    /// A filter that is one selective test on `attr_values` of an attribute only Users
+    /// define has a key subquery whose distinct keys are its matches; anything more, or an
+    /// attribute another type shares, has none.
+    #[test]
+    fn a_lone_driving_test_of_an_exclusive_attribute_keeps_its_keys() {
+        use crate::scim::filter::{parse_filter, resolve, Limits};
+        use crate::scim::schema::Registry;
+        let registry = Registry::load().unwrap();
+        let tenant = TenantId::new("t");
+        let keys = |text: &str, backend: Backend| {
+            let parsed = parse_filter(text, &Limits::default()).unwrap();
+            let cond = resolve(&registry, Rtype::User, &parsed).unwrap();
+            let mut t = Translator::new(&tenant, Rtype::User, backend);
+            let mut out = Sql::new("");
+            t.translate(&cond, &mut out);
+            t.keys().map(|k| k.text().to_string())
+        };
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            for text in [
+                "name.familyName sw \"Jen\"",
+                "emails.value co \"abc\"",
+                "emails[type eq \"work\" and value eq \"a@b\"]",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq \"x\"",
+            ] {
+                let k = keys(text, backend).unwrap_or_else(|| panic!("{text}: no keys"));
+                assert!(
+                    k.starts_with("SELECT ") && k.contains(".tenant_id = ?"),
+                    "{k}"
+                );
+            }
+            for text in [
+                // Another conjunct must be tested on the resource row.
+                "name.familyName sw \"Jen\" and active eq true",
+                "name.familyName sw \"Jen\" or title eq \"x\"",
+                "not (name.familyName sw \"Jen\")",
+                // Columns, and tests most resources pass, are not driven by keys.
+                "userName eq \"a\"",
+                "title pr",
+            ] {
+                assert_eq!(keys(text, backend), None, "{text}");
+            }
+        }
+        // Not exclusive: the type test on `resources` is needed.
+        let parsed = parse_filter("name.familyName sw \"Jen\"", &Limits::default()).unwrap();
+        let mut cond = resolve(&registry, Rtype::User, &parsed).unwrap();
+        if let Cond::Cmp(t, ..) = &mut cond {
+            t.exclusive = false;
+        }
+        let mut t = Translator::new(&tenant, Rtype::User, Backend::Sqlite);
+        t.translate(&cond, &mut Sql::new(""));
+        assert!(t.keys().is_none());
     }
 
     #[test]
