@@ -723,6 +723,25 @@ pub fn refresh_statistics(db: &mut Db<'_>) -> StoreResult<Vec<String>> {
 mod tests {
     use super::*;
 
+    #[derive(diesel::QueryableByName)]
+    struct Mmap {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        mmap_size: i64,
+    }
+
+    /// A SQLite connection maps the whole file (`dialect::SQLITE_MMAP_BYTES`), not SQLite's
+    /// default 2 GiB: the bundled library was built with the raised ceiling
+    /// (`.cargo/config.toml`), which would otherwise clamp the setting silently.
+    #[test]
+    fn sqlite_connections_map_past_two_gib() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/m.db", dir.path().display());
+        let mut c =
+            Conn::establish(&DbUrl::parse(&url).expect("url"), SqliteSync::Normal).expect("open");
+        let m: Option<Mmap> = c.db().first(&Sql::new("PRAGMA mmap_size")).expect("pragma");
+        assert_eq!(m.map(|m| m.mmap_size), Some(dialect::SQLITE_MMAP_BYTES));
+    }
+
     #[test]
     fn url_scheme_picks_backend() {
         assert_eq!(

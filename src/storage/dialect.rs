@@ -44,6 +44,10 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+}
+
 /// How a read row is locked until the transaction ends (Postgres; SQLite's write
 /// transaction already holds the database lock).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -399,30 +403,4 @@ pub fn pending_postgres(c: &mut PgConnection) -> StoreResult<usize> {
     c.pending_migrations(POSTGRES_MIGRATIONS)
         .map(|m| m.len())
         .map_err(|e| StorageError::Migration(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::conn::{Conn, DbUrl};
-    use crate::storage::sql::Sql;
-
-    #[derive(diesel::QueryableByName)]
-    struct Mmap {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        mmap_size: i64,
-    }
-
-    /// A connection maps the whole file, not SQLite's default 2 GiB: the bundled library was
-    /// built with the raised ceiling (`.cargo/config.toml`), which would otherwise clamp the
-    /// setting silently.
-    #[test]
-    fn sqlite_connections_map_past_two_gib() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}/m.db", dir.path().display());
-        let mut c =
-            Conn::establish(&DbUrl::parse(&url).expect("url"), SqliteSync::Normal).expect("open");
-        let m: Option<Mmap> = c.db().first(&Sql::new("PRAGMA mmap_size")).expect("pragma");
-        assert_eq!(m.map(|m| m.mmap_size), Some(SQLITE_MMAP_BYTES));
-    }
 }

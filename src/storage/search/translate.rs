@@ -761,7 +761,7 @@ mod tests {
             t.translate(&cond, &mut out);
             t.keys().map(|k| k.text().to_string())
         };
-        for backend in [Backend::Sqlite, Backend::Postgres] {
+        for backend in Backend::ALL {
             for text in [
                 "name.familyName sw \"Jen\"",
                 "emails.value co \"abc\"",
@@ -792,7 +792,7 @@ mod tests {
         if let Cond::Cmp(t, ..) = &mut cond {
             t.exclusive = false;
         }
-        let mut t = Translator::new(&tenant, Rtype::User, Backend::Sqlite);
+        let mut t = Translator::new(&tenant, Rtype::User, Backend::ALL[0]);
         t.translate(&cond, &mut Sql::new(""));
         assert!(t.keys().is_none());
     }
