@@ -121,6 +121,11 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         list("?filter=userName%20pr&sortBy=userName&sortOrder=descending"),
         list("?startIndex=1&count=10"),
         list("?filter=active%20eq%20true%20or%20externalId%20eq%20%22ext-b%22"),
+        // Lone selective tests that B's values also pass: counted from their keys
+        // (`storage::search::counted_page`), still only A's.
+        list("?filter=emails.value%20co%20%22example%22"),
+        list("?filter=emails.value%20ew%20%22.example%22"),
+        list("?filter=emails%5Bvalue%20ew%20%22.example%22%5D"),
     ];
     for uri in &only_a_user {
         let r = get(&app, &a, uri).await;
@@ -132,6 +137,7 @@ async fn a_credential_of_one_tenant_cannot_reach_another_tenants_resources() {
         list(&format!("?filter=id%20eq%20%22{b_user}%22")),
         list("?filter=externalId%20eq%20%22ext-b%22"),
         list("?filter=emails.value%20co%20%22b-only%22"),
+        list("?filter=emails.value%20eq%20%22b-only@b.example%22"),
         list(&format!("?filter=groups.value%20eq%20%22{b_group}%22")),
         format!("/scim/v2/Groups?filter=members.value%20eq%20%22{b_user}%22"),
         format!("/scim/v2/Groups?filter=id%20eq%20%22{b_group}%22"),

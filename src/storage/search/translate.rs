@@ -92,6 +92,7 @@ impl<'a> Translator<'a> {
     /// Appends `cond` as a boolean SQL expression over `resources r`.
     pub fn translate(&mut self, cond: &Cond, out: &mut Sql) {
         self.alone = !matches!(cond, Cond::And(..));
+        self.keys = None;
         self.conjunct(cond, out);
     }
 
@@ -762,23 +763,34 @@ mod tests {
             t.keys().map(|k| k.text().to_string())
         };
         for backend in Backend::ALL {
-            for text in [
-                "name.familyName sw \"Jen\"",
-                "emails.value co \"abc\"",
-                "emails[type eq \"work\" and value eq \"a@b\"]",
-                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq \"x\"",
+            // The keys hold the whole test: each attribute it names has its path test.
+            for (text, paths) in [
+                ("name.familyName sw \"Jen\"", 1),
+                ("emails.value co \"abc\"", 1),
+                ("emails[type eq \"work\" and value eq \"a@b\"]", 2),
+                (
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq \"x\"",
+                    1,
+                ),
             ] {
                 let k = keys(text, backend).unwrap_or_else(|| panic!("{text}: no keys"));
                 assert!(
                     k.starts_with("SELECT ") && k.contains(".tenant_id = ?"),
                     "{k}"
                 );
+                assert_eq!(k.matches(".path = ?").count(), paths, "{text}: {k}");
+                assert!(!k.contains("r.pk") && !k.contains("r.rtype"), "{text}: {k}");
             }
             for text in [
                 // Another conjunct must be tested on the resource row.
                 "name.familyName sw \"Jen\" and active eq true",
                 "name.familyName sw \"Jen\" or title eq \"x\"",
                 "not (name.familyName sw \"Jen\")",
+                "emails.value ne \"x\"",
+                // A value path with no comparison to drive from walks the elements.
+                "emails[type eq \"work\" or value eq \"x\"]",
+                // References are keyed by memberships, which hold Users and Groups alike.
+                "groups.value eq \"x\"",
                 // Columns, and tests most resources pass, are not driven by keys.
                 "userName eq \"a\"",
                 "title pr",
