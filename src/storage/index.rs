@@ -169,4 +169,77 @@ mod tests {
         let en = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:user:employeenumber";
         assert_eq!(find(en).unwrap().val.as_deref(), Some("x1"));
     }
+
+    /// Every value a document of one type stores is of an attribute that type defines, so
+    /// what `Registry::only_on` says of an attribute holds for its stored values (the counted
+    /// keys of `search` rely on it). The document names every attribute of every type and
+    /// extension, the other type's included.
+    #[test]
+    fn a_type_stores_values_of_its_own_attributes_only() {
+        let r = Registry::load().unwrap();
+        let sample = |a: &Attribute| -> serde_json::Value {
+            let scalar = |k: AttrType| match k {
+                AttrType::Boolean => json!(true),
+                AttrType::Integer | AttrType::Decimal => json!(1),
+                AttrType::DateTime => json!("2024-01-01T00:00:00Z"),
+                _ => json!("x"),
+            };
+            let one = if a.kind == AttrType::Complex {
+                serde_json::Value::Object(
+                    a.sub_attributes
+                        .iter()
+                        .map(|s| (s.name.clone(), scalar(s.kind)))
+                        .collect(),
+                )
+            } else {
+                scalar(a.kind)
+            };
+            if a.multi_valued {
+                json!([one])
+            } else {
+                one
+            }
+        };
+        let mut doc = Doc::new();
+        for rt in Rtype::ALL {
+            for a in &r.core_schema(rt).attributes {
+                doc.insert(a.name.clone(), sample(a));
+            }
+            for ext in r.extensions(rt) {
+                let inner: serde_json::Map<String, serde_json::Value> = ext
+                    .attributes
+                    .iter()
+                    .map(|a| (a.name.clone(), sample(a)))
+                    .collect();
+                doc.insert(ext.id.clone(), serde_json::Value::Object(inner));
+            }
+        }
+        for rt in Rtype::ALL {
+            let ix = index(&r, rt, &doc);
+            // (A Group stores none: `displayName` is a column, `members` a table.)
+            assert!(rt == Rtype::Group || !ix.values.is_empty(), "{rt:?}");
+            for v in &ix.values {
+                // `urn:...:attr[.sub]` or `attr[.sub]`, lower-cased.
+                let (ext, rest) = match v.path.rfind(':') {
+                    Some(i) => (Some(&v.path[..i]), &v.path[i + 1..]),
+                    None => (None, v.path.as_str()),
+                };
+                let attr = rest.split('.').next().unwrap_or(rest);
+                let defined = match ext {
+                    None => r.core_schema(rt).attribute(attr).is_some(),
+                    Some(urn) => r
+                        .extension(rt, urn)
+                        .is_some_and(|e| e.attribute(attr).is_some()),
+                };
+                assert!(defined, "{rt:?} stored {}", v.path);
+                for other in Rtype::ALL.into_iter().filter(|o| *o != rt) {
+                    assert!(
+                        !r.only_on(other, ext, attr),
+                        "{rt:?} stored {}, which only {other:?} defines",
+                        v.path
+                    );
+                }
+            }
+        }
+    }
 }
