@@ -593,14 +593,16 @@ pub fn render(
     base_url: &str,
     refs: Option<&[RefOut]>,
 ) -> Value {
-    let schemas = schemas_of(registry, rt, |id| doc.contains_key(id));
+    let schemas = Value::from(schema_ids(registry, rt, |id| doc.contains_key(id)));
     let mut out = doc;
     out.shift_insert(0, "schemas".into(), schemas);
     out.shift_insert(1, "id".into(), Value::String(meta.id.clone()));
     if let Some((key, list)) = refs.and_then(|r| refs_entry(rt, r, base_url)) {
         out.insert(key.into(), list);
     }
-    out.insert("meta".into(), meta_of(rt, meta, base_url));
+    // A struct of strings always serializes.
+    let meta = serde_json::to_value(MetaOut::new(rt, meta, base_url)).unwrap_or_default();
+    out.insert("meta".into(), meta);
     Value::Object(out)
 }
 
@@ -658,16 +660,13 @@ pub fn render_text(
     // Written straight into one buffer: a page of 100 users spent a third of its rendering
     // formatting small `Value`s into strings of their own.
     let mut out: Vec<u8> = Vec::with_capacity(doc_text.len() + 512);
-    out.extend_from_slice(b"{\"schemas\":[");
-    write_json_str(&mut out, &registry.core_schema(rt).id);
-    for ext in registry.extensions(rt) {
-        if members.iter().any(|(k, _)| *k == ext.id) {
-            out.push(b',');
-            write_json_str(&mut out, &ext.id);
-        }
-    }
-    out.extend_from_slice(b"],\"id\":");
-    write_json_str(&mut out, &meta.id);
+    out.extend_from_slice(b"{\"schemas\":");
+    write_json(
+        &mut out,
+        &schema_ids(registry, rt, |id| members.iter().any(|(k, _)| *k == id)),
+    );
+    out.extend_from_slice(b",\"id\":");
+    write_json(&mut out, &meta.id);
     for (key, value) in &members {
         // `top_level` took the key as it stands in the text, without escapes: it holds no
         // quote, backslash or control character, so it is written as it was read.
@@ -679,30 +678,18 @@ pub fn render_text(
     if let Some((key, list)) = refs.and_then(|r| refs_entry(rt, r, base_url)) {
         out.extend_from_slice(format!(",\"{key}\":{list}").as_bytes());
     }
-    // `meta_of`'s members in its order (the unit test below holds the two paths equal).
-    out.extend_from_slice(b",\"meta\":{\"resourceType\":");
-    write_json_str(&mut out, rt.name());
-    out.extend_from_slice(b",\"created\":");
-    write_json_str(&mut out, &format_micros(meta.created));
-    out.extend_from_slice(b",\"lastModified\":");
-    write_json_str(&mut out, &format_micros(meta.modified));
-    out.extend_from_slice(b",\"location\":");
-    write_json_str(
-        &mut out,
-        &format!("{base_url}/{}/{}", rt.endpoint(), meta.id),
-    );
-    out.extend_from_slice(b",\"version\":");
-    write_json_str(&mut out, &etag(meta.version));
-    out.extend_from_slice(b"}}");
+    out.extend_from_slice(b",\"meta\":");
+    write_json(&mut out, &MetaOut::new(rt, meta, base_url));
+    out.push(b'}');
     // Only UTF-8 went in: the document's own text, keys and values copied from it whole,
     // and strings serde_json escaped.
     String::from_utf8(out).ok()
 }
 
-/// Appends `s` as a JSON string, escaped as serde_json escapes it.
-fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing into a Vec cannot fail, and a str always serializes.
-    let _ = serde_json::to_writer(&mut *out, s);
+/// Appends `v` as serde_json writes it.
+fn write_json(out: &mut Vec<u8>, v: &impl serde::Serialize) {
+    // Writing into a Vec cannot fail, and strings and lists of them always serialize.
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// Whether a key stands twice (the tree keeps the last value, a splice would send both).
@@ -738,14 +725,14 @@ fn top_level(text: &str) -> Option<Vec<(&str, &serde_json::value::RawValue)>> {
 }
 
 /// `schemas`: the core schema, then each of the type's extensions that `has` names.
-fn schemas_of(registry: &Registry, rt: Rtype, has: impl Fn(&str) -> bool) -> Value {
-    let mut schemas = vec![Value::String(registry.core_schema(rt).id.clone())];
+fn schema_ids(registry: &Registry, rt: Rtype, has: impl Fn(&str) -> bool) -> Vec<&str> {
+    let mut ids = vec![registry.core_schema(rt).id.as_str()];
     for ext in registry.extensions(rt) {
         if has(&ext.id) {
-            schemas.push(Value::String(ext.id.clone()));
+            ids.push(ext.id.as_str());
         }
     }
-    Value::Array(schemas)
+    ids
 }
 
 /// The `members` of a Group or the `groups` of a User, when there are any.
@@ -782,21 +769,27 @@ fn refs_entry(rt: Rtype, refs: &[RefOut], base_url: &str) -> Option<(&'static st
     Some((key, Value::Array(list)))
 }
 
-/// `meta` (RFC 7643 §3.1).
-fn meta_of(rt: Rtype, meta: &StoredMeta, base_url: &str) -> Value {
-    let mut m = Map::new();
-    m.insert("resourceType".into(), Value::String(rt.name().into()));
-    m.insert("created".into(), Value::String(format_micros(meta.created)));
-    m.insert(
-        "lastModified".into(),
-        Value::String(format_micros(meta.modified)),
-    );
-    m.insert(
-        "location".into(),
-        Value::String(format!("{base_url}/{}/{}", rt.endpoint(), meta.id)),
-    );
-    m.insert("version".into(), Value::String(etag(meta.version)));
-    Value::Object(m)
+/// `meta` (RFC 7643 §3.1), for both the tree (`render`) and the splice (`render_text`).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaOut {
+    resource_type: &'static str,
+    created: String,
+    last_modified: String,
+    location: String,
+    version: String,
+}
+
+impl MetaOut {
+    fn new(rt: Rtype, meta: &StoredMeta, base_url: &str) -> MetaOut {
+        MetaOut {
+            resource_type: rt.name(),
+            created: format_micros(meta.created),
+            last_modified: format_micros(meta.modified),
+            location: format!("{base_url}/{}/{}", rt.endpoint(), meta.id),
+            version: etag(meta.version),
+        }
+    }
 }
 
 /// Removes what is never returned (RFC 7643 §2.2 `returned: never`), e.g. `password`.
@@ -1053,7 +1046,7 @@ mod tests {
         // top-level attribute of every extension, which binary values (never indexed) would
         // not have; and no extension's URI may be a prefix of another's.
         let r = reg();
-        for rt in [Rtype::User, Rtype::Group] {
+        for rt in Rtype::ALL {
             let exts = r.extensions(rt);
             for ext in &exts {
                 for attr in &ext.attributes {
