@@ -156,7 +156,7 @@ pub fn search(
             let rows: Vec<CountedRow> = db.load(&counted_page(
                 db,
                 &wh,
-                keys.as_ref().map(|k| (k, scope(db, tenant, rt, true))),
+                keys.map(|k| (k, scope(db, tenant, rt, true))),
                 *offset,
                 *limit,
             ))?;
@@ -251,7 +251,7 @@ fn driven_matching(
     // the client-shaped share of the cache. Substring tests are planned each time: their
     // text follows the operand's rare trigrams, and a generic plan of `LIKE $1` cannot tell
     // a rare pattern from a common one.
-    let mut keys = t.keys().cloned();
+    let mut keys = t.take_keys();
     for sql in std::iter::once(&mut filter).chain(keys.as_mut()) {
         if has_substring(c) {
             sql.not_reusable();
@@ -403,19 +403,21 @@ fn deep_page(tenant: &TenantId, rt: Rtype, offset: i64, limit: i64) -> Sql {
 /// test of the page's rows), the matches are its distinct keys, counted and windowed without
 /// reading a row of `resources` but the page's: `sw` with ~100 matches looked up 100 keys in
 /// `resources` to answer 10.
-fn counted_page(db: &Db<'_>, wh: &Sql, keys: Option<(&Sql, Sql)>, offset: i64, limit: i64) -> Sql {
+fn counted_page(db: &Db<'_>, wh: &Sql, keys: Option<(Sql, Sql)>, offset: i64, limit: i64) -> Sql {
     let (open, close) = db.backend().keys_in(true);
     let mut q = Sql::new("WITH k AS MATERIALIZED (");
-    match &keys {
-        Some((keys, _)) => {
+    let scope = match keys {
+        Some((keys, scope)) => {
             q.push("SELECT DISTINCT res_pk AS pk FROM (")
-                .append((*keys).clone())
+                .append(keys)
                 .push(") d");
+            Some(scope)
         }
         None => {
             q.push("SELECT r.pk").append(wh.clone());
+            None
         }
-    }
+    };
     q.push(&format!(
         ") SELECT {RESOURCE_COLUMNS}, {NO_SORT_KEY}, (SELECT COUNT(*) FROM k) AS total \
          FROM resources r WHERE {open}SELECT pk FROM k ORDER BY pk LIMIT "
@@ -424,7 +426,7 @@ fn counted_page(db: &Db<'_>, wh: &Sql, keys: Option<(&Sql, Sql)>, offset: i64, l
         .push(" OFFSET ")
         .bind(Bind::Int(offset))
         .push(close);
-    if let Some((_, scope)) = keys {
+    if let Some(scope) = scope {
         q.push(" AND ").append(scope);
     }
     q.push(" ORDER BY r.pk");

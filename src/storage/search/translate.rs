@@ -100,9 +100,10 @@ impl<'a> Translator<'a> {
     /// exactly the resources the translated condition selects, when there is one: the
     /// condition is a single selective test on `attr_values` of an attribute no other
     /// resource type defines (so its rows' `tenant_id` test is the resources' tenant and type
-    /// test). A count or a page of keys then needs no row of `resources`.
-    pub fn keys(&self) -> Option<&Sql> {
-        self.keys.as_ref()
+    /// test). A count or a page of keys then needs no row of `resources`. Taken: a second
+    /// call returns None.
+    pub fn take_keys(&mut self) -> Option<Sql> {
+        self.keys.take()
     }
 
     /// Whether the translated condition drives the query from the keys of one of its
@@ -760,7 +761,7 @@ mod tests {
             let mut t = Translator::new(&tenant, Rtype::User, backend);
             let mut out = Sql::new("");
             t.translate(&cond, &mut out);
-            t.keys().map(|k| k.text().to_string())
+            t.take_keys().map(|k| k.text().to_string())
         };
         for backend in Backend::ALL {
             // The keys hold the whole test: each attribute it names has its path test.
@@ -806,7 +807,7 @@ mod tests {
         }
         let mut t = Translator::new(&tenant, Rtype::User, Backend::ALL[0]);
         t.translate(&cond, &mut Sql::new(""));
-        assert!(t.keys().is_none());
+        assert!(t.take_keys().is_none());
     }
 
     #[test]
