@@ -219,7 +219,7 @@ pub async fn search(
 ) -> Result<HttpResponse, ApiError> {
     let types = match req.match_info().get("rtype") {
         Some(seg) => vec![rtype(seg)],
-        None => vec![Rtype::User, Rtype::Group],
+        None => Rtype::ALL.to_vec(),
     };
     let body = enter(&state, bearer, Access::Scim, move |svc, conn, p| {
         svc.list(conn, p, &types, &search_request(&body)?)

@@ -311,7 +311,7 @@ impl Registry {
             resource_types,
             common,
         };
-        for rt in [Rtype::User, Rtype::Group] {
+        for rt in Rtype::ALL {
             let def = registry.resource_type(rt);
             registry.schema(&def.schema).ok_or_else(|| {
                 format!(
