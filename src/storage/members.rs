@@ -108,6 +108,9 @@ struct RefRow {
 /// users (rt User), in a stable order. One query per batch, never one per resource.
 pub fn refs_of(db: &mut Db<'_>, rt: Rtype, pks: &[i64]) -> StoreResult<HashMap<i64, Vec<RefOut>>> {
     let mut out: HashMap<i64, Vec<RefOut>> = HashMap::new();
+    if pks.is_empty() {
+        return Ok(out);
+    }
     let (this, other) = sides(rt);
     // A member's display is what the client sent with it, else the member's own name; a
     // user's groups show the group's displayName.
@@ -115,21 +118,20 @@ pub fn refs_of(db: &mut Db<'_>, rt: Rtype, pks: &[i64]) -> StoreResult<HashMap<i
         Rtype::Group => "COALESCE(m.display, x.display_name, x.user_name)",
         Rtype::User => "x.display_name",
     };
-    for chunk in pks.chunks(ID_BATCH) {
-        let mut q = Sql::new(&format!(
-            "SELECT m.{this} AS owner, x.pk AS pk, x.id AS id, x.rtype AS rtype, {display} AS display \
-             FROM members m JOIN resources x ON x.pk = m.{other} WHERE m.{this} IN ("
-        ));
-        q.bind_list(chunk.iter().map(|p| Bind::Int(*p)))
-            .push(&format!(") ORDER BY m.{this}, m.{other}"));
-        for row in db.load::<RefRow>(&q)? {
-            let target = row.target.decode()?;
-            out.entry(row.owner).or_default().push(RefOut {
-                id: target.id,
-                kind: target.rtype,
-                display: row.display,
-            });
-        }
+    // One statement text for any number of keys (`Backend::any_key`): kept prepared.
+    let mut q = Sql::new(&format!(
+        "SELECT m.{this} AS owner, x.pk AS pk, x.id AS id, x.rtype AS rtype, {display} AS display \
+         FROM members m JOIN resources x ON x.pk = m.{other} WHERE "
+    ));
+    q.append(db.backend().any_key(&format!("m.{this}"), pks))
+        .push(&format!(" ORDER BY m.{this}, m.{other}"));
+    for row in db.load::<RefRow>(&q)? {
+        let target = row.target.decode()?;
+        out.entry(row.owner).or_default().push(RefOut {
+            id: target.id,
+            kind: target.rtype,
+            display: row.display,
+        });
     }
     Ok(out)
 }

@@ -70,7 +70,7 @@ impl Default for Sql {
 
 /// Rows or values a list may hold for its statement to stay `reusable`: a statement's texts
 /// then differ only in up to this many list lengths.
-const REUSABLE_LIST: usize = 32;
+pub(super) const REUSABLE_LIST: usize = 32;
 
 impl Sql {
     pub fn new(text: &str) -> Sql {

@@ -279,3 +279,76 @@ async fn members_value_ne_means_no_member_equals() {
     let names: Vec<&str> = strs(&r.body["Resources"], "displayName");
     assert_eq!(names, ["empty", "without-a"]);
 }
+
+/// A page's group references are read for all its resources in one statement
+/// (`members::refs_of`, `Backend::any_key`: a list of keys up to 32, an array past it, so the
+/// page holds 40 users): each user of a list shows exactly its own groups, in the order GET
+/// by id shows them, and a user in no group shows none; each group of a list, its own
+/// members.
+#[actix_web::test]
+async fn a_list_shows_each_resource_its_own_references() {
+    let (app, _db) = app().await;
+    let mut users = Vec::new();
+    for i in 0..40 {
+        users.push(create_user(&app, &format!("ref-user-{i}")).await);
+    }
+    let u: Vec<&str> = users.iter().map(String::as_str).collect();
+    // u0 in three groups, u1, u5 and u39 in one each, u3 in two, the rest in none.
+    let g0 = create_group(&app, "refs-0", &[u[0], u[3]]).await;
+    let g1 = create_group(&app, "refs-1", &[u[0], u[1], u[39]]).await;
+    let g2 = create_group(&app, "refs-2", &[u[3], u[0], u[5]]).await;
+    let mut expected: Vec<Vec<&str>> = vec![vec![]; users.len()];
+    expected[0] = vec![&g0, &g1, &g2];
+    expected[1] = vec![&g1];
+    expected[3] = vec![&g0, &g2];
+    expected[5] = vec![&g2];
+    expected[39] = vec![&g1];
+    let ids = |v: &serde_json::Value, key: &str| -> Vec<String> {
+        let mut out: Vec<String> = v[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| m["value"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    };
+    // By index and by cursor: every user of the tenant on one page.
+    for uri in [
+        "/scim/v2/Users?count=100",
+        "/scim/v2/Users?count=100&cursor=",
+    ] {
+        let page = get_ok(&app, uri).await;
+        let listed = page.body["Resources"].as_array().unwrap();
+        assert_eq!(listed.len(), users.len(), "{uri}");
+        for (user, groups) in users.iter().zip(&expected) {
+            let r = listed
+                .iter()
+                .find(|r| r["id"] == user.as_str())
+                .unwrap_or_else(|| panic!("{user} not listed by {uri}"));
+            let mut want: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+            want.sort();
+            assert_eq!(ids(r, "groups"), want, "{user} by {uri}");
+            if want.is_empty() {
+                assert!(r.get("groups").is_none(), "{user} by {uri}: {r}");
+            }
+            // The same references, in the same order, as GET by id.
+            let one = get_ok(&app, &format!("/scim/v2/Users/{user}")).await;
+            assert_eq!(r.get("groups"), one.body.get("groups"), "{user} by {uri}");
+        }
+    }
+    let page = get_ok(&app, "/scim/v2/Groups?count=100").await;
+    let listed = page.body["Resources"].as_array().unwrap();
+    for (gid, members) in [
+        (&g0, vec![u[0], u[3]]),
+        (&g1, vec![u[0], u[1], u[39]]),
+        (&g2, vec![u[3], u[0], u[5]]),
+    ] {
+        let r = listed.iter().find(|r| r["id"] == gid.as_str()).unwrap();
+        let mut want: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+        want.sort();
+        assert_eq!(ids(r, "members"), want, "{gid}");
+    }
+}
