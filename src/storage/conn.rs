@@ -545,6 +545,41 @@ impl<'a> Db<'a> {
         }
     }
 
+    /// Runs `f`, a read of several statements, in one consistent snapshot: as `f` alone when
+    /// this connection is already in a transaction, else in a read transaction of its own
+    /// (Postgres: read-only, repeatable read). A read of one statement needs none (a
+    /// statement is its own snapshot), which on Postgres spares the `BEGIN` and `COMMIT`
+    /// round trips: `search` asks for a snapshot only where it reads a count and a page with
+    /// two statements.
+    pub fn snapshot<T, E>(&mut self, f: impl FnOnce(&mut Db<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StorageError>,
+    {
+        let s = self.s;
+        let depth = match &mut self.inner {
+            DbInner::Sqlite(c) => {
+                AnsiTransactionManager::transaction_manager_status_mut(*c).transaction_depth()
+            }
+            DbInner::Pg(c) => {
+                AnsiTransactionManager::transaction_manager_status_mut(*c).transaction_depth()
+            }
+        };
+        if !matches!(depth, Ok(None)) {
+            // Inside a transaction (or a manager in error, which the statements will report).
+            return f(self);
+        }
+        let f = |db: &mut Db<'_>| f(db).map_err(TxError::App);
+        let r = match &mut self.inner {
+            DbInner::Sqlite(c) => c.transaction(|c| f(&mut Db::sqlite(c, s))),
+            DbInner::Pg(c) => c
+                .build_transaction()
+                .read_only()
+                .repeatable_read()
+                .run(|c| f(&mut Db::pg(c, s))),
+        };
+        r.map_err(|e| e.into_app(s))
+    }
+
     /// Runs `f` inside a savepoint of the current transaction: if it fails, its writes are
     /// rolled back and the transaction goes on (one failed bulk operation leaves the others).
     pub fn savepoint<T, E>(&mut self, f: impl FnOnce(&mut Db<'_>) -> Result<T, E>) -> Result<T, E>

@@ -743,3 +743,61 @@ async fn differential_sql_matches_in_memory_evaluation() {
         "the generator should produce selective filters ({nonempty})"
     );
 }
+
+/// `Db::snapshot`, which a list's count and page take when they are two statements: reads
+/// inside one see a single state although another connection commits between them, and
+/// outside one each statement reads afresh (so the writes below do land between the reads);
+/// inside a transaction it opens none of its own (the transaction is the snapshot).
+#[actix_web::test]
+async fn a_snapshot_holds_one_state_across_statements() {
+    use scimitar::storage::sql::Sql;
+    // The database as the server opens it (on SQLite, in WAL mode: readers keep their
+    // snapshot while a writer commits).
+    let (_app, db) = app().await;
+    let open = || {
+        scimitar::storage::conn::Conn::establish(
+            &scimitar::storage::conn::DbUrl::parse(&db.url).unwrap(),
+            scimitar::config::SqliteSync::Normal,
+        )
+        .unwrap()
+    };
+    let (mut reader, mut writer) = (open(), open());
+    writer
+        .db()
+        .execute(&Sql::new("CREATE TABLE snapshot_probe (n BIGINT)"))
+        .unwrap();
+    let count = Sql::new("SELECT COUNT(*) AS n FROM snapshot_probe");
+    let mut add = || {
+        writer
+            .db()
+            .execute(&Sql::new("INSERT INTO snapshot_probe (n) VALUES (1)"))
+            .unwrap();
+    };
+    let seen = reader
+        .db()
+        .snapshot(|db| {
+            let first = db.count(&count)?;
+            add();
+            Ok::<_, scimitar::storage::StorageError>((first, db.count(&count)?))
+        })
+        .unwrap();
+    assert_eq!(
+        seen,
+        (0, 0),
+        "a commit between the reads was seen inside the snapshot"
+    );
+    let mut plain = reader.db();
+    let first = plain.count(&count).unwrap();
+    add();
+    assert_eq!((first, plain.count(&count).unwrap()), (1, 2));
+    // Inside a transaction: the transaction's snapshot, and the snapshot adds no level.
+    let seen = reader
+        .read_tx(|db| {
+            let first = db.count(&count)?;
+            add();
+            db.snapshot(|db| Ok::<_, scimitar::storage::StorageError>((first, db.count(&count)?)))
+        })
+        .unwrap();
+    assert_eq!(seen, (2, 2));
+    assert_eq!(reader.db().count(&count).unwrap(), 3);
+}

@@ -22,7 +22,7 @@ use super::dialect::RESOURCE_BLOCK_BITS;
 use super::feed;
 use super::resources::{ResourceRow, RESOURCE_COLUMNS};
 use super::sql::{Bind, Sql};
-use super::{StoreResult, TenantId};
+use super::{StorageError, StoreResult, TenantId};
 use crate::scim::filter::{Cond, Field, Kind, Sort, SortKey};
 use crate::scim::schema::Rtype;
 use columns::column_of;
@@ -153,18 +153,32 @@ pub fn search(
     // a second trigram search).
     if let (true, None, Window::Offset { offset, limit }) = (count_total && driven, sort, window) {
         if *limit > 0 {
-            let rows: Vec<CountedRow> = db.load(&counted_page(
+            // One statement: no transaction needed (`Db::snapshot`).
+            let q = counted_page(
                 db,
                 &wh,
                 keys.map(|k| (k, scope(db, tenant, rt, true))),
                 *offset,
                 *limit,
-            ))?;
-            let total = match rows.first() {
-                Some(r) => r.total,
-                None if *offset == 0 => 0,
-                // Past the last match: the page has no row to carry the count.
-                None => count(db)?,
+            );
+            let rows: Vec<CountedRow> = db.load(&q)?;
+            let (rows, total) = match rows.first() {
+                Some(r) => {
+                    let total = r.total;
+                    (rows, total)
+                }
+                None if *offset == 0 => (rows, 0),
+                // Past the last match: the page has no row to carry the count. The page and
+                // the count are read again in one snapshot, so that the count cannot see a
+                // match the empty page did not.
+                None => db.snapshot(|db| {
+                    let rows: Vec<CountedRow> = db.load(&q)?;
+                    let total = match rows.first() {
+                        Some(r) => r.total,
+                        None => count(db)?,
+                    };
+                    Ok::<_, StorageError>((rows, total))
+                })?,
             };
             return Ok(sorted_page(
                 rows.into_iter().map(|r| r.sorted).collect(),
@@ -175,27 +189,48 @@ pub fn search(
     // The first page of a lookup (`userName eq ...`) usually holds every match: then the
     // count is the page's length and needs no second query.
     let first_page = matches!(window, Window::Offset { offset: 0, .. });
-    if limit <= 0 || (!first_page && count_total) {
-        let total = if count_total { Some(count(db)?) } else { None };
-        if limit <= 0
-            || matches!(window, Window::Offset { offset, .. } if total.is_some_and(|t| *offset >= t))
-        {
+    if count_total {
+        // A count and a page: two statements, which must agree.
+        return db.snapshot(|db| counted_apart(db, window, first_page, &rows, &count));
+    }
+    if limit <= 0 {
+        return Ok(Page {
+            total: None,
+            rows: Vec::new(),
+            keys: Vec::new(),
+        });
+    }
+    rows(db, None)
+}
+
+/// A counted page read with its count apart (see `search`): the count first when the page
+/// is not the first (a window past the end needs no rows), else the page first, and the
+/// count only when the page is full (the first page of a lookup usually holds every match).
+fn counted_apart(
+    db: &mut Db<'_>,
+    window: &Window,
+    first_page: bool,
+    rows: &dyn Fn(&mut Db<'_>, Option<i64>) -> StoreResult<Page>,
+    count: &dyn Fn(&mut Db<'_>) -> StoreResult<i64>,
+) -> StoreResult<Page> {
+    let limit = window.limit();
+    if limit <= 0 || !first_page {
+        let total = count(db)?;
+        if limit <= 0 || matches!(window, Window::Offset { offset, .. } if *offset >= total) {
             return Ok(Page {
-                total,
+                total: Some(total),
                 rows: Vec::new(),
                 keys: Vec::new(),
             });
         }
-        return rows(db, total);
+        return rows(db, Some(total));
     }
     let mut page = rows(db, None)?;
-    if count_total {
-        page.total = Some(if (page.rows.len() as i64) < limit {
-            page.rows.len() as i64
-        } else {
-            count(db)?
-        });
-    }
+    page.total = Some(if (page.rows.len() as i64) < limit {
+        page.rows.len() as i64
+    } else {
+        count(db)?
+    });
     Ok(page)
 }
 
