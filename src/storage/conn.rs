@@ -549,8 +549,8 @@ impl<'a> Db<'a> {
     /// this connection is already in a transaction, else in a read transaction of its own
     /// (Postgres: read-only, repeatable read). A read of one statement needs none (a
     /// statement is its own snapshot), which on Postgres spares the `BEGIN` and `COMMIT`
-    /// round trips: `search` asks for a snapshot only where it reads a count and a page with
-    /// two statements.
+    /// round trips: `search` asks for a snapshot only where a page or its count take more
+    /// than one statement (a count and a page apart, a page sorted by value in segments).
     pub fn snapshot<T, E>(&mut self, f: impl FnOnce(&mut Db<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StorageError>,
@@ -564,9 +564,12 @@ impl<'a> Db<'a> {
                 AnsiTransactionManager::transaction_manager_status_mut(*c).transaction_depth()
             }
         };
-        if !matches!(depth, Ok(None)) {
-            // Inside a transaction (or a manager in error, which the statements will report).
-            return f(self);
+        match depth {
+            Ok(None) => {}
+            // Inside a transaction: that is the snapshot.
+            Ok(Some(_)) => return f(self),
+            // A transaction manager in error: refused, as a transaction would be.
+            Err(e) => return Err(E::from(StorageError::from(stopped(s.watch, e)))),
         }
         let f = |db: &mut Db<'_>| f(db).map_err(TxError::App);
         let r = match &mut self.inner {

@@ -297,6 +297,11 @@ async fn a_list_shows_each_resource_its_own_references() {
     let g0 = create_group(&app, "refs-0", &[u[0], u[3]]).await;
     let g1 = create_group(&app, "refs-1", &[u[0], u[1], u[39]]).await;
     let g2 = create_group(&app, "refs-2", &[u[3], u[0], u[5]]).await;
+    // Past 32 groups too, so the groups' keys are an array as well.
+    let mut empty = Vec::new();
+    for i in 0..31 {
+        empty.push(create_group(&app, &format!("refs-empty-{i}"), &[]).await);
+    }
     let mut expected: Vec<Vec<&str>> = vec![vec![]; users.len()];
     expected[0] = vec![&g0, &g1, &g2];
     expected[1] = vec![&g1];
@@ -341,6 +346,11 @@ async fn a_list_shows_each_resource_its_own_references() {
     }
     let page = get_ok(&app, "/scim/v2/Groups?count=100").await;
     let listed = page.body["Resources"].as_array().unwrap();
+    assert_eq!(listed.len(), 34);
+    for gid in &empty {
+        let r = listed.iter().find(|r| r["id"] == gid.as_str()).unwrap();
+        assert!(ids(r, "members").is_empty(), "{r}");
+    }
     for (gid, members) in [
         (&g0, vec![u[0], u[3]]),
         (&g1, vec![u[0], u[1], u[39]]),

@@ -168,17 +168,21 @@ pub fn search(
                     (rows, total)
                 }
                 None if *offset == 0 => (rows, 0),
-                // Past the last match: the page has no row to carry the count. The page and
-                // the count are read again in one snapshot, so that the count cannot see a
-                // match the empty page did not.
-                None => db.snapshot(|db| {
-                    let rows: Vec<CountedRow> = db.load(&q)?;
-                    let total = match rows.first() {
-                        Some(r) => r.total,
-                        None => count(db)?,
-                    };
-                    Ok::<_, StorageError>((rows, total))
-                })?,
+                // Past the last match: the page has no row to carry the count. A count that
+                // leaves the page empty agrees with it (the state it saw has no row there
+                // either); a larger one saw matches the page did not, so both are read again
+                // in one snapshot.
+                None => match count(db)? {
+                    total if total <= *offset => (rows, total),
+                    _ => db.snapshot(|db| {
+                        let rows: Vec<CountedRow> = db.load(&q)?;
+                        let total = match rows.first() {
+                            Some(r) => r.total,
+                            None => count(db)?,
+                        };
+                        Ok::<_, StorageError>((rows, total))
+                    })?,
+                },
             };
             return Ok(sorted_page(
                 rows.into_iter().map(|r| r.sorted).collect(),

@@ -34,7 +34,16 @@ impl ValueOrder<'_> {
         }
     }
 
+    /// The rows of `window`: up to three statements (a segment, the length of a segment an
+    /// offset skips, the next segment), so in one snapshot (`Db::snapshot`): otherwise a
+    /// resource whose value a write removed between two of them is on the page twice (the
+    /// valued segment read before, the unvalued one after), and one it gave a value to on
+    /// neither.
     pub fn page(&self, db: &mut Db<'_>, base: &Sql, window: &Window) -> StoreResult<Page> {
+        db.snapshot(|db| self.page_in(db, base, window))
+    }
+
+    fn page_in(&self, db: &mut Db<'_>, base: &Sql, window: &Window) -> StoreResult<Page> {
         let backwards = matches!(window, Window::Before { .. });
         // Walking the list forwards is ascending unless the list is descending; a previous
         // page walks it backwards.
