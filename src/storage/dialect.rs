@@ -222,6 +222,26 @@ impl Backend {
         }
     }
 
+    /// SQLite: one step of merging the FTS5 trigram index's segments into one (FTS5's
+    /// incremental `merge` command, with a negative page count: every segment of every level
+    /// is eligible), and the statement that reads the connection's count of changed rows,
+    /// which the step moves by 2 or more when it did work. Each write batch leaves a segment
+    /// of its own and FTS5 merges them only by levels, so a loaded index keeps a dozen or
+    /// more, and a substring search looks each of its trigrams up in every one (`co` at 1M
+    /// users: 15 segments after the load). `optimize` merges them all at once, under the one
+    /// write lock for seconds at 1M users; a step writes about 200 pages (under 1 MiB)
+    /// and commits, so writes wait for one step at most. None on Postgres (its GIN index
+    /// keeps itself).
+    pub fn trigram_merge_step(self) -> Option<[&'static str; 2]> {
+        match self {
+            Backend::Sqlite => Some([
+                "SELECT total_changes() AS n",
+                "INSERT INTO attr_values_trgm (attr_values_trgm, rank) VALUES ('merge', -200)",
+            ]),
+            Backend::Postgres => None,
+        }
+    }
+
     /// Postgres: the statement that samples pg_trgm's trigrams of `attr_values` (rows `term`,
     /// `n`: how many sampled values hold it), from which a substring search chooses the
     /// rarest parts of its operand (`search::grams`). About 64 of the table's pages, chosen

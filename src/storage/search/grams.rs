@@ -20,7 +20,7 @@ use super::columns::column_of;
 use crate::scim::filter::CompOp;
 use crate::scim::filter::{Cond, ElemSet, Field, Operand};
 use crate::scim::schema::Rtype;
-use crate::storage::conn::Db;
+use crate::storage::conn::{Conn, Db};
 use crate::storage::sql::{Bind, Sql};
 use crate::storage::StoreResult;
 
@@ -440,6 +440,21 @@ fn take_sample(db: &mut Db<'_>, sample_sql: &str) -> StoreResult<std::sync::Arc<
     *sample_cell().lock().unwrap_or_else(|p| p.into_inner()) =
         Some((std::time::Instant::now(), s.clone()));
     Ok(s)
+}
+
+/// SQLite: one step of merging the trigram index's segments (`Backend::trigram_merge_step`),
+/// in a write transaction of its own; whether it did any work (false once the index is one
+/// segment, and always on Postgres). The statistics thread runs steps until one does none.
+pub fn merge_trigram_step(conn: &mut Conn) -> StoreResult<bool> {
+    let Some([changes, merge]) = conn.db().backend().trigram_merge_step() else {
+        return Ok(false);
+    };
+    conn.write_tx(|db| {
+        let before = db.count(&Sql::new(changes))?;
+        db.execute(&Sql::new(merge))?;
+        // FTS5: a step that found nothing to merge moves the count by less than 2.
+        Ok(db.count(&Sql::new(changes))? - before >= 2)
+    })
 }
 
 /// Postgres: takes a fresh sample of the trigrams when the process has none or has one older
