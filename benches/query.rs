@@ -156,15 +156,14 @@ fn main() {
     // What the server's statistics thread does within --db-analyze-every-secs of a big
     // change, done here before the server starts (the loader writes around the server's
     // write path): SQLite's trigram index merged into one segment (a database loaded before
-    // this step existed is merged at its first reuse; once merged, one step that does
-    // nothing)...
+    // this step existed is merged at its first reuse; once merged, nothing is due)...
     let t = std::time::Instant::now();
-    let mut steps = 0;
-    while scimitar::storage::search::grams::merge_trigram_step(&mut pool.get().expect("conn"))
-        .expect("merge the trigram index")
-    {
-        steps += 1;
-    }
+    let steps = scimitar::storage::search::grams::merge_trigrams(
+        &mut pool.get().expect("conn"),
+        usize::MAX,
+        std::time::Duration::ZERO,
+    )
+    .expect("merge the trigram index");
     if steps > 0 {
         eprintln!(
             "trigram index merged in {steps} steps, {:.1} s",

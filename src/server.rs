@@ -223,31 +223,20 @@ fn on_a_connection<T>(
 /// steady writes that keep adding segments cannot keep the thread merging for ever.
 const TRIGRAM_MERGE_STEPS: usize = 400;
 
-/// One round of `start_statistics`' merging of SQLite's trigram index
-/// (`storage::search::grams::merge_trigram_step`): steps until one does nothing, each its own
-/// short write transaction, with a pause between them in which waiting writes go first.
+/// One round of `start_statistics`' merging of SQLite's trigram index, when due
+/// (`storage::search::grams::merge_trigrams`).
 fn merge_trigrams(pool: &storage::pool::Pool) {
-    let mut conn = match pool.get() {
-        Ok(c) => c,
-        Err(e) => {
-            log::warn!("trigram index not merged: {e}");
-            return;
-        }
-    };
-    let mut steps = 0;
-    while steps < TRIGRAM_MERGE_STEPS {
-        match storage::search::grams::merge_trigram_step(&mut conn) {
-            Ok(true) => steps += 1,
-            Ok(false) => break,
-            Err(e) => {
-                log::warn!("trigram index not merged: {e}");
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    if steps > 0 {
-        log::info!("trigram index merged: {steps} steps");
+    let merged = pool.get().map_err(StorageError::from).and_then(|mut c| {
+        storage::search::grams::merge_trigrams(
+            &mut c,
+            TRIGRAM_MERGE_STEPS,
+            Duration::from_millis(5),
+        )
+    });
+    match merged {
+        Ok(0) => {}
+        Ok(steps) => log::info!("trigram index merged: {steps} steps"),
+        Err(e) => log::warn!("trigram index not merged: {e}"),
     }
 }
 

@@ -232,9 +232,12 @@ impl Backend {
     /// write lock for seconds at 1M users; a step writes about 200 pages (under 1 MiB)
     /// and commits, so writes wait for one step at most. None on Postgres (its GIN index
     /// keeps itself).
-    pub fn trigram_merge_step(self) -> Option<[&'static str; 2]> {
+    pub fn trigram_merge_step(self) -> Option<[&'static str; 3]> {
         match self {
             Backend::Sqlite => Some([
+                // FTS5's structure record (row 10 of the index's data table): its segments
+                // and their leaf pages, from which `grams::merge_due` decides.
+                "SELECT hex(block) AS block FROM attr_values_trgm_data WHERE id = 10",
                 "SELECT total_changes() AS n",
                 "INSERT INTO attr_values_trgm (attr_values_trgm, rank) VALUES ('merge', -200)",
             ]),
