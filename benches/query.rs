@@ -162,8 +162,10 @@ fn main() {
         &mut pool.get().expect("conn"),
         usize::MAX,
         std::time::Duration::ZERO,
+        std::time::Duration::ZERO,
     )
-    .expect("merge the trigram index");
+    .expect("merge the trigram index")
+    .steps;
     if steps > 0 {
         eprintln!(
             "trigram index merged in {steps} steps, {:.1} s",

@@ -164,7 +164,8 @@ pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> webhooks::Workers {
 ///   dead versions with it; and, on Postgres, the sample of trigrams substring searches
 ///   choose their rarest fragments from (`storage::search::grams::refresh_trigram_sample`,
 ///   before this returns, so before the server listens, and after every refresh, so no
-///   request takes it).
+///   request takes it); and, on SQLite, merges the trigram index's segments when a merge is
+///   due and writes have paused (`merge_trigrams`).
 pub fn start_statistics(args: &ServeArgs, state: &AppState) {
     let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
     let analyze = every(args.db_analyze_every_secs);
@@ -175,6 +176,10 @@ pub fn start_statistics(args: &ServeArgs, state: &AppState) {
         return;
     }
     let pool = state.service.pool.clone();
+    // SQLite: the thread also merges the trigram index (`merge_trigrams`).
+    let merging = storage::conn::DbUrl::parse(&args.db.database_url)
+        .is_ok_and(|u| u.backend.trigram_merge_step().is_some())
+        .then(|| state.service.writer.connector().clone());
     // Before the server listens, not on the thread: a substring search that came first would
     // otherwise take a sample of its own beside the thread's (261 ms p99 at 1M users).
     if analyze.is_some() {
@@ -199,7 +204,9 @@ pub fn start_statistics(args: &ServeArgs, state: &AppState) {
                     if at <= now {
                         refresh_statistics(&pool);
                         sample_trigrams(&pool);
-                        merge_trigrams(&pool);
+                        if let Some(connector) = &merging {
+                            merge_trigrams(connector);
+                        }
                         next_analyze = Some(now + a);
                     }
                 }
@@ -219,23 +226,33 @@ fn on_a_connection<T>(
 }
 
 /// Steps of merging SQLite's trigram index per round of `start_statistics`: at about 200
-/// pages a step, 1M users' index (some 40,000 pages) is merged within a round or two, while
-/// steady writes that keep adding segments cannot keep the thread merging for ever.
+/// pages a step, 1M users' index (some 40,000 pages) is merged within a round or two.
 const TRIGRAM_MERGE_STEPS: usize = 400;
 
-/// One round of `start_statistics`' merging of SQLite's trigram index, when due
-/// (`storage::search::grams::merge_trigrams`).
-fn merge_trigrams(pool: &storage::pool::Pool) {
-    let merged = pool.get().map_err(StorageError::from).and_then(|mut c| {
+/// One round of `start_statistics`' merging of SQLite's trigram index, when due and no
+/// write comes (`storage::search::grams::merge_trigrams`): on a connection of its own (not
+/// one of the pool's for the seconds it may take), after a second without writes.
+fn merge_trigrams(connector: &storage::pool::Connector) {
+    let merged = connector.connect().and_then(|mut c| {
         storage::search::grams::merge_trigrams(
             &mut c,
             TRIGRAM_MERGE_STEPS,
+            Duration::from_secs(1),
             Duration::from_millis(5),
         )
     });
     match merged {
-        Ok(0) => {}
-        Ok(steps) => log::info!("trigram index merged: {steps} steps"),
+        Ok(r) if r.done => log::info!("trigram index merged: {} steps", r.steps),
+        Ok(r) if r.steps > 0 => log::info!(
+            "trigram index merge paused after {} steps ({})",
+            r.steps,
+            if r.interrupted {
+                "a write came"
+            } else {
+                "the round's steps ran out"
+            }
+        ),
+        Ok(_) => {}
         Err(e) => log::warn!("trigram index not merged: {e}"),
     }
 }

@@ -178,6 +178,11 @@ fn abandon(group: &Group, mut conn: Conn, writer: &Writer, why: StorageError) {
 }
 
 impl Writer {
+    /// What opens this writer's connections (the statistics thread's too).
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
     /// Batches over connections `connector` opens: one on SQLite, up to `max_conns` on
     /// Postgres (one per tenant writing at the moment).
     pub fn new(connector: Connector, max_conns: usize) -> Writer {

@@ -230,14 +230,19 @@ impl Backend {
     /// more, and a substring search looks each of its trigrams up in every one (`co` at 1M
     /// users: 15 segments after the load). `optimize` merges them all at once, under the one
     /// write lock for seconds at 1M users; a step writes about 200 pages (under 1 MiB)
-    /// and commits, so writes wait for one step at most. None on Postgres (its GIN index
-    /// keeps itself).
-    pub fn trigram_merge_step(self) -> Option<[&'static str; 3]> {
+    /// and commits, so writes wait for one step at most. Before them: the structure record
+    /// (is a merge due?) and the connection's `data_version` (did another connection commit:
+    /// FTS5 starts a merge of every segment over when a new segment appears, so a merge
+    /// interleaved with writes never ends and leaves more segments and pages than it found).
+    /// None on Postgres (its GIN index keeps itself).
+    pub fn trigram_merge_step(self) -> Option<[&'static str; 4]> {
         match self {
             Backend::Sqlite => Some([
                 // FTS5's structure record (row 10 of the index's data table): its segments
                 // and their leaf pages, from which `grams::merge_due` decides.
                 "SELECT hex(block) AS block FROM attr_values_trgm_data WHERE id = 10",
+                // Moves when another connection commits (`grams::merge_trigrams` stops).
+                "SELECT data_version AS n FROM pragma_data_version",
                 "SELECT total_changes() AS n",
                 "INSERT INTO attr_values_trgm (attr_values_trgm, rank) VALUES ('merge', -200)",
             ]),

@@ -503,22 +503,41 @@ pub fn merge_due(pages: &[u64]) -> bool {
     pages.len() >= 16 || (pages.len() >= 2 && rest * 10 >= largest)
 }
 
+/// What one round of `merge_trigrams` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MergeRound {
+    /// Steps that merged something.
+    pub steps: usize,
+    /// Whether the index is merged (the last step found nothing left); false when none was
+    /// due, when a write came first, or at `max_steps`.
+    pub done: bool,
+    /// Whether another connection committed during the round (before it began, or between
+    /// two steps), which ended it.
+    pub interrupted: bool,
+}
+
 /// SQLite: merges the trigram index into one segment (`Backend::trigram_merge_step`) when
-/// `merge_due` says so, in steps of a write transaction each (at most `max_steps`, with
-/// `pause` between them, in which waiting writes go first); the steps that did work. 0 on
-/// Postgres. The statistics thread calls it every round.
+/// `merge_due` says so and no other connection commits: none during `quiet` before the
+/// first step, none between two steps (FTS5 would start the merge over with the new
+/// segment). Each step is a write transaction of its own, at most `max_steps`, `pause`
+/// apart. Nothing on Postgres. The statistics thread calls it every round on a connection
+/// of its own, so a merge runs once writes have paused (after a load or an import) and
+/// gives way to the first write.
 pub fn merge_trigrams(
     conn: &mut Conn,
     max_steps: usize,
+    quiet: std::time::Duration,
     pause: std::time::Duration,
-) -> StoreResult<usize> {
+) -> StoreResult<MergeRound> {
     #[derive(QueryableByName)]
     struct Record {
         #[diesel(sql_type = Text)]
         block: String,
     }
-    let Some([structure, changes, merge]) = conn.db().backend().trigram_merge_step() else {
-        return Ok(0);
+    let mut round = MergeRound::default();
+    let Some([structure, version, changes, merge]) = conn.db().backend().trigram_merge_step()
+    else {
+        return Ok(round);
     };
     let record: Option<Record> = conn.db().first(&Sql::new(structure))?;
     let bytes = record.and_then(|r| {
@@ -528,10 +547,18 @@ pub fn merge_trigrams(
     });
     match bytes.as_deref().and_then(segment_pages) {
         Some(pages) if merge_due(&pages) => {}
-        _ => return Ok(0),
+        _ => return Ok(round),
     }
-    let mut steps = 0;
-    while steps < max_steps {
+    let mut seen = conn.db().count(&Sql::new(version))?;
+    std::thread::sleep(quiet);
+    while round.steps < max_steps {
+        // This connection's own commits leave its data_version as it was.
+        let now = conn.db().count(&Sql::new(version))?;
+        if now != seen {
+            round.interrupted = true;
+            return Ok(round);
+        }
+        seen = now;
         let worked = conn.write_tx(|db| {
             let before = db.count(&Sql::new(changes))?;
             db.execute(&Sql::new(merge))?;
@@ -539,12 +566,13 @@ pub fn merge_trigrams(
             Ok::<_, crate::storage::StorageError>(db.count(&Sql::new(changes))? - before >= 2)
         })?;
         if !worked {
-            break;
+            round.done = true;
+            return Ok(round);
         }
-        steps += 1;
+        round.steps += 1;
         std::thread::sleep(pause);
     }
-    Ok(steps)
+    Ok(round)
 }
 
 /// Postgres: takes a fresh sample of the trigrams when the process has none or has one older
