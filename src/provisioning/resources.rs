@@ -241,7 +241,8 @@ impl Service {
     }
 
     /// A stored row's wire text under `proj`: spliced from its stored JSON when the
-    /// projection is the default one (`resource::render_text`), else rendered and projected.
+    /// projection is the default one or asks for whole core attributes only
+    /// (`resource::render_text`), else rendered and projected.
     pub(crate) fn render_text(
         &self,
         rt: Rtype,
@@ -249,11 +250,13 @@ impl Service {
         refs: Option<&[RefOut]>,
         proj: &Projection,
     ) -> Result<String> {
-        if !proj.is_requested() {
+        let only = proj.whole_core_attributes();
+        if !proj.is_requested() || only.is_some() {
             let meta = stored_meta(row);
             let base = &self.settings.base_url;
+            let only = only.as_deref();
             if let Some(text) =
-                resource::render_text(&self.registry, rt, &row.doc, &meta, base, refs)
+                resource::render_text(&self.registry, rt, &row.doc, &meta, base, refs, only)
             {
                 return Ok(text);
             }

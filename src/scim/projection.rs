@@ -102,6 +102,24 @@ impl Projection {
         }
     }
 
+    /// The core (or common) attributes this projection asks for whole, when that is all it
+    /// asks (`attributes=userName,name`: no `excludedAttributes`, no sub-attribute, no
+    /// extension attribute): what `resource::render_text` can serve from the stored text.
+    /// None otherwise, and for the default projection.
+    pub fn whole_core_attributes(&self) -> Option<Vec<&str>> {
+        if !self.exclude.is_empty() {
+            return None;
+        }
+        self.include
+            .as_ref()?
+            .iter()
+            .map(|s| match (&s.ext, &s.attr, &s.sub) {
+                (None, Some(attr), None) => Some(attr.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether a client asked for a specific shape (a Group PATCH then answers 200 with it).
     pub fn is_requested(&self) -> bool {
         self.include.is_some() || !self.exclude.is_empty()

@@ -609,14 +609,17 @@ pub fn render(
 /// The wire text of a stored resource as `render` and then the default projection (no
 /// `attributes` or `excludedAttributes`) give it, spliced from the document's stored JSON
 /// text: the values are copied as text, never parsed into a tree and written out again (for
-/// a page of 100 users, that was most of a list's CPU). None when the document holds
-/// anything the default projection would change or `render` would replace (an attribute the
-/// schemas do not know or do not return by default, an extension that is not an object,
-/// a derived attribute, a key twice): then the caller renders through `render`. The values
-/// are checked as JSON syntax only: a stored value serde_json writes but would not read
-/// back (a lone surrogate escape, a number beyond f64, nesting past 128 levels: none comes
-/// through the API, whose input serde_json reads) is sent as stored, where the tree path
-/// answers that the document is corrupt.
+/// a page of 100 users, that was most of a list's CPU). With `only` (a projection of whole
+/// core attributes, `Projection::whole_core_attributes`, such as `attributes=userName,name`),
+/// what that projection gives: the members it names and those returned always, `meta` if
+/// named, no extension. None when the document holds anything the projection would change or
+/// `render` would replace (an attribute the schemas do not know or, under the default
+/// projection, do not return by default; an extension that is not an object, or one with an
+/// attribute returned always under `only`; a derived attribute; a key twice): then the caller
+/// renders through `render`. The values are checked as JSON syntax only: a stored value
+/// serde_json writes but would not read back (a lone surrogate escape, a number beyond f64,
+/// nesting past 128 levels: none comes through the API, whose input serde_json reads) is
+/// sent as stored, where the tree path answers that the document is corrupt.
 pub fn render_text(
     registry: &Registry,
     rt: Rtype,
@@ -624,39 +627,63 @@ pub fn render_text(
     meta: &StoredMeta,
     base_url: &str,
     refs: Option<&[RefOut]>,
+    only: Option<&[&str]>,
 ) -> Option<String> {
     let shown = |a: &Attribute| matches!(a.returned, Returned::Default | Returned::Always);
-    let members = top_level(doc_text)?;
+    let mut members = top_level(doc_text)?;
     if has_duplicates(&members) {
         return None;
     }
     let core = registry.core_schema(rt);
-    for (key, value) in &members {
-        if matches!(*key, "schemas" | "id" | "meta" | "members" | "groups") {
+    let mut kept = Vec::with_capacity(members.len());
+    for (key, value) in members.drain(..) {
+        if matches!(key, "schemas" | "id" | "meta" | "members" | "groups") {
             return None;
         }
         match registry.extension(rt, key) {
             Some(ext) => {
                 let inner = top_level(value.get())?;
-                if inner.is_empty()
-                    || has_duplicates(&inner)
-                    || !inner
+                if inner.is_empty() || has_duplicates(&inner) {
+                    return None;
+                }
+                let keep = match only {
+                    // Every attribute it holds is returned by default.
+                    None => inner
                         .iter()
                         .all(|(k, _)| ext.attribute(k).is_some_and(shown))
-                {
-                    return None;
+                        .then_some(true),
+                    // Whole core attributes: the extension goes, unless it holds one
+                    // returned always (or one its schema does not know).
+                    Some(_) => inner
+                        .iter()
+                        .all(|(k, _)| {
+                            ext.attribute(k)
+                                .is_some_and(|a| a.returned != Returned::Always)
+                        })
+                        .then_some(false),
+                };
+                if keep? {
+                    kept.push((key, value));
                 }
             }
             None => {
                 let attr = core
                     .attribute(key)
                     .or_else(|| registry.common_attribute(key))?;
-                if !shown(attr) {
-                    return None;
+                let keep = match (only, attr.returned) {
+                    (None, _) => shown(attr).then_some(true)?,
+                    (Some(_), Returned::Never) => false,
+                    (Some(_), Returned::Always) => true,
+                    (Some(names), _) => names.contains(&attr.name.as_str()),
+                };
+                if keep {
+                    kept.push((key, value));
                 }
             }
         }
     }
+    let members = kept;
+    let with_meta = only.is_none_or(|names| names.contains(&"meta"));
     // Written straight into one buffer: a page of 100 users spent a third of its rendering
     // formatting small `Value`s into strings of their own.
     let mut out: Vec<u8> = Vec::with_capacity(doc_text.len() + 512);
@@ -676,10 +703,15 @@ pub fn render_text(
         out.extend_from_slice(value.get().as_bytes());
     }
     if let Some((key, list)) = refs.and_then(|r| refs_entry(rt, r, base_url)) {
-        out.extend_from_slice(format!(",\"{key}\":{list}").as_bytes());
+        // Under `only`, shown when named (its callers read references only then anyway).
+        if only.is_none_or(|names| names.contains(&key)) {
+            out.extend_from_slice(format!(",\"{key}\":{list}").as_bytes());
+        }
     }
-    out.extend_from_slice(b",\"meta\":");
-    write_json(&mut out, &MetaOut::new(rt, meta, base_url));
+    if with_meta {
+        out.extend_from_slice(b",\"meta\":");
+        write_json(&mut out, &MetaOut::new(rt, meta, base_url));
+    }
     out.push(b'}');
     // Only UTF-8 went in: the document's own text, keys and values copied from it whole,
     // and strings serde_json escaped.
@@ -823,7 +855,7 @@ mod tests {
     /// `render_text` is `render` then the default projection, to the byte, and declines
     /// what it cannot splice exactly.
     #[test]
-    fn render_text_is_render_under_the_default_projection() {
+    fn render_text_is_render_then_projection() {
         use crate::scim::projection::Projection;
         let registry = reg();
         let base = "https://example.com/scim/v2";
@@ -873,12 +905,47 @@ mod tests {
             (Rtype::User, &Doc::new(), None),
         ] {
             let text = serde_json::to_string(doc).unwrap();
-            let spliced = render_text(&registry, rt, &text, &meta, base, refs)
+            let spliced = render_text(&registry, rt, &text, &meta, base, refs, None)
                 .unwrap_or_else(|| panic!("a normalized document splices: {text}"));
             let tree = render(&registry, rt, doc.clone(), &meta, base, refs);
             let projected = Projection::default().apply(&registry, rt, tree);
             assert_eq!(spliced, projected.to_string(), "{rt:?} {text}");
+            // Projections of whole core attributes splice too, to the same bytes; others
+            // are not offered to the splice (`whole_core_attributes` is None).
+            for attributes in [
+                "userName,name",
+                "userName",
+                "emails,meta",
+                "name,externalId,active",
+                "displayName",
+                "groups,userName",
+                "members",
+                "meta",
+                "externalId,displayName,members,meta",
+                "name.familyName",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+                ENTERPRISE,
+            ] {
+                let Ok(proj) = Projection::parse(&registry, rt, Some(attributes), None) else {
+                    continue;
+                };
+                let tree = render(&registry, rt, doc.clone(), &meta, base, refs);
+                let projected = proj.apply(&registry, rt, tree).to_string();
+                let Some(only) = proj.whole_core_attributes() else {
+                    assert!(
+                        attributes.contains('.') || attributes.contains(':'),
+                        "{attributes}"
+                    );
+                    continue;
+                };
+                let spliced = render_text(&registry, rt, &text, &meta, base, refs, Some(&only))
+                    .unwrap_or_else(|| panic!("{attributes} splices: {text}"));
+                assert_eq!(spliced, projected, "{rt:?} {attributes} {text}");
+            }
         }
+        // `excludedAttributes`, alone or beside `attributes`, is not a whole selection.
+        let proj = Projection::parse(&registry, Rtype::User, Some("userName"), Some("name"));
+        assert_eq!(proj.unwrap().whole_core_attributes(), None);
         assert!(!user.contains_key("password"), "never stored");
         // What the default projection would change, or `render` would replace: the tree.
         for text in [
@@ -898,7 +965,7 @@ mod tests {
             "{".to_string(),
         ] {
             assert_eq!(
-                render_text(&registry, Rtype::User, &text, &meta, base, None),
+                render_text(&registry, Rtype::User, &text, &meta, base, None, None),
                 None,
                 "{text}"
             );
