@@ -43,13 +43,11 @@ fn enc(s: &str) -> String {
 static FAILURES: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
-fn get_ok(ag: &ureq::Agent, url: &str) -> Option<serde_json::Value> {
-    let failed = |what: String| {
-        *FAILURES.lock().unwrap().entry(what).or_default() += 1;
-        None
-    };
+/// GET `url`: the body of a 200 answer; any other answer is counted in `FAILURES` by status
+/// (and scimType), or by transport error.
+fn get_200(ag: &ureq::Agent, url: &str) -> Option<Vec<u8>> {
     match ag.get(url).header("Authorization", &auth()).call() {
-        Ok(mut r) if r.status() == 200 => r.body_mut().read_json().ok(),
+        Ok(mut r) if r.status() == 200 => r.body_mut().read_to_vec().ok(),
         Ok(mut r) => {
             let body: serde_json::Value = r.body_mut().read_json().unwrap_or_default();
             failed(format!(
@@ -60,6 +58,17 @@ fn get_ok(ag: &ureq::Agent, url: &str) -> Option<serde_json::Value> {
         }
         Err(e) => failed(format!("transport: {e}")),
     }
+}
+
+/// Counts a failed request under `what`.
+fn failed<T>(what: String) -> Option<T> {
+    *FAILURES.lock().unwrap().entry(what).or_default() += 1;
+    None
+}
+
+/// GET `url`: a 200 answer's JSON tree (the setup's walk, which reads ids and cursors).
+fn get_ok(ag: &ureq::Agent, url: &str) -> Option<serde_json::Value> {
+    serde_json::from_slice(&get_200(ag, url)?).ok()
 }
 
 /// What a measured request checks of a 200 answer: well-formed JSON (every member is
@@ -84,27 +93,9 @@ impl Checked {
 
 /// GET `url`: its checked answer if 200 and well-formed (see `Checked`).
 fn get_checked(ag: &ureq::Agent, url: &str) -> Option<Checked> {
-    let failed = |what: String| {
-        *FAILURES.lock().unwrap().entry(what).or_default() += 1;
-        None
-    };
-    match ag.get(url).header("Authorization", &auth()).call() {
-        Ok(mut r) if r.status() == 200 => {
-            let body = r.body_mut().read_to_vec().ok()?;
-            match serde_json::from_slice::<Checked>(&body) {
-                Ok(c) => Some(c),
-                Err(e) => failed(format!("200 with a malformed body: {e}")),
-            }
-        }
-        Ok(mut r) => {
-            let body: serde_json::Value = r.body_mut().read_json().unwrap_or_default();
-            failed(format!(
-                "{} {}",
-                r.status().as_u16(),
-                body["scimType"].as_str().unwrap_or_default()
-            ))
-        }
-        Err(e) => failed(format!("transport: {e}")),
+    match serde_json::from_slice::<Checked>(&get_200(ag, url)?) {
+        Ok(c) => Some(c),
+        Err(e) => failed(format!("200 with a malformed body: {e}")),
     }
 }
 
