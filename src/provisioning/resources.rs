@@ -250,16 +250,12 @@ impl Service {
         refs: Option<&[RefOut]>,
         proj: &Projection,
     ) -> Result<String> {
-        let only = proj.whole_core_attributes();
-        if !proj.is_requested() || only.is_some() {
-            let meta = stored_meta(row);
-            let base = &self.settings.base_url;
-            let only = only.as_deref();
-            if let Some(text) =
-                resource::render_text(&self.registry, rt, &row.doc, &meta, base, refs, only)
-            {
-                return Ok(text);
-            }
+        let meta = stored_meta(row);
+        let base = &self.settings.base_url;
+        if let Some(text) =
+            resource::render_text(&self.registry, rt, &row.doc, &meta, base, refs, proj)
+        {
+            return Ok(text);
         }
         let doc = parse_doc(row)?;
         Ok(self.render(rt, row, doc, refs, proj).resource.to_string())

@@ -102,22 +102,24 @@ impl Projection {
         }
     }
 
-    /// The core (or common) attributes this projection asks for whole, when that is all it
-    /// asks (`attributes=userName,name`: no `excludedAttributes`, no sub-attribute, no
-    /// extension attribute): what `resource::render_text` can serve from the stored text.
-    /// None otherwise, and for the default projection.
-    pub fn whole_core_attributes(&self) -> Option<Vec<&str>> {
-        if !self.exclude.is_empty() {
-            return None;
-        }
-        self.include
-            .as_ref()?
-            .iter()
-            .map(|s| match (&s.ext, &s.attr, &s.sub) {
-                (None, Some(attr), None) => Some(attr.as_str()),
-                _ => None,
+    /// Whether this projection asks for whole core (or common) attributes and nothing else
+    /// (`attributes=userName,name`: no `excludedAttributes`, no sub-attribute, no extension
+    /// attribute): what `resource::render_text` can serve from the stored text, with
+    /// `selects_whole`.
+    pub fn whole_core_only(&self) -> bool {
+        self.exclude.is_empty()
+            && self.include.as_ref().is_some_and(|inc| {
+                inc.iter()
+                    .all(|s| s.ext.is_none() && s.attr.is_some() && s.sub.is_none())
             })
-            .collect()
+    }
+
+    /// Whether `attributes` names the core (or common) attribute `name` (canonical) whole.
+    pub fn selects_whole(&self, name: &str) -> bool {
+        self.include.as_ref().is_some_and(|inc| {
+            inc.iter()
+                .any(|s| s.ext.is_none() && s.sub.is_none() && s.attr.as_deref() == Some(name))
+        })
     }
 
     /// Whether a client asked for a specific shape (a Group PATCH then answers 200 with it).

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::compat::Compat;
 use super::error::{ScimError, ScimResult};
+use super::projection::Projection;
 use super::schema::{AttrType, Attribute, Mutability, Registry, Returned, Rtype, Schema};
 use super::time::{format_micros, parse_datetime};
 
@@ -609,17 +610,18 @@ pub fn render(
 /// The wire text of a stored resource as `render` and then the default projection (no
 /// `attributes` or `excludedAttributes`) give it, spliced from the document's stored JSON
 /// text: the values are copied as text, never parsed into a tree and written out again (for
-/// a page of 100 users, that was most of a list's CPU). With `only` (a projection of whole
-/// core attributes, `Projection::whole_core_attributes`, such as `attributes=userName,name`),
-/// what that projection gives: the members it names and those returned always, `meta` if
-/// named, no extension. None when the document holds anything the projection would change or
-/// `render` would replace (an attribute the schemas do not know or, under the default
-/// projection, do not return by default; an extension that is not an object, or one with an
-/// attribute returned always under `only`; a derived attribute; a key twice): then the caller
-/// renders through `render`. The values are checked as JSON syntax only: a stored value
-/// serde_json writes but would not read back (a lone surrogate escape, a number beyond f64,
-/// nesting past 128 levels: none comes through the API, whose input serde_json reads) is
-/// sent as stored, where the tree path answers that the document is corrupt.
+/// a page of 100 users, that was most of a list's CPU). Under a projection of whole core
+/// attributes (`Projection::whole_core_only`, such as `attributes=userName,name`), what that
+/// projection gives: the members it names and those returned always, `meta` and references
+/// if named, no extension. None when the projection is another, or the document holds
+/// anything the projection would change or `render` would replace (an attribute the schemas
+/// do not know or, under the default projection, do not return by default; an extension
+/// that is not an object, or one with an attribute returned always under a selection; a
+/// derived attribute; a key twice): then the caller renders through `render`. The values
+/// are checked as JSON syntax only: a stored value serde_json writes but would not read
+/// back (a lone surrogate escape, a number beyond f64, nesting past 128 levels: none comes
+/// through the API, whose input serde_json reads) is sent as stored, where the tree path
+/// answers that the document is corrupt.
 pub fn render_text(
     registry: &Registry,
     rt: Rtype,
@@ -627,16 +629,21 @@ pub fn render_text(
     meta: &StoredMeta,
     base_url: &str,
     refs: Option<&[RefOut]>,
-    only: Option<&[&str]>,
+    proj: &Projection,
 ) -> Option<String> {
+    // Whether the projection selects whole core attributes (else it is the default one).
+    let selection = proj.is_requested();
+    if selection && !proj.whole_core_only() {
+        return None;
+    }
     let shown = |a: &Attribute| matches!(a.returned, Returned::Default | Returned::Always);
-    let mut members = top_level(doc_text)?;
+    let members = top_level(doc_text)?;
     if has_duplicates(&members) {
         return None;
     }
     let core = registry.core_schema(rt);
     let mut kept = Vec::with_capacity(members.len());
-    for (key, value) in members.drain(..) {
+    for (key, value) in members {
         if matches!(key, "schemas" | "id" | "meta" | "members" | "groups") {
             return None;
         }
@@ -646,23 +653,23 @@ pub fn render_text(
                 if inner.is_empty() || has_duplicates(&inner) {
                     return None;
                 }
-                let keep = match only {
-                    // Every attribute it holds is returned by default.
-                    None => inner
-                        .iter()
-                        .all(|(k, _)| ext.attribute(k).is_some_and(shown))
-                        .then_some(true),
-                    // Whole core attributes: the extension goes, unless it holds one
-                    // returned always (or one its schema does not know).
-                    Some(_) => inner
-                        .iter()
-                        .all(|(k, _)| {
-                            ext.attribute(k)
-                                .is_some_and(|a| a.returned != Returned::Always)
-                        })
-                        .then_some(false),
+                // By default, kept when every attribute it holds is returned by default;
+                // under a selection of core attributes, left out unless it holds one
+                // returned always. One the schema does not know: the tree says.
+                let splices = |a: &Attribute| {
+                    if selection {
+                        a.returned != Returned::Always
+                    } else {
+                        shown(a)
+                    }
                 };
-                if keep? {
+                if !inner
+                    .iter()
+                    .all(|(k, _)| ext.attribute(k).is_some_and(splices))
+                {
+                    return None;
+                }
+                if !selection {
                     kept.push((key, value));
                 }
             }
@@ -670,11 +677,11 @@ pub fn render_text(
                 let attr = core
                     .attribute(key)
                     .or_else(|| registry.common_attribute(key))?;
-                let keep = match (only, attr.returned) {
-                    (None, _) => shown(attr).then_some(true)?,
-                    (Some(_), Returned::Never) => false,
-                    (Some(_), Returned::Always) => true,
-                    (Some(names), _) => names.contains(&attr.name.as_str()),
+                let keep = match (selection, attr.returned) {
+                    (false, _) => shown(attr).then_some(true)?,
+                    (true, Returned::Never) => false,
+                    (true, Returned::Always) => true,
+                    (true, _) => proj.selects_whole(&attr.name),
                 };
                 if keep {
                     kept.push((key, value));
@@ -683,7 +690,7 @@ pub fn render_text(
         }
     }
     let members = kept;
-    let with_meta = only.is_none_or(|names| names.contains(&"meta"));
+    let shows = |name: &str| !selection || proj.selects_whole(name);
     // Written straight into one buffer: a page of 100 users spent a third of its rendering
     // formatting small `Value`s into strings of their own.
     let mut out: Vec<u8> = Vec::with_capacity(doc_text.len() + 512);
@@ -703,12 +710,15 @@ pub fn render_text(
         out.extend_from_slice(value.get().as_bytes());
     }
     if let Some((key, list)) = refs.and_then(|r| refs_entry(rt, r, base_url)) {
-        // Under `only`, shown when named (its callers read references only then anyway).
-        if only.is_none_or(|names| names.contains(&key)) {
-            out.extend_from_slice(format!(",\"{key}\":{list}").as_bytes());
+        // Under a selection, shown when named (its callers read references only then).
+        if shows(key) {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            write_json(&mut out, &list);
         }
     }
-    if with_meta {
+    if shows("meta") {
         out.extend_from_slice(b",\"meta\":");
         write_json(&mut out, &MetaOut::new(rt, meta, base_url));
     }
@@ -856,7 +866,6 @@ mod tests {
     /// what it cannot splice exactly.
     #[test]
     fn render_text_is_render_then_projection() {
-        use crate::scim::projection::Projection;
         let registry = reg();
         let base = "https://example.com/scim/v2";
         let meta = StoredMeta {
@@ -905,8 +914,16 @@ mod tests {
             (Rtype::User, &Doc::new(), None),
         ] {
             let text = serde_json::to_string(doc).unwrap();
-            let spliced = render_text(&registry, rt, &text, &meta, base, refs, None)
-                .unwrap_or_else(|| panic!("a normalized document splices: {text}"));
+            let spliced = render_text(
+                &registry,
+                rt,
+                &text,
+                &meta,
+                base,
+                refs,
+                &Projection::default(),
+            )
+            .unwrap_or_else(|| panic!("a normalized document splices: {text}"));
             let tree = render(&registry, rt, doc.clone(), &meta, base, refs);
             let projected = Projection::default().apply(&registry, rt, tree);
             assert_eq!(spliced, projected.to_string(), "{rt:?} {text}");
@@ -931,21 +948,25 @@ mod tests {
                 };
                 let tree = render(&registry, rt, doc.clone(), &meta, base, refs);
                 let projected = proj.apply(&registry, rt, tree).to_string();
-                let Some(only) = proj.whole_core_attributes() else {
+                if !proj.whole_core_only() {
                     assert!(
                         attributes.contains('.') || attributes.contains(':'),
                         "{attributes}"
                     );
+                    assert_eq!(
+                        render_text(&registry, rt, &text, &meta, base, refs, &proj),
+                        None
+                    );
                     continue;
-                };
-                let spliced = render_text(&registry, rt, &text, &meta, base, refs, Some(&only))
+                }
+                let spliced = render_text(&registry, rt, &text, &meta, base, refs, &proj)
                     .unwrap_or_else(|| panic!("{attributes} splices: {text}"));
                 assert_eq!(spliced, projected, "{rt:?} {attributes} {text}");
             }
         }
         // `excludedAttributes`, alone or beside `attributes`, is not a whole selection.
         let proj = Projection::parse(&registry, Rtype::User, Some("userName"), Some("name"));
-        assert_eq!(proj.unwrap().whole_core_attributes(), None);
+        assert!(!proj.unwrap().whole_core_only());
         assert!(!user.contains_key("password"), "never stored");
         // What the default projection would change, or `render` would replace: the tree.
         for text in [
@@ -965,7 +986,15 @@ mod tests {
             "{".to_string(),
         ] {
             assert_eq!(
-                render_text(&registry, Rtype::User, &text, &meta, base, None, None),
+                render_text(
+                    &registry,
+                    Rtype::User,
+                    &text,
+                    &meta,
+                    base,
+                    None,
+                    &Projection::default()
+                ),
                 None,
                 "{text}"
             );
