@@ -59,9 +59,6 @@ pub struct Translator<'a> {
     top: bool,
     /// Some conjunct of the top level drives the query from its keys.
     drove: bool,
-    /// The condition is one test (not a conjunction): a key subquery that drives it selects
-    /// all of its matches.
-    alone: bool,
     /// The driving key subquery of a condition that is that one test, on an attribute only
     /// this resource type defines (`Target::exclusive`): its distinct keys are exactly the
     /// matches, without reading `resources` (`keys`).
@@ -78,7 +75,6 @@ impl<'a> Translator<'a> {
             grams: None,
             top: false,
             drove: false,
-            alone: false,
             keys: None,
         }
     }
@@ -91,9 +87,12 @@ impl<'a> Translator<'a> {
 
     /// Appends `cond` as a boolean SQL expression over `resources r`.
     pub fn translate(&mut self, cond: &Cond, out: &mut Sql) {
-        self.alone = !matches!(cond, Cond::And(..));
         self.keys = None;
         self.conjunct(cond, out);
+        if matches!(cond, Cond::And(..)) {
+            // A conjunct's keys select more than the conjunction's matches.
+            self.keys = None;
+        }
     }
 
     /// The key subquery (one column, `res_pk`, possibly repeated) whose distinct keys are
@@ -140,8 +139,9 @@ impl<'a> Translator<'a> {
     }
 
     /// Appends the key subquery `keys` that `open_keys` opened, and its closing text. When it
-    /// drives a condition that is this one test on an attribute only this resource type
-    /// defines, it is also kept as the condition's `keys`.
+    /// drives (a conjunct of the top level) on an attribute only this resource type defines,
+    /// it is also kept as the condition's `keys` (dropped by `translate` unless the
+    /// condition is this one test).
     fn close_keys(
         &mut self,
         keys: Sql,
@@ -149,7 +149,7 @@ impl<'a> Translator<'a> {
         exclusive: bool,
         out: &mut Sql,
     ) {
-        if drives && exclusive && self.alone {
+        if drives && exclusive {
             self.keys = Some(keys.clone());
         }
         out.append(keys);
