@@ -169,16 +169,18 @@ pub fn start_webhooks(args: &ServeArgs, state: &AppState) -> webhooks::Workers {
 pub fn start_statistics(args: &ServeArgs, state: &AppState) {
     let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
     let analyze = every(args.db_analyze_every_secs);
-    let deltas = storage::conn::DbUrl::parse(&args.db.database_url)
-        .is_ok_and(|u| u.backend.resource_block_compaction().is_some());
+    let backend = storage::conn::DbUrl::parse(&args.db.database_url)
+        .ok()
+        .map(|u| u.backend);
+    let deltas = backend.is_some_and(|b| b.resource_block_compaction().is_some());
     let fold = every(args.db_fold_every_secs).filter(|_| deltas);
     if analyze.is_none() && fold.is_none() {
         return;
     }
     let pool = state.service.pool.clone();
     // SQLite: the thread also merges the trigram index (`merge_trigrams`).
-    let merging = storage::conn::DbUrl::parse(&args.db.database_url)
-        .is_ok_and(|u| u.backend.trigram_merge_step().is_some())
+    let merging = backend
+        .is_some_and(|b| b.trigram_merge_step().is_some())
         .then(|| state.service.writer.connector().clone());
     // Before the server listens, not on the thread: a substring search that came first would
     // otherwise take a sample of its own beside the thread's (261 ms p99 at 1M users).
@@ -205,7 +207,7 @@ pub fn start_statistics(args: &ServeArgs, state: &AppState) {
                         refresh_statistics(&pool);
                         sample_trigrams(&pool);
                         if let Some(connector) = &merging {
-                            merge_trigrams(connector);
+                            merge_trigrams(&pool, connector);
                         }
                         next_analyze = Some(now + a);
                     }
@@ -230,9 +232,18 @@ fn on_a_connection<T>(
 const TRIGRAM_MERGE_STEPS: usize = 400;
 
 /// One round of `start_statistics`' merging of SQLite's trigram index, when due and no
-/// write comes (`storage::search::grams::merge_trigrams`): on a connection of its own (not
-/// one of the pool's for the seconds it may take), after a second without writes.
-fn merge_trigrams(connector: &storage::pool::Connector) {
+/// write comes (`storage::search::grams::merge_trigrams`): asked on a pool connection, then
+/// run on a connection of its own (not one of the pool's for the seconds it may take), after
+/// a second without writes.
+fn merge_trigrams(pool: &storage::pool::Pool, connector: &storage::pool::Connector) {
+    match on_a_connection(pool, storage::search::grams::trigram_merge_due) {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            log::warn!("trigram index not merged: {e}");
+            return;
+        }
+    }
     let merged = connector.connect().and_then(|mut c| {
         storage::search::grams::merge_trigrams(
             &mut c,

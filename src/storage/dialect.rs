@@ -240,7 +240,7 @@ impl Backend {
             Backend::Sqlite => Some([
                 // FTS5's structure record (row 10 of the index's data table): its segments
                 // and their leaf pages, from which `grams::merge_due` decides.
-                "SELECT hex(block) AS block FROM attr_values_trgm_data WHERE id = 10",
+                "SELECT block FROM attr_values_trgm_data WHERE id = 10",
                 // Moves when another connection commits (`grams::merge_trigrams` stops).
                 "SELECT data_version AS n FROM pragma_data_version",
                 "SELECT total_changes() AS n",

@@ -485,7 +485,7 @@ fn segment_pages(record: &[u8]) -> Option<Vec<u64>> {
                     varint(record, &mut i)?;
                 }
             }
-            pages.push(last.saturating_sub(first) + 1);
+            pages.push(last.saturating_sub(first).saturating_add(1));
         }
     }
     Some(pages)
@@ -498,9 +498,29 @@ fn segment_pages(record: &[u8]) -> Option<Vec<u64>> {
 /// users), so merging whenever a new segment appeared would rewrite it every round of a
 /// busy server; this way an index is rewritten after it changed by a tenth at the most.
 pub fn merge_due(pages: &[u64]) -> bool {
+    // Saturating: the figures come from the database file, not from this code.
     let largest = pages.iter().copied().max().unwrap_or(0);
-    let rest: u64 = pages.iter().sum::<u64>() - largest;
-    pages.len() >= 16 || (pages.len() >= 2 && rest * 10 >= largest)
+    let all = pages.iter().fold(0u64, |a, p| a.saturating_add(*p));
+    let rest = all.saturating_sub(largest);
+    pages.len() >= 16 || (pages.len() >= 2 && rest.saturating_mul(10) >= largest)
+}
+
+/// SQLite: whether a merge of the trigram index is due (`merge_due` of its structure
+/// record); false on Postgres. The statistics thread asks on a pool connection before it
+/// opens one of its own for `merge_trigrams`.
+pub fn trigram_merge_due(db: &mut Db<'_>) -> StoreResult<bool> {
+    #[derive(QueryableByName)]
+    struct Record {
+        #[diesel(sql_type = diesel::sql_types::Binary)]
+        block: Vec<u8>,
+    }
+    let Some([structure, ..]) = db.backend().trigram_merge_step() else {
+        return Ok(false);
+    };
+    let record: Option<Record> = db.first(&Sql::new(structure))?;
+    Ok(record
+        .and_then(|r| segment_pages(&r.block))
+        .is_some_and(|pages| merge_due(&pages)))
 }
 
 /// What one round of `merge_trigrams` did.
@@ -529,25 +549,12 @@ pub fn merge_trigrams(
     quiet: std::time::Duration,
     pause: std::time::Duration,
 ) -> StoreResult<MergeRound> {
-    #[derive(QueryableByName)]
-    struct Record {
-        #[diesel(sql_type = Text)]
-        block: String,
-    }
     let mut round = MergeRound::default();
-    let Some([structure, version, changes, merge]) = conn.db().backend().trigram_merge_step()
-    else {
+    let Some([_, version, changes, merge]) = conn.db().backend().trigram_merge_step() else {
         return Ok(round);
     };
-    let record: Option<Record> = conn.db().first(&Sql::new(structure))?;
-    let bytes = record.and_then(|r| {
-        (0..r.block.len() / 2)
-            .map(|k| u8::from_str_radix(r.block.get(2 * k..2 * k + 2)?, 16).ok())
-            .collect::<Option<Vec<u8>>>()
-    });
-    match bytes.as_deref().and_then(segment_pages) {
-        Some(pages) if merge_due(&pages) => {}
-        _ => return Ok(round),
+    if !trigram_merge_due(&mut conn.db())? {
+        return Ok(round);
     }
     let mut seen = conn.db().count(&Sql::new(version))?;
     std::thread::sleep(quiet);
