@@ -653,9 +653,10 @@ impl<'a> Db<'a> {
         Ok(self.load(sql)?.into_iter().next())
     }
 
-    /// The rows of `start` whose `column` is one of `keys`: `start`, then
-    /// ` AND {column} IN (?, ...)`, then `tail`, one statement per `sql::ID_BATCH` keys (the
-    /// order holds within each batch). Reads of many rows by key go through here.
+    /// The rows of `start` whose `column` is one of `keys`: `start`, then ` AND ` and the
+    /// test of `Backend::any_key` (a statement text kept prepared however many keys), then
+    /// `tail`, one statement per `sql::ID_BATCH` keys (the order holds within each batch).
+    /// Reads of many rows by key go through here.
     pub fn load_keyed<T>(
         &mut self,
         start: &Sql,
@@ -669,9 +670,8 @@ impl<'a> Db<'a> {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(super::sql::ID_BATCH) {
             let mut q = start.clone();
-            q.push(&format!(" AND {column} IN ("))
-                .bind_list(chunk.iter().cloned())
-                .push(")")
+            q.push(" AND ")
+                .append(self.backend().any_key(column, chunk))
                 .push(tail);
             out.extend(self.load::<T>(&q)?);
         }

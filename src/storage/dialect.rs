@@ -116,45 +116,59 @@ impl Backend {
         }
     }
 
-    /// A test that `col` is one of `keys`, in a statement text a connection keeps prepared
-    /// (`sql::Sql::reusable`) however many keys there are: an `IN (?, ?, ...)` list of a
-    /// page's 100 keys was parsed and planned again at every page. Up to `REUSABLE_LIST`
-    /// keys, that list (one text per length, each kept); more, Postgres binds one array and
-    /// SQLite one JSON array read by `json_each` (its values drive the lookups through
-    /// `col`'s index as an `IN` list would). Not an array for a few keys on Postgres: its
-    /// generic plan of `= ANY($1)` assumes several keys, so a lookup of one key (GET by id)
-    /// found every custom plan cheaper and was planned again at every run (GET by id 4,150
-    /// -> 2,751/s at 32 clients in the query benchmark).
-    pub fn any_key(self, col: &str, keys: &[i64]) -> Sql {
+    /// A test that `col` is one of `keys` (all integers or all texts), in a statement text a
+    /// connection keeps prepared (`sql::Sql::reusable`) however many keys there are: an
+    /// `IN (?, ?, ...)` list of a page's 100 keys was parsed and planned again at every page.
+    /// Up to `REUSABLE_LIST` keys, that list (one text per length, each kept); more, Postgres
+    /// binds one array and SQLite one JSON array read by `json_each` (its values drive the
+    /// lookups through `col`'s index as an `IN` list would). Not an array for a few keys on
+    /// Postgres: its generic plan of `= ANY($1)` assumes several keys, so a lookup of one key
+    /// (GET by id) found every custom plan cheaper and was planned again at every run (GET by
+    /// id 4,150 -> 2,751/s at 32 clients in the query benchmark). Keys of mixed kinds, or of
+    /// another kind, stay a list.
+    pub fn any_key(self, col: &str, keys: &[Bind]) -> Sql {
         if keys.is_empty() {
             // `IN ()` is not Postgres's SQL.
             return Sql::new("1 = 0");
         }
+        let ints: Option<Vec<i64>> = keys
+            .iter()
+            .map(|k| match k {
+                Bind::Int(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        let texts: Option<Vec<&str>> = keys
+            .iter()
+            .map(|k| match k {
+                Bind::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
         let mut q = Sql::new(col);
-        if keys.len() <= REUSABLE_LIST {
-            q.push(" IN (")
-                .bind_list(keys.iter().map(|k| Bind::Int(*k)))
-                .push(")");
-            return q;
-        }
-        match self {
-            Backend::Postgres => {
-                q.push(" = ANY(")
-                    .bind(Bind::PgArray(PgArray::Int(keys.to_vec())))
-                    .push(")");
+        let one = match (self, ints, texts) {
+            _ if keys.len() <= REUSABLE_LIST => None,
+            (Backend::Postgres, Some(ints), _) => Some(Bind::PgArray(PgArray::Int(ints))),
+            (Backend::Postgres, None, Some(texts)) => Some(Bind::PgArray(PgArray::OptText(
+                texts.into_iter().map(|t| Some(t.to_string())).collect(),
+            ))),
+            // A JSON array of numbers or of strings: serde_json writes them exactly.
+            (Backend::Sqlite, Some(ints), _) => serde_json::to_string(&ints).ok().map(Bind::Text),
+            (Backend::Sqlite, None, Some(texts)) => {
+                serde_json::to_string(&texts).ok().map(Bind::Text)
             }
-            Backend::Sqlite => {
-                let mut list = String::with_capacity(keys.len() * 8 + 2);
-                list.push('[');
-                for (i, k) in keys.iter().enumerate() {
-                    if i > 0 {
-                        list.push(',');
-                    }
-                    list.push_str(&k.to_string());
-                }
-                list.push(']');
+            _ => None,
+        };
+        match (one, self) {
+            (None, _) => {
+                q.push(" IN (").bind_list(keys.iter().cloned()).push(")");
+            }
+            (Some(array), Backend::Postgres) => {
+                q.push(" = ANY(").bind(array).push(")");
+            }
+            (Some(json), Backend::Sqlite) => {
                 q.push(" IN (SELECT value FROM json_each(")
-                    .bind(Bind::Text(list))
+                    .bind(json)
                     .push("))");
             }
         }

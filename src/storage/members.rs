@@ -108,9 +108,6 @@ struct RefRow {
 /// users (rt User), in a stable order. One query per batch, never one per resource.
 pub fn refs_of(db: &mut Db<'_>, rt: Rtype, pks: &[i64]) -> StoreResult<HashMap<i64, Vec<RefOut>>> {
     let mut out: HashMap<i64, Vec<RefOut>> = HashMap::new();
-    if pks.is_empty() {
-        return Ok(out);
-    }
     let (this, other) = sides(rt);
     // A member's display is what the client sent with it, else the member's own name; a
     // user's groups show the group's displayName.
@@ -118,14 +115,13 @@ pub fn refs_of(db: &mut Db<'_>, rt: Rtype, pks: &[i64]) -> StoreResult<HashMap<i
         Rtype::Group => "COALESCE(m.display, x.display_name, x.user_name)",
         Rtype::User => "x.display_name",
     };
-    // One statement text for any number of keys (`Backend::any_key`): kept prepared.
-    let mut q = Sql::new(&format!(
+    let start = Sql::new(&format!(
         "SELECT m.{this} AS owner, x.pk AS pk, x.id AS id, x.rtype AS rtype, {display} AS display \
-         FROM members m JOIN resources x ON x.pk = m.{other} WHERE "
+         FROM members m JOIN resources x ON x.pk = m.{other} WHERE 1 = 1"
     ));
-    q.append(db.backend().any_key(&format!("m.{this}"), pks))
-        .push(&format!(" ORDER BY m.{this}, m.{other}"));
-    for row in db.load::<RefRow>(&q)? {
+    let keys: Vec<Bind> = pks.iter().map(|p| Bind::Int(*p)).collect();
+    let tail = format!(" ORDER BY m.{this}, m.{other}");
+    for row in db.load_keyed::<RefRow>(&start, &format!("m.{this}"), &keys, &tail)? {
         let target = row.target.decode()?;
         out.entry(row.owner).or_default().push(RefOut {
             id: target.id,
