@@ -339,7 +339,7 @@ impl Conn {
         &mut self,
         f: impl FnOnce(&mut Db<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.tx(true, f)
+        self.tx(f)
     }
 
     /// Opens a write transaction that outlives this call (a batch of requests' writes, each
@@ -401,14 +401,7 @@ impl Conn {
     pub fn rollback_all(&mut self) -> Result<(), StorageError> {
         let mut r = Ok(());
         for _ in 0..64 {
-            let depth = match &mut self.inner {
-                Inner::Sqlite(c, _) => {
-                    AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
-                }
-                Inner::Pg(c) => {
-                    AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
-                }
-            };
+            let depth = self.db().transaction_depth();
             r = match depth {
                 Ok(None) => break,
                 Ok(Some(_)) => match &mut self.inner {
@@ -435,24 +428,24 @@ impl Conn {
         })
     }
 
-    /// A read transaction: one consistent snapshot (a list's count and its page agree).
+    /// A read transaction: one consistent snapshot (a list's count and its page agree), as
+    /// `Db::snapshot` takes it.
     pub fn read_tx<T, E: From<StorageError>>(
         &mut self,
         f: impl FnOnce(&mut Db<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.tx(false, f)
+        self.db().snapshot(f)
     }
 
-    /// `write_tx` (`write`) or `read_tx`.
+    /// `write_tx`.
     fn tx<T, E: From<StorageError>>(
         &mut self,
-        write: bool,
         f: impl FnOnce(&mut Db<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let (inner, s) = self.split();
         let f = |db: &mut Db<'_>| f(db).map_err(TxError::App);
-        let r = match (inner, write) {
-            (Inner::Sqlite(c, writer), true) => {
+        let r = match inner {
+            Inner::Sqlite(c, writer) => {
                 // A poisoned lock only means another writer panicked; the data is SQLite's.
                 let _held = writer.hold();
                 // The deadline covers the wait for another process's write lock (`BEGIN
@@ -467,13 +460,7 @@ impl Conn {
                 s.watch.disarm();
                 r
             }
-            (Inner::Sqlite(c, _), false) => c.transaction(|c| f(&mut Db::sqlite(c, s))),
-            (Inner::Pg(c), true) => c.transaction(|c| f(&mut Db::pg(c, s))),
-            (Inner::Pg(c), false) => c
-                .build_transaction()
-                .read_only()
-                .repeatable_read()
-                .run(|c| f(&mut Db::pg(c, s))),
+            Inner::Pg(c) => c.transaction(|c| f(&mut Db::pg(c, s))),
         };
         r.map_err(|e| e.into_app(s))
     }
@@ -545,6 +532,18 @@ impl<'a> Db<'a> {
         }
     }
 
+    /// How many transactions (the outer one and its savepoints) are open on this connection.
+    fn transaction_depth(&mut self) -> diesel::QueryResult<Option<std::num::NonZeroU32>> {
+        match &mut self.inner {
+            DbInner::Sqlite(c) => {
+                AnsiTransactionManager::transaction_manager_status_mut(*c).transaction_depth()
+            }
+            DbInner::Pg(c) => {
+                AnsiTransactionManager::transaction_manager_status_mut(*c).transaction_depth()
+            }
+        }
+    }
+
     /// Runs `f`, a read of several statements, in one consistent snapshot: as `f` alone when
     /// this connection is already in a transaction, else in a read transaction of its own
     /// (Postgres: read-only, repeatable read). A read of one statement needs none (a
@@ -556,15 +555,7 @@ impl<'a> Db<'a> {
         E: From<StorageError>,
     {
         let s = self.s;
-        let depth = match &mut self.inner {
-            DbInner::Sqlite(c) => {
-                AnsiTransactionManager::transaction_manager_status_mut(*c).transaction_depth()
-            }
-            DbInner::Pg(c) => {
-                AnsiTransactionManager::transaction_manager_status_mut(*c).transaction_depth()
-            }
-        };
-        match depth {
+        match self.transaction_depth() {
             Ok(None) => {}
             // Inside a transaction: that is the snapshot.
             Ok(Some(_)) => return f(self),

@@ -168,21 +168,17 @@ pub fn search(
                     (rows, total)
                 }
                 None if *offset == 0 => (rows, 0),
-                // Past the last match: the page has no row to carry the count. A count that
-                // leaves the page empty agrees with it (the state it saw has no row there
-                // either); a larger one saw matches the page did not, so both are read again
-                // in one snapshot.
-                None => match count(db)? {
-                    total if total <= *offset => (rows, total),
-                    _ => db.snapshot(|db| {
-                        let rows: Vec<CountedRow> = db.load(&q)?;
-                        let total = match rows.first() {
-                            Some(r) => r.total,
-                            None => count(db)?,
-                        };
-                        Ok::<_, StorageError>((rows, total))
-                    })?,
-                },
+                // Past the last match: the page has no row to carry the count, so the page
+                // and the count are read again in one snapshot (rare: a client paging past
+                // the end).
+                None => db.snapshot(|db| {
+                    let rows: Vec<CountedRow> = db.load(&q)?;
+                    let total = match rows.first() {
+                        Some(r) => r.total,
+                        None => count(db)?,
+                    };
+                    Ok::<_, StorageError>((rows, total))
+                })?,
             };
             return Ok(sorted_page(
                 rows.into_iter().map(|r| r.sorted).collect(),
@@ -193,23 +189,37 @@ pub fn search(
     // The first page of a lookup (`userName eq ...`) usually holds every match: then the
     // count is the page's length and needs no second query.
     let first_page = matches!(window, Window::Offset { offset: 0, .. });
-    if count_total {
-        // A count and a page: two statements, which must agree.
-        return db.snapshot(|db| counted_apart(db, window, first_page, &rows, &count));
-    }
     if limit <= 0 {
+        // No rows: the count alone, one statement.
+        let total = if count_total { Some(count(db)?) } else { None };
         return Ok(Page {
-            total: None,
+            total,
             rows: Vec::new(),
             keys: Vec::new(),
         });
     }
-    rows(db, None)
+    if !count_total {
+        return rows(db, None);
+    }
+    if first_page && selective {
+        // The first page of a lookup (`userName eq ...`, a column, so not driven) usually
+        // holds every match, and then its length is the count: one statement. A full one is
+        // read again below with its count, in one snapshot.
+        let page = rows(db, None)?;
+        if (page.rows.len() as i64) < limit {
+            return Ok(Page {
+                total: Some(page.rows.len() as i64),
+                ..page
+            });
+        }
+    }
+    // A count and a page: two statements, which must agree.
+    db.snapshot(|db| counted_apart(db, window, first_page, &rows, &count))
 }
 
-/// A counted page read with its count apart (see `search`): the count first when the page
-/// is not the first (a window past the end needs no rows), else the page first, and the
-/// count only when the page is full (the first page of a lookup usually holds every match).
+/// A counted page (`limit` > 0) read with its count apart (see `search`): the count first
+/// when the page is not the first (a window past the end needs no rows), else the page
+/// first, and the count only when the page is full.
 fn counted_apart(
     db: &mut Db<'_>,
     window: &Window,
@@ -218,9 +228,9 @@ fn counted_apart(
     count: &dyn Fn(&mut Db<'_>) -> StoreResult<i64>,
 ) -> StoreResult<Page> {
     let limit = window.limit();
-    if limit <= 0 || !first_page {
+    if !first_page {
         let total = count(db)?;
-        if limit <= 0 || matches!(window, Window::Offset { offset, .. } if *offset >= total) {
+        if matches!(window, Window::Offset { offset, .. } if *offset >= total) {
             return Ok(Page {
                 total: Some(total),
                 rows: Vec::new(),
@@ -291,8 +301,9 @@ fn driven_matching(
     // text follows the operand's rare trigrams, and a generic plan of `LIKE $1` cannot tell
     // a rare pattern from a common one.
     let mut keys = t.take_keys();
+    let substring = has_substring(c);
     for sql in std::iter::once(&mut filter).chain(keys.as_mut()) {
-        if has_substring(c) {
+        if substring {
             sql.not_reusable();
         } else {
             sql.shaped_by_client();
