@@ -8,7 +8,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
-use super::dialect::Lock;
+use super::dialect::{Backend, Lock};
 use super::resources::{lower, RawIdRow, ResourceRow, RESOURCE_COLUMNS};
 use super::search::translate::{sides, Translator};
 use super::sql::{select, Bind, Sql, ID_BATCH};
@@ -135,6 +135,12 @@ pub fn refs_of(db: &mut Db<'_>, rt: Rtype, pks: &[i64]) -> StoreResult<HashMap<i
 /// Version rows of the groups that contain the resource `member_id` of type `rt`, locked in
 /// pk order (so concurrent deletes and membership changes always lock groups in the same
 /// order).
+///
+/// Driven from the member's unique key `(tenant_id, id)` whatever the statistics: the type and
+/// the groups' tenant are tested on the rows found (`|| ''` keeps them out of any index).
+/// With plain `u.rtype = ?` a Postgres never analyzed walked the (tenant_id, rtype, pk) list
+/// index over every user of the tenant, and SQLite scanned the tenant's resources for the
+/// groups' keys: every DELETE read every resource of its tenant.
 pub fn groups_containing(
     db: &mut Db<'_>,
     tenant: &TenantId,
@@ -145,18 +151,33 @@ pub fn groups_containing(
         // No id holds U+0000 (and Postgres text cannot carry it): no such member.
         return Ok(Vec::new());
     }
-    let mut q = select(RESOURCE_COLUMNS, "resources r", tenant);
-    q.and(
-        " AND r.pk IN (SELECT m.group_pk FROM members m JOIN resources u ON u.pk = m.member_pk \
-         WHERE u.tenant_id = ? AND u.rtype = ? AND u.id = ?) ORDER BY r.pk",
+    let q = groups_containing_sql(db.backend(), tenant, rt, member_id);
+    Ok(db.load(&q)?)
+}
+
+/// The statement of `groups_containing` (public for the plan tests).
+pub fn groups_containing_sql(
+    backend: Backend,
+    tenant: &TenantId,
+    rt: Rtype,
+    member_id: &str,
+) -> Sql {
+    let mut q = Sql::with(
+        &format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.pk IN (SELECT m.group_pk \
+             FROM resources u JOIN members m ON m.member_pk = u.pk \
+             WHERE u.tenant_id = ? AND u.id = ? AND (u.rtype || '') = ?) \
+             AND (r.tenant_id || '') = ? ORDER BY r.pk"
+        ),
         [
             Bind::tenant(tenant),
-            Bind::text(rt.name()),
             Bind::text(member_id),
+            Bind::text(rt.name()),
+            Bind::tenant(tenant),
         ],
-    )
-    .push(db.backend().lock(Lock::Update));
-    Ok(db.load(&q)?)
+    );
+    q.push(backend.lock(Lock::Update));
+    q
 }
 
 #[derive(QueryableByName)]

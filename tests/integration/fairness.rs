@@ -716,3 +716,71 @@ async fn an_extension_test_reads_one_path_range_of_each_resource() {
         );
     }
 }
+
+/// A DELETE finds the groups that hold the resource from the resource's unique key, never by
+/// reading the tenant's resources: fresh (Postgres walked every user of the tenant through the
+/// (tenant_id, rtype, pk) index to find one id) and analyzed; SQLite scanned the tenant's
+/// resources for the groups' keys. Every delete ran it.
+#[actix_web::test]
+async fn a_delete_finds_its_groups_from_the_member_key() {
+    use scimitar::scim::schema::Rtype;
+    use scimitar::storage::members::groups_containing_sql;
+    let (db, state, mut c) = planned(
+        20000,
+        &[
+            "INSERT INTO resources (tenant_id, id, rtype, display_name, display_ci, doc, version, \
+             created, modified) VALUES ('default', 'grp-1', 'Group', 'G', 'g', '{}', 1, 0, 0)",
+            "INSERT INTO members (tenant_id, group_pk, member_pk) SELECT 'default', g.pk, u.pk \
+             FROM resources g, resources u WHERE g.id = 'grp-1' AND u.rtype = 'User' \
+             AND (u.pk % 10 = 0 OR u.id = 'seed-10') AND u.id <> 'seed-11'",
+        ],
+    );
+    let tenant = scimitar::storage::TenantId::from("default");
+    for analyzed in [false, true] {
+        if analyzed {
+            for t in ["ANALYZE resources", "ANALYZE members"] {
+                c.db().execute(&Sql::new(t)).expect(t);
+            }
+        }
+        let backend = c.db().backend();
+        let q = groups_containing_sql(backend, &tenant, Rtype::User, "seed-10");
+        let p = plan(&mut c, db.is_postgres(), q);
+        let shown = format!("(analyzed: {analyzed}):\n{p}");
+        if db.is_postgres() {
+            assert!(p.contains("resources_id"), "{shown}");
+            assert!(p.contains("resources_pkey"), "{shown}");
+            for bad in ["resources_list", "Seq Scan on resources"] {
+                assert!(!p.contains(bad), "{bad} in {shown}");
+            }
+        } else {
+            assert!(
+                p.contains("SEARCH u USING INDEX resources_id (tenant_id=? AND id=?)"),
+                "{shown}"
+            );
+            assert!(
+                p.contains("SEARCH r USING INTEGER PRIMARY KEY (rowid=?)"),
+                "{shown}"
+            );
+            assert!(!p.lines().any(|l| l.starts_with("SCAN")), "{shown}");
+        }
+    }
+    // And it finds them: the member is in grp-1, another user in none.
+    let mut conn = state.service.pool.get().unwrap();
+    let mut d = conn.db();
+    let found =
+        scimitar::storage::members::groups_containing(&mut d, &tenant, Rtype::User, "seed-10")
+            .expect("groups");
+    assert_eq!(
+        found.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+        ["grp-1"]
+    );
+    let none =
+        scimitar::storage::members::groups_containing(&mut d, &tenant, Rtype::User, "seed-11")
+            .expect("groups");
+    assert!(none.is_empty());
+    // A user asked for as a Group finds nothing.
+    let wrong =
+        scimitar::storage::members::groups_containing(&mut d, &tenant, Rtype::Group, "seed-10")
+            .expect("groups");
+    assert!(wrong.is_empty());
+}
