@@ -189,6 +189,17 @@ impl Products {
     }
 }
 
+/// Whether the account `settle` writes is stored already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fresh {
+    /// Stored before this change.
+    Stored,
+    /// New, for a user that existed before this change (it may be in groups).
+    Account,
+    /// New, with its user created by this change (in no group yet).
+    WithUser,
+}
+
 impl Service {
     /// Parses and checks a rule's filter against the User schema: the same parser, limits
     /// and semantics as `?filter=`.
@@ -337,7 +348,12 @@ impl Service {
                 .collect(),
             None => Vec::new(),
         };
-        Ok(Account {
+        Ok(self.account_of(a, groups))
+    }
+
+    /// The account as the API shows it, with these groups.
+    fn account_of(&self, a: &AccountRow, groups: Vec<GroupRef>) -> Account {
+        Account {
             id: a.id.clone(),
             scim_id: a.scim_id.clone(),
             user_name: a.user_name.clone(),
@@ -351,18 +367,25 @@ impl Service {
             }),
             created: format_micros(a.created),
             last_modified: format_micros(a.modified),
-        })
+        }
     }
 
-    /// The account as a product event's `data`.
+    /// The account as a product event's `data`. `new_user`: its user was created by this
+    /// change, so belongs to no group yet (its groups are not read).
     fn event_data(
         &self,
         db: &mut Db<'_>,
         a: &AccountRow,
         previous_roles: Option<Vec<RoleRef>>,
+        new_user: bool,
     ) -> Result<AccountEventData> {
+        let account = if new_user {
+            self.account_of(a, Vec::new())
+        } else {
+            self.account_view(db, a)?
+        };
         Ok(AccountEventData {
-            account: self.account_view(db, a)?,
+            account,
             previous_roles,
         })
     }
@@ -380,7 +403,7 @@ impl Service {
         ctx: &Ctx,
         j: &mut Journal,
         mut a: AccountRow,
-        is_new: bool,
+        fresh: Fresh,
         life: Life,
         announce: Option<Announce>,
         granted: Vec<String>,
@@ -395,6 +418,7 @@ impl Service {
         let previous_roles = a.roles.clone();
         let roles_changed = previous_roles != roles || a.entitlements != ents;
         let state_changed = a.state != life.state || a.removal.map(|r| r.reason) != life.removal;
+        let is_new = fresh != Fresh::Stored;
         if !is_new && !roles_changed && !state_changed && announce.is_none() {
             return Ok((a, false));
         }
@@ -411,15 +435,18 @@ impl Service {
         } else {
             stored::update(db, &j.tenant, &a)?;
         }
-        if is_new || roles_changed {
+        if is_new {
+            // A new account holds no grants yet: nothing to replace.
+            stored::add_roles(db, &j.tenant, &a.id, &role_ids(&a))?;
+        } else if roles_changed {
             stored::set_roles(db, &j.tenant, &a.id, &role_ids(&a))?;
         }
         if let Some(ann) = announce {
-            let data = self.event_data(db, &a, None)?;
+            let data = self.event_data(db, &a, None, fresh == Fresh::WithUser)?;
             j.account(ann.event_type(), &a.id, &a.scim_id, &data)?;
         }
         if roles_changed && !is_new {
-            let data = self.event_data(db, &a, Some(previous_roles))?;
+            let data = self.event_data(db, &a, Some(previous_roles), false)?;
             j.account("account.roles_changed", &a.id, &a.scim_id, &data)?;
         }
         Ok((a, true))
@@ -451,7 +478,7 @@ impl Service {
         let (life, ann) = product::step(None, UserEvent::Created { active }, ctx.policy);
         let granted = self.granted(db, ctx, pk, id, doc)?;
         let a = new_account(account_id, id, pk, doc, j.now);
-        self.settle(db, ctx, j, a, true, life, ann, granted)?;
+        self.settle(db, ctx, j, a, Fresh::WithUser, life, ann, granted)?;
         Ok(())
     }
 
@@ -516,7 +543,12 @@ impl Service {
                 ctx.policy,
             ),
         };
-        self.settle(db, &ctx, j, a, is_new, life, ann, granted)?;
+        let fresh = if is_new {
+            Fresh::Account
+        } else {
+            Fresh::Stored
+        };
+        self.settle(db, &ctx, j, a, fresh, life, ann, granted)?;
         Ok(())
     }
 
@@ -540,7 +572,7 @@ impl Service {
         // The user is gone: a flagged account keeps the roles it had until confirmed.
         let granted = role_ids(&a);
         a.user_pk = None;
-        let (a, written) = self.settle(db, &ctx, j, a, false, life, ann, granted)?;
+        let (a, written) = self.settle(db, &ctx, j, a, Fresh::Stored, life, ann, granted)?;
         if !written {
             // Written even when nothing else changes: the user link is gone.
             stored::update(db, &j.tenant, &a)?;
@@ -596,7 +628,7 @@ impl Service {
         let life = life_of(&a);
         let tenant = j.tenant.clone();
         let granted = self.granted_now(db, ctx, &tenant, &a, role_ids(&a))?;
-        self.settle(db, ctx, j, a, false, life, None, granted)?;
+        self.settle(db, ctx, j, a, Fresh::Stored, life, None, granted)?;
         Ok(())
     }
 
@@ -630,7 +662,7 @@ impl Service {
             state,
             removal: None,
         };
-        self.settle(db, &ctx, j, a, false, life, Some(announce), granted)
+        self.settle(db, &ctx, j, a, Fresh::Stored, life, Some(announce), granted)
             .map(|(a, _)| a)
     }
 }

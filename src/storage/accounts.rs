@@ -281,11 +281,21 @@ pub fn set_roles(
     account: &str,
     roles: &[String],
 ) -> StoreResult<()> {
-    let account_id = Bind::text(account);
     db.execute(&Sql::with(
         "DELETE FROM account_roles WHERE account_id = ?",
-        [account_id.clone()],
+        [Bind::text(account)],
     ))?;
+    add_roles(db, tenant, account, roles)
+}
+
+/// Grants an account roles it does not hold (a new account's).
+pub fn add_roles(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    account: &str,
+    roles: &[String],
+) -> StoreResult<()> {
+    let account_id = Bind::text(account);
     if roles.is_empty() {
         return Ok(());
     }
