@@ -391,23 +391,10 @@ pub fn insert_attr_values(
                 .bind(Bind::PgArray(PgArray::Int(
                     values.iter().map(|(pk, _)| *pk).collect(),
                 )))
-                .push(", ")
-                .bind(Bind::PgArray(PgArray::OptText(
-                    values.iter().map(|(_, v)| Some(v.path.clone())).collect(),
-                )))
-                .push(", ")
-                .bind(Bind::PgArray(PgArray::I32(
-                    values.iter().map(|(_, v)| v.elem).collect(),
-                )))
-                .push(", ")
-                .bind(Bind::PgArray(PgArray::OptText(
-                    values.iter().map(|(_, v)| v.val.clone()).collect(),
-                )))
-                .push(", ")
-                .bind(Bind::PgArray(PgArray::OptFloat(
-                    values.iter().map(|(_, v)| v.num).collect(),
-                )))
-                .push(") AS u(res_pk, path, elem, val, num)");
+                .push(", ");
+            let only: Vec<&IndexValue> = values.iter().map(|(_, v)| *v).collect();
+            value_arrays(&mut q, &only);
+            q.push(") AS u(res_pk, path, elem, val, num)");
             vec![q]
         }
         Backend::Sqlite => values
@@ -430,6 +417,34 @@ pub fn insert_attr_values(
             })
             .collect(),
     }
+}
+
+/// `unnest(paths, elems, vals, nums) AS u(path, elem, val, num)` of these values (Postgres),
+/// for an insert that takes the resource key from elsewhere.
+pub fn pg_values_unnest(values: &[&IndexValue]) -> Sql {
+    let mut q = Sql::new("unnest(");
+    value_arrays(&mut q, values);
+    q.push(") AS u(path, elem, val, num)");
+    q
+}
+
+/// The four array parameters of values: path, elem, val, num.
+fn value_arrays(q: &mut Sql, values: &[&IndexValue]) {
+    q.bind(Bind::PgArray(PgArray::OptText(
+        values.iter().map(|v| Some(v.path.clone())).collect(),
+    )))
+    .push(", ")
+    .bind(Bind::PgArray(PgArray::I32(
+        values.iter().map(|v| v.elem).collect(),
+    )))
+    .push(", ")
+    .bind(Bind::PgArray(PgArray::OptText(
+        values.iter().map(|v| v.val.clone()).collect(),
+    )))
+    .push(", ")
+    .bind(Bind::PgArray(PgArray::OptFloat(
+        values.iter().map(|v| v.num).collect(),
+    )));
 }
 
 /// How much of a SQLite database file its connections read through a memory map (1 TiB: all

@@ -8,9 +8,9 @@ use diesel::sql_types::{BigInt, Bool, Double, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
-use super::dialect::{self, Lock, ROWS_PER_STATEMENT};
+use super::dialect::{self, Backend, Lock, ROWS_PER_STATEMENT};
 use super::index::{IndexValue, Indexed};
-use super::sql::{select, Bind, Sql};
+use super::sql::{select, Bind, PgArray, Sql};
 use super::{Decode, StorageError, StoreResult, TenantId};
 use crate::scim::schema::Rtype;
 
@@ -58,8 +58,54 @@ pub fn insert(
     id: &str,
     w: &ResourceWrite<'_>,
 ) -> StoreResult<i64> {
+    if db.backend() == Backend::Postgres {
+        // One statement, one round trip: the resource and its values (each round trip of a
+        // write holds the tenant's batch connection, so they bound a tenant's write rate).
+        let values: Vec<&IndexValue> = w.indexed.values.iter().collect();
+        let mut q = Sql::new("WITH r AS (");
+        q.append(insert_rows(tenant, rt, &[(id, w)]))
+            .push(" RETURNING pk), v AS (INSERT INTO attr_values (res_pk, tenant_id, path, elem, val, num) SELECT r.pk, ")
+            .bind(Bind::tenant(tenant))
+            .push(", u.path, u.elem, u.val, u.num FROM r, ")
+            .append(dialect::pg_values_unnest(&values))
+            .push(") SELECT pk FROM r");
+        #[derive(QueryableByName)]
+        struct Pk {
+            #[diesel(sql_type = BigInt)]
+            pk: i64,
+        }
+        let row: Option<Pk> = db.first(&q)?;
+        return row.map(|r| r.pk).ok_or(StorageError::NotFound);
+    }
     let pks = insert_many(db, tenant, rt, &[(id, w)])?;
     pks.into_iter().next().ok_or(StorageError::NotFound)
+}
+
+/// `INSERT INTO resources ... VALUES` of these resources (no RETURNING).
+fn insert_rows(tenant: &TenantId, rt: Rtype, chunk: &[(&str, &ResourceWrite<'_>)]) -> Sql {
+    let mut q = Sql::new(
+        "INSERT INTO resources (tenant_id, id, rtype, user_name, user_name_ci, display_name, display_ci, \
+         external_id, active, doc, version, created, modified) VALUES ",
+    );
+    q.bind_rows(chunk, |(id, w)| {
+        let ix = w.indexed;
+        vec![
+            Bind::tenant(tenant),
+            Bind::text(id),
+            Bind::text(rt.name()),
+            Bind::OptText(ix.user_name.clone()),
+            Bind::OptText(lower(&ix.user_name)),
+            Bind::OptText(ix.display_name.clone()),
+            Bind::OptText(lower(&ix.display_name)),
+            Bind::OptText(ix.external_id.clone()),
+            Bind::OptBool(ix.active),
+            Bind::text(w.doc),
+            Bind::Int(1),
+            Bind::Int(w.now),
+            Bind::Int(w.now),
+        ]
+    });
+    q
 }
 
 #[derive(QueryableByName)]
@@ -81,28 +127,7 @@ pub fn insert_many(
 ) -> StoreResult<Vec<i64>> {
     let mut pk_of: HashMap<String, i64> = HashMap::with_capacity(items.len());
     for chunk in items.chunks(ROWS_PER_STATEMENT) {
-        let mut q = Sql::new(
-            "INSERT INTO resources (tenant_id, id, rtype, user_name, user_name_ci, display_name, display_ci, \
-             external_id, active, doc, version, created, modified) VALUES ",
-        );
-        q.bind_rows(chunk, |(id, w)| {
-            let ix = w.indexed;
-            vec![
-                Bind::tenant(tenant),
-                Bind::text(id),
-                Bind::text(rt.name()),
-                Bind::OptText(ix.user_name.clone()),
-                Bind::OptText(lower(&ix.user_name)),
-                Bind::OptText(ix.display_name.clone()),
-                Bind::OptText(lower(&ix.display_name)),
-                Bind::OptText(ix.external_id.clone()),
-                Bind::OptBool(ix.active),
-                Bind::text(w.doc),
-                Bind::Int(1),
-                Bind::Int(w.now),
-                Bind::Int(w.now),
-            ]
-        });
+        let mut q = insert_rows(tenant, rt, chunk);
         q.push(" RETURNING pk, id");
         for row in db.load::<PkId>(&q)? {
             pk_of.insert(row.id, row.pk);
@@ -227,6 +252,33 @@ fn replace_values(
         .into_iter()
         .collect();
     if changed.is_empty() {
+        return Ok(());
+    }
+    if db.backend() == Backend::Postgres {
+        // One statement, one round trip: the changed paths' rows out, their new rows in (the
+        // DELETE sees the statement's snapshot, so never the rows the INSERT adds).
+        let gone: Vec<Option<String>> = changed
+            .iter()
+            .filter(|p| old_by.contains_key(*p))
+            .map(|p| Some(p.to_string()))
+            .collect();
+        let added: Vec<&IndexValue> = new
+            .iter()
+            .filter(|v| changed.binary_search(&v.path.as_str()).is_ok())
+            .collect();
+        let mut q = Sql::with(
+            "WITH d AS (DELETE FROM attr_values WHERE res_pk = ? AND path = ANY(?)) \
+             INSERT INTO attr_values (res_pk, tenant_id, path, elem, val, num) \
+             SELECT ?, ?, u.path, u.elem, u.val, u.num FROM ",
+            [
+                Bind::Int(pk),
+                Bind::PgArray(PgArray::OptText(gone)),
+                Bind::Int(pk),
+                Bind::tenant(tenant),
+            ],
+        );
+        q.append(dialect::pg_values_unnest(&added));
+        db.execute(&q)?;
         return Ok(());
     }
     let gone: Vec<Bind> = changed
