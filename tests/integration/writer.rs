@@ -9,7 +9,10 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::common::*;
+use scimitar::config::SqliteSync;
+use scimitar::storage::conn::{Conn, DbUrl};
 use scimitar::storage::feed::{self, SeqWindow};
+use scimitar::storage::sql::Sql;
 use scimitar::storage::TenantId;
 
 fn user(name: &str) -> Value {
@@ -200,4 +203,154 @@ async fn sixteen_concurrent_writers_keep_the_feed_gap_free_and_in_order() {
     assert_eq!(created.len(), WRITERS * EACH);
     assert!(ids.iter().all(|id| created.contains(id)));
     assert!(data.service.writer.stats().changes >= (WRITERS * EACH) as u64);
+}
+
+/// A side transaction holding the default tenant's feed head (Postgres), and a watch on the
+/// statements that queue behind it.
+struct HeadHolder {
+    holder: Conn,
+    watcher: Conn,
+    blocked: Sql,
+}
+
+impl HeadHolder {
+    fn take(db: &TestDb) -> HeadHolder {
+        let side = || Conn::establish(&DbUrl::parse(&db.url).unwrap(), SqliteSync::Normal).unwrap();
+        let mut holder = side();
+        holder.db().execute(&Sql::new("BEGIN")).unwrap();
+        let pid = holder
+            .db()
+            .count(&Sql::new("SELECT pg_backend_pid()::bigint AS n"))
+            .unwrap();
+        holder
+            .db()
+            .execute(&Sql::new(
+                "SELECT last_seq FROM feed_heads WHERE tenant_id = 'default' FOR UPDATE",
+            ))
+            .unwrap();
+        // The statements waiting for the holder, directly or behind another waiter (a second
+        // taker of the row queues behind the first).
+        let blocked = Sql::new(&format!(
+            "WITH RECURSIVE b(pid) AS (SELECT {pid} UNION SELECT a.pid FROM pg_stat_activity a, \
+             b WHERE b.pid = ANY(pg_blocking_pids(a.pid))) SELECT COUNT(*) - 1 AS n FROM b"
+        ));
+        HeadHolder {
+            holder,
+            watcher: side(),
+            blocked,
+        }
+    }
+
+    /// Waits (up to 10 s) until `n` statements wait for the head.
+    async fn queued(&mut self, n: i64, what: &str) {
+        for _ in 0..1000 {
+            if self.watcher.db().count(&self.blocked).unwrap() >= n {
+                return;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}: {n} statements never queued for the feed head");
+    }
+
+    fn release(&mut self) {
+        self.holder.db().execute(&Sql::new("ROLLBACK")).unwrap();
+    }
+}
+
+/// Postgres: a tenant's next batch runs while the one before it commits. The first batch is
+/// held at its feed append (a side transaction holds the tenant's feed head); a second write
+/// then runs its change and reaches its own append, instead of waiting for the first batch
+/// to end. Once the head is free both commit, numbered in commit order. (SQLite has one
+/// writer: its next batch waits.)
+#[actix_web::test]
+async fn the_next_batch_runs_while_the_previous_one_commits() {
+    let db = TestDb::new();
+    if !db.is_postgres() {
+        return;
+    }
+    let (app, data) = app_with(args(&db)).await;
+    create_user(&app, "first").await;
+    let mut head = HeadHolder::take(&db);
+    let first = send(&app, scim_post("/scim/v2/Users", user("held-1")));
+    let rest = async {
+        head.queued(1, "the first batch's append").await;
+        let second = send(&app, scim_post("/scim/v2/Users", user("held-2")));
+        let release = async {
+            head.queued(2, "the second batch's append").await;
+            assert_eq!(data.service.writer.stats().overlapped, 1);
+            head.release();
+        };
+        futures_util::future::join(second, release).await.0
+    };
+    let (first, second) = futures_util::future::join(first, rest).await;
+    let (a, b) = (id_of(first.expect(201)), id_of(second.expect(201)));
+    let order: Vec<String> = events(&data)
+        .into_iter()
+        .filter(|(id, k)| k == "create:full" && (id == &a || id == &b))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(order, [a, b], "numbered in commit order");
+    let seqs = seqs(&data);
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+}
+
+/// Postgres: a subscription deleted in the batch after one that is committing deliveries for
+/// it. The committing batch holds the feed head and, to queue its deliveries, needs the
+/// subscription's row; the next batch deletes that row and, with another write after it,
+/// needs the feed head to commit: the two would wait for each other until Postgres failed
+/// one. The delete takes the head first (so it runs after that commit) and ends its batch.
+#[actix_web::test]
+async fn a_webhook_deleted_while_the_batch_before_queues_its_deliveries() {
+    let db = TestDb::new();
+    if !db.is_postgres() {
+        return;
+    }
+    let mut a = args(&db);
+    // Three writes in flight at once, each with a pooled connection and an admission slot.
+    a.db.db_pool_size = 8;
+    a.tenant_max_concurrency = Some(8);
+    let (app, data) = app_with(a).await;
+    let admin = admin_token(&data);
+    let hook = json!({"url": "https://hooks.example.com/x", "events": ["*"]});
+    let r = post(&app, &admin, "/api/v1/webhooks", Some(hook)).await;
+    assert_eq!(r.status.as_u16(), 201, "{}", r.raw);
+    let hook = id_of(&r);
+    create_user(&app, "first").await;
+    let tenant = TenantId::from("default");
+    let mut head = HeadHolder::take(&db);
+    let created = send(&app, scim_post("/scim/v2/Users", user("held-1")));
+    let uri = format!("/api/v1/webhooks/{hook}");
+    let writer = &data.service.writer;
+    let mut paused = None;
+    let rest = async {
+        head.queued(1, "the create's append").await;
+        // The delete and another create queue up while that batch waits: they form the
+        // next batch together.
+        paused = Some(writer.pause(&tenant));
+        let removed = delete(&app, &admin, &uri);
+        let other = send(&app, scim_post("/scim/v2/Users", user("held-2")));
+        let release = async {
+            while writer.waiting(&tenant) < 2 {
+                actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+            }
+            drop(paused.take());
+            head.queued(2, "the next batch").await;
+            head.release();
+        };
+        let (removed, other, ()) = futures_util::future::join3(removed, other, release).await;
+        (removed, other)
+    };
+    let (created, (removed, other)) = futures_util::future::join(created, rest).await;
+    created.expect(201);
+    other.expect(201);
+    assert_eq!(removed.status.as_u16(), 204, "{}", removed.raw);
+    let mut conn = data.service.pool.get().expect("conn");
+    let left = conn
+        .db()
+        .count(&Sql::with(
+            "SELECT COUNT(*) AS n FROM deliveries WHERE webhook_id = ?",
+            [scimitar::storage::sql::Bind::text(&hook)],
+        ))
+        .expect("count");
+    assert_eq!(left, 0);
 }
