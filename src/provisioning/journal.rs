@@ -127,8 +127,6 @@ pub struct Journal {
     keys: Vec<String>,
     /// Resources created minus deleted, for the tenant's counts.
     counted: Counted,
-    /// Its batch must close right after this change (`end_batch`).
-    ends_batch: bool,
 }
 
 impl Journal {
@@ -141,19 +139,7 @@ impl Journal {
             items: Vec::new(),
             keys: Vec::new(),
             counted: Counted::default(),
-            ends_batch: false,
         }
-    }
-
-    /// Asks the writer to close this change's batch right after it: a change that holds its
-    /// tenant's feed head (`feed::hold_head`) must not keep it while later changes of its
-    /// batch wait for rows an earlier, closing batch holds (`provisioning::writer`).
-    pub(crate) fn end_batch(&mut self) {
-        self.ends_batch = true;
-    }
-
-    pub(crate) fn ends_batch(&self) -> bool {
-        self.ends_batch
     }
 
     /// Notes `delta` resources of type `rt` created (or, negative, deleted).

@@ -26,18 +26,6 @@
 //! Within a batch, the changes are numbered in the order they ran. Per tenant, the row lock
 //! is held from the batch's flush to its commit only, not across its changes.
 //!
-//! On Postgres a group's next batch opens as soon as the previous one stops taking changes,
-//! on another connection, while that one appends its journals and commits (on SQLite the
-//! next waits: one writer). So at most one batch per tenant runs changes, and any number may
-//! be closing; a tenant's transactions overlap instead of queueing end to end. This cannot
-//! deadlock: a running batch may wait for rows a closing one holds (until it commits); a
-//! closing batch waits only for the feed head and for the webhook rows its deliveries
-//! reference. Running batches take neither, with one exception: deleting a webhook (its
-//! rows' keys) first takes the feed head (`feed::hold_head`), so it waits for a closing
-//! batch's commit, or that batch's append waits for it and then no longer sees the webhook;
-//! and its batch closes right after it (`Journal::end_batch`), so while it holds the feed
-//! head no later change of its batch waits for a closing batch.
-//!
 //! On Postgres, when every batch connection is in use (at most `max_conns`, other tenants'
 //! batches), a write runs alone on its request's own connection as before: no write waits
 //! for a connection held by a batch that waits for it.
@@ -74,8 +62,6 @@ pub struct Stats {
     pub changes: u64,
     /// The size of the most recent batch that committed.
     pub last: usize,
-    /// Batches opened while an earlier batch of their group was still closing (Postgres).
-    pub overlapped: u64,
 }
 
 /// Keeps a group's writes waiting (see `Writer::pause`) until dropped.
@@ -113,8 +99,6 @@ struct State {
     /// The open batch, and its connection while nobody runs on it.
     batch: Option<Batch>,
     conn: Option<Conn>,
-    /// Batches of the group appending their journals and committing.
-    closing: usize,
 }
 
 struct Batch {
@@ -326,17 +310,12 @@ impl Writer {
                         return Err(e.into());
                     }
                 };
-                let mut st = lock(&group.state);
-                if st.closing > 0 {
-                    lock(&self.stats).overlapped += 1;
-                }
-                st.batch = Some(Batch {
+                lock(&group.state).batch = Some(Batch {
                     begun: std::time::Instant::now(),
                     journals: Vec::new(),
                     ran: 0,
                     outcome: Arc::default(),
                 });
-                drop(st);
                 c
             }
         };
@@ -379,12 +358,11 @@ impl Writer {
                 "group commit: no open batch".into(),
             )));
         };
-        let ends = result.is_ok() && j.ends_batch();
         if result.is_ok() {
             batch.journals.push(j);
         }
         batch.ran += 1;
-        if state.waiting > 0 && batch.ran < MAX_BATCH && !ends {
+        if state.waiting > 0 && batch.ran < MAX_BATCH {
             // Someone runs after this change and closes the batch (or hands it on).
             let outcome = batch.outcome.clone();
             state.conn = Some(conn);
@@ -395,26 +373,17 @@ impl Writer {
             outcome.wait()?;
             return Ok(out);
         }
-        // Close the batch. On SQLite `running` stays set: arrivals wait for the next one
-        // (one writer). On Postgres the next batch opens at once on another connection while
-        // this one appends its journals and commits (see the module comment).
+        // Close the batch. `running` stays set: arrivals wait for the next one.
         let batch = state.batch.take();
-        state.closing += 1;
-        if self.per_tenant {
-            state.running = false;
-        }
         drop(st);
-        if self.per_tenant {
-            group.turn.notify_one();
-        }
         let Some(batch) = batch else {
-            self.closed(&group, conn);
+            self.free(&group, Some(conn));
             return Err(Error::Storage(StorageError::Backend(
                 "group commit: no open batch".into(),
             )));
         };
         let closed = close(&mut conn, batch.journals);
-        self.closed(&group, conn);
+        self.free(&group, Some(conn));
         let (tenants, queued) = match closed {
             Ok(closed) => {
                 let mut stats = lock(&self.stats);
@@ -440,17 +409,6 @@ impl Writer {
             svc.webhooks.queued(tenant);
         }
         result
-    }
-
-    /// After a batch closed: its connection back to the writer (Postgres: the group runs on
-    /// already), or the group's turn ended (SQLite).
-    fn closed(&self, group: &Group, conn: Conn) {
-        lock(&group.state).closing -= 1;
-        if self.per_tenant {
-            self.release(conn);
-        } else {
-            self.free(group, Some(conn));
-        }
     }
 
     /// Ends a turn: the connection back to the group (a batch is open) or to the writer, and

@@ -100,19 +100,6 @@ fn count_column(rt: Rtype) -> &'static str {
 /// Rows per INSERT of feed events.
 const EVENTS_PER_STATEMENT: usize = 500;
 
-/// Takes the tenant's feed head row (creating it) until the transaction ends, as a batch's
-/// append does: a write that must not run while an earlier batch of its tenant is between
-/// its append and its commit (deleting a webhook that batch queues deliveries for) waits
-/// here for that commit, and a later batch's append waits for this one's.
-pub fn hold_head(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<()> {
-    db.execute(&Sql::with(
-        "INSERT INTO feed_heads (tenant_id, last_seq, user_count, group_count) VALUES (?, 0, 0, 0) \
-         ON CONFLICT (tenant_id) DO UPDATE SET last_seq = feed_heads.last_seq",
-        [Bind::tenant(tenant)],
-    ))?;
-    Ok(())
-}
-
 /// Appends events to the tenant's feed; returns the sequence number of the first. The
 /// numbers come from the tenant's row in `feed_heads`, which stays locked until the
 /// transaction ends: numbers are gap-free and handed out in commit order. The same statement

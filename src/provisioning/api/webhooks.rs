@@ -17,7 +17,7 @@ use crate::scim::events::SCIM_EVENTS;
 use crate::scim::time::{format_micros, now_micros};
 use crate::storage::conn::Conn;
 use crate::storage::deliveries::{self, DeliveryRow, Status, WebhookRow};
-use crate::storage::feed::{self, SeqWindow};
+use crate::storage::feed::SeqWindow;
 use crate::webhooks::{wire, Policy};
 
 /// A subscription (its secret is never shown again).
@@ -227,12 +227,7 @@ impl Service {
     }
 
     pub fn delete_webhook(&self, conn: &mut Conn, p: &Principal, id: &str) -> Result<()> {
-        self.admin_write(conn, p, |db, j| {
-            // A batch of this tenant that is committing may be queueing deliveries for this
-            // subscription (their keys hold it): wait for its commit first, and let no later
-            // change of this batch wait while holding the feed head (see the writer).
-            feed::hold_head(db, &p.tenant)?;
-            j.end_batch();
+        self.admin_write(conn, p, |db, _| {
             if deliveries::delete_webhook(db, &p.tenant, id)? == 0 {
                 return Err(Error::NotFound(format!("webhook {id} not found")));
             }
