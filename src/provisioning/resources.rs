@@ -83,6 +83,14 @@ impl Change {
     }
 }
 
+/// A create prepared outside the write (`Service::prepare_create`).
+struct NewResource {
+    n: resource::Normalized,
+    ix: index::Indexed,
+    doc_json: String,
+    id: String,
+}
+
 /// What a write answers.
 #[derive(Debug)]
 pub enum Done {
@@ -174,6 +182,28 @@ impl Service {
         proj: &Projection,
     ) -> Result<Done> {
         ensure_write(p)?;
+        if let Change::Create(rt, body) = change {
+            // What needs no database is done before the write takes its turn in a batch
+            // (SQLite's single writer, a Postgres tenant's batch connection).
+            let new = self.prepare_create(p, *rt, body)?;
+            return self.write(conn, p, |db, j| {
+                let output = self.create_prepared(db, j, p, *rt, new, proj)?;
+                Ok(Done::Resource {
+                    status: 201,
+                    output,
+                })
+            });
+        }
+        if let Change::Replace(t, body) = change {
+            let n = resource::normalize(&self.registry, t.rt, body, &p.compat)?;
+            return self.write(conn, p, |db, j| {
+                let output = self.replace_normalized(db, j, p, t, n, proj)?;
+                Ok(Done::Resource {
+                    status: 200,
+                    output,
+                })
+            });
+        }
         self.write(conn, p, |db, j| self.change_in(db, j, p, change, proj))
     }
 
@@ -332,10 +362,40 @@ impl Service {
         body: &Value,
         proj: &Projection,
     ) -> Result<Output> {
+        let new = self.prepare_create(p, rt, body)?;
+        self.create_prepared(db, j, p, rt, new, proj)
+    }
+
+    /// A create's work that needs no database: the request validated and normalized, its
+    /// index rows, its stored JSON (within the caps) and its new id.
+    fn prepare_create(&self, p: &Principal, rt: Rtype, body: &Value) -> Result<NewResource> {
         let n = resource::normalize(&self.registry, rt, body, &p.compat)?;
         let ix = index::index(&self.registry, rt, &n.doc);
         let doc_json = to_json(&n.doc, &self.settings.caps)?;
-        let id = uuid::Uuid::new_v4().to_string();
+        Ok(NewResource {
+            n,
+            ix,
+            doc_json,
+            id: uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    /// Writes a prepared create.
+    fn create_prepared(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        p: &Principal,
+        rt: Rtype,
+        new: NewResource,
+        proj: &Projection,
+    ) -> Result<Output> {
+        let NewResource {
+            n,
+            ix,
+            doc_json,
+            id,
+        } = new;
         let now = now_micros();
         let member_pks = match &n.members {
             Some(m) if rt == Rtype::Group => self.resolve_members(db, p, Some(&id), m)?,
@@ -451,8 +511,21 @@ impl Service {
         body: &Value,
         proj: &Projection,
     ) -> Result<Output> {
+        let n = resource::normalize(&self.registry, t.rt, body, &p.compat)?;
+        self.replace_normalized(db, j, p, t, n, proj)
+    }
+
+    /// PUT of a body normalized already (outside the write).
+    fn replace_normalized(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        p: &Principal,
+        t: &Target,
+        mut n: resource::Normalized,
+        proj: &Projection,
+    ) -> Result<Output> {
         let (rt, id) = (t.rt, t.id.as_str());
-        let mut n = resource::normalize(&self.registry, rt, body, &p.compat)?;
         let now = now_micros();
         let row = self.locked(db, p, t, Lock::Update)?;
         let old = parse_doc(&row)?;
