@@ -419,9 +419,68 @@ pub fn insert_attr_values(
     }
 }
 
+/// A resource's insert (`rows`, one row, no RETURNING) and its values' in one statement that
+/// returns the new `pk` (Postgres: data-modifying CTEs); None where each is its own statement
+/// (SQLite, whose round trips are function calls).
+pub fn insert_with_values(
+    backend: Backend,
+    tenant: &TenantId,
+    rows: impl FnOnce() -> Sql,
+    values: &[&IndexValue],
+) -> Option<Sql> {
+    match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let mut q = Sql::new("WITH r AS (");
+            q.append(rows())
+                .push(
+                    " RETURNING pk), v AS (INSERT INTO attr_values (res_pk, tenant_id, path, \
+                     elem, val, num) SELECT r.pk, ",
+                )
+                .bind(Bind::tenant(tenant))
+                .push(", u.path, u.elem, u.val, u.num FROM r, ")
+                .append(pg_values_unnest(values))
+                .push(") SELECT pk FROM r");
+            Some(q)
+        }
+    }
+}
+
+/// A resource's values of the paths `gone` deleted and `added` inserted, in one statement
+/// (Postgres: the DELETE sees the statement's snapshot, so never the rows the INSERT adds);
+/// None where each is its own statement (SQLite).
+pub fn rewrite_values(
+    backend: Backend,
+    tenant: &TenantId,
+    pk: i64,
+    gone: &[&str],
+    added: &[&IndexValue],
+) -> Option<Sql> {
+    match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let mut q = Sql::with(
+                "WITH d AS (DELETE FROM attr_values WHERE res_pk = ? AND path = ANY(?)) \
+                 INSERT INTO attr_values (res_pk, tenant_id, path, elem, val, num) \
+                 SELECT ?, ?, u.path, u.elem, u.val, u.num FROM ",
+                [
+                    Bind::Int(pk),
+                    Bind::PgArray(PgArray::OptText(
+                        gone.iter().map(|p| Some((*p).to_string())).collect(),
+                    )),
+                    Bind::Int(pk),
+                    Bind::tenant(tenant),
+                ],
+            );
+            q.append(pg_values_unnest(added));
+            Some(q)
+        }
+    }
+}
+
 /// `unnest(paths, elems, vals, nums) AS u(path, elem, val, num)` of these values (Postgres),
 /// for an insert that takes the resource key from elsewhere.
-pub fn pg_values_unnest(values: &[&IndexValue]) -> Sql {
+fn pg_values_unnest(values: &[&IndexValue]) -> Sql {
     let mut q = Sql::new("unnest(");
     value_arrays(&mut q, values);
     q.push(") AS u(path, elem, val, num)");

@@ -8,9 +8,9 @@ use diesel::sql_types::{BigInt, Bool, Double, Integer, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
-use super::dialect::{self, Backend, Lock, ROWS_PER_STATEMENT};
+use super::dialect::{self, Lock, ROWS_PER_STATEMENT};
 use super::index::{IndexValue, Indexed};
-use super::sql::{select, Bind, PgArray, Sql};
+use super::sql::{select, Bind, Sql};
 use super::{Decode, StorageError, StoreResult, TenantId};
 use crate::scim::schema::Rtype;
 
@@ -58,17 +58,11 @@ pub fn insert(
     id: &str,
     w: &ResourceWrite<'_>,
 ) -> StoreResult<i64> {
-    if db.backend() == Backend::Postgres {
+    let values: Vec<&IndexValue> = w.indexed.values.iter().collect();
+    let rows = || insert_rows(tenant, rt, &[(id, w)]);
+    if let Some(q) = dialect::insert_with_values(db.backend(), tenant, rows, &values) {
         // One statement, one round trip: the resource and its values (each round trip of a
         // write holds the tenant's batch connection, so they bound a tenant's write rate).
-        let values: Vec<&IndexValue> = w.indexed.values.iter().collect();
-        let mut q = Sql::new("WITH r AS (");
-        q.append(insert_rows(tenant, rt, &[(id, w)]))
-            .push(" RETURNING pk), v AS (INSERT INTO attr_values (res_pk, tenant_id, path, elem, val, num) SELECT r.pk, ")
-            .bind(Bind::tenant(tenant))
-            .push(", u.path, u.elem, u.val, u.num FROM r, ")
-            .append(dialect::pg_values_unnest(&values))
-            .push(") SELECT pk FROM r");
         #[derive(QueryableByName)]
         struct Pk {
             #[diesel(sql_type = BigInt)]
@@ -254,30 +248,16 @@ fn replace_values(
     if changed.is_empty() {
         return Ok(());
     }
-    if db.backend() == Backend::Postgres {
-        // One statement, one round trip: the changed paths' rows out, their new rows in (the
-        // DELETE sees the statement's snapshot, so never the rows the INSERT adds).
-        let gone: Vec<Option<String>> = changed
-            .iter()
-            .filter(|p| old_by.contains_key(*p))
-            .map(|p| Some(p.to_string()))
-            .collect();
-        let added: Vec<&IndexValue> = new
-            .iter()
-            .filter(|v| changed.binary_search(&v.path.as_str()).is_ok())
-            .collect();
-        let mut q = Sql::with(
-            "WITH d AS (DELETE FROM attr_values WHERE res_pk = ? AND path = ANY(?)) \
-             INSERT INTO attr_values (res_pk, tenant_id, path, elem, val, num) \
-             SELECT ?, ?, u.path, u.elem, u.val, u.num FROM ",
-            [
-                Bind::Int(pk),
-                Bind::PgArray(PgArray::OptText(gone)),
-                Bind::Int(pk),
-                Bind::tenant(tenant),
-            ],
-        );
-        q.append(dialect::pg_values_unnest(&added));
+    let added: Vec<&IndexValue> = new
+        .iter()
+        .filter(|v| changed.binary_search(&v.path.as_str()).is_ok())
+        .collect();
+    let gone_paths: Vec<&str> = changed
+        .iter()
+        .filter(|p| old_by.contains_key(*p))
+        .copied()
+        .collect();
+    if let Some(q) = dialect::rewrite_values(db.backend(), tenant, pk, &gone_paths, &added) {
         db.execute(&q)?;
         return Ok(());
     }
