@@ -224,7 +224,7 @@ impl Service {
         // One type: the search takes its own snapshot where it needs one (on Postgres, a
         // transaction costs two round trips, `BEGIN` and `COMMIT`, that a list of one
         // statement does not need). Several: their counts and pages in one snapshot.
-        let (total, outputs) = if plans.len() == 1 {
+        let (total, outputs) = if plans.len() <= 1 {
             run(&mut conn.db())
         } else {
             conn.read_tx(run)

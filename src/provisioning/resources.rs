@@ -83,8 +83,18 @@ impl Change {
     }
 }
 
-/// A create prepared outside the write (`Service::prepare_create`).
+/// A change with its work that needs no database done (`Service::prepare`), ready to write.
+enum Prepared<'a> {
+    Create(NewResource),
+    /// The body normalized.
+    Replace(&'a Target, resource::Normalized),
+    Patch(&'a Target, &'a [patch::Operation]),
+    Delete(&'a Target),
+}
+
+/// A create ready to write: its document normalized, indexed and serialised, its new id.
 struct NewResource {
+    rt: Rtype,
     n: resource::Normalized,
     ix: index::Indexed,
     doc_json: String,
@@ -182,29 +192,10 @@ impl Service {
         proj: &Projection,
     ) -> Result<Done> {
         ensure_write(p)?;
-        if let Change::Create(rt, body) = change {
-            // What needs no database is done before the write takes its turn in a batch
-            // (SQLite's single writer, a Postgres tenant's batch connection).
-            let new = self.prepare_create(p, *rt, body)?;
-            return self.write(conn, p, |db, j| {
-                let output = self.create_prepared(db, j, p, *rt, new, proj)?;
-                Ok(Done::Resource {
-                    status: 201,
-                    output,
-                })
-            });
-        }
-        if let Change::Replace(t, body) = change {
-            let n = resource::normalize(&self.registry, t.rt, body, &p.compat)?;
-            return self.write(conn, p, |db, j| {
-                let output = self.replace_normalized(db, j, p, t, n, proj)?;
-                Ok(Done::Resource {
-                    status: 200,
-                    output,
-                })
-            });
-        }
-        self.write(conn, p, |db, j| self.change_in(db, j, p, change, proj))
+        // What needs no database is done before the write takes its turn in a batch
+        // (SQLite's single writer, a Postgres tenant's batch connection).
+        let prepared = self.prepare(p, change)?;
+        self.write(conn, p, |db, j| self.apply(db, j, p, prepared, proj))
     }
 
     /// `change` inside the caller's transaction (bulk runs many in one).
@@ -217,18 +208,56 @@ impl Service {
         proj: &Projection,
     ) -> Result<Done> {
         ensure_write(p)?;
+        let prepared = self.prepare(p, change)?;
+        self.apply(db, j, p, prepared, proj)
+    }
+
+    /// A change's work that needs no database: a create's body validated, normalized, indexed
+    /// and serialised (within the caps), a PUT's body normalized.
+    fn prepare<'a>(&self, p: &Principal, change: &'a Change) -> Result<Prepared<'a>> {
+        Ok(match change {
+            Change::Create(rt, body) => {
+                let n = resource::normalize(&self.registry, *rt, body, &p.compat)?;
+                let ix = index::index(&self.registry, *rt, &n.doc);
+                let doc_json = to_json(&n.doc, &self.settings.caps)?;
+                Prepared::Create(NewResource {
+                    rt: *rt,
+                    n,
+                    ix,
+                    doc_json,
+                    id: uuid::Uuid::new_v4().to_string(),
+                })
+            }
+            Change::Replace(t, body) => Prepared::Replace(
+                t,
+                resource::normalize(&self.registry, t.rt, body, &p.compat)?,
+            ),
+            Change::Patch(t, ops) => Prepared::Patch(t, ops),
+            Change::Delete(t) => Prepared::Delete(t),
+        })
+    }
+
+    /// Writes a prepared change.
+    fn apply(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        p: &Principal,
+        change: Prepared<'_>,
+        proj: &Projection,
+    ) -> Result<Done> {
         let resource = |status, output| Done::Resource { status, output };
         let gone = |t: &Target| Done::NoContent {
             location: self.location(t.rt, &t.id),
         };
         Ok(match change {
-            Change::Create(rt, body) => resource(201, self.create_in(db, j, p, *rt, body, proj)?),
-            Change::Replace(t, body) => resource(200, self.replace_in(db, j, p, t, body, proj)?),
-            Change::Patch(t, ops) => match self.patch_in(db, j, p, t, ops, proj)? {
+            Prepared::Create(new) => resource(201, self.create_in(db, j, p, new, proj)?),
+            Prepared::Replace(t, n) => resource(200, self.replace_in(db, j, p, t, n, proj)?),
+            Prepared::Patch(t, ops) => match self.patch_in(db, j, p, t, ops, proj)? {
                 Some(output) => resource(200, output),
                 None => gone(t),
             },
-            Change::Delete(t) => {
+            Prepared::Delete(t) => {
                 self.delete_in(db, j, p, t)?;
                 gone(t)
             }
@@ -352,45 +381,17 @@ impl Service {
         }
     }
 
-    /// POST /Users, /Groups (RFC 7644 §3.3).
+    /// POST /Users, /Groups (RFC 7644 §3.3), prepared (`prepare`).
     fn create_in(
         &self,
         db: &mut Db<'_>,
         j: &mut Journal,
         p: &Principal,
-        rt: Rtype,
-        body: &Value,
-        proj: &Projection,
-    ) -> Result<Output> {
-        let new = self.prepare_create(p, rt, body)?;
-        self.create_prepared(db, j, p, rt, new, proj)
-    }
-
-    /// A create's work that needs no database: the request validated and normalized, its
-    /// index rows, its stored JSON (within the caps) and its new id.
-    fn prepare_create(&self, p: &Principal, rt: Rtype, body: &Value) -> Result<NewResource> {
-        let n = resource::normalize(&self.registry, rt, body, &p.compat)?;
-        let ix = index::index(&self.registry, rt, &n.doc);
-        let doc_json = to_json(&n.doc, &self.settings.caps)?;
-        Ok(NewResource {
-            n,
-            ix,
-            doc_json,
-            id: uuid::Uuid::new_v4().to_string(),
-        })
-    }
-
-    /// Writes a prepared create.
-    fn create_prepared(
-        &self,
-        db: &mut Db<'_>,
-        j: &mut Journal,
-        p: &Principal,
-        rt: Rtype,
         new: NewResource,
         proj: &Projection,
     ) -> Result<Output> {
         let NewResource {
+            rt,
             n,
             ix,
             doc_json,
@@ -500,23 +501,9 @@ impl Service {
         })
     }
 
-    /// PUT (RFC 7644 §3.5.1): replaces the resource. readOnly attributes are ignored,
+    /// PUT (RFC 7644 §3.5.1) of a normalized body: replaces the resource. readOnly attributes are ignored,
     /// immutable ones may not change. `active` omitted keeps its value (see README).
     fn replace_in(
-        &self,
-        db: &mut Db<'_>,
-        j: &mut Journal,
-        p: &Principal,
-        t: &Target,
-        body: &Value,
-        proj: &Projection,
-    ) -> Result<Output> {
-        let n = resource::normalize(&self.registry, t.rt, body, &p.compat)?;
-        self.replace_normalized(db, j, p, t, n, proj)
-    }
-
-    /// PUT of a body normalized already (outside the write).
-    fn replace_normalized(
         &self,
         db: &mut Db<'_>,
         j: &mut Journal,

@@ -339,7 +339,27 @@ impl Conn {
         &mut self,
         f: impl FnOnce(&mut Db<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.tx(f)
+        let (inner, s) = self.split();
+        let f = |db: &mut Db<'_>| f(db).map_err(TxError::App);
+        let r = match inner {
+            Inner::Sqlite(c, writer) => {
+                // A poisoned lock only means another writer panicked; the data is SQLite's.
+                let _held = writer.hold();
+                // The deadline covers the wait for another process's write lock (`BEGIN
+                // IMMEDIATE`); each statement then arms it anew.
+                s.watch.arm(s.timeout);
+                let r = c.immediate_transaction(|c| {
+                    let mut db = Db::sqlite(c, s);
+                    let out = f(&mut db)?;
+                    db.settle_trigrams().map_err(|e| TxError::App(E::from(e)))?;
+                    Ok(out)
+                });
+                s.watch.disarm();
+                r
+            }
+            Inner::Pg(c) => c.transaction(|c| f(&mut Db::pg(c, s))),
+        };
+        r.map_err(|e| e.into_app(s))
     }
 
     /// Opens a write transaction that outlives this call (a batch of requests' writes, each
@@ -437,34 +457,6 @@ impl Conn {
         self.db().snapshot(f)
     }
 
-    /// `write_tx`.
-    fn tx<T, E: From<StorageError>>(
-        &mut self,
-        f: impl FnOnce(&mut Db<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        let (inner, s) = self.split();
-        let f = |db: &mut Db<'_>| f(db).map_err(TxError::App);
-        let r = match inner {
-            Inner::Sqlite(c, writer) => {
-                // A poisoned lock only means another writer panicked; the data is SQLite's.
-                let _held = writer.hold();
-                // The deadline covers the wait for another process's write lock (`BEGIN
-                // IMMEDIATE`); each statement then arms it anew.
-                s.watch.arm(s.timeout);
-                let r = c.immediate_transaction(|c| {
-                    let mut db = Db::sqlite(c, s);
-                    let out = f(&mut db)?;
-                    db.settle_trigrams().map_err(|e| TxError::App(E::from(e)))?;
-                    Ok(out)
-                });
-                s.watch.disarm();
-                r
-            }
-            Inner::Pg(c) => c.transaction(|c| f(&mut Db::pg(c, s))),
-        };
-        r.map_err(|e| e.into_app(s))
-    }
-
     /// Whether the pool must drop this connection: a statement found it dead, a cancel
     /// request was sent to its backend (Postgres: it could still land on a later statement,
     /// see `watch::Watch::was_signalled`), or it is left inside a transaction or with its
@@ -560,7 +552,7 @@ impl<'a> Db<'a> {
             // Inside a transaction: that is the snapshot.
             Ok(Some(_)) => return f(self),
             // A transaction manager in error: refused, as a transaction would be.
-            Err(e) => return Err(E::from(StorageError::from(stopped(s.watch, e)))),
+            Err(e) => return Err(TxError::Db(e).into_app(s)),
         }
         let f = |db: &mut Db<'_>| f(db).map_err(TxError::App);
         let r = match &mut self.inner {

@@ -37,6 +37,19 @@ pub const RESOURCE_BLOCK_FOLD: &str = "WITH d AS (DELETE FROM resource_blocks \
      HAVING SUM(n) <> 0 RETURNING 1) \
      SELECT (SELECT COUNT(*) FROM d) AS folded, (SELECT COUNT(*) FROM w) AS written";
 
+/// The statements of a trigram merge step (`Backend::trigram_merge_step`).
+#[derive(Clone, Copy, Debug)]
+pub struct MergeStatements {
+    /// Reads the index's structure record (column `block`).
+    pub structure: &'static str,
+    /// Reads the connection's `data_version` (column `n`).
+    pub version: &'static str,
+    /// Reads the connection's count of changed rows (column `n`).
+    pub changes: &'static str,
+    /// One step of the merge.
+    pub step: &'static str,
+}
+
 /// Which database engine a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -71,6 +84,12 @@ impl Backend {
             (Backend::Postgres, Lock::Update) => " FOR NO KEY UPDATE",
             (Backend::Postgres, Lock::Delete) => " FOR UPDATE",
         }
+    }
+
+    /// Whether a transaction costs round trips of its own (Postgres: `BEGIN` and `COMMIT`;
+    /// on SQLite they are function calls).
+    pub fn transaction_costs_round_trips(self) -> bool {
+        matches!(self, Backend::Postgres)
     }
 
     /// `FOR UPDATE OF alias`: locks only the rows of one table of a join.
@@ -127,51 +146,59 @@ impl Backend {
     /// id 4,150 -> 2,751/s at 32 clients in the query benchmark). Keys of mixed kinds, or of
     /// another kind, stay a list.
     pub fn any_key(self, col: &str, keys: &[Bind]) -> Sql {
+        let mut q = Sql::new(col);
         if keys.is_empty() {
             // `IN ()` is not Postgres's SQL.
             return Sql::new("1 = 0");
         }
-        let ints: Option<Vec<i64>> = keys
-            .iter()
-            .map(|k| match k {
-                Bind::Int(i) => Some(*i),
-                _ => None,
-            })
-            .collect();
-        let texts: Option<Vec<&str>> = keys
-            .iter()
-            .map(|k| match k {
-                Bind::Text(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .collect();
-        let mut q = Sql::new(col);
-        let one = match (self, ints, texts) {
-            _ if keys.len() <= REUSABLE_LIST => None,
-            (Backend::Postgres, Some(ints), _) => Some(Bind::PgArray(PgArray::Int(ints))),
-            (Backend::Postgres, None, Some(texts)) => Some(Bind::PgArray(PgArray::OptText(
-                texts.into_iter().map(|t| Some(t.to_string())).collect(),
-            ))),
-            // A JSON array of numbers or of strings: serde_json writes them exactly.
-            (Backend::Sqlite, Some(ints), _) => serde_json::to_string(&ints).ok().map(Bind::Text),
-            (Backend::Sqlite, None, Some(texts)) => {
-                serde_json::to_string(&texts).ok().map(Bind::Text)
-            }
-            _ => None,
+        let ints = || -> Option<Vec<i64>> {
+            keys.iter()
+                .map(|k| match k {
+                    Bind::Int(i) => Some(*i),
+                    _ => None,
+                })
+                .collect()
         };
-        match (one, self) {
-            (None, _) => {
-                q.push(" IN (").bind_list(keys.iter().cloned()).push(")");
+        let texts = || -> Option<Vec<&str>> {
+            keys.iter()
+                .map(|k| match k {
+                    Bind::Text(t) => Some(t.as_str()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let many = keys.len() > REUSABLE_LIST;
+        match self {
+            Backend::Postgres if many => {
+                let array = match (ints(), texts()) {
+                    (Some(ints), _) => Some(PgArray::Int(ints)),
+                    (None, Some(texts)) => Some(PgArray::OptText(
+                        texts.into_iter().map(|t| Some(t.to_string())).collect(),
+                    )),
+                    _ => None,
+                };
+                if let Some(array) = array {
+                    q.push(" = ANY(").bind(Bind::PgArray(array)).push(")");
+                    return q;
+                }
             }
-            (Some(array), Backend::Postgres) => {
-                q.push(" = ANY(").bind(array).push(")");
+            // A JSON array of numbers or of strings: serde_json writes them exactly.
+            Backend::Sqlite if many => {
+                let json = match (ints(), texts()) {
+                    (Some(ints), _) => serde_json::to_string(&ints).ok(),
+                    (None, Some(texts)) => serde_json::to_string(&texts).ok(),
+                    _ => None,
+                };
+                if let Some(json) = json {
+                    q.push(" IN (SELECT value FROM json_each(")
+                        .bind(Bind::Text(json))
+                        .push("))");
+                    return q;
+                }
             }
-            (Some(json), Backend::Sqlite) => {
-                q.push(" IN (SELECT value FROM json_each(")
-                    .bind(json)
-                    .push("))");
-            }
+            _ => {}
         }
+        q.push(" IN (").bind_list(keys.iter().cloned()).push(")");
         q
     }
 
@@ -249,17 +276,18 @@ impl Backend {
     /// FTS5 starts a merge of every segment over when a new segment appears, so a merge
     /// interleaved with writes never ends and leaves more segments and pages than it found).
     /// None on Postgres (its GIN index keeps itself).
-    pub fn trigram_merge_step(self) -> Option<[&'static str; 4]> {
+    pub fn trigram_merge_step(self) -> Option<MergeStatements> {
         match self {
-            Backend::Sqlite => Some([
+            Backend::Sqlite => Some(MergeStatements {
                 // FTS5's structure record (row 10 of the index's data table): its segments
                 // and their leaf pages, from which `grams::merge_due` decides.
-                "SELECT block FROM attr_values_trgm_data WHERE id = 10",
+                structure: "SELECT block FROM attr_values_trgm_data WHERE id = 10",
                 // Moves when another connection commits (`grams::merge_trigrams` stops).
-                "SELECT data_version AS n FROM pragma_data_version",
-                "SELECT total_changes() AS n",
-                "INSERT INTO attr_values_trgm (attr_values_trgm, rank) VALUES ('merge', -200)",
-            ]),
+                version: "SELECT data_version AS n FROM pragma_data_version",
+                changes: "SELECT total_changes() AS n",
+                step:
+                    "INSERT INTO attr_values_trgm (attr_values_trgm, rank) VALUES ('merge', -200)",
+            }),
             Backend::Postgres => None,
         }
     }
@@ -392,8 +420,7 @@ pub fn insert_attr_values(
                     values.iter().map(|(pk, _)| *pk).collect(),
                 )))
                 .push(", ");
-            let only: Vec<&IndexValue> = values.iter().map(|(_, v)| *v).collect();
-            value_arrays(&mut q, &only);
+            value_arrays(&mut q, values.iter().map(|(_, v)| *v));
             q.push(") AS u(res_pk, path, elem, val, num)");
             vec![q]
         }
@@ -426,7 +453,7 @@ pub fn insert_with_values(
     backend: Backend,
     tenant: &TenantId,
     rows: impl FnOnce() -> Sql,
-    values: &[&IndexValue],
+    values: &[IndexValue],
 ) -> Option<Sql> {
     match backend {
         Backend::Sqlite => None,
@@ -439,7 +466,7 @@ pub fn insert_with_values(
                 )
                 .bind(Bind::tenant(tenant))
                 .push(", u.path, u.elem, u.val, u.num FROM r, ")
-                .append(pg_values_unnest(values))
+                .append(pg_values_unnest(values.iter()))
                 .push(") SELECT pk FROM r");
             Some(q)
         }
@@ -472,7 +499,7 @@ pub fn rewrite_values(
                     Bind::tenant(tenant),
                 ],
             );
-            q.append(pg_values_unnest(added));
+            q.append(pg_values_unnest(added.iter().copied()));
             Some(q)
         }
     }
@@ -480,7 +507,7 @@ pub fn rewrite_values(
 
 /// `unnest(paths, elems, vals, nums) AS u(path, elem, val, num)` of these values (Postgres),
 /// for an insert that takes the resource key from elsewhere.
-fn pg_values_unnest(values: &[&IndexValue]) -> Sql {
+fn pg_values_unnest<'v>(values: impl Iterator<Item = &'v IndexValue> + Clone) -> Sql {
     let mut q = Sql::new("unnest(");
     value_arrays(&mut q, values);
     q.push(") AS u(path, elem, val, num)");
@@ -488,21 +515,21 @@ fn pg_values_unnest(values: &[&IndexValue]) -> Sql {
 }
 
 /// The four array parameters of values: path, elem, val, num.
-fn value_arrays(q: &mut Sql, values: &[&IndexValue]) {
+fn value_arrays<'v>(q: &mut Sql, values: impl Iterator<Item = &'v IndexValue> + Clone) {
     q.bind(Bind::PgArray(PgArray::OptText(
-        values.iter().map(|v| Some(v.path.clone())).collect(),
+        values.clone().map(|v| Some(v.path.clone())).collect(),
     )))
     .push(", ")
     .bind(Bind::PgArray(PgArray::I32(
-        values.iter().map(|v| v.elem).collect(),
+        values.clone().map(|v| v.elem).collect(),
     )))
     .push(", ")
     .bind(Bind::PgArray(PgArray::OptText(
-        values.iter().map(|v| v.val.clone()).collect(),
+        values.clone().map(|v| v.val.clone()).collect(),
     )))
     .push(", ")
     .bind(Bind::PgArray(PgArray::OptFloat(
-        values.iter().map(|v| v.num).collect(),
+        values.map(|v| v.num).collect(),
     )));
 }
 

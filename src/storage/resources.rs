@@ -58,9 +58,8 @@ pub fn insert(
     id: &str,
     w: &ResourceWrite<'_>,
 ) -> StoreResult<i64> {
-    let values: Vec<&IndexValue> = w.indexed.values.iter().collect();
     let rows = || insert_rows(tenant, rt, &[(id, w)]);
-    if let Some(q) = dialect::insert_with_values(db.backend(), tenant, rows, &values) {
+    if let Some(q) = dialect::insert_with_values(db.backend(), tenant, rows, &w.indexed.values) {
         // One statement, one round trip: the resource and its values (each round trip of a
         // write holds the tenant's batch connection, so they bound a tenant's write rate).
         #[derive(QueryableByName)]
@@ -261,21 +260,14 @@ fn replace_values(
         db.execute(&q)?;
         return Ok(());
     }
-    let gone: Vec<Bind> = changed
-        .iter()
-        .filter(|p| old_by.contains_key(*p))
-        .map(|p| Bind::text(p))
-        .collect();
-    if !gone.is_empty() {
+    if !gone_paths.is_empty() {
         let mut q = Sql::with("DELETE FROM attr_values WHERE res_pk = ?", [Bind::Int(pk)]);
-        q.push(" AND path IN (").bind_list(gone).push(")");
+        q.push(" AND path IN (")
+            .bind_list(gone_paths.iter().map(|p| Bind::text(p)))
+            .push(")");
         db.execute(&q)?;
     }
-    let values: Vec<(i64, &IndexValue)> = new
-        .iter()
-        .filter(|v| changed.binary_search(&v.path.as_str()).is_ok())
-        .map(|v| (pk, v))
-        .collect();
+    let values: Vec<(i64, &IndexValue)> = added.into_iter().map(|v| (pk, v)).collect();
     insert_values(db, tenant, &values)
 }
 

@@ -514,10 +514,10 @@ pub fn trigram_merge_due(db: &mut Db<'_>) -> StoreResult<bool> {
         #[diesel(sql_type = diesel::sql_types::Binary)]
         block: Vec<u8>,
     }
-    let Some([structure, ..]) = db.backend().trigram_merge_step() else {
+    let Some(sql) = db.backend().trigram_merge_step() else {
         return Ok(false);
     };
-    let record: Option<Record> = db.first(&Sql::new(structure))?;
+    let record: Option<Record> = db.first(&Sql::new(sql.structure))?;
     Ok(record
         .and_then(|r| segment_pages(&r.block))
         .is_some_and(|pages| merge_due(&pages)))
@@ -550,9 +550,10 @@ pub fn merge_trigrams(
     pause: std::time::Duration,
 ) -> StoreResult<MergeRound> {
     let mut round = MergeRound::default();
-    let Some([_, version, changes, merge]) = conn.db().backend().trigram_merge_step() else {
+    let Some(sql) = conn.db().backend().trigram_merge_step() else {
         return Ok(round);
     };
+    let (version, changes) = (sql.version, sql.changes);
     if !trigram_merge_due(&mut conn.db())? {
         return Ok(round);
     }
@@ -568,7 +569,7 @@ pub fn merge_trigrams(
         seen = now;
         let worked = conn.write_tx(|db| {
             let before = db.count(&Sql::new(changes))?;
-            db.execute(&Sql::new(merge))?;
+            db.execute(&Sql::new(sql.step))?;
             // FTS5: a step that found nothing to merge moves the count by less than 2.
             Ok::<_, crate::storage::StorageError>(db.count(&Sql::new(changes))? - before >= 2)
         })?;

@@ -162,20 +162,18 @@ pub fn search(
                 *limit,
             );
             let rows: Vec<CountedRow> = db.load(&q)?;
-            let (rows, total) = match rows.first() {
-                Some(r) => {
-                    let total = r.total;
-                    (rows, total)
-                }
+            let (rows, total) = match rows.first().map(|r| r.total) {
+                Some(total) => (rows, total),
                 None if *offset == 0 => (rows, 0),
-                // Past the last match: the page has no row to carry the count, so the page
-                // and the count are read again in one snapshot (rare: a client paging past
-                // the end).
+                // Past the last match: the page has no row to carry the count, so the count
+                // is read, and the page again if matches came meanwhile, in one snapshot
+                // (rare: a client paging past the end).
                 None => db.snapshot(|db| {
-                    let rows: Vec<CountedRow> = db.load(&q)?;
-                    let total = match rows.first() {
-                        Some(r) => r.total,
-                        None => count(db)?,
+                    let total = count(db)?;
+                    let rows: Vec<CountedRow> = if total > *offset {
+                        db.load(&q)?
+                    } else {
+                        Vec::new()
                     };
                     Ok::<_, StorageError>((rows, total))
                 })?,
@@ -201,10 +199,11 @@ pub fn search(
     if !count_total {
         return rows(db, None);
     }
-    if first_page && selective {
+    if first_page && selective && db.backend().transaction_costs_round_trips() {
         // The first page of a lookup (`userName eq ...`, a column, so not driven) usually
-        // holds every match, and then its length is the count: one statement. A full one is
-        // read again below with its count, in one snapshot.
+        // holds every match, and then its length is the count: one statement, no `BEGIN`
+        // and `COMMIT`. A full one is read again below with its count, in one snapshot
+        // (where a transaction is a function call, as on SQLite, it is read there once).
         let page = rows(db, None)?;
         if (page.rows.len() as i64) < limit {
             return Ok(Page {
@@ -213,39 +212,29 @@ pub fn search(
             });
         }
     }
-    // A count and a page: two statements, which must agree.
-    db.snapshot(|db| counted_apart(db, window, first_page, &rows, &count))
-}
-
-/// A counted page (`limit` > 0) read with its count apart (see `search`): the count first
-/// when the page is not the first (a window past the end needs no rows), else the page
-/// first, and the count only when the page is full.
-fn counted_apart(
-    db: &mut Db<'_>,
-    window: &Window,
-    first_page: bool,
-    rows: &dyn Fn(&mut Db<'_>, Option<i64>) -> StoreResult<Page>,
-    count: &dyn Fn(&mut Db<'_>) -> StoreResult<i64>,
-) -> StoreResult<Page> {
-    let limit = window.limit();
-    if !first_page {
-        let total = count(db)?;
-        if matches!(window, Window::Offset { offset, .. } if *offset >= total) {
-            return Ok(Page {
-                total: Some(total),
-                rows: Vec::new(),
-                keys: Vec::new(),
-            });
+    // A count and a page: two statements, which must agree. The count first when the page
+    // is not the first (a window past the end needs no rows), else the page first, and the
+    // count only when the page is full.
+    db.snapshot(|db| {
+        if !first_page {
+            let total = count(db)?;
+            if matches!(window, Window::Offset { offset, .. } if *offset >= total) {
+                return Ok(Page {
+                    total: Some(total),
+                    rows: Vec::new(),
+                    keys: Vec::new(),
+                });
+            }
+            return rows(db, Some(total));
         }
-        return rows(db, Some(total));
-    }
-    let mut page = rows(db, None)?;
-    page.total = Some(if (page.rows.len() as i64) < limit {
-        page.rows.len() as i64
-    } else {
-        count(db)?
-    });
-    Ok(page)
+        let mut page = rows(db, None)?;
+        page.total = Some(if (page.rows.len() as i64) < limit {
+            page.rows.len() as i64
+        } else {
+            count(db)?
+        });
+        Ok(page)
+    })
 }
 
 /// The condition on `resources r` that selects the tenant's resources of type `rt` matching
