@@ -763,6 +763,34 @@ mod tests {
         assert_eq!(m.map(|m| m.mmap_size), Some(dialect::SQLITE_MMAP_BYTES));
     }
 
+    #[derive(diesel::QueryableByName)]
+    struct CompileOption {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        compile_options: String,
+    }
+
+    /// The bundled SQLite was built with the flags of `.cargo/config.toml`: no process-wide
+    /// mutex per allocation or per temporary page, temporary page caches grown page by page.
+    #[test]
+    fn the_bundled_sqlite_has_no_global_allocation_locks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/o.db", dir.path().display());
+        let mut c =
+            Conn::establish(&DbUrl::parse(&url).expect("url"), SqliteSync::Normal).expect("open");
+        let options: Vec<CompileOption> = c
+            .db()
+            .load(&Sql::new("PRAGMA compile_options"))
+            .expect("pragma");
+        let has = |o: &str| options.iter().any(|c| c.compile_options == o);
+        assert!(has("DEFAULT_MEMSTATUS=0"), "memory statistics are on");
+        assert!(has("DEFAULT_PCACHE_INITSZ=0"), "page caches start at 20 pages");
+        assert!(
+            !has("ENABLE_MEMORY_MANAGEMENT"),
+            "one page-cache group shared by every connection"
+        );
+        assert!(has("MAX_MMAP_SIZE=1099511627776"), "{}", options.len());
+    }
+
     #[test]
     fn url_scheme_picks_backend() {
         assert_eq!(
