@@ -67,7 +67,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the SCIM API (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DbArgs),
     /// Manage tenants: create, list, delete, dialect settings, external JWT issuer.
@@ -352,6 +352,14 @@ pub struct ServeArgs {
     /// flight get the cores first; 0: off.
     #[arg(long, env = "SCIMITAR_TENANT_LOW_PRIORITY_AFTER", default_value_t = 1)]
     pub tenant_low_priority_after: usize,
+
+    /// Postgres: at most this many of those low-priority reads run at once while another tenant
+    /// runs requests at normal priority (one within the last second); the others
+    /// wait their turn (at most 5 s). Their statements run in the database's processes, whose
+    /// CPU priority the server cannot lower. Alone, a tenant's reads are not held back. SQLite
+    /// lowers the threads' priority instead; 0: no limit.
+    #[arg(long, env = "SCIMITAR_DB_LOW_PRIORITY_SLOTS", default_value_t = 1)]
+    pub db_low_priority_slots: usize,
 
     /// Turn off every client-dialect tolerance (for conformance testing); see README.
     #[arg(long, env = "SCIMITAR_STRICT")]

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     server::init_logging(format);
     let result: Result<(), Box<dyn Error>> = match args.command {
         None => serve(ServeArgs::from_env()),
-        Some(Command::Serve(a)) => serve(a),
+        Some(Command::Serve(a)) => serve(*a),
         Some(Command::Migrate(db)) => {
             storage::pool::open(&db.database_url, db.sqlite_synchronous, 1)
                 .map(|_| eprintln!("migrations applied"))

@@ -71,6 +71,8 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
     // Half the pool: the batch writer's most connections (Postgres) and a tenant's default
     // share of concurrent requests.
     let half_pool = (args.db.db_pool_size as usize / 2).max(1);
+    let statements_elsewhere = storage::conn::DbUrl::parse(&args.db.database_url)
+        .is_ok_and(|u| u.backend.statements_run_elsewhere());
     let state = AppState {
         service: Service {
             pool,
@@ -91,12 +93,19 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             .map(|l| Arc::new(http::ratelimit::RateLimiter::new(l))),
         session_cookies: http::front::SessionCookies::for_base_url(&args.base_url()),
         sign_in: http::session::SignInGuard::new(&args.base_url(), args.admin_sign_in_limit),
-        admission: Arc::new(http::admission::Admission::with_low_priority(
-            args.tenant_max_concurrency.unwrap_or(half_pool),
-            args.tenant_low_priority_after,
-            // No more requests run at once than there are connections.
-            args.db.db_pool_size as usize,
-        )),
+        admission: Arc::new(
+            http::admission::Admission::with_low_priority(
+                args.tenant_max_concurrency.unwrap_or(half_pool),
+                args.tenant_low_priority_after,
+                // No more requests run at once than there are connections.
+                args.db.db_pool_size as usize,
+            )
+            .with_db_lane(if statements_elsewhere {
+                args.db_low_priority_slots
+            } else {
+                0
+            }),
+        ),
         ops: http::ops::Ops {
             log_unredacted: args.ops.log_unredacted,
             metrics_here: args.ops.metrics_listen.is_none(),

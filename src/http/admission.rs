@@ -15,6 +15,12 @@
 //! a few milliseconds behind a low-priority one). An unprivileged process cannot raise a
 //! thread's priority back, so those threads are a pool of their own, made at start, and never
 //! run anything else.
+//!
+//! On Postgres a read's work runs in the database's own processes, whose priority the server
+//! cannot lower: there the low-priority reads take turns instead (`Lane`, `--db-low-priority-
+//! slots`). While another tenant has run a request at normal priority (one within its share,
+//! or a write) within `LANE_NEIGHBOUR_WINDOW`, at most that many of them run at once; a tenant
+//! alone, or tenants whose requests all run at low priority, are not held back.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -36,6 +42,10 @@ pub const RETRY_AFTER: u64 = 1;
 /// a thread at nice +10 gets about a tenth of the CPU time of a thread at nice 0 that wants it
 /// too.
 pub const LOW_NICE: i32 = 10;
+/// How recently another tenant must have run a request at normal priority for a tenant's
+/// low-priority reads to take turns (`Lane`): a client reading one resource after another is
+/// between requests most of the time, and its next request must find a core free.
+pub const LANE_NEIGHBOUR_WINDOW: Duration = Duration::from_secs(1);
 
 /// The requests in flight and waiting per tenant.
 pub struct Admission {
@@ -44,6 +54,8 @@ pub struct Admission {
     /// A request admitted while its tenant runs this many others runs on `low` (0: never).
     low_after: usize,
     low: Option<LowPool>,
+    /// Where the low-priority reads take turns (Postgres; None: they do not).
+    lane: Option<Lane>,
 }
 
 #[derive(Default)]
@@ -74,29 +86,55 @@ impl Admission {
             state: Mutex::default(),
             low_after: after,
             low,
+            lane: None,
         }
+    }
+
+    /// At most `slots` of the low-priority reads (of every tenant) run at once while another
+    /// tenant than theirs runs requests at normal priority (0: no limit): for a backend whose
+    /// statements run in the
+    /// database's processes, out of the reach of `LowPool`. A read waits for its turn up to
+    /// `QUEUE_WAIT`, then runs anyway: it was admitted, this only orders it.
+    pub fn with_db_lane(mut self, slots: usize) -> Admission {
+        self.lane = (slots > 0 && self.low_after > 0)
+            .then(|| Lane::new(slots, QUEUE_WAIT, LANE_NEIGHBOUR_WINDOW));
+        self
     }
 
     /// Runs `job` for the request holding `slot` and waits for it (blocking: call it off the
     /// async executor): on a low-priority thread when it only `reads` and its tenant ran
     /// `low_after` others as it was admitted, else on this thread. Writes keep their priority:
     /// a write may lead a batch or hold SQLite's write lock for other tenants' writes, which
-    /// must not wait for a deprioritised thread. Err when the job panicked on the
-    /// low-priority thread.
+    /// must not wait for a deprioritised thread. With a lane (`with_db_lane`), such a read
+    /// first waits for its turn. Err when the job panicked on the low-priority thread.
     pub fn run<R, J>(&self, slot: &Slot, reads: bool, job: J) -> Result<R, Lost>
     where
         R: Send + 'static,
         J: FnOnce() -> R + Send + 'static,
     {
+        let low = reads && self.low_after > 0 && slot.others >= self.low_after;
+        let _turn = match &self.lane {
+            Some(lane) if low => lane.turn(&slot.tenant),
+            Some(lane) => {
+                lane.seen(&slot.tenant);
+                None
+            }
+            None => None,
+        };
         match &self.low {
-            // `low` exists only when `low_after` > 0.
-            Some(low) if reads && slot.others >= self.low_after => low.run(job),
+            Some(pool) if low => pool.run(job),
             _ => Ok(job()),
         }
     }
 
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// How many low-priority reads may run at once while another tenant is active (0: no
+    /// lane, they run as admitted).
+    pub fn db_lane_slots(&self) -> usize {
+        self.lane.as_ref().map_or(0, |l| l.slots)
     }
 
     /// How many requests of `tenant` run now.
@@ -195,6 +233,105 @@ impl Drop for Slot {
         if let Some(freed) = wake {
             freed.notify_one();
         }
+    }
+}
+
+/// The turns of the low-priority reads where their work runs in the database's processes
+/// (`Admission::with_db_lane`).
+struct Lane {
+    slots: usize,
+    /// How long a read waits for its turn before it runs anyway.
+    wait: Duration,
+    /// How recently another tenant must have run a request at normal priority to count as
+    /// active.
+    window: Duration,
+    state: Mutex<LaneState>,
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct LaneState {
+    /// Reads running on a turn.
+    running: usize,
+    /// The two tenants that ran a request at normal priority last (distinct), and when: the
+    /// latest of them that is not a given tenant is the latest other such tenant.
+    recent: [Option<(TenantId, Instant)>; 2],
+}
+
+impl LaneState {
+    /// Whether a tenant other than `tenant` ran a request at normal priority within
+    /// `window`.
+    fn neighbour(&self, tenant: &TenantId, now: Instant, window: Duration) -> bool {
+        self.recent
+            .iter()
+            .flatten()
+            .find(|(t, _)| t != tenant)
+            .is_some_and(|(_, at)| now.duration_since(*at) < window)
+    }
+}
+
+impl Lane {
+    fn new(slots: usize, wait: Duration, window: Duration) -> Lane {
+        Lane {
+            slots,
+            wait,
+            window,
+            state: Mutex::default(),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// `tenant` runs a request at normal priority now (one of a tenant within its fair share,
+    /// or a write).
+    fn seen(&self, tenant: &TenantId) {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match &mut s.recent[0] {
+            Some((t, at)) if t == tenant => *at = now,
+            _ => {
+                s.recent[1] = s.recent[0].take();
+                s.recent[0] = Some((tenant.clone(), now));
+            }
+        }
+    }
+
+    /// A turn for a low-priority read of `tenant`: at once when a slot is free, else when a
+    /// running read ends; None (run without one) when no other tenant is active or the wait
+    /// ran out. Tenants whose requests all run at low priority do not hold each other back
+    /// (as two `SCHED_IDLE` threads share a core by weight).
+    fn turn(&self, tenant: &TenantId) -> Option<LaneTurn<'_>> {
+        let until = Instant::now() + self.wait;
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let now = Instant::now();
+            if !s.neighbour(tenant, now, self.window) || now >= until {
+                return None;
+            }
+            if s.running < self.slots {
+                s.running += 1;
+                return Some(LaneTurn(self));
+            }
+            // Woken by a turn's end; looks again at least every 100 ms, for a neighbour
+            // gone quiet.
+            let nap = (until - now).min(Duration::from_millis(100));
+            s = self
+                .freed
+                .wait_timeout(s, nap)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// A read's turn in the `Lane`; its end gives the turn to the next.
+struct LaneTurn<'a>(&'a Lane);
+
+impl Drop for LaneTurn<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.running = s.running.saturating_sub(1);
+        drop(s);
+        self.0.freed.notify_one();
     }
 }
 
@@ -414,6 +551,134 @@ mod tests {
                 );
             }
             assert_eq!((a.running(&t), a.waiting(&t)), (0, 0));
+        }
+    }
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::*;
+
+    /// Runs a low-priority read of the request holding `slot` on a thread of its own: its job
+    /// says when it starts, then holds its turn until `release` is dropped or sent to.
+    fn held_read(
+        a: &Arc<Admission>,
+        slot: Slot,
+    ) -> (
+        mpsc::Receiver<()>,
+        mpsc::Sender<()>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let (started_tx, started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let a = a.clone();
+        let h = std::thread::spawn(move || {
+            a.run(&slot, true, move || {
+                started_tx.send(()).unwrap();
+                let _ = released.recv();
+            })
+            .unwrap();
+        });
+        (started, release, h)
+    }
+
+    /// Tenant "a" with one request in flight (so its next reads are low-priority) and
+    /// `Admission` with a lane of one turn.
+    /// Its wait and window are a minute, so a read that waited for a turn shows as one that
+    /// did not start.
+    fn busy_tenant() -> (Arc<Admission>, TenantId, Slot) {
+        let mut a = Admission::with_low_priority(4, 1, 0).with_db_lane(1);
+        let minute = Duration::from_secs(60);
+        a.lane = Some(Lane::new(1, minute, minute));
+        let a = Arc::new(a);
+        let t = TenantId::from("a");
+        let first = a.try_admit(&t).unwrap();
+        (a, t, first)
+    }
+
+    /// Two low-priority reads of "a" started one after the other: whether the second ran
+    /// while the first held its turn (`expected`: how long to give it, 10 s when it should,
+    /// 300 ms when it should not; a wait for a turn would last a minute).
+    fn second_ran_beside_first(a: &Arc<Admission>, t: &TenantId, expected: bool) -> bool {
+        let (started1, release1, h1) = held_read(a, a.try_admit(t).unwrap());
+        started1.recv().unwrap();
+        let (started2, release2, h2) = held_read(a, a.try_admit(t).unwrap());
+        let give = Duration::from_millis(if expected { 10_000 } else { 300 });
+        let beside = started2.recv_timeout(give).is_ok();
+        drop(release1);
+        h1.join().unwrap();
+        if !beside {
+            // The first's end gives the second its turn.
+            started2.recv().unwrap();
+        }
+        drop(release2);
+        h2.join().unwrap();
+        beside
+    }
+
+    #[test]
+    fn low_priority_reads_take_turns_while_another_tenant_runs_at_normal_priority() {
+        let (a, t, first) = busy_tenant();
+        // "b" runs one request (at normal priority: its only one), which ends at once.
+        let b = a.try_admit(&TenantId::from("b")).unwrap();
+        a.run(&b, true, || ()).unwrap();
+        drop(b);
+        assert!(!second_ran_beside_first(&a, &t, false));
+        // The tenant's own first request (not low-priority) never waits for a turn.
+        let (started, release, h) = held_read(&a, a.try_admit(&t).unwrap());
+        started.recv().unwrap();
+        assert_eq!(a.run(&first, true, || 1).unwrap(), 1);
+        drop(release);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn alone_a_tenants_low_priority_reads_do_not_wait() {
+        let (a, t, first) = busy_tenant();
+        // Its own request at normal priority does not count.
+        a.run(&first, true, || ()).unwrap();
+        assert!(second_ran_beside_first(&a, &t, true));
+    }
+
+    #[test]
+    fn tenants_whose_reads_all_run_at_low_priority_do_not_hold_each_other_back() {
+        let (a, t, _first) = busy_tenant();
+        let other = TenantId::from("c");
+        let _c1 = a.try_admit(&other).unwrap();
+        let c2 = a.try_admit(&other).unwrap();
+        a.run(&c2, true, || ()).unwrap();
+        assert!(second_ran_beside_first(&a, &t, true));
+        // A write of "c" runs at normal priority: now "a" takes turns.
+        a.run(&c2, false, || ()).unwrap();
+        assert!(!second_ran_beside_first(&a, &t, false));
+    }
+
+    #[test]
+    fn a_turn_is_waited_for_at_most_the_lanes_wait_then_the_read_runs() {
+        let lane = Lane::new(1, Duration::from_millis(100), Duration::from_secs(60));
+        let (t, other) = (TenantId::from("a"), TenantId::from("b"));
+        // No other tenant active: no turn is needed.
+        assert!(lane.turn(&t).is_none());
+        lane.seen(&t);
+        assert!(lane.turn(&t).is_none());
+        // Another tenant ran a request: the first read takes the one turn ...
+        lane.seen(&other);
+        lane.seen(&t);
+        let held = lane.turn(&t);
+        assert!(held.is_some());
+        // ... the next waits for it, and past the wait runs without one.
+        assert!(lane.turn(&t).is_none());
+        drop(held);
+        assert!(lane.turn(&t).is_some());
+    }
+
+    #[test]
+    fn without_a_lane_or_with_priorities_off_nothing_takes_turns() {
+        for a in [
+            Admission::with_low_priority(4, 1, 0).with_db_lane(0),
+            Admission::with_low_priority(4, 0, 0).with_db_lane(1),
+        ] {
+            assert!(a.lane.is_none());
         }
     }
 }

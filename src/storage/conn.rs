@@ -783,7 +783,10 @@ mod tests {
             .expect("pragma");
         let has = |o: &str| options.iter().any(|c| c.compile_options == o);
         assert!(has("DEFAULT_MEMSTATUS=0"), "memory statistics are on");
-        assert!(has("DEFAULT_PCACHE_INITSZ=0"), "page caches start at 20 pages");
+        assert!(
+            has("DEFAULT_PCACHE_INITSZ=0"),
+            "page caches start at 20 pages"
+        );
         assert!(
             !has("ENABLE_MEMORY_MANAGEMENT"),
             "one page-cache group shared by every connection"

@@ -92,6 +92,12 @@ impl Backend {
         matches!(self, Backend::Postgres)
     }
 
+    /// Whether statements run in the database's own processes (Postgres), where the server
+    /// cannot lower their CPU priority, rather than on the calling thread (SQLite).
+    pub fn statements_run_elsewhere(self) -> bool {
+        matches!(self, Backend::Postgres)
+    }
+
     /// `FOR UPDATE OF alias`: locks only the rows of one table of a join.
     pub fn lock_of(self, alias: &str) -> String {
         match self {

@@ -482,6 +482,29 @@ async fn a_busy_tenant_past_its_share_gets_429_and_another_tenant_does_not() {
     }
 }
 
+/// On Postgres a low-priority read's statement runs in the database's processes, where the
+/// server cannot lower its priority: there (only) such reads take turns
+/// (`--db-low-priority-slots`, default 1; 0 and `--tenant-low-priority-after 0` turn it off).
+#[actix_web::test]
+async fn low_priority_reads_take_turns_in_the_database_on_postgres_only() {
+    let db = TestDb::new();
+    let expected = if db.is_postgres() { 1 } else { 0 };
+    let (_app, state) = app_with(args(&db)).await;
+    assert_eq!(state.admission.db_lane_slots(), expected);
+    let mut a = args(&db);
+    a.db_low_priority_slots = 3;
+    let (_app, state) = app_with(a).await;
+    assert_eq!(state.admission.db_lane_slots(), expected * 3);
+    let mut a = args(&db);
+    a.db_low_priority_slots = 0;
+    let (_app, state) = app_with(a).await;
+    assert_eq!(state.admission.db_lane_slots(), 0);
+    let mut a = args(&db);
+    a.tenant_low_priority_after = 0;
+    let (_app, state) = app_with(a).await;
+    assert_eq!(state.admission.db_lane_slots(), 0);
+}
+
 /// Tables changed by more than 10 % since their last analyze are vacuumed and analyzed
 /// (Postgres; SQLite runs `PRAGMA optimize`).
 #[actix_web::test]
