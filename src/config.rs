@@ -354,10 +354,10 @@ pub struct ServeArgs {
     pub tenant_low_priority_after: usize,
 
     /// Postgres: at most this many of those low-priority reads run at once while another tenant
-    /// runs requests at normal priority (one within the last second); the others
-    /// wait their turn (at most 5 s). Their statements run in the database's processes, whose
-    /// CPU priority the server cannot lower. Alone, a tenant's reads are not held back. SQLite
-    /// lowers the threads' priority instead; 0: no limit.
+    /// runs, or ran within the last second, a request at normal priority; the others wait
+    /// their turn without a connection (at most 5 s). Their statements run in the database's
+    /// processes, whose CPU priority the server cannot lower. Alone, a tenant's reads are not
+    /// held back. SQLite lowers the threads' priority instead; 0: no limit.
     #[arg(long, env = "SCIMITAR_DB_LOW_PRIORITY_SLOTS", default_value_t = 1)]
     pub db_low_priority_slots: usize,
 

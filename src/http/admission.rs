@@ -18,9 +18,11 @@
 //!
 //! On Postgres a read's work runs in the database's own processes, whose priority the server
 //! cannot lower: there the low-priority reads take turns instead (`Lane`, `--db-low-priority-
-//! slots`). While another tenant has run a request at normal priority (one within its share,
-//! or a write) within `LANE_NEIGHBOUR_WINDOW`, at most that many of them run at once; a tenant
-//! alone, or tenants whose requests all run at low priority, are not held back.
+//! slots`). While another tenant runs a request at normal priority (one admitted while its
+//! tenant ran fewer than `--tenant-low-priority-after` others, or a write), or ran one within
+//! `LANE_NEIGHBOUR_WINDOW`, at most that many of them run at once, and the others wait
+//! without a connection (`http::front::enter`); a tenant alone, or tenants whose requests all
+//! run at low priority, are not held back.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -105,25 +107,47 @@ impl Admission {
     /// async executor): on a low-priority thread when it only `reads` and its tenant ran
     /// `low_after` others as it was admitted, else on this thread. Writes keep their priority:
     /// a write may lead a batch or hold SQLite's write lock for other tenants' writes, which
-    /// must not wait for a deprioritised thread. With a lane (`with_db_lane`), such a read
-    /// first waits for its turn. Err when the job panicked on the low-priority thread.
+    /// must not wait for a deprioritised thread. Err when the job panicked on the
+    /// low-priority thread. Take the request's `turn` first, and hold it until this returns.
     pub fn run<R, J>(&self, slot: &Slot, reads: bool, job: J) -> Result<R, Lost>
     where
         R: Send + 'static,
         J: FnOnce() -> R + Send + 'static,
     {
-        let low = reads && self.low_after > 0 && slot.others >= self.low_after;
-        let _turn = match &self.lane {
-            Some(lane) if low => lane.turn(&slot.tenant),
-            Some(lane) => {
-                lane.seen(&slot.tenant);
-                None
-            }
-            None => None,
-        };
         match &self.low {
-            Some(pool) if low => pool.run(job),
+            Some(pool) if self.is_low(slot, reads) => pool.run(job),
             _ => Ok(job()),
+        }
+    }
+
+    /// Whether the request holding `slot` runs at low priority.
+    fn is_low(&self, slot: &Slot, reads: bool) -> bool {
+        reads && self.low_after > 0 && slot.others >= self.low_after
+    }
+
+    /// The request's turn in the lane (`with_db_lane`), to hold while its job runs: for a
+    /// low-priority read, one of the lane's slots when another tenant is active, if one is
+    /// free; None when it must wait for one (`wait_turn`, without holding a connection).
+    /// A request at normal priority marks its tenant active until it ends and for
+    /// `LANE_NEIGHBOUR_WINDOW` after.
+    pub fn turn(&self, slot: &Slot, reads: bool) -> Option<Turn<'_>> {
+        let Some(lane) = &self.lane else {
+            return Some(Turn(None));
+        };
+        if self.is_low(slot, reads) {
+            lane.try_turn(&slot.tenant)
+        } else {
+            Some(lane.normal(&slot.tenant))
+        }
+    }
+
+    /// Waits for the turn `turn` had none free for, at most the lane's wait (5 s) or until
+    /// `gone` (the client went away), then lets the read run without one: it was admitted,
+    /// the turn only orders it.
+    pub fn wait_turn(&self, slot: &Slot, gone: impl Fn() -> bool) -> Turn<'_> {
+        match &self.lane {
+            Some(lane) => lane.wait_turn(&slot.tenant, gone),
+            None => Turn(None),
         }
     }
 
@@ -242,8 +266,7 @@ struct Lane {
     slots: usize,
     /// How long a read waits for its turn before it runs anyway.
     wait: Duration,
-    /// How recently another tenant must have run a request at normal priority to count as
-    /// active.
+    /// How long after its request at normal priority another tenant still counts as active.
     window: Duration,
     state: Mutex<LaneState>,
     freed: Condvar,
@@ -253,20 +276,36 @@ struct Lane {
 struct LaneState {
     /// Reads running on a turn.
     running: usize,
-    /// The two tenants that ran a request at normal priority last (distinct), and when: the
-    /// latest of them that is not a given tenant is the latest other such tenant.
+    /// Requests at normal priority running now, per tenant.
+    normal: HashMap<TenantId, usize>,
+    /// The two tenants whose request at normal priority started or ended last (distinct),
+    /// and when: the latest of them that is not a given tenant is the latest other such
+    /// tenant.
     recent: [Option<(TenantId, Instant)>; 2],
 }
 
 impl LaneState {
-    /// Whether a tenant other than `tenant` ran a request at normal priority within
-    /// `window`.
+    /// Whether a tenant other than `tenant` runs a request at normal priority, or ran one
+    /// within `window`.
     fn neighbour(&self, tenant: &TenantId, now: Instant, window: Duration) -> bool {
-        self.recent
-            .iter()
-            .flatten()
-            .find(|(t, _)| t != tenant)
-            .is_some_and(|(_, at)| now.duration_since(*at) < window)
+        self.normal.keys().any(|t| t != tenant)
+            || self
+                .recent
+                .iter()
+                .flatten()
+                .find(|(t, _)| t != tenant)
+                .is_some_and(|(_, at)| now.duration_since(*at) < window)
+    }
+
+    /// `tenant`'s request at normal priority starts or ends now.
+    fn seen(&mut self, tenant: &TenantId, now: Instant) {
+        match &mut self.recent[0] {
+            Some((t, at)) if t == tenant => *at = now,
+            _ => {
+                self.recent[1] = self.recent[0].take();
+                self.recent[0] = Some((tenant.clone(), now));
+            }
+        }
     }
 }
 
@@ -281,38 +320,51 @@ impl Lane {
         }
     }
 
-    /// `tenant` runs a request at normal priority now (one of a tenant within its fair share,
-    /// or a write).
-    fn seen(&self, tenant: &TenantId) {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        match &mut s.recent[0] {
-            Some((t, at)) if t == tenant => *at = now,
-            _ => {
-                s.recent[1] = s.recent[0].take();
-                s.recent[0] = Some((tenant.clone(), now));
-            }
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A turn for a low-priority read of `tenant`: at once when a slot is free, else when a
-    /// running read ends; None (run without one) when no other tenant is active or the wait
-    /// ran out. Tenants whose requests all run at low priority do not hold each other back
-    /// (as two `SCHED_IDLE` threads share a core by weight).
-    fn turn(&self, tenant: &TenantId) -> Option<LaneTurn<'_>> {
+    /// A request of `tenant` at normal priority (one within `--tenant-low-priority-after`, or
+    /// a write) starts: the tenant is active until its `Turn` ends.
+    fn normal(&self, tenant: &TenantId) -> Turn<'_> {
+        let mut s = self.lock();
+        *s.normal.entry(tenant.clone()).or_default() += 1;
+        s.seen(tenant, Instant::now());
+        Turn(Some((self, Held::Normal(tenant.clone()))))
+    }
+
+    /// A low-priority read's turn, not waiting: none needed when no other tenant is active, a
+    /// slot when one is free, else None.
+    fn try_turn(&self, tenant: &TenantId) -> Option<Turn<'_>> {
+        let mut s = self.lock();
+        if !s.neighbour(tenant, Instant::now(), self.window) {
+            return Some(Turn(None));
+        }
+        (s.running < self.slots).then(|| {
+            s.running += 1;
+            Turn(Some((self, Held::Slot)))
+        })
+    }
+
+    /// Waits for a slot (woken by a turn's end, looking again at least every 100 ms for a
+    /// neighbour gone quiet or a client gone); without one once no other tenant is active,
+    /// the wait ran out or `gone`.
+    fn wait_turn(&self, tenant: &TenantId, gone: impl Fn() -> bool) -> Turn<'_> {
         let until = Instant::now() + self.wait;
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.lock();
         loop {
             let now = Instant::now();
-            if !s.neighbour(tenant, now, self.window) || now >= until {
-                return None;
-            }
-            if s.running < self.slots {
+            if s.running < self.slots && s.neighbour(tenant, now, self.window) {
                 s.running += 1;
-                return Some(LaneTurn(self));
+                return Turn(Some((self, Held::Slot)));
             }
-            // Woken by a turn's end; looks again at least every 100 ms, for a neighbour
-            // gone quiet.
+            if !s.neighbour(tenant, now, self.window) || now >= until || gone() {
+                // A turn's end may have woken this waiter for a slot it does not take.
+                if s.running < self.slots {
+                    self.freed.notify_one();
+                }
+                return Turn(None);
+            }
             let nap = (until - now).min(Duration::from_millis(100));
             s = self
                 .freed
@@ -323,15 +375,46 @@ impl Lane {
     }
 }
 
-/// A read's turn in the `Lane`; its end gives the turn to the next.
-struct LaneTurn<'a>(&'a Lane);
+/// What a request holds of the lane while its job runs (`Admission::turn`); its end gives a
+/// slot to the next read, or starts its tenant's window.
+pub struct Turn<'a>(Option<(&'a Lane, Held)>);
 
-impl Drop for LaneTurn<'_> {
+enum Held {
+    /// One of the lane's slots.
+    Slot,
+    /// A request at normal priority of this tenant.
+    Normal(TenantId),
+}
+
+impl Turn<'_> {
+    /// Whether this holds one of the lane's slots.
+    pub fn holds_slot(&self) -> bool {
+        matches!(self.0, Some((_, Held::Slot)))
+    }
+}
+
+impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        let mut s = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
-        s.running = s.running.saturating_sub(1);
-        drop(s);
-        self.0.freed.notify_one();
+        let Some((lane, held)) = self.0.take() else {
+            return;
+        };
+        let mut s = lane.lock();
+        match held {
+            Held::Slot => {
+                s.running = s.running.saturating_sub(1);
+                drop(s);
+                lane.freed.notify_one();
+            }
+            Held::Normal(tenant) => {
+                if let Some(n) = s.normal.get_mut(&tenant) {
+                    *n -= 1;
+                    if *n == 0 {
+                        s.normal.remove(&tenant);
+                    }
+                }
+                s.seen(&tenant, Instant::now());
+            }
+        }
     }
 }
 
@@ -559,8 +642,9 @@ mod tests {
 mod lane_tests {
     use super::*;
 
-    /// Runs a low-priority read of the request holding `slot` on a thread of its own: its job
-    /// says when it starts, then holds its turn until `release` is dropped or sent to.
+    /// Runs a read of the request holding `slot` on a thread of its own, as `http::front`
+    /// does (its turn, waited for when none is free, then `run`): its job says when it starts,
+    /// then holds its turn until `release` is dropped or sent to.
     fn held_read(
         a: &Arc<Admission>,
         slot: Slot,
@@ -573,19 +657,32 @@ mod lane_tests {
         let (release, released) = mpsc::channel::<()>();
         let a = a.clone();
         let h = std::thread::spawn(move || {
+            let turn = a
+                .turn(&slot, true)
+                .unwrap_or_else(|| a.wait_turn(&slot, || false));
             a.run(&slot, true, move || {
                 started_tx.send(()).unwrap();
                 let _ = released.recv();
             })
             .unwrap();
+            drop(turn);
         });
         (started, release, h)
     }
 
-    /// Tenant "a" with one request in flight (so its next reads are low-priority) and
-    /// `Admission` with a lane of one turn.
-    /// Its wait and window are a minute, so a read that waited for a turn shows as one that
-    /// did not start.
+    /// A request of tenant `t` at normal priority (its only one), run to its end.
+    fn normal_request(a: &Arc<Admission>, t: &str) {
+        let slot = a.try_admit(&TenantId::from(t)).unwrap();
+        let turn = a
+            .turn(&slot, true)
+            .expect("a request at normal priority never waits");
+        assert!(!turn.holds_slot());
+        a.run(&slot, true, || ()).unwrap();
+    }
+
+    /// Tenant "a" with one request in flight (so its next reads are low-priority), and
+    /// `Admission` with a lane of one slot. Its wait and window are a minute, so a read
+    /// that waited for a turn shows as one that did not start.
     fn busy_tenant() -> (Arc<Admission>, TenantId, Slot) {
         let mut a = Admission::with_low_priority(4, 1, 0).with_db_lane(1);
         let minute = Duration::from_secs(60);
@@ -596,7 +693,7 @@ mod lane_tests {
         (a, t, first)
     }
 
-    /// Two low-priority reads of "a" started one after the other: whether the second ran
+    /// Two low-priority reads of `t` started one after the other: whether the second ran
     /// while the first held its turn (`expected`: how long to give it, 10 s when it should,
     /// 300 ms when it should not; a wait for a turn would last a minute).
     fn second_ran_beside_first(a: &Arc<Admission>, t: &TenantId, expected: bool) -> bool {
@@ -617,26 +714,40 @@ mod lane_tests {
     }
 
     #[test]
-    fn low_priority_reads_take_turns_while_another_tenant_runs_at_normal_priority() {
+    fn low_priority_reads_take_turns_after_another_tenant_ran_at_normal_priority() {
         let (a, t, first) = busy_tenant();
         // "b" runs one request (at normal priority: its only one), which ends at once.
-        let b = a.try_admit(&TenantId::from("b")).unwrap();
-        a.run(&b, true, || ()).unwrap();
-        drop(b);
+        normal_request(&a, "b");
         assert!(!second_ran_beside_first(&a, &t, false));
-        // The tenant's own first request (not low-priority) never waits for a turn.
+        // The tenant's own first request (not low-priority) needs no turn, even while a
+        // read of its own holds the only slot.
         let (started, release, h) = held_read(&a, a.try_admit(&t).unwrap());
         started.recv().unwrap();
-        assert_eq!(a.run(&first, true, || 1).unwrap(), 1);
+        assert!(!a.turn(&first, true).unwrap().holds_slot());
         drop(release);
         h.join().unwrap();
+    }
+
+    #[test]
+    fn another_tenants_request_counts_while_it_runs_however_long() {
+        // No window: only requests in flight count.
+        let mut a = Admission::with_low_priority(4, 1, 0).with_db_lane(1);
+        a.lane = Some(Lane::new(1, Duration::from_secs(60), Duration::ZERO));
+        let a = Arc::new(a);
+        let t = TenantId::from("a");
+        let _first = a.try_admit(&t).unwrap();
+        let b = a.try_admit(&TenantId::from("b")).unwrap();
+        let b_turn = a.turn(&b, true).unwrap();
+        assert!(!second_ran_beside_first(&a, &t, false));
+        drop(b_turn);
+        assert!(second_ran_beside_first(&a, &t, true));
     }
 
     #[test]
     fn alone_a_tenants_low_priority_reads_do_not_wait() {
         let (a, t, first) = busy_tenant();
         // Its own request at normal priority does not count.
-        a.run(&first, true, || ()).unwrap();
+        drop(a.turn(&first, true));
         assert!(second_ran_beside_first(&a, &t, true));
     }
 
@@ -646,30 +757,36 @@ mod lane_tests {
         let other = TenantId::from("c");
         let _c1 = a.try_admit(&other).unwrap();
         let c2 = a.try_admit(&other).unwrap();
-        a.run(&c2, true, || ()).unwrap();
+        drop(a.turn(&c2, true));
         assert!(second_ran_beside_first(&a, &t, true));
         // A write of "c" runs at normal priority: now "a" takes turns.
-        a.run(&c2, false, || ()).unwrap();
+        drop(a.turn(&c2, false));
         assert!(!second_ran_beside_first(&a, &t, false));
     }
 
     #[test]
-    fn a_turn_is_waited_for_at_most_the_lanes_wait_then_the_read_runs() {
-        let lane = Lane::new(1, Duration::from_millis(100), Duration::from_secs(60));
+    fn a_turn_is_waited_for_at_most_the_lanes_wait_or_until_the_client_is_gone() {
+        let lane = Lane::new(1, Duration::from_millis(200), Duration::from_secs(60));
         let (t, other) = (TenantId::from("a"), TenantId::from("b"));
-        // No other tenant active: no turn is needed.
-        assert!(lane.turn(&t).is_none());
-        lane.seen(&t);
-        assert!(lane.turn(&t).is_none());
-        // Another tenant ran a request: the first read takes the one turn ...
-        lane.seen(&other);
-        lane.seen(&t);
-        let held = lane.turn(&t);
-        assert!(held.is_some());
-        // ... the next waits for it, and past the wait runs without one.
-        assert!(lane.turn(&t).is_none());
+        // No other tenant active: no slot is needed.
+        assert!(!lane.try_turn(&t).unwrap().holds_slot());
+        drop(lane.normal(&t));
+        assert!(!lane.try_turn(&t).unwrap().holds_slot());
+        // Another tenant ran a request: the first read takes the one slot ...
+        drop(lane.normal(&other));
+        let held = lane.try_turn(&t).unwrap();
+        assert!(held.holds_slot());
+        // ... the next must wait, and past the wait runs without one.
+        assert!(lane.try_turn(&t).is_none());
+        let started = Instant::now();
+        assert!(!lane.wait_turn(&t, || false).holds_slot());
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // A gone client stops waiting at once.
+        let started = Instant::now();
+        assert!(!lane.wait_turn(&t, || true).holds_slot());
+        assert!(started.elapsed() < Duration::from_millis(200));
         drop(held);
-        assert!(lane.turn(&t).is_some());
+        assert!(lane.wait_turn(&t, || false).holds_slot());
     }
 
     #[test]

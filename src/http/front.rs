@@ -358,7 +358,7 @@ where
                 return Err(Refused::NotAdmin);
             }
             // The tenant's share: past it, wait for a slot without holding a connection.
-            let (slot, mut conn, _attached) = match admission.try_admit(&p.tenant) {
+            let (slot, conn, attached) = match admission.try_admit(&p.tenant) {
                 Some(slot) => (slot, conn, attached),
                 None => {
                     drop(attached);
@@ -371,11 +371,26 @@ where
                     (slot, conn, attached)
                 }
             };
+            // A low-priority read on Postgres takes its turn in the database, waiting for one
+            // without a connection (see `admission`).
+            let (turn, mut conn, _attached) = match admission.turn(&slot, reads) {
+                Some(turn) => (turn, conn, attached),
+                None => {
+                    drop(attached);
+                    drop(conn);
+                    let turn = admission.wait_turn(&slot, || hold.fired());
+                    let conn = svc.conn()?;
+                    let attached = hold.attach(&conn);
+                    (turn, conn, attached)
+                }
+            };
             // Over its share of the cores: at low priority (see `admission`).
             let svc = svc.clone();
-            Ok(admission
+            let out = admission
                 .run(&slot, reads, move || f(&svc, &mut conn, &p))
-                .map_err(Refused::Lost)??)
+                .map_err(Refused::Lost)?;
+            drop(turn);
+            Ok(out?)
         })();
         (who, outcome)
     })

@@ -225,6 +225,11 @@ impl Cancel {
         Attached(self)
     }
 
+    /// Whether `fire` was called: the request's client went away.
+    pub fn fired(&self) -> bool {
+        self.lock().fired
+    }
+
     /// Stops the attached connection's statements (and later ones, until the guard drops);
     /// a connection attached later starts cancelled. Blocks on Postgres (a side connection
     /// sends the cancel): call it off the async executor.
