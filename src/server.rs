@@ -46,6 +46,7 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
             )
         })
         .map_err(|e: StorageError| format!("cannot initialise the database: {e}"))?;
+    let statements_elsewhere = conn.db().backend().statements_run_elsewhere();
     drop(conn);
     let settings = Settings {
         base_url: args.base_url(),
@@ -71,8 +72,6 @@ pub fn build_state(args: &ServeArgs) -> Result<(AppState, Option<String>), Strin
     // Half the pool: the batch writer's most connections (Postgres) and a tenant's default
     // share of concurrent requests.
     let half_pool = (args.db.db_pool_size as usize / 2).max(1);
-    let statements_elsewhere = storage::conn::DbUrl::parse(&args.db.database_url)
-        .is_ok_and(|u| u.backend.statements_run_elsewhere());
     let state = AppState {
         service: Service {
             pool,

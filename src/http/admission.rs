@@ -94,9 +94,9 @@ impl Admission {
 
     /// At most `slots` of the low-priority reads (of every tenant) run at once while another
     /// tenant than theirs runs requests at normal priority (0: no limit): for a backend whose
-    /// statements run in the
-    /// database's processes, out of the reach of `LowPool`. A read waits for its turn up to
-    /// `QUEUE_WAIT`, then runs anyway: it was admitted, this only orders it.
+    /// statements run in the database's processes, out of the reach of `LowPool`. A read
+    /// waits for its turn up to `QUEUE_WAIT`, then runs anyway: it was admitted, this only
+    /// orders it.
     pub fn with_db_lane(mut self, slots: usize) -> Admission {
         self.lane = (slots > 0 && self.low_after > 0)
             .then(|| Lane::new(slots, QUEUE_WAIT, LANE_NEIGHBOUR_WINDOW));
@@ -328,15 +328,19 @@ impl Lane {
     /// a write) starts: the tenant is active until its `Turn` ends.
     fn normal(&self, tenant: &TenantId) -> Turn<'_> {
         let mut s = self.lock();
-        *s.normal.entry(tenant.clone()).or_default() += 1;
+        match s.normal.get_mut(tenant) {
+            Some(n) => *n += 1,
+            None => {
+                s.normal.insert(tenant.clone(), 1);
+            }
+        }
         s.seen(tenant, Instant::now());
         Turn(Some((self, Held::Normal(tenant.clone()))))
     }
 
-    /// A low-priority read's turn, not waiting: none needed when no other tenant is active, a
-    /// slot when one is free, else None.
-    fn try_turn(&self, tenant: &TenantId) -> Option<Turn<'_>> {
-        let mut s = self.lock();
+    /// A low-priority read's turn as things stand: none needed when no other tenant is active,
+    /// a slot when one is free, else None (it must wait).
+    fn take(&self, s: &mut LaneState, tenant: &TenantId) -> Option<Turn<'_>> {
         if !s.neighbour(tenant, Instant::now(), self.window) {
             return Some(Turn(None));
         }
@@ -346,6 +350,11 @@ impl Lane {
         })
     }
 
+    /// `take`, not waiting.
+    fn try_turn(&self, tenant: &TenantId) -> Option<Turn<'_>> {
+        self.take(&mut self.lock(), tenant)
+    }
+
     /// Waits for a slot (woken by a turn's end, looking again at least every 100 ms for a
     /// neighbour gone quiet or a client gone); without one once no other tenant is active,
     /// the wait ran out or `gone`.
@@ -353,16 +362,16 @@ impl Lane {
         let until = Instant::now() + self.wait;
         let mut s = self.lock();
         loop {
-            let now = Instant::now();
-            if s.running < self.slots && s.neighbour(tenant, now, self.window) {
-                s.running += 1;
-                return Turn(Some((self, Held::Slot)));
-            }
-            if !s.neighbour(tenant, now, self.window) || now >= until || gone() {
-                // A turn's end may have woken this waiter for a slot it does not take.
-                if s.running < self.slots {
+            if let Some(turn) = self.take(&mut s, tenant) {
+                // None needed any more: a turn's end may have woken this waiter for the
+                // slot, which the next one takes.
+                if !turn.holds_slot() && s.running < self.slots {
                     self.freed.notify_one();
                 }
+                return turn;
+            }
+            let now = Instant::now();
+            if now >= until || gone() {
                 return Turn(None);
             }
             let nap = (until - now).min(Duration::from_millis(100));

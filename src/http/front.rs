@@ -357,31 +357,27 @@ where
             if access == Access::Admin && p.scope != Scope::Admin {
                 return Err(Refused::NotAdmin);
             }
-            // The tenant's share: past it, wait for a slot without holding a connection.
-            let (slot, conn, attached) = match admission.try_admit(&p.tenant) {
-                Some(slot) => (slot, conn, attached),
-                None => {
+            // The tenant's share, and on Postgres a low-priority read's turn in the database
+            // (see `admission`): either waited for without holding a connection.
+            let slot = admission.try_admit(&p.tenant);
+            let turn = slot.as_ref().and_then(|slot| admission.turn(slot, reads));
+            let (slot, turn, mut conn, _attached) = match (slot, turn) {
+                (Some(slot), Some(turn)) => (slot, turn, conn, attached),
+                (slot, _) => {
                     drop(attached);
                     drop(conn);
-                    let slot = admission
-                        .admit(&p.tenant, admission::QUEUE_WAIT)
-                        .ok_or(Refused::TenantBusy(admission.max()))?;
+                    let slot = match slot {
+                        Some(slot) => slot,
+                        None => admission
+                            .admit(&p.tenant, admission::QUEUE_WAIT)
+                            .ok_or(Refused::TenantBusy(admission.max()))?,
+                    };
+                    let turn = admission
+                        .turn(&slot, reads)
+                        .unwrap_or_else(|| admission.wait_turn(&slot, || hold.fired()));
                     let conn = svc.conn()?;
                     let attached = hold.attach(&conn);
-                    (slot, conn, attached)
-                }
-            };
-            // A low-priority read on Postgres takes its turn in the database, waiting for one
-            // without a connection (see `admission`).
-            let (turn, mut conn, _attached) = match admission.turn(&slot, reads) {
-                Some(turn) => (turn, conn, attached),
-                None => {
-                    drop(attached);
-                    drop(conn);
-                    let turn = admission.wait_turn(&slot, || hold.fired());
-                    let conn = svc.conn()?;
-                    let attached = hold.attach(&conn);
-                    (turn, conn, attached)
+                    (slot, turn, conn, attached)
                 }
             };
             // Over its share of the cores: at low priority (see `admission`).

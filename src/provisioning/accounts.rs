@@ -268,12 +268,13 @@ impl Service {
         })
     }
 
-    /// The role ids a user's rules grant (whatever the account's state).
+    /// The role ids a user's rules grant (whatever the account's state); `user_pk` None for a
+    /// user created by this change, in no group yet.
     pub(crate) fn granted(
         &self,
         db: &mut Db<'_>,
         ctx: &Ctx,
-        user_pk: i64,
+        user_pk: Option<i64>,
         id: &str,
         doc: &Doc,
     ) -> Result<Vec<String>> {
@@ -294,10 +295,9 @@ impl Service {
             None,
         );
         let needs_groups = ctx.rules.iter().any(|(_, g)| matches!(g, Grant::Group(_)));
-        let groups: BTreeSet<String> = if needs_groups {
-            members::group_ids_of(db, user_pk)?.into_iter().collect()
-        } else {
-            BTreeSet::new()
+        let groups: BTreeSet<String> = match user_pk {
+            Some(pk) if needs_groups => members::group_ids_of(db, pk)?.into_iter().collect(),
+            _ => BTreeSet::new(),
         };
         let mut out = BTreeSet::new();
         for (role, grant) in &ctx.rules {
@@ -328,7 +328,7 @@ impl Service {
         match resources::get_by_pk(db, tenant, pk)? {
             Some(row) => {
                 let doc = super::resources::parse_doc(&row)?;
-                self.granted(db, ctx, pk, &row.id, &doc)
+                self.granted(db, ctx, Some(pk), &row.id, &doc)
             }
             None => Ok(otherwise),
         }
@@ -476,7 +476,7 @@ impl Service {
         )?;
         let active = doc.get("active") != Some(&Value::Bool(false));
         let (life, ann) = product::step(None, UserEvent::Created { active }, ctx.policy);
-        let granted = self.granted(db, ctx, pk, id, doc)?;
+        let granted = self.granted(db, ctx, None, id, doc)?;
         let a = new_account(account_id, id, pk, doc, j.now);
         self.settle(db, ctx, j, a, Fresh::WithUser, life, ann, granted)?;
         Ok(())
@@ -521,7 +521,7 @@ impl Service {
             j.scim(verb, Rtype::User, id, external, None, Some(&account_id))?;
         }
         let event = event.map(|(_, e)| e);
-        let granted = self.granted(db, &ctx, pk, id, doc)?;
+        let granted = self.granted(db, &ctx, Some(pk), id, doc)?;
         let (a, is_new, before) = match existing {
             Some(mut a) => {
                 a.user_name = user_name(doc);

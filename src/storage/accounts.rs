@@ -295,10 +295,10 @@ pub fn add_roles(
     account: &str,
     roles: &[String],
 ) -> StoreResult<()> {
-    let account_id = Bind::text(account);
     if roles.is_empty() {
         return Ok(());
     }
+    let account_id = Bind::text(account);
     let mut q = Sql::new("INSERT INTO account_roles (tenant_id, role_id, account_id) VALUES ");
     q.bind_rows(roles, |r| {
         vec![Bind::tenant(tenant), Bind::text(r), account_id.clone()]

@@ -750,15 +750,22 @@ mod tests {
         mmap_size: i64,
     }
 
+    /// A SQLite connection as the server opens it, on a file in a temporary directory (kept
+    /// while the returned guard lives).
+    fn temp_sqlite() -> (tempfile::TempDir, Conn) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let c =
+            Conn::establish(&DbUrl::parse(&url).expect("url"), SqliteSync::Normal).expect("open");
+        (dir, c)
+    }
+
     /// A SQLite connection maps the whole file (`dialect::SQLITE_MMAP_BYTES`), not SQLite's
     /// default 2 GiB: the bundled library was built with the raised ceiling
     /// (`.cargo/config.toml`), which would otherwise clamp the setting silently.
     #[test]
     fn sqlite_connections_map_past_two_gib() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}/m.db", dir.path().display());
-        let mut c =
-            Conn::establish(&DbUrl::parse(&url).expect("url"), SqliteSync::Normal).expect("open");
+        let (_dir, mut c) = temp_sqlite();
         let m: Option<Mmap> = c.db().first(&Sql::new("PRAGMA mmap_size")).expect("pragma");
         assert_eq!(m.map(|m| m.mmap_size), Some(dialect::SQLITE_MMAP_BYTES));
     }
@@ -773,10 +780,7 @@ mod tests {
     /// mutex per allocation or per temporary page, temporary page caches grown page by page.
     #[test]
     fn the_bundled_sqlite_has_no_global_allocation_locks() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}/o.db", dir.path().display());
-        let mut c =
-            Conn::establish(&DbUrl::parse(&url).expect("url"), SqliteSync::Normal).expect("open");
+        let (_dir, mut c) = temp_sqlite();
         let options: Vec<CompileOption> = c
             .db()
             .load(&Sql::new("PRAGMA compile_options"))
@@ -791,7 +795,8 @@ mod tests {
             !has("ENABLE_MEMORY_MANAGEMENT"),
             "one page-cache group shared by every connection"
         );
-        assert!(has("MAX_MMAP_SIZE=1099511627776"), "{}", options.len());
+        let ceiling = format!("MAX_MMAP_SIZE={}", dialect::SQLITE_MMAP_BYTES);
+        assert!(has(&ceiling), "{}", options.len());
     }
 
     #[test]

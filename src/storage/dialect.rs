@@ -73,6 +73,34 @@ pub enum Lock {
     Delete,
 }
 
+/// The keys of `Backend::any_key` when all of one kind.
+enum KeyKind<'k> {
+    Ints(Vec<i64>),
+    Texts(Vec<&'k str>),
+}
+
+impl<'k> KeyKind<'k> {
+    /// All integers or all texts; None for a mix or another kind.
+    fn of(keys: &'k [Bind]) -> Option<KeyKind<'k>> {
+        let ints: Option<Vec<i64>> = keys
+            .iter()
+            .map(|k| match k {
+                Bind::Int(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        ints.map(KeyKind::Ints).or_else(|| {
+            keys.iter()
+                .map(|k| match k {
+                    Bind::Text(t) => Some(t.as_str()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<&str>>>()
+                .map(KeyKind::Texts)
+        })
+    }
+}
+
 /// Rows per multi-row INSERT: under SQLite's 32,766 and Postgres's 65,535 bound parameters.
 pub const ROWS_PER_STATEMENT: usize = 2000;
 
@@ -152,59 +180,38 @@ impl Backend {
     /// id 4,150 -> 2,751/s at 32 clients in the query benchmark). Keys of mixed kinds, or of
     /// another kind, stay a list.
     pub fn any_key(self, col: &str, keys: &[Bind]) -> Sql {
-        let mut q = Sql::new(col);
         if keys.is_empty() {
             // `IN ()` is not Postgres's SQL.
             return Sql::new("1 = 0");
         }
-        let ints = || -> Option<Vec<i64>> {
-            keys.iter()
-                .map(|k| match k {
-                    Bind::Int(i) => Some(*i),
-                    _ => None,
-                })
-                .collect()
+        let mut q = Sql::new(col);
+        let many = (keys.len() > REUSABLE_LIST)
+            .then(|| KeyKind::of(keys))
+            .flatten();
+        let json = |kind: &KeyKind| match kind {
+            KeyKind::Ints(ints) => serde_json::to_string(ints).ok(),
+            KeyKind::Texts(texts) => serde_json::to_string(texts).ok(),
         };
-        let texts = || -> Option<Vec<&str>> {
-            keys.iter()
-                .map(|k| match k {
-                    Bind::Text(t) => Some(t.as_str()),
-                    _ => None,
-                })
-                .collect()
-        };
-        let many = keys.len() > REUSABLE_LIST;
-        match self {
-            Backend::Postgres if many => {
-                let array = match (ints(), texts()) {
-                    (Some(ints), _) => Some(PgArray::Int(ints)),
-                    (None, Some(texts)) => Some(PgArray::OptText(
-                        texts.into_iter().map(|t| Some(t.to_string())).collect(),
-                    )),
-                    _ => None,
+        match (self, many) {
+            (Backend::Postgres, Some(kind)) => {
+                let array = match kind {
+                    KeyKind::Ints(ints) => PgArray::Int(ints),
+                    KeyKind::Texts(texts) => {
+                        PgArray::OptText(texts.into_iter().map(|t| Some(t.to_string())).collect())
+                    }
                 };
-                if let Some(array) = array {
-                    q.push(" = ANY(").bind(Bind::PgArray(array)).push(")");
-                    return q;
-                }
+                q.push(" = ANY(").bind(Bind::PgArray(array)).push(")");
             }
             // A JSON array of numbers or of strings: serde_json writes them exactly.
-            Backend::Sqlite if many => {
-                let json = match (ints(), texts()) {
-                    (Some(ints), _) => serde_json::to_string(&ints).ok(),
-                    (None, Some(texts)) => serde_json::to_string(&texts).ok(),
-                    _ => None,
-                };
-                if let Some(json) = json {
-                    q.push(" IN (SELECT value FROM json_each(")
-                        .bind(Bind::Text(json))
-                        .push("))");
-                    return q;
-                }
+            (Backend::Sqlite, Some(kind)) if let Some(json) = json(&kind) => {
+                q.push(" IN (SELECT value FROM json_each(")
+                    .bind(Bind::Text(json))
+                    .push("))");
             }
-            _ => {}
+            _ => {
+                q.push(" IN (").bind_list(keys.iter().cloned()).push(")");
+            }
         }
-        q.push(" IN (").bind_list(keys.iter().cloned()).push(")");
         q
     }
 

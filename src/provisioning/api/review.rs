@@ -196,7 +196,7 @@ impl Service {
             let mut out = Vec::with_capacity(rows.len());
             for (a, answer) in rows.iter().zip(answers) {
                 let granted = match users.of(a) {
-                    Some(u) => s.granted(db, &ctx, u.row.pk, &u.row.id, &u.doc)?,
+                    Some(u) => s.granted(db, &ctx, Some(u.row.pk), &u.row.id, &u.doc)?,
                     None => Vec::new(),
                 };
                 let (roles, entitlements) = holding(&ctx, &granted);
