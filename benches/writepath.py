@@ -2,7 +2,7 @@
 """Drives the write path of a running `scimitar serve` for profiling: N creates of a user
 document shaped like shared/bench's, N PATCHes (active=false and title, as shared/bench sends), N
 deletes, from C client threads. Prints each phase's ops/s and the server's CPU per op (from
-/proc/PID/stat, when --pid is given). With --callgrind, runs `callgrind_control --dump` after
+/proc/PID/stat, when --pid is given) and the bytes it wrote per op (/proc/PID/io), and the writes per commit (/metrics). With --callgrind, runs `callgrind_control --dump` after
 each phase and prints the instructions per op of that phase (the server started under
 `valgrind --tool=callgrind`), in all and inside `Writer::write` (the write itself): the
 latter does not move with the machine's load (the total also counts background threads,
@@ -62,6 +62,28 @@ def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def bytes_written(pid):
+    """Bytes the server handed to write(2) and friends so far (SQLite's WAL and database file
+    writes; /proc/PID/io `wchar`)."""
+    with open(f"/proc/{pid}/io") as f:
+        return int(next(line for line in f if line.startswith("wchar:")).split()[1])
+
+
+def batches(url):
+    """(requests, commits) of the server's write batches so far, from its /metrics."""
+    u = urllib.parse.urlparse(url)
+    c = http.client.HTTPConnection(u.hostname, u.port)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    got = {}
+    for line in text.splitlines():
+        for key in ("scimitar_write_batch_requests_sum", "scimitar_write_batch_requests_count"):
+            if line.startswith(key + " "):
+                got[key] = float(line.split()[1])
+    return got.get("scimitar_write_batch_requests_sum", 0), got.get(
+        "scimitar_write_batch_requests_count", 0)
 
 
 def callgrind_total(pid, label):
@@ -150,6 +172,8 @@ def main():
                                     f"{a.perf}.{name}.data"], stderr=subprocess.DEVNULL)
             time.sleep(1)
         t0, c0 = time.time(), cpu_ticks(a.pid) if a.pid else 0
+        w0 = bytes_written(a.pid) if a.pid else 0
+        b0 = batches(a.url)
         nxt = iter(range(a.n))
         lock = threading.Lock()
 
@@ -171,9 +195,14 @@ def main():
             rec.send_signal(signal.SIGINT)
             rec.wait()
         line = f"{name:7} {a.n / dt:9.1f} ops/s"
+        b1 = batches(a.url)
+        if b1[1] > b0[1]:
+            line += f"  {(b1[0] - b0[0]) / (b1[1] - b0[1]):5.1f} per commit"
         if a.pid:
             ms = (cpu_ticks(a.pid) - c0) * 1000 / os.sysconf("SC_CLK_TCK") / a.n
             line += f"  server CPU {ms:6.2f} ms/op"
+            kib = (bytes_written(a.pid) - w0) / 1024 / a.n
+            line += f"  written {kib:6.1f} KiB/op"
         if a.callgrind:
             ir, path = callgrind_total(a.pid, name)
             line += (f"  {ir / a.n / 1e6:6.3f} M instructions/op, "

@@ -777,9 +777,10 @@ mod tests {
     }
 
     /// The bundled SQLite was built with the flags of `.cargo/config.toml`: no process-wide
-    /// mutex per allocation or per temporary page, temporary page caches grown page by page.
+    /// mutex per allocation or per temporary page, temporary page caches grown page by page,
+    /// a write's savepoint journal kept in memory up to 8 MiB.
     #[test]
-    fn the_bundled_sqlite_has_no_global_allocation_locks() {
+    fn the_bundled_sqlite_has_the_flags_of_cargo_config() {
         let (_dir, mut c) = temp_sqlite();
         let options: Vec<CompileOption> = c
             .db()
@@ -794,6 +795,10 @@ mod tests {
         assert!(
             !has("ENABLE_MEMORY_MANAGEMENT"),
             "one page-cache group shared by every connection"
+        );
+        assert!(
+            has("STMTJRNL_SPILL=8388608"),
+            "savepoint journals spill to a file past 64 KiB"
         );
         let ceiling = format!("MAX_MMAP_SIZE={}", dialect::SQLITE_MMAP_BYTES);
         assert!(has(&ceiling), "{}", options.len());
