@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::journal::Journal;
+use super::journal::{new_id, Journal};
 use super::membership;
 use super::{ensure_write, Error, Result, Service};
 use crate::auth::Principal;
@@ -225,7 +225,7 @@ impl Service {
                     n,
                     ix,
                     doc_json,
-                    id: uuid::Uuid::new_v4().to_string(),
+                    id: new_id(),
                 })
             }
             Change::Replace(t, body) => Prepared::Replace(
@@ -450,7 +450,7 @@ impl Service {
             let n = resource::normalize(&self.registry, Rtype::User, body, &p.compat)?;
             let ix = index::index(&self.registry, Rtype::User, &n.doc);
             let json = to_json(&n.doc, &self.settings.caps)?;
-            prepared.push((uuid::Uuid::new_v4().to_string(), ix, json, n.doc));
+            prepared.push((new_id(), ix, json, n.doc));
         }
         let writes: Vec<ResourceWrite<'_>> = prepared
             .iter()
