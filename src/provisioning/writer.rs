@@ -9,7 +9,9 @@
 //! - the first to run opens the batch (`BEGIN`, on SQLite `BEGIN IMMEDIATE` and the
 //!   in-process writer lock);
 //! - each runs its change in its own savepoint: a failure rolls back that change alone and
-//!   is answered at once, exactly as if it had run alone (its journal is dropped);
+//!   is answered at once, exactly as if it had run alone (its journal is dropped); on
+//!   Postgres a change that holds leaves its savepoint open for the COMMIT to release
+//!   (`Db::batch_write`: no `RELEASE` round trip per change);
 //! - the one that finds nobody waiting after it (or the batch full) closes the batch: the
 //!   journals of the changes that held are appended to the feed, numbered once per tenant
 //!   per batch, and the transaction commits; then everyone in the batch is answered. If the
@@ -322,7 +324,9 @@ impl Writer {
         let mut j = journal;
         // A cancel of the request (its client gone) stops its change on the batch connection.
         let lent = own.lend_cancel(&conn);
-        let ran = panic::catch_unwind(AssertUnwindSafe(|| conn.db().savepoint(|db| f(db, &mut j))));
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| {
+            conn.db().batch_write(|db| f(db, &mut j))
+        }));
         drop(lent);
         let result = match ran {
             Ok(r) => r,

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::{Pg, PgConnection};
 use diesel::r2d2::R2D2Connection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -578,6 +578,35 @@ impl<'a> Db<'a> {
             DbInner::Pg(c) => c.transaction(|c| f(&mut Db::pg(c, s)).map_err(TxError::App)),
         };
         r.map_err(|e| e.into_app(s))
+    }
+
+    /// Runs one write of a batch (`provisioning::writer`) in a savepoint of the batch's
+    /// transaction, as `savepoint` does, except that on Postgres a write that holds leaves
+    /// its savepoint open instead of releasing it: the batch's COMMIT releases them all, and
+    /// a `RELEASE` per write was a round trip on the tenant's batch connection, where the
+    /// tenant's writes take turns. Each write's savepoint nests in the one before; a failed
+    /// write rolls back to its own (the most recent of that name) and the batch goes on.
+    /// SQLite releases as `savepoint` does: a savepoint left open would keep the pages it
+    /// changed in its journal until the batch ends.
+    pub fn batch_write<T, E>(&mut self, f: impl FnOnce(&mut Db<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StorageError>,
+    {
+        let s = self.s;
+        let c = match &mut self.inner {
+            DbInner::Sqlite(_) => return self.savepoint(f),
+            DbInner::Pg(c) => c,
+        };
+        if let Err(e) = c.batch_execute("SAVEPOINT batch_write") {
+            return Err(TxError::Db(e).into_app(s));
+        }
+        match f(&mut Db::pg(c, s)) {
+            Ok(v) => Ok(v),
+            Err(e) => match c.batch_execute("ROLLBACK TO SAVEPOINT batch_write") {
+                Ok(()) => Err(e),
+                Err(rollback) => Err(TxError::Db(rollback).into_app(s)),
+            },
+        }
     }
 
     /// Notes a lost connection, and names a stopped statement (`stopped`), before handing
