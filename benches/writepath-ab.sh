@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Two Scimitar builds under benches/writepath.py, in alternating pairs (A, B, A, B, ...), each
-# run on a fresh database: creates, PATCHes and deletes of 3,000 users from 16 clients,
-# ops/s and the server's CPU per op. Shorter than benches/ab.sh (no peers, no GET phase), so
+# run on a fresh database: creates, PATCHes and deletes of 3,000 users (SCIMITAR_AB_USERS)
+# from 16 clients, ops/s, writes per commit, the server's CPU and bytes written per op. Shorter than benches/ab.sh (no peers, no GET phase), so
 # several pairs fit where the noise needs them. SQLite by default;
 # SCIMITAR_AB_BACKEND=postgres uses a fresh database of the Postgres at 127.0.0.1:5432.
 #   benches/writepath-ab.sh /tmp/before/target/release/scimitar target/release/scimitar [PAIRS]
@@ -26,7 +26,7 @@ run() {
     pid=$!
     sleep 2
     python3 "$root/benches/writepath.py" --url http://127.0.0.1:18195/scim/v2 --token "$t" \
-        -n 3000 -c 16 --pid "$pid" | tail -3 | sed "s|^|$bin  |"
+        -n "${SCIMITAR_AB_USERS:-3000}" -c 16 --pid "$pid" | tail -3 | sed "s|^|$bin  |"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     rm -rf "$work"
