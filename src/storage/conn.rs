@@ -351,7 +351,8 @@ impl Conn {
                 let r = c.immediate_transaction(|c| {
                     let mut db = Db::sqlite(c, s);
                     let out = f(&mut db)?;
-                    db.settle_trigrams().map_err(|e| TxError::App(E::from(e)))?;
+                    db.settle_trigrams_for_commit()
+                        .map_err(|e| TxError::App(E::from(e)))?;
                     Ok(out)
                 });
                 s.watch.disarm();
@@ -384,9 +385,9 @@ impl Conn {
     }
 
     /// Commits the transaction `begin` opened (its trigram changes written first,
-    /// `Db::settle_trigrams`). On failure it is rolled back.
+    /// `Db::settle_trigrams_for_commit`). On failure it is rolled back.
     pub fn commit(&mut self) -> Result<(), StorageError> {
-        if let Err(e) = self.db().settle_trigrams() {
+        if let Err(e) = self.db().settle_trigrams_for_commit() {
             let _ = self.rollback_all();
             return Err(e);
         }
@@ -714,17 +715,37 @@ impl<'a> Db<'a> {
         Ok(self.rows::<R>(sql)?.into_iter().next())
     }
 
-    /// Writes the changes of `attr_values` that SQLite's trigram index does not hold yet into
-    /// it (`dialect::Backend::settle_trigrams`); nothing to do on Postgres, or when no change
-    /// waits. Run before every COMMIT of a write (so the committed index is always exact)
-    /// and before a substring search (which then sees its own transaction's writes).
+    /// Writes the rows added to `attr_values` that SQLite's trigram index does not hold yet
+    /// into it (`dialect::Backend::settle_trigrams`), and the waiting removals too when one
+    /// of the added rows took the id of a removed one; nothing to do on Postgres, or when no
+    /// change waits. Run before a substring search inside a write, which then sees its own
+    /// writes; outside one it finds nothing to do (every COMMIT writes its additions).
     pub fn settle_trigrams(&mut self) -> StoreResult<()> {
-        let Some([pending, write @ ..]) = self.backend().settle_trigrams() else {
+        self.settle_trigrams_due(i64::MAX)
+    }
+
+    /// `settle_trigrams` before the COMMIT of a write: the waiting removals are written too
+    /// once `dialect::TRIGRAM_REMOVALS_PER_FLUSH` of them have gathered.
+    pub fn settle_trigrams_for_commit(&mut self) -> StoreResult<()> {
+        self.settle_trigrams_due(dialect::TRIGRAM_REMOVALS_PER_FLUSH)
+    }
+
+    /// Writes every change waiting for the trigram index, removals included, so that it
+    /// holds exactly the values of `attr_values` (tests; a write transaction's).
+    pub fn settle_all_trigrams(&mut self) -> StoreResult<()> {
+        self.settle_trigrams_due(0)
+    }
+
+    fn settle_trigrams_due(&mut self, removals_due: i64) -> StoreResult<()> {
+        let Some(st) = self.backend().settle_trigrams() else {
             return Ok(());
         };
-        if self.count(&Sql::new(pending))? == 0 {
-            return Ok(());
-        }
+        let decide = Sql::with(st.decide, [Bind::Int(removals_due)]);
+        let write: &[&str] = match self.count(&decide)? {
+            0 => return Ok(()),
+            1 => &st.added,
+            _ => &st.all,
+        };
         for q in write {
             self.execute(&Sql::new(q))?;
         }

@@ -37,6 +37,23 @@ pub const RESOURCE_BLOCK_FOLD: &str = "WITH d AS (DELETE FROM resource_blocks \
      HAVING SUM(n) <> 0 RETURNING 1) \
      SELECT (SELECT COUNT(*) FROM d) AS folded, (SELECT COUNT(*) FROM w) AS written";
 
+/// Removed rows of `attr_values` that wait for SQLite's trigram index before a COMMIT writes
+/// them (`Backend::settle_trigrams`): about a hundred users' values.
+pub const TRIGRAM_REMOVALS_PER_FLUSH: i64 = 2048;
+
+/// The statements that write SQLite's trigram notes into its FTS5 index
+/// (`Backend::settle_trigrams`).
+#[derive(Clone, Copy, Debug)]
+pub struct SettleTrigrams {
+    /// `n`: 2 write all, 1 the additions only, 0 nothing; one parameter, the number of
+    /// waiting removals that makes them due.
+    pub decide: &'static str,
+    /// Removals and additions, then both tables of notes emptied.
+    pub all: [&'static str; 3],
+    /// Additions only, then their table emptied.
+    pub added: [&'static str; 2],
+}
+
 /// The statements of a trigram merge step (`Backend::trigram_merge_step`).
 #[derive(Clone, Copy, Debug)]
 pub struct MergeStatements {
@@ -248,30 +265,60 @@ impl Backend {
 
     /// SQLite's trigram index is written once per transaction (migration 000013): its
     /// triggers note the rows added to and removed from `attr_values`, and these statements
-    /// write the notes into the FTS5 index and clear them (`conn::Db::settle_trigrams`, before
-    /// every COMMIT of a write and before a substring search). The first is an `EXISTS ... AS n`
-    /// that is 0 (false) when there is nothing to write; the rest write, in one statement and in
-    /// rowid order (a row id freed and taken again in one transaction is in both: its
-    /// removal first), so FTS5 flushes its terms once, at the commit: it writes its pending
-    /// terms out as a segment whenever a rowid comes lower than the one before (or the same
-    /// after an insert), and the cascade of a deleted resource meets its rows in index
-    /// order, not rowid order. Both tables of notes are read in their key order and merged
-    /// (no sort); CROSS JOIN keeps the notes outermost (never a scan of `attr_values`).
-    /// None on Postgres (pg_trgm's GIN index is kept by Postgres itself).
-    pub fn settle_trigrams(self) -> Option<[&'static str; 4]> {
+    /// write the notes into the FTS5 index and clear them (`conn::Db::settle_trigrams`).
+    ///
+    /// Added rows are written before every COMMIT of a write (and before a substring search
+    /// inside a write, which then sees its own writes). Removed rows wait, with their
+    /// values, until `TRIGRAM_REMOVALS_PER_FLUSH` of them have gathered, and are then written
+    /// in one go: FTS5 tokenizes a removed value again and writes its terms as a segment of
+    /// their own, and a few hundred removals in one segment cost far less per value than a
+    /// batch's few dozen (a delete +30 % with none written at all; `benches/`, README). A
+    /// removal that waits leaves the index holding trigrams of a row `attr_values` no longer
+    /// has: every substring search joins the index's rows to `attr_values` and tests the
+    /// whole comparison on the value found there (`search::translate`), so such an entry
+    /// matches nothing, and the counts that choose a search's rarest trigrams are estimates
+    /// anyway. One case would go wrong: a row id freed and taken again (SQLite gives the next
+    /// row the highest id plus one) while its removal waits, since FTS5 removes a row's
+    /// terms by id, and the late removal would take the new value's terms with it. So a
+    /// transaction that adds a row whose id has a removal waiting writes every waiting
+    /// removal first, in the same statement and in rowid order (removal before addition).
+    ///
+    /// The statements: a decision (`n`: 2 write the removals and the additions, 1 the
+    /// additions only, 0 nothing; its one parameter is the number of waiting removals that
+    /// makes them due, `i64::MAX` where only additions may be written), then the full write
+    /// (three statements) and the additions' (two). In rowid order, so FTS5 flushes its
+    /// terms once: it writes its pending terms out as a segment whenever a rowid comes lower
+    /// than the one before (or the same after an insert), and the cascade of a deleted
+    /// resource meets its rows in index order, not rowid order. Both tables of notes are read
+    /// in their key order and merged (no sort); CROSS JOIN keeps the notes outermost (never a
+    /// scan of `attr_values`). None on Postgres (pg_trgm's GIN index is kept by Postgres
+    /// itself).
+    pub fn settle_trigrams(self) -> Option<SettleTrigrams> {
         match self {
-            Backend::Sqlite => Some([
-                "SELECT (EXISTS (SELECT 1 FROM attr_values_trgm_added) \
-                 OR EXISTS (SELECT 1 FROM attr_values_trgm_removed)) AS n",
-                "INSERT INTO attr_values_trgm (attr_values_trgm, rowid, val) \
-                 SELECT cmd, id, val FROM (\
-                 SELECT 'delete' AS cmd, id, val, 0 AS k FROM attr_values_trgm_removed \
-                 UNION ALL SELECT NULL, a.id, v.val, 1 \
-                 FROM attr_values_trgm_added a CROSS JOIN attr_values v ON v.id = a.id \
-                 ORDER BY 2, 4)",
-                "DELETE FROM attr_values_trgm_removed",
-                "DELETE FROM attr_values_trgm_added",
-            ]),
+            Backend::Sqlite => Some(SettleTrigrams {
+                decide: "SELECT CASE \
+                         WHEN EXISTS (SELECT 1 FROM attr_values_trgm_added a \
+                         CROSS JOIN attr_values_trgm_removed r ON r.id = a.id) \
+                         OR (SELECT COUNT(*) FROM attr_values_trgm_removed) >= ? THEN 2 \
+                         WHEN EXISTS (SELECT 1 FROM attr_values_trgm_added) THEN 1 \
+                         ELSE 0 END AS n",
+                all: [
+                    "INSERT INTO attr_values_trgm (attr_values_trgm, rowid, val) \
+                     SELECT cmd, id, val FROM (\
+                     SELECT 'delete' AS cmd, id, val, 0 AS k FROM attr_values_trgm_removed \
+                     UNION ALL SELECT NULL, a.id, v.val, 1 \
+                     FROM attr_values_trgm_added a CROSS JOIN attr_values v ON v.id = a.id \
+                     ORDER BY 2, 4)",
+                    "DELETE FROM attr_values_trgm_removed",
+                    "DELETE FROM attr_values_trgm_added",
+                ],
+                added: [
+                    "INSERT INTO attr_values_trgm (rowid, val) SELECT a.id, v.val \
+                     FROM attr_values_trgm_added a CROSS JOIN attr_values v ON v.id = a.id \
+                     ORDER BY a.id",
+                    "DELETE FROM attr_values_trgm_added",
+                ],
+            }),
             Backend::Postgres => None,
         }
     }

@@ -1,7 +1,8 @@
 //! Substring search (`co`, `ew`) stays exact across the write path: SQLite writes its FTS5
 //! trigram index once per transaction (migration 000013: the changed rows are noted by
 //! triggers and written in by the transaction's closing statements, or before a substring
-//! search inside it), Postgres keeps its pg_trgm index itself. Each test runs on both.
+//! search inside it; removals wait for a few thousand, `dialect::Backend::settle_trigrams`),
+//! Postgres keeps its pg_trgm index itself. Each test runs on both.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +11,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 use scimitar::scim::filter::{parse_filter, resolve, Limits};
 use scimitar::scim::schema::{Registry, Rtype};
-use scimitar::storage::conn::Db;
+use scimitar::storage::conn::{Conn, Db};
 use scimitar::storage::dialect::{Backend, Lock};
 use scimitar::storage::index::{IndexValue, Indexed};
 use scimitar::storage::resources::{self, ResourceWrite};
@@ -37,49 +38,80 @@ struct Val {
     val: String,
 }
 
-/// SQLite: the trigram index holds exactly the values of `attr_values`: each trigram is
-/// indexed for as many rows as hold it (read through the index's vocabulary, migration
-/// 000006), so a missing or a stale entry shows; and no change waits to be written into it.
-/// (FTS5's own `integrity-check` against the content table cannot tell: it counts the rows
-/// without a string value, which are never indexed.) Nothing to check on Postgres.
-fn assert_trigram_index_exact(db: &mut Db<'_>) {
-    if db.backend() != Backend::Sqlite {
-        return;
-    }
-    db.execute(&Sql::new(
-        "INSERT INTO attr_values_trgm (attr_values_trgm) VALUES ('integrity-check')",
-    ))
-    .expect("the trigram index is consistent");
-    let indexed: BTreeMap<String, i64> = db
-        .load::<Term>(&Sql::new("SELECT term, doc FROM attr_values_trgm_vocab"))
-        .expect("vocabulary")
-        .into_iter()
-        .map(|t| (t.term, t.doc))
-        .collect();
-    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
-    let vals: Vec<Val> = db
-        .load(&Sql::new(
-            "SELECT val FROM attr_values WHERE val IS NOT NULL",
-        ))
-        .expect("values");
+/// How many values hold each trigram (each value once per trigram), as FTS5's vocabulary
+/// counts its rows.
+fn trigram_counts(vals: Vec<Val>) -> BTreeMap<String, i64> {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     for v in vals {
         let chars: Vec<char> = v.val.chars().collect();
         let grams: BTreeSet<String> = chars.windows(3).map(|w| w.iter().collect()).collect();
         for g in grams {
-            *expected.entry(g).or_default() += 1;
+            *counts.entry(g).or_default() += 1;
         }
+    }
+    counts
+}
+
+fn vocabulary(db: &mut Db<'_>) -> BTreeMap<String, i64> {
+    db.load::<Term>(&Sql::new("SELECT term, doc FROM attr_values_trgm_vocab"))
+        .expect("vocabulary")
+        .into_iter()
+        .map(|t| (t.term, t.doc))
+        .collect()
+}
+
+fn values(db: &mut Db<'_>, sql: &str) -> Vec<Val> {
+    db.load(&Sql::new(sql)).expect("values")
+}
+
+fn notes(db: &mut Db<'_>, table: &str) -> i64 {
+    db.count(&Sql::new(&format!("SELECT COUNT(*) AS n FROM {table}")))
+        .expect("count")
+}
+
+/// SQLite: the trigram index holds exactly the values of `attr_values` and those of the
+/// removals that wait (`dialect::Backend::settle_trigrams`): each trigram is indexed for as
+/// many rows as hold it (read through the index's vocabulary, migration 000006), so a
+/// missing or a stale entry shows; no addition waits once committed. Then, the waiting
+/// removals written, exactly the values of `attr_values`. (FTS5's own `integrity-check`
+/// against the content table cannot tell: it counts the rows without a string value, which
+/// are never indexed.) Nothing to check on Postgres.
+fn assert_trigram_index_exact(conn: &mut Conn) {
+    if conn.db().backend() != Backend::Sqlite {
+        return;
+    }
+    let db = &mut conn.db();
+    db.execute(&Sql::new(
+        "INSERT INTO attr_values_trgm (attr_values_trgm) VALUES ('integrity-check')",
+    ))
+    .expect("the trigram index is consistent");
+    let current = values(db, "SELECT val FROM attr_values WHERE val IS NOT NULL");
+    let waiting = values(db, "SELECT val FROM attr_values_trgm_removed");
+    let mut expected = trigram_counts(current);
+    for (g, n) in trigram_counts(waiting) {
+        *expected.entry(g).or_default() += n;
     }
     assert!(!expected.is_empty(), "some values to index");
     assert_eq!(
-        indexed, expected,
+        vocabulary(db),
+        expected,
+        "the index holds every value, the waiting removals', and only those"
+    );
+    assert_eq!(
+        notes(db, "attr_values_trgm_added"),
+        0,
+        "no addition waits once committed"
+    );
+    conn.write_tx(|db| db.settle_all_trigrams())
+        .expect("the waiting removals written");
+    let db = &mut conn.db();
+    let current = values(db, "SELECT val FROM attr_values WHERE val IS NOT NULL");
+    assert_eq!(
+        vocabulary(db),
+        trigram_counts(current),
         "the index holds every value, and only those"
     );
-    for table in ["attr_values_trgm_added", "attr_values_trgm_removed"] {
-        let n = db
-            .count(&Sql::new(&format!("SELECT COUNT(*) AS n FROM {table}")))
-            .expect("count");
-        assert_eq!(n, 0, "{table} is empty once committed");
-    }
+    assert_eq!(notes(db, "attr_values_trgm_removed"), 0);
 }
 
 /// A batch in which some writes fail: a later request's `co` search sees every value the
@@ -151,7 +183,7 @@ async fn substring_search_after_a_batch_sees_its_writes_and_nothing_of_its_failu
     assert_eq!(total(&app, &ew).await, 0);
 
     let mut conn = data.service.pool.get().expect("conn");
-    assert_trigram_index_exact(&mut conn.db());
+    assert_trigram_index_exact(&mut conn);
 }
 
 /// A user row with one indexed `title`.
@@ -256,7 +288,89 @@ async fn substring_search_inside_a_transaction_sees_its_own_writes() {
             Ok::<(), StorageError>(())
         })
         .expect("read");
-    assert_trigram_index_exact(&mut other.db());
+    assert_trigram_index_exact(&mut other);
+}
+
+#[derive(diesel::QueryableByName, PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct RowId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+/// SQLite writes a removed value out of its trigram index late (once
+/// `TRIGRAM_REMOVALS_PER_FLUSH` wait): meanwhile a deleted user's values find nothing, and a
+/// row id freed and taken again (SQLite gives a new row the highest id plus one) holds its
+/// new value's trigrams, those it shares with the removed value too (FTS5 removes by row id:
+/// the waiting removal is written before the new row). Postgres answers the same.
+#[actix_web::test]
+async fn a_removal_that_waits_finds_nothing_and_a_reused_row_id_keeps_its_new_value() {
+    let (_db, _app, data) = app_state().await;
+    let tenant = TenantId::from("default");
+    let mut conn = data.service.pool.get().expect("conn");
+    let sqlite = conn.db().backend() == Backend::Sqlite;
+    conn.write_tx(|db| {
+        insert(db, &tenant, "first", "needle alpha");
+        insert(db, &tenant, "second", "needle beta");
+        Ok::<(), StorageError>(())
+    })
+    .expect("inserts");
+    // The newest user holds the highest row ids of attr_values.
+    conn.write_tx(|db| {
+        let second =
+            resources::get(db, &tenant, Rtype::User, "second", Lock::Delete)?.expect("second");
+        resources::delete(db, &tenant, second.pk)
+    })
+    .expect("delete");
+    let freed: Vec<RowId> = if sqlite {
+        let freed = conn
+            .db()
+            .load(&Sql::new("SELECT id FROM attr_values_trgm_removed"))
+            .expect("waiting");
+        assert!(!freed.is_empty(), "the removal waits");
+        freed
+    } else {
+        Vec::new()
+    };
+    conn.read_tx(|db| {
+        assert!(titles_containing(db, &tenant, "beta").is_empty());
+        assert_eq!(titles_containing(db, &tenant, "needle"), ["first"]);
+        Ok::<(), StorageError>(())
+    })
+    .expect("read");
+
+    // A new user takes the freed row id; its title shares trigrams with the removed one.
+    let third = conn
+        .write_tx(|db| Ok::<i64, StorageError>(insert(db, &tenant, "third", "needle bets")))
+        .expect("insert");
+    if sqlite {
+        let taken: Vec<RowId> = conn
+            .db()
+            .load(&Sql::with(
+                "SELECT id FROM attr_values WHERE res_pk = ?",
+                [scimitar::storage::sql::Bind::Int(third)],
+            ))
+            .expect("ids");
+        assert!(
+            taken.iter().any(|t| freed.contains(t)),
+            "a freed row id taken again: {taken:?} of {freed:?}"
+        );
+    }
+    conn.read_tx(|db| {
+        assert_eq!(titles_containing(db, &tenant, "needle bets"), ["third"]);
+        assert_eq!(titles_containing(db, &tenant, "bet"), ["third"]);
+        assert!(titles_containing(db, &tenant, "beta").is_empty());
+        assert_eq!(titles_containing(db, &tenant, "needle"), ["first", "third"]);
+        Ok::<(), StorageError>(())
+    })
+    .expect("read");
+    // Writes the waiting removals too: the new value keeps every trigram.
+    assert_trigram_index_exact(&mut conn);
+    conn.read_tx(|db| {
+        assert_eq!(titles_containing(db, &tenant, "bet"), ["third"]);
+        assert_eq!(titles_containing(db, &tenant, "needle"), ["first", "third"]);
+        Ok::<(), StorageError>(())
+    })
+    .expect("read after the removals");
 }
 
 /// Merging SQLite's trigram index into one segment (`grams::merge_trigrams`, run by the
@@ -266,7 +380,6 @@ async fn substring_search_inside_a_transaction_sees_its_own_writes() {
 /// Postgres nothing is merged.
 #[actix_web::test]
 async fn merging_the_trigram_index_changes_no_answer() {
-    use scimitar::storage::conn::Conn;
     use scimitar::storage::search::grams::{merge_trigrams, MergeRound};
     let (_db, app, data) = app_where(|_| {}).await;
     let mut ids = Vec::new();
@@ -305,7 +418,7 @@ async fn merging_the_trigram_index_changes_no_answer() {
     assert_eq!(round.done, sqlite, "{round:?}");
     assert!(!round.interrupted, "{round:?}");
     assert_eq!(merge(&mut conn), MergeRound::default(), "merged: none due");
-    assert_trigram_index_exact(&mut conn.db());
+    assert_trigram_index_exact(&mut conn);
     drop(conn);
     for (o, was) in operands.iter().zip(before) {
         let now = get_ok(&app, &uri(o)).await.body;
@@ -331,7 +444,7 @@ async fn merging_the_trigram_index_changes_no_answer() {
     );
     let mut conn = data.service.pool.get().expect("conn");
     merge(&mut conn);
-    assert_trigram_index_exact(&mut conn.db());
+    assert_trigram_index_exact(&mut conn);
     drop(conn);
     assert_eq!(
         total(&app, &filter_uri("Users", "title co \"Qlate\"")).await,
@@ -388,12 +501,12 @@ async fn a_trigram_merge_gives_way_to_a_write() {
             interrupted: sqlite,
         }
     );
-    assert_trigram_index_exact(&mut conn.db());
+    assert_trigram_index_exact(&mut conn);
     // Without writes, the next round merges.
     let zero = std::time::Duration::ZERO;
     let round = merge_trigrams(&mut conn, 1000, zero, zero).expect("a round");
     assert_eq!((round.steps > 0, round.done), (sqlite, sqlite), "{round:?}");
-    assert_trigram_index_exact(&mut conn.db());
+    assert_trigram_index_exact(&mut conn);
     assert_eq!(
         total(&app, &filter_uri("Users", "title co \"Wait Q\"")).await,
         25
