@@ -17,7 +17,7 @@ use crate::product::{
     RoleRef, State, UserEvent,
 };
 use crate::scim::filter::{self, Cond};
-use crate::scim::resource::{self, Doc, StoredMeta};
+use crate::scim::resource::{self, Doc, RefOut, StoredMeta};
 use crate::scim::schema::Rtype;
 use crate::scim::time::format_micros;
 use crate::storage::accounts::{self as stored, AccountRow, Removal};
@@ -336,18 +336,31 @@ impl Service {
 
     /// The account as the API shows it.
     pub(crate) fn account_view(&self, db: &mut Db<'_>, a: &AccountRow) -> Result<Account> {
-        let groups = match a.user_pk {
-            Some(pk) => members::refs_of(db, Rtype::User, &[pk])?
+        self.account_view_knowing(db, a, None)
+    }
+
+    /// `account_view`, with the user's groups taken from `known` (its key, its groups) when
+    /// it is this account's user, instead of read again.
+    fn account_view_knowing(
+        &self,
+        db: &mut Db<'_>,
+        a: &AccountRow,
+        known: Option<&(i64, Vec<RefOut>)>,
+    ) -> Result<Account> {
+        let refs = match (a.user_pk, known) {
+            (Some(pk), Some((k, refs))) if *k == pk => refs.clone(),
+            (Some(pk), _) => members::refs_of(db, Rtype::User, &[pk])?
                 .remove(&pk)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|r| GroupRef {
-                    id: r.id,
-                    display_name: r.display,
-                })
-                .collect(),
-            None => Vec::new(),
+                .unwrap_or_default(),
+            (None, _) => Vec::new(),
         };
+        let groups = refs
+            .into_iter()
+            .map(|r| GroupRef {
+                id: r.id,
+                display_name: r.display,
+            })
+            .collect();
         Ok(self.account_of(a, groups))
     }
 
@@ -375,6 +388,7 @@ impl Service {
     fn event_data(
         &self,
         db: &mut Db<'_>,
+        j: &Journal,
         a: &AccountRow,
         previous_roles: Option<Vec<RoleRef>>,
         new_user: bool,
@@ -382,7 +396,7 @@ impl Service {
         let account = if new_user {
             self.account_of(a, Vec::new())
         } else {
-            self.account_view(db, a)?
+            self.account_view_knowing(db, a, j.user_groups.as_ref())?
         };
         Ok(AccountEventData {
             account,
@@ -442,11 +456,11 @@ impl Service {
             stored::set_roles(db, &j.tenant, &a.id, &role_ids(&a))?;
         }
         if let Some(ann) = announce {
-            let data = self.event_data(db, &a, None, fresh == Fresh::WithUser)?;
+            let data = self.event_data(db, j, &a, None, fresh == Fresh::WithUser)?;
             j.account(ann.event_type(), &a.id, &a.scim_id, &data)?;
         }
         if roles_changed && !is_new {
-            let data = self.event_data(db, &a, Some(previous_roles), false)?;
+            let data = self.event_data(db, j, &a, Some(previous_roles), false)?;
             j.account("account.roles_changed", &a.id, &a.scim_id, &data)?;
         }
         Ok((a, true))

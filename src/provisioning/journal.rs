@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use super::{Error, Result};
 use crate::auth::Principal;
 use crate::scim::events::SCIM_EVENT_PREFIX;
+use crate::scim::resource::RefOut;
 use crate::scim::schema::Rtype;
 use crate::storage::conn::Db;
 use crate::storage::deliveries::{self, NewDelivery, WebhookRow};
@@ -132,6 +133,10 @@ pub struct Journal {
     keys: Vec<String>,
     /// Resources created minus deleted, for the tenant's counts.
     counted: Counted,
+    /// A user's groups as this change already read them (its key, the groups), so that the
+    /// account event of the same change does not read them again. Set by a user's own
+    /// PATCH or PUT around its account's update: such a change moves no membership.
+    pub(crate) user_groups: Option<(i64, Vec<RefOut>)>,
 }
 
 impl Journal {
@@ -144,6 +149,7 @@ impl Journal {
             items: Vec::new(),
             keys: Vec::new(),
             counted: Counted::default(),
+            user_groups: None,
         }
     }
 

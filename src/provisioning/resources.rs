@@ -355,6 +355,19 @@ impl Service {
         } else {
             None
         };
+        Ok(self.written_with(rt, pk, meta, doc, proj, refs))
+    }
+
+    /// `written`, with the references it shows already read (`shown_refs`).
+    fn written_with(
+        &self,
+        rt: Rtype,
+        pk: i64,
+        meta: StoredMeta,
+        doc: Doc,
+        proj: &Projection,
+        refs: Option<Vec<RefOut>>,
+    ) -> Output {
         let row = ResourceRow {
             pk,
             id: meta.id,
@@ -365,7 +378,29 @@ impl Service {
             modified: meta.modified,
             active: None,
         };
-        Ok(self.render(rt, &row, doc, refs.as_deref(), proj))
+        self.render(rt, &row, doc, refs.as_deref(), proj)
+    }
+
+    /// A user's own change (PATCH, PUT) and its account's update: the user's groups, when the
+    /// answer shows them, are read once for both (such a change moves no membership), then the
+    /// answer. `changed` runs the account's update with them in the journal.
+    #[expect(clippy::too_many_arguments, reason = "the user just written")]
+    fn user_written(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        pk: i64,
+        meta: StoredMeta,
+        doc: Doc,
+        proj: &Projection,
+        changed: impl FnOnce(&Self, &mut Db<'_>, &mut Journal, &Doc) -> Result<()>,
+    ) -> Result<Output> {
+        let refs = self.shown_refs(db, Rtype::User, pk, proj)?;
+        j.user_groups = refs.clone().map(|r| (pk, r));
+        let done = changed(self, db, j, &doc);
+        j.user_groups = None;
+        done?;
+        Ok(self.written_with(Rtype::User, pk, meta, doc, proj, refs))
     }
 
     fn uniqueness(rt: Rtype, e: StorageError) -> Error {
@@ -546,7 +581,10 @@ impl Service {
         match rt {
             Rtype::User => {
                 let was_active = row.active != Some(false);
-                self.on_user_changed(db, j, row.pk, id, &n.doc, was_active, "put:full", full)?;
+                let changed = |svc: &Self, db: &mut Db<'_>, j: &mut Journal, doc: &Doc| {
+                    svc.on_user_changed(db, j, row.pk, id, doc, was_active, "put:full", full)
+                };
+                return self.user_written(db, j, row.pk, meta, n.doc, proj, changed);
             }
             Rtype::Group => {
                 let external = n.doc.get("externalId").and_then(Value::as_str);
@@ -598,21 +636,27 @@ impl Service {
         } else if members_changed > 0 {
             version = resources::touch(db, &p.tenant, row.pk, row.version, now)?;
         }
+        let meta = StoredMeta {
+            id: row.id.clone(),
+            created: row.created,
+            modified: if version != row.version {
+                now
+            } else {
+                row.modified
+            },
+            version,
+        };
         if version != row.version {
             let data = patch::to_json(ops);
             match rt {
                 Rtype::User => {
                     let was_active = row.active != Some(false);
-                    self.on_user_changed(
-                        db,
-                        j,
-                        row.pk,
-                        id,
-                        &patched.doc,
-                        was_active,
-                        "patch:full",
-                        data,
-                    )?;
+                    let changed = |svc: &Self, db: &mut Db<'_>, j: &mut Journal, doc: &Doc| {
+                        svc.on_user_changed(db, j, row.pk, id, doc, was_active, "patch:full", data)
+                    };
+                    return self
+                        .user_written(db, j, row.pk, meta, patched.doc, proj, changed)
+                        .map(Some);
                 }
                 Rtype::Group => {
                     let external = patched.doc.get("externalId").and_then(Value::as_str);
@@ -624,16 +668,6 @@ impl Service {
         if rt == Rtype::Group && !proj.is_requested() {
             return Ok(None);
         }
-        let meta = StoredMeta {
-            id: row.id.clone(),
-            created: row.created,
-            modified: if version != row.version {
-                now
-            } else {
-                row.modified
-            },
-            version,
-        };
         self.written(db, rt, row.pk, meta, patched.doc, proj, true)
             .map(Some)
     }

@@ -142,3 +142,50 @@ async fn lifecycle_edges_conflicts_and_recomputation() {
     let r = get(&app, &admin, &format!("/api/v1/webhooks/{hook}")).await;
     api_error(&r, 404, "not_found");
 }
+
+/// A user's own PATCH reads the user's groups once for its answer and its account's event
+/// (`Journal::user_groups`): both carry them. A PATCH whose answer leaves them out still
+/// announces them (read for the event alone), and a PUT carries them in both too.
+#[actix_web::test]
+async fn a_users_own_change_shows_its_groups_in_the_answer_and_the_event() {
+    let (_db, app, state) = app_state().await;
+    let admin = admin_token(&state);
+    let u = scim_create(&app, okta_user("grouped@example.com", "Ops", "SRE")).await;
+    let gid = entra_group(&app, "Pager").await;
+    entra_add_members(&app, &gid, &[&u]).await;
+    let groups = json!([{"id": gid, "displayName": "Pager"}]);
+    let last_account_event = |all: Vec<Value>, kind: &str| {
+        all.into_iter()
+            .rev()
+            .find(|e| e["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in the feed"))
+    };
+    let path = format!("/scim/v2/Users/{u}");
+
+    let r = scim_patch(&app, &path, okta_active(false)).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.raw);
+    assert_eq!(r.body["groups"][0]["value"], gid.as_str(), "{}", r.raw);
+    assert_eq!(r.body["groups"][0]["display"], "Pager", "{}", r.raw);
+    let ev = last_account_event(feed(&app, &admin).await, "account.suspended");
+    assert_eq!(ev["data"]["account"]["groups"], groups, "{ev}");
+
+    let r = scim_patch(
+        &app,
+        &format!("{path}?excludedAttributes=groups"),
+        okta_active(true),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.raw);
+    assert!(r.body.get("groups").is_none(), "{}", r.raw);
+    assert_eq!(r.body["active"], true);
+    let ev = last_account_event(feed(&app, &admin).await, "account.activated");
+    assert_eq!(ev["data"]["account"]["groups"], groups, "{ev}");
+
+    let mut body = okta_user("grouped@example.com", "Ops", "SRE");
+    body["active"] = json!(false);
+    let r = call(&app, "PUT", &path, Some(body)).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.raw);
+    assert_eq!(r.body["groups"][0]["value"], gid.as_str(), "{}", r.raw);
+    let ev = last_account_event(feed(&app, &admin).await, "account.suspended");
+    assert_eq!(ev["data"]["account"]["groups"], groups, "{ev}");
+}
