@@ -20,7 +20,7 @@ use crate::scim::filter::{self, Cond};
 use crate::scim::resource::{self, Doc, RefOut, StoredMeta};
 use crate::scim::schema::Rtype;
 use crate::scim::time::format_micros;
-use crate::storage::accounts::{self as stored, AccountRow, Removal};
+use crate::storage::accounts::{self as stored, AccountRow, ProductVersion, Removal};
 use crate::storage::conn::Db;
 use crate::storage::roles::{self, RoleRow, RuleGrant, RuleRow};
 use crate::storage::Keyed;
@@ -224,7 +224,18 @@ impl Service {
     /// inside a transaction that changed them and then rolled back names what it loaded
     /// then, and no committed state matches it (its change's random nonce).
     pub(crate) fn accounts_ctx(&self, db: &mut Db<'_>, tenant: &TenantId) -> Result<Arc<Ctx>> {
-        let Some(version) = roles::product_version(db, tenant)? else {
+        let version = roles::product_version(db, tenant)?;
+        self.accounts_ctx_at(db, tenant, version)
+    }
+
+    /// `accounts_ctx` for the version just read (`stored::of_user_versioned`).
+    fn accounts_ctx_at(
+        &self,
+        db: &mut Db<'_>,
+        tenant: &TenantId,
+        version: Option<ProductVersion>,
+    ) -> Result<Arc<Ctx>> {
+        let Some(version) = version else {
             return Ok(self.products.none.clone());
         };
         if let Some((v, ctx)) = self.products.lock().get(tenant) {
@@ -237,6 +248,20 @@ impl Service {
             .lock()
             .insert(tenant.clone(), (version, ctx.clone()));
         Ok(ctx)
+    }
+
+    /// What the tenant's writes decide accounts by (`accounts_ctx`), and the user's account,
+    /// locked: in one statement when the account exists.
+    fn ctx_and_account(
+        &self,
+        db: &mut Db<'_>,
+        tenant: &TenantId,
+        scim_id: &str,
+    ) -> Result<(Arc<Ctx>, Option<AccountRow>)> {
+        match stored::of_user_versioned(db, tenant, scim_id)? {
+            Some((a, version)) => Ok((self.accounts_ctx_at(db, tenant, version)?, Some(a))),
+            None => Ok((self.accounts_ctx(db, tenant)?, None)),
+        }
     }
 
     /// The tenant's policy, roles and rules as stored (`accounts_ctx`).
@@ -510,8 +535,7 @@ impl Service {
         verb: &str,
         data: Value,
     ) -> Result<()> {
-        let ctx = self.accounts_ctx(db, &j.tenant)?;
-        let existing = stored::of_user(db, &j.tenant, id)?;
+        let (ctx, existing) = self.ctx_and_account(db, &j.tenant, id)?;
         let account_id = existing
             .as_ref()
             .map(|a| a.id.clone())
@@ -568,8 +592,7 @@ impl Service {
 
     /// A deleted SCIM user.
     pub(crate) fn on_user_deleted(&self, db: &mut Db<'_>, j: &mut Journal, id: &str) -> Result<()> {
-        let ctx = self.accounts_ctx(db, &j.tenant)?;
-        let existing = stored::of_user(db, &j.tenant, id)?;
+        let (ctx, existing) = self.ctx_and_account(db, &j.tenant, id)?;
         j.scim(
             "delete",
             Rtype::User,

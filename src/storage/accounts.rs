@@ -124,16 +124,56 @@ pub fn get(
     db.row::<RawAccount>(&q)
 }
 
-/// The account of a SCIM user (locked on Postgres: the caller is about to change it).
-pub fn of_user(
+/// A tenant's product version (`roles::product_version`): the count of its product changes,
+/// the newest one's id and nonce.
+pub type ProductVersion = (i64, i64, i64);
+
+#[derive(QueryableByName)]
+struct RawVersionedAccount {
+    #[diesel(embed)]
+    account: RawAccount,
+    #[diesel(sql_type = BigInt)]
+    v_n: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    v_id: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    v_nonce: Option<i64>,
+}
+
+/// The account of a SCIM user (locked on Postgres: the caller is about to change it), and the
+/// tenant's product version (`roles::product_version`, as this statement's subqueries): a
+/// user's change reads both, and on Postgres each statement is a round trip on the tenant's
+/// batch connection, where the tenant's writes take turns. None when the user has no account
+/// (the version is then not read).
+pub fn of_user_versioned(
     db: &mut Db<'_>,
     tenant: &TenantId,
     scim_id: &str,
-) -> StoreResult<Option<AccountRow>> {
-    let mut q = accounts(tenant);
-    q.and(" AND a.scim_id = ?", [Bind::text(scim_id)])
-        .push(db.backend().lock(Lock::Delete));
-    db.row::<RawAccount>(&q)
+) -> StoreResult<Option<(AccountRow, Option<ProductVersion>)>> {
+    let mut q = Sql::with(
+        &format!(
+            "SELECT {ACCOUNT_COLUMNS}, \
+             (SELECT COUNT(*) FROM product_changes WHERE tenant_id = ?) AS v_n, \
+             pc.id AS v_id, pc.nonce AS v_nonce FROM accounts a LEFT JOIN \
+             (SELECT id, nonce FROM product_changes WHERE tenant_id = ? ORDER BY id DESC LIMIT 1) pc \
+             ON 1 = 1 WHERE a.tenant_id = ? AND a.scim_id = ?"
+        ),
+        [
+            Bind::tenant(tenant),
+            Bind::tenant(tenant),
+            Bind::tenant(tenant),
+            Bind::text(scim_id),
+        ],
+    );
+    q.push(&db.backend().lock_of("a"));
+    let Some(r) = db.first::<RawVersionedAccount>(&q)? else {
+        return Ok(None);
+    };
+    let version = match (r.v_id, r.v_nonce) {
+        (Some(id), Some(nonce)) => Some((r.v_n, id, nonce)),
+        _ => None,
+    };
+    Ok(Some((r.account.decode()?, version)))
 }
 
 /// Accounts of these users (locked), for a membership change that may change their roles.
