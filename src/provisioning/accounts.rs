@@ -20,9 +20,9 @@ use crate::scim::filter::{self, Cond};
 use crate::scim::resource::{self, Doc, RefOut, StoredMeta};
 use crate::scim::schema::Rtype;
 use crate::scim::time::format_micros;
-use crate::storage::accounts::{self as stored, AccountRow, ProductVersion, Removal};
+use crate::storage::accounts::{self as stored, AccountRow, Removal};
 use crate::storage::conn::Db;
-use crate::storage::roles::{self, RoleRow, RuleGrant, RuleRow};
+use crate::storage::roles::{self, ProductVersion, RoleRow, RuleGrant, RuleRow};
 use crate::storage::Keyed;
 use crate::storage::{members, resources, TenantId};
 
@@ -229,7 +229,7 @@ impl Service {
     }
 
     /// `accounts_ctx` for the version just read (`stored::of_user_versioned`).
-    fn accounts_ctx_at(
+    pub(crate) fn accounts_ctx_at(
         &self,
         db: &mut Db<'_>,
         tenant: &TenantId,

@@ -442,8 +442,13 @@ impl Service {
             doc: &doc_json,
             now,
         };
-        let pk =
-            resources::insert(db, &p.tenant, rt, &id, &w).map_err(|e| Self::uniqueness(rt, e))?;
+        // A new user's account is decided by the tenant's product version: read with the
+        // insert where that saves a round trip.
+        let (pk, version) = match rt {
+            Rtype::User => resources::insert_versioned(db, &p.tenant, rt, &id, &w),
+            Rtype::Group => resources::insert(db, &p.tenant, rt, &id, &w).map(|pk| (pk, None)),
+        }
+        .map_err(|e| Self::uniqueness(rt, e))?;
         j.count(rt, 1);
         members::add(db, &p.tenant, pk, &member_pks)?;
         let meta = StoredMeta {
@@ -455,7 +460,10 @@ impl Service {
         let full = self.full(rt, &n.doc, &meta);
         match rt {
             Rtype::User => {
-                let ctx = self.accounts_ctx(db, &p.tenant)?;
+                let ctx = match version {
+                    Some(v) => self.accounts_ctx_at(db, &p.tenant, v)?,
+                    None => self.accounts_ctx(db, &p.tenant)?,
+                };
                 self.on_user_created(db, &ctx, j, pk, &meta.id, &n.doc, full)?;
             }
             Rtype::Group => {

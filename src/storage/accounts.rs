@@ -8,6 +8,7 @@ use diesel::QueryableByName;
 
 use super::conn::Db;
 use super::dialect::Lock;
+use super::roles::{self, ProductVersion};
 use super::search;
 use super::sql::{select, Bind, Sql};
 use super::{decode_json, Decode, StorageError, StoreResult, TenantId};
@@ -124,10 +125,6 @@ pub fn get(
     db.row::<RawAccount>(&q)
 }
 
-/// A tenant's product version (`roles::product_version`): the count of its product changes,
-/// the newest one's id and nonce.
-pub type ProductVersion = (i64, i64, i64);
-
 #[derive(QueryableByName)]
 struct RawVersionedAccount {
     #[diesel(embed)]
@@ -152,27 +149,19 @@ pub fn of_user_versioned(
 ) -> StoreResult<Option<(AccountRow, Option<ProductVersion>)>> {
     let mut q = Sql::with(
         &format!(
-            "SELECT {ACCOUNT_COLUMNS}, \
-             (SELECT COUNT(*) FROM product_changes WHERE tenant_id = ?) AS v_n, \
-             pc.id AS v_id, pc.nonce AS v_nonce FROM accounts a LEFT JOIN \
-             (SELECT id, nonce FROM product_changes WHERE tenant_id = ? ORDER BY id DESC LIMIT 1) pc \
-             ON 1 = 1 WHERE a.tenant_id = ? AND a.scim_id = ?"
+            "SELECT {ACCOUNT_COLUMNS}, {} FROM accounts a WHERE a.tenant_id = ",
+            roles::VERSION_COLUMNS
         ),
-        [
-            Bind::tenant(tenant),
-            Bind::tenant(tenant),
-            Bind::tenant(tenant),
-            Bind::text(scim_id),
-        ],
+        roles::version_binds(tenant),
     );
+    q.bind(Bind::tenant(tenant))
+        .push(" AND a.scim_id = ")
+        .bind(Bind::text(scim_id));
     q.push(&db.backend().lock_of("a"));
     let Some(r) = db.first::<RawVersionedAccount>(&q)? else {
         return Ok(None);
     };
-    let version = match (r.v_id, r.v_nonce) {
-        (Some(id), Some(nonce)) => Some((r.v_n, id, nonce)),
-        _ => None,
-    };
+    let version = roles::version_of(r.v_n, r.v_id, r.v_nonce);
     Ok(Some((r.account.decode()?, version)))
 }
 

@@ -507,13 +507,15 @@ pub fn insert_attr_values(
 }
 
 /// A resource's insert (`rows`, one row, no RETURNING) and its values' in one statement that
-/// returns the new `pk` (Postgres: data-modifying CTEs); None where each is its own statement
+/// returns the new `pk` (Postgres: data-modifying CTEs), and with `version` the tenant's
+/// product version too (`roles::VERSION_COLUMNS`); None where each is its own statement
 /// (SQLite, whose round trips are function calls).
 pub fn insert_with_values(
     backend: Backend,
     tenant: &TenantId,
     rows: impl FnOnce() -> Sql,
     values: &[IndexValue],
+    version: bool,
 ) -> Option<Sql> {
     match backend {
         Backend::Sqlite => None,
@@ -527,7 +529,14 @@ pub fn insert_with_values(
                 .bind(Bind::tenant(tenant))
                 .push(", u.path, u.elem, u.val, u.num FROM r, ")
                 .append(pg_values_unnest(values.iter()))
-                .push(") SELECT pk FROM r");
+                .push(") SELECT pk");
+            if version {
+                q.and(
+                    &format!(", {}", super::roles::VERSION_COLUMNS),
+                    super::roles::version_binds(tenant),
+                );
+            }
+            q.push(" FROM r");
             Some(q)
         }
     }

@@ -10,6 +10,7 @@ use diesel::QueryableByName;
 use super::conn::Db;
 use super::dialect::{self, Lock, ROWS_PER_STATEMENT};
 use super::index::{IndexValue, Indexed};
+use super::roles::{self, ProductVersion};
 use super::sql::{select, Bind, Sql};
 use super::{Decode, StorageError, StoreResult, TenantId};
 use crate::scim::schema::Rtype;
@@ -58,8 +59,33 @@ pub fn insert(
     id: &str,
     w: &ResourceWrite<'_>,
 ) -> StoreResult<i64> {
+    Ok(insert_read(db, tenant, rt, id, w, false)?.0)
+}
+
+/// `insert`, and the tenant's product version read in the same statement where that saves a
+/// round trip (Postgres; the new user's account is decided by it): `(pk, Some(version))`,
+/// else `(pk, None)` and the caller reads the version itself.
+pub fn insert_versioned(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    rt: Rtype,
+    id: &str,
+    w: &ResourceWrite<'_>,
+) -> StoreResult<(i64, Option<Option<ProductVersion>>)> {
+    insert_read(db, tenant, rt, id, w, true)
+}
+
+fn insert_read(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    rt: Rtype,
+    id: &str,
+    w: &ResourceWrite<'_>,
+    version: bool,
+) -> StoreResult<(i64, Option<Option<ProductVersion>>)> {
     let rows = || insert_rows(tenant, rt, &[(id, w)]);
-    if let Some(q) = dialect::insert_with_values(db.backend(), tenant, rows, &w.indexed.values) {
+    let values = &w.indexed.values;
+    if let Some(q) = dialect::insert_with_values(db.backend(), tenant, rows, values, version) {
         // One statement, one round trip: the resource and its values (each round trip of a
         // write holds the tenant's batch connection, so they bound a tenant's write rate).
         #[derive(QueryableByName)]
@@ -67,11 +93,28 @@ pub fn insert(
             #[diesel(sql_type = BigInt)]
             pk: i64,
         }
+        #[derive(QueryableByName)]
+        struct PkVersion {
+            #[diesel(sql_type = BigInt)]
+            pk: i64,
+            #[diesel(sql_type = BigInt)]
+            v_n: i64,
+            #[diesel(sql_type = Nullable<BigInt>)]
+            v_id: Option<i64>,
+            #[diesel(sql_type = Nullable<BigInt>)]
+            v_nonce: Option<i64>,
+        }
+        if version {
+            let row: Option<PkVersion> = db.first(&q)?;
+            let r = row.ok_or(StorageError::NotFound)?;
+            return Ok((r.pk, Some(roles::version_of(r.v_n, r.v_id, r.v_nonce))));
+        }
         let row: Option<Pk> = db.first(&q)?;
-        return row.map(|r| r.pk).ok_or(StorageError::NotFound);
+        return Ok((row.ok_or(StorageError::NotFound)?.pk, None));
     }
     let pks = insert_many(db, tenant, rt, &[(id, w)])?;
-    pks.into_iter().next().ok_or(StorageError::NotFound)
+    let pk = pks.into_iter().next().ok_or(StorageError::NotFound)?;
+    Ok((pk, None))
 }
 
 /// `INSERT INTO resources ... VALUES` of these resources (no RETURNING).
