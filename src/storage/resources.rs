@@ -220,9 +220,68 @@ pub fn update(
         .bind(Bind::text(w.doc))
         .push(", version = version + 1, modified = ")
         .bind(Bind::Int(w.now));
-    versioned(db, q, tenant, pk, expected)?;
-    replace_values(db, tenant, pk, &ix.values)?;
+    let old = if db.backend().transaction_costs_round_trips() {
+        // Postgres: the update and the read of the values it replaces in one round trip (the
+        // statement's snapshot: the values as they were; the update does not touch them).
+        updated_with_values(db, q, tenant, pk, expected)?
+    } else {
+        versioned(db, q, tenant, pk, expected)?;
+        db.load(&Sql::with(
+            "SELECT path, elem, val, num FROM attr_values WHERE res_pk = ?",
+            [Bind::Int(pk)],
+        ))?
+    };
+    replace_values(db, tenant, pk, old, &ix.values)?;
     Ok(expected + 1)
+}
+
+/// `versioned` for an `UPDATE resources SET ...` (`q`), and the resource's attribute values in
+/// the same statement.
+fn updated_with_values(
+    db: &mut Db<'_>,
+    mut q: Sql,
+    tenant: &TenantId,
+    pk: i64,
+    expected: i64,
+) -> StoreResult<Vec<StoredValue>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        updated: i64,
+        #[diesel(sql_type = Nullable<Text>)]
+        path: Option<String>,
+        #[diesel(sql_type = Nullable<Integer>)]
+        elem: Option<i32>,
+        #[diesel(sql_type = Nullable<Text>)]
+        val: Option<String>,
+        #[diesel(sql_type = Nullable<Double>)]
+        num: Option<f64>,
+    }
+    let mut with = Sql::new("WITH u AS (");
+    q.and(
+        " WHERE tenant_id = ? AND pk = ? AND version = ? RETURNING pk",
+        [Bind::tenant(tenant), Bind::Int(pk), Bind::Int(expected)],
+    );
+    with.append(q).push(
+        ") SELECT (SELECT COUNT(*) FROM u) AS updated, a.path, a.elem, a.val, a.num \
+         FROM (SELECT 1 AS one) o LEFT JOIN attr_values a ON a.res_pk = ",
+    );
+    with.bind(Bind::Int(pk));
+    let rows: Vec<Row> = db.load(&with)?;
+    if rows.first().is_none_or(|r| r.updated == 0) {
+        return Err(StorageError::VersionMismatch);
+    }
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(StoredValue {
+                path: r.path?,
+                elem: r.elem?,
+                val: r.val,
+                num: r.num,
+            })
+        })
+        .collect())
 }
 
 #[derive(QueryableByName)]
@@ -255,18 +314,16 @@ fn by_path<'a>(
     out
 }
 
-/// Makes a resource's attribute values `new`, rewriting only the paths whose values changed
-/// (a PATCH of `title` rewrites one row and its trigram entries, not all of them).
+/// Makes a resource's attribute values `new` (`old`: as stored), rewriting only the paths
+/// whose values changed (a PATCH of `title` rewrites one row and its trigram entries, not all
+/// of them).
 fn replace_values(
     db: &mut Db<'_>,
     tenant: &TenantId,
     pk: i64,
+    old: Vec<StoredValue>,
     new: &[IndexValue],
 ) -> StoreResult<()> {
-    let old: Vec<StoredValue> = db.load(&Sql::with(
-        "SELECT path, elem, val, num FROM attr_values WHERE res_pk = ?",
-        [Bind::Int(pk)],
-    ))?;
     let old_by = by_path(old.iter().map(|v| {
         (
             v.path.as_str(),
