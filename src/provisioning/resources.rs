@@ -444,11 +444,8 @@ impl Service {
         };
         // A new user's account is decided by the tenant's product version: read with the
         // insert where that saves a round trip.
-        let (pk, version) = match rt {
-            Rtype::User => resources::insert_versioned(db, &p.tenant, rt, &id, &w),
-            Rtype::Group => resources::insert(db, &p.tenant, rt, &id, &w).map(|pk| (pk, None)),
-        }
-        .map_err(|e| Self::uniqueness(rt, e))?;
+        let (pk, version) = resources::insert(db, &p.tenant, rt, &id, &w, rt == Rtype::User)
+            .map_err(|e| Self::uniqueness(rt, e))?;
         j.count(rt, 1);
         members::add(db, &p.tenant, pk, &member_pks)?;
         let meta = StoredMeta {

@@ -129,12 +129,8 @@ pub fn get(
 struct RawVersionedAccount {
     #[diesel(embed)]
     account: RawAccount,
-    #[diesel(sql_type = BigInt)]
-    v_n: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    v_id: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    v_nonce: Option<i64>,
+    #[diesel(embed)]
+    version: roles::RawVersion,
 }
 
 /// The account of a SCIM user (locked on Postgres: the caller is about to change it), and the
@@ -161,8 +157,7 @@ pub fn of_user_versioned(
     let Some(r) = db.first::<RawVersionedAccount>(&q)? else {
         return Ok(None);
     };
-    let version = roles::version_of(r.v_n, r.v_id, r.v_nonce);
-    Ok(Some((r.account.decode()?, version)))
+    Ok(Some((r.account.decode()?, r.version.version())))
 }
 
 /// Accounts of these users (locked), for a membership change that may change their roles.

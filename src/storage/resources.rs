@@ -51,41 +51,21 @@ pub(crate) fn lower(s: &Option<String>) -> Option<String> {
     s.as_ref().map(|s| s.to_lowercase())
 }
 
-/// Inserts a resource and its attribute values; a duplicate userName is `Conflict`.
+/// Inserts a resource and its attribute values; a duplicate userName is `Conflict`. With
+/// `read_version`, the tenant's product version is read in the same statement where that
+/// saves a round trip (Postgres; a new user's account is decided by it): `(pk,
+/// Some(version))`; else `(pk, None)`, and a caller that needs it reads it itself.
 pub fn insert(
     db: &mut Db<'_>,
     tenant: &TenantId,
     rt: Rtype,
     id: &str,
     w: &ResourceWrite<'_>,
-) -> StoreResult<i64> {
-    Ok(insert_read(db, tenant, rt, id, w, false)?.0)
-}
-
-/// `insert`, and the tenant's product version read in the same statement where that saves a
-/// round trip (Postgres; the new user's account is decided by it): `(pk, Some(version))`,
-/// else `(pk, None)` and the caller reads the version itself.
-pub fn insert_versioned(
-    db: &mut Db<'_>,
-    tenant: &TenantId,
-    rt: Rtype,
-    id: &str,
-    w: &ResourceWrite<'_>,
-) -> StoreResult<(i64, Option<Option<ProductVersion>>)> {
-    insert_read(db, tenant, rt, id, w, true)
-}
-
-fn insert_read(
-    db: &mut Db<'_>,
-    tenant: &TenantId,
-    rt: Rtype,
-    id: &str,
-    w: &ResourceWrite<'_>,
-    version: bool,
+    read_version: bool,
 ) -> StoreResult<(i64, Option<Option<ProductVersion>>)> {
     let rows = || insert_rows(tenant, rt, &[(id, w)]);
     let values = &w.indexed.values;
-    if let Some(q) = dialect::insert_with_values(db.backend(), tenant, rows, values, version) {
+    if let Some(q) = dialect::insert_with_values(db.backend(), tenant, rows, values, read_version) {
         // One statement, one round trip: the resource and its values (each round trip of a
         // write holds the tenant's batch connection, so they bound a tenant's write rate).
         #[derive(QueryableByName)]
@@ -97,17 +77,13 @@ fn insert_read(
         struct PkVersion {
             #[diesel(sql_type = BigInt)]
             pk: i64,
-            #[diesel(sql_type = BigInt)]
-            v_n: i64,
-            #[diesel(sql_type = Nullable<BigInt>)]
-            v_id: Option<i64>,
-            #[diesel(sql_type = Nullable<BigInt>)]
-            v_nonce: Option<i64>,
+            #[diesel(embed)]
+            version: roles::RawVersion,
         }
-        if version {
+        if read_version {
             let row: Option<PkVersion> = db.first(&q)?;
             let r = row.ok_or(StorageError::NotFound)?;
-            return Ok((r.pk, Some(roles::version_of(r.v_n, r.v_id, r.v_nonce))));
+            return Ok((r.pk, Some(r.version.version())));
         }
         let row: Option<Pk> = db.first(&q)?;
         return Ok((row.ok_or(StorageError::NotFound)?.pk, None));

@@ -56,9 +56,22 @@ pub fn version_binds(tenant: &TenantId) -> [Bind; 3] {
     ]
 }
 
-/// The version from `VERSION_COLUMNS`.
-pub fn version_of(n: i64, id: Option<i64>, nonce: Option<i64>) -> Option<ProductVersion> {
-    Some((n, id?, nonce?))
+/// The columns of `VERSION_COLUMNS`, to embed in a row of the statement that reads them.
+#[derive(QueryableByName)]
+pub struct RawVersion {
+    #[diesel(sql_type = BigInt)]
+    v_n: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    v_id: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    v_nonce: Option<i64>,
+}
+
+impl RawVersion {
+    /// The version (None: the tenant has no product change).
+    pub fn version(&self) -> Option<ProductVersion> {
+        Some((self.v_n, self.v_id?, self.v_nonce?))
+    }
 }
 
 /// The version of the tenant's policy, roles and rules (migration 000021): how many changes
