@@ -207,7 +207,9 @@ fn insert(db: &mut Db<'_>, tenant: &TenantId, user_name: &str, title: &str) -> i
         doc: "{}",
         now: 1,
     };
-    resources::insert(db, tenant, Rtype::User, user_name, &w).expect("insert")
+    resources::insert(db, tenant, Rtype::User, user_name, &w, false)
+        .expect("insert")
+        .0
 }
 
 /// The user names whose title contains `s`, as a search in `db`'s transaction finds them.
