@@ -442,8 +442,8 @@ impl Service {
             doc: &doc_json,
             now,
         };
-        // A new user's account is decided by the tenant's product version: read with the
-        // insert where that saves a round trip.
+        // A new user's account is decided by the tenant's product version, read with the
+        // insert.
         let (pk, version) = resources::insert(db, &p.tenant, rt, &id, &w, rt == Rtype::User)
             .map_err(|e| Self::uniqueness(rt, e))?;
         j.count(rt, 1);
@@ -457,10 +457,7 @@ impl Service {
         let full = self.full(rt, &n.doc, &meta);
         match rt {
             Rtype::User => {
-                let ctx = match version {
-                    Some(v) => self.accounts_ctx_at(db, &p.tenant, v)?,
-                    None => self.accounts_ctx(db, &p.tenant)?,
-                };
+                let ctx = self.accounts_ctx_at(db, &p.tenant, version)?;
                 self.on_user_created(db, &ctx, j, pk, &meta.id, &n.doc, full)?;
             }
             Rtype::Group => {

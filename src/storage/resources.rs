@@ -52,9 +52,9 @@ pub(crate) fn lower(s: &Option<String>) -> Option<String> {
 }
 
 /// Inserts a resource and its attribute values; a duplicate userName is `Conflict`. With
-/// `read_version`, the tenant's product version is read in the same statement where that
-/// saves a round trip (Postgres; a new user's account is decided by it): `(pk,
-/// Some(version))`; else `(pk, None)`, and a caller that needs it reads it itself.
+/// `read_version`, also reads the tenant's product version (a new user's account is decided
+/// by it; None when the tenant has none, or when not asked), in the insert's own statement
+/// where that saves a round trip (Postgres).
 pub fn insert(
     db: &mut Db<'_>,
     tenant: &TenantId,
@@ -62,7 +62,7 @@ pub fn insert(
     id: &str,
     w: &ResourceWrite<'_>,
     read_version: bool,
-) -> StoreResult<(i64, Option<Option<ProductVersion>>)> {
+) -> StoreResult<(i64, Option<ProductVersion>)> {
     let rows = || insert_rows(tenant, rt, &[(id, w)]);
     let values = &w.indexed.values;
     if let Some(q) = dialect::insert_with_values(db.backend(), tenant, rows, values, read_version) {
@@ -83,14 +83,18 @@ pub fn insert(
         if read_version {
             let row: Option<PkVersion> = db.first(&q)?;
             let r = row.ok_or(StorageError::NotFound)?;
-            return Ok((r.pk, Some(r.version.version())));
+            return Ok((r.pk, r.version.version()));
         }
         let row: Option<Pk> = db.first(&q)?;
         return Ok((row.ok_or(StorageError::NotFound)?.pk, None));
     }
     let pks = insert_many(db, tenant, rt, &[(id, w)])?;
     let pk = pks.into_iter().next().ok_or(StorageError::NotFound)?;
-    Ok((pk, None))
+    let version = match read_version {
+        true => roles::product_version(db, tenant)?,
+        false => None,
+    };
+    Ok((pk, version))
 }
 
 /// `INSERT INTO resources ... VALUES` of these resources (no RETURNING).
@@ -234,10 +238,8 @@ fn updated_with_values(
         num: Option<f64>,
     }
     let mut with = Sql::new("WITH u AS (");
-    q.and(
-        " WHERE tenant_id = ? AND pk = ? AND version = ? RETURNING pk",
-        [Bind::tenant(tenant), Bind::Int(pk), Bind::Int(expected)],
-    );
+    at_version(&mut q, tenant, pk, expected);
+    q.push(" RETURNING pk");
     with.append(q).push(
         ") SELECT (SELECT COUNT(*) FROM u) AS updated, a.path, a.elem, a.val, a.num \
          FROM (SELECT 1 AS one) o LEFT JOIN attr_values a ON a.res_pk = ",
@@ -362,8 +364,16 @@ pub fn touch(
     Ok(expected + 1)
 }
 
-/// Runs `UPDATE resources SET ...` for one row at the version `expected` (the check is part of
-/// the write, so two writers cannot both pass it).
+/// The `WHERE` of an `UPDATE resources SET ...` of one row at the version `expected` (the check
+/// is part of the write, so two writers cannot both pass it).
+fn at_version(q: &mut Sql, tenant: &TenantId, pk: i64, expected: i64) {
+    q.and(
+        " WHERE tenant_id = ? AND pk = ? AND version = ?",
+        [Bind::tenant(tenant), Bind::Int(pk), Bind::Int(expected)],
+    );
+}
+
+/// Runs `UPDATE resources SET ...` for one row at the version `expected` (`at_version`).
 fn versioned(
     db: &mut Db<'_>,
     mut q: Sql,
@@ -371,10 +381,7 @@ fn versioned(
     pk: i64,
     expected: i64,
 ) -> StoreResult<()> {
-    q.and(
-        " WHERE tenant_id = ? AND pk = ? AND version = ?",
-        [Bind::tenant(tenant), Bind::Int(pk), Bind::Int(expected)],
-    );
+    at_version(&mut q, tenant, pk, expected);
     if db.execute(&q)? == 0 {
         return Err(StorageError::VersionMismatch);
     }

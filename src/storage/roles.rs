@@ -39,9 +39,9 @@ fn policy_text(p: Policy) -> (&'static str, &'static str) {
 /// newest one's id and its nonce.
 pub type ProductVersion = (i64, i64, i64);
 
-/// `product_version` as three columns of another statement (`v_n`, `v_id`, `v_nonce`; the
-/// last two NULL when the tenant has no product change), with three binds of the tenant: a
-/// write that reads it with its own statement saves a round trip on Postgres.
+/// `product_version` as three columns (`v_n`, `v_id`, `v_nonce`; the last two NULL when the
+/// tenant has no product change), with three binds of the tenant: read alone, or as columns
+/// of a write's own statement, which saves a round trip on Postgres.
 pub const VERSION_COLUMNS: &str =
     "(SELECT COUNT(*) FROM product_changes WHERE tenant_id = ?) AS v_n, \
      (SELECT id FROM product_changes WHERE tenant_id = ? ORDER BY id DESC LIMIT 1) AS v_id, \
@@ -82,21 +82,8 @@ impl RawVersion {
 /// version read now is the same. None: the tenant never set any (the default policy, no
 /// roles, no rules).
 pub fn product_version(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Option<ProductVersion>> {
-    #[derive(QueryableByName)]
-    struct Version {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-        #[diesel(sql_type = BigInt)]
-        nonce: i64,
-    }
-    let q = Sql::with(
-        "SELECT (SELECT COUNT(*) FROM product_changes WHERE tenant_id = ?) AS n, id, nonce \
-         FROM product_changes WHERE tenant_id = ? ORDER BY id DESC LIMIT 1",
-        [Bind::tenant(tenant), Bind::tenant(tenant)],
-    );
-    Ok(db.first::<Version>(&q)?.map(|v| (v.n, v.id, v.nonce)))
+    let q = Sql::with(&format!("SELECT {VERSION_COLUMNS}"), version_binds(tenant));
+    Ok(db.first::<RawVersion>(&q)?.and_then(|v| v.version()))
 }
 
 /// The tenant's stored policy, if it set one.
