@@ -141,12 +141,20 @@ impl Admission {
         }
     }
 
-    /// Waits for the turn `turn` had none free for, at most the lane's wait (5 s) or until
-    /// `gone` (the client went away), then lets the read run without one: it was admitted,
-    /// the turn only orders it.
-    pub fn wait_turn(&self, slot: &Slot, gone: impl Fn() -> bool) -> Turn<'_> {
+    /// The request's turn (`turn`), waiting for one when none is free: until `until` (the
+    /// request's one deadline for its slot and its turn), the lane's wait (5 s) or `gone`
+    /// (the client went away), whichever comes first; then the read runs without one: it was
+    /// admitted, the turn only orders it.
+    pub fn wait_turn(
+        &self,
+        slot: &Slot,
+        reads: bool,
+        until: Instant,
+        gone: impl Fn() -> bool,
+    ) -> Turn<'_> {
         match &self.lane {
-            Some(lane) => lane.wait_turn(&slot.tenant, gone),
+            Some(lane) if self.is_low(slot, reads) => lane.wait_turn(&slot.tenant, until, gone),
+            Some(lane) => lane.normal(&slot.tenant),
             None => Turn(None),
         }
     }
@@ -358,8 +366,8 @@ impl Lane {
     /// Waits for a slot (woken by a turn's end, looking again at least every 100 ms for a
     /// neighbour gone quiet or a client gone); without one once no other tenant is active,
     /// the wait ran out or `gone`.
-    fn wait_turn(&self, tenant: &TenantId, gone: impl Fn() -> bool) -> Turn<'_> {
-        let until = Instant::now() + self.wait;
+    fn wait_turn(&self, tenant: &TenantId, until: Instant, gone: impl Fn() -> bool) -> Turn<'_> {
+        let until = until.min(Instant::now() + self.wait);
         let mut s = self.lock();
         loop {
             if let Some(turn) = self.take(&mut s, tenant) {
@@ -666,9 +674,8 @@ mod lane_tests {
         let (release, released) = mpsc::channel::<()>();
         let a = a.clone();
         let h = std::thread::spawn(move || {
-            let turn = a
-                .turn(&slot, true)
-                .unwrap_or_else(|| a.wait_turn(&slot, || false));
+            let far = Instant::now() + Duration::from_secs(60);
+            let turn = a.wait_turn(&slot, true, far, || false);
             a.run(&slot, true, move || {
                 started_tx.send(()).unwrap();
                 let _ = released.recv();
@@ -787,15 +794,20 @@ mod lane_tests {
         assert!(held.holds_slot());
         // ... the next must wait, and past the wait runs without one.
         assert!(lane.try_turn(&t).is_none());
+        let far = Instant::now() + Duration::from_secs(60);
         let started = Instant::now();
-        assert!(!lane.wait_turn(&t, || false).holds_slot());
+        assert!(!lane.wait_turn(&t, far, || false).holds_slot());
         assert!(started.elapsed() >= Duration::from_millis(200));
         // A gone client stops waiting at once.
         let started = Instant::now();
-        assert!(!lane.wait_turn(&t, || true).holds_slot());
+        assert!(!lane.wait_turn(&t, far, || true).holds_slot());
+        assert!(started.elapsed() < Duration::from_millis(200));
+        // So does a request whose deadline (its slot's wait included) has passed.
+        let started = Instant::now();
+        assert!(!lane.wait_turn(&t, started, || false).holds_slot());
         assert!(started.elapsed() < Duration::from_millis(200));
         drop(held);
-        assert!(lane.wait_turn(&t, || false).holds_slot());
+        assert!(lane.wait_turn(&t, far, || false).holds_slot());
     }
 
     #[test]

@@ -358,7 +358,8 @@ where
                 return Err(Refused::NotAdmin);
             }
             // The tenant's share, and on Postgres a low-priority read's turn in the database
-            // (see `admission`): either waited for without holding a connection.
+            // (see `admission`): both waited for without holding a connection, within one
+            // deadline.
             let slot = admission.try_admit(&p.tenant);
             let turn = slot.as_ref().and_then(|slot| admission.turn(slot, reads));
             let (slot, turn, mut conn, _attached) = match (slot, turn) {
@@ -366,15 +367,14 @@ where
                 (slot, _) => {
                     drop(attached);
                     drop(conn);
+                    let until = std::time::Instant::now() + admission::QUEUE_WAIT;
                     let slot = match slot {
                         Some(slot) => slot,
                         None => admission
                             .admit(&p.tenant, admission::QUEUE_WAIT)
                             .ok_or(Refused::TenantBusy(admission.max()))?,
                     };
-                    let turn = admission
-                        .turn(&slot, reads)
-                        .unwrap_or_else(|| admission.wait_turn(&slot, || hold.fired()));
+                    let turn = admission.wait_turn(&slot, reads, until, || hold.fired());
                     let conn = svc.conn()?;
                     let attached = hold.attach(&conn);
                     (slot, turn, conn, attached)

@@ -200,34 +200,31 @@ impl Drop for LentGuard {
 /// checked out, drop the returned guard before it goes back to the pool.
 #[derive(Default)]
 pub struct Cancel {
-    state: Mutex<CancelState>,
-}
-
-#[derive(Default)]
-struct CancelState {
-    fired: bool,
-    on: Option<Target>,
+    /// Set by `fire` (under `on`'s lock, which `attach` reads it under too); read without a
+    /// lock by `fired`, which a request waiting in admission asks under another lock.
+    fired: AtomicBool,
+    on: Mutex<Option<Target>>,
 }
 
 impl Cancel {
-    fn lock(&self) -> std::sync::MutexGuard<'_, CancelState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Target>> {
+        self.on.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// From now until the guard drops, `fire` stops `conn`'s statements.
     pub fn attach<'a>(&'a self, conn: &super::conn::Conn) -> Attached<'a> {
         let target = conn.target();
-        let mut s = self.lock();
-        if s.fired {
+        let mut on = self.lock();
+        if self.fired.load(Ordering::SeqCst) {
             target.watch.cancel();
         }
-        s.on = Some(target);
+        *on = Some(target);
         Attached(self)
     }
 
-    /// Whether `fire` was called: the request's client went away.
+    /// Whether `fire` was called: the request's client went away. Takes no lock.
     pub fn fired(&self) -> bool {
-        self.lock().fired
+        self.fired.load(Ordering::SeqCst)
     }
 
     /// Stops the attached connection's statements (and later ones, until the guard drops);
@@ -236,9 +233,9 @@ impl Cancel {
     pub fn fire(&self) {
         // Held while the cancel is sent, so the connection cannot go back to the pool (and
         // serve another request) before its backend got it.
-        let mut s = self.lock();
-        s.fired = true;
-        if let Some(t) = &s.on {
+        let on = self.lock();
+        self.fired.store(true, Ordering::SeqCst);
+        if let Some(t) = &*on {
             t.stop();
         }
     }
@@ -249,7 +246,7 @@ pub struct Attached<'a>(&'a Cancel);
 
 impl Drop for Attached<'_> {
     fn drop(&mut self) {
-        if let Some(t) = self.0.lock().on.take() {
+        if let Some(t) = self.0.lock().take() {
             t.watch.reset();
         }
     }
