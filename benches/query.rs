@@ -14,6 +14,7 @@
 //! query at 32 clients), SCIMITAR_BENCH_REQUESTS_ONE (200 per query at one client),
 //! SCIMITAR_BENCH_LOAD_ONLY=1 (load, refresh statistics, print the run number, stop),
 //! SCIMITAR_BENCH_ONLY=<text> (only the queries whose name contains it, then GET by id),
+//! SCIMITAR_BENCH_PREWARM=0 (do not read the database's files into the page cache first),
 //! SCIMITAR_BENCH_RUN (reuse a database loaded by an earlier run: give its
 //! SCIMITAR_BENCH_DATABASE_URL and the run number in its userNames,
 //! user{i}.{run}@example.com). Lookups ask for count=10 (clients matching one person); the
@@ -37,6 +38,71 @@ fn enc(s: &str) -> String {
         }
     }
     out
+}
+
+/// Reads the loaded database's files once, so that they are in the operating system's page
+/// cache when the queries run, as a server in use keeps them (SCIMITAR_BENCH_PREWARM=0 skips
+/// it). Without it the measured rows read from disk whatever the machine evicted since the
+/// load, and the first rows at 32 clients paid for it: on this machine kind a DAMON scheme
+/// pages out a file left idle, and `vmstat` showed 5-44 MB/s read from disk during the first
+/// rows of a run and none during GET by id, the last (the ceiling of the shares). The server
+/// itself still starts cold: its caches, prepared statements and (SQLite) trigram counts
+/// start empty, and each query's first run is in its one-client p99.
+fn prewarm(url: &str, pool: &scimitar::storage::pool::Pool) {
+    use std::io::Read;
+    let t = std::time::Instant::now();
+    let read = if let Some(rest) = url.strip_prefix("sqlite://") {
+        // The database file and its write-ahead log, if any.
+        let path = rest.split('?').next().unwrap_or(rest);
+        let mut n = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        for p in [path.to_string(), format!("{path}-wal")] {
+            let Ok(mut f) = std::fs::File::open(&p) else {
+                continue;
+            };
+            while let Ok(k) = f.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                n += k as u64;
+            }
+        }
+        n
+    } else {
+        // Postgres: every table and index of the schema, read through its own buffers into the
+        // page cache (pg_prewarm's `read` mode; the extension ships with Postgres).
+        let mut c = pool.get().expect("conn");
+        let mut db = c.db();
+        let sql = scimitar::storage::sql::Sql::new;
+        let made = db
+            .execute(&sql("CREATE EXTENSION IF NOT EXISTS pg_prewarm"))
+            .and_then(|_| {
+                db.execute(&sql(
+                    "SELECT pg_prewarm(c.oid::regclass, 'read') FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'i', 't')",
+                ))
+            });
+        if let Err(e) = made {
+            eprintln!("prewarm skipped (pg_prewarm: {e})");
+            return;
+        }
+        let size: Vec<DbSize> = db
+            .load(&sql("SELECT pg_database_size(current_database()) AS n"))
+            .unwrap_or_default();
+        size.first().map_or(0, |s| s.n as u64)
+    };
+    eprintln!(
+        "prewarm: {:.0} MB read into the page cache in {:.1} s",
+        read as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct DbSize {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
 }
 
 /// Answers other than 200, by status (or transport error), over the whole run.
@@ -175,6 +241,9 @@ fn main() {
     }
     if std::env::var("SCIMITAR_BENCH_LOAD_ONLY").is_ok_and(|v| v == "1") {
         return;
+    }
+    if std::env::var("SCIMITAR_BENCH_PREWARM").map_or(true, |v| v != "0") {
+        prewarm(&url, &pool);
     }
     println!(
         "scimitar query benchmark: backend {backend}, {users} users, 1 client ({requests_one} requests) and {clients} clients ({requests} requests) per query"
