@@ -336,6 +336,20 @@ impl Writer {
                 panic::resume_unwind(p);
             }
         };
+        // A change that left the batch's connection unusable (lost, or a failed change whose
+        // savepoint could not be rolled back, `Db::batch_write`): the batch cannot commit, and
+        // whatever else ran on the connection would fail. It is abandoned: every change of it
+        // answers 503 (nothing written, retry), this one with its own error.
+        if conn.is_unusable() {
+            let failed = || {
+                StorageError::Connect(
+                    "the database connection of this write's batch failed; nothing of the batch was written"
+                        .into(),
+                )
+            };
+            abandon(&group, conn, self, failed());
+            return result.and_then(|_| Err(failed().into()));
+        }
         // SQLite ends a statement it interrupts (deadline, gone client) by rolling back the
         // whole transaction, not only the change's savepoint, unless the statement kept a
         // statement journal: the batch may be gone. It is rolled back on purpose then, and

@@ -458,6 +458,13 @@ impl Conn {
         self.db().snapshot(f)
     }
 
+    /// Whether a statement found the connection dead, or a failed write of a batch left its
+    /// transaction aborted (`Db::batch_write`). Part of `is_broken`, without its test of an
+    /// open transaction, which a batch's connection has between its writes.
+    pub fn is_unusable(&self) -> bool {
+        self.broken.get()
+    }
+
     /// Whether the pool must drop this connection: a statement found it dead, a cancel
     /// request was sent to its backend (Postgres: it could still land on a later statement,
     /// see `watch::Watch::was_signalled`), or it is left inside a transaction or with its
@@ -586,7 +593,11 @@ impl<'a> Db<'a> {
     /// its savepoint open instead of releasing it: the batch's COMMIT releases them all, and
     /// a `RELEASE` per write was a round trip on the tenant's batch connection, where the
     /// tenant's writes take turns. Each write's savepoint nests in the one before; a failed
-    /// write rolls back to its own (the most recent of that name) and the batch goes on.
+    /// write rolls back to its own (the most recent of that name) and the batch goes on. If
+    /// that rollback fails (a cancel that reached it, a lost connection), the transaction is
+    /// left aborted with the write's statements in it: the connection is marked unusable
+    /// (`Conn::is_unusable`), so that the batch is abandoned rather than committed
+    /// (`provisioning::writer`), and the write's own error is returned.
     /// SQLite releases as `savepoint` does: a savepoint left open would keep the pages it
     /// changed in its journal until the batch ends.
     pub fn batch_write<T, E>(&mut self, f: impl FnOnce(&mut Db<'_>) -> Result<T, E>) -> Result<T, E>
@@ -603,10 +614,13 @@ impl<'a> Db<'a> {
         }
         match f(&mut Db::pg(c, s)) {
             Ok(v) => Ok(v),
-            Err(e) => match c.batch_execute("ROLLBACK TO SAVEPOINT batch_write") {
-                Ok(()) => Err(e),
-                Err(rollback) => Err(TxError::Db(rollback).into_app(s)),
-            },
+            Err(e) => {
+                if let Err(rollback) = c.batch_execute("ROLLBACK TO SAVEPOINT batch_write") {
+                    log::warn!("a failed write's savepoint could not be rolled back ({rollback}); its batch is abandoned");
+                    s.broken.set(true);
+                }
+                Err(e)
+            }
         }
     }
 

@@ -9,8 +9,12 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::common::*;
+use scimitar::auth::{Principal, Scope};
+use scimitar::provisioning::Error;
+use scimitar::scim::compat::Compat;
 use scimitar::storage::feed::{self, SeqWindow};
-use scimitar::storage::TenantId;
+use scimitar::storage::sql::Sql;
+use scimitar::storage::{StorageError, TenantId};
 
 fn user(name: &str) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "active": true})
@@ -200,4 +204,97 @@ async fn sixteen_concurrent_writers_keep_the_feed_gap_free_and_in_order() {
     assert_eq!(created.len(), WRITERS * EACH);
     assert!(ids.iter().all(|id| created.contains(id)));
     assert!(data.service.writer.stats().changes >= (WRITERS * EACH) as u64);
+}
+
+/// A change that leaves its batch's connection unusable abandons the batch. On Postgres a
+/// failed change rolls back to its own savepoint (`Db::batch_write`); when that rollback
+/// fails, the transaction stays aborted with the change's statements in it, and a COMMIT of
+/// an aborted transaction ends it without an error, so the changes before it in the batch
+/// would be answered as written. Instead they answer 503 (nothing written, retry), the
+/// failed change its own error, and the next write runs in a new batch. Made to happen here
+/// by a change that releases every savepoint of the batch before it fails. SQLite runs a
+/// change's savepoint through diesel, which has no such state: Postgres only.
+#[test]
+fn a_change_that_leaves_the_connection_unusable_abandons_its_batch() {
+    let db = TestDb::new();
+    if !db.is_postgres() {
+        return;
+    }
+    let data = state(&args(&db));
+    let tenant = TenantId::from("default");
+    let principal = Principal {
+        tenant: tenant.clone(),
+        credential: None,
+        scope: Scope::Write,
+        compat: Compat::default(),
+    };
+    let insert = |id: &str| {
+        Sql::new(&format!(
+            "INSERT INTO tenants (id, name, created) VALUES ('{id}', '{id}', 0)"
+        ))
+    };
+    let written = |id: &str| -> i64 {
+        let mut conn = data.service.pool.get().expect("conn");
+        conn.db()
+            .count(&Sql::new(&format!(
+                "SELECT COUNT(*) AS n FROM tenants WHERE id = '{id}'"
+            )))
+            .expect("count")
+    };
+    let batches = data.service.writer.stats().batches;
+    let (running_tx, running) = std::sync::mpsc::channel::<()>();
+    // The first change holds its turn until the second waits after it: one batch of two.
+    let first = {
+        let (data, p, tenant) = (data.clone(), principal.clone(), tenant.clone());
+        std::thread::spawn(move || {
+            let mut conn = data.service.conn().expect("conn");
+            data.service.write(&mut conn, &p, |db, _| {
+                db.execute(&insert("batch-first"))
+                    .map_err(StorageError::from)?;
+                running_tx.send(()).expect("send");
+                // Not a timing assertion: it waits for the second to queue, however long.
+                while data.service.writer.waiting(&tenant) == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(())
+            })
+        })
+    };
+    running.recv().expect("the first change runs");
+    let mut conn = data.service.conn().expect("conn");
+    let second = data.service.write(&mut conn, &principal, |db, _| {
+        for sql in [
+            "RELEASE SAVEPOINT batch_write",
+            "RELEASE SAVEPOINT batch_write",
+            "SELECT 1 / 0",
+        ] {
+            db.execute(&Sql::new(sql)).map_err(StorageError::from)?;
+        }
+        Ok(())
+    });
+    let first = first.join().expect("first");
+    assert!(
+        matches!(second, Err(Error::Storage(StorageError::Backend(_)))),
+        "the failed change answers its own error: {second:?}"
+    );
+    assert!(
+        matches!(first, Err(Error::Storage(StorageError::Connect(_)))),
+        "the change before it in the abandoned batch answers 503: {first:?}"
+    );
+    assert_eq!(written("batch-first"), 0, "nothing of the batch is written");
+    assert_eq!(
+        data.service.writer.stats().batches,
+        batches,
+        "no batch committed"
+    );
+
+    // The tenant's writes go on, in a new batch on a new connection.
+    data.service
+        .write(&mut conn, &principal, |db, _| {
+            db.execute(&insert("batch-next"))
+                .map_err(StorageError::from)?;
+            Ok(())
+        })
+        .expect("the next write");
+    assert_eq!(written("batch-next"), 1);
 }
