@@ -143,14 +143,10 @@ pub fn of_user_versioned(
     tenant: &TenantId,
     scim_id: &str,
 ) -> StoreResult<Option<(AccountRow, Option<ProductVersion>)>> {
-    let mut q = Sql::with(
-        &format!(
-            "SELECT {ACCOUNT_COLUMNS}, {} FROM accounts a WHERE a.tenant_id = ",
-            roles::VERSION_COLUMNS
-        ),
-        roles::version_binds(tenant),
-    );
-    q.bind(Bind::tenant(tenant))
+    let mut q = Sql::new(&format!("SELECT {ACCOUNT_COLUMNS}, "));
+    q.append(roles::version_columns(tenant))
+        .push(" FROM accounts a WHERE a.tenant_id = ")
+        .bind(Bind::tenant(tenant))
         .push(" AND a.scim_id = ")
         .bind(Bind::text(scim_id));
     q.push(&db.backend().lock_of("a"));

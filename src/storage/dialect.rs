@@ -507,15 +507,15 @@ pub fn insert_attr_values(
 }
 
 /// A resource's insert (`rows`, one row, no RETURNING) and its values' in one statement that
-/// returns the new `pk` (Postgres: data-modifying CTEs), and with `version` the tenant's
-/// product version too (`roles::VERSION_COLUMNS`); None where each is its own statement
-/// (SQLite, whose round trips are function calls).
+/// returns the new `pk` (Postgres: data-modifying CTEs), and the columns of `also` too (the
+/// tenant's product version, `roles::version_columns`); None where each is its own
+/// statement (SQLite, whose round trips are function calls).
 pub fn insert_with_values(
     backend: Backend,
     tenant: &TenantId,
     rows: impl FnOnce() -> Sql,
     values: &[IndexValue],
-    version: bool,
+    also: Option<Sql>,
 ) -> Option<Sql> {
     match backend {
         Backend::Sqlite => None,
@@ -530,13 +530,29 @@ pub fn insert_with_values(
                 .push(", u.path, u.elem, u.val, u.num FROM r, ")
                 .append(pg_values_unnest(values.iter()))
                 .push(") SELECT pk");
-            if version {
-                q.and(
-                    &format!(", {}", super::roles::VERSION_COLUMNS),
-                    super::roles::version_binds(tenant),
-                );
+            if let Some(also) = also {
+                q.push(", ").append(also);
             }
             q.push(" FROM r");
+            Some(q)
+        }
+    }
+}
+
+/// An `UPDATE resources SET ... WHERE` of one row (`update`) and the read of that row's
+/// attribute values as they were, in one statement (Postgres: a data-modifying CTE, whose
+/// read sees the statement's snapshot; the update does not touch the values): a row per
+/// value, one of NULLs when the resource has none, no row when the update changed none.
+/// None where each is its own statement (SQLite).
+pub fn update_with_values(backend: Backend, update: &Sql) -> Option<Sql> {
+    match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let mut q = Sql::new("WITH u AS (");
+            q.append(update.clone()).push(
+                " RETURNING pk) SELECT a.path, a.elem, a.val, a.num \
+                 FROM u LEFT JOIN attr_values a ON a.res_pk = u.pk",
+            );
             Some(q)
         }
     }

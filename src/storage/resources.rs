@@ -65,7 +65,8 @@ pub fn insert(
 ) -> StoreResult<(i64, Option<ProductVersion>)> {
     let rows = || insert_rows(tenant, rt, &[(id, w)]);
     let values = &w.indexed.values;
-    if let Some(q) = dialect::insert_with_values(db.backend(), tenant, rows, values, read_version) {
+    let version = read_version.then(|| roles::version_columns(tenant));
+    if let Some(q) = dialect::insert_with_values(db.backend(), tenant, rows, values, version) {
         // One statement, one round trip: the resource and its values (each round trip of a
         // write holds the tenant's batch connection, so they bound a tenant's write rate).
         #[derive(QueryableByName)]
@@ -90,9 +91,10 @@ pub fn insert(
     }
     let pks = insert_many(db, tenant, rt, &[(id, w)])?;
     let pk = pks.into_iter().next().ok_or(StorageError::NotFound)?;
-    let version = match read_version {
-        true => roles::product_version(db, tenant)?,
-        false => None,
+    let version = if read_version {
+        roles::product_version(db, tenant)?
+    } else {
+        None
     };
     Ok((pk, version))
 }
@@ -200,66 +202,51 @@ pub fn update(
         .bind(Bind::text(w.doc))
         .push(", version = version + 1, modified = ")
         .bind(Bind::Int(w.now));
-    let old = if db.backend().transaction_costs_round_trips() {
-        // Postgres: the update and the read of the values it replaces in one round trip (the
-        // statement's snapshot: the values as they were; the update does not touch them).
-        updated_with_values(db, q, tenant, pk, expected)?
-    } else {
-        versioned(db, q, tenant, pk, expected)?;
-        db.load(&Sql::with(
-            "SELECT path, elem, val, num FROM attr_values WHERE res_pk = ?",
-            [Bind::Int(pk)],
-        ))?
+    at_version(&mut q, tenant, pk, expected);
+    let old = match dialect::update_with_values(db.backend(), &q) {
+        // Postgres: the update and the read of the values it replaces in one round trip.
+        Some(with) => {
+            let rows: Vec<ValueOfUpdated> = db.load(&with)?;
+            if rows.is_empty() {
+                return Err(StorageError::VersionMismatch);
+            }
+            rows.into_iter().filter_map(ValueOfUpdated::value).collect()
+        }
+        None => {
+            changed_one(db, &q)?;
+            db.load(&Sql::with(
+                "SELECT path, elem, val, num FROM attr_values WHERE res_pk = ?",
+                [Bind::Int(pk)],
+            ))?
+        }
     };
     replace_values(db, tenant, pk, old, &ix.values)?;
     Ok(expected + 1)
 }
 
-/// `versioned` for an `UPDATE resources SET ...` (`q`), and the resource's attribute values in
-/// the same statement.
-fn updated_with_values(
-    db: &mut Db<'_>,
-    mut q: Sql,
-    tenant: &TenantId,
-    pk: i64,
-    expected: i64,
-) -> StoreResult<Vec<StoredValue>> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = BigInt)]
-        updated: i64,
-        #[diesel(sql_type = Nullable<Text>)]
-        path: Option<String>,
-        #[diesel(sql_type = Nullable<Integer>)]
-        elem: Option<i32>,
-        #[diesel(sql_type = Nullable<Text>)]
-        val: Option<String>,
-        #[diesel(sql_type = Nullable<Double>)]
-        num: Option<f64>,
-    }
-    let mut with = Sql::new("WITH u AS (");
-    at_version(&mut q, tenant, pk, expected);
-    q.push(" RETURNING pk");
-    with.append(q).push(
-        ") SELECT (SELECT COUNT(*) FROM u) AS updated, a.path, a.elem, a.val, a.num \
-         FROM (SELECT 1 AS one) o LEFT JOIN attr_values a ON a.res_pk = ",
-    );
-    with.bind(Bind::Int(pk));
-    let rows: Vec<Row> = db.load(&with)?;
-    if rows.first().is_none_or(|r| r.updated == 0) {
-        return Err(StorageError::VersionMismatch);
-    }
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| {
-            Some(StoredValue {
-                path: r.path?,
-                elem: r.elem?,
-                val: r.val,
-                num: r.num,
-            })
+/// A row of `dialect::update_with_values`: a value of the updated resource, or NULLs when it
+/// has none.
+#[derive(QueryableByName)]
+struct ValueOfUpdated {
+    #[diesel(sql_type = Nullable<Text>)]
+    path: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    elem: Option<i32>,
+    #[diesel(sql_type = Nullable<Text>)]
+    val: Option<String>,
+    #[diesel(sql_type = Nullable<Double>)]
+    num: Option<f64>,
+}
+
+impl ValueOfUpdated {
+    fn value(self) -> Option<StoredValue> {
+        Some(StoredValue {
+            path: self.path?,
+            elem: self.elem?,
+            val: self.val,
+            num: self.num,
         })
-        .collect())
+    }
 }
 
 #[derive(QueryableByName)]
@@ -382,7 +369,12 @@ fn versioned(
     expected: i64,
 ) -> StoreResult<()> {
     at_version(&mut q, tenant, pk, expected);
-    if db.execute(&q)? == 0 {
+    changed_one(db, &q)
+}
+
+/// Runs an update of one row at a version (`at_version`); it changed none: `VersionMismatch`.
+fn changed_one(db: &mut Db<'_>, q: &Sql) -> StoreResult<()> {
+    if db.execute(q)? == 0 {
         return Err(StorageError::VersionMismatch);
     }
     Ok(())

@@ -39,24 +39,23 @@ fn policy_text(p: Policy) -> (&'static str, &'static str) {
 /// newest one's id and its nonce.
 pub type ProductVersion = (i64, i64, i64);
 
-/// `product_version` as three columns (`v_n`, `v_id`, `v_nonce`; the last two NULL when the
-/// tenant has no product change), with three binds of the tenant: read alone, or as columns
-/// of a write's own statement, which saves a round trip on Postgres.
-pub const VERSION_COLUMNS: &str =
-    "(SELECT COUNT(*) FROM product_changes WHERE tenant_id = ?) AS v_n, \
-     (SELECT id FROM product_changes WHERE tenant_id = ? ORDER BY id DESC LIMIT 1) AS v_id, \
-     (SELECT nonce FROM product_changes WHERE tenant_id = ? ORDER BY id DESC LIMIT 1) AS v_nonce";
-
-/// The binds of `VERSION_COLUMNS`.
-pub fn version_binds(tenant: &TenantId) -> [Bind; 3] {
-    [
-        Bind::tenant(tenant),
-        Bind::tenant(tenant),
-        Bind::tenant(tenant),
-    ]
+/// `product_version` as three columns of a select list (`v_n`, `v_id`, `v_nonce`; the last
+/// two NULL when the tenant has no product change), binds included: read alone, or as
+/// columns of a write's own statement, which saves a round trip on Postgres.
+pub fn version_columns(tenant: &TenantId) -> Sql {
+    Sql::with(
+        "(SELECT COUNT(*) FROM product_changes WHERE tenant_id = ?) AS v_n, \
+         (SELECT id FROM product_changes WHERE tenant_id = ? ORDER BY id DESC LIMIT 1) AS v_id, \
+         (SELECT nonce FROM product_changes WHERE tenant_id = ? ORDER BY id DESC LIMIT 1) AS v_nonce",
+        [
+            Bind::tenant(tenant),
+            Bind::tenant(tenant),
+            Bind::tenant(tenant),
+        ],
+    )
 }
 
-/// The columns of `VERSION_COLUMNS`, to embed in a row of the statement that reads them.
+/// The columns of `version_columns`, to embed in a row of the statement that reads them.
 #[derive(QueryableByName)]
 pub struct RawVersion {
     #[diesel(sql_type = BigInt)]
@@ -82,7 +81,8 @@ impl RawVersion {
 /// version read now is the same. None: the tenant never set any (the default policy, no
 /// roles, no rules).
 pub fn product_version(db: &mut Db<'_>, tenant: &TenantId) -> StoreResult<Option<ProductVersion>> {
-    let q = Sql::with(&format!("SELECT {VERSION_COLUMNS}"), version_binds(tenant));
+    let mut q = Sql::new("SELECT ");
+    q.append(version_columns(tenant));
     Ok(db.first::<RawVersion>(&q)?.and_then(|v| v.version()))
 }
 

@@ -190,13 +190,15 @@ const GRAM_COUNT_CAP: usize = 200_000;
 
 type GramCache = std::sync::Mutex<HashMap<String, (i64, std::time::Instant)>>;
 
-/// How many indexed values hold each trigram of the filter's substring searches (exact up
-/// to GRAM_COUNT_SAMPLE, estimated beyond), so the search reads only the rarest (None where
-/// the backend has no trigram table). Counting reads at most GRAM_COUNT_SAMPLE rows of each
-/// trigram, so the first substring search after start costs about what a warm one does
-/// (counting whole row lists through the index vocabulary, as before, cost seconds at a
-/// million users under load). Counts are cached in the process for GRAM_COUNT_TTL (shared by every database the
-/// process opens; they are only a heuristic: the LIKE re-check keeps results exact).
+/// How many indexed values hold each trigram of the filter's substring searches (up to
+/// GRAM_COUNT_SAMPLE as the index counts them, which includes the values of removals still
+/// waiting, `Db::settle_trigrams`; estimated beyond), so the search reads only the rarest
+/// (None where the backend has no trigram table). Counting reads at most GRAM_COUNT_SAMPLE
+/// rows of each trigram, so the first substring search after start costs about what a warm
+/// one does (counting whole row lists through the index vocabulary, as before, cost seconds
+/// at a million users under load). Counts are cached in the process for GRAM_COUNT_TTL
+/// (shared by every database the process opens; they are only a heuristic: the LIKE
+/// re-check keeps results exact).
 pub(super) fn gram_counts(
     db: &mut Db<'_>,
     rt: Rtype,
@@ -213,7 +215,8 @@ pub(super) fn gram_counts(
     if grams.is_empty() {
         return Ok(None);
     }
-    // Inside a write, the index first takes that transaction's changes so far.
+    // Inside a write, the index first takes that transaction's additions so far (removals
+    // may wait: their entries match no row of `attr_values`).
     db.settle_trigrams()?;
     let cache = CACHE.get_or_init(Default::default);
     let now = std::time::Instant::now();
