@@ -15,6 +15,7 @@
 
 use std::future::{ready, Ready};
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -367,11 +368,11 @@ where
                 (slot, _) => {
                     drop(attached);
                     drop(conn);
-                    let until = std::time::Instant::now() + admission::QUEUE_WAIT;
+                    let until = Instant::now() + admission::QUEUE_WAIT;
                     let slot = match slot {
                         Some(slot) => slot,
                         None => admission
-                            .admit(&p.tenant, admission::QUEUE_WAIT)
+                            .admit(&p.tenant, until.saturating_duration_since(Instant::now()))
                             .ok_or(Refused::TenantBusy(admission.max()))?,
                     };
                     let turn = admission.wait_turn(&slot, reads, until, || hold.fired());

@@ -170,7 +170,7 @@ pub(crate) fn policy_of(db: &mut Db<'_>, tenant: &TenantId) -> Result<Policy> {
 }
 
 /// A tenant's account context and the version it was read at (`roles::product_version`).
-type Kept = ((i64, i64, i64), Arc<Ctx>);
+type Kept = (ProductVersion, Arc<Ctx>);
 
 /// The tenants' account contexts by version (`Service::accounts_ctx`), and the one of a
 /// tenant that never set a policy, a role or a rule.
@@ -228,7 +228,8 @@ impl Service {
         self.accounts_ctx_at(db, tenant, version)
     }
 
-    /// `accounts_ctx` for the version just read (`stored::of_user_versioned`).
+    /// `accounts_ctx` for the version just read (with the user's account,
+    /// `stored::of_user_versioned`, or with a new user, `resources::insert`).
     pub(crate) fn accounts_ctx_at(
         &self,
         db: &mut Db<'_>,
@@ -408,25 +409,20 @@ impl Service {
         }
     }
 
-    /// The account as a product event's `data`. `new_user`: its user was created by this
-    /// change, so belongs to no group yet (its groups are not read).
-    fn event_data(
+    /// The account as a product event's `data` shows it. `new_user`: its user was created by
+    /// this change, so belongs to no group yet (its groups are not read); else its groups are
+    /// those the change already read (`Journal::user_groups`), or read now.
+    fn event_account(
         &self,
         db: &mut Db<'_>,
         j: &Journal,
         a: &AccountRow,
-        previous_roles: Option<Vec<RoleRef>>,
         new_user: bool,
-    ) -> Result<AccountEventData> {
-        let account = if new_user {
-            self.account_of(a, Vec::new())
-        } else {
-            self.account_view_knowing(db, a, j.user_groups.as_ref())?
-        };
-        Ok(AccountEventData {
-            account,
-            previous_roles,
-        })
+    ) -> Result<Account> {
+        if new_user {
+            return Ok(self.account_of(a, Vec::new()));
+        }
+        self.account_view_knowing(db, a, j.user_groups.as_ref())
     }
 
     /// Writes an account's new lifecycle and roles and announces what changed. `granted` is
@@ -480,12 +476,20 @@ impl Service {
         } else if roles_changed {
             stored::set_roles(db, &j.tenant, &a.id, &role_ids(&a))?;
         }
+        let roles_event = roles_changed && !is_new;
+        if announce.is_none() && !roles_event {
+            return Ok((a, true));
+        }
+        // Both events show the account as it is now: built once.
+        let mut data = AccountEventData {
+            account: self.event_account(db, j, &a, fresh == Fresh::WithUser)?,
+            previous_roles: None,
+        };
         if let Some(ann) = announce {
-            let data = self.event_data(db, j, &a, None, fresh == Fresh::WithUser)?;
             j.account(ann.event_type(), &a.id, &a.scim_id, &data)?;
         }
-        if roles_changed && !is_new {
-            let data = self.event_data(db, j, &a, Some(previous_roles), false)?;
+        if roles_event {
+            data.previous_roles = Some(previous_roles);
             j.account("account.roles_changed", &a.id, &a.scim_id, &data)?;
         }
         Ok((a, true))

@@ -112,10 +112,13 @@ impl Signal {
 }
 
 /// The id of a new resource, account or other record: a UUID of version 7 (RFC 9562). Its
-/// leading bits are the time, so the rows a batch writes sit together in every index keyed
-/// by id (one page changed per index and batch, not one per row: on SQLite a page is a WAL
-/// frame, on Postgres a full-page image after each checkpoint); its 74 random bits keep it
-/// unguessable. Clients treat ids as opaque (RFC 7643 §3.1).
+/// leading 48 bits are the time in milliseconds and the next 42 a counter (`uuid`'s: drawn
+/// at random each millisecond, then counted up), so ids sort in creation order and the rows
+/// a batch writes sit together in every index keyed by id (one page changed per index and
+/// batch, not one per row: on SQLite a page is a WAL frame, on Postgres a full-page image
+/// after each checkpoint). An id shows when it was made; its last 32 bits are random, and
+/// every lookup by id is within the caller's tenant. Clients treat ids as opaque (RFC 7643
+/// §3.1). Secrets (tokens) are not made here.
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }

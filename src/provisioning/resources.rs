@@ -395,10 +395,11 @@ impl Service {
         proj: &Projection,
         changed: impl FnOnce(&Self, &mut Db<'_>, &mut Journal, &Doc) -> Result<()>,
     ) -> Result<Output> {
-        let refs = self.shown_refs(db, Rtype::User, pk, proj)?;
-        j.user_groups = refs.clone().map(|r| (pk, r));
+        j.user_groups = self
+            .shown_refs(db, Rtype::User, pk, proj)?
+            .map(|refs| (pk, refs));
         let done = changed(self, db, j, &doc);
-        j.user_groups = None;
+        let refs = j.user_groups.take().map(|(_, refs)| refs);
         done?;
         Ok(self.written_with(Rtype::User, pk, meta, doc, proj, refs))
     }
