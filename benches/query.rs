@@ -43,66 +43,56 @@ fn enc(s: &str) -> String {
 /// Reads the loaded database's files once, so that they are in the operating system's page
 /// cache when the queries run, as a server in use keeps them (SCIMITAR_BENCH_PREWARM=0 skips
 /// it). Without it the measured rows read from disk whatever the machine evicted since the
-/// load, and the first rows at 32 clients paid for it: on this machine kind a DAMON scheme
-/// pages out a file left idle, and `vmstat` showed 5-44 MB/s read from disk during the first
-/// rows of a run and none during GET by id, the last (the ceiling of the shares). The server
-/// itself still starts cold: its caches, prepared statements and (SQLite) trigram counts
-/// start empty, and each query's first run is in its one-client p99.
+/// load, and the first rows at 32 clients paid for it: on this kind of machine a DAMON
+/// scheme pages out a file left idle, and `vmstat` showed 5-44 MB/s read from disk during
+/// the first rows of a run and none during GET by id, the last (the ceiling of the shares).
+/// The server itself still starts cold: its caches, prepared statements and (SQLite)
+/// trigram counts start empty, and each query's first run is in its one-client p99.
 fn prewarm(url: &str, pool: &scimitar::storage::pool::Pool) {
-    use std::io::Read;
     let t = std::time::Instant::now();
-    let read = if let Some(rest) = url.strip_prefix("sqlite://") {
+    let read = match scimitar::storage::conn::sqlite_file(url).expect("database URL") {
         // The database file and its write-ahead log, if any.
-        let path = rest.split('?').next().unwrap_or(rest);
-        let mut n = 0u64;
-        let mut buf = vec![0u8; 1 << 20];
-        for p in [path.to_string(), format!("{path}-wal")] {
-            let Ok(mut f) = std::fs::File::open(&p) else {
-                continue;
-            };
-            while let Ok(k) = f.read(&mut buf) {
-                if k == 0 {
-                    break;
+        Some(file) => {
+            let mut wal = file.clone().into_os_string();
+            wal.push("-wal");
+            [file.into_os_string(), wal]
+                .iter()
+                .filter_map(|p| std::fs::File::open(p).ok())
+                .map(|mut f| std::io::copy(&mut f, &mut std::io::sink()).expect("read"))
+                .sum()
+        }
+        // Postgres: every table and index of the schema, read through its own buffers into
+        // the page cache (pg_prewarm's `read` mode, which returns the blocks it read; the
+        // extension ships with Postgres).
+        None => {
+            let mut c = pool.get().expect("conn");
+            let mut db = c.db();
+            let sql = scimitar::storage::sql::Sql::new;
+            let read = db
+                .execute(&sql("CREATE EXTENSION IF NOT EXISTS pg_prewarm"))
+                .map_err(scimitar::storage::StorageError::from)
+                .and_then(|_| {
+                    db.count(&sql(
+                        "SELECT (COALESCE(SUM(pg_prewarm(c.oid::regclass, 'read')), 0) \
+                         * current_setting('block_size')::bigint)::bigint AS n \
+                         FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace \
+                         WHERE s.nspname = current_schema() AND c.relkind IN ('r', 'i')",
+                    ))
+                });
+            match read {
+                Ok(bytes) => bytes as u64,
+                Err(e) => {
+                    eprintln!("prewarm skipped (pg_prewarm: {e})");
+                    return;
                 }
-                n += k as u64;
             }
         }
-        n
-    } else {
-        // Postgres: every table and index of the schema, read through its own buffers into the
-        // page cache (pg_prewarm's `read` mode; the extension ships with Postgres).
-        let mut c = pool.get().expect("conn");
-        let mut db = c.db();
-        let sql = scimitar::storage::sql::Sql::new;
-        let made = db
-            .execute(&sql("CREATE EXTENSION IF NOT EXISTS pg_prewarm"))
-            .and_then(|_| {
-                db.execute(&sql(
-                    "SELECT pg_prewarm(c.oid::regclass, 'read') FROM pg_class c \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'i', 't')",
-                ))
-            });
-        if let Err(e) = made {
-            eprintln!("prewarm skipped (pg_prewarm: {e})");
-            return;
-        }
-        let size: Vec<DbSize> = db
-            .load(&sql("SELECT pg_database_size(current_database()) AS n"))
-            .unwrap_or_default();
-        size.first().map_or(0, |s| s.n as u64)
     };
     eprintln!(
         "prewarm: {:.0} MB read into the page cache in {:.1} s",
         read as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-}
-
-#[derive(diesel::QueryableByName)]
-struct DbSize {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
 }
 
 /// Answers other than 200, by status (or transport error), over the whole run.
