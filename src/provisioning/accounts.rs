@@ -252,14 +252,16 @@ impl Service {
     }
 
     /// What the tenant's writes decide accounts by (`accounts_ctx`), and the user's account,
-    /// locked: in one statement when the account exists.
+    /// from `read`: the account (locked) and the product version, read in one statement
+    /// (`stored::of_user_versioned`, `stored::delete_user_versioned`); None when the user
+    /// has no account.
     fn ctx_and_account(
         &self,
         db: &mut Db<'_>,
         tenant: &TenantId,
-        scim_id: &str,
+        read: Option<(AccountRow, Option<ProductVersion>)>,
     ) -> Result<(Arc<Ctx>, Option<AccountRow>)> {
-        match stored::of_user_versioned(db, tenant, scim_id)? {
+        match read {
             Some((a, version)) => Ok((self.accounts_ctx_at(db, tenant, version)?, Some(a))),
             None => Ok((self.accounts_ctx(db, tenant)?, None)),
         }
@@ -539,7 +541,8 @@ impl Service {
         verb: &str,
         data: Value,
     ) -> Result<()> {
-        let (ctx, existing) = self.ctx_and_account(db, &j.tenant, id)?;
+        let read = stored::of_user_versioned(db, &j.tenant, id)?;
+        let (ctx, existing) = self.ctx_and_account(db, &j.tenant, read)?;
         let account_id = existing
             .as_ref()
             .map(|a| a.id.clone())
@@ -594,9 +597,17 @@ impl Service {
         Ok(())
     }
 
-    /// A deleted SCIM user.
-    pub(crate) fn on_user_deleted(&self, db: &mut Db<'_>, j: &mut Journal, id: &str) -> Result<()> {
-        let (ctx, existing) = self.ctx_and_account(db, &j.tenant, id)?;
+    /// Deletes the SCIM user `pk` (its values and memberships go with it) and settles its
+    /// account.
+    pub(crate) fn delete_user(
+        &self,
+        db: &mut Db<'_>,
+        j: &mut Journal,
+        pk: i64,
+        id: &str,
+    ) -> Result<()> {
+        let read = stored::delete_user_versioned(db, &j.tenant, pk, id)?;
+        let (ctx, existing) = self.ctx_and_account(db, &j.tenant, read)?;
         j.scim(
             "delete",
             Rtype::User,

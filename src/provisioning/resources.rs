@@ -698,11 +698,11 @@ impl Service {
             Rtype::Group => self.watched_members(db, &p.tenant, id, row.pk)?,
             Rtype::User => None,
         };
-        resources::delete(db, &p.tenant, row.pk)?;
         j.count(rt, -1);
         match rt {
-            Rtype::User => self.on_user_deleted(db, j, id)?,
+            Rtype::User => self.delete_user(db, j, row.pk, id)?,
             Rtype::Group => {
+                resources::delete(db, &p.tenant, row.pk)?;
                 j.scim("delete", rt, id, None, None, None)?;
                 self.on_members_changed(db, j, row.pk, watched)?;
             }

@@ -7,7 +7,8 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::QueryableByName;
 
 use super::conn::Db;
-use super::dialect::Lock;
+use super::dialect::{self, Lock};
+use super::resources;
 use super::roles::{self, ProductVersion};
 use super::search;
 use super::sql::{select, Bind, Sql};
@@ -143,6 +144,33 @@ pub fn of_user_versioned(
     tenant: &TenantId,
     scim_id: &str,
 ) -> StoreResult<Option<(AccountRow, Option<ProductVersion>)>> {
+    let q = user_versioned(db, tenant, scim_id);
+    versioned(db, &q)
+}
+
+/// Deletes the user `pk` (`resources::delete`: its values and memberships go with it), then
+/// reads its account and the product version as `of_user_versioned` does. On Postgres both
+/// are one statement (`dialect::delete_then`): one round trip fewer on the tenant's batch
+/// connection for every deleted user.
+pub fn delete_user_versioned(
+    db: &mut Db<'_>,
+    tenant: &TenantId,
+    pk: i64,
+    scim_id: &str,
+) -> StoreResult<Option<(AccountRow, Option<ProductVersion>)>> {
+    let delete = resources::delete_statement(tenant, pk);
+    let read = user_versioned(db, tenant, scim_id);
+    match dialect::delete_then(db.backend(), &delete, &read) {
+        Some(q) => versioned(db, &q),
+        None => {
+            db.execute(&delete)?;
+            versioned(db, &read)
+        }
+    }
+}
+
+/// `of_user_versioned`'s statement.
+fn user_versioned(db: &Db<'_>, tenant: &TenantId, scim_id: &str) -> Sql {
     let mut q = Sql::new(&format!("SELECT {ACCOUNT_COLUMNS}, "));
     q.append(roles::version_columns(tenant))
         .push(" FROM accounts a WHERE a.tenant_id = ")
@@ -150,7 +178,14 @@ pub fn of_user_versioned(
         .push(" AND a.scim_id = ")
         .bind(Bind::text(scim_id));
     q.push(&db.backend().lock_of("a"));
-    let Some(r) = db.first::<RawVersionedAccount>(&q)? else {
+    q
+}
+
+fn versioned(
+    db: &mut Db<'_>,
+    q: &Sql,
+) -> StoreResult<Option<(AccountRow, Option<ProductVersion>)>> {
+    let Some(r) = db.first::<RawVersionedAccount>(q)? else {
         return Ok(None);
     };
     Ok(Some((r.account.decode()?, r.version.version())))

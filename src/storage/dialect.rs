@@ -558,6 +558,21 @@ pub fn update_with_values(backend: Backend, update: &Sql) -> Option<Sql> {
     }
 }
 
+/// `delete`, then `read`, in one statement (Postgres: the DELETE as a data-modifying WITH,
+/// which runs to completion whether or not the SELECT reads it; the SELECT sees the
+/// statement's snapshot, so `read` must not look for what `delete` removes); None where each
+/// is its own statement (SQLite).
+pub fn delete_then(backend: Backend, delete: &Sql, read: &Sql) -> Option<Sql> {
+    match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let mut q = Sql::new("WITH d AS (");
+            q.append(delete.clone()).push(") ").append(read.clone());
+            Some(q)
+        }
+    }
+}
+
 /// A resource's values of the paths `gone` deleted and `added` inserted, in one statement
 /// (Postgres: the DELETE sees the statement's snapshot, so never the rows the INSERT adds);
 /// None where each is its own statement (SQLite).

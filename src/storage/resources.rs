@@ -414,11 +414,16 @@ pub fn get_by_pk(db: &mut Db<'_>, tenant: &TenantId, pk: i64) -> StoreResult<Opt
 
 /// Deletes a resource; attribute values and memberships go with it (ON DELETE CASCADE).
 pub fn delete(db: &mut Db<'_>, tenant: &TenantId, pk: i64) -> StoreResult<()> {
-    db.execute(&Sql::with(
+    db.execute(&delete_statement(tenant, pk))?;
+    Ok(())
+}
+
+/// `delete`'s statement.
+pub(crate) fn delete_statement(tenant: &TenantId, pk: i64) -> Sql {
+    Sql::with(
         "DELETE FROM resources WHERE tenant_id = ? AND pk = ?",
         [Bind::tenant(tenant), Bind::Int(pk)],
-    ))?;
-    Ok(())
+    )
 }
 
 /// A resource named by id, as found in this tenant.
