@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The write path side by side (issue 15): the two in-memory peers of ../shared/bench, then
 # Scimitar on a fresh SQLite file and on a fresh Postgres database, in one scimbench run
-# (10,000 users, 32 connections, create/get/patch/delete). Needs `../shared/bench/setup.sh`
+# (10,000 users, 32 connections, create/get/patch/delete), then the CPU budget of the
+# issue's targets (benches/budget.py). Needs `../shared/bench/setup.sh`
 # and `./peers.sh install` once, Postgres at 127.0.0.1:5432, and a release build:
 #   cargo build --release && benches/sidebyside.sh
 set -euo pipefail
@@ -30,3 +31,4 @@ cd "$bench"
   --target "label=scimitar-pg,url=http://127.0.0.1:18091/scim/v2,token=$tp,pid=$p" \
   -n 10000 -c 32 --phases create,get,patch,delete --quiet-wait 60 --out "$work/run.json"
 echo "results: $work/run.json"
+python3 "$root/benches/budget.py" "$work/run.json"
