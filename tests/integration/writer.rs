@@ -28,6 +28,16 @@ fn group_with_missing_member() -> Value {
     })
 }
 
+/// A server for `one_batch` of up to 12 writes: every request of the batch holds a pooled
+/// connection while it waits its turn, and all of one tenant's run at once (admission would
+/// hold some back).
+fn batch_args(db: &TestDb) -> scimitar::config::ServeArgs {
+    let mut a = args(db);
+    a.db.db_pool_size = 12;
+    a.tenant_max_concurrency = Some(12);
+    a
+}
+
 /// Sequence numbers of the default tenant's feed, in order.
 fn seqs(state: &actix_web::web::Data<scimitar::http::AppState>) -> Vec<i64> {
     let mut conn = state.service.pool.get().expect("conn");
@@ -43,12 +53,7 @@ fn seqs(state: &actix_web::web::Data<scimitar::http::AppState>) -> Vec<i64> {
 #[actix_web::test]
 async fn a_batch_answers_each_write_as_if_it_ran_alone() {
     let db = TestDb::new();
-    let mut a = args(&db);
-    // Every request of the batch holds a pooled connection while it waits its turn.
-    a.db.db_pool_size = 12;
-    // All seven of one tenant run at once (admission would hold some back).
-    a.tenant_max_concurrency = Some(12);
-    let (app, data) = app_with(a).await;
+    let (app, data) = app_with(batch_args(&db)).await;
     create_user(&app, "taken").await;
     let alice = create_user(&app, "alice").await;
     let bob = create_user(&app, "bob").await;
@@ -134,10 +139,7 @@ async fn a_batch_answers_each_write_as_if_it_ran_alone() {
 #[actix_web::test]
 async fn two_patches_of_one_user_in_one_batch_both_hold() {
     let db = TestDb::new();
-    let mut a = args(&db);
-    a.db.db_pool_size = 12;
-    a.tenant_max_concurrency = Some(12);
-    let (app, data) = app_with(a).await;
+    let (app, data) = app_with(batch_args(&db)).await;
     let alice = create_user(&app, "alice").await;
     let patch = |ops: Value| {
         req("PATCH", &format!("/scim/v2/Users/{alice}"))
