@@ -461,7 +461,7 @@ impl Conn {
     /// Whether a statement found the connection dead, or a failed write of a batch left its
     /// transaction aborted (`Db::batch_write`). Part of `is_broken`, without its test of an
     /// open transaction, which a batch's connection has between its writes.
-    pub fn is_unusable(&self) -> bool {
+    pub(crate) fn is_unusable(&self) -> bool {
         self.broken.get()
     }
 
@@ -594,10 +594,13 @@ impl<'a> Db<'a> {
     /// a `RELEASE` per write was a round trip on the tenant's batch connection, where the
     /// tenant's writes take turns. Each write's savepoint nests in the one before; a failed
     /// write rolls back to its own (the most recent of that name) and the batch goes on. If
-    /// that rollback fails (a cancel that reached it, a lost connection), the transaction is
-    /// left aborted with the write's statements in it: the connection is marked unusable
-    /// (`Conn::is_unusable`), so that the batch is abandoned rather than committed
-    /// (`provisioning::writer`), and the write's own error is returned.
+    /// either statement of the batch's own fails (the `SAVEPOINT`, or the rollback to it: a
+    /// cancel that reached it, a lost connection, a transaction already aborted), the
+    /// transaction may be left aborted with the batch's earlier writes in it, and Postgres
+    /// ends a COMMIT of an aborted transaction without an error: the connection is marked
+    /// unusable (`Conn::is_unusable`), so that the batch is abandoned rather than committed
+    /// (`provisioning::writer`). The write gets its own error (the `SAVEPOINT`'s, when that
+    /// failed).
     /// SQLite releases as `savepoint` does: a savepoint left open would keep the pages it
     /// changed in its journal until the batch ends.
     pub fn batch_write<T, E>(&mut self, f: impl FnOnce(&mut Db<'_>) -> Result<T, E>) -> Result<T, E>
@@ -609,15 +612,20 @@ impl<'a> Db<'a> {
             DbInner::Sqlite(_) => return self.savepoint(f),
             DbInner::Pg(c) => c,
         };
+        // One of the batch's own statements failed: the batch cannot be committed.
+        let unusable = |what: &str, e: &diesel::result::Error| {
+            log::warn!("{what} failed ({e}); the write's batch is abandoned");
+            s.broken.set(true);
+        };
         if let Err(e) = c.batch_execute("SAVEPOINT batch_write") {
+            unusable("a write's savepoint", &e);
             return Err(TxError::Db(e).into_app(s));
         }
         match f(&mut Db::pg(c, s)) {
             Ok(v) => Ok(v),
             Err(e) => {
                 if let Err(rollback) = c.batch_execute("ROLLBACK TO SAVEPOINT batch_write") {
-                    log::warn!("a failed write's savepoint could not be rolled back ({rollback}); its batch is abandoned");
-                    s.broken.set(true);
+                    unusable("the rollback of a failed write to its savepoint", &rollback);
                 }
                 Err(e)
             }

@@ -273,18 +273,44 @@ async fn sixteen_concurrent_writers_keep_the_feed_gap_free_and_in_order() {
     assert!(data.service.writer.stats().changes >= (WRITERS * EACH) as u64);
 }
 
-/// A change that leaves its batch's connection unusable abandons the batch. On Postgres a
-/// failed change rolls back to its own savepoint (`Db::batch_write`); when that rollback
-/// fails, the transaction stays aborted with the change's statements in it, and a COMMIT of
-/// an aborted transaction ends it without an error, so the changes before it in the batch
-/// would be answered as written. Instead they answer 503 (nothing written, retry), the
-/// failed change its own error, and the next write runs in a new batch. Made to happen here
-/// by a change that releases every savepoint of the batch before it fails. SQLite runs a
+/// A change that leaves its batch's connection unusable abandons the batch. On Postgres each
+/// change of a batch runs in its own savepoint (`Db::batch_write`); when the batch's own
+/// statement fails (the rollback of a failed change to its savepoint, or a change's
+/// `SAVEPOINT`), the transaction may stay aborted with the earlier changes in it, and a
+/// COMMIT of an aborted transaction ends it without an error, so the changes before it in
+/// the batch would be answered as written. Instead they answer 503 (nothing written, retry),
+/// the failing change its own error, and the next write runs in a new batch. SQLite runs a
 /// change's savepoint through diesel, which has no such state: Postgres only.
 #[test]
 fn a_change_that_leaves_the_connection_unusable_abandons_its_batch() {
+    // The rollback fails: the second change releases every savepoint of the batch, then
+    // fails.
+    abandoned_batch(
+        None,
+        &[
+            "RELEASE SAVEPOINT batch_write",
+            "RELEASE SAVEPOINT batch_write",
+            "SELECT 1 / 0",
+        ],
+        "division by zero",
+    );
+}
+
+/// As above, when a change's own `SAVEPOINT` fails: here because the change before it left
+/// the transaction aborted (a statement whose error it ignored); a cancel that lands on the
+/// `SAVEPOINT` does the same.
+#[test]
+fn a_change_whose_savepoint_fails_abandons_its_batch() {
+    abandoned_batch(Some("SELECT 1 / 0"), &[], "current transaction is aborted");
+}
+
+/// A batch of two on Postgres: the first change inserts a row (then runs `first_ignored`
+/// and ignores its error), the second runs `second` and must fail with an error whose text
+/// holds `second_error`; the first must answer 503 and nothing of the batch be written.
+fn abandoned_batch(first_ignored: Option<&'static str>, second: &[&str], second_error: &str) {
     let db = TestDb::new();
     if !db.is_postgres() {
+        eprintln!("skipped: Postgres only (SCIMITAR_TEST_POSTGRES_URL)");
         return;
     }
     let data = state(&args(&db));
@@ -318,9 +344,17 @@ fn a_change_that_leaves_the_connection_unusable_abandons_its_batch() {
             data.service.write(&mut conn, &p, |db, _| {
                 db.execute(&insert("batch-first"))
                     .map_err(StorageError::from)?;
+                if let Some(sql) = first_ignored {
+                    let _ = db.execute(&Sql::new(sql));
+                }
                 running_tx.send(()).expect("send");
-                // Not a timing assertion: it waits for the second to queue, however long.
+                // It waits for the second to queue; a second that never does fails the test.
+                let until = std::time::Instant::now() + Duration::from_secs(30);
                 while data.service.writer.waiting(&tenant) == 0 {
+                    assert!(
+                        std::time::Instant::now() < until,
+                        "the second change never queued"
+                    );
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Ok(())
@@ -330,19 +364,15 @@ fn a_change_that_leaves_the_connection_unusable_abandons_its_batch() {
     running.recv().expect("the first change runs");
     let mut conn = data.service.conn().expect("conn");
     let second = data.service.write(&mut conn, &principal, |db, _| {
-        for sql in [
-            "RELEASE SAVEPOINT batch_write",
-            "RELEASE SAVEPOINT batch_write",
-            "SELECT 1 / 0",
-        ] {
+        for sql in second {
             db.execute(&Sql::new(sql)).map_err(StorageError::from)?;
         }
         Ok(())
     });
     let first = first.join().expect("first");
     assert!(
-        matches!(second, Err(Error::Storage(StorageError::Backend(_)))),
-        "the failed change answers its own error: {second:?}"
+        matches!(&second, Err(Error::Storage(StorageError::Backend(e))) if e.to_string().contains(second_error)),
+        "the failing change answers its own error ({second_error}): {second:?}"
     );
     assert!(
         matches!(first, Err(Error::Storage(StorageError::Connect(_)))),
