@@ -683,7 +683,10 @@ impl Service {
         // Lock order on Postgres: the groups it is in (pk order), then the row itself, the
         // same order as a membership change (group, then its members' keys), so a delete and
         // a PUT of one of its groups cannot deadlock. (A resource no group holds, or none of
-        // this id, has no groups; `locked` then finds it, or answers 404.)
+        // this id, has no groups; `locked` then finds it, or answers 404.) A user's account
+        // is locked after these, with its deletion (`delete_user`, which deletes the row
+        // itself: on Postgres in the statement that reads the account); a group's row goes
+        // below.
         let groups = members::groups_containing(db, &p.tenant, rt, id)?;
         let row = self.locked(db, p, t, Lock::Delete)?;
         for g in groups {

@@ -144,14 +144,19 @@ pub fn of_user_versioned(
     tenant: &TenantId,
     scim_id: &str,
 ) -> StoreResult<Option<(AccountRow, Option<ProductVersion>)>> {
-    let q = user_versioned(db, tenant, scim_id);
+    let q = user_versioned(db.backend(), tenant, scim_id);
     versioned(db, &q)
 }
 
-/// Deletes the user `pk` (`resources::delete`: its values and memberships go with it), then
+/// Deletes the user `pk` (`resources::delete`: its values and memberships go with it) and
 /// reads its account and the product version as `of_user_versioned` does. On Postgres both
 /// are one statement (`dialect::delete_then`): one round trip fewer on the tenant's batch
-/// connection for every deleted user.
+/// connection for every deleted user. There the account is locked before the user's row
+/// goes (`accounts` has no foreign key to it) and before the cascade takes its values and
+/// memberships. The caller already holds the user's groups and the user's row
+/// (`delete_in`): a change that takes either before the account waits for this one there,
+/// and one that holds the account without them (a role or rule change) waits for nothing
+/// this one holds.
 pub fn delete_user_versioned(
     db: &mut Db<'_>,
     tenant: &TenantId,
@@ -159,7 +164,7 @@ pub fn delete_user_versioned(
     scim_id: &str,
 ) -> StoreResult<Option<(AccountRow, Option<ProductVersion>)>> {
     let delete = resources::delete_statement(tenant, pk);
-    let read = user_versioned(db, tenant, scim_id);
+    let read = user_versioned(db.backend(), tenant, scim_id);
     match dialect::delete_then(db.backend(), &delete, &read) {
         Some(q) => versioned(db, &q),
         None => {
@@ -170,14 +175,14 @@ pub fn delete_user_versioned(
 }
 
 /// `of_user_versioned`'s statement.
-fn user_versioned(db: &Db<'_>, tenant: &TenantId, scim_id: &str) -> Sql {
+fn user_versioned(backend: dialect::Backend, tenant: &TenantId, scim_id: &str) -> Sql {
     let mut q = Sql::new(&format!("SELECT {ACCOUNT_COLUMNS}, "));
     q.append(roles::version_columns(tenant))
         .push(" FROM accounts a WHERE a.tenant_id = ")
         .bind(Bind::tenant(tenant))
         .push(" AND a.scim_id = ")
         .bind(Bind::text(scim_id));
-    q.push(&db.backend().lock_of("a"));
+    q.push(&backend.lock_of("a"));
     q
 }
 

@@ -558,10 +558,13 @@ pub fn update_with_values(backend: Backend, update: &Sql) -> Option<Sql> {
     }
 }
 
-/// `delete`, then `read`, in one statement (Postgres: the DELETE as a data-modifying WITH,
-/// which runs to completion whether or not the SELECT reads it; the SELECT sees the
-/// statement's snapshot, so `read` must not look for what `delete` removes); None where each
-/// is its own statement (SQLite).
+/// `delete` and `read` in one statement (Postgres: the DELETE as a data-modifying WITH that
+/// the SELECT does not read); None where `delete` runs first, then `read`, each its own
+/// statement (SQLite). On Postgres the order is not the text's: a WITH the query does not
+/// read runs to completion after it, so `read`'s row locks are taken before the DELETE and
+/// its cascades (the `ON DELETE CASCADE` of the rows that reference it, at the statement's
+/// end). Both see the statement's snapshot: `read` must find the same rows whether or not
+/// `delete` ran first, and the caller's lock order must allow either order.
 pub fn delete_then(backend: Backend, delete: &Sql, read: &Sql) -> Option<Sql> {
     match backend {
         Backend::Sqlite => None,
