@@ -191,10 +191,9 @@ impl Admission {
         })
     }
 
-    /// A slot of `tenant`'s, waiting up to `wait` for one (blocking: call it off the async
+    /// A slot of `tenant`'s, waiting until `until` for one (blocking: call it off the async
     /// executor); None when the queue is full or the wait ran out.
-    pub fn admit(self: &Arc<Self>, tenant: &TenantId, wait: Duration) -> Option<Slot> {
-        let until = Instant::now() + wait;
+    pub fn admit(self: &Arc<Self>, tenant: &TenantId, until: Instant) -> Option<Slot> {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         {
             let c = s.entry(tenant.clone()).or_default();
@@ -560,14 +559,17 @@ mod tests {
         let s1 = a.try_admit(&t1).unwrap();
         let _s2 = a.try_admit(&t1).unwrap();
         assert!(a.try_admit(&t1).is_none());
-        assert!(a.admit(&t1, Duration::ZERO).is_none());
+        assert!(a.admit(&t1, Instant::now()).is_none());
         assert_eq!(a.waiting(&t1), 0);
         // Another tenant is untouched.
         let _b = a.try_admit(&t2).unwrap();
         // A slot freed while waiting is taken.
         let a2 = a.clone();
         let t = t1.clone();
-        let waiter = std::thread::spawn(move || a2.admit(&t, Duration::from_secs(30)).is_some());
+        let waiter = std::thread::spawn(move || {
+            a2.admit(&t, Instant::now() + Duration::from_secs(30))
+                .is_some()
+        });
         std::thread::sleep(Duration::from_millis(20));
         drop(s1);
         assert!(waiter.join().unwrap());
@@ -584,7 +586,7 @@ mod tests {
             .map(|_| {
                 let (a, t) = (a.clone(), t.clone());
                 std::thread::spawn(move || {
-                    let slot = a.admit(&t, Duration::from_secs(30));
+                    let slot = a.admit(&t, Instant::now() + Duration::from_secs(30));
                     std::thread::sleep(Duration::from_millis(2));
                     slot.is_some()
                 })
@@ -595,7 +597,7 @@ mod tests {
         }
         drop(held);
         // A newcomer barging in between takes a turn too and hands it on when it ends.
-        let newcomer = a.admit(&t, Duration::from_secs(30));
+        let newcomer = a.admit(&t, Instant::now() + Duration::from_secs(30));
         assert!(newcomer.is_some());
         drop(newcomer);
         for w in waiters {
@@ -623,7 +625,7 @@ mod tests {
                         } else {
                             Duration::from_secs(10)
                         };
-                        let slot = a.admit(&t, wait);
+                        let slot = a.admit(&t, Instant::now() + wait);
                         if slot.is_some() {
                             std::thread::sleep(Duration::from_micros(50));
                         }
@@ -852,7 +854,7 @@ mod low_priority_tests {
         );
         // Past the share, a waiter admitted after others ended runs by what it found then.
         drop(first);
-        let third = a.admit(&t1, Duration::ZERO).unwrap();
+        let third = a.admit(&t1, Instant::now()).unwrap();
         assert_eq!(nice_of(&a, &third), low);
         drop((second, third));
         assert_eq!(nice_of(&a, &a.try_admit(&t1).unwrap()), here);

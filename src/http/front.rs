@@ -372,7 +372,7 @@ where
                     let slot = match slot {
                         Some(slot) => slot,
                         None => admission
-                            .admit(&p.tenant, until.saturating_duration_since(Instant::now()))
+                            .admit(&p.tenant, until)
                             .ok_or(Refused::TenantBusy(admission.max()))?,
                     };
                     let turn = admission.wait_turn(&slot, reads, until, || hold.fired());

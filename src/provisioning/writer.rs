@@ -343,11 +343,13 @@ impl Writer {
         if conn.is_unusable() {
             let failed = || {
                 StorageError::Connect(
-                    "the database connection of this write's batch failed; nothing of the batch was written"
+                    "this write's batch could not be committed (its database connection was lost or left unusable); \
+                     nothing of the batch was written"
                         .into(),
                 )
             };
             abandon(&group, conn, self, failed());
+            // This change answers its own error; one that held answers as the others do.
             return result.and_then(|_| Err(failed().into()));
         }
         // SQLite ends a statement it interrupts (deadline, gone client) by rolling back the

@@ -203,14 +203,14 @@ pub fn update(
         .push(", version = version + 1, modified = ")
         .bind(Bind::Int(w.now));
     at_version(&mut q, tenant, pk, expected);
-    let old = match dialect::update_with_values(db.backend(), &q) {
+    let old: Vec<RawValue> = match dialect::update_with_values(db.backend(), &q) {
         // Postgres: the update and the read of the values it replaces in one round trip.
         Some(with) => {
-            let rows: Vec<ValueOfUpdated> = db.load(&with)?;
+            let rows = db.load(&with)?;
             if rows.is_empty() {
                 return Err(StorageError::VersionMismatch);
             }
-            rows.into_iter().filter_map(ValueOfUpdated::value).collect()
+            rows
         }
         None => {
             changed_one(db, &q)?;
@@ -220,14 +220,15 @@ pub fn update(
             ))?
         }
     };
+    let old = old.into_iter().filter_map(RawValue::value).collect();
     replace_values(db, tenant, pk, old, &ix.values)?;
     Ok(expected + 1)
 }
 
-/// A row of `dialect::update_with_values`: a value of the updated resource, or NULLs when it
-/// has none.
+/// A stored value as read: from `attr_values`, or a row of `dialect::update_with_values`,
+/// all NULL when the updated resource has no value.
 #[derive(QueryableByName)]
-struct ValueOfUpdated {
+struct RawValue {
     #[diesel(sql_type = Nullable<Text>)]
     path: Option<String>,
     #[diesel(sql_type = Nullable<Integer>)]
@@ -238,7 +239,8 @@ struct ValueOfUpdated {
     num: Option<f64>,
 }
 
-impl ValueOfUpdated {
+impl RawValue {
+    /// The value; None for the row of NULLs.
     fn value(self) -> Option<StoredValue> {
         Some(StoredValue {
             path: self.path?,
@@ -249,15 +251,11 @@ impl ValueOfUpdated {
     }
 }
 
-#[derive(QueryableByName)]
+/// One of a resource's attribute values as stored.
 struct StoredValue {
-    #[diesel(sql_type = Text)]
     path: String,
-    #[diesel(sql_type = Integer)]
     elem: i32,
-    #[diesel(sql_type = Nullable<Text>)]
     val: Option<String>,
-    #[diesel(sql_type = Nullable<Double>)]
     num: Option<f64>,
 }
 
@@ -347,7 +345,8 @@ pub fn touch(
 ) -> StoreResult<i64> {
     let mut q = Sql::new("UPDATE resources SET version = version + 1, modified = ");
     q.bind(Bind::Int(now));
-    versioned(db, q, tenant, pk, expected)?;
+    at_version(&mut q, tenant, pk, expected);
+    changed_one(db, &q)?;
     Ok(expected + 1)
 }
 
@@ -358,18 +357,6 @@ fn at_version(q: &mut Sql, tenant: &TenantId, pk: i64, expected: i64) {
         " WHERE tenant_id = ? AND pk = ? AND version = ?",
         [Bind::tenant(tenant), Bind::Int(pk), Bind::Int(expected)],
     );
-}
-
-/// Runs `UPDATE resources SET ...` for one row at the version `expected` (`at_version`).
-fn versioned(
-    db: &mut Db<'_>,
-    mut q: Sql,
-    tenant: &TenantId,
-    pk: i64,
-    expected: i64,
-) -> StoreResult<()> {
-    at_version(&mut q, tenant, pk, expected);
-    changed_one(db, &q)
 }
 
 /// Runs an update of one row at a version (`at_version`); it changed none: `VersionMismatch`.
